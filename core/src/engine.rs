@@ -1,0 +1,1333 @@
+//! The lane engine: the whole write discipline as a sans-IO state machine.
+//!
+//! The host submits logical writes, drains [`Command`]s and carries them out, feeds back
+//! what it observed as [`Input`]s, and calls [`Engine::handle_timeout`] when
+//! [`Engine::poll_timeout`] says so. The engine never reads a clock, sleeps or performs IO.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backoff::{
+    plan_retry, refill_on_success, Bucket, BudgetScope, DecisionRng, Refusal, RetryRequest,
+};
+use crate::classify::{classify, ErrorClass, Failure};
+use crate::error::UsageError;
+use crate::policy::{LaneMode, Policy};
+
+/// Longest entity name accepted (an ARN is at most 2048 characters).
+pub const MAX_ENTITY_LEN: usize = 2048;
+/// Longest change token accepted.
+pub const MAX_TOKEN_LEN: usize = 1024;
+/// Telemetry events kept before the oldest are dropped (and counted in the stats).
+pub const MAX_QUEUED_EVENTS: usize = 65_536;
+
+/// Identifies one logical write for its whole life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OpId(pub u64);
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Options of one logical write.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitOptions {
+    /// The change token the writer based its change on. With token validation on, the
+    /// engine refuses to write if the entity is found at another revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// Overrides the policy's deadline for this write, in milliseconds from submission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+}
+
+/// What the host observed, fed back with [`Engine::handle`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Input {
+    /// A `Read` command completed: the entity's current change token, or `None` if the
+    /// entity does not exist.
+    ReadDone {
+        /// The operation.
+        op: OpId,
+        /// The observed token.
+        #[serde(default)]
+        token: Option<String>,
+    },
+    /// A `Read` command failed.
+    ReadFailed {
+        /// The operation.
+        op: OpId,
+        /// What went wrong.
+        failure: Failure,
+    },
+    /// A `Write` command succeeded, with the new change token if the host knows it.
+    WriteDone {
+        /// The operation.
+        op: OpId,
+        /// The token of the revision the write produced.
+        #[serde(default)]
+        token: Option<String>,
+    },
+    /// A `Write` command failed.
+    WriteFailed {
+        /// The operation.
+        op: OpId,
+        /// What went wrong.
+        failure: Failure,
+    },
+    /// The host abandons the operation (a cancelled context, an abort signal).
+    Cancel {
+        /// The operation.
+        op: OpId,
+    },
+}
+
+impl Input {
+    fn op(&self) -> OpId {
+        match self {
+            Input::ReadDone { op, .. }
+            | Input::ReadFailed { op, .. }
+            | Input::WriteDone { op, .. }
+            | Input::WriteFailed { op, .. }
+            | Input::Cancel { op } => *op,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Input::ReadDone { .. } => "read_done",
+            Input::ReadFailed { .. } => "read_failed",
+            Input::WriteDone { .. } => "write_done",
+            Input::WriteFailed { .. } => "write_failed",
+            Input::Cancel { .. } => "cancel",
+        }
+    }
+}
+
+/// Something the host must do now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Read the entity and report its change token with `ReadDone`.
+    Read {
+        /// The operation.
+        op: OpId,
+    },
+    /// Perform the write and report `WriteDone` or `WriteFailed`.
+    Write {
+        /// The operation.
+        op: OpId,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// The revision the write must be based on, if known.
+        base_token: Option<String>,
+    },
+    /// The operation is over; it is forgotten once this command is polled.
+    Finish {
+        /// The operation.
+        op: OpId,
+        /// How it ended.
+        outcome: Outcome,
+    },
+}
+
+impl Command {
+    /// The operation the command belongs to.
+    pub fn op(&self) -> OpId {
+        match self {
+            Command::Read { op } | Command::Write { op, .. } | Command::Finish { op, .. } => *op,
+        }
+    }
+}
+
+/// How a logical write ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The write landed.
+    Committed {
+        /// The change token of the committed revision, if known.
+        token: Option<String>,
+        /// Write attempts made.
+        attempts: u32,
+    },
+    /// The engine stopped trying.
+    GaveUp {
+        /// Why.
+        #[serde(flatten)]
+        reason: GiveUpReason,
+        /// Write attempts made.
+        attempts: u32,
+    },
+}
+
+/// Why a logical write gave up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum GiveUpReason {
+    /// The class's attempt limit was reached.
+    AttemptsExhausted {
+        /// The class of the last failure.
+        class: ErrorClass,
+        /// The last error code.
+        code: Option<String>,
+    },
+    /// A retry budget was empty.
+    BudgetExhausted {
+        /// The class of the last failure.
+        class: ErrorClass,
+        /// Which bucket was empty.
+        scope: BudgetScope,
+        /// The last error code.
+        code: Option<String>,
+    },
+    /// The deadline passed, or the next delay would pass it.
+    DeadlineExceeded {
+        /// The last error code, if a failure preceded.
+        code: Option<String>,
+    },
+    /// The failure is never retried.
+    Fatal {
+        /// The error code.
+        code: Option<String>,
+        /// The HTTP status.
+        http_status: Option<u16>,
+    },
+    /// The entity is at a revision the writer has not seen.
+    StaleRevision {
+        /// The token the writer based its change on.
+        expected: Option<String>,
+        /// The token found.
+        found: Option<String>,
+    },
+    /// The host cancelled the operation.
+    Cancelled,
+}
+
+impl GiveUpReason {
+    /// The reason as a snake_case name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            GiveUpReason::AttemptsExhausted { .. } => "attempts_exhausted",
+            GiveUpReason::BudgetExhausted { .. } => "budget_exhausted",
+            GiveUpReason::DeadlineExceeded { .. } => "deadline_exceeded",
+            GiveUpReason::Fatal { .. } => "fatal",
+            GiveUpReason::StaleRevision { .. } => "stale_revision",
+            GiveUpReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Telemetry: one record per decision, drained with [`Engine::poll_event`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A logical write was submitted.
+    Submitted {
+        /// The operation.
+        op: OpId,
+        /// The entity.
+        entity: Arc<str>,
+        /// When.
+        at: u64,
+    },
+    /// The write waits for the entity's lane.
+    LaneWaitStarted {
+        /// The operation.
+        op: OpId,
+        /// The entity.
+        entity: Arc<str>,
+        /// When.
+        at: u64,
+        /// Writes ahead of it, counting the holder.
+        ahead: u32,
+    },
+    /// The write got the lane after waiting.
+    LaneWaitEnded {
+        /// The operation.
+        op: OpId,
+        /// The entity.
+        entity: Arc<str>,
+        /// When.
+        at: u64,
+        /// How long it waited.
+        waited_ms: u64,
+    },
+    /// A write failed with a conflict.
+    Conflict {
+        /// The operation.
+        op: OpId,
+        /// The entity.
+        entity: Arc<str>,
+        /// When.
+        at: u64,
+        /// The attempt that conflicted.
+        attempt: u32,
+        /// The error code.
+        code: Option<String>,
+    },
+    /// A retry was scheduled.
+    RetryScheduled {
+        /// The operation.
+        op: OpId,
+        /// The entity.
+        entity: Arc<str>,
+        /// When.
+        at: u64,
+        /// Failed calls so far.
+        failures: u32,
+        /// The wait before the next call.
+        delay_ms: u64,
+        /// The class of the failure.
+        class: ErrorClass,
+        /// Budget tokens it took.
+        cost: u32,
+    },
+    /// A retry was refused by a budget.
+    BudgetRefused {
+        /// The operation.
+        op: OpId,
+        /// The entity.
+        entity: Arc<str>,
+        /// When.
+        at: u64,
+        /// Which bucket.
+        scope: BudgetScope,
+        /// Tokens needed.
+        needed: u32,
+        /// Tokens available.
+        available: u32,
+    },
+    /// The entity was found at a revision the writer has not seen.
+    StaleRevision {
+        /// The operation.
+        op: OpId,
+        /// The entity.
+        entity: Arc<str>,
+        /// When.
+        at: u64,
+        /// What the writer based its change on.
+        expected: Option<String>,
+        /// What was found.
+        found: Option<String>,
+    },
+    /// A write landed.
+    Committed {
+        /// The operation.
+        op: OpId,
+        /// The entity.
+        entity: Arc<str>,
+        /// When.
+        at: u64,
+        /// Write attempts made.
+        attempts: u32,
+    },
+    /// A write gave up.
+    GaveUp {
+        /// The operation.
+        op: OpId,
+        /// The entity.
+        entity: Arc<str>,
+        /// When.
+        at: u64,
+        /// Write attempts made.
+        attempts: u32,
+        /// Why (snake_case reason name).
+        reason: String,
+    },
+    /// Conflicts on the entity crossed the threshold: new writes wait until `until`.
+    SpikeStarted {
+        /// The entity.
+        entity: Arc<str>,
+        /// When.
+        at: u64,
+        /// Conflicts counted in the window.
+        conflicts: u32,
+        /// End of the cool-down.
+        until: u64,
+    },
+    /// The cool-down ended.
+    SpikeEnded {
+        /// The entity.
+        entity: Arc<str>,
+        /// When.
+        at: u64,
+    },
+}
+
+/// Counters, globally and per entity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Logical writes submitted.
+    pub submitted: u64,
+    /// Logical writes committed.
+    pub committed: u64,
+    /// Logical writes that gave up.
+    pub gave_up: u64,
+    /// Read commands issued.
+    pub reads: u64,
+    /// Write commands issued.
+    pub writes: u64,
+    /// Failures of the conflict class.
+    pub conflicts: u64,
+    /// Retries scheduled.
+    pub retries: u64,
+    /// Retries refused by a budget.
+    pub budget_refusals: u64,
+    /// Stale revisions found.
+    pub stale_revisions: u64,
+    /// Writes that waited for a lane.
+    pub lane_waits: u64,
+    /// Total milliseconds spent waiting for lanes.
+    pub lane_wait_ms: u64,
+    /// Conflict spikes detected.
+    pub spikes: u64,
+}
+
+/// Per-entity view in [`Stats`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityStats {
+    /// Counters for this entity.
+    pub counters: Counters,
+    /// Tokens in the entity's budget, when per-entity budgets are on.
+    pub budget: Option<u32>,
+    /// Writes waiting for the lane.
+    pub queued: u32,
+    /// Whether a write holds the lane.
+    pub busy: bool,
+    /// Whether a conflict cool-down is running.
+    pub cooling: bool,
+    /// The last committed change token known.
+    pub committed_token: Option<String>,
+}
+
+/// A snapshot of the engine's counters and budget levels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Counters over all entities.
+    pub global: Counters,
+    /// Tokens in the engine's budget, when budgets are on.
+    pub budget: Option<u32>,
+    /// Operations live now.
+    pub active_ops: u64,
+    /// Telemetry events dropped because nobody drained them.
+    pub dropped_events: u64,
+    /// Per entity, by name.
+    pub entities: BTreeMap<String, EntityStats>,
+}
+
+/// What an engine learned and can persist: committed tokens and budget levels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineState {
+    /// Format version of this document.
+    pub version: u32,
+    /// The engine budget's level.
+    #[serde(default)]
+    pub budget: Option<u32>,
+    /// Per entity: the last committed token and the entity budget's level.
+    #[serde(default)]
+    pub entities: BTreeMap<String, EntityRecord>,
+}
+
+/// One entity in [`EngineState`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityRecord {
+    /// The last committed change token.
+    #[serde(default)]
+    pub committed_token: Option<String>,
+    /// The entity budget's level.
+    #[serde(default)]
+    pub budget: Option<u32>,
+}
+
+/// Current [`EngineState`] format version.
+pub const STATE_VERSION: u32 = 1;
+
+type EntityId = u32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Op(OpId),
+    SpikeEnd(EntityId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the entity's lane; the timer, if any, is the deadline.
+    Queued,
+    /// Waiting out a conflict cool-down.
+    Cooling,
+    /// A read is outstanding; `readback` when it checks whether an unknown write landed.
+    Reading { readback: bool },
+    /// A write is outstanding.
+    Writing,
+    /// Waiting before the next call.
+    Backoff,
+    /// Over; the `Finish` command is queued.
+    Finishing,
+}
+
+#[derive(Debug)]
+struct Op {
+    entity: EntityId,
+    expected: Option<String>,
+    deadline_at: Option<u64>,
+    phase: Phase,
+    /// The pending command has been polled (inputs are accepted only then).
+    polled: bool,
+    pending: Option<Command>,
+    timer: Option<u64>,
+    writes: u32,
+    failures: u32,
+    last_delay_ms: u64,
+    last_cost: u32,
+    /// The token the next write is based on.
+    base: Option<String>,
+    last_failure: Option<Failure>,
+    holds_lane: bool,
+    queued_at: u64,
+}
+
+#[derive(Debug)]
+struct Entity {
+    name: Arc<str>,
+    committed: Option<String>,
+    holder: Option<OpId>,
+    queue: VecDeque<OpId>,
+    bucket: Option<Bucket>,
+    /// Conflict times inside the spike window, oldest first.
+    recent_conflicts: VecDeque<u64>,
+    cooling_until: Option<u64>,
+    counters: Counters,
+}
+
+/// The write-discipline engine. See the module documentation for the run loop.
+#[derive(Debug)]
+pub struct Engine {
+    policy: Policy,
+    rng: DecisionRng,
+    now: u64,
+    next_op: u64,
+    ops: HashMap<OpId, Op>,
+    entities: Vec<Entity>,
+    entity_index: HashMap<Arc<str>, EntityId>,
+    ready: VecDeque<OpId>,
+    timers: BTreeSet<(u64, Timer)>,
+    events: VecDeque<Event>,
+    dropped_events: u64,
+    bucket: Option<Bucket>,
+    counters: Counters,
+}
+
+impl Engine {
+    /// An engine under `policy`, drawing jitter from a ChaCha generator seeded with `seed`.
+    pub fn new(policy: Policy, seed: u64) -> Engine {
+        let bucket = policy
+            .budget
+            .enabled
+            .then(|| Bucket::new(policy.budget.initial, policy.budget.capacity));
+        Engine {
+            policy,
+            rng: DecisionRng::new(seed),
+            now: 0,
+            next_op: 1,
+            ops: HashMap::new(),
+            entities: Vec::new(),
+            entity_index: HashMap::new(),
+            ready: VecDeque::new(),
+            timers: BTreeSet::new(),
+            events: VecDeque::new(),
+            dropped_events: 0,
+            bucket,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn advance(&mut self, now: u64) -> Result<(), UsageError> {
+        if now < self.now {
+            return Err(UsageError::TimeWentBackwards {
+                last: self.now,
+                now,
+            });
+        }
+        self.now = now;
+        Ok(())
+    }
+
+    fn entity_id(&mut self, name: &str) -> EntityId {
+        if let Some(&id) = self.entity_index.get(name) {
+            return id;
+        }
+        let id = self.entities.len() as EntityId;
+        let name: Arc<str> = Arc::from(name);
+        let bucket = match (
+            self.policy.budget.enabled,
+            self.policy.budget.per_entity_capacity,
+        ) {
+            (true, Some(cap)) => Some(Bucket::new(cap, cap)),
+            _ => None,
+        };
+        self.entities.push(Entity {
+            name: name.clone(),
+            committed: None,
+            holder: None,
+            queue: VecDeque::new(),
+            bucket,
+            recent_conflicts: VecDeque::new(),
+            cooling_until: None,
+            counters: Counters::default(),
+        });
+        self.entity_index.insert(name, id);
+        id
+    }
+
+    fn emit(&mut self, event: Event) {
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.events.pop_front();
+            self.dropped_events += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    fn name(&self, entity: EntityId) -> Arc<str> {
+        self.entities[entity as usize].name.clone()
+    }
+
+    fn count(&mut self, entity: EntityId, f: impl Fn(&mut Counters)) {
+        f(&mut self.counters);
+        f(&mut self.entities[entity as usize].counters);
+    }
+
+    /// Start one logical write of `entity` at `now`.
+    pub fn submit(
+        &mut self,
+        entity: &str,
+        now: u64,
+        options: SubmitOptions,
+    ) -> Result<OpId, UsageError> {
+        if entity.is_empty() || entity.len() > MAX_ENTITY_LEN {
+            return Err(UsageError::InvalidEntity {
+                reason: format!(
+                    "length {} is outside 1..={MAX_ENTITY_LEN} bytes",
+                    entity.len()
+                ),
+            });
+        }
+        check_token(options.expected.as_deref())?;
+        self.advance(now)?;
+        let op_id = OpId(self.next_op);
+        self.next_op += 1;
+        let eid = self.entity_id(entity);
+        let deadline_ms = options.deadline_ms.or(self.policy.deadline_ms);
+        self.ops.insert(
+            op_id,
+            Op {
+                entity: eid,
+                expected: options.expected,
+                deadline_at: deadline_ms.map(|d| now.saturating_add(d)),
+                phase: Phase::Queued,
+                polled: false,
+                pending: None,
+                timer: None,
+                writes: 0,
+                failures: 0,
+                last_delay_ms: 0,
+                last_cost: 0,
+                base: None,
+                last_failure: None,
+                holds_lane: false,
+                queued_at: now,
+            },
+        );
+        self.count(eid, |c| c.submitted += 1);
+        let name = self.name(eid);
+        self.emit(Event::Submitted {
+            op: op_id,
+            entity: name.clone(),
+            at: now,
+        });
+        let lanes = self.policy.lanes.mode == LaneMode::Local;
+        let e = &mut self.entities[eid as usize];
+        if lanes && e.holder.is_some() {
+            e.queue.push_back(op_id);
+            let ahead = e.queue.len() as u32;
+            self.count(eid, |c| c.lane_waits += 1);
+            self.emit(Event::LaneWaitStarted {
+                op: op_id,
+                entity: name,
+                at: now,
+                ahead,
+            });
+            if let Some(d) = self.ops[&op_id].deadline_at {
+                self.set_timer(op_id, d);
+            }
+        } else {
+            self.grant(op_id);
+        }
+        Ok(op_id)
+    }
+
+    fn op_mut(&mut self, id: OpId) -> &mut Op {
+        self.ops.get_mut(&id).expect("live op")
+    }
+
+    fn set_timer(&mut self, id: OpId, at: u64) {
+        let op = self.ops.get_mut(&id).expect("live op");
+        if let Some(old) = op.timer.replace(at) {
+            self.timers.remove(&(old, Timer::Op(id)));
+        }
+        self.timers.insert((at, Timer::Op(id)));
+    }
+
+    fn clear_timer(&mut self, id: OpId) {
+        if let Some(op) = self.ops.get_mut(&id) {
+            if let Some(old) = op.timer.take() {
+                self.timers.remove(&(old, Timer::Op(id)));
+            }
+        }
+    }
+
+    fn queue_command(&mut self, id: OpId, cmd: Command) {
+        let op = self.op_mut(id);
+        op.pending = Some(cmd);
+        op.polled = false;
+        self.ready.push_back(id);
+    }
+
+    /// The op holds the lane (or needs none): wait out a cool-down, or start.
+    fn grant(&mut self, id: OpId) {
+        let now = self.now;
+        let eid = self.ops[&id].entity;
+        if self.policy.lanes.mode == LaneMode::Local {
+            self.entities[eid as usize].holder = Some(id);
+            self.op_mut(id).holds_lane = true;
+        }
+        if let Some(until) = self.entities[eid as usize]
+            .cooling_until
+            .filter(|&u| u > now)
+        {
+            if self.ops[&id].deadline_at.is_some_and(|d| d < until) {
+                self.give_up(id, GiveUpReason::DeadlineExceeded { code: None });
+                return;
+            }
+            self.op_mut(id).phase = Phase::Cooling;
+            self.set_timer(id, until);
+            return;
+        }
+        self.start_attempt(id);
+    }
+
+    /// Read before writing, or write at once on a token the engine already trusts.
+    fn start_attempt(&mut self, id: OpId) {
+        let eid = self.ops[&id].entity;
+        let tokens = self.policy.tokens;
+        let handoff = if tokens.handoff && self.policy.lanes.mode == LaneMode::Local {
+            self.entities[eid as usize].committed.clone()
+        } else {
+            None
+        };
+        let op = &self.ops[&id];
+        let first = op.writes == 0 && op.failures == 0;
+        let trusted = match (&handoff, &op.expected) {
+            (Some(h), Some(e)) => first && h == e,
+            (Some(_), None) => first,
+            _ => false,
+        };
+        if tokens.validate && !trusted {
+            self.issue_read(id, false);
+        } else {
+            let base = if trusted {
+                handoff
+            } else {
+                op.base.clone().or_else(|| op.expected.clone())
+            };
+            self.issue_write(id, base);
+        }
+    }
+
+    fn issue_read(&mut self, id: OpId, readback: bool) {
+        let eid = self.ops[&id].entity;
+        self.op_mut(id).phase = Phase::Reading { readback };
+        self.count(eid, |c| c.reads += 1);
+        self.queue_command(id, Command::Read { op: id });
+    }
+
+    fn issue_write(&mut self, id: OpId, base: Option<String>) {
+        let op = self.op_mut(id);
+        op.phase = Phase::Writing;
+        op.writes += 1;
+        op.base = base.clone();
+        let (attempt, eid) = (op.writes, op.entity);
+        self.count(eid, |c| c.writes += 1);
+        self.queue_command(
+            id,
+            Command::Write {
+                op: id,
+                attempt,
+                base_token: base,
+            },
+        );
+    }
+
+    fn release_lane(&mut self, id: OpId) {
+        let op = self.op_mut(id);
+        if !std::mem::take(&mut op.holds_lane) {
+            return;
+        }
+        let eid = op.entity;
+        self.entities[eid as usize].holder = None;
+        if let Some(next) = self.entities[eid as usize].queue.pop_front() {
+            self.clear_timer(next);
+            let waited = self.now.saturating_sub(self.ops[&next].queued_at);
+            self.count(eid, |c| c.lane_wait_ms += waited);
+            let name = self.name(eid);
+            self.emit(Event::LaneWaitEnded {
+                op: next,
+                entity: name,
+                at: self.now,
+                waited_ms: waited,
+            });
+            self.grant(next);
+        }
+    }
+
+    fn finish(&mut self, id: OpId, outcome: Outcome) {
+        self.clear_timer(id);
+        let op = self.op_mut(id);
+        op.phase = Phase::Finishing;
+        if let Some(pos) = self.ready.iter().position(|&r| r == id) {
+            // A superseded command (cancel before polling) must not be delivered.
+            self.ready.remove(pos);
+        }
+        self.queue_command(id, Command::Finish { op: id, outcome });
+        self.release_lane(id);
+    }
+
+    fn give_up(&mut self, id: OpId, reason: GiveUpReason) {
+        let (eid, attempts) = {
+            let op = &self.ops[&id];
+            (op.entity, op.writes)
+        };
+        if let Some(pos) = self.entities[eid as usize]
+            .queue
+            .iter()
+            .position(|&q| q == id)
+        {
+            self.entities[eid as usize].queue.remove(pos);
+        }
+        self.count(eid, |c| c.gave_up += 1);
+        let name = self.name(eid);
+        self.emit(Event::GaveUp {
+            op: id,
+            entity: name,
+            at: self.now,
+            attempts,
+            reason: reason.name().to_string(),
+        });
+        self.finish(id, Outcome::GaveUp { reason, attempts });
+    }
+
+    fn commit(&mut self, id: OpId, token: Option<String>) {
+        let (eid, attempts, last_cost, failures) = {
+            let op = &self.ops[&id];
+            (op.entity, op.writes, op.last_cost, op.failures)
+        };
+        if self.policy.budget.enabled {
+            let e = &mut self.entities[eid as usize];
+            refill_on_success(
+                &self.policy,
+                last_cost,
+                failures > 0,
+                [self.bucket.as_mut(), e.bucket.as_mut()],
+            );
+        }
+        self.entities[eid as usize].committed = token.clone();
+        self.count(eid, |c| c.committed += 1);
+        let name = self.name(eid);
+        self.emit(Event::Committed {
+            op: id,
+            entity: name,
+            at: self.now,
+            attempts,
+        });
+        self.finish(id, Outcome::Committed { token, attempts });
+    }
+
+    fn note_conflict(&mut self, id: OpId, failure: &Failure) {
+        let now = self.now;
+        let (eid, attempt) = {
+            let op = &self.ops[&id];
+            (op.entity, op.writes)
+        };
+        self.count(eid, |c| c.conflicts += 1);
+        let name = self.name(eid);
+        self.emit(Event::Conflict {
+            op: id,
+            entity: name.clone(),
+            at: now,
+            attempt,
+            code: failure.code.clone(),
+        });
+        let spike = self.policy.spike;
+        if !spike.enabled {
+            return;
+        }
+        let e = &mut self.entities[eid as usize];
+        while e
+            .recent_conflicts
+            .front()
+            .is_some_and(|&t| now - t >= spike.window_ms)
+        {
+            e.recent_conflicts.pop_front();
+        }
+        e.recent_conflicts.push_back(now);
+        while e.recent_conflicts.len() > spike.threshold as usize {
+            e.recent_conflicts.pop_front();
+        }
+        let cooling = e.cooling_until.is_some_and(|u| u > now);
+        if !cooling && e.recent_conflicts.len() >= spike.threshold as usize {
+            let until = now.saturating_add(spike.cooldown_ms);
+            let conflicts = e.recent_conflicts.len() as u32;
+            e.cooling_until = Some(until);
+            e.recent_conflicts.clear();
+            self.count(eid, |c| c.spikes += 1);
+            self.timers.insert((until, Timer::SpikeEnd(eid)));
+            self.emit(Event::SpikeStarted {
+                entity: name,
+                at: now,
+                conflicts,
+                until,
+            });
+        }
+    }
+
+    /// Decide what follows a failed call of `class`.
+    fn retry_or_give_up(&mut self, id: OpId, class: ErrorClass, failure: Failure) {
+        let now = self.now;
+        let policy = &self.policy;
+        let op = self.ops.get_mut(&id).expect("live op");
+        let entity = &mut self.entities[op.entity as usize];
+        let code = failure.code.clone();
+        let plan = plan_retry(
+            policy,
+            &mut self.rng,
+            RetryRequest {
+                class,
+                attempts: op.failures,
+                previous_delay_ms: op.last_delay_ms,
+                retry_after_ms: failure.retry_after_ms,
+                now,
+                deadline_at: op.deadline_at,
+                buckets: [self.bucket.as_mut(), entity.bucket.as_mut()],
+            },
+        );
+        op.last_failure = Some(failure);
+        let eid = op.entity;
+        match plan {
+            Ok(plan) => {
+                op.last_delay_ms = plan.delay_ms;
+                op.last_cost = plan.cost;
+                op.phase = Phase::Backoff;
+                let failures = op.failures;
+                self.count(eid, |c| c.retries += 1);
+                let name = self.name(eid);
+                self.emit(Event::RetryScheduled {
+                    op: id,
+                    entity: name,
+                    at: now,
+                    failures,
+                    delay_ms: plan.delay_ms,
+                    class,
+                    cost: plan.cost,
+                });
+                if plan.delay_ms == 0 {
+                    self.after_backoff(id);
+                } else {
+                    self.set_timer(id, now + plan.delay_ms);
+                }
+            }
+            Err(refusal) => {
+                let reason = match refusal {
+                    Refusal::NotRetryable { .. } => GiveUpReason::Fatal {
+                        code,
+                        http_status: self.ops[&id].last_failure.as_ref().and_then(|f| f.status),
+                    },
+                    Refusal::AttemptsExhausted { class, .. } => {
+                        GiveUpReason::AttemptsExhausted { class, code }
+                    }
+                    Refusal::BudgetExhausted {
+                        class,
+                        scope,
+                        needed,
+                        available,
+                    } => {
+                        self.count(eid, |c| c.budget_refusals += 1);
+                        let name = self.name(eid);
+                        self.emit(Event::BudgetRefused {
+                            op: id,
+                            entity: name,
+                            at: now,
+                            scope,
+                            needed,
+                            available,
+                        });
+                        GiveUpReason::BudgetExhausted { class, scope, code }
+                    }
+                    Refusal::DeadlineExceeded { .. } => GiveUpReason::DeadlineExceeded { code },
+                };
+                self.give_up(id, reason);
+            }
+        }
+    }
+
+    fn after_backoff(&mut self, id: OpId) {
+        if self.policy.tokens.validate {
+            self.issue_read(id, false);
+        } else {
+            let base = self.ops[&id].base.clone();
+            self.issue_write(id, base);
+        }
+    }
+
+    /// Feed what the host observed for one operation.
+    pub fn handle(&mut self, now: u64, input: Input) -> Result<(), UsageError> {
+        let id = input.op();
+        let Some(op) = self.ops.get(&id) else {
+            return Err(UsageError::UnknownOp { op: id });
+        };
+        let waiting_for = match op.phase {
+            Phase::Queued => "the lane",
+            Phase::Cooling => "a conflict cool-down",
+            Phase::Reading { .. } => "read_done or read_failed",
+            Phase::Writing => "write_done or write_failed",
+            Phase::Backoff => "a backoff timeout",
+            Phase::Finishing => "its finish command to be polled",
+        };
+        let fits = matches!(
+            (&input, op.phase),
+            (Input::Cancel { .. }, p) if p != Phase::Finishing
+        ) || matches!(
+            (&input, op.phase),
+            (
+                Input::ReadDone { .. } | Input::ReadFailed { .. },
+                Phase::Reading { .. }
+            ) | (
+                Input::WriteDone { .. } | Input::WriteFailed { .. },
+                Phase::Writing
+            )
+        );
+        if !fits {
+            return Err(UsageError::UnexpectedInput {
+                op: id,
+                input: input.name(),
+                waiting_for,
+            });
+        }
+        if !matches!(input, Input::Cancel { .. }) && !op.polled {
+            return Err(UsageError::CommandNotDrained {
+                op: id,
+                input: input.name(),
+            });
+        }
+        match &input {
+            Input::ReadDone { token, .. } | Input::WriteDone { token, .. } => {
+                check_token(token.as_deref())?
+            }
+            Input::ReadFailed { failure, .. } | Input::WriteFailed { failure, .. } => {
+                check_token(failure.intended_token.as_deref())?;
+                check_code(failure.code.as_deref())?;
+            }
+            Input::Cancel { .. } => {}
+        }
+        let readback = matches!(op.phase, Phase::Reading { readback: true });
+        self.advance(now)?;
+        match input {
+            Input::Cancel { .. } => self.give_up(id, GiveUpReason::Cancelled),
+            Input::ReadDone { token, .. } if readback => {
+                let intended = self.ops[&id]
+                    .last_failure
+                    .as_ref()
+                    .and_then(|f| f.intended_token.clone());
+                if intended.is_some() && intended == token {
+                    self.commit(id, token);
+                } else {
+                    let failure = self.ops[&id].last_failure.clone().unwrap_or_default();
+                    self.op_mut(id).base = token;
+                    self.retry_or_give_up(id, ErrorClass::Unknown, failure);
+                }
+            }
+            Input::ReadDone { token, .. } => {
+                let expected = self.ops[&id].expected.clone();
+                if expected.is_some() && expected != token {
+                    let eid = self.ops[&id].entity;
+                    self.count(eid, |c| c.stale_revisions += 1);
+                    let name = self.name(eid);
+                    self.emit(Event::StaleRevision {
+                        op: id,
+                        entity: name,
+                        at: now,
+                        expected: expected.clone(),
+                        found: token.clone(),
+                    });
+                    self.give_up(
+                        id,
+                        GiveUpReason::StaleRevision {
+                            expected,
+                            found: token,
+                        },
+                    );
+                } else {
+                    self.issue_write(id, token);
+                }
+            }
+            Input::ReadFailed { failure, .. } => {
+                self.op_mut(id).failures += 1;
+                let class = classify(&self.policy.codes, &failure);
+                if class == ErrorClass::Fatal {
+                    self.give_up(
+                        id,
+                        GiveUpReason::Fatal {
+                            code: failure.code,
+                            http_status: failure.status,
+                        },
+                    );
+                } else {
+                    // Retry the read: an unknown read outcome is just a failed read.
+                    let class = if class == ErrorClass::Unknown {
+                        ErrorClass::Transient
+                    } else {
+                        class
+                    };
+                    self.retry_or_give_up(id, class, failure);
+                }
+            }
+            Input::WriteDone { token, .. } => self.commit(id, token),
+            Input::WriteFailed { failure, .. } => {
+                self.op_mut(id).failures += 1;
+                let class = classify(&self.policy.codes, &failure);
+                match class {
+                    ErrorClass::Fatal => self.give_up(
+                        id,
+                        GiveUpReason::Fatal {
+                            code: failure.code,
+                            http_status: failure.status,
+                        },
+                    ),
+                    ErrorClass::Unknown => {
+                        self.op_mut(id).last_failure = Some(failure);
+                        self.issue_read(id, true);
+                    }
+                    ErrorClass::Conflict => {
+                        self.note_conflict(id, &failure);
+                        self.retry_or_give_up(id, class, failure);
+                    }
+                    _ => self.retry_or_give_up(id, class, failure),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fire every timer due at or before `now`: ends of backoffs, cool-downs, lane-wait
+    /// deadlines.
+    pub fn handle_timeout(&mut self, now: u64) -> Result<(), UsageError> {
+        self.advance(now)?;
+        while let Some(&(at, timer)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, timer));
+            match timer {
+                Timer::SpikeEnd(eid) => {
+                    let e = &mut self.entities[eid as usize];
+                    if e.cooling_until == Some(at) {
+                        e.cooling_until = None;
+                        let name = e.name.clone();
+                        self.emit(Event::SpikeEnded { entity: name, at });
+                    }
+                }
+                Timer::Op(id) => {
+                    let Some(op) = self.ops.get_mut(&id) else {
+                        continue;
+                    };
+                    op.timer = None;
+                    match op.phase {
+                        Phase::Queued => {
+                            let code = op.last_failure.as_ref().and_then(|f| f.code.clone());
+                            self.give_up(id, GiveUpReason::DeadlineExceeded { code });
+                        }
+                        Phase::Cooling => self.start_attempt(id),
+                        Phase::Backoff => self.after_backoff(id),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next command for any operation, in the order they became ready.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        while let Some(id) = self.ready.pop_front() {
+            if let Some(cmd) = self.take_command(id) {
+                return Some(cmd);
+            }
+        }
+        None
+    }
+
+    /// The pending command of one operation, for hosts that drive each operation from
+    /// its own thread or task.
+    pub fn poll_command_for(&mut self, id: OpId) -> Option<Command> {
+        let cmd = self.take_command(id)?;
+        if let Some(pos) = self.ready.iter().position(|&r| r == id) {
+            self.ready.remove(pos);
+        }
+        Some(cmd)
+    }
+
+    fn take_command(&mut self, id: OpId) -> Option<Command> {
+        let op = self.ops.get_mut(&id)?;
+        let cmd = op.pending.take()?;
+        op.polled = true;
+        if matches!(cmd, Command::Finish { .. }) {
+            self.ops.remove(&id);
+        }
+        Some(cmd)
+    }
+
+    /// When [`Engine::handle_timeout`] must next be called, if anything waits on time.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.timers.first().map(|&(at, _)| at)
+    }
+
+    /// When one operation's timer fires, if it waits on time.
+    pub fn poll_timeout_for(&self, id: OpId) -> Option<u64> {
+        self.ops.get(&id).and_then(|op| op.timer)
+    }
+
+    /// The next telemetry event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Counters and budget levels now.
+    pub fn stats(&self) -> Stats {
+        let now = self.now;
+        Stats {
+            global: self.counters,
+            budget: self.bucket.map(|b| b.level),
+            active_ops: self.ops.len() as u64,
+            dropped_events: self.dropped_events,
+            entities: self
+                .entities
+                .iter()
+                .map(|e| {
+                    (
+                        e.name.to_string(),
+                        EntityStats {
+                            counters: e.counters,
+                            budget: e.bucket.map(|b| b.level),
+                            queued: e.queue.len() as u32,
+                            busy: e.holder.is_some(),
+                            cooling: e.cooling_until.is_some_and(|u| u > now),
+                            committed_token: e.committed.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// What the engine learned: committed tokens and budget levels.
+    pub fn export_state(&self) -> EngineState {
+        EngineState {
+            version: STATE_VERSION,
+            budget: self.bucket.map(|b| b.level),
+            entities: self
+                .entities
+                .iter()
+                .filter(|e| e.committed.is_some() || e.bucket.is_some_and(|b| b.level < b.capacity))
+                .map(|e| {
+                    (
+                        e.name.to_string(),
+                        EntityRecord {
+                            committed_token: e.committed.clone(),
+                            budget: e.bucket.map(|b| b.level),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Restore what an earlier engine exported. Levels are clamped to this policy's
+    /// capacities; tokens replace what this engine knows.
+    pub fn import_state(&mut self, state: &EngineState) -> Result<(), UsageError> {
+        if state.version != STATE_VERSION {
+            return Err(UsageError::InvalidState {
+                reason: format!("version {} is not {STATE_VERSION}", state.version),
+            });
+        }
+        for (name, rec) in &state.entities {
+            if name.is_empty() || name.len() > MAX_ENTITY_LEN {
+                return Err(UsageError::InvalidState {
+                    reason: format!("entity name of {} bytes", name.len()),
+                });
+            }
+            check_token(rec.committed_token.as_deref())?;
+        }
+        if let (Some(b), Some(level)) = (self.bucket.as_mut(), state.budget) {
+            b.level = level.min(b.capacity);
+        }
+        for (name, rec) in &state.entities {
+            let id = self.entity_id(name);
+            let e = &mut self.entities[id as usize];
+            e.committed = rec.committed_token.clone();
+            if let (Some(b), Some(level)) = (e.bucket.as_mut(), rec.budget) {
+                b.level = level.min(b.capacity);
+            }
+        }
+        Ok(())
+    }
+
+    /// The name of the entity an operation writes, while the operation is live.
+    pub fn entity_of(&self, id: OpId) -> Option<&str> {
+        self.ops
+            .get(&id)
+            .map(|op| &*self.entities[op.entity as usize].name)
+    }
+}
+
+fn check_token(token: Option<&str>) -> Result<(), UsageError> {
+    match token {
+        Some(t) if t.len() > MAX_TOKEN_LEN => Err(UsageError::InvalidToken {
+            reason: format!("{} bytes is over the limit of {MAX_TOKEN_LEN}", t.len()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn check_code(code: Option<&str>) -> Result<(), UsageError> {
+    match code {
+        Some(c) if c.len() > 256 => Err(UsageError::InvalidCode {
+            reason: format!("{} bytes is over the limit of 256", c.len()),
+        }),
+        _ => Ok(()),
+    }
+}

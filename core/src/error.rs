@@ -1,0 +1,97 @@
+//! Misuse of the engine's API. Outcomes of writes (a write gave up, a revision was stale)
+//! are data in [`crate::Outcome`], never errors; a `UsageError` means the host broke the
+//! contract and nothing was changed.
+
+use crate::engine::OpId;
+
+/// The host called the engine in a way the contract does not allow. The call changed
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    /// `now` was earlier than a `now` already passed in.
+    #[error("time went backwards: now = {now} ms after {last} ms")]
+    TimeWentBackwards {
+        /// The latest time seen.
+        last: u64,
+        /// The time passed in.
+        now: u64,
+    },
+    /// No operation with this id is live (it never existed or already finished).
+    #[error("unknown operation {op}")]
+    UnknownOp {
+        /// The id passed in.
+        op: OpId,
+    },
+    /// The operation is not waiting for this input.
+    #[error("operation {op} got {input} while waiting for {waiting_for}")]
+    UnexpectedInput {
+        /// The operation.
+        op: OpId,
+        /// What was passed in (`read_done`, `write_done`, ...).
+        input: &'static str,
+        /// What the operation waits for.
+        waiting_for: &'static str,
+    },
+    /// The command this input answers has not been taken with `poll_command` yet.
+    #[error("operation {op} got {input} before its command was polled")]
+    CommandNotDrained {
+        /// The operation.
+        op: OpId,
+        /// What was passed in.
+        input: &'static str,
+    },
+    /// The entity name is empty or too long.
+    #[error("invalid entity name: {reason}")]
+    InvalidEntity {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A change token is too long.
+    #[error("invalid change token: {reason}")]
+    InvalidToken {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An error code passed in is too long.
+    #[error("invalid error code: {reason}")]
+    InvalidCode {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Exported state could not be imported.
+    #[error("invalid state: {reason}")]
+    InvalidState {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A retry token names a scope this strategy never issued.
+    #[error("retry token names unknown scope {scope}")]
+    UnknownScope {
+        /// The scope index in the token.
+        scope: u32,
+    },
+    /// The strategy already keeps the most scopes it may.
+    #[error("too many retry scopes (limit {limit})")]
+    TooManyScopes {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl UsageError {
+    /// A stable snake_case name for the variant, for bindings that expose error codes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UsageError::TimeWentBackwards { .. } => "time_went_backwards",
+            UsageError::UnknownOp { .. } => "unknown_op",
+            UsageError::UnexpectedInput { .. } => "unexpected_input",
+            UsageError::CommandNotDrained { .. } => "command_not_drained",
+            UsageError::InvalidEntity { .. } => "invalid_entity",
+            UsageError::InvalidToken { .. } => "invalid_token",
+            UsageError::InvalidCode { .. } => "invalid_code",
+            UsageError::InvalidState { .. } => "invalid_state",
+            UsageError::UnknownScope { .. } => "unknown_scope",
+            UsageError::TooManyScopes { .. } => "too_many_scopes",
+        }
+    }
+}

@@ -1,0 +1,884 @@
+//! Policies: how writelane classifies errors, backs off, budgets retries, serialises writers
+//! and validates change tokens.
+//!
+//! A policy is a preset plus overrides. Overrides are merged into the preset's JSON form
+//! field by field, so an override may name only the fields it changes. Every field is
+//! checked: unknown fields, wrong JSON types, out-of-range numbers and inconsistent pairs
+//! (a base delay above its cap, a zero attempt count) are refused with a [`PolicyError`]
+//! that names the field path and the rule it broke.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The preset used when a policy names none.
+pub const DEFAULT_PRESET: &str = "iam";
+
+/// Every preset name, in documentation order.
+pub const PRESETS: &[&str] = &["iam", "aws-standard"];
+
+/// Upper bound for any delay, deadline or window in a policy: one day.
+pub const MAX_DELAY_MS: u64 = 86_400_000;
+/// Upper bound for attempt counts: more than this is a misconfiguration, not a policy.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Upper bound for budget capacities and costs.
+pub const MAX_TOKENS: u32 = 1_000_000;
+/// Upper bound for the spike-detection threshold (it sizes a per-entity ring).
+pub const MAX_SPIKE_THRESHOLD: u32 = 1_000;
+/// Upper bound for a policy document given as JSON text.
+pub const MAX_POLICY_JSON_BYTES: usize = 64 * 1024;
+
+/// A policy could not be built: the field path and the rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy field `{path}`: {rule}")]
+pub struct PolicyError {
+    /// Dotted path of the offending field (`retry.conflict.base_ms`), or `$` for the whole
+    /// document.
+    pub path: String,
+    /// The rule that was broken, in words.
+    pub rule: String,
+}
+
+impl PolicyError {
+    fn new(path: impl Into<String>, rule: impl Into<String>) -> Self {
+        PolicyError {
+            path: path.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+/// How a delay is randomised. `r` below is drawn uniformly from the integers of the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Jitter {
+    /// The ceiling itself: `min(cap, base * 2^i)`.
+    None,
+    /// Uniform in `[0, ceiling]` (the AWS SDKs' standard mode).
+    Full,
+    /// Half the ceiling plus uniform in `[0, ceiling / 2]`.
+    Equal,
+    /// `min(cap, uniform(base, 3 * previous delay))`.
+    Decorrelated,
+}
+
+/// Retry rule for one error class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRule {
+    /// Attempts allowed, counting the first call, when the last failure is of this class.
+    /// `1` means the class is never retried.
+    pub max_attempts: u32,
+    /// Base delay in milliseconds; retry `i` (0-based) backs off up to `base_ms * 2^i`.
+    pub base_ms: u64,
+    /// Cap on any one delay, in milliseconds.
+    pub cap_ms: u64,
+    /// How the delay is randomised.
+    pub jitter: Jitter,
+    /// Budget tokens one retry of this class costs.
+    pub cost: u32,
+}
+
+/// Retry rules per error class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRules {
+    /// Another writer changed the entity at the same time (`ConcurrentModification`, 409s).
+    pub conflict: RetryRule,
+    /// The service asked callers to slow down.
+    pub throttle: RetryRule,
+    /// The service failed in a way a retry usually cures (5xx, timeouts before sending).
+    pub transient: RetryRule,
+    /// The reply was lost after the request was sent and the read-back showed it did not land.
+    pub unknown: RetryRule,
+}
+
+/// How retry-after hints from the service are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryAfterRule {
+    /// Whether a hint replaces the computed delay at all.
+    pub honour: bool,
+    /// A hint is clamped to `[delay, delay + max_extra_ms]`, as the AWS SDKs do.
+    pub max_extra_ms: u64,
+}
+
+/// Retry budgets: token buckets that a retry draws from and a success refills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetRule {
+    /// Whether budgets are kept at all.
+    pub enabled: bool,
+    /// Capacity of the bucket per engine (per scope in retry-strategy mode).
+    pub capacity: u32,
+    /// Tokens the bucket holds when first created; never above `capacity`.
+    pub initial: u32,
+    /// Tokens a success on the first attempt adds back.
+    pub success_reward: u32,
+    /// Capacity of a second bucket per entity, so one hot entity cannot drain the engine's.
+    /// `null` keeps no per-entity bucket.
+    pub per_entity_capacity: Option<u32>,
+}
+
+/// How writers of one entity are serialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LaneMode {
+    /// One write per entity at a time inside this engine, first come first served.
+    Local,
+    /// No serialisation: every write proceeds at once (plain retry behaviour).
+    None,
+}
+
+/// Lane settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaneRule {
+    /// How writers of one entity are serialised.
+    pub mode: LaneMode,
+}
+
+/// Change-token validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRule {
+    /// Read the entity before a write (and before every retry) and refuse to write on a
+    /// revision the writer has not seen.
+    pub validate: bool,
+    /// With local lanes, hand the token committed by one lane holder to the next, which
+    /// then writes without reading first. Safe while every writer of the entity goes
+    /// through this engine; turn it off when other tools write the same entity.
+    pub handoff: bool,
+}
+
+/// Conflict-spike detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpikeRule {
+    /// Whether spikes are detected.
+    pub enabled: bool,
+    /// Length of the window conflicts are counted over.
+    pub window_ms: u64,
+    /// Conflicts within one window that start a cool-down.
+    pub threshold: u32,
+    /// How long new writes to the entity wait once a spike is detected.
+    pub cooldown_ms: u64,
+}
+
+/// Which error codes and HTTP statuses belong to which class. Codes match as given and
+/// with or without an `Exception` suffix; an exact match always wins, which is how IAM's
+/// `LimitExceeded` (fatal) and `LimitExceededException` (throttle) stay apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeTable {
+    /// Codes of the conflict class.
+    pub conflict: Vec<String>,
+    /// Codes of the throttle class.
+    pub throttle: Vec<String>,
+    /// Codes of the transient class.
+    pub transient: Vec<String>,
+    /// Codes that are fatal even though a suffix variant is listed elsewhere.
+    pub fatal: Vec<String>,
+    /// HTTP statuses that mean throttling when no code matched.
+    pub throttle_statuses: Vec<u16>,
+    /// HTTP statuses that mean a transient failure when no code matched.
+    pub transient_statuses: Vec<u16>,
+}
+
+/// A complete, validated policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// The preset this policy started from.
+    pub preset: String,
+    /// Service-specific defaults applied to the preset (`dynamodb`), if any.
+    pub service: Option<String>,
+    /// Time allowed for one logical write, from submission to its last attempt; `null` for
+    /// none. A retry whose delay would pass it is refused.
+    pub deadline_ms: Option<u64>,
+    /// Retry rules per error class.
+    pub retry: RetryRules,
+    /// Retry-after hints.
+    pub retry_after: RetryAfterRule,
+    /// Retry budgets.
+    pub budget: BudgetRule,
+    /// Lane settings.
+    pub lanes: LaneRule,
+    /// Change-token validation.
+    pub tokens: TokenRule,
+    /// Conflict-spike detection.
+    pub spike: SpikeRule,
+    /// Error classification table.
+    pub codes: CodeTable,
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn default_codes() -> CodeTable {
+    CodeTable {
+        conflict: strings(&[
+            "ConcurrentModification",
+            "EntityTemporarilyUnmodifiable",
+            "OperationAborted",
+            "ConflictException",
+            "ResourceConflictException",
+            "ConcurrentOperationException",
+            "PriorRequestNotComplete",
+            "ConditionalRequestConflict",
+        ]),
+        throttle: strings(&[
+            "Throttling",
+            "ThrottlingException",
+            "ThrottledException",
+            "RequestThrottledException",
+            "TooManyRequestsException",
+            "ProvisionedThroughputExceededException",
+            "TransactionInProgressException",
+            "RequestLimitExceeded",
+            "BandwidthLimitExceeded",
+            "LimitExceededException",
+            "RequestThrottled",
+            "SlowDown",
+            "EC2ThrottledException",
+        ]),
+        transient: strings(&[
+            "RequestTimeout",
+            "RequestTimeoutException",
+            "InternalError",
+            "InternalFailure",
+            "ServiceUnavailable",
+            "ConnectionError",
+        ]),
+        fatal: strings(&["LimitExceeded"]),
+        throttle_statuses: vec![429],
+        transient_statuses: vec![500, 502, 503, 504],
+    }
+}
+
+impl Policy {
+    /// The named preset, unchanged. `iam` is the default; `aws-standard` reproduces the
+    /// AWS SDK standard retry mode.
+    pub fn preset(name: &str) -> Result<Policy, PolicyError> {
+        match name {
+            "iam" => Ok(Self::iam()),
+            "aws-standard" => Ok(Self::aws_standard()),
+            other => Err(PolicyError::new(
+                "preset",
+                format!(
+                    "unknown preset {other:?}; expected one of {}",
+                    PRESETS.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Tuned for IAM writes: conflicts retried with full jitter for up to two minutes,
+    /// local lanes, token validation, budgets per engine and per entity, spike cool-down.
+    fn iam() -> Policy {
+        Policy {
+            preset: "iam".into(),
+            service: None,
+            deadline_ms: Some(120_000),
+            retry: RetryRules {
+                conflict: RetryRule {
+                    max_attempts: 12,
+                    base_ms: 200,
+                    cap_ms: 15_000,
+                    jitter: Jitter::Full,
+                    cost: 5,
+                },
+                throttle: RetryRule {
+                    max_attempts: 8,
+                    base_ms: 1_000,
+                    cap_ms: 20_000,
+                    jitter: Jitter::Full,
+                    cost: 5,
+                },
+                transient: RetryRule {
+                    max_attempts: 5,
+                    base_ms: 100,
+                    cap_ms: 10_000,
+                    jitter: Jitter::Full,
+                    cost: 10,
+                },
+                unknown: RetryRule {
+                    max_attempts: 5,
+                    base_ms: 100,
+                    cap_ms: 10_000,
+                    jitter: Jitter::Full,
+                    cost: 10,
+                },
+            },
+            retry_after: RetryAfterRule {
+                honour: true,
+                max_extra_ms: 5_000,
+            },
+            budget: BudgetRule {
+                enabled: true,
+                capacity: 500,
+                initial: 500,
+                success_reward: 1,
+                per_entity_capacity: Some(100),
+            },
+            lanes: LaneRule {
+                mode: LaneMode::Local,
+            },
+            tokens: TokenRule {
+                validate: true,
+                handoff: true,
+            },
+            spike: SpikeRule {
+                enabled: true,
+                window_ms: 10_000,
+                threshold: 5,
+                cooldown_ms: 5_000,
+            },
+            codes: default_codes(),
+        }
+    }
+
+    /// The AWS SDK standard retry mode: 3 attempts, full jitter, base 50 ms (1 s for
+    /// throttling), cap 20 s, a 500-token quota, 14 tokens a retry (5 for throttling).
+    /// The conflict class is retried with the transient rule (the SDKs do not retry it;
+    /// set `retry.conflict.max_attempts` to 1 for that).
+    fn aws_standard() -> Policy {
+        let transient = RetryRule {
+            max_attempts: 3,
+            base_ms: 50,
+            cap_ms: 20_000,
+            jitter: Jitter::Full,
+            cost: 14,
+        };
+        Policy {
+            preset: "aws-standard".into(),
+            service: None,
+            deadline_ms: None,
+            retry: RetryRules {
+                conflict: transient,
+                throttle: RetryRule {
+                    base_ms: 1_000,
+                    cost: 5,
+                    ..transient
+                },
+                transient,
+                unknown: transient,
+            },
+            retry_after: RetryAfterRule {
+                honour: true,
+                max_extra_ms: 5_000,
+            },
+            budget: BudgetRule {
+                enabled: true,
+                capacity: 500,
+                initial: 500,
+                success_reward: 1,
+                per_entity_capacity: None,
+            },
+            lanes: LaneRule {
+                mode: LaneMode::None,
+            },
+            tokens: TokenRule {
+                validate: false,
+                handoff: false,
+            },
+            spike: SpikeRule {
+                enabled: false,
+                window_ms: 10_000,
+                threshold: 5,
+                cooldown_ms: 5_000,
+            },
+            codes: default_codes(),
+        }
+    }
+
+    /// Apply a service's defaults. DynamoDB: base 25 ms and 4 attempts for the
+    /// non-throttling classes, as the AWS SDKs configure it.
+    fn apply_service(&mut self, service: &str) -> Result<(), PolicyError> {
+        match service {
+            "dynamodb" => {
+                for rule in [
+                    &mut self.retry.conflict,
+                    &mut self.retry.transient,
+                    &mut self.retry.unknown,
+                ] {
+                    rule.base_ms = 25;
+                    rule.max_attempts = 4;
+                }
+                self.retry.throttle.max_attempts = 4;
+                self.service = Some(service.into());
+                Ok(())
+            }
+            other => Err(PolicyError::new(
+                "service",
+                format!("unknown service {other:?}; expected \"dynamodb\" or null"),
+            )),
+        }
+    }
+
+    /// Build a policy from JSON text: either a preset name as a JSON string, or an object
+    /// with an optional `preset` (default `iam`), an optional `service`, and overrides of
+    /// any field of the effective policy.
+    pub fn from_json(text: &str) -> Result<Policy, PolicyError> {
+        if text.len() > MAX_POLICY_JSON_BYTES {
+            return Err(PolicyError::new(
+                "$",
+                format!(
+                    "policy JSON is {} bytes; the limit is {MAX_POLICY_JSON_BYTES}",
+                    text.len()
+                ),
+            ));
+        }
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            PolicyError::new(
+                "$",
+                format!(
+                    "malformed JSON at line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })?;
+        Self::from_value(&value)
+    }
+
+    /// Build a policy from a parsed JSON value (see [`Policy::from_json`]).
+    pub fn from_value(value: &Value) -> Result<Policy, PolicyError> {
+        let overrides = match value {
+            Value::String(name) => return Self::preset(name),
+            Value::Null => return Self::preset(DEFAULT_PRESET),
+            Value::Object(map) => map,
+            other => {
+                return Err(PolicyError::new(
+                    "$",
+                    format!("expected a preset name or an object, found {}", kind(other)),
+                ))
+            }
+        };
+        let preset_name = match overrides.get("preset") {
+            None | Some(Value::Null) => DEFAULT_PRESET,
+            Some(Value::String(s)) => s.as_str(),
+            Some(other) => {
+                return Err(PolicyError::new(
+                    "preset",
+                    format!("expected a string, found {}", kind(other)),
+                ))
+            }
+        };
+        let mut base = Self::preset(preset_name)?;
+        match overrides.get("service") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => base.apply_service(s)?,
+            Some(other) => {
+                return Err(PolicyError::new(
+                    "service",
+                    format!("expected a string or null, found {}", kind(other)),
+                ))
+            }
+        }
+        let mut merged = serde_json::to_value(&base).expect("a policy always serialises");
+        let mut rest = overrides.clone();
+        rest.remove("preset");
+        rest.remove("service");
+        merge(&mut merged, &Value::Object(rest), "")?;
+        check_enums(&merged)?;
+        let policy: Policy = serde_json::from_value(merged)
+            .map_err(|e| PolicyError::new("$", format!("does not match the schema: {e}")))?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// The effective policy as pretty JSON. Feeding it to [`Policy::from_json`] gives the
+    /// same policy back.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a policy always serialises")
+    }
+
+    /// Check ranges and consistency. Policies built by [`Policy::from_json`] are already
+    /// validated; call this after changing fields by hand.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if let Some(d) = self.deadline_ms {
+            range_u64("deadline_ms", d, 1, MAX_DELAY_MS)?;
+        }
+        for (name, rule) in [
+            ("conflict", &self.retry.conflict),
+            ("throttle", &self.retry.throttle),
+            ("transient", &self.retry.transient),
+            ("unknown", &self.retry.unknown),
+        ] {
+            let p = |f: &str| format!("retry.{name}.{f}");
+            if rule.max_attempts == 0 {
+                return Err(PolicyError::new(
+                    p("max_attempts"),
+                    "must be at least 1 (the first call counts as an attempt)",
+                ));
+            }
+            range_u64(
+                &p("max_attempts"),
+                rule.max_attempts.into(),
+                1,
+                MAX_ATTEMPTS.into(),
+            )?;
+            range_u64(&p("base_ms"), rule.base_ms, 0, MAX_DELAY_MS)?;
+            range_u64(&p("cap_ms"), rule.cap_ms, 0, MAX_DELAY_MS)?;
+            if rule.base_ms > rule.cap_ms {
+                return Err(PolicyError::new(
+                    p("base_ms"),
+                    format!(
+                        "must not exceed cap_ms ({} > {})",
+                        rule.base_ms, rule.cap_ms
+                    ),
+                ));
+            }
+            range_u64(&p("cost"), rule.cost.into(), 0, MAX_TOKENS.into())?;
+        }
+        range_u64(
+            "retry_after.max_extra_ms",
+            self.retry_after.max_extra_ms,
+            0,
+            MAX_DELAY_MS,
+        )?;
+        let b = &self.budget;
+        range_u64("budget.capacity", b.capacity.into(), 0, MAX_TOKENS.into())?;
+        if b.initial > b.capacity {
+            return Err(PolicyError::new(
+                "budget.initial",
+                format!(
+                    "must not exceed budget.capacity ({} > {})",
+                    b.initial, b.capacity
+                ),
+            ));
+        }
+        range_u64(
+            "budget.success_reward",
+            b.success_reward.into(),
+            0,
+            MAX_TOKENS.into(),
+        )?;
+        if let Some(c) = b.per_entity_capacity {
+            range_u64("budget.per_entity_capacity", c.into(), 0, MAX_TOKENS.into())?;
+        }
+        let s = &self.spike;
+        range_u64("spike.window_ms", s.window_ms, 1, MAX_DELAY_MS)?;
+        range_u64(
+            "spike.threshold",
+            s.threshold.into(),
+            1,
+            MAX_SPIKE_THRESHOLD.into(),
+        )?;
+        range_u64("spike.cooldown_ms", s.cooldown_ms, 0, MAX_DELAY_MS)?;
+        for (name, list) in [
+            ("conflict", &self.codes.conflict),
+            ("throttle", &self.codes.throttle),
+            ("transient", &self.codes.transient),
+            ("fatal", &self.codes.fatal),
+        ] {
+            for (i, code) in list.iter().enumerate() {
+                if code.is_empty() || code.len() > 128 {
+                    return Err(PolicyError::new(
+                        format!("codes.{name}[{i}]"),
+                        "must be a non-empty code of at most 128 characters",
+                    ));
+                }
+            }
+        }
+        for (name, list) in [
+            ("throttle_statuses", &self.codes.throttle_statuses),
+            ("transient_statuses", &self.codes.transient_statuses),
+        ] {
+            for (i, status) in list.iter().enumerate() {
+                if !(100..=599).contains(status) {
+                    return Err(PolicyError::new(
+                        format!("codes.{name}[{i}]"),
+                        format!("must be an HTTP status in 100..=599, found {status}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The retry rule of a retryable class.
+    pub fn rule(&self, class: crate::ErrorClass) -> Option<&RetryRule> {
+        use crate::ErrorClass::*;
+        match class {
+            Conflict => Some(&self.retry.conflict),
+            Throttle => Some(&self.retry.throttle),
+            Transient => Some(&self.retry.transient),
+            Unknown => Some(&self.retry.unknown),
+            Fatal => None,
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self::iam()
+    }
+}
+
+fn range_u64(path: &str, v: u64, lo: u64, hi: u64) -> Result<(), PolicyError> {
+    if v < lo || v > hi {
+        Err(PolicyError::new(
+            path,
+            format!("must be in {lo}..={hi}, found {v}"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_u64() => "a non-negative integer",
+        Value::Number(n) if n.is_i64() => "a negative number",
+        Value::Number(_) => "a fractional number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// Fields whose preset value is `null` and what they accept instead.
+fn nullable_number(path: &str) -> bool {
+    matches!(path, "deadline_ms" | "budget.per_entity_capacity")
+}
+
+/// Merge `over` into `base`, refusing unknown fields and values of the wrong JSON type.
+fn merge(base: &mut Value, over: &Value, path: &str) -> Result<(), PolicyError> {
+    let (Value::Object(base_map), Value::Object(over_map)) = (&mut *base, over) else {
+        unreachable!("merge is called on objects only")
+    };
+    for (key, value) in over_map {
+        let field = join(path, key);
+        let Some(slot) = base_map.get_mut(key) else {
+            let known: Vec<&str> = base_map.keys().map(String::as_str).collect();
+            return Err(PolicyError::new(
+                field,
+                format!("unknown field; expected one of {}", known.join(", ")),
+            ));
+        };
+        merge_field(slot, value, &field)?;
+    }
+    Ok(())
+}
+
+fn merge_field(slot: &mut Value, value: &Value, field: &str) -> Result<(), PolicyError> {
+    match (&*slot, value) {
+        (Value::Object(_), Value::Object(_)) => merge(slot, value, field),
+        (Value::Object(_), other) => Err(PolicyError::new(
+            field,
+            format!("expected an object, found {}", kind(other)),
+        )),
+        (Value::Array(items), Value::Array(new_items)) => {
+            let element_is_number =
+                items.first().is_some_and(Value::is_number) || field.ends_with("_statuses");
+            for (i, item) in new_items.iter().enumerate() {
+                let ok = if element_is_number {
+                    item.as_u64().is_some_and(|n| n <= u16::MAX as u64)
+                } else {
+                    item.is_string()
+                };
+                if !ok {
+                    let want = if element_is_number {
+                        "an HTTP status number"
+                    } else {
+                        "a string"
+                    };
+                    return Err(PolicyError::new(
+                        format!("{field}[{i}]"),
+                        format!("expected {want}, found {}", kind(item)),
+                    ));
+                }
+            }
+            *slot = value.clone();
+            Ok(())
+        }
+        (Value::Bool(_), Value::Bool(_)) | (Value::String(_), Value::String(_)) => {
+            *slot = value.clone();
+            Ok(())
+        }
+        (Value::Number(_), v) | (Value::Null, v) if nullable_number(field) || slot.is_number() => {
+            match v {
+                Value::Null if nullable_number(field) => {
+                    *slot = Value::Null;
+                    Ok(())
+                }
+                Value::Number(n) if n.is_u64() => {
+                    let n = n.as_u64().unwrap_or(u64::MAX);
+                    if n > u32::MAX as u64 && !field.ends_with("_ms") {
+                        return Err(PolicyError::new(
+                            field,
+                            format!("must be at most {}, found {n}", u32::MAX),
+                        ));
+                    }
+                    *slot = value.clone();
+                    Ok(())
+                }
+                other => Err(PolicyError::new(
+                    field,
+                    format!(
+                        "expected a non-negative integer{}, found {}",
+                        if nullable_number(field) {
+                            " or null"
+                        } else {
+                            ""
+                        },
+                        kind(other)
+                    ),
+                )),
+            }
+        }
+        (expected, other) => Err(PolicyError::new(
+            field,
+            format!("expected {}, found {}", kind(expected), kind(other)),
+        )),
+    }
+}
+
+fn check_enums(merged: &Value) -> Result<(), PolicyError> {
+    const JITTERS: &[&str] = &["none", "full", "equal", "decorrelated"];
+    for class in ["conflict", "throttle", "transient", "unknown"] {
+        let v = &merged["retry"][class]["jitter"];
+        let s = v.as_str().unwrap_or_default();
+        if !JITTERS.contains(&s) {
+            return Err(PolicyError::new(
+                format!("retry.{class}.jitter"),
+                format!(
+                    "unknown jitter {s:?}; expected one of {}",
+                    JITTERS.join(", ")
+                ),
+            ));
+        }
+    }
+    let mode = merged["lanes"]["mode"].as_str().unwrap_or_default();
+    if !["local", "none"].contains(&mode) {
+        return Err(PolicyError::new(
+            "lanes.mode",
+            format!("unknown lane mode {mode:?}; expected local or none"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parse a policy from a JSON object map (used by bindings that hold a map already).
+pub fn from_map(map: Map<String, Value>) -> Result<Policy, PolicyError> {
+    Policy::from_value(&Value::Object(map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> PolicyError {
+        Policy::from_json(text).unwrap_err()
+    }
+
+    #[test]
+    fn presets_validate_and_round_trip() {
+        for name in PRESETS {
+            let p = Policy::preset(name).unwrap();
+            p.validate().unwrap();
+            assert_eq!(Policy::from_json(&p.to_json()).unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn default_is_iam() {
+        assert_eq!(Policy::from_json("{}").unwrap().preset, "iam");
+        assert_eq!(Policy::from_json("null").unwrap().preset, "iam");
+        assert_eq!(
+            Policy::from_json("\"aws-standard\"").unwrap().preset,
+            "aws-standard"
+        );
+    }
+
+    #[test]
+    fn overrides_merge_field_by_field() {
+        let p = Policy::from_json(r#"{"retry":{"conflict":{"base_ms":10}}}"#).unwrap();
+        assert_eq!(p.retry.conflict.base_ms, 10);
+        assert_eq!(p.retry.conflict.cap_ms, Policy::iam().retry.conflict.cap_ms);
+    }
+
+    #[test]
+    fn unknown_preset_names_the_field() {
+        let e = err(r#"{"preset":"nope"}"#);
+        assert_eq!(e.path, "preset");
+        assert!(e.rule.contains("unknown preset"));
+    }
+
+    #[test]
+    fn unknown_field_names_the_path() {
+        assert_eq!(
+            err(r#"{"retry":{"conflict":{"bsae_ms":1}}}"#).path,
+            "retry.conflict.bsae_ms"
+        );
+        assert_eq!(err(r#"{"colour":1}"#).path, "colour");
+    }
+
+    #[test]
+    fn negative_fractional_and_wrong_types_are_refused() {
+        let e = err(r#"{"budget":{"capacity":-1}}"#);
+        assert_eq!(e.path, "budget.capacity");
+        assert!(e.rule.contains("negative"));
+        assert_eq!(err(r#"{"deadline_ms":1.5}"#).path, "deadline_ms");
+        assert_eq!(
+            err(r#"{"tokens":{"validate":"yes"}}"#).path,
+            "tokens.validate"
+        );
+        assert_eq!(err(r#"{"retry":7}"#).path, "retry");
+        assert_eq!(
+            err(r#"{"codes":{"conflict":[1]}}"#).path,
+            "codes.conflict[0]"
+        );
+    }
+
+    #[test]
+    fn inconsistent_values_are_refused() {
+        let e = err(r#"{"retry":{"conflict":{"base_ms":500,"cap_ms":100}}}"#);
+        assert_eq!(e.path, "retry.conflict.base_ms");
+        assert!(e.rule.contains("cap_ms"));
+        assert_eq!(
+            err(r#"{"retry":{"throttle":{"max_attempts":0}}}"#).path,
+            "retry.throttle.max_attempts"
+        );
+        assert_eq!(err(r#"{"budget":{"initial":600}}"#).path, "budget.initial");
+        assert_eq!(err(r#"{"deadline_ms":999999999999}"#).path, "deadline_ms");
+        assert_eq!(
+            err(r#"{"retry":{"unknown":{"jitter":"wild"}}}"#).path,
+            "retry.unknown.jitter"
+        );
+        assert_eq!(err(r#"{"lanes":{"mode":"global"}}"#).path, "lanes.mode");
+        assert_eq!(
+            err(r#"{"codes":{"throttle_statuses":[99]}}"#).path,
+            "codes.throttle_statuses[0]"
+        );
+    }
+
+    #[test]
+    fn malformed_and_oversized_json_are_refused() {
+        assert!(err("{").rule.contains("malformed JSON"));
+        assert_eq!(err("[1]").path, "$");
+        let big = format!("{{\"x\":\"{}\"}}", "a".repeat(MAX_POLICY_JSON_BYTES));
+        assert!(err(&big).rule.contains("limit"));
+    }
+
+    #[test]
+    fn dynamodb_service_flag() {
+        let p = Policy::from_json(r#"{"preset":"aws-standard","service":"dynamodb"}"#).unwrap();
+        assert_eq!(p.retry.transient.base_ms, 25);
+        assert_eq!(p.retry.transient.max_attempts, 4);
+        assert_eq!(p.retry.throttle.base_ms, 1_000);
+        assert_eq!(err(r#"{"service":"s3"}"#).path, "service");
+    }
+}
