@@ -1,0 +1,5 @@
+//! Library side of the `writelane` command line: the contention simulator and the
+//! conformance-vector generator, so tests can drive them directly.
+
+pub mod sim;
+pub mod vectors;

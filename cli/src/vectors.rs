@@ -1,0 +1,1082 @@
+//! The conformance vectors: scenarios run through the core, with every command, event and
+//! timeout recorded, written as JSON for every binding to replay (format in
+//! `tests/vectors/README.md`).
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+use writelane_core::{
+    policy_token, Engine, Failure, Input, OpId, Policy, RetryStrategy, RetryToken, SubmitOptions,
+};
+
+/// One generated vector: its file stem and its JSON.
+pub struct Vector {
+    /// `NNN-name`.
+    pub stem: String,
+    /// The document.
+    pub json: Value,
+}
+
+/// Builds an engine vector by running each step as it is added.
+struct EngineScript {
+    name: &'static str,
+    description: &'static str,
+    policy: Value,
+    seed: u64,
+    engine: Engine,
+    now: u64,
+    steps: Vec<Value>,
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("core types serialise")
+}
+
+impl EngineScript {
+    fn new(name: &'static str, description: &'static str, policy: Value, seed: u64) -> Self {
+        let p = Policy::from_value(&policy).expect("vector policies are valid");
+        EngineScript {
+            name,
+            description,
+            policy,
+            seed,
+            engine: Engine::new(p, seed),
+            now: 0,
+            steps: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, mut step: Value, error: Option<&'static str>) {
+        let mut commands = Vec::new();
+        while let Some(c) = self.engine.poll_command() {
+            commands.push(to_json(&c));
+        }
+        let mut events = Vec::new();
+        while let Some(e) = self.engine.poll_event() {
+            events.push(to_json(&e));
+        }
+        let obj = step.as_object_mut().expect("steps are objects");
+        if let Some(kind) = error {
+            obj.insert("error".into(), json!(kind));
+        }
+        obj.insert("commands".into(), Value::Array(commands));
+        obj.insert("events".into(), Value::Array(events));
+        obj.insert("next_timeout".into(), json!(self.engine.poll_timeout()));
+        self.steps.push(step);
+    }
+
+    fn submit(
+        &mut self,
+        at: u64,
+        entity: &str,
+        expected: Option<&str>,
+        deadline_ms: Option<u64>,
+    ) -> &mut Self {
+        let opts = SubmitOptions {
+            expected: expected.map(str::to_string),
+            deadline_ms,
+        };
+        let step_submit = to_json(&opts);
+        let mut submit = step_submit.as_object().cloned().unwrap_or_default();
+        submit.insert("entity".into(), json!(entity));
+        match self.engine.submit(entity, at, opts) {
+            Ok(op) => {
+                self.now = at;
+                self.record(json!({"at": at, "submit": submit, "op": op}), None)
+            }
+            Err(e) => self.record(json!({"at": at, "submit": submit}), Some(e.kind())),
+        }
+        self
+    }
+
+    fn input(&mut self, at: u64, input: Input) -> &mut Self {
+        let step = json!({"at": at, "input": to_json(&input)});
+        match self.engine.handle(at, input) {
+            Ok(()) => {
+                self.now = at;
+                self.record(step, None)
+            }
+            Err(e) => self.record(step, Some(e.kind())),
+        }
+        self
+    }
+
+    fn timeout(&mut self, at: u64) -> &mut Self {
+        let step = json!({"at": at, "timeout": true});
+        match self.engine.handle_timeout(at) {
+            Ok(()) => {
+                self.now = at;
+                self.record(step, None)
+            }
+            Err(e) => self.record(step, Some(e.kind())),
+        }
+        self
+    }
+
+    /// Advance to the engine's next timeout.
+    fn wait(&mut self) -> &mut Self {
+        let at = self.engine.poll_timeout().expect("something waits on time");
+        self.timeout(at)
+    }
+
+    fn read(&mut self, dt: u64, op: u64, token: Option<&str>) -> &mut Self {
+        let at = self.now + dt;
+        self.input(
+            at,
+            Input::ReadDone {
+                op: OpId(op),
+                token: token.map(str::to_string),
+            },
+        )
+    }
+
+    fn wrote(&mut self, dt: u64, op: u64, token: Option<&str>) -> &mut Self {
+        let at = self.now + dt;
+        self.input(
+            at,
+            Input::WriteDone {
+                op: OpId(op),
+                token: token.map(str::to_string),
+            },
+        )
+    }
+
+    fn failed(&mut self, dt: u64, op: u64, failure: Failure) -> &mut Self {
+        let at = self.now + dt;
+        self.input(
+            at,
+            Input::WriteFailed {
+                op: OpId(op),
+                failure,
+            },
+        )
+    }
+
+    fn finish(self) -> Value {
+        let stats = self.engine.stats();
+        json!({
+            "name": self.name,
+            "description": self.description,
+            "kind": "engine",
+            "policy": self.policy,
+            "seed": self.seed,
+            "steps": self.steps,
+            "final_stats": {"global": stats.global, "budget": stats.budget},
+        })
+    }
+}
+
+/// Builds a retry-strategy vector.
+struct StrategyScript {
+    name: &'static str,
+    description: &'static str,
+    policy: Value,
+    seed: u64,
+    strategy: RetryStrategy,
+    tokens: HashMap<&'static str, (RetryToken, &'static str)>,
+    steps: Vec<Value>,
+}
+
+impl StrategyScript {
+    fn new(name: &'static str, description: &'static str, policy: Value, seed: u64) -> Self {
+        let p = Policy::from_value(&policy).expect("vector policies are valid");
+        StrategyScript {
+            name,
+            description,
+            policy,
+            seed,
+            strategy: RetryStrategy::new(p, seed),
+            tokens: HashMap::new(),
+            steps: Vec::new(),
+        }
+    }
+
+    fn capacity(&self, scope: &str) -> Value {
+        json!({"scope": scope, "level": self.strategy.capacity(scope)})
+    }
+
+    fn acquire(&mut self, at: u64, scope: &'static str, name: &'static str) -> &mut Self {
+        let t = self
+            .strategy
+            .acquire(scope, at)
+            .expect("time moves forward");
+        self.tokens.insert(name, (t, scope));
+        let cap = self.capacity(scope);
+        self.steps
+            .push(json!({"at": at, "acquire": {"scope": scope, "token": name}, "capacity": cap}));
+        self
+    }
+
+    fn refresh(&mut self, at: u64, name: &'static str, failure: Failure) -> &mut Self {
+        let (mut t, scope) = self.tokens[name];
+        let result = match self
+            .strategy
+            .refresh(&mut t, &failure, at)
+            .expect("valid use")
+        {
+            Ok(plan) => json!({"delay_ms": plan.delay_ms, "cost": plan.cost, "class": plan.class}),
+            Err(refusal) => json!({"refused": refusal.reason()}),
+        };
+        self.tokens.insert(name, (t, scope));
+        let cap = self.capacity(scope);
+        self.steps.push(json!({
+            "at": at, "refresh": {"token": name, "failure": to_json(&failure)},
+            "result": result, "capacity": cap,
+        }));
+        self
+    }
+
+    fn success(&mut self, at: u64, name: &'static str) -> &mut Self {
+        let (t, scope) = self.tokens[name];
+        self.strategy.record_success(&t).expect("valid use");
+        let cap = self.capacity(scope);
+        self.steps
+            .push(json!({"at": at, "success": {"token": name}, "capacity": cap}));
+        self
+    }
+
+    fn finish(self) -> Value {
+        json!({
+            "name": self.name,
+            "description": self.description,
+            "kind": "strategy",
+            "policy": self.policy,
+            "seed": self.seed,
+            "steps": self.steps,
+        })
+    }
+}
+
+fn conflict() -> Failure {
+    Failure::code("ConcurrentModification").with_status(409)
+}
+
+fn policy_error(name: &'static str, description: &'static str, policy: Value) -> Value {
+    let e = Policy::from_value(&policy).expect_err("vector policy must be refused");
+    json!({
+        "name": name, "description": description, "kind": "policy_error",
+        "policy": policy, "error": {"path": e.path, "rule": e.rule},
+    })
+}
+
+fn token_vector(name: &'static str, description: &'static str, document: &str) -> Value {
+    let mut v =
+        json!({"name": name, "description": description, "kind": "token", "document": document});
+    match policy_token(document) {
+        Ok(t) => v["token"] = json!(t),
+        Err(e) => v["error"] = json!({"path": e.path, "rule": e.rule}),
+    }
+    v
+}
+
+/// Jitter `kind` for every class, on top of `preset`.
+fn with_jitter(preset: &str, kind: &str) -> Value {
+    json!({"preset": preset, "retry": {
+        "conflict": {"jitter": kind}, "throttle": {"jitter": kind},
+        "transient": {"jitter": kind}, "unknown": {"jitter": kind}}})
+}
+
+fn no_jitter_aws() -> Value {
+    with_jitter("aws-standard", "none")
+}
+
+/// Every vector, in order.
+pub fn all() -> Vec<Vector> {
+    let mut docs: Vec<Value> = Vec::new();
+
+    // --- engine: the basic lifecycle ---
+    let mut s = EngineScript::new(
+        "uncontended-write",
+        "One write with token validation: read, write, committed.",
+        json!("iam"),
+        1,
+    );
+    s.submit(0, "role/app", None, None)
+        .read(5, 1, Some("v1"))
+        .wrote(10, 1, Some("v2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "no-validation-writes-at-once",
+        "With token validation off the first command is the write.",
+        json!({"tokens": {"validate": false}}),
+        1,
+    );
+    s.submit(0, "role/app", None, None).wrote(10, 1, None);
+    docs.push(s.finish());
+
+    for (i, kind) in ["none", "full", "equal", "decorrelated"]
+        .into_iter()
+        .enumerate()
+    {
+        let (name, desc) = match kind {
+            "none" => (
+                "conflict-jitter-none",
+                "Conflicts retried with jitter none: delays are the exponential ceilings.",
+            ),
+            "full" => (
+                "conflict-jitter-full",
+                "Conflicts retried with full jitter.",
+            ),
+            "equal" => (
+                "conflict-jitter-equal",
+                "Conflicts retried with equal jitter.",
+            ),
+            _ => (
+                "conflict-jitter-decorrelated",
+                "Conflicts retried with decorrelated jitter.",
+            ),
+        };
+        let mut s = EngineScript::new(name, desc, with_jitter("iam", kind), 7 + i as u64);
+        s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
+        for n in 0..3 {
+            s.failed(20, 1, conflict())
+                .wait()
+                .read(5, 1, Some(["v2", "v3", "v4"][n]));
+        }
+        s.wrote(20, 1, Some("v5"));
+        docs.push(s.finish());
+    }
+
+    let mut s = EngineScript::new(
+        "conflict-attempts-exhausted",
+        "A conflict on every attempt ends with attempts exhausted.",
+        json!({"retry": {"conflict": {"max_attempts": 3}}}),
+        3,
+    );
+    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
+    s.failed(20, 1, conflict()).wait().read(5, 1, Some("v1"));
+    s.failed(20, 1, conflict()).wait().read(5, 1, Some("v1"));
+    s.failed(20, 1, conflict());
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "throttle-retried",
+        "A throttling error backs off from the throttle base and costs the throttle cost.",
+        with_jitter("iam", "none"),
+        3,
+    );
+    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
+    s.failed(20, 1, Failure::code("Throttling").with_status(400))
+        .wait()
+        .read(5, 1, Some("v1"))
+        .wrote(20, 1, Some("v2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "throttle-by-status-429",
+        "HTTP 429 without a known code is throttling.",
+        with_jitter("iam", "none"),
+        3,
+    );
+    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
+    s.failed(20, 1, Failure::default().with_status(429))
+        .wait()
+        .read(5, 1, Some("v1"))
+        .wrote(20, 1, Some("v2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "transient-retried",
+        "An InternalFailure (500) is transient and retried.",
+        json!("iam"),
+        4,
+    );
+    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
+    s.failed(20, 1, Failure::code("InternalFailure").with_status(500))
+        .wait()
+        .read(5, 1, Some("v1"))
+        .wrote(20, 1, Some("v2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "transient-by-status-503",
+        "HTTP 503 with an unlisted code is transient.",
+        json!("iam"),
+        4,
+    );
+    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
+    s.failed(20, 1, Failure::code("Whatever").with_status(503))
+        .wait()
+        .read(5, 1, Some("v1"))
+        .wrote(20, 1, Some("v2"));
+    docs.push(s.finish());
+
+    for (name, desc, failure) in [
+        (
+            "fatal-access-denied",
+            "AccessDenied is fatal: no retry.",
+            Failure::code("AccessDenied").with_status(403),
+        ),
+        (
+            "fatal-limit-exceeded",
+            "IAM's LimitExceeded (409) is a quota, fatal, unlike LimitExceededException.",
+            Failure::code("LimitExceeded").with_status(409),
+        ),
+        (
+            "fatal-404-without-code",
+            "HTTP 404 with no retryable code fails at once.",
+            Failure::default().with_status(404),
+        ),
+    ] {
+        let mut s = EngineScript::new(name, desc, json!("iam"), 5);
+        s.submit(0, "role/app", None, None)
+            .read(5, 1, Some("v1"))
+            .failed(20, 1, failure);
+        docs.push(s.finish());
+    }
+
+    let mut s = EngineScript::new(
+        "limit-exceeded-exception-throttles",
+        "LimitExceededException is throttling, retried.",
+        with_jitter("iam", "none"),
+        5,
+    );
+    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
+    s.failed(
+        20,
+        1,
+        Failure::code("LimitExceededException").with_status(400),
+    )
+    .wait()
+    .read(5, 1, Some("v1"))
+    .wrote(20, 1, Some("v2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "exception-suffix-matches",
+        "ConcurrentModificationException matches the ConcurrentModification entry.",
+        json!("iam"),
+        6,
+    );
+    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
+    s.failed(20, 1, Failure::code("ConcurrentModificationException"))
+        .wait()
+        .read(5, 1, Some("v1"))
+        .wrote(20, 1, Some("v2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "retry-after-hint-honoured",
+        "A retry-after hint replaces the delay, clamped to [delay, delay + 5 s].",
+        with_jitter("iam", "none"),
+        6,
+    );
+    let mut hinted = Failure::code("Throttling").with_status(400);
+    hinted.retry_after_ms = Some(2500);
+    s.submit(0, "role/app", None, None)
+        .read(5, 1, Some("v1"))
+        .failed(20, 1, hinted)
+        .wait()
+        .read(5, 1, Some("v1"));
+    let mut huge = Failure::code("Throttling").with_status(400);
+    huge.retry_after_ms = Some(60_000);
+    s.failed(20, 1, huge)
+        .wait()
+        .read(5, 1, Some("v1"))
+        .wrote(20, 1, Some("v2"));
+    docs.push(s.finish());
+
+    // A header text that is no number is ignored: recorded with the text itself.
+    let mut s = EngineScript::new(
+        "retry-after-unparseable-ignored",
+        "A retry-after header that is not a number is ignored.",
+        with_jitter("iam", "none"),
+        6,
+    );
+    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
+    let step_at = s.now + 20;
+    let bad = Failure::code("Throttling")
+        .with_status(400)
+        .with_retry_after_header("soon");
+    s.input(
+        step_at,
+        Input::WriteFailed {
+            op: OpId(1),
+            failure: bad,
+        },
+    );
+    if let Some(last) = s.steps.last_mut() {
+        last["input"]["failure"]["retry_after_ms"] = json!("soon");
+    }
+    s.wait().read(5, 1, Some("v1")).wrote(20, 1, Some("v2"));
+    docs.push(s.finish());
+
+    // --- budgets ---
+    let mut s = EngineScript::new(
+        "budget-engine-exhausted",
+        "The engine budget runs dry: the retry is refused and nothing is charged.",
+        json!({"budget": {"capacity": 12, "initial": 12, "per_entity_capacity": null}, "retry": {"conflict": {"cost": 5}}}),
+        8,
+    );
+    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
+    s.failed(20, 1, conflict()).wait().read(5, 1, Some("v1"));
+    s.failed(20, 1, conflict()).wait().read(5, 1, Some("v1"));
+    s.failed(20, 1, conflict());
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "budget-entity-exhausted",
+        "One hot entity drains its own budget, not the engine's.",
+        json!({"budget": {"per_entity_capacity": 10}, "retry": {"conflict": {"cost": 5}}}),
+        8,
+    );
+    s.submit(0, "role/hot", None, None).read(5, 1, Some("v1"));
+    s.failed(20, 1, conflict()).wait().read(5, 1, Some("v1"));
+    s.failed(20, 1, conflict()).wait().read(5, 1, Some("v1"));
+    s.failed(20, 1, conflict());
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "budget-refund-on-success",
+        "A success refunds the cost of the retry before it; a first-try success adds the reward.",
+        json!({"budget": {"initial": 480}}),
+        9,
+    );
+    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
+    s.failed(20, 1, conflict())
+        .wait()
+        .read(5, 1, Some("v2"))
+        .wrote(20, 1, Some("v3"));
+    let t = s.now + 10;
+    s.submit(t, "role/app", None, None).wrote(20, 2, Some("v4"));
+    docs.push(s.finish());
+
+    // --- deadlines ---
+    let mut s = EngineScript::new(
+        "deadline-refuses-long-delay",
+        "A retry whose delay would pass the deadline is refused.",
+        json!({"deadline_ms": 300, "retry": {"conflict": {"jitter": "none", "base_ms": 200}}}),
+        10,
+    );
+    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
+    s.failed(20, 1, conflict())
+        .wait()
+        .read(5, 1, Some("v1"))
+        .failed(20, 1, conflict());
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "deadline-while-queued",
+        "A write still waiting for the lane at its deadline gives up.",
+        json!("iam"),
+        10,
+    );
+    s.submit(0, "role/app", None, None)
+        .submit(1, "role/app", None, Some(50))
+        .read(5, 1, Some("v1"))
+        .wait();
+    docs.push(s.finish());
+
+    // --- lanes ---
+    let mut s = EngineScript::new("fifo-three-writers", "Three writers of one entity go one at a time, first come first served, with the committed token handed on.", json!("iam"), 11);
+    s.submit(0, "role/app", None, None)
+        .submit(1, "role/app", None, None)
+        .submit(2, "role/app", None, None);
+    s.read(5, 1, Some("v1"))
+        .wrote(20, 1, Some("v2"))
+        .wrote(20, 2, Some("v3"))
+        .wrote(20, 3, Some("v4"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "lanes-independent-entities",
+        "Writers of different entities do not wait for each other.",
+        json!("iam"),
+        11,
+    );
+    s.submit(0, "role/a", None, None)
+        .submit(0, "role/b", None, None);
+    s.read(5, 2, Some("b1"))
+        .read(0, 1, Some("a1"))
+        .wrote(10, 2, Some("b2"))
+        .wrote(1, 1, Some("a2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "handoff-unknown-token-reads",
+        "When a holder commits without a token, the next holder reads first.",
+        json!("iam"),
+        11,
+    );
+    s.submit(0, "role/app", None, None)
+        .submit(1, "role/app", None, None);
+    s.read(5, 1, Some("v1"))
+        .wrote(20, 1, None)
+        .read(5, 2, Some("v2"))
+        .wrote(20, 2, Some("v3"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "handoff-off-always-reads",
+        "With hand-off off every holder reads before writing.",
+        json!({"tokens": {"handoff": false}}),
+        11,
+    );
+    s.submit(0, "role/app", None, None)
+        .submit(1, "role/app", None, None);
+    s.read(5, 1, Some("v1"))
+        .wrote(20, 1, Some("v2"))
+        .read(5, 2, Some("v2"))
+        .wrote(20, 2, Some("v3"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "lanes-none-no-serialisation",
+        "With lane mode none, writers of one entity proceed at once.",
+        json!({"lanes": {"mode": "none"}}),
+        11,
+    );
+    s.submit(0, "role/app", None, None)
+        .submit(0, "role/app", None, None);
+    s.read(5, 1, Some("v1"))
+        .read(0, 2, Some("v1"))
+        .wrote(20, 1, Some("v2"))
+        .failed(0, 2, conflict());
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "cancel-releases-lane",
+        "Cancelling the holder hands the lane to the next writer.",
+        json!("iam"),
+        12,
+    );
+    s.submit(0, "role/app", None, None)
+        .submit(1, "role/app", None, None)
+        .read(5, 1, Some("v1"));
+    s.input(10, Input::Cancel { op: OpId(1) })
+        .read(5, 2, Some("v1"))
+        .wrote(20, 2, Some("v2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "cancel-while-queued",
+        "Cancelling a queued writer removes it from the lane.",
+        json!("iam"),
+        12,
+    );
+    s.submit(0, "role/app", None, None)
+        .submit(1, "role/app", None, None)
+        .submit(2, "role/app", None, None);
+    s.input(3, Input::Cancel { op: OpId(2) })
+        .read(5, 1, Some("v1"))
+        .wrote(20, 1, Some("v2"))
+        .wrote(20, 3, Some("v3"));
+    docs.push(s.finish());
+
+    // --- change tokens ---
+    let mut s = EngineScript::new(
+        "stale-revision-refused",
+        "The entity is found at a revision the writer has not seen: no write.",
+        json!("iam"),
+        13,
+    );
+    s.submit(0, "role/app", Some("v1"), None)
+        .read(5, 1, Some("v9"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "expected-token-matches",
+        "The writer's expected token is current: write on it.",
+        json!("iam"),
+        13,
+    );
+    s.submit(0, "role/app", Some("v1"), None)
+        .read(5, 1, Some("v1"))
+        .wrote(20, 1, Some("v2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "stale-after-conflict",
+        "A conflict, then the re-read shows another writer's revision: stale, not retried blindly.",
+        json!("iam"),
+        13,
+    );
+    s.submit(0, "role/app", Some("v1"), None)
+        .read(5, 1, Some("v1"))
+        .failed(20, 1, conflict())
+        .wait()
+        .read(5, 1, Some("v2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "entity-absent",
+        "A read that finds no entity gives a null base token.",
+        json!("iam"),
+        13,
+    );
+    s.submit(0, "user/new", None, None)
+        .read(5, 1, None)
+        .wrote(20, 1, Some("v1"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "imported-token-trusted",
+        "A token from imported state is handed to the first writer, which writes at once.",
+        json!("iam"),
+        13,
+    );
+    s.engine
+        .import_state(
+            &serde_json::from_value(
+                json!({"version": 1, "entities": {"role/app": {"committed_token": "v7"}}}),
+            )
+            .expect("state"),
+        )
+        .expect("valid state");
+    s.submit(0, "role/app", Some("v7"), None)
+        .wrote(20, 1, Some("v8"));
+    let mut doc = s.finish();
+    doc["import_state"] =
+        json!({"version": 1, "entities": {"role/app": {"committed_token": "v7"}}});
+    docs.push(doc);
+
+    // --- unknown outcomes ---
+    let mut s = EngineScript::new(
+        "unknown-outcome-landed",
+        "A lost reply, and the read-back finds the intended token: committed without a retry.",
+        json!("iam"),
+        14,
+    );
+    let mut lost = Failure::unknown_outcome();
+    lost.intended_token = Some("v2".into());
+    s.submit(0, "role/app", None, None)
+        .read(5, 1, Some("v1"))
+        .failed(30_000, 1, lost)
+        .read(5, 1, Some("v2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "unknown-outcome-not-landed",
+        "A lost reply, and the read-back shows the old revision: retried.",
+        json!("iam"),
+        14,
+    );
+    let mut lost = Failure::unknown_outcome();
+    lost.intended_token = Some("v2".into());
+    s.submit(0, "role/app", None, None)
+        .read(5, 1, Some("v1"))
+        .failed(30_000, 1, lost)
+        .read(5, 1, Some("v1"));
+    s.wait().read(5, 1, Some("v1")).wrote(20, 1, Some("v2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "read-failure-retried",
+        "A throttled read is retried like a write.",
+        with_jitter("iam", "none"),
+        14,
+    );
+    s.submit(0, "role/app", None, None);
+    let at = s.now + 5;
+    s.input(
+        at,
+        Input::ReadFailed {
+            op: OpId(1),
+            failure: Failure::code("Throttling").with_status(400),
+        },
+    );
+    s.wait().read(5, 1, Some("v1")).wrote(20, 1, Some("v2"));
+    docs.push(s.finish());
+
+    // --- spikes ---
+    let mut s = EngineScript::new(
+        "spike-cooldown",
+        "Conflicts over the threshold start a cool-down; a new write waits it out.",
+        json!({"lanes": {"mode": "none"}, "spike": {"threshold": 2, "window_ms": 1000, "cooldown_ms": 500}, "retry": {"conflict": {"jitter": "none", "base_ms": 1000}}}),
+        15,
+    );
+    s.submit(0, "role/hot", None, None)
+        .submit(0, "role/hot", None, None);
+    s.read(5, 1, Some("v1"))
+        .read(0, 2, Some("v1"))
+        .failed(20, 1, conflict())
+        .failed(1, 2, conflict());
+    let t = s.now + 10;
+    s.submit(t, "role/hot", None, None)
+        .wait()
+        .read(5, 3, Some("v1"));
+    docs.push(s.finish());
+
+    // --- misuse ---
+    let mut s = EngineScript::new(
+        "misuse-time-backwards",
+        "Time going backwards is refused and changes nothing.",
+        json!("iam"),
+        16,
+    );
+    s.submit(10, "role/app", None, None).input(
+        5,
+        Input::ReadDone {
+            op: OpId(1),
+            token: Some("v1".into()),
+        },
+    );
+    s.read(5, 1, Some("v1")).wrote(10, 1, Some("v2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "misuse-wrong-input",
+        "An input the operation is not waiting for is refused.",
+        json!("iam"),
+        16,
+    );
+    s.submit(0, "role/app", None, None)
+        .wrote(5, 1, Some("v2"))
+        .input(
+            6,
+            Input::ReadDone {
+                op: OpId(9),
+                token: None,
+            },
+        );
+    s.read(5, 1, Some("v1")).wrote(10, 1, Some("v2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "misuse-bad-entity",
+        "An empty entity name is refused.",
+        json!("iam"),
+        16,
+    );
+    s.submit(0, "", None, None);
+    docs.push(s.finish());
+
+    // --- strategy: aws-standard step by step ---
+    let mut s = StrategyScript::new("aws-standard-transient-steps", "Transient errors: 50 ms then 100 ms, 14 tokens each, then attempts exhausted; success refunds 14.", no_jitter_aws(), 0);
+    let f500 = Failure::code("InternalFailure").with_status(500);
+    s.acquire(0, "iam", "t")
+        .refresh(0, "t", f500.clone())
+        .refresh(50, "t", f500.clone())
+        .refresh(150, "t", f500)
+        .success(160, "t");
+    docs.push(s.finish());
+
+    let mut s = StrategyScript::new(
+        "aws-standard-throttle-steps",
+        "Throttling: 1000 ms then 2000 ms, 5 tokens each.",
+        no_jitter_aws(),
+        0,
+    );
+    let thr = Failure::code("ThrottlingException").with_status(400);
+    s.acquire(0, "iam", "t")
+        .refresh(0, "t", thr.clone())
+        .refresh(1000, "t", thr.clone())
+        .refresh(3000, "t", thr);
+    docs.push(s.finish());
+
+    let mut s = StrategyScript::new(
+        "aws-standard-full-jitter",
+        "The standard mode draws r * min(base * 2^i, 20 s) with full jitter.",
+        json!("aws-standard"),
+        42,
+    );
+    let f500 = Failure::code("ServiceUnavailable").with_status(503);
+    s.acquire(0, "iam", "t")
+        .refresh(0, "t", f500.clone())
+        .refresh(100, "t", f500)
+        .success(300, "t");
+    docs.push(s.finish());
+
+    let mut s = StrategyScript::new(
+        "aws-standard-quota-drains",
+        "The quota drains 14 at a time and refuses when fewer tokens remain than a retry costs.",
+        json!({"preset": "aws-standard", "budget": {"initial": 30}, "retry": {"transient": {"jitter": "none"}}}),
+        0,
+    );
+    let f = Failure::code("InternalError").with_status(500);
+    s.acquire(0, "iam", "a")
+        .refresh(0, "a", f.clone())
+        .acquire(0, "iam", "b")
+        .refresh(0, "b", f.clone())
+        .acquire(0, "iam", "c")
+        .refresh(0, "c", f)
+        .success(10, "a")
+        .success(10, "b");
+    docs.push(s.finish());
+
+    let mut s = StrategyScript::new(
+        "aws-standard-first-try-reward",
+        "A first-try success adds one token, never above capacity.",
+        json!({"preset": "aws-standard", "budget": {"initial": 498}}),
+        0,
+    );
+    s.acquire(0, "iam", "a")
+        .success(1, "a")
+        .acquire(2, "iam", "b")
+        .success(3, "b")
+        .acquire(4, "iam", "c")
+        .success(5, "c");
+    docs.push(s.finish());
+
+    let mut s = StrategyScript::new(
+        "aws-standard-retry-after",
+        "A retry-after hint is clamped to [delay, delay + 5 s]; unparseable hints are ignored.",
+        no_jitter_aws(),
+        0,
+    );
+    let mut h = Failure::code("Throttling").with_status(400);
+    h.retry_after_ms = Some(9000);
+    s.acquire(0, "iam", "t").refresh(0, "t", h);
+    let mut h2 = Failure::code("Throttling").with_status(400);
+    h2.retry_after_ms = Some(1);
+    s.acquire(0, "iam", "u").refresh(0, "u", h2);
+    docs.push(s.finish());
+
+    let mut s = StrategyScript::new(
+        "aws-standard-not-retryable",
+        "A 404 with no retryable code is refused at once and charges nothing.",
+        no_jitter_aws(),
+        0,
+    );
+    s.acquire(0, "iam", "t")
+        .refresh(0, "t", Failure::code("NoSuchEntity").with_status(404));
+    docs.push(s.finish());
+
+    let mut s = StrategyScript::new(
+        "aws-standard-dynamodb",
+        "The DynamoDB flag: base 25 ms and 4 attempts.",
+        json!({"preset": "aws-standard", "service": "dynamodb", "retry": {"transient": {"jitter": "none"}}}),
+        0,
+    );
+    let f = Failure::code("InternalServerError").with_status(500);
+    s.acquire(0, "ddb", "t")
+        .refresh(0, "t", f.clone())
+        .refresh(25, "t", f.clone())
+        .refresh(75, "t", f.clone())
+        .refresh(175, "t", f);
+    docs.push(s.finish());
+
+    let mut s = StrategyScript::new(
+        "strategy-scopes-separate",
+        "Each scope has its own bucket.",
+        json!({"preset": "aws-standard", "budget": {"initial": 14}, "retry": {"transient": {"jitter": "none"}}}),
+        0,
+    );
+    let f = Failure::code("InternalError").with_status(500);
+    s.acquire(0, "a", "x")
+        .refresh(0, "x", f.clone())
+        .acquire(0, "b", "y")
+        .refresh(0, "y", f);
+    docs.push(s.finish());
+
+    let mut s = StrategyScript::new(
+        "strategy-conflict-iam",
+        "The iam preset retries ConcurrentModification with full jitter under a deadline.",
+        json!({"preset": "iam", "deadline_ms": 1000}),
+        5,
+    );
+    let f = conflict();
+    s.acquire(0, "iam", "t")
+        .refresh(0, "t", f.clone())
+        .refresh(300, "t", f.clone())
+        .refresh(700, "t", f.clone())
+        .refresh(990, "t", f);
+    docs.push(s.finish());
+
+    // --- policy errors ---
+    docs.push(policy_error(
+        "policy-unknown-preset",
+        "An unknown preset names the preset field.",
+        json!({"preset": "fast"}),
+    ));
+    docs.push(policy_error(
+        "policy-unknown-field",
+        "A misspelt field is refused with its path.",
+        json!({"retry": {"conflict": {"base": 10}}}),
+    ));
+    docs.push(policy_error(
+        "policy-negative-number",
+        "A negative number is refused.",
+        json!({"budget": {"capacity": -5}}),
+    ));
+    docs.push(policy_error(
+        "policy-base-above-cap",
+        "A base delay above its cap is refused.",
+        json!({"retry": {"throttle": {"base_ms": 5000, "cap_ms": 100}}}),
+    ));
+    docs.push(policy_error(
+        "policy-zero-attempts",
+        "Zero attempts is refused.",
+        json!({"retry": {"conflict": {"max_attempts": 0}}}),
+    ));
+    docs.push(policy_error(
+        "policy-wrong-type",
+        "A string where a boolean belongs is refused.",
+        json!({"tokens": {"validate": "yes"}}),
+    ));
+    docs.push(policy_error(
+        "policy-unknown-jitter",
+        "An unknown jitter kind is refused.",
+        json!({"retry": {"unknown": {"jitter": "random"}}}),
+    ));
+    docs.push(policy_error(
+        "policy-absurd-deadline",
+        "A deadline over a day is refused.",
+        json!({"deadline_ms": 100_000_000u64}),
+    ));
+    docs.push(policy_error(
+        "policy-fractional",
+        "A fractional number of milliseconds is refused.",
+        json!({"retry": {"conflict": {"cap_ms": 1.5}}}),
+    ));
+
+    // --- tokens ---
+    docs.push(token_vector("token-basic", "A plain policy document.", r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#));
+    docs.push(token_vector("token-equivalent-form", "The same policy with a statement object, list fields, other case and order: same token as token-basic.", r#"{"Statement":{"Resource":["arn:aws:s3:::b/*"],"Action":["S3:GETOBJECT"],"Effect":"allow"},"Version":"2012-10-17"}"#));
+    docs.push(token_vector("token-url-encoded", "The URL-encoded form IAM returns: same token as token-basic.", "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Action%22%3A%22s3%3AGetObject%22%2C%22Resource%22%3A%22arn%3Aaws%3As3%3A%3A%3Ab%2F*%22%7D%5D%7D"));
+    docs.push(token_vector("token-principal-account", "A 12-digit account principal equals its root ARN.", r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"sts:AssumeRole","Principal":{"AWS":"123456789012"}}}"#));
+    docs.push(token_vector("token-duplicate-key", "Duplicate keys are refused.", r#"{"Version":"2012-10-17","Version":"2008-10-17","Statement":{"Effect":"Allow","Action":"a:b"}}"#));
+    docs.push(token_vector(
+        "token-bad-effect",
+        "An Effect other than Allow or Deny is refused.",
+        r#"{"Statement":{"Effect":"Permit","Action":"a:b"}}"#,
+    ));
+
+    docs.into_iter()
+        .enumerate()
+        .map(|(i, json)| Vector {
+            stem: format!("{:03}-{}", i + 1, json["name"].as_str().unwrap_or("vector")),
+            json,
+        })
+        .collect()
+}
+
+/// Rebuild every object with its keys in sorted order, so the text is the same whether or
+/// not serde_json keeps insertion order (a feature another crate may switch on).
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The file text of one vector: pretty JSON with sorted keys and a final newline.
+pub fn render(v: &Vector) -> String {
+    serde_json::to_string_pretty(&sorted(&v.json)).expect("vectors serialise") + "\n"
+}
+
+/// Write every vector to `dir`, removing stale vector files; returns how many were written.
+pub fn write_all(dir: &std::path::Path) -> std::io::Result<usize> {
+    std::fs::create_dir_all(dir)?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            std::fs::remove_file(path)?;
+        }
+    }
+    let vectors = all();
+    for v in &vectors {
+        std::fs::write(dir.join(format!("{}.json", v.stem)), render(v))?;
+    }
+    Ok(vectors.len())
+}
