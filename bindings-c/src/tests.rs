@@ -1,0 +1,201 @@
+//! Tests of the guard, the flags and the version constants that C cannot reach.
+
+use std::ffi::CStr;
+use std::sync::{Arc, Barrier};
+
+use super::*;
+use crate::guard::{with_handle, Access};
+
+fn engine() -> *mut wl_engine {
+    let policy = "\"iam\"";
+    let mut e = std::ptr::null_mut();
+    let st = unsafe {
+        wl_engine_new(
+            policy.as_ptr().cast(),
+            policy.len(),
+            1,
+            &mut e,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(st, wl_status::Ok);
+    e
+}
+
+fn blank_error() -> wl_error {
+    wl_error {
+        status: wl_status::Ok,
+        usage: wl_usage::None,
+        path_len: 0,
+        message_len: 0,
+        path: [0; WL_ERROR_PATH_CAP],
+        message: [0; WL_ERROR_MESSAGE_CAP],
+    }
+}
+
+fn message(e: &wl_error) -> String {
+    unsafe { CStr::from_ptr(e.message.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn version_constants_match_cargo_toml() {
+    assert_eq!(WL_VERSION, env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        WL_VERSION_MAJOR.to_string(),
+        env!("CARGO_PKG_VERSION_MAJOR")
+    );
+    assert_eq!(
+        WL_VERSION_MINOR.to_string(),
+        env!("CARGO_PKG_VERSION_MINOR")
+    );
+    assert_eq!(
+        WL_VERSION_PATCH.to_string(),
+        env!("CARGO_PKG_VERSION_PATCH")
+    );
+    let v = unsafe { CStr::from_ptr(wl_version()) }.to_str().unwrap();
+    assert_eq!(v, env!("CARGO_PKG_VERSION"));
+    assert_eq!(wl_abi_version(), WL_ABI_VERSION);
+    assert_eq!(writelane_core::VERSION, env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn status_table_matches_the_committed_file() {
+    let table: Vec<(u32, String)> = include_str!("../status-codes.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (v, n) = l.split_once(' ').unwrap();
+            (v.parse().unwrap(), n.to_string())
+        })
+        .collect();
+    let ours: Vec<(u32, String)> = wl_status::ALL
+        .iter()
+        .map(|s| (*s as u32, s.name().trim_end_matches('\0').to_string()))
+        .collect();
+    assert_eq!(table, ours);
+    for (v, n) in &table {
+        let name = unsafe { CStr::from_ptr(wl_status_name(*v)) }
+            .to_str()
+            .unwrap();
+        assert_eq!(name, n);
+    }
+    let unknown = unsafe { CStr::from_ptr(wl_status_name(9999)) };
+    assert_eq!(unknown.to_str().unwrap(), "WL_STATUS_UNKNOWN");
+    for (i, u) in wl_usage::ALL.iter().enumerate() {
+        assert_eq!(*u as usize, i);
+    }
+}
+
+#[test]
+fn a_panic_poisons_only_its_handle() {
+    let a = engine();
+    let b = engine();
+    let st = unsafe {
+        with_handle(a, Access::Normal, |_| -> Result<(), Fail> {
+            panic!("injected by the test")
+        })
+    };
+    assert_eq!(st, wl_status::Panicked);
+    let mut has = false;
+    let mut at = 0;
+    assert_eq!(
+        unsafe { wl_engine_poll_timeout(a, &mut has, &mut at) },
+        wl_status::Poisoned
+    );
+    let entity = "role/x";
+    let mut op = 0;
+    let st = unsafe {
+        wl_engine_submit(
+            a,
+            entity.as_ptr().cast(),
+            entity.len(),
+            0,
+            std::ptr::null(),
+            &mut op,
+        )
+    };
+    assert_eq!(st, wl_status::Poisoned);
+    let mut err = blank_error();
+    assert_eq!(unsafe { wl_engine_last_error(a, &mut err) }, wl_status::Ok);
+    assert_eq!(err.status, wl_status::Panicked);
+    assert!(
+        message(&err).contains("injected by the test"),
+        "{}",
+        message(&err)
+    );
+    // The other handle is untouched.
+    let st = unsafe {
+        wl_engine_submit(
+            b,
+            entity.as_ptr().cast(),
+            entity.len(),
+            0,
+            std::ptr::null(),
+            &mut op,
+        )
+    };
+    assert_eq!(st, wl_status::Ok);
+    assert_eq!(op, 1);
+    unsafe {
+        wl_engine_free(a);
+        wl_engine_free(b);
+    }
+}
+
+#[test]
+fn a_second_thread_gets_busy_while_a_call_is_in_progress() {
+    struct Ptr(*mut wl_engine);
+    unsafe impl Send for Ptr {}
+    let e = engine();
+    let inside = Arc::new(Barrier::new(2));
+    let release = Arc::new(Barrier::new(2));
+    let p = Ptr(e);
+    let (i2, r2) = (inside.clone(), release.clone());
+    let t = std::thread::spawn(move || {
+        let p = p;
+        unsafe {
+            with_handle(p.0, Access::Normal, |_| {
+                i2.wait();
+                r2.wait();
+                Ok(())
+            })
+        }
+    });
+    inside.wait();
+    let mut has = true;
+    let mut at = 7;
+    assert_eq!(
+        unsafe { wl_engine_poll_timeout(e, &mut has, &mut at) },
+        wl_status::Busy
+    );
+    assert_eq!((has, at), (true, 7), "a refused call writes nothing");
+    let mut err = blank_error();
+    assert_eq!(
+        unsafe { wl_engine_last_error(e, &mut err) },
+        wl_status::Busy
+    );
+    release.wait();
+    assert_eq!(t.join().unwrap(), wl_status::Ok);
+    assert_eq!(
+        unsafe { wl_engine_poll_timeout(e, &mut has, &mut at) },
+        wl_status::Ok
+    );
+    assert!(!has);
+    unsafe { wl_engine_free(e) };
+}
+
+#[test]
+fn errors_are_cut_at_a_character_boundary_with_the_full_length_reported() {
+    let long = format!("{{\"preset\": \"{}\"}}", "é".repeat(800));
+    let mut e = std::ptr::null_mut();
+    let mut err = blank_error();
+    let st = unsafe { wl_engine_new(long.as_ptr().cast(), long.len(), 0, &mut e, &mut err) };
+    assert_eq!(st, wl_status::InvalidPolicy);
+    assert!(e.is_null());
+    assert!(err.message_len >= WL_ERROR_MESSAGE_CAP);
+    let m = message(&err);
+    assert!(m.len() < WL_ERROR_MESSAGE_CAP && m.len() > WL_ERROR_MESSAGE_CAP - 4);
+    assert!(std::str::from_utf8(m.as_bytes()).is_ok());
+}
