@@ -1,1 +1,600 @@
-//! Placeholder until the binding lands.
+//! `writelane._native`: the pyo3 extension under the `writelane` Python package.
+//!
+//! This crate only converts between Python values and the core's types; every decision
+//! stays in `writelane-core`. Structured values (policies, inputs, stats, events, outcomes)
+//! cross the boundary as the core's JSON form, which the pure-Python layer turns into
+//! Python objects. Errors are raised as the public exception classes of
+//! `writelane._errors`, never as `RuntimeError` or a panic.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use pyo3::prelude::*;
+use writelane_core as core;
+use writelane_core::{Command, Engine, Input, OpId, Outcome, Policy, SubmitOptions};
+
+/// A command in the tuple form the Python driver reads: `(kind, number, text)`.
+///
+/// `kind` 0 = read; 1 = write (`number` = attempt, `text` = base token); 2 = finish,
+/// committed (`number` = attempts, `text` = token); 3 = finish, gave up (`number` =
+/// attempts, `text` = the outcome as JSON).
+type Cmd = (u8, u64, Option<String>);
+
+/// What one step of a lane's driver returns: the op's own command, else its timer, and the
+/// other ops that received a command during the call.
+type Step = (Option<Cmd>, Option<u64>, Vec<u64>);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code path panics while holding the lock; recover the data if one ever did.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Build an exception of `writelane._errors.<name>` with `args`.
+fn raise<'py, A>(py: Python<'py>, name: &str, args: A) -> PyErr
+where
+    A: pyo3::call::PyCallArgs<'py>,
+{
+    let built = py
+        .import("writelane._errors")
+        .and_then(|m| m.getattr(name))
+        .and_then(|cls| cls.call1(args));
+    match built {
+        Ok(value) => PyErr::from_value(value),
+        Err(err) => err,
+    }
+}
+
+fn policy_error(py: Python<'_>, e: &core::PolicyError) -> PyErr {
+    raise(py, "PolicyError", (e.path.clone(), e.rule.clone()))
+}
+
+fn usage_error(py: Python<'_>, e: &core::UsageError) -> PyErr {
+    raise(py, "UsageError", (e.kind(), e.to_string()))
+}
+
+fn bad_input(py: Python<'_>, what: &str, e: &serde_json::Error) -> PyErr {
+    raise(
+        py,
+        "UsageError",
+        (
+            "invalid_input",
+            format!("{what} does not match the schema: {e}"),
+        ),
+    )
+}
+
+fn parse_policy(py: Python<'_>, text: &str) -> PyResult<Policy> {
+    Policy::from_json(text).map_err(|e| policy_error(py, &e))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // The core's types always serialise (plain data, string keys).
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
+}
+
+fn cmd_tuple(cmd: Command) -> Cmd {
+    match cmd {
+        Command::Read { .. } => (0, 0, None),
+        Command::Write {
+            attempt,
+            base_token,
+            ..
+        } => (1, u64::from(attempt), base_token),
+        Command::Finish { outcome, .. } => match outcome {
+            Outcome::Committed { token, attempts } => (2, u64::from(attempts), token),
+            gave_up @ Outcome::GaveUp { attempts, .. } => {
+                (3, u64::from(attempts), Some(to_json(&gave_up)))
+            }
+        },
+    }
+}
+
+/// The effective policy for JSON text (a preset name as a JSON string, or an object of
+/// overrides), as pretty JSON. Raises `PolicyError` naming the field.
+#[pyfunction]
+fn policy_json(py: Python<'_>, text: &str) -> PyResult<String> {
+    Ok(parse_policy(py, text)?.to_json())
+}
+
+/// The canonical change token of an IAM policy document (`c1:sha256:...`). Raises
+/// `TokenError` naming the offending path.
+#[pyfunction]
+fn policy_token(py: Python<'_>, document: &str) -> PyResult<String> {
+    core::policy_token(document).map_err(|e| raise(py, "TokenError", (e.path, e.rule)))
+}
+
+/// The canonical form of an IAM policy document that `policy_token` hashes.
+#[pyfunction]
+fn canonical_policy(py: Python<'_>, document: &str) -> PyResult<String> {
+    core::canonical_policy(document).map_err(|e| raise(py, "TokenError", (e.path, e.rule)))
+}
+
+/// Parse an `x-amz-retry-after` header (whole milliseconds); anything else is `None`.
+#[pyfunction]
+fn parse_retry_after(text: &str) -> Option<u64> {
+    core::parse_retry_after(text)
+}
+
+/// The sans-IO engine, one call at a time; values cross as the core's JSON text.
+#[pyclass(module = "writelane._native", frozen)]
+struct NativeEngine {
+    engine: Mutex<Engine>,
+}
+
+#[pymethods]
+impl NativeEngine {
+    /// An engine under the policy given as JSON text, with a jitter seed.
+    #[new]
+    fn new(py: Python<'_>, policy: &str, seed: u64) -> PyResult<Self> {
+        Ok(NativeEngine {
+            engine: Mutex::new(Engine::new(parse_policy(py, policy)?, seed)),
+        })
+    }
+
+    /// Start one logical write; returns its op id.
+    #[pyo3(signature = (entity, now, expected=None, deadline_ms=None))]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        entity: &str,
+        now: u64,
+        expected: Option<String>,
+        deadline_ms: Option<u64>,
+    ) -> PyResult<u64> {
+        let options = SubmitOptions {
+            expected,
+            deadline_ms,
+        };
+        lock(&self.engine)
+            .submit(entity, now, options)
+            .map(|op| op.0)
+            .map_err(|e| usage_error(py, &e))
+    }
+
+    /// Feed one input given as the core's JSON form.
+    fn handle(&self, py: Python<'_>, now: u64, input: &str) -> PyResult<()> {
+        let input: Input = serde_json::from_str(input).map_err(|e| bad_input(py, "input", &e))?;
+        lock(&self.engine)
+            .handle(now, input)
+            .map_err(|e| usage_error(py, &e))
+    }
+
+    /// Fire the timers due at `now`.
+    fn handle_timeout(&self, py: Python<'_>, now: u64) -> PyResult<()> {
+        lock(&self.engine)
+            .handle_timeout(now)
+            .map_err(|e| usage_error(py, &e))
+    }
+
+    /// The next command as JSON, or `None`.
+    fn poll_command(&self) -> Option<String> {
+        lock(&self.engine).poll_command().map(|c| to_json(&c))
+    }
+
+    /// One op's pending command as JSON, or `None`.
+    fn poll_command_for(&self, op: u64) -> Option<String> {
+        lock(&self.engine)
+            .poll_command_for(OpId(op))
+            .map(|c| to_json(&c))
+    }
+
+    /// When `handle_timeout` must next be called.
+    fn poll_timeout(&self) -> Option<u64> {
+        lock(&self.engine).poll_timeout()
+    }
+
+    /// When one op's timer fires.
+    fn poll_timeout_for(&self, op: u64) -> Option<u64> {
+        lock(&self.engine).poll_timeout_for(OpId(op))
+    }
+
+    /// The next event as JSON, or `None`.
+    fn poll_event(&self) -> Option<String> {
+        lock(&self.engine).poll_event().map(|e| to_json(&e))
+    }
+
+    /// The stats as JSON.
+    fn stats(&self) -> String {
+        to_json(&lock(&self.engine).stats())
+    }
+
+    /// The exportable state as JSON.
+    fn export_state(&self) -> String {
+        to_json(&lock(&self.engine).export_state())
+    }
+
+    /// Restore exported state given as JSON.
+    fn import_state(&self, py: Python<'_>, state: &str) -> PyResult<()> {
+        let state: core::EngineState =
+            serde_json::from_str(state).map_err(|e| bad_input(py, "state", &e))?;
+        lock(&self.engine)
+            .import_state(&state)
+            .map_err(|e| usage_error(py, &e))
+    }
+
+    /// The policy in force, as JSON.
+    fn policy(&self) -> String {
+        lock(&self.engine).policy().to_json()
+    }
+}
+
+struct LaneInner {
+    engine: Engine,
+    /// Commands drained for ops whose driver has not taken them yet.
+    mailbox: HashMap<u64, Command>,
+    last_now: u64,
+}
+
+impl LaneInner {
+    /// Threads read the clock before taking the lock: never let time run backwards.
+    fn clock(&mut self, now: u64) -> u64 {
+        let now = now.max(self.last_now);
+        self.last_now = now;
+        now
+    }
+
+    /// Drain every command into the mailbox; hand back `me`'s, else its timer.
+    fn collect(&mut self, me: u64) -> Step {
+        let mut woken = Vec::new();
+        while let Some(cmd) = self.engine.poll_command() {
+            let op = cmd.op().0;
+            if op != me {
+                woken.push(op);
+            }
+            self.mailbox.insert(op, cmd);
+        }
+        let own = self.mailbox.remove(&me);
+        let timeout = match own {
+            Some(_) => None,
+            None => self.engine.poll_timeout_for(OpId(me)),
+        };
+        (own.map(cmd_tuple), timeout, woken)
+    }
+}
+
+/// The engine behind a `writelane.Lane`, shared by the threads and tasks that drive one
+/// operation each. Every method takes `now` from the caller's monotonic clock and clamps
+/// it so that time never runs backwards between threads.
+#[pyclass(module = "writelane._native", frozen)]
+struct NativeLane {
+    inner: Mutex<LaneInner>,
+}
+
+impl NativeLane {
+    fn input(&self, py: Python<'_>, op: u64, now: u64, input: Input) -> PyResult<Step> {
+        let mut inner = lock(&self.inner);
+        let now = inner.clock(now);
+        inner
+            .engine
+            .handle(now, input)
+            .map_err(|e| usage_error(py, &e))?;
+        Ok(inner.collect(op))
+    }
+}
+
+#[pymethods]
+impl NativeLane {
+    /// A lane engine under the policy given as JSON text.
+    #[new]
+    fn new(py: Python<'_>, policy: &str, seed: u64) -> PyResult<Self> {
+        Ok(NativeLane {
+            inner: Mutex::new(LaneInner {
+                engine: Engine::new(parse_policy(py, policy)?, seed),
+                mailbox: HashMap::new(),
+                last_now: 0,
+            }),
+        })
+    }
+
+    /// Submit one logical write: `(op, command, timer, woken)`.
+    #[pyo3(signature = (entity, now, expected=None, deadline_ms=None))]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        entity: &str,
+        now: u64,
+        expected: Option<String>,
+        deadline_ms: Option<u64>,
+    ) -> PyResult<(u64, Option<Cmd>, Option<u64>, Vec<u64>)> {
+        let mut inner = lock(&self.inner);
+        let now = inner.clock(now);
+        let op = inner
+            .engine
+            .submit(
+                entity,
+                now,
+                SubmitOptions {
+                    expected,
+                    deadline_ms,
+                },
+            )
+            .map_err(|e| usage_error(py, &e))?
+            .0;
+        let (cmd, timer, woken) = inner.collect(op);
+        Ok((op, cmd, timer, woken))
+    }
+
+    /// The read found the entity at `token` (`None`: it does not exist).
+    #[pyo3(signature = (op, now, token=None))]
+    fn read_done(
+        &self,
+        py: Python<'_>,
+        op: u64,
+        now: u64,
+        token: Option<String>,
+    ) -> PyResult<Step> {
+        self.input(
+            py,
+            op,
+            now,
+            Input::ReadDone {
+                op: OpId(op),
+                token,
+            },
+        )
+    }
+
+    /// The write landed, producing `token` if known.
+    #[pyo3(signature = (op, now, token=None))]
+    fn write_done(
+        &self,
+        py: Python<'_>,
+        op: u64,
+        now: u64,
+        token: Option<String>,
+    ) -> PyResult<Step> {
+        self.input(
+            py,
+            op,
+            now,
+            Input::WriteDone {
+                op: OpId(op),
+                token,
+            },
+        )
+    }
+
+    /// The read (`write=False`) or write failed.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (op, now, write, code=None, status=None, retry_after_ms=None, retry_after_text=None, outcome_unknown=false))]
+    fn failed(
+        &self,
+        py: Python<'_>,
+        op: u64,
+        now: u64,
+        write: bool,
+        code: Option<String>,
+        status: Option<u16>,
+        retry_after_ms: Option<u64>,
+        retry_after_text: Option<&str>,
+        outcome_unknown: bool,
+    ) -> PyResult<Step> {
+        let failure = core::Failure {
+            code,
+            status,
+            retry_after_ms: retry_after_ms
+                .or_else(|| retry_after_text.and_then(core::parse_retry_after)),
+            outcome_unknown,
+            intended_token: None,
+        };
+        let id = OpId(op);
+        let input = if write {
+            Input::WriteFailed { op: id, failure }
+        } else {
+            Input::ReadFailed { op: id, failure }
+        };
+        self.input(py, op, now, input)
+    }
+
+    /// The host abandons the op.
+    fn cancel(&self, py: Python<'_>, op: u64, now: u64) -> PyResult<Step> {
+        self.input(py, op, now, Input::Cancel { op: OpId(op) })
+    }
+
+    /// Fire due timers, then report `op`'s command or timer.
+    fn timeout(&self, py: Python<'_>, op: u64, now: u64) -> PyResult<Step> {
+        let mut inner = lock(&self.inner);
+        let now = inner.clock(now);
+        inner
+            .engine
+            .handle_timeout(now)
+            .map_err(|e| usage_error(py, &e))?;
+        Ok(inner.collect(op))
+    }
+
+    /// `op`'s command if another thread drained it, else its timer.
+    fn poll(&self, op: u64) -> Step {
+        lock(&self.inner).collect(op)
+    }
+
+    /// Every queued event as a JSON array.
+    fn drain_events(&self) -> String {
+        let mut inner = lock(&self.inner);
+        let mut events = Vec::new();
+        while let Some(e) = inner.engine.poll_event() {
+            events.push(e);
+        }
+        to_json(&events)
+    }
+
+    /// The stats as JSON.
+    fn stats(&self) -> String {
+        to_json(&lock(&self.inner).engine.stats())
+    }
+
+    /// The exportable state as JSON.
+    fn export_state(&self) -> String {
+        to_json(&lock(&self.inner).engine.export_state())
+    }
+
+    /// Restore exported state given as JSON.
+    fn import_state(&self, py: Python<'_>, state: &str) -> PyResult<()> {
+        let state: core::EngineState =
+            serde_json::from_str(state).map_err(|e| bad_input(py, "state", &e))?;
+        lock(&self.inner)
+            .engine
+            .import_state(&state)
+            .map_err(|e| usage_error(py, &e))
+    }
+
+    /// The policy in force, as JSON.
+    fn policy(&self) -> String {
+        lock(&self.inner).engine.policy().to_json()
+    }
+}
+
+/// The state of one logical call under a `RetryStrategy`, held by the caller.
+#[pyclass(module = "writelane._native", name = "RetryToken")]
+struct NativeToken {
+    token: core::RetryToken,
+}
+
+#[pymethods]
+impl NativeToken {
+    /// Attempts made so far (1 once acquired).
+    #[getter]
+    fn attempts(&self) -> u32 {
+        self.token.attempts
+    }
+
+    /// Budget tokens the last retry took.
+    #[getter]
+    fn last_cost(&self) -> u32 {
+        self.token.last_cost
+    }
+
+    /// The last delay in milliseconds.
+    #[getter]
+    fn last_delay_ms(&self) -> u64 {
+        self.token.last_delay_ms
+    }
+
+    /// When the call started, in the strategy's milliseconds.
+    #[getter]
+    fn started_ms(&self) -> u64 {
+        self.token.started_ms
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RetryToken(attempts={}, last_cost={}, last_delay_ms={})",
+            self.token.attempts, self.token.last_cost, self.token.last_delay_ms
+        )
+    }
+}
+
+struct StrategyInner {
+    strategy: core::RetryStrategy,
+    last_now: u64,
+}
+
+/// The core's decision-only retry strategy.
+#[pyclass(module = "writelane._native", frozen)]
+struct NativeStrategy {
+    inner: Mutex<StrategyInner>,
+}
+
+impl StrategyInner {
+    /// `clamp`: the time came from a shared clock, so keep it monotonic; otherwise the
+    /// caller chose it and the core judges it.
+    fn now(&mut self, now: u64, clamp: bool) -> u64 {
+        let now = if clamp { now.max(self.last_now) } else { now };
+        self.last_now = self.last_now.max(now);
+        now
+    }
+}
+
+#[pymethods]
+impl NativeStrategy {
+    /// A strategy under the policy given as JSON text.
+    #[new]
+    fn new(py: Python<'_>, policy: &str, seed: u64) -> PyResult<Self> {
+        Ok(NativeStrategy {
+            inner: Mutex::new(StrategyInner {
+                strategy: core::RetryStrategy::new(parse_policy(py, policy)?, seed),
+                last_now: 0,
+            }),
+        })
+    }
+
+    /// Start a logical call in `scope`.
+    fn acquire(&self, py: Python<'_>, scope: &str, now: u64, clamp: bool) -> PyResult<NativeToken> {
+        let mut inner = lock(&self.inner);
+        let now = inner.now(now, clamp);
+        inner
+            .strategy
+            .acquire(scope, now)
+            .map(|token| NativeToken { token })
+            .map_err(|e| usage_error(py, &e))
+    }
+
+    /// Decide a retry: `(delay_ms, cost, class)`, or raise `RetryRefused`.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (token, now, clamp, code=None, status=None, retry_after_ms=None, retry_after_text=None, outcome_unknown=false))]
+    fn refresh(
+        &self,
+        py: Python<'_>,
+        mut token: PyRefMut<'_, NativeToken>,
+        now: u64,
+        clamp: bool,
+        code: Option<String>,
+        status: Option<u16>,
+        retry_after_ms: Option<u64>,
+        retry_after_text: Option<&str>,
+        outcome_unknown: bool,
+    ) -> PyResult<(u64, u32, &'static str)> {
+        let failure = core::Failure {
+            code,
+            status,
+            retry_after_ms: retry_after_ms
+                .or_else(|| retry_after_text.and_then(core::parse_retry_after)),
+            outcome_unknown,
+            intended_token: None,
+        };
+        let mut inner = lock(&self.inner);
+        let now = inner.now(now, clamp);
+        match inner.strategy.refresh(&mut token.token, &failure, now) {
+            Err(e) => Err(usage_error(py, &e)),
+            Ok(Ok(plan)) => Ok((plan.delay_ms, plan.cost, plan.class.as_str())),
+            Ok(Err(refusal)) => Err(raise(
+                py,
+                "RetryRefused",
+                (refusal.reason(), to_json(&refusal)),
+            )),
+        }
+    }
+
+    /// The call succeeded.
+    fn record_success(&self, py: Python<'_>, token: PyRef<'_, NativeToken>) -> PyResult<()> {
+        lock(&self.inner)
+            .strategy
+            .record_success(&token.token)
+            .map_err(|e| usage_error(py, &e))
+    }
+
+    /// Tokens left in `scope`'s bucket.
+    fn capacity(&self, scope: &str) -> u32 {
+        lock(&self.inner).strategy.capacity(scope)
+    }
+
+    /// The policy in force, as JSON.
+    fn policy(&self) -> String {
+        lock(&self.inner).strategy.policy().to_json()
+    }
+}
+
+/// The `writelane._native` module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("CORE_VERSION", core::VERSION)?;
+    m.add("PRESETS", core::policy::PRESETS.to_vec())?;
+    m.add_function(wrap_pyfunction!(policy_json, m)?)?;
+    m.add_function(wrap_pyfunction!(policy_token, m)?)?;
+    m.add_function(wrap_pyfunction!(canonical_policy, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_retry_after, m)?)?;
+    m.add_class::<NativeEngine>()?;
+    m.add_class::<NativeLane>()?;
+    m.add_class::<NativeStrategy>()?;
+    m.add_class::<NativeToken>()?;
+    Ok(())
+}

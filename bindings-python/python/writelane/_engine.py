@@ -1,0 +1,114 @@
+"""The sans-IO engine itself, for hosts that drive it with their own clock and IO.
+
+Values are the core's JSON forms as Python dicts (the shapes of ``tests/vectors``);
+``now`` is integer milliseconds on a clock the caller chooses and never moves backwards.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Optional
+
+from . import _native
+from ._errors import UsageError
+from ._policy import Policy, PolicyLike, coerce_policy, coerce_seed
+
+
+def _ms(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError("invalid_argument", f"{field}: expected int milliseconds, found {type(value).__name__}")
+    if value < 0 or value >= 1 << 64:
+        raise UsageError("invalid_argument", f"{field}: must be in 0..2**64, found {value}")
+    return value
+
+
+def _op(value: Any) -> int:
+    return _ms(value, "op")
+
+
+class Engine:
+    """The core's sans-IO write-discipline engine, one call at a time.
+
+    Run loop: :meth:`submit` writes, drain :meth:`poll_command` and carry each command
+    out, feed results with :meth:`handle`, and call :meth:`handle_timeout` when
+    :meth:`poll_timeout` says. Misuse raises :class:`writelane.UsageError` with ``kind``.
+    The engine is safe to share between threads (calls are serialised), but one driver
+    is the intended use; :class:`writelane.Lane` is the threaded driver.
+    """
+
+    def __init__(self, policy: PolicyLike = None, *, seed: Optional[int] = 0) -> None:
+        self._native = _native.NativeEngine(coerce_policy(policy), coerce_seed(seed))
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force."""
+        return Policy(self._native.policy())
+
+    def submit(
+        self,
+        entity: str,
+        now: int,
+        *,
+        expected: Optional[str] = None,
+        deadline_ms: Optional[int] = None,
+    ) -> int:
+        """Start one logical write of ``entity``; returns its op id (from 1)."""
+        if not isinstance(entity, str):
+            raise UsageError("invalid_argument", f"entity: expected str, found {type(entity).__name__}")
+        if expected is not None and not isinstance(expected, str):
+            raise UsageError("invalid_argument", "expected: expected str or None")
+        if deadline_ms is not None:
+            _ms(deadline_ms, "deadline_ms")
+        return int(self._native.submit(entity, _ms(now, "now"), expected, deadline_ms))
+
+    def handle(self, now: int, input: Dict[str, Any]) -> None:  # noqa: A002
+        """Feed one input: ``{"type": "read_done", "op": 1, "token": "v1"}``, ``write_done``,
+        ``read_failed``/``write_failed`` with a ``failure`` dict, or ``cancel``."""
+        if not isinstance(input, dict):
+            raise UsageError("invalid_argument", f"input: expected a dict, found {type(input).__name__}")
+        try:
+            text = json.dumps(input)
+        except (TypeError, ValueError) as exc:
+            raise UsageError("invalid_argument", f"input: not representable as JSON: {exc}") from None
+        self._native.handle(_ms(now, "now"), text)
+
+    def handle_timeout(self, now: int) -> None:
+        """Fire every timer due at or before ``now``."""
+        self._native.handle_timeout(_ms(now, "now"))
+
+    def poll_command(self) -> Optional[Dict[str, Any]]:
+        """The next command (``read``, ``write`` or ``finish``), or ``None``."""
+        text = self._native.poll_command()
+        return None if text is None else json.loads(text)
+
+    def poll_command_for(self, op: int) -> Optional[Dict[str, Any]]:
+        """The pending command of one op, or ``None``."""
+        text = self._native.poll_command_for(_op(op))
+        return None if text is None else json.loads(text)
+
+    def poll_timeout(self) -> Optional[int]:
+        """When :meth:`handle_timeout` must next be called, or ``None``."""
+        return self._native.poll_timeout()  # type: ignore[no-any-return]
+
+    def poll_timeout_for(self, op: int) -> Optional[int]:
+        """When one op's timer fires, or ``None``."""
+        return self._native.poll_timeout_for(_op(op))  # type: ignore[no-any-return]
+
+    def poll_event(self) -> Optional[Dict[str, Any]]:
+        """The next telemetry event in the core's JSON form, or ``None``."""
+        text = self._native.poll_event()
+        return None if text is None else json.loads(text)
+
+    def stats(self) -> Dict[str, Any]:
+        """Counters and budget levels now."""
+        return json.loads(self._native.stats())  # type: ignore[no-any-return]
+
+    def export_state(self) -> Dict[str, Any]:
+        """What the engine learned: committed tokens and budget levels."""
+        return json.loads(self._native.export_state())  # type: ignore[no-any-return]
+
+    def import_state(self, state: Dict[str, Any]) -> None:
+        """Restore what :meth:`export_state` returned."""
+        if not isinstance(state, dict):
+            raise UsageError("invalid_argument", f"state: expected a dict, found {type(state).__name__}")
+        self._native.import_state(json.dumps(state))

@@ -1,0 +1,408 @@
+"""`Lane`: the write discipline around a user's read and write functions.
+
+Each call of :meth:`Lane.run` drives one operation of the shared engine from the calling
+thread (or task, for :meth:`Lane.run_async`): take the op's command, carry it out, feed
+back what happened, and when the op has no command, wait until its timer or until another
+thread's progress hands it one. Sleeping happens only here and only where the engine
+says; the engine decides everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import threading
+import time
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar, Union
+
+from . import _native
+from ._errors import GaveUp, StaleRevision, UsageError
+from ._failure import Classifier, Fields, fields_of
+from ._policy import Policy, PolicyLike, coerce_policy, coerce_seed
+from .events import Event, from_dict
+
+T = TypeVar("T")
+
+_MS = 1_000_000
+_monotonic_ns = time.monotonic_ns
+_LOG = logging.getLogger("writelane")
+
+#: native command kinds
+_READ, _WRITE, _COMMITTED, _GAVE_UP = 0, 1, 2, 3
+
+Cmd = Optional[Tuple[int, int, Optional[str]]]
+
+
+class Attempt:
+    """One write attempt, passed to the ``write`` function.
+
+    ``number`` counts attempts from 1; ``base_token`` is the change token the write must be
+    based on (what the last read found, or ``None``); ``entity`` is the entity's name.
+    """
+
+    __slots__ = ("number", "base_token", "entity")
+
+    def __init__(self, number: int, base_token: Optional[str], entity: str) -> None:
+        self.number = number
+        self.base_token = base_token
+        self.entity = entity
+
+    def __repr__(self) -> str:
+        return f"Attempt(number={self.number}, base_token={self.base_token!r}, entity={self.entity!r})"
+
+
+def _check_args(
+    entity: Any, write: Any, read: Any, expected: Any, deadline_ms: Any
+) -> None:
+    if not isinstance(entity, str):
+        raise UsageError("invalid_argument", f"entity: expected str, found {type(entity).__name__}")
+    if not callable(write):
+        raise UsageError("invalid_argument", f"write: expected a callable, found {type(write).__name__}")
+    if read is not None and not callable(read):
+        raise UsageError("invalid_argument", f"read: expected a callable or None, found {type(read).__name__}")
+    if expected is not None:
+        if not isinstance(expected, str):
+            raise UsageError("invalid_argument", f"expected: expected str or None, found {type(expected).__name__}")
+        if read is None:
+            raise UsageError("invalid_argument", "expected: checking a revision needs a read function")
+    if deadline_ms is not None:
+        if isinstance(deadline_ms, bool) or not isinstance(deadline_ms, int):
+            raise UsageError("invalid_argument", f"deadline_ms: expected int or None, found {type(deadline_ms).__name__}")
+        if deadline_ms < 0 or deadline_ms >= 1 << 64:
+            raise UsageError("invalid_argument", f"deadline_ms: must be non-negative, found {deadline_ms}")
+
+
+def _token_of(value: Any) -> Optional[str]:
+    if value is None or isinstance(value, str):
+        return value
+    raise UsageError("invalid_argument", f"read: must return a change token (str) or None, returned {type(value).__name__}")
+
+
+class Lane:
+    """The write discipline for one process: per-entity lanes, re-reads before retries,
+    jittered backoff and retry budgets, all decided by the core engine.
+
+    ``policy`` is a preset name (``"iam"``, the default, or ``"aws-standard"``), a dict,
+    JSON text or a :class:`writelane.Policy`; ``seed`` seeds the jitter (random when
+    ``None``). ``classify`` maps exceptions that are not botocore's to a code, an
+    :class:`writelane.ErrorClass` or a :class:`writelane.Failure` (``None``: fatal).
+    With ``log=True`` every event is logged to the ``writelane`` logger as runs finish
+    (and :meth:`events` then returns only what was not logged yet).
+
+    One ``Lane`` may be shared by any number of threads and asyncio tasks: writes to the
+    same entity go one at a time, in submission order.
+    """
+
+    def __init__(
+        self,
+        policy: PolicyLike = None,
+        *,
+        seed: Optional[int] = None,
+        classify: Optional[Classifier] = None,
+        log: bool = False,
+    ) -> None:
+        if classify is not None and not callable(classify):
+            raise UsageError("invalid_argument", "classify: expected a callable or None")
+        self._native = _native.NativeLane(coerce_policy(policy), coerce_seed(seed))
+        self._origin = _monotonic_ns()
+        self._waiters: Dict[int, Callable[[], None]] = {}
+        self._policy = Policy(self._native.policy())
+        self._codes: Dict[str, List[Any]] = self._policy.to_dict()["codes"]
+        self._classify = classify
+        self._log = bool(log)
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force."""
+        return self._policy
+
+    def now_ms(self) -> int:
+        """Milliseconds on the lane's monotonic clock (the ``at`` of its events)."""
+        return (_monotonic_ns() - self._origin) // _MS
+
+    # -- the synchronous driver ---------------------------------------------------------
+
+    def run(
+        self,
+        entity: str,
+        write: Callable[[Attempt], T],
+        *,
+        read: Optional[Callable[[], Optional[str]]] = None,
+        expected: Optional[str] = None,
+        deadline_ms: Optional[int] = None,
+        classify: Optional[Classifier] = None,
+    ) -> T:
+        """Run one logical write of ``entity`` under the discipline; return what ``write``
+        returned.
+
+        ``write(attempt)`` performs the mutation; ``read()`` returns the entity's current
+        change token (``None``: it does not exist) and is called before the first write and
+        before every retry; ``expected`` is the token the change was based on (needs
+        ``read``). Raises :class:`GaveUp` or :class:`StaleRevision`; ``KeyboardInterrupt``
+        and other ``BaseException`` propagate after the entity's lane is released.
+        """
+        _check_args(entity, write, read, expected, deadline_ms)
+        native = self._native
+        origin = self._origin
+        classify = classify or self._classify
+        result: Any = None
+        last_exc: Optional[BaseException] = None
+        op, cmd, timer, woken = native.submit(
+            entity, (_monotonic_ns() - origin) // _MS, expected, deadline_ms
+        )
+        finished = False
+        try:
+            while True:
+                if woken:
+                    self._wake(woken)
+                if cmd is None:
+                    cmd, timer, woken = self._wait(op, timer)
+                    continue
+                kind = cmd[0]
+                if kind == _WRITE:
+                    try:
+                        result = write(Attempt(cmd[1], cmd[2], entity))
+                    except Exception as exc:  # noqa: BLE001 - classified below
+                        last_exc = exc
+                        f = fields_of(exc, classify, self._codes)
+                        cmd, timer, woken = native.failed(
+                            op, (_monotonic_ns() - origin) // _MS, True, *f
+                        )
+                    else:
+                        cmd, timer, woken = native.write_done(
+                            op, (_monotonic_ns() - origin) // _MS
+                        )
+                elif kind == _READ:
+                    if read is None:
+                        cmd, timer, woken = native.read_done(
+                            op, (_monotonic_ns() - origin) // _MS
+                        )
+                        continue
+                    try:
+                        token = read()
+                    except Exception as exc:  # noqa: BLE001 - classified below
+                        last_exc = exc
+                        f = fields_of(exc, classify, self._codes)
+                        cmd, timer, woken = native.failed(
+                            op, (_monotonic_ns() - origin) // _MS, False, *f
+                        )
+                    else:
+                        cmd, timer, woken = native.read_done(
+                            op, (_monotonic_ns() - origin) // _MS, _token_of(token)
+                        )
+                else:
+                    finished = True
+                    if self._log:
+                        self._log_events()
+                    if kind == _COMMITTED:
+                        return result  # type: ignore[no-any-return]
+                    raise self._gave_up(cmd, last_exc, entity) from last_exc
+        except BaseException:
+            if not finished:
+                self._abandon(op)
+            raise
+
+    def _wait(self, op: int, timer: Optional[int]) -> Tuple[Cmd, Optional[int], List[int]]:
+        """Block until ``op`` has a command: its timer fired or another thread woke it."""
+        native = self._native
+        event = threading.Event()
+        self._waiters[op] = event.set
+        try:
+            # Re-check after registering: a wake-up may have come before it.
+            cmd, timer, woken = native.poll(op)
+            while cmd is None:
+                if woken:
+                    self._wake(woken)
+                if timer is None:
+                    event.wait()
+                else:
+                    remaining = timer * _MS + self._origin - _monotonic_ns()
+                    if remaining > 0:
+                        event.wait(remaining / 1e9)
+                event.clear()
+                now = self.now_ms()
+                if timer is not None and now >= timer:
+                    cmd, timer, woken = native.timeout(op, now)
+                else:
+                    cmd, timer, woken = native.poll(op)
+            return cmd, timer, woken
+        finally:
+            self._waiters.pop(op, None)
+
+    # -- the asyncio driver -------------------------------------------------------------
+
+    async def run_async(
+        self,
+        entity: str,
+        write: Callable[[Attempt], Union[Awaitable[T], T]],
+        *,
+        read: Optional[Callable[[], Union[Awaitable[Optional[str]], Optional[str]]]] = None,
+        expected: Optional[str] = None,
+        deadline_ms: Optional[int] = None,
+        classify: Optional[Classifier] = None,
+    ) -> T:
+        """The asyncio form of :meth:`run`: ``write`` and ``read`` may be coroutine
+        functions; waits never block the event loop. Cancelling the task releases the
+        entity's lane and propagates ``CancelledError``."""
+        _check_args(entity, write, read, expected, deadline_ms)
+        native = self._native
+        classify = classify or self._classify
+        result: Any = None
+        last_exc: Optional[BaseException] = None
+        op, cmd, timer, woken = native.submit(entity, self.now_ms(), expected, deadline_ms)
+        finished = False
+        try:
+            while True:
+                if woken:
+                    self._wake(woken)
+                if cmd is None:
+                    cmd, timer, woken = await self._wait_async(op, timer)
+                    continue
+                kind = cmd[0]
+                if kind == _WRITE:
+                    try:
+                        value = write(Attempt(cmd[1], cmd[2], entity))
+                        if inspect.isawaitable(value):
+                            value = await value
+                        result = value
+                    except Exception as exc:  # noqa: BLE001 - classified below
+                        last_exc = exc
+                        f = fields_of(exc, classify, self._codes)
+                        cmd, timer, woken = native.failed(op, self.now_ms(), True, *f)
+                    else:
+                        cmd, timer, woken = native.write_done(op, self.now_ms())
+                elif kind == _READ:
+                    if read is None:
+                        cmd, timer, woken = native.read_done(op, self.now_ms())
+                        continue
+                    try:
+                        token = read()
+                        if inspect.isawaitable(token):
+                            token = await token
+                    except Exception as exc:  # noqa: BLE001 - classified below
+                        last_exc = exc
+                        f = fields_of(exc, classify, self._codes)
+                        cmd, timer, woken = native.failed(op, self.now_ms(), False, *f)
+                    else:
+                        cmd, timer, woken = native.read_done(
+                            op, self.now_ms(), _token_of(token)
+                        )
+                else:
+                    finished = True
+                    if self._log:
+                        self._log_events()
+                    if kind == _COMMITTED:
+                        return result  # type: ignore[no-any-return]
+                    raise self._gave_up(cmd, last_exc, entity) from last_exc
+        except BaseException:
+            if not finished:
+                self._abandon(op)
+            raise
+
+    async def _wait_async(
+        self, op: int, timer: Optional[int]
+    ) -> Tuple[Cmd, Optional[int], List[int]]:
+        """Await until ``op`` has a command, without blocking the loop."""
+        native = self._native
+        loop = asyncio.get_running_loop()
+        box: List["asyncio.Future[None]"] = [loop.create_future()]
+
+        def resolve() -> None:
+            if not box[0].done():
+                box[0].set_result(None)
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(resolve)
+
+        self._waiters[op] = wake
+        try:
+            cmd, timer, woken = native.poll(op)
+            while cmd is None:
+                if woken:
+                    self._wake(woken)
+                handle = None
+                if timer is not None:
+                    remaining = timer * _MS + self._origin - _monotonic_ns()
+                    if remaining > 0:
+                        handle = loop.call_later(remaining / 1e9, resolve)
+                    else:
+                        resolve()
+                try:
+                    await box[0]
+                finally:
+                    if handle is not None:
+                        handle.cancel()
+                box[0] = loop.create_future()
+                now = self.now_ms()
+                if timer is not None and now >= timer:
+                    cmd, timer, woken = native.timeout(op, now)
+                else:
+                    cmd, timer, woken = native.poll(op)
+            return cmd, timer, woken
+        finally:
+            self._waiters.pop(op, None)
+
+    # -- shared helpers -------------------------------------------------------------------
+
+    def _wake(self, ops: List[int]) -> None:
+        waiters = self._waiters
+        for other in ops:
+            wake = waiters.get(other)
+            if wake is not None:
+                wake()
+
+    def _abandon(self, op: int) -> None:
+        """Cancel ``op`` (an exception is leaving its driver) so its lane passes on."""
+        native = self._native
+        try:
+            _cmd, _timer, woken = native.cancel(op, self.now_ms())
+        except UsageError:
+            # Already finishing: take the finish command that nobody will read.
+            _cmd, _timer, woken = native.poll(op)
+        # The interrupted step may have lost its list of ops to wake: wake every waiter
+        # (a spurious wake-up only makes a waiter look at its mailbox again).
+        for wake in list(self._waiters.values()):
+            wake()
+
+    def _gave_up(
+        self, cmd: Tuple[int, int, Optional[str]], last_exc: Optional[BaseException], entity: str
+    ) -> Exception:
+        outcome: Dict[str, Any] = json.loads(cmd[2] or "{}")
+        reason = str(outcome.get("reason"))
+        if reason == "stale_revision":
+            return StaleRevision(outcome.get("expected"), outcome.get("found"), entity, cmd[1])
+        return GaveUp(reason, cmd[1], last_exc, outcome, entity)
+
+    # -- telemetry --------------------------------------------------------------------------
+
+    def stats(self) -> Dict[str, Any]:
+        """Counters and budget levels now: ``{"global": {...}, "budget": N, "active_ops": N,
+        "dropped_events": N, "entities": {name: {...}}}``."""
+        return json.loads(self._native.stats())  # type: ignore[no-any-return]
+
+    def events(self) -> List[Event]:
+        """Drain the telemetry events recorded since the last call, oldest first."""
+        return [from_dict(e) for e in json.loads(self._native.drain_events())]
+
+    def _log_events(self) -> None:
+        for event in self.events():
+            level = logging.DEBUG
+            if event.type in ("gave_up", "budget_refused", "spike_started"):
+                level = logging.WARNING
+            elif event.type in ("conflict", "retry_scheduled", "stale_revision"):
+                level = logging.INFO
+            if _LOG.isEnabledFor(level):
+                _LOG.log(level, "%s %s", event.type, json.dumps(event.to_dict(), sort_keys=True))
+
+    def export_state(self) -> Dict[str, Any]:
+        """What the lane learned (committed tokens, budget levels), to persist."""
+        return json.loads(self._native.export_state())  # type: ignore[no-any-return]
+
+    def import_state(self, state: Dict[str, Any]) -> None:
+        """Restore what :meth:`export_state` returned."""
+        self._native.import_state(json.dumps(state))
+
+    def __repr__(self) -> str:
+        return f"Lane(policy={self._policy.name!r})"
