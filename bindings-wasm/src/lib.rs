@@ -1,1 +1,1043 @@
-//! Placeholder until the binding lands.
+//! # writelane-wasm
+//!
+//! The WebAssembly layer of the `writelane` npm package. It exposes the sans-IO engine and
+//! the decision-only retry strategy of `writelane-core` to JavaScript through
+//! `wasm-bindgen`, and nothing else: every decision stays in the core, and the JavaScript
+//! layer on top (`js/index.js`) only drives it with timers and the user's async functions.
+//!
+//! ## The boundary
+//!
+//! - Milliseconds, operation ids and seeds cross as `f64` (JavaScript numbers, never
+//!   BigInt) and are checked here to be whole, non-negative and at most 2^53 - 1.
+//! - Copying a string into WebAssembly costs far more than a decision, so the hot path
+//!   takes integer handles: entity names, error codes and retry scopes are interned once
+//!   (`internEntity`, `internCode`, `internScope`) and named by their handle afterwards.
+//! - Commands are polled into a one-command register and read field by field
+//!   (`cmdOp`, `cmdAttempt`, `cmdBaseToken`, ...), so the common path allocates no JSON.
+//!   Events, stats, outcomes of give-ups and policies cross as JSON text in the core's
+//!   serde form, the same form the conformance vectors use.
+//! - Nothing here throws. A call that the core refuses returns a sentinel (`-1`, or
+//!   [`STATUS_ERROR`]) and keeps the error, which `takeError` hands over as JSON
+//!   `{"kind": ..., "message": ...}`; the JavaScript layer turns it into a typed `Error`.
+//!   No input causes a panic: every number and handle is checked before use.
+//!
+//! The crate also builds for the host target (it is a workspace member checked by
+//! clippy), where its types are plain Rust and its unit tests run.
+
+#![deny(missing_docs)]
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use writelane_core::{
+    parse_retry_after, policy_token as core_policy_token, Command, Engine, EngineState, ErrorClass,
+    Failure, Input, OpId, Outcome, Policy, Refusal, RetryStrategy, RetryToken, SubmitOptions,
+    UsageError, MAX_ENTITY_LEN,
+};
+
+/// The largest integer a JavaScript number holds exactly.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// Most error codes one engine or strategy interns; the JavaScript layer sends any code
+/// beyond this as text (see `Engine::handle_json`).
+pub const MAX_INTERNED_CODES: usize = 4096;
+
+/// Most retry scopes one strategy interns (the core keeps at most this many buckets too).
+pub const MAX_INTERNED_SCOPES: usize = writelane_core::MAX_SCOPES;
+
+/// Returned by calls with no value when they succeed.
+pub const STATUS_OK: i32 = 0;
+/// Returned by calls with no value when they fail; `takeError` tells why.
+pub const STATUS_ERROR: i32 = -1;
+
+/// No command is ready.
+pub const CMD_NONE: u32 = 0;
+/// Read the entity and report its change token.
+pub const CMD_READ: u32 = 1;
+/// Perform the write.
+pub const CMD_WRITE: u32 = 2;
+/// The operation is over; see `cmdOutcomeStatus`.
+pub const CMD_FINISH: u32 = 3;
+
+/// Why a call was refused: the core's usage-error kind (or `invalid_argument` for a value
+/// that never reached the core) and a message naming the argument or rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct Fault {
+    kind: String,
+    message: String,
+}
+
+impl Fault {
+    fn argument(message: impl Into<String>) -> Self {
+        Fault {
+            kind: "invalid_argument".into(),
+            message: message.into(),
+        }
+    }
+
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"kind":"internal","message":"error could not be encoded"}"#.into()
+        })
+    }
+}
+
+impl From<UsageError> for Fault {
+    fn from(e: UsageError) -> Self {
+        Fault {
+            kind: e.kind().into(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Serialise a value of the core; the core's types always serialise.
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+/// A whole number of milliseconds (or an id, or a seed) from a JavaScript number.
+fn whole(value: f64, what: &str) -> Result<u64, Fault> {
+    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= MAX_SAFE_INTEGER {
+        Ok(value as u64)
+    } else {
+        Err(Fault::argument(format!(
+            "{what} must be a whole number from 0 to 2^53-1, got {value}"
+        )))
+    }
+}
+
+/// Like [`whole`], with any negative number meaning "absent".
+fn optional_whole(value: f64, what: &str) -> Result<Option<u64>, Fault> {
+    if value < 0.0 {
+        Ok(None)
+    } else {
+        whole(value, what).map(Some)
+    }
+}
+
+/// A `u32` counter from a JavaScript number.
+fn small(value: f64, what: &str) -> Result<u32, Fault> {
+    let v = whole(value, what)?;
+    u32::try_from(v).map_err(|_| Fault::argument(format!("{what} must be at most 2^32-1")))
+}
+
+fn class_index(class: ErrorClass) -> u32 {
+    match class {
+        ErrorClass::Conflict => 0,
+        ErrorClass::Throttle => 1,
+        ErrorClass::Transient => 2,
+        ErrorClass::Unknown => 3,
+        ErrorClass::Fatal => 4,
+    }
+}
+
+/// Build a failure from handles and numbers; `-1` (any negative) means absent.
+fn build_failure(
+    codes: &[String],
+    code: i32,
+    status: i32,
+    retry_after_ms: f64,
+    outcome_unknown: bool,
+    intended_token: Option<String>,
+) -> Result<Failure, Fault> {
+    let code = if code < 0 {
+        None
+    } else {
+        match codes.get(code as usize) {
+            Some(c) => Some(c.clone()),
+            None => return Err(Fault::argument(format!("unknown error-code handle {code}"))),
+        }
+    };
+    let status = if status < 0 {
+        None
+    } else {
+        match u16::try_from(status) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                return Err(Fault::argument(format!(
+                    "status must be an HTTP status (0 to 65535), got {status}"
+                )))
+            }
+        }
+    };
+    Ok(Failure {
+        code,
+        status,
+        retry_after_ms: optional_whole(retry_after_ms, "retry_after_ms")?,
+        outcome_unknown,
+        intended_token,
+    })
+}
+
+/// Outcome of parsing a policy, as JSON for the JavaScript layer.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum PolicyResult {
+    Ok {
+        ok: bool,
+        policy: Box<Policy>,
+    },
+    Err {
+        ok: bool,
+        path: String,
+        rule: String,
+    },
+}
+
+/// Parse and validate a policy given as JSON text (a preset name as a JSON string, an
+/// object of overrides, or `null`). Returns JSON: `{"ok": true, "policy": {...}}` with the
+/// complete effective policy, or `{"ok": false, "path": ..., "rule": ...}`.
+#[wasm_bindgen(js_name = parsePolicy)]
+pub fn parse_policy(text: &str) -> String {
+    json(&match Policy::from_json(text) {
+        Ok(policy) => PolicyResult::Ok {
+            ok: true,
+            policy: Box::new(policy),
+        },
+        Err(e) => PolicyResult::Err {
+            ok: false,
+            path: e.path,
+            rule: e.rule,
+        },
+    })
+}
+
+/// Outcome of computing a policy token, as JSON for the JavaScript layer.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum TokenResult {
+    Ok {
+        ok: bool,
+        token: String,
+    },
+    Err {
+        ok: bool,
+        path: String,
+        rule: String,
+    },
+}
+
+/// The canonical change token of an IAM policy document (`c1:sha256:...`). Returns JSON:
+/// `{"ok": true, "token": ...}` or `{"ok": false, "path": ..., "rule": ...}`.
+#[wasm_bindgen(js_name = policyToken)]
+pub fn policy_token(document: &str) -> String {
+    json(&match core_policy_token(document) {
+        Ok(token) => TokenResult::Ok { ok: true, token },
+        Err(e) => TokenResult::Err {
+            ok: false,
+            path: e.path,
+            rule: e.rule,
+        },
+    })
+}
+
+/// Parse an `x-amz-retry-after` header: whole milliseconds, or `-1` when the text is not
+/// a whole number of milliseconds (such hints are ignored, as the AWS SDKs ignore them).
+#[wasm_bindgen(js_name = parseRetryAfter)]
+pub fn parse_retry_after_header(text: &str) -> f64 {
+    match parse_retry_after(text) {
+        Some(ms) if ms as f64 <= MAX_SAFE_INTEGER => ms as f64,
+        _ => -1.0,
+    }
+}
+
+/// The version of writelane-core this module was built from.
+#[wasm_bindgen(js_name = coreVersion)]
+pub fn core_version() -> String {
+    writelane_core::VERSION.to_string()
+}
+
+/// The lane engine behind `Lane` and `Engine` in JavaScript. One instance per lane; it is
+/// used from one JavaScript thread (WebAssembly instances are not shared between workers).
+#[wasm_bindgen(js_name = RawEngine)]
+pub struct RawEngine {
+    engine: Engine,
+    entities: Vec<String>,
+    codes: Vec<String>,
+    cmd: Option<Command>,
+    error: Option<Fault>,
+}
+
+impl RawEngine {
+    fn fail<T>(&mut self, fault: Fault, sentinel: T) -> T {
+        self.error = Some(fault);
+        sentinel
+    }
+
+    fn status(&mut self, result: Result<(), Fault>) -> i32 {
+        match result {
+            Ok(()) => STATUS_OK,
+            Err(f) => self.fail(f, STATUS_ERROR),
+        }
+    }
+
+    fn input(&mut self, now: f64, input: impl FnOnce(&Self) -> Result<Input, Fault>) -> i32 {
+        let result = whole(now, "now").and_then(|now| {
+            let input = input(self)?;
+            self.engine.handle(now, input).map_err(Fault::from)
+        });
+        self.status(result)
+    }
+
+    fn op(op: f64) -> Result<OpId, Fault> {
+        whole(op, "op").map(OpId)
+    }
+
+    fn store(&mut self, cmd: Option<Command>) -> u32 {
+        let kind = match &cmd {
+            None => CMD_NONE,
+            Some(Command::Read { .. }) => CMD_READ,
+            Some(Command::Write { .. }) => CMD_WRITE,
+            Some(Command::Finish { .. }) => CMD_FINISH,
+        };
+        self.cmd = cmd;
+        kind
+    }
+
+    fn outcome(&self) -> Option<&Outcome> {
+        match &self.cmd {
+            Some(Command::Finish { outcome, .. }) => Some(outcome),
+            _ => None,
+        }
+    }
+}
+
+#[wasm_bindgen(js_class = RawEngine)]
+impl RawEngine {
+    /// An engine under a policy already accepted by [`parse_policy`] (the complete JSON it
+    /// returned, or any policy JSON), with jitter seeded by `seed`. `undefined` if the
+    /// policy or the seed is refused; the JavaScript layer validates both first.
+    pub fn create(policy_json: &str, seed: f64) -> Option<RawEngine> {
+        let policy = Policy::from_json(policy_json).ok()?;
+        let seed = whole(seed, "seed").ok()?;
+        Some(RawEngine {
+            engine: Engine::new(policy, seed),
+            entities: Vec::new(),
+            codes: Vec::new(),
+            cmd: None,
+            error: None,
+        })
+    }
+
+    /// The last error as JSON `{"kind", "message"}`, cleared by this call.
+    #[wasm_bindgen(js_name = takeError)]
+    pub fn take_error(&mut self) -> Option<String> {
+        self.error.take().map(|f| f.to_json())
+    }
+
+    /// The effective policy as JSON.
+    #[wasm_bindgen(js_name = policyJson)]
+    pub fn policy_json(&self) -> String {
+        json(self.engine.policy())
+    }
+
+    /// Intern an entity name; returns its handle, or `-1` if the name is empty or longer
+    /// than the core accepts.
+    #[wasm_bindgen(js_name = internEntity)]
+    pub fn intern_entity(&mut self, name: String) -> i32 {
+        if name.is_empty() || name.len() > MAX_ENTITY_LEN {
+            let fault = UsageError::InvalidEntity {
+                reason: format!(
+                    "length {} is outside 1..={MAX_ENTITY_LEN} bytes",
+                    name.len()
+                ),
+            };
+            return self.fail(fault.into(), -1);
+        }
+        self.entities.push(name);
+        (self.entities.len() - 1) as i32
+    }
+
+    /// Intern an error code; returns its handle, or `-1` once [`MAX_INTERNED_CODES`] are
+    /// held (the caller then sends the code as text).
+    #[wasm_bindgen(js_name = internCode)]
+    pub fn intern_code(&mut self, code: String) -> i32 {
+        if self.codes.len() >= MAX_INTERNED_CODES {
+            return -1;
+        }
+        self.codes.push(code);
+        (self.codes.len() - 1) as i32
+    }
+
+    /// Submit a write of the interned entity `entity` at `now`; `expected` is the token
+    /// the writer based its change on, `deadline_ms` (negative: the policy's) overrides
+    /// the policy's deadline. Returns the operation id, or `-1`.
+    pub fn submit(
+        &mut self,
+        entity: u32,
+        now: f64,
+        expected: Option<String>,
+        deadline_ms: f64,
+    ) -> f64 {
+        let result = (|| {
+            let now = whole(now, "now")?;
+            let deadline_ms = optional_whole(deadline_ms, "deadline_ms")?;
+            let name = self
+                .entities
+                .get(entity as usize)
+                .ok_or_else(|| Fault::argument(format!("unknown entity handle {entity}")))?;
+            let options = SubmitOptions {
+                expected,
+                deadline_ms,
+            };
+            self.engine.submit(name, now, options).map_err(Fault::from)
+        })();
+        match result {
+            Ok(op) => op.0 as f64,
+            Err(f) => self.fail(f, -1.0),
+        }
+    }
+
+    /// Submit a write of an entity given by name (the vector runner's path); returns the
+    /// operation id, or `-1`.
+    #[wasm_bindgen(js_name = submitNamed)]
+    pub fn submit_named(
+        &mut self,
+        entity: &str,
+        now: f64,
+        expected: Option<String>,
+        deadline_ms: f64,
+    ) -> f64 {
+        let result = (|| {
+            let now = whole(now, "now")?;
+            let deadline_ms = optional_whole(deadline_ms, "deadline_ms")?;
+            let options = SubmitOptions {
+                expected,
+                deadline_ms,
+            };
+            self.engine
+                .submit(entity, now, options)
+                .map_err(Fault::from)
+        })();
+        match result {
+            Ok(op) => op.0 as f64,
+            Err(f) => self.fail(f, -1.0),
+        }
+    }
+
+    /// Poll the next command of any operation into the register; returns its kind
+    /// ([`CMD_NONE`], [`CMD_READ`], [`CMD_WRITE`], [`CMD_FINISH`]).
+    #[wasm_bindgen(js_name = pollCommand)]
+    pub fn poll_command(&mut self) -> u32 {
+        let cmd = self.engine.poll_command();
+        self.store(cmd)
+    }
+
+    /// Poll the pending command of one operation into the register; returns its kind.
+    #[wasm_bindgen(js_name = pollCommandFor)]
+    pub fn poll_command_for(&mut self, op: f64) -> u32 {
+        let cmd = match Self::op(op) {
+            Ok(op) => self.engine.poll_command_for(op),
+            Err(_) => None,
+        };
+        self.store(cmd)
+    }
+
+    /// The polled command as the core's JSON, for the sans-IO `Engine` wrapper.
+    #[wasm_bindgen(js_name = cmdJson)]
+    pub fn cmd_json(&self) -> Option<String> {
+        self.cmd.as_ref().map(json)
+    }
+
+    /// The operation of the polled command (`-1` when there is none).
+    #[wasm_bindgen(js_name = cmdOp)]
+    pub fn cmd_op(&self) -> f64 {
+        self.cmd.as_ref().map_or(-1.0, |c| c.op().0 as f64)
+    }
+
+    /// The attempt number of a polled write (0 for other commands).
+    #[wasm_bindgen(js_name = cmdAttempt)]
+    pub fn cmd_attempt(&self) -> u32 {
+        match &self.cmd {
+            Some(Command::Write { attempt, .. }) => *attempt,
+            _ => 0,
+        }
+    }
+
+    /// The base token of a polled write, if any.
+    #[wasm_bindgen(js_name = cmdBaseToken)]
+    pub fn cmd_base_token(&self) -> Option<String> {
+        match &self.cmd {
+            Some(Command::Write { base_token, .. }) => base_token.clone(),
+            _ => None,
+        }
+    }
+
+    /// For a polled finish: `1` committed, `2` gave up (`0` for other commands).
+    #[wasm_bindgen(js_name = cmdOutcomeStatus)]
+    pub fn cmd_outcome_status(&self) -> u32 {
+        match self.outcome() {
+            Some(Outcome::Committed { .. }) => 1,
+            Some(Outcome::GaveUp { .. }) => 2,
+            None => 0,
+        }
+    }
+
+    /// Write attempts made, for a polled finish.
+    #[wasm_bindgen(js_name = cmdOutcomeAttempts)]
+    pub fn cmd_outcome_attempts(&self) -> u32 {
+        match self.outcome() {
+            Some(Outcome::Committed { attempts, .. } | Outcome::GaveUp { attempts, .. }) => {
+                *attempts
+            }
+            None => 0,
+        }
+    }
+
+    /// The committed token of a polled finish, if known.
+    #[wasm_bindgen(js_name = cmdOutcomeToken)]
+    pub fn cmd_outcome_token(&self) -> Option<String> {
+        match self.outcome() {
+            Some(Outcome::Committed { token, .. }) => token.clone(),
+            _ => None,
+        }
+    }
+
+    /// The outcome of a polled finish as the core's JSON.
+    #[wasm_bindgen(js_name = cmdOutcomeJson)]
+    pub fn cmd_outcome_json(&self) -> Option<String> {
+        self.outcome().map(json)
+    }
+
+    /// A read completed with the entity's token (`undefined`: the entity does not exist).
+    #[wasm_bindgen(js_name = readDone)]
+    pub fn read_done(&mut self, now: f64, op: f64, token: Option<String>) -> i32 {
+        self.input(now, |_| {
+            Ok(Input::ReadDone {
+                op: Self::op(op)?,
+                token,
+            })
+        })
+    }
+
+    /// A write succeeded, with the new revision's token if known.
+    #[wasm_bindgen(js_name = writeDone)]
+    pub fn write_done(&mut self, now: f64, op: f64, token: Option<String>) -> i32 {
+        self.input(now, |_| {
+            Ok(Input::WriteDone {
+                op: Self::op(op)?,
+                token,
+            })
+        })
+    }
+
+    /// A read failed. `code` is an interned code handle, `status` an HTTP status,
+    /// `retry_after_ms` a hint; negative means absent.
+    #[wasm_bindgen(js_name = readFailed)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn read_failed(
+        &mut self,
+        now: f64,
+        op: f64,
+        code: i32,
+        status: i32,
+        retry_after_ms: f64,
+        outcome_unknown: bool,
+        intended_token: Option<String>,
+    ) -> i32 {
+        self.input(now, |me| {
+            Ok(Input::ReadFailed {
+                op: Self::op(op)?,
+                failure: build_failure(
+                    &me.codes,
+                    code,
+                    status,
+                    retry_after_ms,
+                    outcome_unknown,
+                    intended_token,
+                )?,
+            })
+        })
+    }
+
+    /// A write failed; arguments as for [`RawEngine::read_failed`].
+    #[wasm_bindgen(js_name = writeFailed)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_failed(
+        &mut self,
+        now: f64,
+        op: f64,
+        code: i32,
+        status: i32,
+        retry_after_ms: f64,
+        outcome_unknown: bool,
+        intended_token: Option<String>,
+    ) -> i32 {
+        self.input(now, |me| {
+            Ok(Input::WriteFailed {
+                op: Self::op(op)?,
+                failure: build_failure(
+                    &me.codes,
+                    code,
+                    status,
+                    retry_after_ms,
+                    outcome_unknown,
+                    intended_token,
+                )?,
+            })
+        })
+    }
+
+    /// The host abandons the operation.
+    pub fn cancel(&mut self, now: f64, op: f64) -> i32 {
+        self.input(now, |_| Ok(Input::Cancel { op: Self::op(op)? }))
+    }
+
+    /// Feed an input given as the core's JSON (`{"type": "read_done", "op": 1, ...}`).
+    #[wasm_bindgen(js_name = handleJson)]
+    pub fn handle_json(&mut self, now: f64, input: &str) -> i32 {
+        self.input(now, |_| {
+            serde_json::from_str::<Input>(input)
+                .map_err(|e| Fault::argument(format!("input does not match the schema: {e}")))
+        })
+    }
+
+    /// Fire every timer due at or before `now`.
+    #[wasm_bindgen(js_name = handleTimeout)]
+    pub fn handle_timeout(&mut self, now: f64) -> i32 {
+        let result =
+            whole(now, "now").and_then(|now| self.engine.handle_timeout(now).map_err(Fault::from));
+        self.status(result)
+    }
+
+    /// When `handleTimeout` must next be called; `-1` when nothing waits on time.
+    #[wasm_bindgen(js_name = pollTimeout)]
+    pub fn poll_timeout(&self) -> f64 {
+        self.engine.poll_timeout().map_or(-1.0, |t| t as f64)
+    }
+
+    /// When one operation's timer fires; `-1` when it waits on none.
+    #[wasm_bindgen(js_name = pollTimeoutFor)]
+    pub fn poll_timeout_for(&self, op: f64) -> f64 {
+        Self::op(op)
+            .ok()
+            .and_then(|op| self.engine.poll_timeout_for(op))
+            .map_or(-1.0, |t| t as f64)
+    }
+
+    /// The next telemetry event as the core's JSON.
+    #[wasm_bindgen(js_name = pollEvent)]
+    pub fn poll_event(&mut self) -> Option<String> {
+        self.engine.poll_event().map(|e| json(&e))
+    }
+
+    /// Every queued telemetry event, as one JSON array.
+    #[wasm_bindgen(js_name = drainEvents)]
+    pub fn drain_events(&mut self) -> String {
+        let mut events = Vec::new();
+        while let Some(e) = self.engine.poll_event() {
+            events.push(e);
+        }
+        json(&events)
+    }
+
+    /// Counters and budget levels as the core's JSON.
+    pub fn stats(&self) -> String {
+        json(&self.engine.stats())
+    }
+
+    /// What the engine learned (committed tokens, budget levels) as JSON.
+    #[wasm_bindgen(js_name = exportState)]
+    pub fn export_state(&self) -> String {
+        json(&self.engine.export_state())
+    }
+
+    /// Restore state exported earlier (JSON).
+    #[wasm_bindgen(js_name = importState)]
+    pub fn import_state(&mut self, state: &str) -> i32 {
+        let result = serde_json::from_str::<EngineState>(state)
+            .map_err(|e| Fault {
+                kind: "invalid_state".into(),
+                message: format!("invalid state: {e}"),
+            })
+            .and_then(|s| self.engine.import_state(&s).map_err(Fault::from));
+        self.status(result)
+    }
+}
+
+/// The decision-only retry strategy behind `RetryStrategy` in JavaScript. Tokens live
+/// in JavaScript as plain numbers and are passed in field by field.
+#[wasm_bindgen(js_name = RawStrategy)]
+pub struct RawStrategy {
+    strategy: RetryStrategy,
+    scopes: Vec<String>,
+    codes: Vec<String>,
+    last_cost: u32,
+    last_class: u32,
+    refusal: Option<Refusal>,
+    error: Option<Fault>,
+}
+
+impl RawStrategy {
+    fn token(
+        scope: u32,
+        attempts: f64,
+        last_cost: f64,
+        last_delay_ms: f64,
+        started_ms: f64,
+    ) -> Result<RetryToken, Fault> {
+        Ok(RetryToken {
+            scope,
+            attempts: small(attempts, "attempts")?,
+            last_cost: small(last_cost, "last_cost")?,
+            last_delay_ms: whole(last_delay_ms, "last_delay_ms")?,
+            started_ms: whole(started_ms, "started_ms")?,
+        })
+    }
+}
+
+/// `refresh` refused: the failure's class is never retried.
+pub const REFUSED_NOT_RETRYABLE: f64 = -1.0;
+/// `refresh` refused: the attempt limit is reached.
+pub const REFUSED_ATTEMPTS_EXHAUSTED: f64 = -2.0;
+/// `refresh` refused: the scope's budget is empty.
+pub const REFUSED_BUDGET_EXHAUSTED: f64 = -3.0;
+/// `refresh` refused: the delay would pass the deadline.
+pub const REFUSED_DEADLINE_EXCEEDED: f64 = -4.0;
+/// `refresh` was misused; `takeError` tells why.
+pub const REFRESH_ERROR: f64 = -9.0;
+
+#[wasm_bindgen(js_class = RawStrategy)]
+impl RawStrategy {
+    /// A strategy under a policy (JSON), seeded by `seed`; `undefined` if either is refused.
+    pub fn create(policy_json: &str, seed: f64) -> Option<RawStrategy> {
+        let policy = Policy::from_json(policy_json).ok()?;
+        let seed = whole(seed, "seed").ok()?;
+        Some(RawStrategy {
+            strategy: RetryStrategy::new(policy, seed),
+            scopes: Vec::new(),
+            codes: Vec::new(),
+            last_cost: 0,
+            last_class: class_index(ErrorClass::Fatal),
+            refusal: None,
+            error: None,
+        })
+    }
+
+    /// The last error as JSON `{"kind", "message"}`, cleared by this call.
+    #[wasm_bindgen(js_name = takeError)]
+    pub fn take_error(&mut self) -> Option<String> {
+        self.error.take().map(|f| f.to_json())
+    }
+
+    /// The effective policy as JSON.
+    #[wasm_bindgen(js_name = policyJson)]
+    pub fn policy_json(&self) -> String {
+        json(self.strategy.policy())
+    }
+
+    /// Intern a scope name; returns its handle, or `-1` once [`MAX_INTERNED_SCOPES`] are
+    /// held.
+    #[wasm_bindgen(js_name = internScope)]
+    pub fn intern_scope(&mut self, name: String) -> i32 {
+        if self.scopes.len() >= MAX_INTERNED_SCOPES {
+            let fault: Fault = UsageError::TooManyScopes {
+                limit: MAX_INTERNED_SCOPES,
+            }
+            .into();
+            return self.fail(fault, -1);
+        }
+        self.scopes.push(name);
+        (self.scopes.len() - 1) as i32
+    }
+
+    /// Intern an error code; returns its handle, or `-1` once [`MAX_INTERNED_CODES`] are
+    /// held (the caller then passes the code with `setCodeText`).
+    #[wasm_bindgen(js_name = internCode)]
+    pub fn intern_code(&mut self, code: String) -> i32 {
+        if self.codes.len() >= MAX_INTERNED_CODES {
+            return -1;
+        }
+        self.codes.push(code);
+        (self.codes.len() - 1) as i32
+    }
+
+    /// Start a call in the interned scope at `now`; returns the core's scope index for
+    /// the token, or `-1`.
+    pub fn acquire(&mut self, scope: u32, now: f64) -> f64 {
+        let result = (|| {
+            let now = whole(now, "now")?;
+            let name = self
+                .scopes
+                .get(scope as usize)
+                .ok_or_else(|| Fault::argument(format!("unknown scope handle {scope}")))?;
+            self.strategy.acquire(name, now).map_err(Fault::from)
+        })();
+        match result {
+            Ok(token) => token.scope as f64,
+            Err(f) => self.fail(f, -1.0),
+        }
+    }
+
+    /// Decide a retry of the call whose token is given field by field. Returns the delay
+    /// in milliseconds (then `lastCost` and `lastClass` describe the retry), or one of the
+    /// negative `REFUSED_*` values (then `lastRefusalJson` describes it), or
+    /// [`REFRESH_ERROR`]. The failure is given as for `RawEngine::writeFailed`, or with
+    /// `code = -2` and the text in `code_text` for an uninterned code.
+    #[allow(clippy::too_many_arguments)]
+    pub fn refresh(
+        &mut self,
+        scope: u32,
+        attempts: f64,
+        last_cost: f64,
+        last_delay_ms: f64,
+        started_ms: f64,
+        code: i32,
+        code_text: Option<String>,
+        status: i32,
+        retry_after_ms: f64,
+        outcome_unknown: bool,
+        now: f64,
+    ) -> f64 {
+        let result = (|| {
+            let now = whole(now, "now")?;
+            let mut token = Self::token(scope, attempts, last_cost, last_delay_ms, started_ms)?;
+            let mut failure = build_failure(
+                &self.codes,
+                code.max(-1),
+                status,
+                retry_after_ms,
+                outcome_unknown,
+                None,
+            )?;
+            if code == -2 {
+                failure.code = code_text;
+            }
+            self.strategy
+                .refresh(&mut token, &failure, now)
+                .map_err(Fault::from)
+        })();
+        match result {
+            Ok(Ok(plan)) => {
+                self.last_cost = plan.cost;
+                self.last_class = class_index(plan.class);
+                self.refusal = None;
+                plan.delay_ms as f64
+            }
+            Ok(Err(refusal)) => {
+                let code = match refusal {
+                    Refusal::NotRetryable { .. } => REFUSED_NOT_RETRYABLE,
+                    Refusal::AttemptsExhausted { .. } => REFUSED_ATTEMPTS_EXHAUSTED,
+                    Refusal::BudgetExhausted { .. } => REFUSED_BUDGET_EXHAUSTED,
+                    Refusal::DeadlineExceeded { .. } => REFUSED_DEADLINE_EXCEEDED,
+                };
+                self.refusal = Some(refusal);
+                code
+            }
+            Err(f) => self.fail(f, REFRESH_ERROR),
+        }
+    }
+
+    /// Tokens the last allowed retry took.
+    #[wasm_bindgen(js_name = lastCost)]
+    pub fn last_cost(&self) -> u32 {
+        self.last_cost
+    }
+
+    /// Class of the last allowed retry: 0 conflict, 1 throttle, 2 transient, 3 unknown.
+    #[wasm_bindgen(js_name = lastClass)]
+    pub fn last_class(&self) -> u32 {
+        self.last_class
+    }
+
+    /// The last refusal as the core's JSON (`{"reason": ..., ...}`).
+    #[wasm_bindgen(js_name = lastRefusalJson)]
+    pub fn last_refusal_json(&self) -> Option<String> {
+        self.refusal.as_ref().map(json)
+    }
+
+    /// The call succeeded: refund the last retry's cost or add the success reward.
+    #[wasm_bindgen(js_name = recordSuccess)]
+    pub fn record_success(
+        &mut self,
+        scope: u32,
+        attempts: f64,
+        last_cost: f64,
+        last_delay_ms: f64,
+        started_ms: f64,
+    ) -> i32 {
+        let result = Self::token(scope, attempts, last_cost, last_delay_ms, started_ms)
+            .and_then(|t| self.strategy.record_success(&t).map_err(Fault::from));
+        match result {
+            Ok(()) => STATUS_OK,
+            Err(f) => self.fail(f, STATUS_ERROR),
+        }
+    }
+
+    /// Tokens left in the named scope's bucket.
+    pub fn capacity(&self, scope: &str) -> u32 {
+        self.strategy.capacity(scope)
+    }
+}
+
+impl RawStrategy {
+    fn fail<T>(&mut self, fault: Fault, sentinel: T) -> T {
+        self.error = Some(fault);
+        sentinel
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(policy: &str) -> RawEngine {
+        RawEngine::create(policy, 7.0).expect("valid policy")
+    }
+
+    #[test]
+    fn numbers_are_checked() {
+        assert_eq!(whole(5.0, "now"), Ok(5));
+        for bad in [-1.0, 1.5, f64::NAN, f64::INFINITY, 9_007_199_254_740_992.0] {
+            let e = whole(bad, "now").unwrap_err();
+            assert_eq!(e.kind, "invalid_argument");
+            assert!(e.message.contains("now"), "{}", e.message);
+        }
+        assert_eq!(optional_whole(-1.0, "x"), Ok(None));
+        assert!(small(4_294_967_296.0, "attempts").is_err());
+    }
+
+    #[test]
+    fn policy_results_are_json() {
+        let ok: serde_json::Value = serde_json::from_str(&parse_policy("\"iam\"")).unwrap();
+        assert_eq!(ok["ok"], true);
+        assert_eq!(ok["policy"]["preset"], "iam");
+        let bad: serde_json::Value =
+            serde_json::from_str(&parse_policy(r#"{"retry":{"conflict":{"bsae_ms":1}}}"#)).unwrap();
+        assert_eq!(bad["ok"], false);
+        assert_eq!(bad["path"], "retry.conflict.bsae_ms");
+        assert!(RawEngine::create("{", 1.0).is_none());
+        assert!(RawEngine::create("\"iam\"", -3.0).is_none());
+    }
+
+    #[test]
+    fn an_uncontended_write_through_handles() {
+        let mut e = engine("\"iam\"");
+        let h = e.intern_entity("role/app".into());
+        assert_eq!(h, 0);
+        let op = e.submit(h as u32, 0.0, None, -1.0);
+        assert_eq!(op, 1.0);
+        assert_eq!(e.poll_command(), CMD_READ);
+        assert_eq!(e.cmd_op(), 1.0);
+        assert_eq!(e.read_done(1.0, op, Some("v1".into())), STATUS_OK);
+        assert_eq!(e.poll_command(), CMD_WRITE);
+        assert_eq!(e.cmd_attempt(), 1);
+        assert_eq!(e.cmd_base_token().as_deref(), Some("v1"));
+        let code = e.intern_code("ConcurrentModification".into());
+        assert_eq!(
+            e.write_failed(2.0, op, code, 409, -1.0, false, None),
+            STATUS_OK
+        );
+        assert_eq!(e.poll_command(), CMD_NONE);
+        let at = e.poll_timeout();
+        assert!(at >= 2.0);
+        assert_eq!(e.handle_timeout(at), STATUS_OK);
+        assert_eq!(e.poll_command(), CMD_READ);
+        assert_eq!(e.read_done(at, op, Some("v2".into())), STATUS_OK);
+        assert_eq!(e.poll_command(), CMD_WRITE);
+        assert_eq!(e.cmd_attempt(), 2);
+        assert_eq!(e.write_done(at, op, None), STATUS_OK);
+        assert_eq!(e.poll_command(), CMD_FINISH);
+        assert_eq!(e.cmd_outcome_status(), 1);
+        assert_eq!(e.cmd_outcome_attempts(), 2);
+        let stats: serde_json::Value = serde_json::from_str(&e.stats()).unwrap();
+        assert_eq!(stats["global"]["conflicts"], 1);
+        let events: serde_json::Value = serde_json::from_str(&e.drain_events()).unwrap();
+        assert!(events.as_array().unwrap().len() >= 4);
+    }
+
+    #[test]
+    fn misuse_is_an_error_not_a_panic() {
+        let mut e = engine("\"iam\"");
+        assert_eq!(e.intern_entity(String::new()), -1);
+        let err: serde_json::Value = serde_json::from_str(&e.take_error().unwrap()).unwrap();
+        assert_eq!(err["kind"], "invalid_entity");
+        assert_eq!(e.submit(99, 0.0, None, -1.0), -1.0);
+        assert!(e.take_error().unwrap().contains("entity handle"));
+        assert_eq!(e.read_done(0.0, 5.0, None), STATUS_ERROR);
+        assert!(e.take_error().unwrap().contains("unknown_op"));
+        assert_eq!(
+            e.write_failed(0.0, 1.0, 42, -1, -1.0, false, None),
+            STATUS_ERROR
+        );
+        assert!(e.take_error().unwrap().contains("error-code handle"));
+        assert_eq!(
+            e.write_failed(0.0, 1.0, -1, 70_000, -1.0, false, None),
+            STATUS_ERROR
+        );
+        assert_eq!(e.handle_json(0.0, "{\"type\":\"nope\"}"), STATUS_ERROR);
+        assert_eq!(e.handle_timeout(f64::NAN), STATUS_ERROR);
+        assert_eq!(e.import_state("{}"), STATUS_ERROR);
+        assert_eq!(e.poll_command_for(-5.0), CMD_NONE);
+        assert_eq!(e.poll_timeout_for(1.5), -1.0);
+        assert_eq!(
+            e.take_error().map(|s| s.contains("invalid_state")),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn strategy_follows_aws_standard() {
+        let policy = r#"{"preset":"aws-standard","retry":{"transient":{"jitter":"none"}}}"#;
+        let mut s = RawStrategy::create(policy, 0.0).unwrap();
+        let h = s.intern_scope("iam".into()) as u32;
+        let scope = s.acquire(h, 0.0) as u32;
+        let code = s.intern_code("InternalFailure".into());
+        let d = s.refresh(scope, 1.0, 0.0, 0.0, 0.0, code, None, 500, -1.0, false, 0.0);
+        assert_eq!((d, s.last_cost(), s.last_class()), (50.0, 14, 2));
+        assert_eq!(s.capacity("iam"), 486);
+        let d = s.refresh(
+            scope, 2.0, 14.0, 50.0, 0.0, code, None, 500, -1.0, false, 50.0,
+        );
+        assert_eq!(d, 100.0);
+        let r = s.refresh(
+            scope, 3.0, 14.0, 100.0, 0.0, code, None, 500, -1.0, false, 150.0,
+        );
+        assert_eq!(r, REFUSED_ATTEMPTS_EXHAUSTED);
+        assert!(s
+            .last_refusal_json()
+            .unwrap()
+            .contains("attempts_exhausted"));
+        assert_eq!(s.record_success(scope, 3.0, 14.0, 100.0, 0.0), STATUS_OK);
+        assert_eq!(s.capacity("iam"), 486);
+        let r = s.refresh(
+            scope,
+            1.0,
+            0.0,
+            0.0,
+            0.0,
+            -2,
+            Some("AccessDenied".into()),
+            403,
+            -1.0,
+            false,
+            150.0,
+        );
+        assert_eq!(r, REFUSED_NOT_RETRYABLE);
+        assert_eq!(
+            s.refresh(77, 1.0, 0.0, 0.0, 0.0, -1, None, 500, -1.0, false, 150.0),
+            REFRESH_ERROR
+        );
+        assert!(s.take_error().unwrap().contains("unknown_scope"));
+        assert_eq!(
+            s.refresh(scope, 1.0, 0.0, 0.0, 0.0, -1, None, 500, -1.0, false, 1.0),
+            REFRESH_ERROR
+        );
+        assert!(s.take_error().unwrap().contains("time_went_backwards"));
+    }
+
+    #[test]
+    fn tokens_and_hints() {
+        let ok: serde_json::Value =
+            serde_json::from_str(&policy_token(
+                r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}}"#,
+            ))
+                .unwrap();
+        assert_eq!(ok["ok"], true);
+        assert!(ok["token"].as_str().unwrap().starts_with("c1:sha256:"));
+        let bad: serde_json::Value = serde_json::from_str(&policy_token("{")).unwrap();
+        assert_eq!(bad["ok"], false);
+        assert_eq!(parse_retry_after_header(" 250 "), 250.0);
+        assert_eq!(parse_retry_after_header("soon"), -1.0);
+    }
+}
