@@ -1,0 +1,349 @@
+/* Bad input through the C API: NULL for every pointer argument, invalid UTF-8,
+ * malformed and oversized policy JSON, too-small buffers, out-of-range values, misuse,
+ * and two threads on one handle. Prints "N passed, M failed"; exits non-zero on failure. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "writelane.h"
+
+#ifndef EXPECTED_VERSION
+#error "compile with -DEXPECTED_VERSION=\"x.y.z\" (the version in Cargo.toml)"
+#endif
+
+static int passed, failed;
+
+#define CHECK(cond)                                                    \
+  do {                                                                 \
+    if (cond) {                                                        \
+      passed++;                                                        \
+    } else {                                                           \
+      failed++;                                                        \
+      fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                  \
+  } while (0)
+
+#define S(lit) lit, sizeof(lit) - 1
+
+static wl_error err;
+
+/* The status, and the handle's last error path equals `path`. */
+static int fails_with(wl_engine *e, wl_status got, wl_status want, const char *path) {
+  if (got != want) {
+    fprintf(stderr, "  got %s, want %s\n", wl_status_name(got), wl_status_name(want));
+    return 0;
+  }
+  if (wl_engine_last_error(e, &err) != WL_STATUS_OK) return 0;
+  if (err.status != want) return 0;
+  if (path && strcmp(err.path, path) != 0) {
+    fprintf(stderr, "  path %s, want %s (%s)\n", err.path, path, err.message);
+    return 0;
+  }
+  if (path && !strstr(err.message, path)) {
+    fprintf(stderr, "  message %s does not name %s\n", err.message, path);
+    return 0;
+  }
+  return 1;
+}
+
+static void constructor_and_free(void) {
+  wl_engine *e = (wl_engine *)&passed;
+  char big[70 * 1024];
+  CHECK(wl_engine_new(NULL, 5, 0, &e, &err) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(e == NULL);
+  CHECK(strcmp(err.path, "policy") == 0);
+  CHECK(wl_engine_new(S("\"iam\""), 0, NULL, &err) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(strcmp(err.path, "out_engine") == 0);
+  CHECK(wl_engine_new(S("\"iam\""), 0, NULL, NULL) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_new(S("\"\xff\xfe\""), 0, &e, &err) == WL_STATUS_INVALID_UTF8);
+  CHECK(e == NULL && strcmp(err.path, "policy") == 0 && strstr(err.message, "offset 1"));
+  CHECK(wl_engine_new(S("{\"preset\": "), 0, &e, &err) == WL_STATUS_INVALID_POLICY);
+  CHECK(e == NULL && strcmp(err.path, "$") == 0 && strstr(err.message, "malformed JSON"));
+  CHECK(wl_engine_new(S("{\"retry\": {\"conflict\": {\"base_ms\": -1}}}"), 0, &e, &err) ==
+        WL_STATUS_INVALID_POLICY);
+  CHECK(strcmp(err.path, "retry.conflict.base_ms") == 0);
+  CHECK(wl_engine_new(S("[1, 2]"), 0, &e, &err) == WL_STATUS_INVALID_POLICY);
+  /* Oversized: a valid JSON document above the 64 KiB limit. */
+  memset(big, ' ', sizeof big);
+  memcpy(big, "\"iam\"", 5);
+  CHECK(wl_engine_new(big, sizeof big, 0, &e, &err) == WL_STATUS_INVALID_POLICY);
+  CHECK(strcmp(err.path, "$") == 0 && strstr(err.message, "limit"));
+  /* An error struct is reset by a later success. */
+  CHECK(wl_engine_new(S("\"aws-standard\""), 0, &e, &err) == WL_STATUS_OK);
+  CHECK(e != NULL && err.status == WL_STATUS_OK && err.message[0] == 0 && err.message_len == 0);
+  wl_engine_free(e);
+  wl_engine_free(NULL); /* fine */
+  CHECK(wl_engine_new(S("\"iam\""), 0, &e, NULL) == WL_STATUS_OK);
+  wl_engine_free(e);
+}
+
+static void null_handle(void) {
+  wl_command c;
+  wl_str s;
+  bool has;
+  uint64_t at, op;
+  uint32_t level;
+  size_t len;
+  wl_stats st;
+  wl_input in;
+  wl_retry_token t;
+  wl_failure f;
+  wl_retry_decision d;
+  memset(&in, 0, sizeof in);
+  memset(&t, 0, sizeof t);
+  memset(&f, 0, sizeof f);
+  CHECK(wl_engine_last_error(NULL, &err) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_submit(NULL, S("role/a"), 0, NULL, &op) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_handle(NULL, 0, &in) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_handle_timeout(NULL, 0) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_poll_command(NULL, &c) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_poll_command_for(NULL, 1, &c) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_poll_timeout(NULL, &has, &at) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_poll_timeout_for(NULL, 1, &has, &at) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_poll_event(NULL, &s) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_stats(NULL, &st) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_stats_json(NULL, &s) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_export_state(NULL, &s) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_import_state(NULL, S("{}")) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_policy_json(NULL, NULL, 0, &len) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_retry_acquire(NULL, S("iam"), 0, &t) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_retry_refresh(NULL, &t, &f, 0, &d) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_retry_success(NULL, &t) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_retry_capacity(NULL, S("iam"), &level) == WL_STATUS_NULL_ARGUMENT);
+}
+
+static void null_arguments(wl_engine *e) {
+  wl_retry_token t;
+  wl_failure f;
+  wl_retry_decision d;
+  uint64_t op, at;
+  bool has;
+  size_t len;
+  memset(&f, 0, sizeof f);
+  CHECK(wl_engine_last_error(e, NULL) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(fails_with(e, wl_engine_submit(e, NULL, 3, 0, NULL, &op), WL_STATUS_NULL_ARGUMENT, "entity"));
+  CHECK(fails_with(e, wl_engine_submit(e, S("role/a"), 0, NULL, NULL), WL_STATUS_NULL_ARGUMENT, "out_op"));
+  CHECK(fails_with(e, wl_engine_handle(e, 0, NULL), WL_STATUS_NULL_ARGUMENT, "input"));
+  CHECK(fails_with(e, wl_engine_poll_command(e, NULL), WL_STATUS_NULL_ARGUMENT, "out_command"));
+  CHECK(fails_with(e, wl_engine_poll_command_for(e, 1, NULL), WL_STATUS_NULL_ARGUMENT, "out_command"));
+  CHECK(fails_with(e, wl_engine_poll_timeout(e, NULL, &at), WL_STATUS_NULL_ARGUMENT, "out_has"));
+  CHECK(fails_with(e, wl_engine_poll_timeout(e, &has, NULL), WL_STATUS_NULL_ARGUMENT, "out_at_ms"));
+  CHECK(fails_with(e, wl_engine_poll_timeout_for(e, 1, NULL, &at), WL_STATUS_NULL_ARGUMENT, "out_has"));
+  CHECK(fails_with(e, wl_engine_poll_timeout_for(e, 1, &has, NULL), WL_STATUS_NULL_ARGUMENT, "out_at_ms"));
+  CHECK(fails_with(e, wl_engine_poll_event(e, NULL), WL_STATUS_NULL_ARGUMENT, "out_json"));
+  CHECK(fails_with(e, wl_engine_stats(e, NULL), WL_STATUS_NULL_ARGUMENT, "out_stats"));
+  CHECK(fails_with(e, wl_engine_stats_json(e, NULL), WL_STATUS_NULL_ARGUMENT, "out_json"));
+  CHECK(fails_with(e, wl_engine_export_state(e, NULL), WL_STATUS_NULL_ARGUMENT, "out_json"));
+  CHECK(fails_with(e, wl_engine_import_state(e, NULL, 2), WL_STATUS_NULL_ARGUMENT, "state_json"));
+  CHECK(fails_with(e, wl_engine_policy_json(e, NULL, 0, NULL), WL_STATUS_NULL_ARGUMENT, "out_len"));
+  CHECK(fails_with(e, wl_engine_policy_json(e, NULL, 16, &len), WL_STATUS_NULL_ARGUMENT, "buf"));
+  CHECK(fails_with(e, wl_engine_retry_acquire(e, NULL, 3, 0, &t), WL_STATUS_NULL_ARGUMENT, "scope"));
+  CHECK(fails_with(e, wl_engine_retry_acquire(e, S("iam"), 0, NULL), WL_STATUS_NULL_ARGUMENT, "out_token"));
+  CHECK(wl_engine_retry_acquire(e, S("iam"), 0, &t) == WL_STATUS_OK);
+  CHECK(fails_with(e, wl_engine_retry_refresh(e, NULL, &f, 0, &d), WL_STATUS_NULL_ARGUMENT, "token"));
+  CHECK(fails_with(e, wl_engine_retry_refresh(e, &t, NULL, 0, &d), WL_STATUS_NULL_ARGUMENT, "failure"));
+  CHECK(fails_with(e, wl_engine_retry_refresh(e, &t, &f, 0, NULL), WL_STATUS_NULL_ARGUMENT, "out_decision"));
+  CHECK(fails_with(e, wl_engine_retry_success(e, NULL), WL_STATUS_NULL_ARGUMENT, "token"));
+  CHECK(fails_with(e, wl_engine_retry_capacity(e, NULL, 3, NULL), WL_STATUS_NULL_ARGUMENT, NULL));
+  CHECK(fails_with(e, wl_engine_retry_capacity(e, S("iam"), NULL), WL_STATUS_NULL_ARGUMENT, "out_level"));
+  /* A successful call clears the last error. */
+  CHECK(wl_engine_poll_timeout(e, &has, &at) == WL_STATUS_OK);
+  CHECK(wl_engine_last_error(e, &err) == WL_STATUS_OK && err.status == WL_STATUS_OK && err.message[0] == 0);
+  {
+    char buf[8];
+    CHECK(wl_policy_token(NULL, 3, buf, sizeof buf, &len, &err) == WL_STATUS_NULL_ARGUMENT);
+    CHECK(strcmp(err.path, "document") == 0);
+    CHECK(wl_policy_token(S("{}"), buf, sizeof buf, NULL, &err) == WL_STATUS_NULL_ARGUMENT);
+    CHECK(strcmp(err.path, "out_len") == 0);
+  }
+}
+
+static void strings_and_values(wl_engine *e) {
+  wl_input in;
+  wl_submit_options o;
+  uint64_t op = 0;
+  char entity[3000];
+  memset(&o, 0, sizeof o);
+  CHECK(fails_with(e, wl_engine_submit(e, S("role/\xc3\x28"), 0, NULL, &op), WL_STATUS_INVALID_UTF8, "entity"));
+  CHECK(strstr(err.message, "offset 5") != NULL);
+  CHECK(fails_with(e, wl_engine_submit(e, "", 0, 0, NULL, &op), WL_STATUS_USAGE_ERROR, NULL));
+  CHECK(err.usage == WL_USAGE_INVALID_ENTITY && strcmp(wl_usage_name(err.usage), "invalid_entity") == 0);
+  memset(entity, 'a', sizeof entity);
+  CHECK(fails_with(e, wl_engine_submit(e, entity, sizeof entity, 0, NULL, &op), WL_STATUS_USAGE_ERROR, NULL));
+  CHECK(err.usage == WL_USAGE_INVALID_ENTITY);
+  CHECK(fails_with(e, wl_engine_submit(e, entity, (size_t)PTRDIFF_MAX + 1, 0, NULL, &op),
+                   WL_STATUS_INVALID_ARGUMENT, "entity"));
+  o.expected.ptr = NULL;
+  o.expected.len = 4;
+  CHECK(fails_with(e, wl_engine_submit(e, S("role/a"), 0, &o, &op), WL_STATUS_INVALID_ARGUMENT, "options.expected"));
+  o.expected.ptr = "\xe2\x82";
+  o.expected.len = 2;
+  CHECK(fails_with(e, wl_engine_submit(e, S("role/a"), 0, &o, &op), WL_STATUS_INVALID_UTF8, "options.expected"));
+  /* Nothing was submitted by the refused calls: the first op is 1. */
+  o.expected.ptr = "";
+  o.expected.len = 0;
+  CHECK(wl_engine_submit(e, S("role/a"), 10, &o, &op) == WL_STATUS_OK && op == 1);
+  memset(&in, 0, sizeof in);
+  in.kind = 99;
+  in.op = 1;
+  CHECK(fails_with(e, wl_engine_handle(e, 10, &in), WL_STATUS_INVALID_ARGUMENT, "input.kind"));
+  in.kind = WL_INPUT_KIND_WRITE_FAILED;
+  in.failure.has_retry_after = true;
+  in.failure.retry_after_header.ptr = "5";
+  in.failure.retry_after_header.len = 1;
+  CHECK(fails_with(e, wl_engine_handle(e, 10, &in), WL_STATUS_INVALID_ARGUMENT, "input.failure"));
+  memset(&in.failure, 0, sizeof in.failure);
+  in.failure.code.ptr = "\xff";
+  in.failure.code.len = 1;
+  CHECK(fails_with(e, wl_engine_handle(e, 10, &in), WL_STATUS_INVALID_UTF8, "input.failure.code"));
+  /* Misuse: the op waits for a read, and its read command was not polled yet. */
+  in.kind = WL_INPUT_KIND_WRITE_DONE;
+  memset(&in.failure, 0, sizeof in.failure);
+  CHECK(fails_with(e, wl_engine_handle(e, 10, &in), WL_STATUS_USAGE_ERROR, NULL));
+  CHECK(err.usage == WL_USAGE_UNEXPECTED_INPUT);
+  in.kind = WL_INPUT_KIND_READ_DONE;
+  CHECK(fails_with(e, wl_engine_handle(e, 10, &in), WL_STATUS_USAGE_ERROR, NULL));
+  CHECK(err.usage == WL_USAGE_COMMAND_NOT_DRAINED);
+  in.op = 77;
+  CHECK(fails_with(e, wl_engine_handle(e, 10, &in), WL_STATUS_USAGE_ERROR, NULL));
+  CHECK(err.usage == WL_USAGE_UNKNOWN_OP && strstr(err.message, "77"));
+  CHECK(fails_with(e, wl_engine_handle_timeout(e, 9), WL_STATUS_USAGE_ERROR, NULL));
+  CHECK(err.usage == WL_USAGE_TIME_WENT_BACKWARDS);
+  CHECK(fails_with(e, wl_engine_import_state(e, S("{\"version\": ")), WL_STATUS_USAGE_ERROR, NULL));
+  CHECK(err.usage == WL_USAGE_INVALID_STATE);
+  CHECK(fails_with(e, wl_engine_import_state(e, S("{\"version\": 99}")), WL_STATUS_USAGE_ERROR, NULL));
+  CHECK(err.usage == WL_USAGE_INVALID_STATE && strstr(err.message, "99"));
+  {
+    wl_retry_token t;
+    wl_failure f;
+    wl_retry_decision d;
+    memset(&t, 0, sizeof t);
+    memset(&f, 0, sizeof f);
+    t.scope = 12345;
+    CHECK(fails_with(e, wl_engine_retry_refresh(e, &t, &f, 20, &d), WL_STATUS_USAGE_ERROR, NULL));
+    CHECK(err.usage == WL_USAGE_UNKNOWN_SCOPE);
+    CHECK(fails_with(e, wl_engine_retry_success(e, &t), WL_STATUS_USAGE_ERROR, NULL));
+  }
+  CHECK(strcmp(wl_usage_name(1000), "unknown") == 0);
+}
+
+static void buffers(wl_engine *e) {
+  size_t len = 0, need;
+  char small[8], *full;
+  char tok[WL_POLICY_TOKEN_LEN + 1];
+  const char doc[] = "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"s3:GetObject\",\"Resource\":\"*\"}]}";
+  CHECK(fails_with(e, wl_engine_policy_json(e, NULL, 0, &len), WL_STATUS_BUFFER_TOO_SMALL, "buf"));
+  need = len;
+  CHECK(need > 100);
+  small[0] = 'x';
+  CHECK(wl_engine_policy_json(e, small, sizeof small, &len) == WL_STATUS_BUFFER_TOO_SMALL);
+  CHECK(len == need && small[0] == 0);
+  full = malloc(need + 1);
+  CHECK(wl_engine_policy_json(e, full, need, &len) == WL_STATUS_BUFFER_TOO_SMALL); /* no room for NUL */
+  CHECK(wl_engine_policy_json(e, full, need + 1, &len) == WL_STATUS_OK);
+  CHECK(len == need && strlen(full) == need && strstr(full, "\"preset\": \"iam\""));
+  free(full);
+  CHECK(wl_policy_token(S(doc), small, sizeof small, &len, &err) == WL_STATUS_BUFFER_TOO_SMALL);
+  CHECK(len == WL_POLICY_TOKEN_LEN && strcmp(err.path, "buf") == 0);
+  CHECK(wl_policy_token(S(doc), tok, WL_POLICY_TOKEN_LEN, &len, NULL) == WL_STATUS_BUFFER_TOO_SMALL);
+  CHECK(wl_policy_token(S(doc), tok, sizeof tok, &len, &err) == WL_STATUS_OK);
+  CHECK(len == WL_POLICY_TOKEN_LEN && strncmp(tok, "c1:sha256:", 10) == 0 && err.status == WL_STATUS_OK);
+  CHECK(wl_policy_token(S("{\"Statement\": 5}"), tok, sizeof tok, &len, &err) == WL_STATUS_INVALID_DOCUMENT);
+  CHECK(err.path_len == strlen(err.path) && err.message_len == strlen(err.message));
+  CHECK(wl_policy_token(S("{\"a\":\"\xff\"}"), tok, sizeof tok, &len, &err) == WL_STATUS_INVALID_UTF8);
+}
+
+static void names_and_versions(void) {
+  char v[32];
+  CHECK(strcmp(wl_status_name(WL_STATUS_OK), "WL_STATUS_OK") == 0);
+  CHECK(strcmp(wl_status_name(WL_STATUS_BUSY), "WL_STATUS_BUSY") == 0);
+  CHECK(strcmp(wl_status_name(12345), "WL_STATUS_UNKNOWN") == 0);
+  CHECK(strcmp(wl_version(), WL_VERSION) == 0);
+  CHECK(strcmp(WL_VERSION, EXPECTED_VERSION) == 0);
+  snprintf(v, sizeof v, "%d.%d.%d", WL_VERSION_MAJOR, WL_VERSION_MINOR, WL_VERSION_PATCH);
+  CHECK(strcmp(v, EXPECTED_VERSION) == 0);
+  CHECK(wl_abi_version() == WL_ABI_VERSION);
+  CHECK(WL_ABI_VERSION == ((WL_VERSION_MAJOR << 16) | (WL_VERSION_MINOR << 8) | WL_VERSION_PATCH));
+}
+
+/* Two threads on one handle: one runs long calls, the other must see WL_STATUS_BUSY, and
+ * every call returns either OK or BUSY. */
+struct shared {
+  wl_engine *e;
+  const char *state;
+  size_t state_len;
+  volatile int stop;
+  int busy_seen, bad_status;
+};
+
+static void *long_calls(void *arg) {
+  struct shared *s = arg;
+  long tries;
+  int done = 0;
+  /* Calls refused with BUSY (the other thread holds the handle) are retried; stop after
+   * 200 completed imports, or once the other thread has seen enough. */
+  for (tries = 0; tries < 10000000 && done < 200 && !s->stop; tries++) {
+    wl_status st = wl_engine_import_state(s->e, s->state, s->state_len);
+    if (st == WL_STATUS_OK) done++;
+    else if (st != WL_STATUS_BUSY) s->bad_status = 1;
+  }
+  s->stop = 1;
+  return NULL;
+}
+
+static void two_threads(void) {
+  struct shared s;
+  pthread_t t;
+  size_t cap = 64 * 1024 * 40, n, i;
+  char *state = malloc(cap);
+  memset(&s, 0, sizeof s);
+  CHECK(wl_engine_new(S("\"iam\""), 1, &s.e, NULL) == WL_STATUS_OK);
+  n = (size_t)snprintf(state, cap, "{\"version\":1,\"entities\":{");
+  for (i = 0; i < 20000; i++)
+    n += (size_t)snprintf(state + n, cap - n, "%s\"role/r%zu\":{\"committed_token\":\"v%zu\"}", i ? "," : "", i, i);
+  n += (size_t)snprintf(state + n, cap - n, "}}");
+  s.state = state;
+  s.state_len = n;
+  pthread_create(&t, NULL, long_calls, &s);
+  while (!s.stop) {
+    bool has;
+    uint64_t at;
+    wl_status st = wl_engine_poll_timeout(s.e, &has, &at);
+    if (st == WL_STATUS_BUSY) {
+      s.busy_seen++;
+      if (s.busy_seen >= 3) s.stop = 1;
+    } else if (st != WL_STATUS_OK) {
+      s.bad_status = 1;
+    }
+  }
+  pthread_join(t, NULL);
+  CHECK(s.busy_seen > 0);
+  CHECK(!s.bad_status);
+  {
+    uint64_t op;
+    wl_command c;
+    CHECK(wl_engine_submit(s.e, S("role/r7"), 0, NULL, &op) == WL_STATUS_OK);
+    CHECK(wl_engine_poll_command(s.e, &c) == WL_STATUS_OK);
+    /* The imported token is trusted: the first writer writes at once on it. */
+    CHECK(c.kind == WL_COMMAND_KIND_WRITE && c.base_token.len == 2 && memcmp(c.base_token.ptr, "v7", 2) == 0);
+  }
+  wl_engine_free(s.e);
+  free(state);
+}
+
+int main(void) {
+  wl_engine *e = NULL;
+  names_and_versions();
+  constructor_and_free();
+  null_handle();
+  if (wl_engine_new(S("\"iam\""), 7, &e, NULL) != WL_STATUS_OK) return 1;
+  null_arguments(e);
+  strings_and_values(e);
+  buffers(e);
+  wl_engine_free(e);
+  two_threads();
+  printf("bad_input: %d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
