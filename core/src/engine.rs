@@ -493,7 +493,8 @@ struct Op {
     last_cost: u32,
     /// The token the next write is based on.
     base: Option<String>,
-    last_failure: Option<Failure>,
+    /// Boxed: only operations that failed once pay for it.
+    last_failure: Option<Box<Failure>>,
     holds_lane: bool,
     queued_at: u64,
 }
@@ -505,10 +506,23 @@ struct Entity {
     holder: Option<OpId>,
     queue: VecDeque<OpId>,
     bucket: Option<Bucket>,
+    /// Spike-detection state, allocated at the entity's first conflict: most entities
+    /// never conflict, and this keeps their footprint small.
+    spike: Option<Box<SpikeState>>,
+    counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct SpikeState {
     /// Conflict times inside the spike window, oldest first.
     recent_conflicts: VecDeque<u64>,
     cooling_until: Option<u64>,
-    counters: Counters,
+}
+
+impl Entity {
+    fn cooling_until(&self) -> Option<u64> {
+        self.spike.as_ref().and_then(|s| s.cooling_until)
+    }
 }
 
 /// The write-discipline engine. See the module documentation for the run loop.
@@ -588,8 +602,7 @@ impl Engine {
             holder: None,
             queue: VecDeque::new(),
             bucket,
-            recent_conflicts: VecDeque::new(),
-            cooling_until: None,
+            spike: None,
             counters: Counters::default(),
         });
         self.entity_index.insert(name, id);
@@ -718,7 +731,7 @@ impl Engine {
             self.op_mut(id).holds_lane = true;
         }
         if let Some(until) = self.entities[eid as usize]
-            .cooling_until
+            .cooling_until()
             .filter(|&u| u > now)
         {
             if self.ops[&id].deadline_at.is_some_and(|d| d < until) {
@@ -887,7 +900,9 @@ impl Engine {
         if !spike.enabled {
             return;
         }
-        let e = &mut self.entities[eid as usize];
+        let e = self.entities[eid as usize]
+            .spike
+            .get_or_insert_with(Box::default);
         while e
             .recent_conflicts
             .front()
@@ -936,7 +951,7 @@ impl Engine {
                 buckets: [self.bucket.as_mut(), entity.bucket.as_mut()],
             },
         );
-        op.last_failure = Some(failure);
+        op.last_failure = Some(Box::new(failure));
         let eid = op.entity;
         match plan {
             Ok(plan) => {
@@ -1066,7 +1081,11 @@ impl Engine {
                 if intended.is_some() && intended == token {
                     self.commit(id, token);
                 } else {
-                    let failure = self.ops[&id].last_failure.clone().unwrap_or_default();
+                    let failure = self.ops[&id]
+                        .last_failure
+                        .as_deref()
+                        .cloned()
+                        .unwrap_or_default();
                     self.op_mut(id).base = token;
                     self.retry_or_give_up(id, ErrorClass::Unknown, failure);
                 }
@@ -1129,7 +1148,7 @@ impl Engine {
                         },
                     ),
                     ErrorClass::Unknown => {
-                        self.op_mut(id).last_failure = Some(failure);
+                        self.op_mut(id).last_failure = Some(Box::new(failure));
                         self.issue_read(id, true);
                     }
                     ErrorClass::Conflict => {
@@ -1155,8 +1174,8 @@ impl Engine {
             match timer {
                 Timer::SpikeEnd(eid) => {
                     let e = &mut self.entities[eid as usize];
-                    if e.cooling_until == Some(at) {
-                        e.cooling_until = None;
+                    if let Some(spike) = e.spike.as_mut().filter(|s| s.cooling_until == Some(at)) {
+                        spike.cooling_until = None;
                         let name = e.name.clone();
                         self.emit(Event::SpikeEnded { entity: name, at });
                     }
@@ -1245,7 +1264,7 @@ impl Engine {
                             budget: e.bucket.map(|b| b.level),
                             queued: e.queue.len() as u32,
                             busy: e.holder.is_some(),
-                            cooling: e.cooling_until.is_some_and(|u| u > now),
+                            cooling: e.cooling_until().is_some_and(|u| u > now),
                             committed_token: e.committed.clone(),
                         },
                     )
