@@ -37,6 +37,7 @@ import http.client
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -145,6 +146,8 @@ class Forwarder:
         conn = getattr(self.local, "conn", None)
         if conn is None:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+            conn.connect()
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.local.conn = conn
         return conn
 
@@ -172,6 +175,9 @@ def make_handler(state: LabState, forwarder: Forwarder, verbose: bool) -> type:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes: without this, Nagle's algorithm and
+        # the client's delayed ACK add about 40 ms to every keep-alive response.
+        disable_nagle_algorithm = True
         server_version = "writelane-iamlab/1"
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
