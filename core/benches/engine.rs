@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use writelane_core::{Command, Engine, Failure, Input, Policy, RetryStrategy, SubmitOptions};
 
 fn uncontended_lifecycle(c: &mut Criterion) {
@@ -144,26 +144,34 @@ fn queued_engine(waiting: usize) -> (Engine, u64) {
 
 fn lane_handoff(c: &mut Criterion) {
     let mut group = c.benchmark_group("lane hand-off");
-    for waiting in [10usize, 1_000] {
+    for waiting in [10usize, 1_000, 100_000] {
+        // Steady state: each iteration the holder commits, the next writer gets the lane
+        // and its write command, and one new writer joins the back of the queue, so the
+        // queue length stays `waiting` throughout.
+        let (mut e, mut holder) = queued_engine(waiting);
+        let mut now = 1;
         group.bench_function(format!("{waiting} writers waiting"), |b| {
-            b.iter_batched_ref(
-                || queued_engine(waiting),
-                |(e, holder)| {
-                    // The holder commits; the next writer gets the lane and its write command.
-                    let op = writelane_core::OpId(*holder);
-                    e.handle(
-                        1,
-                        Input::WriteDone {
-                            op,
-                            token: Some("v1".into()),
-                        },
-                    )
-                    .unwrap();
-                    black_box(e.poll_command());
-                    black_box(e.poll_command());
-                },
-                BatchSize::LargeInput,
-            )
+            b.iter(|| {
+                now += 1;
+                let op = writelane_core::OpId(holder);
+                e.handle(
+                    now,
+                    Input::WriteDone {
+                        op,
+                        token: Some("v1".into()),
+                    },
+                )
+                .unwrap();
+                black_box(e.poll_command());
+                let Some(Command::Write { op: next, .. }) = e.poll_command() else {
+                    unreachable!("the next writer writes on the handed-off token")
+                };
+                holder = next.0;
+                e.submit("role/hot", now, SubmitOptions::default()).unwrap();
+                while let Some(ev) = e.poll_event() {
+                    black_box(ev);
+                }
+            })
         });
     }
     group.finish();
