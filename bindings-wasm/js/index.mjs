@@ -1,0 +1,26 @@
+// ESM entry point of writelane: the same module as the CommonJS entry (one WebAssembly
+// instance per process, whichever way it is loaded).
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const writelane = require('./index.js');
+
+export const {
+  Lane,
+  Engine,
+  RetryStrategy,
+  RetryToken,
+  Policy,
+  policyToken,
+  failureFromError,
+  coreVersion,
+  WritelaneError,
+  PolicyError,
+  UsageError,
+  TokenError,
+  GaveUpError,
+  StaleRevisionError,
+  RetryRefusedError,
+} = writelane;
+
+export default writelane;
