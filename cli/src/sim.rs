@@ -388,9 +388,9 @@ fn run_engine(model: Model, policy: &Policy, shared: bool, writers: usize, seed:
     };
     let validate = policy.tokens.validate;
     if validate {
-        for i in 0..writers {
+        for (i, slot) in op_of.iter_mut().enumerate() {
             let e = engine_of(i);
-            op_of[i] = Some(
+            *slot = Some(
                 engines[e]
                     .submit(ENTITY, 0, SubmitOptions::default())
                     .expect("valid"),

@@ -38,7 +38,7 @@ fn measure(entities: usize, name_len: usize, finished: bool) -> f64 {
     let mut e = Engine::new(Policy::default(), 1);
     let before = LIVE.load(Ordering::Relaxed);
     let token = "c1:sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-    let mut drive = |e: &mut Engine| {
+    let drive = |e: &mut Engine| {
         while let Some(cmd) = e.poll_command() {
             match cmd {
                 Command::Read { op } => e

@@ -309,7 +309,7 @@ mod tests {
             let e = jittered_delay(&rule(Jitter::Equal), i, 0, &mut rng);
             assert!(e >= c / 2 && e <= c);
             let x = jittered_delay(&rule(Jitter::Decorrelated), i, d, &mut rng);
-            assert!(x >= 50 && x <= 20_000);
+            assert!((50..=20_000).contains(&x));
         }
     }
 

@@ -1,0 +1,123 @@
+//! The `writelane` command as users run it.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn run(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_writelane"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("exit")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn token_of_stdin() {
+    let out = run(
+        &["token"],
+        r#"{"Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}}"#,
+    );
+    assert!(out.status.success());
+    let t = text(&out.stdout);
+    assert!(t.trim().starts_with("c1:sha256:"), "{t}");
+    assert_eq!(
+        t.trim(),
+        writelane_core::policy_token(
+            r#"{"Statement":[{"Resource":"*","Action":["S3:getobject"],"Effect":"Allow"}]}"#
+        )
+        .unwrap()
+    );
+}
+
+#[test]
+fn token_refuses_a_malformed_document() {
+    let out = run(
+        &["token"],
+        r#"{"Statement":{"Effect":"Perhaps","Action":"a:b"}}"#,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("Statement[0].Effect"));
+}
+
+#[test]
+fn check_prints_the_effective_policy_or_names_the_field() {
+    let out = run(
+        &["check"],
+        r#"{"preset":"aws-standard","service":"dynamodb"}"#,
+    );
+    assert!(out.status.success());
+    let p = writelane_core::Policy::from_json(&text(&out.stdout)).expect("round-trips");
+    assert_eq!(p.retry.transient.base_ms, 25);
+    let out = run(&["check"], r#"{"retry":{"conflict":{"cap_ms":-1}}}"#);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("retry.conflict.cap_ms"));
+}
+
+#[test]
+fn simulate_json_meets_the_targets() {
+    let out = run(
+        &[
+            "simulate",
+            "--model",
+            "brooker",
+            "--writers",
+            "50",
+            "--runs",
+            "2",
+            "--json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let wl = reports[0]["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["strategy"] == "writelane")
+        .expect("writelane row")
+        .clone();
+    assert_eq!(wl["writes_per_success"], 1.0);
+    assert_eq!(wl["lost_updates"], 0.0);
+    assert!(wl["makespan_ratio"].as_f64().unwrap() <= 1.10);
+}
+
+#[test]
+fn the_default_run_prints_both_sizes() {
+    let out = run(&[], "");
+    assert!(out.status.success());
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("N = 10 writers") && t.contains("N = 100 writers"),
+        "{t}"
+    );
+    assert!(t.contains("writelane"));
+}
+
+#[test]
+fn bad_options_are_usage_errors() {
+    for args in [
+        vec!["simulate", "--model", "dynamo"],
+        vec!["simulate", "--writers", "0"],
+        vec!["simulate", "--runs"],
+        vec!["simulate", "--strategies", "yolo"],
+        vec!["frobnicate"],
+    ] {
+        let out = run(&args, "");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(text(&out.stderr).contains("usage:"), "{args:?}");
+    }
+}
