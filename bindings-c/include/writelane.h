@@ -1007,6 +1007,33 @@ wl_status wl_engine_retry_refresh(struct wl_engine *engine,
                                   struct wl_retry_decision *out_decision);
 
 /**
+ * Retry strategy, for SDKs that split the budget from the backoff (the AWS SDK for Go v2
+ * asks for a retry token, then separately for the delay of attempt N): the decision for
+ * retry number `attempt` (the attempt that just failed, from 1) after `*failure`, from
+ * the policy's rule for the failure's class, **without touching any budget**. Jitter is
+ * drawn from a generator of its own (seeded like the others). A refusal is
+ * `not_retryable`, `attempts_exhausted` (the class's attempt limit) or
+ * `deadline_exceeded` (the delay alone exceeds the policy deadline).
+ *
+ * Errors: `WL_STATUS_INVALID_ARGUMENT` (`attempt` 0), `WL_STATUS_USAGE_ERROR`
+ * (`time_went_backwards`), `WL_STATUS_NULL_ARGUMENT`, `WL_STATUS_INVALID_UTF8`.
+ */
+wl_status wl_engine_retry_delay(struct wl_engine *engine,
+                                uint32_t attempt,
+                                const struct wl_failure *failure,
+                                uint64_t now_ms,
+                                struct wl_retry_decision *out_decision);
+
+/**
+ * The class the policy's code table puts `*failure` in, written to `*out_class`.
+ * Classification is by error code first (both `X` and `XException` spellings match),
+ * then by HTTP status; an unknown outcome is its own class.
+ */
+wl_status wl_engine_classify(const struct wl_engine *engine,
+                             const struct wl_failure *failure,
+                             wl_error_class *out_class);
+
+/**
  * Retry strategy: the call holding `*token` succeeded; refund the last retry's cost (or
  * add the success reward after a first-try success).
  * Errors: `WL_STATUS_USAGE_ERROR` (`unknown_scope`), `WL_STATUS_NULL_ARGUMENT`.

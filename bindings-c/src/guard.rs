@@ -113,6 +113,8 @@ const _: () = assert!(WL_ERROR_PATH_CAP > 0 && WL_ERROR_MESSAGE_CAP > 0);
 pub(crate) struct Inner {
     pub engine: Engine,
     pub strategy: RetryStrategy,
+    /// The same policy with budgets off, for `wl_engine_retry_delay`.
+    pub delays: RetryStrategy,
     pub last_error: Option<Fail>,
     /// The last command handed out; its strings are borrowed by the caller.
     pub last_command: Option<Command>,

@@ -123,9 +123,12 @@ pub unsafe extern "C" fn wl_engine_new(
             let text = str_arg(policy, policy_len, "policy")?;
             let policy = Policy::from_json(text)
                 .map_err(|e| Fail::new(wl_status::InvalidPolicy, e.path.clone(), e.to_string()))?;
+            let mut budget_free = policy.clone();
+            budget_free.budget.enabled = false;
             let inner = Inner {
                 engine: writelane_core::Engine::new(policy.clone(), seed),
                 strategy: RetryStrategy::new(policy, seed),
+                delays: RetryStrategy::new(budget_free, seed),
                 last_error: None,
                 last_command: None,
                 scratch: String::new(),
@@ -623,6 +626,40 @@ pub unsafe extern "C" fn wl_engine_retry_acquire(
     }
 }
 
+fn decision_of(
+    decision: Result<writelane_core::RetryPlan, Refusal>,
+    strategy: &RetryStrategy,
+    f: &Failure,
+) -> wl_retry_decision {
+    match decision {
+        Ok(plan) => wl_retry_decision {
+            retry: true,
+            delay_ms: plan.delay_ms,
+            cost: plan.cost,
+            error_class: wl_error_class::of(plan.class),
+            refusal: wl_refusal::None,
+        },
+        Err(refusal) => {
+            let (refusal, class) = match refusal {
+                Refusal::NotRetryable { class } => (wl_refusal::NotRetryable, class),
+                Refusal::AttemptsExhausted { class, .. } => (wl_refusal::AttemptsExhausted, class),
+                Refusal::BudgetExhausted { class, .. } => (wl_refusal::BudgetExhausted, class),
+                Refusal::DeadlineExceeded { .. } => (
+                    wl_refusal::DeadlineExceeded,
+                    writelane_core::classify(&strategy.policy().codes, f),
+                ),
+            };
+            wl_retry_decision {
+                retry: false,
+                delay_ms: 0,
+                cost: 0,
+                error_class: wl_error_class::of(class),
+                refusal,
+            }
+        }
+    }
+}
+
 fn token_out(t: &RetryToken) -> wl_retry_token {
     wl_retry_token {
         scope: t.scope,
@@ -666,37 +703,60 @@ pub unsafe extern "C" fn wl_engine_retry_refresh(
             let mut t = token_in(tok);
             let decision = inner.strategy.refresh(&mut t, &f, now_ms)?;
             *tok = token_out(&t);
-            *out = match decision {
-                Ok(plan) => wl_retry_decision {
-                    retry: true,
-                    delay_ms: plan.delay_ms,
-                    cost: plan.cost,
-                    error_class: wl_error_class::of(plan.class),
-                    refusal: wl_refusal::None,
-                },
-                Err(refusal) => {
-                    let (refusal, class) = match refusal {
-                        Refusal::NotRetryable { class } => (wl_refusal::NotRetryable, class),
-                        Refusal::AttemptsExhausted { class, .. } => {
-                            (wl_refusal::AttemptsExhausted, class)
-                        }
-                        Refusal::BudgetExhausted { class, .. } => {
-                            (wl_refusal::BudgetExhausted, class)
-                        }
-                        Refusal::DeadlineExceeded { .. } => (
-                            wl_refusal::DeadlineExceeded,
-                            writelane_core::classify(&inner.strategy.policy().codes, &f),
-                        ),
-                    };
-                    wl_retry_decision {
-                        retry: false,
-                        delay_ms: 0,
-                        cost: 0,
-                        error_class: wl_error_class::of(class),
-                        refusal,
-                    }
-                }
-            };
+            *out = decision_of(decision, &inner.strategy, &f);
+            Ok(())
+        })
+    }
+}
+
+/// Retry strategy, for SDKs that split the budget from the backoff (the AWS SDK for Go v2
+/// asks for a retry token, then separately for the delay of attempt N): the decision for
+/// retry number `attempt` (the attempt that just failed, from 1) after `*failure`, from
+/// the policy's rule for the failure's class, **without touching any budget**. Jitter is
+/// drawn from a generator of its own (seeded like the others). A refusal is
+/// `not_retryable`, `attempts_exhausted` (the class's attempt limit) or
+/// `deadline_exceeded` (the delay alone exceeds the policy deadline).
+///
+/// Errors: `WL_STATUS_INVALID_ARGUMENT` (`attempt` 0), `WL_STATUS_USAGE_ERROR`
+/// (`time_went_backwards`), `WL_STATUS_NULL_ARGUMENT`, `WL_STATUS_INVALID_UTF8`.
+#[no_mangle]
+pub unsafe extern "C" fn wl_engine_retry_delay(
+    engine: *mut wl_engine,
+    attempt: u32,
+    failure: *const wl_failure,
+    now_ms: u64,
+    out_decision: *mut wl_retry_decision,
+) -> wl_status {
+    unsafe {
+        with_handle(engine, Access::Normal, |inner| {
+            let f = failure_of(in_arg(failure, "failure")?, "failure")?;
+            let out = out_arg(out_decision, "out_decision")?;
+            if attempt == 0 {
+                return Err(Fail::invalid("attempt", "attempts count from 1"));
+            }
+            let mut t = inner.delays.acquire("", now_ms)?;
+            t.attempts = attempt;
+            let decision = inner.delays.refresh(&mut t, &f, now_ms)?;
+            *out = decision_of(decision, &inner.delays, &f);
+            Ok(())
+        })
+    }
+}
+
+/// The class the policy's code table puts `*failure` in, written to `*out_class`.
+/// Classification is by error code first (both `X` and `XException` spellings match),
+/// then by HTTP status; an unknown outcome is its own class.
+#[no_mangle]
+pub unsafe extern "C" fn wl_engine_classify(
+    engine: *const wl_engine,
+    failure: *const wl_failure,
+    out_class: *mut wl_error_class,
+) -> wl_status {
+    unsafe {
+        with_handle(engine, Access::Normal, |inner| {
+            let f = failure_of(in_arg(failure, "failure")?, "failure")?;
+            let out = out_arg(out_class, "out_class")?;
+            *out = wl_error_class::of(writelane_core::classify(&inner.engine.policy().codes, &f));
             Ok(())
         })
     }

@@ -333,6 +333,49 @@ static void two_threads(void) {
   free(state);
 }
 
+/* The budget-free delay decision and classification used by SDK adapters. */
+static void delays_and_classes(void) {
+  wl_engine *e = NULL;
+  wl_failure f;
+  wl_retry_decision d;
+  wl_error_class c;
+  uint32_t level = 0;
+  const char policy[] = "{\"preset\":\"aws-standard\",\"retry\":{\"transient\":{\"jitter\":\"none\"}}}";
+  CHECK(wl_engine_new(S(policy), 3, &e, &err) == WL_STATUS_OK);
+  memset(&f, 0, sizeof f);
+  f.code = (wl_str){"InternalFailure", 15};
+  f.http_status = 500;
+  CHECK(wl_engine_retry_delay(e, 1, &f, 0, &d) == WL_STATUS_OK && d.retry && d.delay_ms == 50 &&
+        d.error_class == WL_ERROR_CLASS_TRANSIENT);
+  CHECK(wl_engine_retry_delay(e, 2, &f, 0, &d) == WL_STATUS_OK && d.retry && d.delay_ms == 100);
+  CHECK(wl_engine_retry_delay(e, 3, &f, 0, &d) == WL_STATUS_OK && !d.retry &&
+        d.refusal == WL_REFUSAL_ATTEMPTS_EXHAUSTED);
+  CHECK(fails_with(e, wl_engine_retry_delay(e, 0, &f, 0, &d), WL_STATUS_INVALID_ARGUMENT, "attempt"));
+  CHECK(wl_engine_retry_capacity(e, S(""), &level) == WL_STATUS_OK && level == 500);
+  f.code = (wl_str){"AccessDenied", 12};
+  f.http_status = 403;
+  CHECK(wl_engine_retry_delay(e, 1, &f, 0, &d) == WL_STATUS_OK && !d.retry && d.refusal == WL_REFUSAL_NOT_RETRYABLE &&
+        d.error_class == WL_ERROR_CLASS_FATAL);
+  CHECK(wl_engine_classify(e, &f, &c) == WL_STATUS_OK && c == WL_ERROR_CLASS_FATAL);
+  f.code = (wl_str){"ConcurrentModificationException", 31};
+  CHECK(wl_engine_classify(e, &f, &c) == WL_STATUS_OK && c == WL_ERROR_CLASS_CONFLICT);
+  f.code = (wl_str){"LimitExceeded", 13};
+  f.http_status = 409;
+  CHECK(wl_engine_classify(e, &f, &c) == WL_STATUS_OK && c == WL_ERROR_CLASS_FATAL);
+  f.code = (wl_str){NULL, 0};
+  f.http_status = 503;
+  CHECK(wl_engine_classify(e, &f, &c) == WL_STATUS_OK && c == WL_ERROR_CLASS_TRANSIENT);
+  f.outcome_unknown = true;
+  CHECK(wl_engine_classify(e, &f, &c) == WL_STATUS_OK && c == WL_ERROR_CLASS_UNKNOWN);
+  CHECK(fails_with(e, wl_engine_classify(e, NULL, &c), WL_STATUS_NULL_ARGUMENT, "failure"));
+  CHECK(fails_with(e, wl_engine_classify(e, &f, NULL), WL_STATUS_NULL_ARGUMENT, "out_class"));
+  CHECK(wl_engine_classify(NULL, &f, &c) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(wl_engine_retry_delay(NULL, 1, &f, 0, &d) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(fails_with(e, wl_engine_retry_delay(e, 1, NULL, 0, &d), WL_STATUS_NULL_ARGUMENT, "failure"));
+  CHECK(fails_with(e, wl_engine_retry_delay(e, 1, &f, 0, NULL), WL_STATUS_NULL_ARGUMENT, "out_decision"));
+  wl_engine_free(e);
+}
+
 int main(void) {
   wl_engine *e = NULL;
   names_and_versions();
@@ -343,6 +386,7 @@ int main(void) {
   strings_and_values(e);
   buffers(e);
   wl_engine_free(e);
+  delays_and_classes();
   two_threads();
   printf("bad_input: %d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;

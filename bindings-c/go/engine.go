@@ -1,0 +1,631 @@
+package writelane
+
+/*
+#include <stdlib.h>
+#include "writelane.h"
+*/
+import "C"
+
+import (
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// Engine is the sans-IO write-discipline engine: the host submits writes, drains commands,
+// carries them out, feeds back what it observed and calls HandleTimeout when PollTimeout
+// says so. Times are milliseconds on a monotonic clock chosen by the caller. Most programs
+// use Lane, which drives an Engine; Engine is for hosts with their own event loop.
+//
+// An Engine is safe for use by several goroutines (calls are serialised by a mutex).
+// Close frees it; Close is idempotent.
+type Engine struct {
+	mu     sync.Mutex
+	h      *C.wl_engine
+	pinner runtime.Pinner
+}
+
+// NewEngine builds an engine from a policy given as JSON text (a preset name as a JSON
+// string such as `"iam"` with its quotes, or an object with "preset", "service" and
+// overrides) and a seed for the jitter generator. A refused policy is a *PolicyError.
+func NewEngine(policy string, seed uint64) (*Engine, error) {
+	var h *C.wl_engine
+	var cerr C.wl_error
+	p, n := cstr(policy)
+	st := Status(C.wl_engine_new(p, n, C.uint64_t(seed), &h, &cerr))
+	runtime.KeepAlive(policy)
+	if st != StatusOK {
+		return nil, errorFrom(errorOf(&cerr))
+	}
+	e := &Engine{h: h}
+	runtime.SetFinalizer(e, (*Engine).Close)
+	return e, nil
+}
+
+// Close frees the engine. It is idempotent; later calls return ErrClosed.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h != nil {
+		C.wl_engine_free(e.h)
+		e.h = nil
+		runtime.SetFinalizer(e, nil)
+	}
+	return nil
+}
+
+// lastError turns a failed status into an error with the handle's details. The caller
+// holds e.mu.
+func (e *Engine) lastError(st C.wl_status) error {
+	if Status(st) == StatusOK {
+		return nil
+	}
+	var cerr C.wl_error
+	if C.wl_engine_last_error(e.h, &cerr) != C.WL_STATUS_OK || Status(cerr.status) != Status(st) {
+		return &StatusError{Status: Status(st)}
+	}
+	return errorFrom(errorOf(&cerr))
+}
+
+// SubmitOptions are the options of one logical write.
+type SubmitOptions struct {
+	// Expected is the change token the writer based its change on; with token validation
+	// on, the engine refuses to write on another revision.
+	Expected *string
+	// DeadlineMs overrides the policy's deadline (milliseconds from submission).
+	DeadlineMs *uint64
+}
+
+// Submit starts one logical write of entity at now and returns its operation id.
+func (e *Engine) Submit(entity string, now uint64, opts SubmitOptions) (uint64, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.submitLocked(entity, now, opts)
+}
+
+func (e *Engine) submitLocked(entity string, now uint64, opts SubmitOptions) (uint64, error) {
+	if e.h == nil {
+		return 0, ErrClosed
+	}
+	defer e.pinner.Unpin()
+	var o C.wl_submit_options
+	o.expected = wlstr(&e.pinner, opts.Expected)
+	if opts.DeadlineMs != nil {
+		o.has_deadline = true
+		o.deadline_ms = C.uint64_t(*opts.DeadlineMs)
+	}
+	var op C.uint64_t
+	p, n := cstr(entity)
+	st := C.wl_engine_submit(e.h, p, n, C.uint64_t(now), &o, &op)
+	runtime.KeepAlive(entity)
+	runtime.KeepAlive(opts.Expected)
+	return uint64(op), e.lastError(st)
+}
+
+// InputKind says what an Input reports.
+type InputKind uint32
+
+// Input kinds.
+const (
+	ReadDone    InputKind = C.WL_INPUT_KIND_READ_DONE
+	ReadFailed  InputKind = C.WL_INPUT_KIND_READ_FAILED
+	WriteDone   InputKind = C.WL_INPUT_KIND_WRITE_DONE
+	WriteFailed InputKind = C.WL_INPUT_KIND_WRITE_FAILED
+	Cancel      InputKind = C.WL_INPUT_KIND_CANCEL
+)
+
+// Failure is what the host observed when a call failed. It is also an error: a write
+// function may return a *Failure (or wrap one) to classify its error exactly.
+type Failure struct {
+	// Code is the error code as the service sent it ("" when none).
+	Code string
+	// HTTPStatus is the HTTP status (0 when there was no response).
+	HTTPStatus int
+	// RetryAfterMs is the service's retry-after hint, when given.
+	RetryAfterMs *uint64
+	// RetryAfterHeader is the hint as header text; text that is not a whole number of
+	// milliseconds is ignored. Set at most one of the two.
+	RetryAfterHeader *string
+	// OutcomeUnknown says the request was sent and no reply came back.
+	OutcomeUnknown bool
+	// IntendedToken is the change token the write would have produced, when known.
+	IntendedToken *string
+}
+
+func (f *Failure) Error() string {
+	if f.Code != "" {
+		return "writelane: failure " + f.Code
+	}
+	return "writelane: failure"
+}
+
+// Input is what the host observed, fed back with Handle.
+type Input struct {
+	// Kind says what is reported.
+	Kind InputKind
+	// Op is the operation.
+	Op uint64
+	// Token is the observed (read) or new (write) change token; nil when absent.
+	Token *string
+	// Failure is set for ReadFailed and WriteFailed.
+	Failure *Failure
+}
+
+func fillFailure(p *runtime.Pinner, f *Failure) C.wl_failure {
+	var out C.wl_failure
+	if f == nil {
+		return out
+	}
+	if f.Code != "" {
+		out.code = wlstr(p, &f.Code)
+	}
+	out.http_status = C.uint16_t(f.HTTPStatus)
+	if f.RetryAfterMs != nil {
+		out.has_retry_after = true
+		out.retry_after_ms = C.uint64_t(*f.RetryAfterMs)
+	}
+	out.retry_after_header = wlstr(p, f.RetryAfterHeader)
+	out.outcome_unknown = C.bool(f.OutcomeUnknown)
+	out.intended_token = wlstr(p, f.IntendedToken)
+	return out
+}
+
+// Handle feeds what the host observed for one operation at now. Misuse is a *UsageError
+// and changes nothing.
+func (e *Engine) Handle(now uint64, in Input) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.handleLocked(now, in)
+}
+
+func (e *Engine) handleLocked(now uint64, in Input) error {
+	if e.h == nil {
+		return ErrClosed
+	}
+	defer e.pinner.Unpin()
+	var ci C.wl_input
+	ci.kind = C.uint32_t(in.Kind)
+	ci.op = C.uint64_t(in.Op)
+	ci.token = wlstr(&e.pinner, in.Token)
+	ci.failure = fillFailure(&e.pinner, in.Failure)
+	st := C.wl_engine_handle(e.h, C.uint64_t(now), &ci)
+	runtime.KeepAlive(in.Token)
+	runtime.KeepAlive(in.Failure)
+	return e.lastError(st)
+}
+
+// HandleTimeout fires every timer due at or before now.
+func (e *Engine) HandleTimeout(now uint64) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.handleTimeoutLocked(now)
+}
+
+func (e *Engine) handleTimeoutLocked(now uint64) error {
+	if e.h == nil {
+		return ErrClosed
+	}
+	return e.lastError(C.wl_engine_handle_timeout(e.h, C.uint64_t(now)))
+}
+
+// CommandKind says what a Command asks for.
+type CommandKind uint32
+
+// Command kinds.
+const (
+	CommandRead   CommandKind = C.WL_COMMAND_KIND_READ
+	CommandWrite  CommandKind = C.WL_COMMAND_KIND_WRITE
+	CommandFinish CommandKind = C.WL_COMMAND_KIND_FINISH
+)
+
+// Command is something the host must do now.
+type Command struct {
+	// Kind: read the entity, write it, or the operation finished.
+	Kind CommandKind
+	// Op is the operation.
+	Op uint64
+	// Attempt is the write attempt number, from 1 (CommandWrite).
+	Attempt int
+	// BaseToken is the revision the write must be based on (CommandWrite; nil when unknown).
+	BaseToken *string
+	// Outcome says how the operation ended (CommandFinish).
+	Outcome *Outcome
+}
+
+// Outcome is how a logical write ended.
+type Outcome struct {
+	// Committed is true when the write landed.
+	Committed bool
+	// Token is the committed change token, when known.
+	Token *string
+	// Attempts is the number of write attempts made.
+	Attempts int
+	// Reason says why it gave up (attempts_exhausted, budget_exhausted,
+	// deadline_exceeded, fatal, stale_revision, cancelled); "" when committed.
+	Reason string
+	// Class is the class of the last failure (attempts_exhausted, budget_exhausted).
+	Class string
+	// Scope is the budget that refused (budget_exhausted): engine or entity.
+	Scope string
+	// Code is the last error code (attempts_exhausted, budget_exhausted,
+	// deadline_exceeded, fatal), nil when absent.
+	Code *string
+	// HTTPStatus is the HTTP status of a fatal failure (0 when absent).
+	HTTPStatus int
+	// Expected and Found are the tokens of a stale revision.
+	Expected, Found *string
+}
+
+func commandOf(c *C.wl_command) *Command {
+	if c.kind == C.WL_COMMAND_KIND_NONE {
+		return nil
+	}
+	cmd := &Command{Kind: CommandKind(c.kind), Op: uint64(c.op)}
+	switch cmd.Kind {
+	case CommandWrite:
+		cmd.Attempt = int(c.attempt)
+		cmd.BaseToken = gostr(c.base_token)
+	case CommandFinish:
+		o := &Outcome{Attempts: int(c.attempts)}
+		if c.outcome == C.WL_OUTCOME_COMMITTED {
+			o.Committed = true
+			o.Token = gostr(c.token)
+		} else {
+			o.Reason = reasonName(c.reason)
+			if c.error_class != C.WL_ERROR_CLASS_NONE {
+				o.Class = className(c.error_class)
+			}
+			switch c.budget_scope {
+			case C.WL_BUDGET_SCOPE_ENGINE:
+				o.Scope = "engine"
+			case C.WL_BUDGET_SCOPE_ENTITY:
+				o.Scope = "entity"
+			}
+			o.Code = gostr(c.code)
+			o.HTTPStatus = int(c.http_status)
+			o.Expected = gostr(c.expected)
+			o.Found = gostr(c.found)
+		}
+		cmd.Outcome = o
+	}
+	return cmd
+}
+
+func reasonName(r C.wl_give_up_reason) string {
+	switch r {
+	case C.WL_GIVE_UP_REASON_ATTEMPTS_EXHAUSTED:
+		return "attempts_exhausted"
+	case C.WL_GIVE_UP_REASON_BUDGET_EXHAUSTED:
+		return "budget_exhausted"
+	case C.WL_GIVE_UP_REASON_DEADLINE_EXCEEDED:
+		return "deadline_exceeded"
+	case C.WL_GIVE_UP_REASON_FATAL:
+		return "fatal"
+	case C.WL_GIVE_UP_REASON_STALE_REVISION:
+		return "stale_revision"
+	case C.WL_GIVE_UP_REASON_CANCELLED:
+		return "cancelled"
+	}
+	return ""
+}
+
+func className(c C.wl_error_class) string {
+	switch c {
+	case C.WL_ERROR_CLASS_CONFLICT:
+		return "conflict"
+	case C.WL_ERROR_CLASS_THROTTLE:
+		return "throttle"
+	case C.WL_ERROR_CLASS_TRANSIENT:
+		return "transient"
+	case C.WL_ERROR_CLASS_UNKNOWN:
+		return "unknown"
+	case C.WL_ERROR_CLASS_FATAL:
+		return "fatal"
+	}
+	return ""
+}
+
+func refusalName(r C.wl_refusal) string {
+	switch r {
+	case C.WL_REFUSAL_NOT_RETRYABLE:
+		return "not_retryable"
+	case C.WL_REFUSAL_ATTEMPTS_EXHAUSTED:
+		return "attempts_exhausted"
+	case C.WL_REFUSAL_BUDGET_EXHAUSTED:
+		return "budget_exhausted"
+	case C.WL_REFUSAL_DEADLINE_EXCEEDED:
+		return "deadline_exceeded"
+	}
+	return ""
+}
+
+// PollCommand takes the next command for any operation; nil when none is pending.
+func (e *Engine) PollCommand() (*Command, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return nil, ErrClosed
+	}
+	var c C.wl_command
+	if err := e.lastError(C.wl_engine_poll_command(e.h, &c)); err != nil {
+		return nil, err
+	}
+	return commandOf(&c), nil
+}
+
+// PollCommandFor takes the pending command of one operation; nil when none.
+func (e *Engine) PollCommandFor(op uint64) (*Command, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.pollCommandForLocked(op)
+}
+
+func (e *Engine) pollCommandForLocked(op uint64) (*Command, error) {
+	if e.h == nil {
+		return nil, ErrClosed
+	}
+	var c C.wl_command
+	if err := e.lastError(C.wl_engine_poll_command_for(e.h, C.uint64_t(op), &c)); err != nil {
+		return nil, err
+	}
+	return commandOf(&c), nil
+}
+
+// PollTimeout says when HandleTimeout must next be called; ok is false when nothing
+// waits on time.
+func (e *Engine) PollTimeout() (at uint64, ok bool, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return 0, false, ErrClosed
+	}
+	var has C.bool
+	var t C.uint64_t
+	err = e.lastError(C.wl_engine_poll_timeout(e.h, &has, &t))
+	return uint64(t), bool(has), err
+}
+
+func (e *Engine) pollTimeoutForLocked(op uint64) (at uint64, ok bool, err error) {
+	if e.h == nil {
+		return 0, false, ErrClosed
+	}
+	var has C.bool
+	var t C.uint64_t
+	err = e.lastError(C.wl_engine_poll_timeout_for(e.h, C.uint64_t(op), &has, &t))
+	return uint64(t), bool(has), err
+}
+
+// PollTimeoutFor says when one operation's timer fires; ok is false when it waits on none.
+func (e *Engine) PollTimeoutFor(op uint64) (at uint64, ok bool, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.pollTimeoutForLocked(op)
+}
+
+// PollEvent takes the next telemetry event as JSON text (tagged by "type"); ok is false
+// when none is queued.
+func (e *Engine) PollEvent() (event string, ok bool, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return "", false, ErrClosed
+	}
+	var s C.wl_str
+	if err := e.lastError(C.wl_engine_poll_event(e.h, &s)); err != nil {
+		return "", false, err
+	}
+	if s.ptr == nil {
+		return "", false, nil
+	}
+	return C.GoStringN(s.ptr, C.int(s.len)), true, nil
+}
+
+func (e *Engine) jsonCall(f func(*C.wl_engine, *C.wl_str) C.wl_status) (string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return "", ErrClosed
+	}
+	var s C.wl_str
+	if err := e.lastError(f(e.h, &s)); err != nil {
+		return "", err
+	}
+	return C.GoStringN(s.ptr, C.int(s.len)), nil
+}
+
+// StatsJSON returns the counters, globally and per entity, as JSON text.
+func (e *Engine) StatsJSON() (string, error) {
+	return e.jsonCall(func(h *C.wl_engine, s *C.wl_str) C.wl_status { return C.wl_engine_stats_json(h, s) })
+}
+
+// ExportState returns what the engine learned (committed tokens, budget levels) as JSON.
+func (e *Engine) ExportState() (string, error) {
+	return e.jsonCall(func(h *C.wl_engine, s *C.wl_str) C.wl_status { return C.wl_engine_export_state(h, s) })
+}
+
+// ImportState restores state from ExportState of an earlier engine.
+func (e *Engine) ImportState(state string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return ErrClosed
+	}
+	p, n := cstr(state)
+	st := C.wl_engine_import_state(e.h, p, n)
+	runtime.KeepAlive(state)
+	return e.lastError(st)
+}
+
+// PolicyJSON returns the effective policy as JSON text.
+func (e *Engine) PolicyJSON() (string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return "", ErrClosed
+	}
+	var n C.size_t
+	st := C.wl_engine_policy_json(e.h, nil, 0, &n)
+	if Status(st) != StatusBufferTooSmall {
+		return "", e.lastError(st)
+	}
+	buf := (*C.char)(C.malloc(n + 1))
+	defer C.free(unsafe.Pointer(buf))
+	if err := e.lastError(C.wl_engine_policy_json(e.h, buf, n+1, &n)); err != nil {
+		return "", err
+	}
+	return C.GoStringN(buf, C.int(n)), nil
+}
+
+// RetryToken is the state of one logical call under the retry strategy; keep it between
+// decisions and pass it back unchanged.
+type RetryToken struct {
+	c C.wl_retry_token
+}
+
+// RetryDecision is the strategy's decision after a failure.
+type RetryDecision struct {
+	// Retry says whether to retry after DelayMs.
+	Retry bool
+	// DelayMs is the wait before the next attempt.
+	DelayMs uint64
+	// Cost is the budget tokens the retry took.
+	Cost uint32
+	// Class is the failure's class.
+	Class string
+	// Refusal says why not (not_retryable, attempts_exhausted, budget_exhausted,
+	// deadline_exceeded) when Retry is false.
+	Refusal string
+}
+
+func decisionOf(d *C.wl_retry_decision) RetryDecision {
+	return RetryDecision{
+		Retry:   bool(d.retry),
+		DelayMs: uint64(d.delay_ms),
+		Cost:    uint32(d.cost),
+		Class:   className(d.error_class),
+		Refusal: refusalName(d.refusal),
+	}
+}
+
+// RetryAcquire starts a logical call in scope (a budget partition) at now.
+func (e *Engine) RetryAcquire(scope string, now uint64) (*RetryToken, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.retryAcquireLocked(scope, now)
+}
+
+func (e *Engine) retryAcquireLocked(scope string, now uint64) (*RetryToken, error) {
+	if e.h == nil {
+		return nil, ErrClosed
+	}
+	t := &RetryToken{}
+	p, n := cstr(scope)
+	st := C.wl_engine_retry_acquire(e.h, p, n, C.uint64_t(now), &t.c)
+	runtime.KeepAlive(scope)
+	if err := e.lastError(st); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// RetryRefresh decides whether the call holding t, which just failed with f at now, may
+// be retried; t is updated on a retry.
+func (e *Engine) RetryRefresh(t *RetryToken, f *Failure, now uint64) (RetryDecision, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.retryRefreshLocked(t, f, now)
+}
+
+func (e *Engine) retryRefreshLocked(t *RetryToken, f *Failure, now uint64) (RetryDecision, error) {
+	if e.h == nil {
+		return RetryDecision{}, ErrClosed
+	}
+	defer e.pinner.Unpin()
+	cf := fillFailure(&e.pinner, f)
+	var d C.wl_retry_decision
+	st := C.wl_engine_retry_refresh(e.h, &t.c, &cf, C.uint64_t(now), &d)
+	runtime.KeepAlive(f)
+	if err := e.lastError(st); err != nil {
+		return RetryDecision{}, err
+	}
+	return decisionOf(&d), nil
+}
+
+// RetrySuccess records that the call holding t succeeded (refunding the last retry's cost).
+func (e *Engine) RetrySuccess(t *RetryToken) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.retrySuccessLocked(t)
+}
+
+func (e *Engine) retrySuccessLocked(t *RetryToken) error {
+	if e.h == nil {
+		return ErrClosed
+	}
+	return e.lastError(C.wl_engine_retry_success(e.h, &t.c))
+}
+
+// RetryCapacity returns the tokens left in scope's budget.
+func (e *Engine) RetryCapacity(scope string) (uint32, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return 0, ErrClosed
+	}
+	var level C.uint32_t
+	p, n := cstr(scope)
+	st := C.wl_engine_retry_capacity(e.h, p, n, &level)
+	runtime.KeepAlive(scope)
+	return uint32(level), e.lastError(st)
+}
+
+func (e *Engine) retryDelayLocked(attempt int, f *Failure, now uint64) (RetryDecision, error) {
+	if e.h == nil {
+		return RetryDecision{}, ErrClosed
+	}
+	defer e.pinner.Unpin()
+	cf := fillFailure(&e.pinner, f)
+	var d C.wl_retry_decision
+	st := C.wl_engine_retry_delay(e.h, C.uint32_t(attempt), &cf, C.uint64_t(now), &d)
+	runtime.KeepAlive(f)
+	if err := e.lastError(st); err != nil {
+		return RetryDecision{}, err
+	}
+	return decisionOf(&d), nil
+}
+
+func (e *Engine) classifyLocked(f *Failure) (string, error) {
+	if e.h == nil {
+		return "", ErrClosed
+	}
+	defer e.pinner.Unpin()
+	cf := fillFailure(&e.pinner, f)
+	var c C.wl_error_class
+	st := C.wl_engine_classify(e.h, &cf, &c)
+	runtime.KeepAlive(f)
+	return className(c), e.lastError(st)
+}
+
+// Classify returns the class the policy puts f in (conflict, throttle, transient,
+// unknown or fatal).
+func (e *Engine) Classify(f *Failure) (string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.classifyLocked(f)
+}
+
+// PolicyToken returns the canonical change token of an IAM policy document (JSON text,
+// possibly URL-encoded). Semantically equal documents give equal tokens. A refused
+// document is a *DocumentError naming the path inside it.
+func PolicyToken(doc string) (string, error) {
+	var buf [C.WL_POLICY_TOKEN_LEN + 1]C.char
+	var n C.size_t
+	var cerr C.wl_error
+	p, l := cstr(doc)
+	st := C.wl_policy_token(p, l, &buf[0], C.size_t(len(buf)), &n, &cerr)
+	runtime.KeepAlive(doc)
+	if Status(st) != StatusOK {
+		return "", errorFrom(errorOf(&cerr))
+	}
+	return C.GoStringN(&buf[0], C.int(n)), nil
+}

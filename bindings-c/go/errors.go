@@ -1,0 +1,152 @@
+package writelane
+
+/*
+#include "writelane.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Status is a libwritelane status code (wl_status). Values never change.
+type Status uint32
+
+// Status values, as in writelane.h.
+const (
+	StatusOK               Status = C.WL_STATUS_OK
+	StatusNullArgument     Status = C.WL_STATUS_NULL_ARGUMENT
+	StatusInvalidUTF8      Status = C.WL_STATUS_INVALID_UTF8
+	StatusInvalidPolicy    Status = C.WL_STATUS_INVALID_POLICY
+	StatusUsageError       Status = C.WL_STATUS_USAGE_ERROR
+	StatusBufferTooSmall   Status = C.WL_STATUS_BUFFER_TOO_SMALL
+	StatusBusy             Status = C.WL_STATUS_BUSY
+	StatusPanicked         Status = C.WL_STATUS_PANICKED
+	StatusPoisoned         Status = C.WL_STATUS_POISONED
+	StatusInvalidDocument  Status = C.WL_STATUS_INVALID_DOCUMENT
+	StatusInvalidArgument  Status = C.WL_STATUS_INVALID_ARGUMENT
+)
+
+// String is the status's name in writelane.h (WL_STATUS_BUSY).
+func (s Status) String() string { return C.GoString(C.wl_status_name(C.uint32_t(s))) }
+
+var (
+	// ErrGaveUp matches (with errors.Is) every error of a write that gave up.
+	ErrGaveUp = errors.New("writelane: gave up")
+	// ErrStaleRevision matches a write that gave up because the entity is at a revision
+	// the writer has not seen.
+	ErrStaleRevision = errors.New("writelane: stale revision")
+	// ErrClosed is returned by calls on a closed Lane or Engine.
+	ErrClosed = errors.New("writelane: closed")
+)
+
+// GaveUpError is returned when a write (or an SDK call under Retryer) gave up. It matches
+// ErrGaveUp, and ErrStaleRevision when Reason is "stale_revision"; Unwrap gives the last
+// error the write function (or the SDK) returned, or the context's error on cancellation.
+type GaveUpError struct {
+	// Op is the operation id (0 for Retryer decisions).
+	Op uint64
+	// Entity is the entity written.
+	Entity string
+	// Reason is attempts_exhausted, budget_exhausted, deadline_exceeded, fatal,
+	// stale_revision, cancelled or, for Retryer refusals, not_retryable.
+	Reason string
+	// Class is the class of the last failure (conflict, throttle, ...), when known.
+	Class string
+	// Scope is the budget that refused (engine or entity) for budget_exhausted.
+	Scope string
+	// Code is the last error code, when known.
+	Code string
+	// HTTPStatus is the last HTTP status for fatal failures (0 when absent).
+	HTTPStatus int
+	// Attempts is the number of write attempts made.
+	Attempts int
+	// Expected and Found are the tokens of a stale revision (nil when absent).
+	Expected, Found *string
+	// Cause is the last error seen, if any.
+	Cause error
+}
+
+func (e *GaveUpError) Error() string {
+	msg := fmt.Sprintf("writelane: gave up on %q after %d attempts: %s", e.Entity, e.Attempts, e.Reason)
+	if e.Code != "" {
+		msg += " (" + e.Code + ")"
+	}
+	if e.Cause != nil {
+		msg += ": " + e.Cause.Error()
+	}
+	return msg
+}
+
+// Is matches ErrGaveUp, and ErrStaleRevision for stale revisions.
+func (e *GaveUpError) Is(target error) bool {
+	return target == ErrGaveUp || (target == ErrStaleRevision && e.Reason == "stale_revision")
+}
+
+// Unwrap returns the last error seen.
+func (e *GaveUpError) Unwrap() error { return e.Cause }
+
+// PolicyError is a refused policy: the field path and the rule it broke.
+type PolicyError struct {
+	// Path is the dotted field path (retry.conflict.base_ms), or $ for the whole document.
+	Path string
+	// Message names the field and the rule.
+	Message string
+}
+
+func (e *PolicyError) Error() string { return "writelane: " + e.Message }
+
+// UsageError is misuse of the engine's contract (an input for an unknown operation, time
+// going backwards, ...). The call changed nothing.
+type UsageError struct {
+	// Kind is the snake_case kind (time_went_backwards, unknown_op, ...).
+	Kind string
+	// Message describes it.
+	Message string
+}
+
+func (e *UsageError) Error() string { return "writelane: " + e.Message }
+
+// DocumentError is a policy document refused by PolicyToken.
+type DocumentError struct {
+	// Path is the place in the document (Statement[0].Effect), or $.
+	Path string
+	// Message describes it.
+	Message string
+}
+
+func (e *DocumentError) Error() string { return "writelane: " + e.Message }
+
+// StatusError is any other failure reported by libwritelane (a bad argument, a poisoned
+// handle after an internal panic).
+type StatusError struct {
+	// Status is the code.
+	Status Status
+	// Path names the argument at fault, when known.
+	Path string
+	// Message describes it.
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	if e.Message == "" {
+		return "writelane: " + e.Status.String()
+	}
+	return "writelane: " + e.Status.String() + ": " + e.Message
+}
+
+func errorFrom(status Status, usage, path, message string) error {
+	switch status {
+	case StatusOK:
+		return nil
+	case StatusInvalidPolicy:
+		return &PolicyError{Path: path, Message: message}
+	case StatusUsageError:
+		return &UsageError{Kind: usage, Message: message}
+	case StatusInvalidDocument:
+		return &DocumentError{Path: path, Message: message}
+	default:
+		return &StatusError{Status: status, Path: path, Message: message}
+	}
+}

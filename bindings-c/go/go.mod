@@ -1,0 +1,3 @@
+module writelane
+
+go 1.22
