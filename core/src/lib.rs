@@ -38,6 +38,7 @@ mod backoff;
 mod classify;
 mod engine;
 mod error;
+pub mod lease;
 pub mod policy;
 mod strategy;
 mod token;

@@ -1,0 +1,541 @@
+//! Shared leases for writers on different machines: a fenced lease on one record per entity
+//! in a store they share, decided sans-IO.
+//!
+//! The client emits store operations of three primitive kinds only — `get`,
+//! `put_if_absent` and `compare_and_swap(expected_rvn)` — so an adapter for any store
+//! (DynamoDB, Redis, a file, memory) implements just those three. Expiry is judged on the
+//! observer's own monotonic clock: a holder is stale only after its record version number
+//! (rvn) has been seen unchanged for a whole lease, so machines need no clock agreement.
+//! Takeover bumps the epoch (the fence) and waits a lock-delay before the first write,
+//! because the service being written cannot check a fence. Renewal and release are
+//! compare-and-swap on the rvn, never read-compare-delete. A lost store reply is a state of
+//! its own: the client reads the record back and sees whether it is ours.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backoff::DecisionRng;
+
+/// The record a store keeps per entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRecord {
+    /// Who holds the lease; empty when released.
+    pub owner: String,
+    /// Fence: bumped by every new holder, never decreases.
+    pub epoch: u64,
+    /// Record version number: changes on every write of the record.
+    pub rvn: u64,
+    /// How long the holder may go without renewing, in milliseconds.
+    pub lease_ms: u64,
+    /// The last committed change token of the entity, for the next writer on any machine.
+    pub committed_token: Option<String>,
+    /// Who holds it in words (host, pipeline, run id, operation), for people debugging a
+    /// stuck lease.
+    pub holder: Option<String>,
+}
+
+/// A store operation for the host's adapter to carry out on `key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum StoreOp {
+    /// Read the record (consistently). Reply `Found`.
+    Get {
+        /// The record's key.
+        key: String,
+    },
+    /// Create the record if there is none. Reply `Done`, or `Refused` with the record found.
+    PutIfAbsent {
+        /// The record's key.
+        key: String,
+        /// The record to create.
+        record: LeaseRecord,
+    },
+    /// Replace the record if its rvn is `expected_rvn`. Reply `Done`, or `Refused` with the
+    /// record found (or none).
+    CompareAndSwap {
+        /// The record's key.
+        key: String,
+        /// The rvn the record must have.
+        expected_rvn: u64,
+        /// The replacement.
+        record: LeaseRecord,
+    },
+}
+
+/// What the adapter observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum StoreReply {
+    /// A `Get` returned this record, or none.
+    Found {
+        /// The record.
+        record: Option<LeaseRecord>,
+    },
+    /// A conditional write succeeded.
+    Done,
+    /// A conditional write's condition failed; the record found instead.
+    Refused {
+        /// The record.
+        current: Option<LeaseRecord>,
+    },
+    /// The request was sent and no reply came back.
+    Lost,
+    /// The store could not be reached or refused the request outright.
+    Unavailable,
+}
+
+/// Lease timing, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRule {
+    /// How long a holder may go without renewing.
+    pub lease_ms: u64,
+    /// How often the holder renews; at most half the lease.
+    pub renew_ms: u64,
+    /// Wait after a takeover before the first write.
+    pub lock_delay_ms: u64,
+    /// How often a waiting client polls a held record.
+    pub poll_ms: u64,
+    /// How long a client keeps trying to reach an unavailable store before giving up.
+    pub unavailable_ms: u64,
+}
+
+impl Default for LeaseRule {
+    fn default() -> Self {
+        LeaseRule {
+            lease_ms: 10_000,
+            renew_ms: 3_000,
+            lock_delay_ms: 1_000,
+            poll_ms: 100,
+            unavailable_ms: 30_000,
+        }
+    }
+}
+
+impl LeaseRule {
+    /// Check the timings: every field positive and at most a day, the lease at least twice
+    /// the renewal interval (so one lost renewal does not lose the lease), and the
+    /// lock-delay shorter than the lease.
+    pub fn validate(&self) -> Result<(), crate::PolicyError> {
+        use crate::policy::MAX_DELAY_MS;
+        let err = |path: &str, rule: String| crate::PolicyError {
+            path: format!("lease.{path}"),
+            rule,
+        };
+        for (name, v) in [
+            ("lease_ms", self.lease_ms),
+            ("renew_ms", self.renew_ms),
+            ("poll_ms", self.poll_ms),
+            ("unavailable_ms", self.unavailable_ms),
+        ] {
+            if !(1..=MAX_DELAY_MS).contains(&v) {
+                return Err(err(
+                    name,
+                    format!("must be in 1..={MAX_DELAY_MS}, found {v}"),
+                ));
+            }
+        }
+        if self.lease_ms < 2 * self.renew_ms {
+            return Err(err(
+                "lease_ms",
+                format!(
+                    "must be at least twice renew_ms ({} < 2 x {})",
+                    self.lease_ms, self.renew_ms
+                ),
+            ));
+        }
+        if self.lock_delay_ms >= self.lease_ms {
+            return Err(err(
+                "lock_delay_ms",
+                format!(
+                    "must be shorter than lease_ms ({} >= {})",
+                    self.lock_delay_ms, self.lease_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the lease client reports to its host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LeaseEvent {
+    /// The lease is held; writes may start.
+    Acquired {
+        /// The fence of this holding.
+        epoch: u64,
+        /// The committed token the record carried.
+        committed_token: Option<String>,
+        /// Whether a stale holder was taken over.
+        takeover: bool,
+    },
+    /// The lease was lost (another client took it over, or a renewal failed): stop writing.
+    Lost,
+    /// The store stayed unavailable: give up without writing.
+    Unavailable,
+    /// The lease was released with the committed token stored.
+    Released,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Idle,
+    /// A `get` is outstanding (or, with `Some`, will be sent at the time).
+    Reading,
+    /// A write of the record is outstanding; `intended` is what we tried to write.
+    Writing {
+        intended: LeaseRecord,
+        purpose: Purpose,
+    },
+    /// After a lost reply: reading back whether `intended` landed.
+    Verifying {
+        intended: LeaseRecord,
+        purpose: Purpose,
+    },
+    /// Waiting before the next `get`: polling a held record, or retrying an unavailable
+    /// store; `verify` when the `get` checks whether an unanswered write landed.
+    Waiting {
+        until: u64,
+        verify: Option<(LeaseRecord, Purpose)>,
+    },
+    /// Waiting out the lock-delay after a takeover.
+    Delaying {
+        until: u64,
+    },
+    /// Holding the lease.
+    Held,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Acquire { takeover: bool },
+    Renew,
+    Release,
+}
+
+/// A sans-IO client of one entity's lease.
+#[derive(Debug)]
+pub struct LeaseClient {
+    key: String,
+    owner: String,
+    holder: Option<String>,
+    rule: LeaseRule,
+    rng: DecisionRng,
+    state: State,
+    pending: Option<StoreOp>,
+    events: Vec<LeaseEvent>,
+    /// The record as we hold it.
+    held: Option<LeaseRecord>,
+    /// When our hold expires on our own clock: the send time of the last successful
+    /// acquire or renewal plus the lease.
+    expires_at: u64,
+    renew_at: u64,
+    /// A foreign holder's rvn, when we first saw it, and how many polls have seen it since.
+    observed: Option<(u64, u64, u64)>,
+    unavailable_since: Option<u64>,
+    sent_at: u64,
+    /// Token to store on release.
+    release_token: Option<String>,
+}
+
+impl LeaseClient {
+    /// A client for `key`, owned by `owner` (unique per process), with an optional holder
+    /// description, drawing record versions from a generator seeded with `seed`.
+    pub fn new(key: &str, owner: &str, holder: Option<String>, rule: LeaseRule, seed: u64) -> Self {
+        LeaseClient {
+            key: key.to_string(),
+            owner: owner.to_string(),
+            holder,
+            rule,
+            rng: DecisionRng::new(seed),
+            state: State::Idle,
+            pending: None,
+            events: Vec::new(),
+            held: None,
+            expires_at: 0,
+            renew_at: 0,
+            observed: None,
+            unavailable_since: None,
+            sent_at: 0,
+            release_token: None,
+        }
+    }
+
+    fn new_rvn(&mut self) -> u64 {
+        self.rng.uniform(1, u64::MAX >> 11)
+    }
+
+    fn send(&mut self, now: u64, op: StoreOp) {
+        self.sent_at = now;
+        self.pending = Some(op);
+    }
+
+    fn get(&mut self, now: u64) {
+        self.state = State::Reading;
+        let key = self.key.clone();
+        self.send(now, StoreOp::Get { key });
+    }
+
+    fn write(&mut self, now: u64, expected: Option<u64>, record: LeaseRecord, purpose: Purpose) {
+        let key = self.key.clone();
+        self.state = State::Writing {
+            intended: record.clone(),
+            purpose,
+        };
+        let op = match expected {
+            None => StoreOp::PutIfAbsent { key, record },
+            Some(expected_rvn) => StoreOp::CompareAndSwap {
+                key,
+                expected_rvn,
+                record,
+            },
+        };
+        self.send(now, op);
+    }
+
+    /// Start acquiring the lease.
+    pub fn acquire(&mut self, now: u64) {
+        self.observed = None;
+        self.unavailable_since = None;
+        self.get(now);
+    }
+
+    /// Release the lease, storing `committed_token` (when the write committed) for the next
+    /// writer. Without a lease held this does nothing.
+    pub fn release(&mut self, now: u64, committed_token: Option<String>) {
+        let Some(held) = self.held.clone() else {
+            return;
+        };
+        self.release_token = committed_token.or(held.committed_token.clone());
+        let record = LeaseRecord {
+            owner: String::new(),
+            epoch: held.epoch,
+            rvn: self.new_rvn(),
+            lease_ms: held.lease_ms,
+            committed_token: self.release_token.clone(),
+            holder: None,
+        };
+        self.write(now, Some(held.rvn), record, Purpose::Release);
+    }
+
+    /// Whether a write expected to take `duration_ms` may start now: the lease is held and
+    /// will not run out before the write ends.
+    pub fn may_write(&self, now: u64, duration_ms: u64) -> bool {
+        self.state == State::Held && now.saturating_add(duration_ms) < self.expires_at
+    }
+
+    /// The fence of the current holding.
+    pub fn epoch(&self) -> Option<u64> {
+        self.held.as_ref().map(|h| h.epoch)
+    }
+
+    /// The next store operation to carry out.
+    pub fn poll_op(&mut self) -> Option<StoreOp> {
+        self.pending.take()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<LeaseEvent> {
+        if self.events.is_empty() {
+            None
+        } else {
+            Some(self.events.remove(0))
+        }
+    }
+
+    /// When [`LeaseClient::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match self.state {
+            State::Waiting { until, .. } | State::Delaying { until } => Some(until),
+            State::Held => Some(self.renew_at),
+            _ => None,
+        }
+    }
+
+    /// Fire due timers: polls, the end of a lock-delay, renewals.
+    pub fn handle_timeout(&mut self, now: u64) {
+        match self.state.clone() {
+            State::Waiting { until, verify } if now >= until => match verify {
+                None => self.get(now),
+                Some((intended, purpose)) => {
+                    self.state = State::Verifying { intended, purpose };
+                    let key = self.key.clone();
+                    self.send(now, StoreOp::Get { key });
+                }
+            },
+            State::Delaying { until } if now >= until => self.state = State::Held,
+            State::Held if now >= self.renew_at => {
+                let held = self.held.clone().expect("held");
+                let record = LeaseRecord {
+                    rvn: self.new_rvn(),
+                    ..held.clone()
+                };
+                self.write(now, Some(held.rvn), record, Purpose::Renew);
+            }
+            _ => {}
+        }
+    }
+
+    fn granted(&mut self, now: u64, record: LeaseRecord, takeover: bool) {
+        self.expires_at = self.sent_at.saturating_add(record.lease_ms);
+        self.renew_at = self.sent_at.saturating_add(self.rule.renew_ms);
+        self.events.push(LeaseEvent::Acquired {
+            epoch: record.epoch,
+            committed_token: record.committed_token.clone(),
+            takeover,
+        });
+        self.held = Some(record);
+        if takeover && self.rule.lock_delay_ms > 0 {
+            self.state = State::Delaying {
+                until: now + self.rule.lock_delay_ms,
+            };
+        } else {
+            self.state = State::Held;
+        }
+    }
+
+    fn lost(&mut self) {
+        self.held = None;
+        self.state = State::Done;
+        self.events.push(LeaseEvent::Lost);
+    }
+
+    /// Our record claiming the lease after `previous` (none: the first holder ever). The
+    /// epoch is bumped and the committed token carried over.
+    fn claim(&mut self, previous: Option<&LeaseRecord>) -> LeaseRecord {
+        LeaseRecord {
+            owner: self.owner.clone(),
+            epoch: previous.map_or(1, |r| r.epoch + 1),
+            rvn: self.new_rvn(),
+            lease_ms: self.rule.lease_ms,
+            committed_token: previous.and_then(|r| r.committed_token.clone()),
+            holder: self.holder.clone(),
+        }
+    }
+
+    /// Decide from the record found what to do next while acquiring.
+    fn on_record(&mut self, now: u64, record: Option<LeaseRecord>) {
+        let acquire = Purpose::Acquire { takeover: false };
+        match record {
+            None => {
+                let mine = self.claim(None);
+                self.write(now, None, mine, acquire);
+            }
+            Some(r) if r.owner.is_empty() => {
+                let mine = self.claim(Some(&r));
+                self.write(now, Some(r.rvn), mine, acquire);
+            }
+            Some(r) => {
+                // Held by someone else: stale only once its rvn has stood still for a
+                // whole lease on our own clock, and across enough polls to fill a lease even
+                // at the shortest poll interval, so a clock jumping forward cannot make a
+                // live holder look stale.
+                let polls_needed = (2 * r.lease_ms).div_ceil(self.rule.poll_ms.max(1));
+                let stale = match &mut self.observed {
+                    Some((rvn, since, polls)) if *rvn == r.rvn => {
+                        *polls += 1;
+                        now.saturating_sub(*since) >= r.lease_ms && *polls >= polls_needed
+                    }
+                    _ => {
+                        self.observed = Some((r.rvn, now, 0));
+                        false
+                    }
+                };
+                if stale {
+                    let mine = self.claim(Some(&r));
+                    self.write(now, Some(r.rvn), mine, Purpose::Acquire { takeover: true });
+                } else {
+                    let jitter = self.rng.uniform(0, self.rule.poll_ms / 2);
+                    self.state = State::Waiting {
+                        until: now + self.rule.poll_ms / 2 + jitter,
+                        verify: None,
+                    };
+                }
+            }
+        }
+    }
+
+    fn on_written(&mut self, now: u64, intended: LeaseRecord, purpose: Purpose) {
+        self.unavailable_since = None;
+        match purpose {
+            Purpose::Acquire { takeover } => self.granted(now, intended, takeover),
+            Purpose::Renew => {
+                self.expires_at = self.sent_at.saturating_add(intended.lease_ms);
+                self.renew_at = self.sent_at.saturating_add(self.rule.renew_ms);
+                self.held = Some(intended);
+                self.state = State::Held;
+            }
+            Purpose::Release => {
+                self.held = None;
+                self.state = State::Done;
+                self.events.push(LeaseEvent::Released);
+            }
+        }
+    }
+
+    fn on_refused(&mut self, now: u64, current: Option<LeaseRecord>, purpose: Purpose) {
+        match purpose {
+            Purpose::Acquire { .. } => self.on_record(now, current),
+            // Our rvn is gone: someone took the lease over. Never write without it.
+            Purpose::Renew | Purpose::Release => self.lost(),
+        }
+    }
+
+    /// Feed the adapter's reply to the last store operation.
+    pub fn handle(&mut self, now: u64, reply: StoreReply) {
+        let state = std::mem::replace(&mut self.state, State::Idle);
+        match (state, reply) {
+            (State::Reading, StoreReply::Found { record }) => {
+                self.unavailable_since = None;
+                self.on_record(now, record)
+            }
+            (State::Writing { intended, purpose }, StoreReply::Done) => {
+                self.on_written(now, intended, purpose)
+            }
+            (State::Writing { purpose, .. }, StoreReply::Refused { current }) => {
+                self.on_refused(now, current, purpose)
+            }
+            (State::Writing { intended, purpose }, StoreReply::Lost) => {
+                self.state = State::Verifying { intended, purpose };
+                let key = self.key.clone();
+                self.send(now, StoreOp::Get { key });
+            }
+            (State::Verifying { intended, purpose }, StoreReply::Found { record }) => {
+                if record.as_ref() == Some(&intended) {
+                    self.on_written(now, intended, purpose)
+                } else {
+                    self.on_refused(now, record, purpose)
+                }
+            }
+            (state, StoreReply::Unavailable | StoreReply::Lost)
+                if matches!(
+                    state,
+                    State::Reading | State::Writing { .. } | State::Verifying { .. }
+                ) =>
+            {
+                let since = *self.unavailable_since.get_or_insert(now);
+                let verify = match state {
+                    State::Writing { intended, purpose }
+                    | State::Verifying { intended, purpose } => Some((intended, purpose)),
+                    _ => None,
+                };
+                let holding = matches!(verify, Some((_, Purpose::Renew | Purpose::Release)));
+                if holding && now >= self.expires_at {
+                    self.lost();
+                } else if !holding && now.saturating_sub(since) >= self.rule.unavailable_ms {
+                    self.state = State::Done;
+                    self.events.push(LeaseEvent::Unavailable);
+                } else {
+                    // Wait a poll interval, then read back what is there.
+                    self.state = State::Waiting {
+                        until: now + self.rule.poll_ms,
+                        verify,
+                    };
+                }
+            }
+            (state, _) => self.state = state,
+        }
+    }
+}

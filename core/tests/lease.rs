@@ -1,0 +1,339 @@
+//! The fenced lease protocol against an in-memory store: acquire, contend, stale takeover,
+//! renew, lost lease, lost replies, an unavailable store, and a clock jumping forward.
+
+use writelane_core::lease::{LeaseClient, LeaseEvent, LeaseRecord, LeaseRule, StoreOp, StoreReply};
+
+/// The three primitives, as every adapter implements them.
+#[derive(Default)]
+struct MemoryStore {
+    record: Option<LeaseRecord>,
+    ops: u64,
+}
+
+impl MemoryStore {
+    fn apply(&mut self, op: StoreOp) -> StoreReply {
+        self.ops += 1;
+        match op {
+            StoreOp::Get { .. } => StoreReply::Found {
+                record: self.record.clone(),
+            },
+            StoreOp::PutIfAbsent { record, .. } => {
+                if self.record.is_none() {
+                    self.record = Some(record);
+                    StoreReply::Done
+                } else {
+                    StoreReply::Refused {
+                        current: self.record.clone(),
+                    }
+                }
+            }
+            StoreOp::CompareAndSwap {
+                expected_rvn,
+                record,
+                ..
+            } => {
+                if self.record.as_ref().map(|r| r.rvn) == Some(expected_rvn) {
+                    self.record = Some(record);
+                    StoreReply::Done
+                } else {
+                    StoreReply::Refused {
+                        current: self.record.clone(),
+                    }
+                }
+            }
+        }
+    }
+}
+
+const RULE: LeaseRule = LeaseRule {
+    lease_ms: 1_000,
+    renew_ms: 300,
+    lock_delay_ms: 200,
+    poll_ms: 50,
+    unavailable_ms: 2_000,
+};
+
+fn client(owner: &str, seed: u64) -> LeaseClient {
+    LeaseClient::new(
+        "role/app",
+        owner,
+        Some(format!("{owner} pipeline run 7")),
+        RULE,
+        seed,
+    )
+}
+
+/// Carry out every pending store operation at `now`; returns the events that followed.
+fn settle(c: &mut LeaseClient, store: &mut MemoryStore, now: u64) -> Vec<LeaseEvent> {
+    while let Some(op) = c.poll_op() {
+        let reply = store.apply(op);
+        c.handle(now, reply);
+    }
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+/// Advance `c` through its timers until `until`, settling store operations as they come.
+fn run_until(c: &mut LeaseClient, store: &mut MemoryStore, until: u64) -> Vec<LeaseEvent> {
+    let mut events = Vec::new();
+    while let Some(t) = c.poll_timeout().filter(|&t| t <= until) {
+        c.handle_timeout(t);
+        events.extend(settle(c, store, t));
+    }
+    events
+}
+
+#[test]
+fn uncontended_acquire_and_release_store_the_token() {
+    let mut store = MemoryStore::default();
+    let mut a = client("a", 1);
+    a.acquire(0);
+    let ev = settle(&mut a, &mut store, 0);
+    assert_eq!(
+        ev,
+        vec![LeaseEvent::Acquired {
+            epoch: 1,
+            committed_token: None,
+            takeover: false
+        }]
+    );
+    assert!(a.may_write(0, 100));
+    assert!(
+        !a.may_write(0, 5_000),
+        "a write that would outlive the lease may not start"
+    );
+    assert_eq!(
+        store.record.as_ref().unwrap().holder.as_deref(),
+        Some("a pipeline run 7")
+    );
+    a.release(10, Some("v2".into()));
+    assert_eq!(settle(&mut a, &mut store, 10), vec![LeaseEvent::Released]);
+    let r = store.record.clone().unwrap();
+    assert_eq!(
+        (r.owner.as_str(), r.epoch, r.committed_token.as_deref()),
+        ("", 1, Some("v2"))
+    );
+    assert_eq!(store.ops, 3, "get, put_if_absent, compare_and_swap");
+}
+
+#[test]
+fn a_second_writer_waits_then_gets_the_token_and_a_new_epoch() {
+    let mut store = MemoryStore::default();
+    let (mut a, mut b) = (client("a", 1), client("b", 2));
+    a.acquire(0);
+    settle(&mut a, &mut store, 0);
+    b.acquire(0);
+    assert!(settle(&mut b, &mut store, 0).is_empty(), "b waits");
+    assert!(b.poll_timeout().is_some());
+    a.release(100, Some("v2".into()));
+    settle(&mut a, &mut store, 100);
+    let ev = run_until(&mut b, &mut store, 300);
+    assert_eq!(
+        ev,
+        vec![LeaseEvent::Acquired {
+            epoch: 2,
+            committed_token: Some("v2".into()),
+            takeover: false
+        }]
+    );
+    assert!(b.may_write(300, 10));
+}
+
+#[test]
+fn a_stale_holder_is_taken_over_after_a_whole_lease_with_a_lock_delay() {
+    let mut store = MemoryStore::default();
+    let (mut a, mut b) = (client("a", 1), client("b", 2));
+    a.acquire(0);
+    settle(&mut a, &mut store, 0);
+    // a is killed: it never renews. b polls.
+    b.acquire(10);
+    settle(&mut b, &mut store, 10);
+    let ev = run_until(&mut b, &mut store, 900);
+    assert!(ev.is_empty(), "not stale before a whole lease: {ev:?}");
+    let mut ev = Vec::new();
+    let mut now = 900;
+    while ev.is_empty() {
+        now = b.poll_timeout().expect("b keeps polling");
+        assert!(now < 5_000, "takeover within a few leases");
+        b.handle_timeout(now);
+        ev = settle(&mut b, &mut store, now);
+    }
+    let [LeaseEvent::Acquired {
+        epoch: 2,
+        takeover: true,
+        ..
+    }] = ev[..]
+    else {
+        panic!("{ev:?}")
+    };
+    assert!(now >= 10 + RULE.lease_ms);
+    let writable_at = b.poll_timeout().expect("lock-delay timer");
+    assert_eq!(writable_at, now + RULE.lock_delay_ms);
+    assert!(
+        !b.may_write(writable_at - 1, 1),
+        "no write during the lock-delay"
+    );
+    b.handle_timeout(writable_at);
+    assert!(b.may_write(writable_at, 1));
+    let took_at = writable_at;
+    // a comes back and tries to commit: refused, and told it lost the lease.
+    a.release(took_at + 1, Some("late".into()));
+    assert_eq!(
+        settle(&mut a, &mut store, took_at + 1),
+        vec![LeaseEvent::Lost]
+    );
+    assert_ne!(
+        store.record.as_ref().unwrap().committed_token.as_deref(),
+        Some("late")
+    );
+    assert_eq!(store.record.as_ref().unwrap().owner, "b");
+}
+
+#[test]
+fn renewals_keep_a_live_holder_from_looking_stale() {
+    let mut store = MemoryStore::default();
+    let (mut a, mut b) = (client("a", 1), client("b", 2));
+    a.acquire(0);
+    settle(&mut a, &mut store, 0);
+    b.acquire(0);
+    settle(&mut b, &mut store, 0);
+    // Interleave both clients' timers for ten leases.
+    let mut now = 0;
+    while now < 10_000 {
+        now += 10;
+        for (c, _) in [(&mut a, 0), (&mut b, 1)] {
+            if c.poll_timeout().is_some_and(|t| t <= now) {
+                c.handle_timeout(now);
+                let ev = settle(c, &mut store, now);
+                assert!(
+                    !ev.iter()
+                        .any(|e| matches!(e, LeaseEvent::Acquired { .. } | LeaseEvent::Lost)),
+                    "{ev:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(store.record.as_ref().unwrap().owner, "a");
+    assert!(a.may_write(now, 10));
+}
+
+#[test]
+fn a_failed_renewal_loses_the_lease() {
+    let mut store = MemoryStore::default();
+    let mut a = client("a", 1);
+    a.acquire(0);
+    settle(&mut a, &mut store, 0);
+    // Someone force-releases by bumping the record (as the README's procedure does).
+    let mut r = store.record.clone().unwrap();
+    r.owner.clear();
+    r.rvn ^= 1;
+    r.epoch += 1;
+    store.record = Some(r);
+    let ev = run_until(&mut a, &mut store, 400);
+    assert_eq!(ev, vec![LeaseEvent::Lost]);
+    assert!(!a.may_write(400, 1));
+}
+
+#[test]
+fn a_lost_reply_is_resolved_by_reading_back() {
+    let mut store = MemoryStore::default();
+    let mut a = client("a", 1);
+    a.acquire(0);
+    // The put lands but its reply is lost.
+    let get = a.poll_op().unwrap();
+    a.handle(0, store.apply(get));
+    let put = a.poll_op().unwrap();
+    store.apply(put);
+    a.handle(1, StoreReply::Lost);
+    let ev = settle(&mut a, &mut store, 2);
+    assert_eq!(
+        ev,
+        vec![LeaseEvent::Acquired {
+            epoch: 1,
+            committed_token: None,
+            takeover: false
+        }]
+    );
+
+    // And a put whose reply is lost but which did not land: acquiring goes on.
+    let mut store = MemoryStore::default();
+    let mut b = client("b", 2);
+    b.acquire(0);
+    let get = b.poll_op().unwrap();
+    b.handle(0, store.apply(get));
+    let _dropped = b.poll_op().unwrap();
+    b.handle(1, StoreReply::Lost);
+    // The read-back finds no record, so b simply goes on acquiring.
+    let ev = settle(&mut b, &mut store, 2);
+    assert_eq!(
+        ev,
+        vec![LeaseEvent::Acquired {
+            epoch: 1,
+            committed_token: None,
+            takeover: false
+        }]
+    );
+    assert_eq!(store.record.as_ref().unwrap().owner, "b");
+}
+
+#[test]
+fn an_unavailable_store_means_giving_up_without_a_lease() {
+    let mut a = client("a", 1);
+    a.acquire(0);
+    let mut now = 0;
+    let mut events = Vec::new();
+    while events.is_empty() && now < 10_000 {
+        if a.poll_op().is_some() {
+            a.handle(now, StoreReply::Unavailable);
+        }
+        events.extend(std::iter::from_fn(|| a.poll_event()));
+        if let Some(t) = a.poll_timeout() {
+            now = t;
+            a.handle_timeout(now);
+        }
+    }
+    assert_eq!(events, vec![LeaseEvent::Unavailable]);
+    assert!(now >= RULE.unavailable_ms);
+    assert!(!a.may_write(now, 0));
+}
+
+#[test]
+fn a_clock_jumping_forward_does_not_let_two_writers_in() {
+    let mut store = MemoryStore::default();
+    let (mut a, mut b) = (client("a", 1), client("b", 2));
+    a.acquire(0);
+    settle(&mut a, &mut store, 0);
+    b.acquire(0);
+    settle(&mut b, &mut store, 0);
+    // b's clock jumps a minute ahead: its next poll sees the same rvn "a minute" later.
+    let t = b.poll_timeout().unwrap();
+    b.handle_timeout(t + 60_000);
+    let ev = settle(&mut b, &mut store, t + 60_000);
+    assert!(
+        ev.is_empty(),
+        "one observation across a jump is not a whole lease: {ev:?}"
+    );
+    assert_eq!(store.record.as_ref().unwrap().owner, "a");
+}
+
+#[test]
+fn lease_timings_are_validated() {
+    assert!(LeaseRule::default().validate().is_ok());
+    assert!(RULE.validate().is_ok());
+    let e = LeaseRule {
+        lease_ms: 500,
+        ..RULE
+    }
+    .validate()
+    .unwrap_err();
+    assert_eq!(e.path, "lease.lease_ms");
+    assert!(e.rule.contains("twice renew_ms"));
+    let e = LeaseRule { poll_ms: 0, ..RULE }.validate().unwrap_err();
+    assert_eq!(e.path, "lease.poll_ms");
+    let e = LeaseRule {
+        lock_delay_ms: 1_000,
+        ..RULE
+    }
+    .validate()
+    .unwrap_err();
+    assert_eq!(e.path, "lease.lock_delay_ms");
+}
