@@ -1,0 +1,330 @@
+package writelane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// apiError looks like smithy-go's APIError wrapped in the SDK's ResponseError: a code
+// and an HTTP status, without importing the SDK.
+type apiError struct {
+	code   string
+	status int
+}
+
+func (e *apiError) Error() string       { return "api error " + e.code }
+func (e *apiError) ErrorCode() string   { return e.code }
+func (e *apiError) HTTPStatusCode() int { return e.status }
+
+func conflict() error {
+	return fmt.Errorf("operation error IAM: PutRolePolicy: %w", &apiError{"ConcurrentModification", 409})
+}
+
+const fastPolicy = `{"preset": "iam", "retry": {"conflict": {"base_ms": 1, "cap_ms": 4}}, "spike": {"enabled": false}}`
+
+func newLane(t *testing.T, policy string) *Lane {
+	t.Helper()
+	l, err := New(policy, WithSeed(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func TestRunRetriesConflictsThenCommits(t *testing.T) {
+	l := newLane(t, fastPolicy)
+	var calls []int
+	err := l.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error {
+		calls = append(calls, a.Number)
+		if a.Number < 3 {
+			return conflict()
+		}
+		a.SetToken("v2")
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if fmt.Sprint(calls) != "[1 2 3]" {
+		t.Fatalf("attempts %v", calls)
+	}
+	stats, _ := l.Engine().StatsJSON()
+	if !strings.Contains(stats, `"conflicts":2`) || !strings.Contains(stats, `"committed":1`) || !strings.Contains(stats, `"committed_token":"v2"`) {
+		t.Fatalf("stats %s", stats)
+	}
+	// The committed token is handed to the next writer, which writes at once on it.
+	err = l.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error {
+		if a.BaseToken == nil || *a.BaseToken != "v2" {
+			t.Errorf("base token %v", a.BaseToken)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunGivesUpWithTypedErrors(t *testing.T) {
+	l := newLane(t, fastPolicy)
+	err := l.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error {
+		return fmt.Errorf("wrapped: %w", &apiError{"AccessDenied", 403})
+	})
+	var gu *GaveUpError
+	var api interface{ ErrorCode() string }
+	if !errors.Is(err, ErrGaveUp) || !errors.As(err, &gu) || gu.Reason != "fatal" || gu.Code != "AccessDenied" || gu.HTTPStatus != 403 {
+		t.Fatalf("got %#v", err)
+	}
+	if !errors.As(err, &api) || api.ErrorCode() != "AccessDenied" {
+		t.Fatalf("the SDK error is not reachable: %v", err)
+	}
+	if errors.Is(err, ErrStaleRevision) {
+		t.Fatal("a fatal error is not a stale revision")
+	}
+
+	// Conflicts forever: attempts exhausted after the class's limit.
+	l2 := newLane(t, `{"preset": "iam", "retry": {"conflict": {"base_ms": 1, "cap_ms": 2, "max_attempts": 4}}, "spike": {"enabled": false}}`)
+	n := 0
+	err = l2.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error { n++; return conflict() })
+	if !errors.As(err, &gu) || gu.Reason != "attempts_exhausted" || gu.Class != "conflict" || gu.Attempts != 4 || n != 4 {
+		t.Fatalf("got %v after %d writes", err, n)
+	}
+
+	// A read finds a revision the writer has not seen.
+	err = l.Run(context.Background(), "role/other", func(ctx context.Context, a Attempt) error {
+		t.Error("must not write on a stale revision")
+		return nil
+	}, WithExpected("v1"), WithRead(func(ctx context.Context) (string, bool, error) { return "v2", true, nil }))
+	if !errors.Is(err, ErrStaleRevision) || !errors.Is(err, ErrGaveUp) {
+		t.Fatalf("got %v", err)
+	}
+	if errors.As(err, &gu); gu.Expected == nil || *gu.Expected != "v1" || gu.Found == nil || *gu.Found != "v2" {
+		t.Fatalf("got %#v", gu)
+	}
+}
+
+func TestReadTokenIsTheBaseOfTheWrite(t *testing.T) {
+	l := newLane(t, fastPolicy)
+	reads := 0
+	err := l.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error {
+		if a.BaseToken == nil || *a.BaseToken != fmt.Sprintf("v%d", reads) {
+			return fmt.Errorf("base %v after %d reads", a.BaseToken, reads)
+		}
+		if a.Number == 1 {
+			return conflict()
+		}
+		return nil
+	}, WithRead(func(ctx context.Context) (string, bool, error) { reads++; return fmt.Sprintf("v%d", reads), true, nil }))
+	if err != nil || reads != 2 {
+		t.Fatalf("err %v, reads %d (a conflict must be followed by a re-read)", err, reads)
+	}
+}
+
+func TestOneWriterPerEntityAcross64Goroutines(t *testing.T) {
+	l := newLane(t, fastPolicy)
+	entities := []string{"role/a", "role/b", "role/c", "role/d"}
+	var inFlight [4]atomic.Int32
+	var overlaps, writes atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 64*4)
+	for g := 0; g < 64; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for k := range entities {
+				i := (g + k) % 4
+				err := l.Run(context.Background(), entities[i], func(ctx context.Context, a Attempt) error {
+					if inFlight[i].Add(1) != 1 {
+						overlaps.Add(1)
+					}
+					defer inFlight[i].Add(-1)
+					writes.Add(1)
+					time.Sleep(50 * time.Microsecond)
+					if (g+a.Number)%7 == 0 && a.Number == 1 {
+						return conflict()
+					}
+					return nil
+				})
+				if err != nil {
+					errs <- err
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("Run: %v", err)
+	}
+	if overlaps.Load() != 0 {
+		t.Fatalf("%d overlapping writes to one entity", overlaps.Load())
+	}
+	stats, _ := l.Engine().StatsJSON()
+	if !strings.Contains(stats, `"committed":256`) || !strings.Contains(stats, `"active_ops":0`) {
+		t.Fatalf("stats %s", stats)
+	}
+	if writes.Load() <= 256 {
+		t.Fatalf("expected some retried writes, got %d writes", writes.Load())
+	}
+}
+
+func TestCancelDuringBackoffReleasesTheLane(t *testing.T) {
+	l := newLane(t, `{"preset": "iam", "retry": {"conflict": {"base_ms": 60000, "cap_ms": 60000, "jitter": "none"}}}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	firstWrote := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Run(ctx, "role/app", func(ctx context.Context, a Attempt) error {
+			close(firstWrote)
+			return conflict()
+		})
+	}()
+	<-firstWrote
+	second := make(chan error, 1)
+	go func() {
+		second <- l.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error { return nil })
+	}()
+	// Let the first writer enter its minute-long back-off and the second queue behind it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s, _ := l.Engine().StatsJSON()
+		if strings.Contains(s, `"retries":1`) && strings.Contains(s, `"lane_waits":1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never reached back-off: %s", s)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	cancel()
+	err := <-done
+	var gu *GaveUpError
+	if !errors.Is(err, context.Canceled) || !errors.As(err, &gu) || gu.Reason != "cancelled" {
+		t.Fatalf("got %v", err)
+	}
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the queued writer never got the lane")
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("lane released only after %v", time.Since(start))
+	}
+}
+
+func TestDeadlineWhileQueued(t *testing.T) {
+	l := newLane(t, fastPolicy)
+	hold := make(chan struct{})
+	entered := make(chan struct{})
+	go l.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error {
+		close(entered)
+		<-hold
+		return nil
+	})
+	<-entered
+	err := l.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error { return nil }, WithDeadline(20*time.Millisecond))
+	close(hold)
+	var gu *GaveUpError
+	if !errors.As(err, &gu) || gu.Reason != "deadline_exceeded" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestPolicyErrorsCloseAndTokens(t *testing.T) {
+	_, err := New(`{"retry": {"conflict": {"base_ms": -1}}}`)
+	var pe *PolicyError
+	if !errors.As(err, &pe) || pe.Path != "retry.conflict.base_ms" || !strings.Contains(pe.Message, "base_ms") {
+		t.Fatalf("got %v", err)
+	}
+	_, err = New("{not json")
+	if !errors.As(err, &pe) || pe.Path != "$" {
+		t.Fatalf("got %v", err)
+	}
+	l, err := New(`"iam"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal("Close must be idempotent")
+	}
+	if err := l.Run(context.Background(), "role/x", func(context.Context, Attempt) error { return nil }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run after Close: %v", err)
+	}
+	a, err := PolicyToken(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"S3:GetObject","Resource":"*"}]}`)
+	if err != nil || !strings.HasPrefix(a, "c1:sha256:") {
+		t.Fatalf("token %q %v", a, err)
+	}
+	b, _ := PolicyToken(`{"Statement":{"Resource":["*"],"Action":["s3:getobject"],"Effect":"Allow"},"Version":"2012-10-17"}`)
+	if a != b {
+		t.Fatalf("equal documents, different tokens: %s %s", a, b)
+	}
+	_, err = PolicyToken(`{"Statement": [{"Effect": "Maybe"}]}`)
+	var de *DocumentError
+	if !errors.As(err, &de) || !strings.HasPrefix(de.Path, "Statement[0]") {
+		t.Fatalf("got %#v", err)
+	}
+	_, err = PolicyToken("{\"a\":\"\xff\"}")
+	var se *StatusError
+	if !errors.As(err, &se) || se.Status != StatusInvalidUTF8 || se.Status.String() != "WL_STATUS_INVALID_UTF8" {
+		t.Fatalf("got %#v", err)
+	}
+	if ABIVersion() != HeaderABIVersion || Version() == "" {
+		t.Fatalf("library %x / header %x", ABIVersion(), HeaderABIVersion)
+	}
+}
+
+func TestUsageErrorsThroughTheEngine(t *testing.T) {
+	e, err := NewEngine(`"iam"`, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	err = e.Handle(0, Input{Kind: WriteDone, Op: 9})
+	var ue *UsageError
+	if !errors.As(err, &ue) || ue.Kind != "unknown_op" {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := e.Submit("", 0, SubmitOptions{}); !errors.As(err, &ue) || ue.Kind != "invalid_entity" {
+		t.Fatalf("got %v", err)
+	}
+	err = e.Handle(0, Input{Kind: InputKind(42), Op: 1})
+	var se *StatusError
+	if !errors.As(err, &se) || se.Status != StatusInvalidArgument || se.Path != "input.kind" {
+		t.Fatalf("got %#v", err)
+	}
+	e.Close()
+	if _, err := e.PollCommand(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestFailureOf(t *testing.T) {
+	cases := []struct {
+		err  error
+		want Failure
+	}{
+		{conflict(), Failure{Code: "ConcurrentModification", HTTPStatus: 409}},
+		{&Failure{Code: "X", OutcomeUnknown: true}, Failure{Code: "X", OutcomeUnknown: true}},
+		{fmt.Errorf("sending: %w", context.DeadlineExceeded), Failure{OutcomeUnknown: true}},
+		{errors.New("plain"), Failure{}},
+	}
+	for _, c := range cases {
+		got := FailureOf(c.err)
+		if got.Code != c.want.Code || got.HTTPStatus != c.want.HTTPStatus || got.OutcomeUnknown != c.want.OutcomeUnknown {
+			t.Errorf("%v: got %+v, want %+v", c.err, got, c.want)
+		}
+	}
+}
