@@ -13,7 +13,11 @@ use std::collections::BinaryHeap;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::Serialize;
-use writelane_core::{Command, Engine, Failure, Input, OpId, Outcome, Policy, SubmitOptions};
+use writelane_core::lease::{LeaseClient, LeaseEvent, LeaseRecord, LeaseRule, StoreOp, StoreReply};
+use writelane_core::{
+    Command, Engine, EngineState, EntityRecord, Failure, Input, OpId, Outcome, Policy,
+    SubmitOptions, STATE_VERSION,
+};
 
 /// Which server the writers contend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,6 +49,7 @@ pub const STRATEGIES: &[&str] = &[
     "decorrelated",
     "aws-standard",
     "writelane",
+    "writelane-lease",
 ];
 
 /// Model constants, in milliseconds.
@@ -76,6 +81,8 @@ pub struct RunResult {
     pub lost_updates: u64,
     /// Writers that gave up.
     pub gave_up: u64,
+    /// Lease-store operations (writelane-lease only).
+    pub store_ops: u64,
     /// When the last writer finished.
     pub makespan_ms: u64,
     /// Completion times of successful writers, sorted.
@@ -110,6 +117,8 @@ pub struct Summary {
     pub lost_updates: f64,
     /// Mean gave-ups per run.
     pub gave_up: f64,
+    /// Lease-store operations per successful write (writelane-lease only).
+    pub store_ops_per_success: f64,
     /// Makespan over the fastest possible schedule.
     pub makespan_ratio: f64,
 }
@@ -195,6 +204,12 @@ enum Ev {
     Wake { writer: usize },
     /// An engine's timeout (engine-driven writers).
     EngineTimer { engine: usize, at: u64 },
+    /// A lease-store operation (an index into the run's operation list) reaches the store.
+    StoreArrive { machine: usize, op: usize },
+    /// The store's reply (an index into the run's reply list) reaches the machine.
+    StoreReturn { machine: usize, reply: usize },
+    /// A lease client's timeout.
+    LeaseTimer { machine: usize, at: u64 },
 }
 
 struct Server {
@@ -488,6 +503,267 @@ fn run_engine(model: Model, policy: &Policy, shared: bool, writers: usize, seed:
     w.result
 }
 
+/// Lease timings for the simulated machines: a short poll so hand-offs are quick.
+const SIM_LEASE: LeaseRule = LeaseRule {
+    lease_ms: 10_000,
+    renew_ms: 3_000,
+    lock_delay_ms: 1_000,
+    poll_ms: 20,
+    unavailable_ms: 30_000,
+};
+
+/// Longest write a holder starts: it must end well inside the lease.
+const EXPECTED_WRITE_MS: u64 = 200;
+
+struct Machine {
+    engine: Engine,
+    lease: LeaseClient,
+    op: Option<OpId>,
+    engine_timer: Option<u64>,
+    lease_timer: Option<u64>,
+}
+
+/// The store the machines share: the three primitives over one record.
+fn apply_store(record: &mut Option<LeaseRecord>, op: StoreOp) -> StoreReply {
+    match op {
+        StoreOp::Get { .. } => StoreReply::Found {
+            record: record.clone(),
+        },
+        StoreOp::PutIfAbsent { record: new, .. } => {
+            if record.is_none() {
+                *record = Some(new);
+                StoreReply::Done
+            } else {
+                StoreReply::Refused {
+                    current: record.clone(),
+                }
+            }
+        }
+        StoreOp::CompareAndSwap {
+            expected_rvn,
+            record: new,
+            ..
+        } => {
+            if record.as_ref().map(|r| r.rvn) == Some(expected_rvn) {
+                *record = Some(new);
+                StoreReply::Done
+            } else {
+                StoreReply::Refused {
+                    current: record.clone(),
+                }
+            }
+        }
+    }
+}
+
+/// Writers on N machines: each has its own engine and a lease client; they share a
+/// simulated lease store with network latency. The committed token travels in the lease
+/// record, so the next holder on any machine writes without reading.
+fn run_lease(model: Model, writers: usize, seed: u64) -> RunResult {
+    let mut w = World::new(model, seed);
+    let policy = sim_policy("writelane");
+    let mut machines: Vec<Machine> = (0..writers)
+        .map(|i| {
+            let s = seed.wrapping_mul(1000).wrapping_add(i as u64);
+            Machine {
+                engine: Engine::new(policy.clone(), s),
+                lease: LeaseClient::new(ENTITY, &format!("machine-{i}"), None, SIM_LEASE, s),
+                op: None,
+                engine_timer: None,
+                lease_timer: None,
+            }
+        })
+        .collect();
+    let mut record: Option<LeaseRecord> = None;
+    let mut ops: Vec<Option<StoreOp>> = Vec::new();
+    let mut replies: Vec<Option<StoreReply>> = Vec::new();
+
+    // Carry out whatever machine `m`'s lease client and engine ask for at `now`.
+    fn pump(
+        w: &mut World,
+        m: usize,
+        machine: &mut Machine,
+        ops: &mut Vec<Option<StoreOp>>,
+        now: u64,
+    ) {
+        loop {
+            let mut progressed = false;
+            while let Some(op) = machine.lease.poll_op() {
+                progressed = true;
+                w.result.store_ops += 1;
+                ops.push(Some(op));
+                let d = w.net.one_way();
+                let op = ops.len() - 1;
+                w.at(now + d, Ev::StoreArrive { machine: m, op });
+            }
+            while let Some(ev) = machine.lease.poll_event() {
+                progressed = true;
+                match ev {
+                    LeaseEvent::Acquired {
+                        committed_token, ..
+                    } => {
+                        let mut state = EngineState {
+                            version: STATE_VERSION,
+                            ..EngineState::default()
+                        };
+                        state.entities.insert(
+                            ENTITY.to_string(),
+                            EntityRecord {
+                                committed_token,
+                                budget: None,
+                            },
+                        );
+                        machine.engine.import_state(&state).expect("valid state");
+                        machine.op = Some(
+                            machine
+                                .engine
+                                .submit(ENTITY, now, SubmitOptions::default())
+                                .expect("valid"),
+                        );
+                    }
+                    LeaseEvent::Lost | LeaseEvent::Unavailable => {
+                        if let Some(op) = machine.op.take() {
+                            let _ = machine.engine.handle(now, Input::Cancel { op });
+                        } else {
+                            w.done(now, false);
+                        }
+                    }
+                    LeaseEvent::Released => {}
+                }
+            }
+            while let Some(cmd) = machine.engine.poll_command() {
+                progressed = true;
+                match cmd {
+                    Command::Read { .. } => w.send_read(now, m),
+                    Command::Write { op, base_token, .. } => {
+                        if machine.lease.may_write(now, EXPECTED_WRITE_MS) {
+                            let base = base_token.and_then(|t| t.parse().ok()).unwrap_or(u64::MAX);
+                            w.send_write(now, m, base);
+                        } else {
+                            // Never write without the lease.
+                            machine
+                                .engine
+                                .handle(now, Input::Cancel { op })
+                                .expect("live op");
+                        }
+                    }
+                    Command::Finish { outcome, .. } => {
+                        machine.op = None;
+                        match outcome {
+                            Outcome::Committed { token, .. } => {
+                                w.done(now, true);
+                                machine.lease.release(now, token);
+                            }
+                            Outcome::GaveUp { .. } => {
+                                w.done(now, false);
+                                machine.lease.release(now, None);
+                            }
+                        }
+                    }
+                }
+            }
+            while machine.engine.poll_event().is_some() {}
+            if !progressed {
+                break;
+            }
+        }
+        for (timer, next, lease) in [
+            (
+                &mut machine.engine_timer,
+                machine.engine.poll_timeout(),
+                false,
+            ),
+            (&mut machine.lease_timer, machine.lease.poll_timeout(), true),
+        ] {
+            if next != *timer {
+                *timer = next;
+                if let Some(at) = next {
+                    let ev = if lease {
+                        Ev::LeaseTimer { machine: m, at }
+                    } else {
+                        Ev::EngineTimer { engine: m, at }
+                    };
+                    w.at(at, ev);
+                }
+            }
+        }
+    }
+
+    for (m, machine) in machines.iter_mut().enumerate() {
+        machine.lease.acquire(0);
+        pump(&mut w, m, machine, &mut ops, 0);
+    }
+    while let Some((now, ev)) = w.pop() {
+        let Some(ev) = w.step_server(now, ev) else {
+            continue;
+        };
+        let m = match ev {
+            Ev::StoreArrive { machine, op } => {
+                let op = ops[op].take().expect("each operation arrives once");
+                replies.push(Some(apply_store(&mut record, op)));
+                let d = w.net.one_way();
+                let reply = replies.len() - 1;
+                w.at(now + d, Ev::StoreReturn { machine, reply });
+                continue;
+            }
+            Ev::StoreReturn { machine, reply } => {
+                let reply = replies[reply].take().expect("each reply returns once");
+                machines[machine].lease.handle(now, reply);
+                machine
+            }
+            Ev::LeaseTimer { machine, at } => {
+                if machines[machine].lease_timer != Some(at) {
+                    continue;
+                }
+                machines[machine].lease_timer = None;
+                machines[machine].lease.handle_timeout(now);
+                machine
+            }
+            Ev::EngineTimer { engine, at } => {
+                if machines[engine].engine_timer != Some(at) {
+                    continue;
+                }
+                machines[engine].engine_timer = None;
+                machines[engine]
+                    .engine
+                    .handle_timeout(now)
+                    .expect("time moves forward");
+                engine
+            }
+            Ev::Client { writer, reply } => {
+                let machine = &mut machines[writer];
+                let op = machine.op.expect("a reply answers a live op");
+                let input = match reply {
+                    Reply::Version(v) => Input::ReadDone {
+                        op,
+                        token: Some(v.to_string()),
+                    },
+                    Reply::Written(v) => Input::WriteDone {
+                        op,
+                        token: Some(v.to_string()),
+                    },
+                    Reply::Conflict => Input::WriteFailed {
+                        op,
+                        failure: Failure::code("ConcurrentModification").with_status(409),
+                    },
+                };
+                machine
+                    .engine
+                    .handle(now, input)
+                    .expect("the simulator follows the contract");
+                writer
+            }
+            _ => unreachable!("server events are handled by the server"),
+        };
+        pump(&mut w, m, &mut machines[m], &mut ops, now);
+        // Holders renew until they release; stop once every writer is done.
+        if w.result.completions.len() as u64 + w.result.gave_up == writers as u64 {
+            break;
+        }
+    }
+    w.result
+}
+
 fn sim_policy(name: &str) -> Policy {
     match name {
         // The SDK's standard mode: replays the same request, no re-read, 3 attempts.
@@ -503,6 +779,7 @@ pub fn run_once(model: Model, strategy: &str, writers: u32, seed: u64) -> RunRes
     let mut r = match strategy {
         "aws-standard" => run_engine(model, &sim_policy(strategy), false, n, seed),
         "writelane" => run_engine(model, &sim_policy(strategy), true, n, seed),
+        "writelane-lease" => run_lease(model, n, seed),
         other => run_uncoordinated(model, other, n, seed),
     };
     r.completions.sort_unstable();
@@ -548,6 +825,7 @@ pub fn compare(model: Model, writers: u32, runs: u32, seed: u64, strategies: &[&
                 p99_ms: percentile(&all, 99),
                 lost_updates: sum(|r| r.lost_updates) / runs_f,
                 gave_up: sum(|r| r.gave_up) / runs_f,
+                store_ops_per_success: sum(|r| r.store_ops) / successes,
                 makespan_ratio: makespan / fastest as f64,
             }
         })
@@ -577,7 +855,7 @@ pub fn render(report: &Report) -> String {
         report.writers, report.runs, report.seed, report.min_writes, report.fastest_makespan_ms
     );
     out.push_str(&format!(
-        "{:<13} {:>8} {:>8} {:>9} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8}\n",
+        "{:<15} {:>8} {:>8} {:>9} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8} {:>9}\n",
         "strategy",
         "reads",
         "writes",
@@ -590,13 +868,15 @@ pub fn render(report: &Report) -> String {
         "p95",
         "p99",
         "lost",
-        "gave up"
+        "gave up",
+        "store/ok"
     ));
     for s in &report.strategies {
         out.push_str(&format!(
-            "{:<13} {:>8.1} {:>8.1} {:>9.1} {:>10.2} {:>10.2} {:>8.0}ms {:>7.2} {:>7} {:>7} {:>7} {:>6.1} {:>8.1}\n",
+            "{:<15} {:>8.1} {:>8.1} {:>9.1} {:>10.2} {:>10.2} {:>8.0}ms {:>7.2} {:>7} {:>7} {:>7} {:>6.1} {:>8.1} {:>9}\n",
             s.strategy, s.reads, s.writes, s.conflicts, s.calls_per_success, s.writes_per_success,
-            s.makespan_ms, s.makespan_ratio, s.p50_ms, s.p95_ms, s.p99_ms, s.lost_updates, s.gave_up
+            s.makespan_ms, s.makespan_ratio, s.p50_ms, s.p95_ms, s.p99_ms, s.lost_updates, s.gave_up,
+            if s.store_ops_per_success > 0.0 { format!("{:.1}", s.store_ops_per_success) } else { "-".into() }
         ));
     }
     out
@@ -685,6 +965,18 @@ mod tests {
         assert!(r.gave_up > 0, "replaying a stale version cannot succeed");
         let r = run_once(Model::Iam, "aws-standard", 20, 1);
         assert!(r.lost_updates + r.gave_up > 0);
+    }
+
+    #[test]
+    fn lease_across_machines_makes_one_write_per_writer() {
+        for model in [Model::Iam, Model::Brooker] {
+            let r = run_once(model, "writelane-lease", 100, 2);
+            assert_eq!(r.successes, 100, "{model:?}");
+            assert!(r.writes as f64 <= 1.05 * r.successes as f64, "{model:?}: {} writes", r.writes);
+            assert_eq!(r.lost_updates, 0);
+            assert_eq!(r.conflicts, 0);
+            assert!(r.store_ops >= 3 * 100, "get, claim and release at least, per write");
+        }
     }
 
     #[test]
