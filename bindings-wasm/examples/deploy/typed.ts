@@ -1,0 +1,98 @@
+// Type-checked with `tsc --noEmit --strict`: the package's hand-written index.d.ts must
+// describe the API as it is used from TypeScript, including as an AWS SDK v3 retry
+// strategy. Not run; the same calls are run by the JavaScript tests.
+import { IAMClient, PutRolePolicyCommand, type PutRolePolicyCommandOutput } from '@aws-sdk/client-iam';
+import {
+  Lane, Engine, RetryStrategy, Policy, policyToken, failureFromError,
+  WritelaneError, GaveUpError, StaleRevisionError, PolicyError, UsageError, RetryRefusedError,
+  type Command, type WritelaneEvent, type Stats, type Failure, type RunOptions,
+} from 'writelane';
+
+const lane = new Lane('iam', { seed: 42 });
+const tuned = new Lane(Policy.preset('iam', { retry: { conflict: { base_ms: 100, jitter: 'equal' } } }));
+const fromText = new Lane('{"preset": "aws-standard"}');
+const fromObject = new Lane({ deadline_ms: 60_000, budget: { per_entity_capacity: 50 } });
+
+const iam = new IAMClient({ region: 'us-east-1', retryStrategy: lane.retryStrategy() });
+const standard = new IAMClient({ region: 'us-east-1', retryStrategy: new RetryStrategy('aws-standard') });
+
+async function attach(document: string, signal: AbortSignal): Promise<PutRolePolicyCommandOutput> {
+  const options: RunOptions = {
+    read: async () => policyToken(document),
+    deadlineMs: 30_000,
+    signal,
+    classify: (error) => (error instanceof TypeError ? { code: 'ConnectionError' } : null),
+  };
+  try {
+    return await lane.run('role/deploy', async (attempt: number, ctx) => {
+      const base: string | null = ctx.baseToken;
+      void base;
+      void attempt;
+      return iam.send(new PutRolePolicyCommand({ RoleName: 'deploy', PolicyName: 'p', PolicyDocument: document }), {
+        abortSignal: signal,
+      });
+    }, options);
+  } catch (e) {
+    if (e instanceof StaleRevisionError) {
+      const found: string | null = e.found;
+      void found;
+    } else if (e instanceof GaveUpError) {
+      const reason: 'attempts_exhausted' | 'budget_exhausted' | 'deadline_exceeded' | 'fatal' | 'cancelled' = e.reason;
+      const attempts: number = e.attempts;
+      void reason;
+      void attempts;
+    } else if (e instanceof PolicyError || e instanceof UsageError) {
+      const where: string | null = e instanceof PolicyError ? e.path : e.field;
+      void where;
+    }
+    if (e instanceof WritelaneError) {
+      const code: string = e.code;
+      void code;
+    }
+    throw e;
+  }
+}
+
+function drive(engine: Engine, now: number): number | null {
+  const op: number = engine.submit('role/app', now, { expected: null });
+  for (let c: Command | null = engine.pollCommand(); c !== null; c = engine.pollCommand()) {
+    switch (c.type) {
+      case 'read':
+        engine.handle(now, { type: 'read_done', op: c.op, token: 'v1' });
+        break;
+      case 'write':
+        engine.handle(now, c.attempt < 2
+          ? { type: 'write_failed', op: c.op, failure: { code: 'ConcurrentModification', status: 409 } }
+          : { type: 'write_done', op: c.op, token: null });
+        break;
+      case 'finish':
+        if (c.outcome.status === 'gave_up') console.log(c.outcome.reason);
+        break;
+    }
+  }
+  const e: WritelaneEvent | null = engine.pollEvent();
+  if (e?.type === 'retry_scheduled') console.log(e.delay_ms, e.class);
+  const stats: Stats = engine.stats();
+  console.log(op, stats.global.conflicts, stats.entities['role/app']?.busy);
+  return engine.pollTimeout();
+}
+
+async function strategy(): Promise<void> {
+  const s = new RetryStrategy(Policy.fromJSON('"aws-standard"'), { seed: 1, now: () => 0 });
+  const t = await s.acquireInitialRetryToken('iam');
+  try {
+    const next = await s.refreshRetryTokenForRetry(t, { error: new Error('x'), errorType: 'TRANSIENT' });
+    const delay: number = next.getRetryDelay();
+    s.recordSuccess(next);
+    void delay;
+  } catch (e) {
+    if (e instanceof RetryRefusedError) console.log(e.reason, e.attempts);
+  }
+  const f: Failure = failureFromError(new Error('boom'));
+  console.log(f.code, f.outcomeUnknown, s.capacity('iam'));
+}
+
+void attach;
+void drive(new Engine('iam', { seed: 1 }), 0);
+void strategy();
+void [tuned, fromText, fromObject, standard];

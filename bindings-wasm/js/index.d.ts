@@ -1,0 +1,526 @@
+// Type definitions for writelane (hand-written; checked by `tsc --noEmit --strict` in the
+// tests). Milliseconds are plain numbers (whole, non-negative, at most 2^53 - 1), never
+// BigInt. Policies, events, stats and the sans-IO engine's commands and inputs use the
+// language-neutral JSON form of writelane-core (snake_case fields), the same form as the
+// conformance vectors.
+
+/* ---------------------------------------------------------------------------------- */
+/* Policies                                                                           */
+/* ---------------------------------------------------------------------------------- */
+
+/** How a delay is randomised. */
+export type Jitter = 'none' | 'full' | 'equal' | 'decorrelated';
+
+/** The class of a failed call, which decides whether and how it is retried. */
+export type ErrorClass = 'conflict' | 'throttle' | 'transient' | 'unknown' | 'fatal';
+
+/** Retry rule for one error class. */
+export interface RetryRule {
+  /** Attempts allowed, counting the first call; `1` never retries the class. */
+  max_attempts: number;
+  /** Base delay: retry `i` (from 0) backs off up to `base_ms * 2^i`. */
+  base_ms: number;
+  /** Cap on any one delay. */
+  cap_ms: number;
+  /** How the delay is randomised. */
+  jitter: Jitter;
+  /** Budget tokens one retry of this class costs. */
+  cost: number;
+}
+
+/** A complete policy, as `Policy.toJSON()` returns it. */
+export interface PolicyDocument {
+  /** The preset it started from (`iam`, `aws-standard`). */
+  preset: string;
+  /** Service defaults applied (`dynamodb`), or null. */
+  service: string | null;
+  /** Time allowed for one logical write, or null for none. */
+  deadline_ms: number | null;
+  /** Retry rules per error class. */
+  retry: { conflict: RetryRule; throttle: RetryRule; transient: RetryRule; unknown: RetryRule };
+  /** Whether retry-after hints are honoured, and how far past the computed delay. */
+  retry_after: { honour: boolean; max_extra_ms: number };
+  /** Retry budgets (token buckets). */
+  budget: {
+    enabled: boolean;
+    capacity: number;
+    initial: number;
+    success_reward: number;
+    per_entity_capacity: number | null;
+  };
+  /** `local`: one writer per entity at a time; `none`: no serialisation. */
+  lanes: { mode: 'local' | 'none' };
+  /** Change-token validation and hand-off between lane holders. */
+  tokens: { validate: boolean; handoff: boolean };
+  /** Conflict-spike detection and cool-down. */
+  spike: { enabled: boolean; window_ms: number; threshold: number; cooldown_ms: number };
+  /** Which codes and HTTP statuses belong to which class. */
+  codes: {
+    conflict: string[];
+    throttle: string[];
+    transient: string[];
+    fatal: string[];
+    throttle_statuses: number[];
+    transient_statuses: number[];
+  };
+}
+
+/** Every field optional, recursively: the shape of policy overrides. */
+export type DeepPartial<T> = {
+  [K in keyof T]?: T[K] extends (infer U)[] ? U[] : T[K] extends object ? DeepPartial<T[K]> : T[K];
+};
+
+/** Overrides merged field by field into a preset (`preset` defaults to `iam`). */
+export type PolicyOverrides = DeepPartial<PolicyDocument>;
+
+/** What a `Lane`, `Engine` or `RetryStrategy` accepts as a policy. */
+export type PolicyInput = Policy | string | PolicyOverrides | null | undefined;
+
+/** A complete, validated policy. */
+export declare class Policy {
+  private constructor();
+  /** A preset (`iam`, `aws-standard`) with optional overrides. Throws `PolicyError`. */
+  static preset(name: string, overrides?: PolicyOverrides): Policy;
+  /** A policy from JSON text (a preset name as a JSON string, an object, or `null`). Throws `PolicyError`. */
+  static fromJSON(text: string): Policy;
+  /** The preset this policy started from. */
+  readonly preset: string;
+  /** The complete effective policy (a copy). */
+  toJSON(): PolicyDocument;
+  /** The complete effective policy as JSON text. */
+  toString(): string;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Errors                                                                             */
+/* ---------------------------------------------------------------------------------- */
+
+/** Base class of every error writelane throws. */
+export declare class WritelaneError extends Error {
+  /** Stable machine-readable code. */
+  readonly code:
+    | 'ERR_WRITELANE_POLICY'
+    | 'ERR_WRITELANE_USAGE'
+    | 'ERR_WRITELANE_TOKEN'
+    | 'ERR_WRITELANE_GAVE_UP'
+    | 'ERR_WRITELANE_STALE_REVISION'
+    | 'ERR_WRITELANE_RETRY_REFUSED';
+}
+
+/** A policy was refused. */
+export declare class PolicyError extends WritelaneError {
+  readonly code: 'ERR_WRITELANE_POLICY';
+  /** Dotted path of the offending field (`retry.conflict.base_ms`), `$` for the whole. */
+  readonly path: string;
+  /** The rule it broke. */
+  readonly rule: string;
+}
+
+/** The API was misused; nothing was changed. */
+export declare class UsageError extends WritelaneError {
+  readonly code: 'ERR_WRITELANE_USAGE';
+  /**
+   * `invalid_argument`, or the core's kind: `time_went_backwards`, `unknown_op`,
+   * `unexpected_input`, `command_not_drained`, `invalid_entity`, `invalid_token`,
+   * `invalid_code`, `invalid_state`, `unknown_scope`, `too_many_scopes`.
+   */
+  readonly kind: string;
+  /** The argument or option at fault (`options.deadlineMs`), when one is. */
+  readonly field: string | null;
+}
+
+/** A policy document could not be canonicalised by `policyToken`. */
+export declare class TokenError extends WritelaneError {
+  readonly code: 'ERR_WRITELANE_TOKEN';
+  /** Path inside the document (`Statement[1].Effect`), `$` for the whole. */
+  readonly path: string;
+  /** What is wrong. */
+  readonly rule: string;
+}
+
+/** Why a write gave up (besides a stale revision, which is `StaleRevisionError`). */
+export type GiveUpReason = 'attempts_exhausted' | 'budget_exhausted' | 'deadline_exceeded' | 'fatal' | 'cancelled';
+
+/** A write gave up. */
+export declare class GaveUpError extends WritelaneError {
+  readonly code: 'ERR_WRITELANE_GAVE_UP';
+  /** The entity written. */
+  readonly entity: string;
+  /** Why. */
+  readonly reason: GiveUpReason;
+  /** Write attempts made. */
+  readonly attempts: number;
+  /** The last error seen (the SDK error), or the abort reason for `cancelled`. */
+  readonly cause: unknown;
+  /** The class of the last failure, when the reason has one. */
+  readonly errorClass: ErrorClass | null;
+  /** For `budget_exhausted`: the budget that was empty. */
+  readonly scope: 'engine' | 'entity' | null;
+  /** The last error code, when known (`ConcurrentModification`). */
+  readonly errorCode: string | null;
+  /** For `fatal`: the HTTP status, when known. */
+  readonly httpStatus: number | null;
+}
+
+/** The entity is at a revision the writer has not seen; nothing was written on it. */
+export declare class StaleRevisionError extends WritelaneError {
+  readonly code: 'ERR_WRITELANE_STALE_REVISION';
+  /** The entity written. */
+  readonly entity: string;
+  /** The token the writer based its change on. */
+  readonly expected: string | null;
+  /** The token found. */
+  readonly found: string | null;
+  /** Write attempts made. */
+  readonly attempts: number;
+}
+
+/** Why a `RetryStrategy` refused a retry. */
+export type RefusalReason = 'not_retryable' | 'attempts_exhausted' | 'budget_exhausted' | 'deadline_exceeded';
+
+/** A `RetryStrategy` refused a retry. */
+export declare class RetryRefusedError extends WritelaneError {
+  readonly code: 'ERR_WRITELANE_RETRY_REFUSED';
+  /** Why. */
+  readonly reason: RefusalReason;
+  /** Attempts made, counting the first call. */
+  readonly attempts: number;
+  /** The class of the failure. */
+  readonly errorClass: ErrorClass | null;
+  /** The error of the failed call. */
+  readonly cause: unknown;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Failures                                                                           */
+/* ---------------------------------------------------------------------------------- */
+
+/** What writelane understood of an error. */
+export interface Failure {
+  /** The error code as the service sent it (`ConcurrentModification`), or null. */
+  code: string | null;
+  /** The HTTP status, or null when there was no response. */
+  status: number | null;
+  /** The service's retry-after hint in milliseconds, or null. */
+  retryAfterMs: number | null;
+  /** The request was sent and no reply came back: the write may have landed. */
+  outcomeUnknown: boolean;
+}
+
+/** What a `classify` function returns for an error it recognises. */
+export interface FailureInput {
+  code?: string | null;
+  status?: number | null;
+  retryAfterMs?: number | null;
+  outcomeUnknown?: boolean;
+  /** After an unknown outcome: the token the write would have produced, to detect that it landed. */
+  intendedToken?: string | null;
+}
+
+/**
+ * Maps an error to a failure; return `null`/`undefined` to fall back to writelane's own
+ * understanding of AWS SDK v3 errors (other errors are fatal).
+ */
+export type Classify = (error: unknown) => FailureInput | null | undefined;
+
+/** What writelane understands of an AWS SDK v3 error (or a Node socket error). */
+export declare function failureFromError(error: unknown): Failure;
+
+/**
+ * The canonical change token of an IAM policy document (`c1:sha256:...`); semantically
+ * equal documents get equal tokens. Throws `TokenError`.
+ */
+export declare function policyToken(document: string | object): string;
+
+/** The version of writelane-core inside this package. */
+export declare const coreVersion: string;
+
+/* ---------------------------------------------------------------------------------- */
+/* Telemetry                                                                          */
+/* ---------------------------------------------------------------------------------- */
+
+/** Counters, globally and per entity. */
+export interface Counters {
+  submitted: number;
+  committed: number;
+  gave_up: number;
+  reads: number;
+  writes: number;
+  conflicts: number;
+  retries: number;
+  budget_refusals: number;
+  stale_revisions: number;
+  lane_waits: number;
+  lane_wait_ms: number;
+  spikes: number;
+}
+
+/** Per-entity view in `Stats`. */
+export interface EntityStats {
+  counters: Counters;
+  /** Tokens in the entity's budget, when per-entity budgets are on. */
+  budget: number | null;
+  /** Writes waiting for the lane. */
+  queued: number;
+  /** Whether a write holds the lane. */
+  busy: boolean;
+  /** Whether a conflict cool-down is running. */
+  cooling: boolean;
+  /** The last committed change token known. */
+  committed_token: string | null;
+}
+
+/** A snapshot of counters and budget levels. */
+export interface Stats {
+  global: Counters;
+  /** Tokens in the engine's budget, when budgets are on. */
+  budget: number | null;
+  /** Writes live now. */
+  active_ops: number;
+  /** Events dropped because nobody drained them. */
+  dropped_events: number;
+  /** Per entity, by name. */
+  entities: Record<string, EntityStats>;
+}
+
+interface EventBase {
+  /** The entity. */
+  entity: string;
+  /** When, on the lane's clock (milliseconds). */
+  at: number;
+}
+
+/** One telemetry record per decision. */
+export type WritelaneEvent =
+  | (EventBase & { type: 'submitted'; op: number })
+  | (EventBase & { type: 'lane_wait_started'; op: number; ahead: number })
+  | (EventBase & { type: 'lane_wait_ended'; op: number; waited_ms: number })
+  | (EventBase & { type: 'conflict'; op: number; attempt: number; code: string | null })
+  | (EventBase & { type: 'retry_scheduled'; op: number; failures: number; delay_ms: number; class: ErrorClass; cost: number })
+  | (EventBase & { type: 'budget_refused'; op: number; scope: 'engine' | 'entity'; needed: number; available: number })
+  | (EventBase & { type: 'stale_revision'; op: number; expected: string | null; found: string | null })
+  | (EventBase & { type: 'committed'; op: number; attempts: number })
+  | (EventBase & { type: 'gave_up'; op: number; attempts: number; reason: string })
+  | (EventBase & { type: 'spike_started'; conflicts: number; until: number })
+  | (EventBase & { type: 'spike_ended' });
+
+/** What a lane learned, to persist and import later. */
+export interface EngineState {
+  version: number;
+  budget?: number | null;
+  entities?: Record<string, { committed_token?: string | null; budget?: number | null }>;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Lane                                                                               */
+/* ---------------------------------------------------------------------------------- */
+
+/** The subset of `AbortSignal` writelane uses. */
+export interface AbortSignalLike {
+  readonly aborted: boolean;
+  readonly reason?: unknown;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
+/** Options of a `Lane`. */
+export interface LaneOptions {
+  /** Seed of the jitter generator (whole number below 2^53); random by default. */
+  seed?: number;
+  /** Maps errors writelane does not understand. */
+  classify?: Classify;
+}
+
+/** What `write` receives besides the attempt number. */
+export interface WriteContext {
+  /** The revision the write must be based on, when known. */
+  baseToken: string | null;
+  /** The run's abort signal, to pass on to the SDK call. */
+  signal: AbortSignalLike | undefined;
+}
+
+/** Options of one `lane.run`. */
+export interface RunOptions {
+  /** Resolves to the entity's current change token, or null when it does not exist. */
+  read?: () => Promise<string | null | undefined>;
+  /** The token the change was based on; a different revision is refused. Needs `read`. */
+  expected?: string;
+  /** Overrides the policy's deadline for this write. */
+  deadlineMs?: number;
+  /** Abandons the write (and releases the lane) when aborted. */
+  signal?: AbortSignalLike;
+  /** Maps errors for this write; overrides the lane's. */
+  classify?: Classify;
+}
+
+/**
+ * One writer per entity at a time (FIFO) for the async tasks of this process, a re-read
+ * and change-token check before every retry, jittered backoff, retry budgets and
+ * telemetry. Use one Lane per process (or per account) and share it.
+ */
+export declare class Lane {
+  /** @param policy a preset name, overrides, JSON text or a Policy; `iam` by default. */
+  constructor(policy?: PolicyInput, options?: LaneOptions);
+  /** The policy in force. */
+  readonly policy: Policy;
+  /** The seed of the jitter generator. */
+  readonly seed: number;
+  /**
+   * Run one logical write of `entity`. Resolves to what `write` resolved to. Rejects with
+   * `GaveUpError`, `StaleRevisionError`, or `UsageError` for bad arguments.
+   */
+  run<T>(
+    entity: string,
+    write: (attempt: number, context: WriteContext) => Promise<T> | T,
+    options?: RunOptions,
+  ): Promise<T>;
+  /** Counters and budget levels. */
+  stats(): Stats;
+  /** Drain the telemetry events recorded since the last call. */
+  events(): WritelaneEvent[];
+  /** What the lane learned (committed tokens, budget levels). */
+  exportState(): EngineState;
+  /** Restore state exported earlier. Throws `UsageError`. */
+  importState(state: EngineState | string): void;
+  /** An AWS SDK v3 retry strategy under this lane's policy (the same object every call). */
+  retryStrategy(): RetryStrategy;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* RetryStrategy                                                                      */
+/* ---------------------------------------------------------------------------------- */
+
+/** The state of one SDK call between decisions. */
+export declare class RetryToken {
+  private constructor();
+  /** The retry scope (budget partition). */
+  readonly scope: string;
+  /** Attempts made so far, counting the first call. */
+  readonly attempts: number;
+  /** Budget tokens the last retry took. */
+  readonly cost: number;
+  /** Milliseconds to wait before the next attempt. */
+  readonly delayMs: number;
+  /** When the call started, on the strategy's clock. */
+  readonly startedMs: number;
+  /** The class of the failure behind the last retry. */
+  readonly errorClass: ErrorClass | null;
+  /** Retries granted so far. */
+  getRetryCount(): number;
+  /** Milliseconds to wait before the next attempt. */
+  getRetryDelay(): number;
+  /** Budget tokens the last retry took. */
+  getRetryCost(): number;
+}
+
+/** What the SDK's retry middleware passes to `refreshRetryTokenForRetry`. */
+export interface RetryErrorInfo {
+  error?: unknown;
+  errorType?: 'THROTTLING' | 'TRANSIENT' | 'SERVER_ERROR' | 'CLIENT_ERROR' | string;
+  retryAfterHint?: Date;
+}
+
+/** Options of a `RetryStrategy`. */
+export interface RetryStrategyOptions {
+  /** Seed of the jitter generator; random by default. */
+  seed?: number;
+  /** Maps errors writelane does not understand. */
+  classify?: Classify;
+  /** Replaces the monotonic clock: whole milliseconds that never go back. */
+  now?: () => number;
+}
+
+/**
+ * The AWS SDK v3 `RetryStrategyV2` with writelane's decisions:
+ * `new IAMClient({ retryStrategy: new RetryStrategy('iam') })`.
+ */
+export declare class RetryStrategy {
+  constructor(policy?: PolicyInput, options?: RetryStrategyOptions);
+  /** The retry mode reported to the SDK. */
+  readonly mode: string;
+  /** The policy in force. */
+  readonly policy: Policy;
+  /** Start a call in `scope`. */
+  acquireInitialRetryToken(scope?: string): Promise<RetryToken>;
+  /** Decide a retry; rejects with `RetryRefusedError` when there is none. */
+  refreshRetryTokenForRetry(token: RetryToken, errorInfo: RetryErrorInfo): Promise<RetryToken>;
+  /** The call succeeded: refund or reward the scope's budget. */
+  recordSuccess(token: RetryToken): void;
+  /** Budget tokens left in `scope`. */
+  capacity(scope?: string): number;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Engine (sans-IO)                                                                   */
+/* ---------------------------------------------------------------------------------- */
+
+/** What a host observed when a call failed (the core's JSON form). */
+export interface FailureJson {
+  code?: string | null;
+  status?: number | null;
+  /** Milliseconds, or the `x-amz-retry-after` header text. */
+  retry_after_ms?: number | string | null;
+  outcome_unknown?: boolean;
+  intended_token?: string | null;
+}
+
+/** An input for `Engine.handle`. */
+export type Input =
+  | { type: 'read_done'; op: number; token?: string | null }
+  | { type: 'read_failed'; op: number; failure: FailureJson }
+  | { type: 'write_done'; op: number; token?: string | null }
+  | { type: 'write_failed'; op: number; failure: FailureJson }
+  | { type: 'cancel'; op: number };
+
+/** How a write ended. */
+export type Outcome =
+  | { status: 'committed'; token: string | null; attempts: number }
+  | {
+      status: 'gave_up';
+      reason: GiveUpReason | 'stale_revision';
+      attempts: number;
+      class?: ErrorClass;
+      scope?: 'engine' | 'entity';
+      code?: string | null;
+      http_status?: number | null;
+      expected?: string | null;
+      found?: string | null;
+    };
+
+/** A command from `Engine.pollCommand`. */
+export type Command =
+  | { type: 'read'; op: number }
+  | { type: 'write'; op: number; attempt: number; base_token: string | null }
+  | { type: 'finish'; op: number; outcome: Outcome };
+
+/**
+ * The sans-IO engine: no clock, no timers, no IO. Pass `now` in; carry out the commands;
+ * feed back inputs; call `handleTimeout` when `pollTimeout` says.
+ */
+export declare class Engine {
+  constructor(policy?: PolicyInput, options?: { seed?: number });
+  /** The policy in force. */
+  readonly policy: Policy;
+  /** Start one logical write; returns its operation id. Throws `UsageError`. */
+  submit(entity: string, now: number, options?: { expected?: string | null; deadlineMs?: number | null }): number;
+  /** Feed what the host observed. Throws `UsageError`. */
+  handle(now: number, input: Input): void;
+  /** Fire every timer due at or before `now`. */
+  handleTimeout(now: number): void;
+  /** The next command of any operation. */
+  pollCommand(): Command | null;
+  /** The pending command of one operation. */
+  pollCommandFor(op: number): Command | null;
+  /** When `handleTimeout` must next be called. */
+  pollTimeout(): number | null;
+  /** When one operation's timer fires. */
+  pollTimeoutFor(op: number): number | null;
+  /** The next telemetry event. */
+  pollEvent(): WritelaneEvent | null;
+  /** Counters and budget levels. */
+  stats(): Stats;
+  /** What the engine learned. */
+  exportState(): EngineState;
+  /** Restore state exported earlier. */
+  importState(state: EngineState | string): void;
+}
