@@ -6,8 +6,9 @@
 //! Python objects. Errors are raised as the public exception classes of
 //! `writelane._errors`, never as `RuntimeError` or a panic.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use writelane_core as core;
@@ -19,10 +20,6 @@ use writelane_core::{Command, Engine, Input, OpId, Outcome, Policy, SubmitOption
 /// committed (`number` = attempts, `text` = token); 3 = finish, gave up (`number` =
 /// attempts, `text` = the outcome as JSON).
 type Cmd = (u8, u64, Option<String>);
-
-/// What one step of a lane's driver returns: the op's own command, else its timer, and the
-/// other ops that received a command during the call.
-type Step = (Option<Cmd>, Option<u64>, Vec<u64>);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No code path panics while holding the lock; recover the data if one ever did.
@@ -221,54 +218,121 @@ impl NativeEngine {
 struct LaneInner {
     engine: Engine,
     /// Commands drained for ops whose driver has not taken them yet.
-    mailbox: HashMap<u64, Command>,
+    mailbox: HashMap<u64, Command, OpBuild>,
+    /// Ops whose caller has no read function: their reads are answered "no token" here.
+    no_read: HashSet<u64, OpBuild>,
     last_now: u64,
 }
 
-impl LaneInner {
-    /// Threads read the clock before taking the lock: never let time run backwards.
-    fn clock(&mut self, now: u64) -> u64 {
-        let now = now.max(self.last_now);
-        self.last_now = now;
-        now
-    }
+/// What one step of a lane's driver returns, flattened: `(kind, number, text, timer,
+/// woken)`. `kind` is -1 when the op has no command (then `timer` is when its timer
+/// fires, if it waits on time), else a [`Cmd`] kind; `woken` lists the other ops that
+/// received a command during the call (`None` when none did).
+type Step = (i8, u64, Option<String>, Option<u64>, Option<Vec<u64>>);
 
+impl LaneInner {
     /// Drain every command into the mailbox; hand back `me`'s, else its timer.
-    fn collect(&mut self, me: u64) -> Step {
-        let mut woken = Vec::new();
-        while let Some(cmd) = self.engine.poll_command() {
-            let op = cmd.op().0;
-            if op != me {
-                woken.push(op);
+    fn collect(&mut self, me: u64) -> Result<Step, core::UsageError> {
+        let mut woken: Option<Vec<u64>> = None;
+        loop {
+            // The op's own command usually comes straight out of the engine: keep it off
+            // the mailbox then.
+            let mut own = if self.mailbox.is_empty() {
+                None
+            } else {
+                self.mailbox.remove(&me)
+            };
+            while let Some(cmd) = self.engine.poll_command() {
+                let op = cmd.op().0;
+                if op == me && own.is_none() {
+                    own = Some(cmd);
+                    continue;
+                }
+                if op != me {
+                    woken.get_or_insert_with(Vec::new).push(op);
+                }
+                self.mailbox.insert(op, cmd);
             }
-            self.mailbox.insert(op, cmd);
+            match own {
+                Some(Command::Read { .. }) if self.no_read.contains(&me) => {
+                    // The caller gave no read function: it observes no token. The op is
+                    // waiting for exactly this input, so the engine accepts it.
+                    let now = self.last_now;
+                    self.engine.handle(
+                        now,
+                        Input::ReadDone {
+                            op: OpId(me),
+                            token: None,
+                        },
+                    )?;
+                }
+                Some(cmd) => {
+                    if matches!(cmd, Command::Finish { .. }) && !self.no_read.is_empty() {
+                        self.no_read.remove(&me);
+                    }
+                    let (kind, number, text) = cmd_tuple(cmd);
+                    return Ok((kind as i8, number, text, None, woken));
+                }
+                None => {
+                    let timer = self.engine.poll_timeout_for(OpId(me));
+                    return Ok((-1, 0, None, timer, woken));
+                }
+            }
         }
-        let own = self.mailbox.remove(&me);
-        let timeout = match own {
-            Some(_) => None,
-            None => self.engine.poll_timeout_for(OpId(me)),
-        };
-        (own.map(cmd_tuple), timeout, woken)
     }
 }
 
+/// A cheap hasher for op ids (sequential integers): Fibonacci hashing.
+#[derive(Default, Clone, Copy)]
+struct OpHasher(u64);
+
+impl std::hash::Hasher for OpHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type OpBuild = std::hash::BuildHasherDefault<OpHasher>;
+
 /// The engine behind a `writelane.Lane`, shared by the threads and tasks that drive one
-/// operation each. Every method takes `now` from the caller's monotonic clock and clamps
-/// it so that time never runs backwards between threads.
+/// operation each. The lane's clock is read here, under the lock, so time never runs
+/// backwards between threads: milliseconds since the lane was created.
 #[pyclass(module = "writelane._native", frozen)]
 struct NativeLane {
     inner: Mutex<LaneInner>,
+    origin: Instant,
 }
 
 impl NativeLane {
-    fn input(&self, py: Python<'_>, op: u64, now: u64, input: Input) -> PyResult<Step> {
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Lock the engine and advance its clock.
+    fn locked(&self) -> (MutexGuard<'_, LaneInner>, u64) {
         let mut inner = lock(&self.inner);
-        let now = inner.clock(now);
+        let now = self.elapsed_ms().max(inner.last_now);
+        inner.last_now = now;
+        (inner, now)
+    }
+
+    fn input(&self, py: Python<'_>, op: u64, input: Input) -> PyResult<Step> {
+        let (mut inner, now) = self.locked();
         inner
             .engine
             .handle(now, input)
             .map_err(|e| usage_error(py, &e))?;
-        Ok(inner.collect(op))
+        inner.collect(op).map_err(|e| usage_error(py, &e))
     }
 }
 
@@ -280,24 +344,37 @@ impl NativeLane {
         Ok(NativeLane {
             inner: Mutex::new(LaneInner {
                 engine: Engine::new(parse_policy(py, policy)?, seed),
-                mailbox: HashMap::new(),
+                mailbox: HashMap::default(),
+                no_read: HashSet::default(),
                 last_now: 0,
             }),
+            origin: Instant::now(),
         })
     }
 
-    /// Submit one logical write: `(op, command, timer, woken)`.
-    #[pyo3(signature = (entity, now, expected=None, deadline_ms=None))]
+    /// Milliseconds on the lane's clock.
+    fn now_ms(&self) -> u64 {
+        lock(&self.inner).last_now.max(self.elapsed_ms())
+    }
+
+    /// Nanoseconds until the lane's clock reaches `at_ms` (0 if it has).
+    fn remaining_ns(&self, at_ms: u64) -> u64 {
+        let due = Duration::from_millis(at_ms);
+        u64::try_from(due.saturating_sub(self.origin.elapsed()).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Submit one logical write: `(op, kind, number, text, timer, woken)`. With
+    /// `has_read` false the op's reads are answered "no token" without a round trip.
+    #[pyo3(signature = (entity, expected=None, deadline_ms=None, has_read=true))]
     fn submit(
         &self,
         py: Python<'_>,
         entity: &str,
-        now: u64,
         expected: Option<String>,
         deadline_ms: Option<u64>,
-    ) -> PyResult<(u64, Option<Cmd>, Option<u64>, Vec<u64>)> {
-        let mut inner = lock(&self.inner);
-        let now = inner.clock(now);
+        has_read: bool,
+    ) -> PyResult<(u64, i8, u64, Option<String>, Option<u64>, Option<Vec<u64>>)> {
+        let (mut inner, now) = self.locked();
         let op = inner
             .engine
             .submit(
@@ -310,23 +387,20 @@ impl NativeLane {
             )
             .map_err(|e| usage_error(py, &e))?
             .0;
-        let (cmd, timer, woken) = inner.collect(op);
-        Ok((op, cmd, timer, woken))
+        if !has_read {
+            inner.no_read.insert(op);
+        }
+        let (kind, number, text, timer, woken) =
+            inner.collect(op).map_err(|e| usage_error(py, &e))?;
+        Ok((op, kind, number, text, timer, woken))
     }
 
     /// The read found the entity at `token` (`None`: it does not exist).
-    #[pyo3(signature = (op, now, token=None))]
-    fn read_done(
-        &self,
-        py: Python<'_>,
-        op: u64,
-        now: u64,
-        token: Option<String>,
-    ) -> PyResult<Step> {
+    #[pyo3(signature = (op, token=None))]
+    fn read_done(&self, py: Python<'_>, op: u64, token: Option<String>) -> PyResult<Step> {
         self.input(
             py,
             op,
-            now,
             Input::ReadDone {
                 op: OpId(op),
                 token,
@@ -335,18 +409,11 @@ impl NativeLane {
     }
 
     /// The write landed, producing `token` if known.
-    #[pyo3(signature = (op, now, token=None))]
-    fn write_done(
-        &self,
-        py: Python<'_>,
-        op: u64,
-        now: u64,
-        token: Option<String>,
-    ) -> PyResult<Step> {
+    #[pyo3(signature = (op, token=None))]
+    fn write_done(&self, py: Python<'_>, op: u64, token: Option<String>) -> PyResult<Step> {
         self.input(
             py,
             op,
-            now,
             Input::WriteDone {
                 op: OpId(op),
                 token,
@@ -356,12 +423,11 @@ impl NativeLane {
 
     /// The read (`write=False`) or write failed.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (op, now, write, code=None, status=None, retry_after_ms=None, retry_after_text=None, outcome_unknown=false))]
+    #[pyo3(signature = (op, write, code=None, status=None, retry_after_ms=None, retry_after_text=None, outcome_unknown=false))]
     fn failed(
         &self,
         py: Python<'_>,
         op: u64,
-        now: u64,
         write: bool,
         code: Option<String>,
         status: Option<u16>,
@@ -383,28 +449,36 @@ impl NativeLane {
         } else {
             Input::ReadFailed { op: id, failure }
         };
-        self.input(py, op, now, input)
+        self.input(py, op, input)
     }
 
     /// The host abandons the op.
-    fn cancel(&self, py: Python<'_>, op: u64, now: u64) -> PyResult<Step> {
-        self.input(py, op, now, Input::Cancel { op: OpId(op) })
+    fn cancel(&self, py: Python<'_>, op: u64) -> PyResult<Step> {
+        self.input(py, op, Input::Cancel { op: OpId(op) })
     }
 
     /// Fire due timers, then report `op`'s command or timer.
-    fn timeout(&self, py: Python<'_>, op: u64, now: u64) -> PyResult<Step> {
-        let mut inner = lock(&self.inner);
-        let now = inner.clock(now);
+    fn timeout(&self, py: Python<'_>, op: u64) -> PyResult<Step> {
+        let (mut inner, now) = self.locked();
         inner
             .engine
             .handle_timeout(now)
             .map_err(|e| usage_error(py, &e))?;
-        Ok(inner.collect(op))
+        inner.collect(op).map_err(|e| usage_error(py, &e))
     }
 
     /// `op`'s command if another thread drained it, else its timer.
-    fn poll(&self, op: u64) -> Step {
-        lock(&self.inner).collect(op)
+    fn poll(&self, py: Python<'_>, op: u64) -> PyResult<Step> {
+        lock(&self.inner)
+            .collect(op)
+            .map_err(|e| usage_error(py, &e))
+    }
+
+    /// Forget `op`'s leftovers after its driver gave up on it.
+    fn forget(&self, op: u64) {
+        let mut inner = lock(&self.inner);
+        inner.mailbox.remove(&op);
+        inner.no_read.remove(&op);
     }
 
     /// Every queued event as a JSON array.

@@ -14,7 +14,6 @@ import inspect
 import json
 import logging
 import threading
-import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
 from . import _native
@@ -25,14 +24,13 @@ from .events import Event, from_dict
 
 T = TypeVar("T")
 
-_MS = 1_000_000
-_monotonic_ns = time.monotonic_ns
 _LOG = logging.getLogger("writelane")
 
-#: native command kinds
-_READ, _WRITE, _COMMITTED, _GAVE_UP = 0, 1, 2, 3
+#: native command kinds (-1: the op has no command now)
+_NONE, _READ, _WRITE, _COMMITTED, _GAVE_UP = -1, 0, 1, 2, 3
 
-Cmd = Optional[Tuple[int, int, Optional[str]]]
+#: (kind, number, text, timer, woken) as the native lane returns it
+_Step = Tuple[int, int, Optional[str], Optional[int], Optional[List[int]]]
 
 
 class Attempt:
@@ -56,6 +54,7 @@ class Attempt:
 def _check_args(
     entity: Any, write: Any, read: Any, expected: Any, deadline_ms: Any
 ) -> None:
+    """Refuse bad arguments of ``run`` with a UsageError naming the argument."""
     if not isinstance(entity, str):
         raise UsageError("invalid_argument", f"entity: expected str, found {type(entity).__name__}")
     if not callable(write):
@@ -106,7 +105,6 @@ class Lane:
         if classify is not None and not callable(classify):
             raise UsageError("invalid_argument", "classify: expected a callable or None")
         self._native = _native.NativeLane(coerce_policy(policy), coerce_seed(seed))
-        self._origin = _monotonic_ns()
         self._waiters: Dict[int, Callable[[], None]] = {}
         self._policy = Policy(self._native.policy())
         self._codes: Dict[str, List[Any]] = self._policy.to_dict()["codes"]
@@ -120,7 +118,7 @@ class Lane:
 
     def now_ms(self) -> int:
         """Milliseconds on the lane's monotonic clock (the ``at`` of its events)."""
-        return (_monotonic_ns() - self._origin) // _MS
+        return self._native.now_ms()
 
     # -- the synchronous driver ---------------------------------------------------------
 
@@ -143,91 +141,85 @@ class Lane:
         ``read``). Raises :class:`GaveUp` or :class:`StaleRevision`; ``KeyboardInterrupt``
         and other ``BaseException`` propagate after the entity's lane is released.
         """
-        _check_args(entity, write, read, expected, deadline_ms)
+        if (
+            type(entity) is not str
+            or read is not None
+            or expected is not None
+            or deadline_ms is not None
+            or not callable(write)
+        ):
+            _check_args(entity, write, read, expected, deadline_ms)
         native = self._native
-        origin = self._origin
-        classify = classify or self._classify
         result: Any = None
         last_exc: Optional[BaseException] = None
-        op, cmd, timer, woken = native.submit(
-            entity, (_monotonic_ns() - origin) // _MS, expected, deadline_ms
+        op, kind, number, text, timer, woken = native.submit(
+            entity, expected, deadline_ms, read is not None
         )
         finished = False
         try:
             while True:
                 if woken:
                     self._wake(woken)
-                if cmd is None:
-                    cmd, timer, woken = self._wait(op, timer)
-                    continue
-                kind = cmd[0]
                 if kind == _WRITE:
                     try:
-                        result = write(Attempt(cmd[1], cmd[2], entity))
+                        result = write(Attempt(number, text, entity))
                     except Exception as exc:  # noqa: BLE001 - classified below
                         last_exc = exc
-                        f = fields_of(exc, classify, self._codes)
-                        cmd, timer, woken = native.failed(
-                            op, (_monotonic_ns() - origin) // _MS, True, *f
-                        )
+                        f = fields_of(exc, classify or self._classify, self._codes)
+                        kind, number, text, timer, woken = native.failed(op, True, *f)
                     else:
-                        cmd, timer, woken = native.write_done(
-                            op, (_monotonic_ns() - origin) // _MS
-                        )
+                        kind, number, text, timer, woken = native.write_done(op)
+                elif kind == _COMMITTED:
+                    finished = True
+                    if self._log:
+                        self._log_events()
+                    return result  # type: ignore[no-any-return]
+                elif kind == _NONE:
+                    kind, number, text, timer, woken = self._wait(op, timer)
                 elif kind == _READ:
-                    if read is None:
-                        cmd, timer, woken = native.read_done(
-                            op, (_monotonic_ns() - origin) // _MS
-                        )
-                        continue
+                    assert read is not None  # reads without a function are answered natively
                     try:
                         token = read()
                     except Exception as exc:  # noqa: BLE001 - classified below
                         last_exc = exc
-                        f = fields_of(exc, classify, self._codes)
-                        cmd, timer, woken = native.failed(
-                            op, (_monotonic_ns() - origin) // _MS, False, *f
-                        )
+                        f = fields_of(exc, classify or self._classify, self._codes)
+                        kind, number, text, timer, woken = native.failed(op, False, *f)
                     else:
-                        cmd, timer, woken = native.read_done(
-                            op, (_monotonic_ns() - origin) // _MS, _token_of(token)
-                        )
+                        kind, number, text, timer, woken = native.read_done(op, _token_of(token))
                 else:
                     finished = True
                     if self._log:
                         self._log_events()
-                    if kind == _COMMITTED:
-                        return result  # type: ignore[no-any-return]
-                    raise self._gave_up(cmd, last_exc, entity) from last_exc
+                    raise self._gave_up(number, text, last_exc, entity) from last_exc
         except BaseException:
             if not finished:
                 self._abandon(op)
             raise
 
-    def _wait(self, op: int, timer: Optional[int]) -> Tuple[Cmd, Optional[int], List[int]]:
+    def _wait(self, op: int, timer: Optional[int]) -> _Step:
         """Block until ``op`` has a command: its timer fired or another thread woke it."""
         native = self._native
         event = threading.Event()
         self._waiters[op] = event.set
         try:
             # Re-check after registering: a wake-up may have come before it.
-            cmd, timer, woken = native.poll(op)
-            while cmd is None:
-                if woken:
-                    self._wake(woken)
+            step = native.poll(op)
+            while step[0] == _NONE:
+                timer = step[3]
+                if step[4]:
+                    self._wake(step[4])
                 if timer is None:
                     event.wait()
                 else:
-                    remaining = timer * _MS + self._origin - _monotonic_ns()
+                    remaining = native.remaining_ns(timer)
                     if remaining > 0:
                         event.wait(remaining / 1e9)
                 event.clear()
-                now = self.now_ms()
-                if timer is not None and now >= timer:
-                    cmd, timer, woken = native.timeout(op, now)
+                if timer is not None and native.remaining_ns(timer) == 0:
+                    step = native.timeout(op)
                 else:
-                    cmd, timer, woken = native.poll(op)
-            return cmd, timer, woken
+                    step = native.poll(op)
+            return step
         finally:
             self._waiters.pop(op, None)
 
@@ -248,62 +240,58 @@ class Lane:
         entity's lane and propagates ``CancelledError``."""
         _check_args(entity, write, read, expected, deadline_ms)
         native = self._native
-        classify = classify or self._classify
         result: Any = None
         last_exc: Optional[BaseException] = None
-        op, cmd, timer, woken = native.submit(entity, self.now_ms(), expected, deadline_ms)
+        op, kind, number, text, timer, woken = native.submit(
+            entity, expected, deadline_ms, read is not None
+        )
         finished = False
         try:
             while True:
                 if woken:
                     self._wake(woken)
-                if cmd is None:
-                    cmd, timer, woken = await self._wait_async(op, timer)
-                    continue
-                kind = cmd[0]
                 if kind == _WRITE:
                     try:
-                        value = write(Attempt(cmd[1], cmd[2], entity))
+                        value = write(Attempt(number, text, entity))
                         if inspect.isawaitable(value):
                             value = await value
                         result = value
                     except Exception as exc:  # noqa: BLE001 - classified below
                         last_exc = exc
-                        f = fields_of(exc, classify, self._codes)
-                        cmd, timer, woken = native.failed(op, self.now_ms(), True, *f)
+                        f = fields_of(exc, classify or self._classify, self._codes)
+                        kind, number, text, timer, woken = native.failed(op, True, *f)
                     else:
-                        cmd, timer, woken = native.write_done(op, self.now_ms())
+                        kind, number, text, timer, woken = native.write_done(op)
+                elif kind == _COMMITTED:
+                    finished = True
+                    if self._log:
+                        self._log_events()
+                    return result  # type: ignore[no-any-return]
+                elif kind == _NONE:
+                    kind, number, text, timer, woken = await self._wait_async(op, timer)
                 elif kind == _READ:
-                    if read is None:
-                        cmd, timer, woken = native.read_done(op, self.now_ms())
-                        continue
+                    assert read is not None  # reads without a function are answered natively
                     try:
                         token = read()
                         if inspect.isawaitable(token):
                             token = await token
                     except Exception as exc:  # noqa: BLE001 - classified below
                         last_exc = exc
-                        f = fields_of(exc, classify, self._codes)
-                        cmd, timer, woken = native.failed(op, self.now_ms(), False, *f)
+                        f = fields_of(exc, classify or self._classify, self._codes)
+                        kind, number, text, timer, woken = native.failed(op, False, *f)
                     else:
-                        cmd, timer, woken = native.read_done(
-                            op, self.now_ms(), _token_of(token)
-                        )
+                        kind, number, text, timer, woken = native.read_done(op, _token_of(token))
                 else:
                     finished = True
                     if self._log:
                         self._log_events()
-                    if kind == _COMMITTED:
-                        return result  # type: ignore[no-any-return]
-                    raise self._gave_up(cmd, last_exc, entity) from last_exc
+                    raise self._gave_up(number, text, last_exc, entity) from last_exc
         except BaseException:
             if not finished:
                 self._abandon(op)
             raise
 
-    async def _wait_async(
-        self, op: int, timer: Optional[int]
-    ) -> Tuple[Cmd, Optional[int], List[int]]:
+    async def _wait_async(self, op: int, timer: Optional[int]) -> _Step:
         """Await until ``op`` has a command, without blocking the loop."""
         native = self._native
         loop = asyncio.get_running_loop()
@@ -318,13 +306,14 @@ class Lane:
 
         self._waiters[op] = wake
         try:
-            cmd, timer, woken = native.poll(op)
-            while cmd is None:
-                if woken:
-                    self._wake(woken)
+            step = native.poll(op)
+            while step[0] == _NONE:
+                timer = step[3]
+                if step[4]:
+                    self._wake(step[4])
                 handle = None
                 if timer is not None:
-                    remaining = timer * _MS + self._origin - _monotonic_ns()
+                    remaining = native.remaining_ns(timer)
                     if remaining > 0:
                         handle = loop.call_later(remaining / 1e9, resolve)
                     else:
@@ -335,12 +324,11 @@ class Lane:
                     if handle is not None:
                         handle.cancel()
                 box[0] = loop.create_future()
-                now = self.now_ms()
-                if timer is not None and now >= timer:
-                    cmd, timer, woken = native.timeout(op, now)
+                if timer is not None and native.remaining_ns(timer) == 0:
+                    step = native.timeout(op)
                 else:
-                    cmd, timer, woken = native.poll(op)
-            return cmd, timer, woken
+                    step = native.poll(op)
+            return step
         finally:
             self._waiters.pop(op, None)
 
@@ -357,23 +345,23 @@ class Lane:
         """Cancel ``op`` (an exception is leaving its driver) so its lane passes on."""
         native = self._native
         try:
-            _cmd, _timer, woken = native.cancel(op, self.now_ms())
+            native.cancel(op)
         except UsageError:
-            # Already finishing: take the finish command that nobody will read.
-            _cmd, _timer, woken = native.poll(op)
+            pass  # already finishing, or finished
+        native.forget(op)
         # The interrupted step may have lost its list of ops to wake: wake every waiter
         # (a spurious wake-up only makes a waiter look at its mailbox again).
         for wake in list(self._waiters.values()):
             wake()
 
     def _gave_up(
-        self, cmd: Tuple[int, int, Optional[str]], last_exc: Optional[BaseException], entity: str
+        self, attempts: int, text: Optional[str], last_exc: Optional[BaseException], entity: str
     ) -> Exception:
-        outcome: Dict[str, Any] = json.loads(cmd[2] or "{}")
+        outcome: Dict[str, Any] = json.loads(text or "{}")
         reason = str(outcome.get("reason"))
         if reason == "stale_revision":
-            return StaleRevision(outcome.get("expected"), outcome.get("found"), entity, cmd[1])
-        return GaveUp(reason, cmd[1], last_exc, outcome, entity)
+            return StaleRevision(outcome.get("expected"), outcome.get("found"), entity, attempts)
+        return GaveUp(reason, attempts, last_exc, outcome, entity)
 
     # -- telemetry --------------------------------------------------------------------------
 
