@@ -230,6 +230,9 @@ struct LaneInner {
 /// received a command during the call (`None` when none did).
 type Step = (i8, u64, Option<String>, Option<u64>, Option<Vec<u64>>);
 
+/// What `submit` returns: the op id, then a [`Step`].
+type Submitted = (u64, i8, u64, Option<String>, Option<u64>, Option<Vec<u64>>);
+
 impl LaneInner {
     /// Drain every command into the mailbox; hand back `me`'s, else its timer.
     fn collect(&mut self, me: u64) -> Result<Step, core::UsageError> {
@@ -373,7 +376,7 @@ impl NativeLane {
         expected: Option<String>,
         deadline_ms: Option<u64>,
         has_read: bool,
-    ) -> PyResult<(u64, i8, u64, Option<String>, Option<u64>, Option<Vec<u64>>)> {
+    ) -> PyResult<Submitted> {
         let (mut inner, now) = self.locked();
         let op = inner
             .engine

@@ -61,12 +61,12 @@ def policy_token(document: Any) -> str:
     returns). Semantically equal documents give equal tokens. Raises
     :class:`TokenError` naming the offending path.
     """
-    return _policy_token(_document_text(document))  # type: ignore[no-any-return]
+    return _policy_token(_document_text(document))
 
 
 def canonical_policy(document: Any) -> str:
     """The canonical JSON form of an IAM policy document that :func:`policy_token` hashes."""
-    return _canonical_policy(_document_text(document))  # type: ignore[no-any-return]
+    return _canonical_policy(_document_text(document))
 
 
 def parse_retry_after(header: str) -> "int | None":
@@ -74,7 +74,7 @@ def parse_retry_after(header: str) -> "int | None":
     ``None``."""
     if not isinstance(header, str):
         raise UsageError("invalid_argument", f"header: expected str, found {type(header).__name__}")
-    return _parse_retry_after(header)  # type: ignore[no-any-return]
+    return _parse_retry_after(header)
 
 
 def __getattr__(name: str) -> Any:

@@ -88,11 +88,11 @@ class Engine:
 
     def poll_timeout(self) -> Optional[int]:
         """When :meth:`handle_timeout` must next be called, or ``None``."""
-        return self._native.poll_timeout()  # type: ignore[no-any-return]
+        return self._native.poll_timeout()
 
     def poll_timeout_for(self, op: int) -> Optional[int]:
         """When one op's timer fires, or ``None``."""
-        return self._native.poll_timeout_for(_op(op))  # type: ignore[no-any-return]
+        return self._native.poll_timeout_for(_op(op))
 
     def poll_event(self) -> Optional[Dict[str, Any]]:
         """The next telemetry event in the core's JSON form, or ``None``."""

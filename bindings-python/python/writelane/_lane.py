@@ -14,7 +14,18 @@ import inspect
 import json
 import logging
 import threading
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar, Union
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    List,
+    Optional,
+    Tuple,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from . import _native
 from ._errors import GaveUp, StaleRevision, UsageError
@@ -225,16 +236,40 @@ class Lane:
 
     # -- the asyncio driver -------------------------------------------------------------
 
+    @overload
     async def run_async(
         self,
         entity: str,
-        write: Callable[[Attempt], Union[Awaitable[T], T]],
+        write: Callable[[Attempt], Awaitable[T]],
         *,
         read: Optional[Callable[[], Union[Awaitable[Optional[str]], Optional[str]]]] = None,
         expected: Optional[str] = None,
         deadline_ms: Optional[int] = None,
         classify: Optional[Classifier] = None,
-    ) -> T:
+    ) -> T: ...
+
+    @overload
+    async def run_async(
+        self,
+        entity: str,
+        write: Callable[[Attempt], T],
+        *,
+        read: Optional[Callable[[], Union[Awaitable[Optional[str]], Optional[str]]]] = None,
+        expected: Optional[str] = None,
+        deadline_ms: Optional[int] = None,
+        classify: Optional[Classifier] = None,
+    ) -> T: ...
+
+    async def run_async(
+        self,
+        entity: str,
+        write: Callable[[Attempt], Any],
+        *,
+        read: Optional[Callable[[], Union[Awaitable[Optional[str]], Optional[str]]]] = None,
+        expected: Optional[str] = None,
+        deadline_ms: Optional[int] = None,
+        classify: Optional[Classifier] = None,
+    ) -> Any:
         """The asyncio form of :meth:`run`: ``write`` and ``read`` may be coroutine
         functions; waits never block the event loop. Cancelling the task releases the
         entity's lane and propagates ``CancelledError``."""
@@ -266,7 +301,7 @@ class Lane:
                     finished = True
                     if self._log:
                         self._log_events()
-                    return result  # type: ignore[no-any-return]
+                    return result
                 elif kind == _NONE:
                     kind, number, text, timer, woken = await self._wait_async(op, timer)
                 elif kind == _READ:

@@ -1,6 +1,19 @@
 """Type stubs of the pyo3 extension `writelane._native` (conversions only)."""
 
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, final
+
+__all__ = [
+    "CORE_VERSION",
+    "PRESETS",
+    "NativeEngine",
+    "NativeLane",
+    "NativeStrategy",
+    "RetryToken",
+    "canonical_policy",
+    "parse_retry_after",
+    "policy_json",
+    "policy_token",
+]
 
 CORE_VERSION: str
 PRESETS: List[str]
@@ -12,8 +25,9 @@ def policy_token(document: str) -> str: ...
 def canonical_policy(document: str) -> str: ...
 def parse_retry_after(text: str) -> Optional[int]: ...
 
+@final
 class NativeEngine:
-    def __init__(self, policy: str, seed: int) -> None: ...
+    def __new__(cls, policy: str, seed: int) -> "NativeEngine": ...
     def submit(
         self, entity: str, now: int, expected: Optional[str] = None, deadline_ms: Optional[int] = None
     ) -> int: ...
@@ -29,8 +43,9 @@ class NativeEngine:
     def import_state(self, state: str) -> None: ...
     def policy(self) -> str: ...
 
+@final
 class NativeLane:
-    def __init__(self, policy: str, seed: int) -> None: ...
+    def __new__(cls, policy: str, seed: int) -> "NativeLane": ...
     def now_ms(self) -> int: ...
     def remaining_ns(self, at_ms: int) -> int: ...
     def submit(
@@ -62,6 +77,7 @@ class NativeLane:
     def import_state(self, state: str) -> None: ...
     def policy(self) -> str: ...
 
+@final
 class RetryToken:
     """The state of one logical call under a RetryStrategy."""
 
@@ -74,8 +90,9 @@ class RetryToken:
     @property
     def started_ms(self) -> int: ...
 
+@final
 class NativeStrategy:
-    def __init__(self, policy: str, seed: int) -> None: ...
+    def __new__(cls, policy: str, seed: int) -> "NativeStrategy": ...
     def acquire(self, scope: str, now: int, clamp: bool) -> RetryToken: ...
     def refresh(
         self,

@@ -81,7 +81,8 @@ class Policy:
 
     def to_dict(self) -> Dict[str, Any]:
         """The effective policy as a dict (a copy)."""
-        return json.loads(self._json)
+        copy: Dict[str, Any] = json.loads(self._json)
+        return copy
 
     @property
     def name(self) -> str:
