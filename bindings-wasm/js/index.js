@@ -942,6 +942,7 @@ class RetryStrategy {
   #policy;
   #clock;
   #classify;
+  #timeless;
   #scopes = new Map();
   #codes = new Map();
 
@@ -960,6 +961,7 @@ class RetryStrategy {
     const now = options?.now ?? undefined;
     if (now !== undefined && typeof now !== 'function') throw argumentError('options.now', 'must be a function', now);
     this.#clock = now ?? monotonicMs;
+    this.#timeless = now === undefined && this.#policy.toJSON().deadline_ms === null;
     const raw = native.RawStrategy.create(this.#policy.toString(), seed);
     if (raw === undefined) throw new UsageError('the strategy could not be created', 'internal');
     this.#raw = raw;
@@ -971,18 +973,11 @@ class RetryStrategy {
   }
 
   #now() {
+    // Without a deadline no decision depends on time: the monotonic clock is not read.
+    if (this.#timeless) return 0;
     const now = this.#clock();
     if (!isWhole(now)) throw argumentError('options.now()', 'must return whole milliseconds from 0 to 2^53-1', now);
     return now;
-  }
-
-  #scope(scope) {
-    let h = this.#scopes.get(scope);
-    if (h !== undefined) return h;
-    h = this.#raw.internScope(scope);
-    if (h < 0) throw nativeError(this.#raw, 'scope');
-    this.#scopes.set(scope, h);
-    return h;
   }
 
   /**
@@ -993,8 +988,16 @@ class RetryStrategy {
   async acquireInitialRetryToken(scope) {
     const name = scope === undefined || scope === null ? '' : String(scope);
     const now = this.#now();
-    const slot = this.#raw.acquire(this.#scope(name), now);
-    if (slot < 0) throw nativeError(this.#raw, 'scope');
+    let slot = this.#scopes.get(name);
+    if (slot === undefined) {
+      // The first call in a scope creates its budget; later tokens only need its index,
+      // which never changes, so they are made here without a call into the engine.
+      const h = this.#raw.internScope(name);
+      if (h < 0) throw nativeError(this.#raw, 'scope');
+      slot = this.#raw.acquire(h, now);
+      if (slot < 0) throw nativeError(this.#raw, 'scope');
+      this.#scopes.set(name, slot);
+    }
     return new RetryToken(this, name, slot, 1, 0, 0, now, null);
   }
 

@@ -662,6 +662,10 @@ pub struct RawStrategy {
     strategy: RetryStrategy,
     scopes: Vec<String>,
     codes: Vec<String>,
+    /// The failure of the last `refresh`, reused so that a repeated code is not copied.
+    scratch: Failure,
+    /// The code handle `scratch.code` holds (`-1`: none, `-2`: text).
+    scratch_code: i32,
     last_cost: u32,
     last_class: u32,
     refusal: Option<Refusal>,
@@ -707,6 +711,8 @@ impl RawStrategy {
             strategy: RetryStrategy::new(policy, seed),
             scopes: Vec::new(),
             codes: Vec::new(),
+            scratch: Failure::default(),
+            scratch_code: -1,
             last_cost: 0,
             last_class: class_index(ErrorClass::Fatal),
             refusal: None,
@@ -792,19 +798,18 @@ impl RawStrategy {
         let result = (|| {
             let now = whole(now, "now")?;
             let mut token = Self::token(scope, attempts, last_cost, last_delay_ms, started_ms)?;
-            let mut failure = build_failure(
-                &self.codes,
-                code.max(-1),
-                status,
-                retry_after_ms,
-                outcome_unknown,
-                None,
-            )?;
-            if code == -2 {
-                failure.code = code_text;
+            // Only the code is heap data; keep it while the same handle repeats.
+            if code != self.scratch_code || code == -2 {
+                let failure = build_failure(&self.codes, code.max(-1), -1, -1.0, false, None)?;
+                self.scratch.code = if code == -2 { code_text } else { failure.code };
+                self.scratch_code = code;
             }
+            let numbers = build_failure(&[], -1, status, retry_after_ms, false, None)?;
+            self.scratch.status = numbers.status;
+            self.scratch.retry_after_ms = numbers.retry_after_ms;
+            self.scratch.outcome_unknown = outcome_unknown;
             self.strategy
-                .refresh(&mut token, &failure, now)
+                .refresh(&mut token, &self.scratch, now)
                 .map_err(Fault::from)
         })();
         match result {
