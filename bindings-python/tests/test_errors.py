@@ -87,6 +87,8 @@ def test_policy_round_trip() -> None:
         ({"deadline_ms": -1}, "invalid_argument", "deadline_ms"),
         ({"deadline_ms": 1.5}, "invalid_argument", "deadline_ms"),
         ({"deadline_ms": True}, "invalid_argument", "deadline_ms"),
+        ({"entity": "role/\ud800"}, "invalid_argument", "entity"),
+        ({"read": lambda: "v\udc00"}, "invalid_argument", "read"),
     ],
 )
 def test_bad_run_arguments_are_usage_errors(kwargs: Any, kind: str, field: Optional[str]) -> None:

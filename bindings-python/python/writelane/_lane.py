@@ -85,7 +85,14 @@ def _check_args(
 
 
 def _token_of(value: Any) -> Optional[str]:
-    if value is None or isinstance(value, str):
+    """Check what a read function returned: a change token or None."""
+    if value is None:
+        return value
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError("invalid_argument", "read: returned a token that is not valid UTF-8") from None
         return value
     raise UsageError("invalid_argument", f"read: must return a change token (str) or None, returned {type(value).__name__}")
 
@@ -163,9 +170,12 @@ class Lane:
         native = self._native
         result: Any = None
         last_exc: Optional[BaseException] = None
-        op, kind, number, text, timer, woken = native.submit(
-            entity, expected, deadline_ms, read is not None
-        )
+        try:
+            op, kind, number, text, timer, woken = native.submit(
+                entity, expected, deadline_ms, read is not None
+            )
+        except UnicodeEncodeError:
+            raise UsageError("invalid_argument", "entity, expected: not encodable as UTF-8") from None
         finished = False
         try:
             while True:
@@ -277,9 +287,12 @@ class Lane:
         native = self._native
         result: Any = None
         last_exc: Optional[BaseException] = None
-        op, kind, number, text, timer, woken = native.submit(
-            entity, expected, deadline_ms, read is not None
-        )
+        try:
+            op, kind, number, text, timer, woken = native.submit(
+                entity, expected, deadline_ms, read is not None
+            )
+        except UnicodeEncodeError:
+            raise UsageError("invalid_argument", "entity, expected: not encodable as UTF-8") from None
         finished = False
         try:
             while True:
