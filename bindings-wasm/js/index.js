@@ -762,7 +762,10 @@ class Lane {
       if (signal?.aborted) this.#abort(run);
       else this.#pump();
       for (;;) {
-        const cmd = run.cmd ?? (await run.next());
+        let cmd = run.cmd ?? (await run.next());
+        // A finish delivered while this loop was waking up (an abort cancelled the op)
+        // supersedes the command it woke for.
+        if (run.cmd !== null) cmd = run.cmd;
         run.cmd = null;
         if (cmd.kind === CMD_READ) {
           if (read === undefined) {

@@ -418,3 +418,25 @@ test('an idle lane\'s cool-down timer does not keep the process alive', () => {
   assert.match(out.stdout, /done 2 1/);
   assert.ok(Date.now() - t0 < 20000, 'exited without waiting for the cool-down');
 });
+
+test('an abort from another task while a run is waking cancels it cleanly', async () => {
+  // Both writes back off until the same timer; when it fires, the first woken run aborts
+  // the second before the second's continuation has run.
+  const lane = new Lane(quick({ retry: { conflict: { base_ms: 50, cap_ms: 50, jitter: 'none' } } }), { seed: 1 });
+  const controller = new AbortController();
+  let secondWrites = 0;
+  const first = lane.run('role/a', async (attempt) => {
+    if (attempt === 1) throw awsError('ConcurrentModification', 409);
+    controller.abort();
+    return 'first';
+  });
+  const second = lane.run('role/b', async (attempt) => {
+    secondWrites += 1;
+    if (attempt === 1) throw awsError('ConcurrentModification', 409);
+    return 'second';
+  }, { signal: controller.signal });
+  assert.equal(await first, 'first');
+  await assert.rejects(second, (e) => e instanceof GaveUpError && e.reason === 'cancelled');
+  assert.equal(secondWrites, 1, 'the cancelled run did not write again');
+  assert.equal(lane.stats().active_ops, 0);
+});
