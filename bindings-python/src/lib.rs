@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 use writelane_core as core;
 use writelane_core::{Command, Engine, Input, OpId, Outcome, Policy, SubmitOptions};
 
@@ -230,8 +231,52 @@ struct LaneInner {
 /// received a command during the call (`None` when none did).
 type Step = (i8, u64, Option<String>, Option<u64>, Option<Vec<u64>>);
 
-/// What `submit` returns: the op id, then a [`Step`].
-type Submitted = (u64, i8, u64, Option<String>, Option<u64>, Option<Vec<u64>>);
+/// What `submit` returns: the op id, a [`Step`], and the result of a write carried out
+/// during the call.
+type Submitted = (
+    u64,
+    i8,
+    u64,
+    Option<String>,
+    Option<u64>,
+    Option<Vec<u64>>,
+    Option<Py<PyAny>>,
+);
+
+/// The step kind that reports that the `write` called by `submit` raised.
+const RAISED: i8 = 4;
+
+/// One write attempt, passed to the caller's `write` function: `number` counts attempts
+/// from 1, `base_token` is the change token the write must be based on (what the last
+/// read found, or `None`), `entity` is the entity's name.
+#[pyclass(module = "writelane", name = "Attempt", frozen, get_all)]
+struct Attempt {
+    number: u32,
+    base_token: Option<String>,
+    entity: Py<PyString>,
+}
+
+#[pymethods]
+impl Attempt {
+    #[new]
+    #[pyo3(signature = (number, base_token, entity))]
+    fn new(number: u32, base_token: Option<String>, entity: Bound<'_, PyString>) -> Self {
+        Attempt {
+            number,
+            base_token,
+            entity: entity.unbind(),
+        }
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "Attempt(number={}, base_token={:?}, entity={:?})",
+            self.number,
+            self.base_token,
+            self.entity.bind(py).to_cow()?
+        ))
+    }
+}
 
 impl LaneInner {
     /// Drain every command into the mailbox; hand back `me`'s, else its timer.
@@ -366,36 +411,83 @@ impl NativeLane {
         u64::try_from(due.saturating_sub(self.origin.elapsed()).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Submit one logical write: `(op, kind, number, text, timer, woken)`. With
+    /// Submit one logical write: `(op, kind, number, text, timer, woken, result)`. With
     /// `has_read` false the op's reads are answered "no token" without a round trip.
-    #[pyo3(signature = (entity, expected=None, deadline_ms=None, has_read=true))]
+    /// With `write`, a first command that is a write is carried out here, saving a round
+    /// trip: `result` is then what `write` returned and the step is the one after it, or,
+    /// if `write` raised, `kind` is [`RAISED`] and `result` the exception.
+    #[pyo3(signature = (entity, expected=None, deadline_ms=None, has_read=true, write=None))]
     fn submit(
         &self,
         py: Python<'_>,
-        entity: &str,
+        entity: Bound<'_, PyString>,
         expected: Option<String>,
         deadline_ms: Option<u64>,
         has_read: bool,
+        write: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Submitted> {
-        let (mut inner, now) = self.locked();
-        let op = inner
-            .engine
-            .submit(
-                entity,
-                now,
-                SubmitOptions {
-                    expected,
-                    deadline_ms,
-                },
-            )
-            .map_err(|e| usage_error(py, &e))?
-            .0;
-        if !has_read {
-            inner.no_read.insert(op);
+        let (op, (kind, number, text, timer, woken)) = {
+            let (mut inner, now) = self.locked();
+            let op = inner
+                .engine
+                .submit(
+                    &entity.to_cow()?,
+                    now,
+                    SubmitOptions {
+                        expected,
+                        deadline_ms,
+                    },
+                )
+                .map_err(|e| usage_error(py, &e))?
+                .0;
+            if !has_read {
+                inner.no_read.insert(op);
+            }
+            (op, inner.collect(op).map_err(|e| usage_error(py, &e))?)
+        };
+        let Some(write) = write.filter(|_| kind == 1) else {
+            return Ok((op, kind, number, text, timer, woken, None));
+        };
+        // The lock is released: the write may take long, and other threads go on.
+        let attempt = Attempt {
+            number: u32::try_from(number).unwrap_or(u32::MAX),
+            base_token: text,
+            entity: entity.unbind(),
+        };
+        match write.call1((attempt,)) {
+            Ok(value) => {
+                let (mut inner, now) = self.locked();
+                inner
+                    .engine
+                    .handle(
+                        now,
+                        Input::WriteDone {
+                            op: OpId(op),
+                            token: None,
+                        },
+                    )
+                    .map_err(|e| usage_error(py, &e))?;
+                let (kind, number, text, timer, more) =
+                    inner.collect(op).map_err(|e| usage_error(py, &e))?;
+                let woken = match (woken, more) {
+                    (Some(mut a), Some(b)) => {
+                        a.extend(b);
+                        Some(a)
+                    }
+                    (a, b) => a.or(b),
+                };
+                Ok((op, kind, number, text, timer, woken, Some(value.unbind())))
+            }
+            Err(err) => Ok((
+                op,
+                RAISED,
+                0,
+                None,
+                None,
+                woken,
+                Some(err.into_value(py).into_any()),
+            )),
         }
-        let (kind, number, text, timer, woken) =
-            inner.collect(op).map_err(|e| usage_error(py, &e))?;
-        Ok((op, kind, number, text, timer, woken))
     }
 
     /// The read found the entity at `token` (`None`: it does not exist).
@@ -673,5 +765,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeLane>()?;
     m.add_class::<NativeStrategy>()?;
     m.add_class::<NativeToken>()?;
+    m.add_class::<Attempt>()?;
     Ok(())
 }

@@ -38,28 +38,16 @@ T = TypeVar("T")
 _LOG = logging.getLogger("writelane")
 
 #: native command kinds (-1: the op has no command now)
-_NONE, _READ, _WRITE, _COMMITTED, _GAVE_UP = -1, 0, 1, 2, 3
+_NONE, _READ, _WRITE, _COMMITTED, _GAVE_UP, _RAISED = -1, 0, 1, 2, 3, 4
 
 #: (kind, number, text, timer, woken) as the native lane returns it
 _Step = Tuple[int, int, Optional[str], Optional[int], Optional[List[int]]]
 
 
-class Attempt:
-    """One write attempt, passed to the ``write`` function.
-
-    ``number`` counts attempts from 1; ``base_token`` is the change token the write must be
-    based on (what the last read found, or ``None``); ``entity`` is the entity's name.
-    """
-
-    __slots__ = ("number", "base_token", "entity")
-
-    def __init__(self, number: int, base_token: Optional[str], entity: str) -> None:
-        self.number = number
-        self.base_token = base_token
-        self.entity = entity
-
-    def __repr__(self) -> str:
-        return f"Attempt(number={self.number}, base_token={self.base_token!r}, entity={self.entity!r})"
+#: One write attempt, passed to the ``write`` function: ``number`` counts attempts from 1,
+#: ``base_token`` is the change token the write must be based on (what the last read
+#: found, or ``None``), ``entity`` is the entity's name.
+Attempt = _native.Attempt
 
 
 def _check_args(
@@ -168,11 +156,11 @@ class Lane:
         ):
             _check_args(entity, write, read, expected, deadline_ms)
         native = self._native
-        result: Any = None
         last_exc: Optional[BaseException] = None
         try:
-            op, kind, number, text, timer, woken = native.submit(
-                entity, expected, deadline_ms, read is not None
+            # The first write, if it comes at once, is called during submit.
+            op, kind, number, text, timer, woken, result = native.submit(
+                entity, expected, deadline_ms, read is not None, write
             )
         except UnicodeEncodeError:
             raise UsageError("invalid_argument", "entity, expected: not encodable as UTF-8") from None
@@ -197,6 +185,14 @@ class Lane:
                     return result  # type: ignore[no-any-return]
                 elif kind == _NONE:
                     kind, number, text, timer, woken = self._wait(op, timer)
+                elif kind == _RAISED:
+                    # The write called during submit raised ``result``.
+                    raised, result = result, None
+                    if not isinstance(raised, Exception):
+                        raise raised
+                    last_exc = raised
+                    f = fields_of(raised, classify or self._classify, self._codes)
+                    kind, number, text, timer, woken = native.failed(op, True, *f)
                 elif kind == _READ:
                     assert read is not None  # reads without a function are answered natively
                     try:
@@ -288,7 +284,7 @@ class Lane:
         result: Any = None
         last_exc: Optional[BaseException] = None
         try:
-            op, kind, number, text, timer, woken = native.submit(
+            op, kind, number, text, timer, woken, _ = native.submit(
                 entity, expected, deadline_ms, read is not None
             )
         except UnicodeEncodeError:

@@ -1,8 +1,9 @@
 """Type stubs of the pyo3 extension `writelane._native` (conversions only)."""
 
-from typing import List, Optional, Tuple, final
+from typing import Any, Callable, List, Optional, Tuple, final
 
 __all__ = [
+    "Attempt",
     "CORE_VERSION",
     "PRESETS",
     "NativeEngine",
@@ -24,6 +25,18 @@ def policy_json(text: str) -> str: ...
 def policy_token(document: str) -> str: ...
 def canonical_policy(document: str) -> str: ...
 def parse_retry_after(text: str) -> Optional[int]: ...
+
+@final
+class Attempt:
+    """One write attempt, passed to the caller's write function."""
+
+    def __new__(cls, number: int, base_token: Optional[str], entity: str) -> "Attempt": ...
+    @property
+    def number(self) -> int: ...
+    @property
+    def base_token(self) -> Optional[str]: ...
+    @property
+    def entity(self) -> str: ...
 
 @final
 class NativeEngine:
@@ -54,7 +67,8 @@ class NativeLane:
         expected: Optional[str] = None,
         deadline_ms: Optional[int] = None,
         has_read: bool = True,
-    ) -> Tuple[int, int, int, Optional[str], Optional[int], Optional[List[int]]]: ...
+        write: Optional[Callable[[Attempt], Any]] = None,
+    ) -> Tuple[int, int, int, Optional[str], Optional[int], Optional[List[int]], Any]: ...
     def read_done(self, op: int, token: Optional[str] = None) -> _Step: ...
     def write_done(self, op: int, token: Optional[str] = None) -> _Step: ...
     def failed(
