@@ -187,6 +187,18 @@ function nativeError(raw, field = null) {
   return new UsageError(message, kind, field);
 }
 
+/** JSON text of an argument, or a UsageError naming it when it is not JSON. */
+function jsonText(value, field) {
+  let text;
+  try {
+    text = JSON.stringify(value);
+  } catch (e) {
+    throw new UsageError(`${field} is not JSON: ${e.message}`, 'invalid_argument', field);
+  }
+  if (typeof text !== 'string') throw argumentError(field, 'must be an object or JSON text', value);
+  return text;
+}
+
 function describe(value) {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'array';
@@ -857,8 +869,7 @@ class Lane {
    * @param {object} state
    */
   importState(state) {
-    const text = typeof state === 'string' ? state : JSON.stringify(state);
-    if (typeof text !== 'string') throw argumentError('state', 'must be an object or JSON text', state);
+    const text = typeof state === 'string' ? state : jsonText(state, 'state');
     if (this.#raw.importState(text) === STATUS_ERROR) throw nativeError(this.#raw, 'state');
   }
 
@@ -1133,7 +1144,7 @@ class Engine {
   handle(now, input) {
     wholeArg(now, 'now');
     if (input === null || typeof input !== 'object') throw argumentError('input', 'must be an object', input);
-    if (this.#raw.handleJson(now, JSON.stringify(input)) === STATUS_ERROR) throw nativeError(this.#raw, 'input');
+    if (this.#raw.handleJson(now, jsonText(input, 'input')) === STATUS_ERROR) throw nativeError(this.#raw, 'input');
   }
 
   /**
@@ -1196,8 +1207,7 @@ class Engine {
    * @param {object} state
    */
   importState(state) {
-    const text = typeof state === 'string' ? state : JSON.stringify(state);
-    if (typeof text !== 'string') throw argumentError('state', 'must be an object or JSON text', state);
+    const text = typeof state === 'string' ? state : jsonText(state, 'state');
     if (this.#raw.importState(text) === STATUS_ERROR) throw nativeError(this.#raw, 'state');
   }
 }
