@@ -22,6 +22,9 @@ use writelane_core::{Command, Engine, Input, OpId, Outcome, Policy, SubmitOption
 /// attempts, `text` = the outcome as JSON).
 type Cmd = (u8, u64, Option<String>);
 
+/// Lock an engine. Rule: no Python code may run while a lock is held (no exception is
+/// built, no Python object allocated), or a thread waiting for the lock while holding the
+/// GIL could deadlock with the holder; errors are converted after the guard is dropped.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No code path panics while holding the lock; recover the data if one ever did.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -143,25 +146,21 @@ impl NativeEngine {
             expected,
             deadline_ms,
         };
-        lock(&self.engine)
-            .submit(entity, now, options)
-            .map(|op| op.0)
-            .map_err(|e| usage_error(py, &e))
+        let result = lock(&self.engine).submit(entity, now, options);
+        result.map(|op| op.0).map_err(|e| usage_error(py, &e))
     }
 
     /// Feed one input given as the core's JSON form.
     fn handle(&self, py: Python<'_>, now: u64, input: &str) -> PyResult<()> {
         let input: Input = serde_json::from_str(input).map_err(|e| bad_input(py, "input", &e))?;
-        lock(&self.engine)
-            .handle(now, input)
-            .map_err(|e| usage_error(py, &e))
+        let result = lock(&self.engine).handle(now, input);
+        result.map_err(|e| usage_error(py, &e))
     }
 
     /// Fire the timers due at `now`.
     fn handle_timeout(&self, py: Python<'_>, now: u64) -> PyResult<()> {
-        lock(&self.engine)
-            .handle_timeout(now)
-            .map_err(|e| usage_error(py, &e))
+        let result = lock(&self.engine).handle_timeout(now);
+        result.map_err(|e| usage_error(py, &e))
     }
 
     /// The next command as JSON, or `None`.
@@ -205,9 +204,8 @@ impl NativeEngine {
     fn import_state(&self, py: Python<'_>, state: &str) -> PyResult<()> {
         let state: core::EngineState =
             serde_json::from_str(state).map_err(|e| bad_input(py, "state", &e))?;
-        lock(&self.engine)
-            .import_state(&state)
-            .map_err(|e| usage_error(py, &e))
+        let result = lock(&self.engine).import_state(&state);
+        result.map_err(|e| usage_error(py, &e))
     }
 
     /// The policy in force, as JSON.
@@ -375,12 +373,14 @@ impl NativeLane {
     }
 
     fn input(&self, py: Python<'_>, op: u64, input: Input) -> PyResult<Step> {
-        let (mut inner, now) = self.locked();
-        inner
-            .engine
-            .handle(now, input)
-            .map_err(|e| usage_error(py, &e))?;
-        inner.collect(op).map_err(|e| usage_error(py, &e))
+        let result = {
+            let (mut inner, now) = self.locked();
+            inner
+                .engine
+                .handle(now, input)
+                .and_then(|()| inner.collect(op))
+        };
+        result.map_err(|e| usage_error(py, &e))
     }
 }
 
@@ -426,25 +426,22 @@ impl NativeLane {
         has_read: bool,
         write: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Submitted> {
-        let (op, (kind, number, text, timer, woken)) = {
+        let name = entity.to_cow()?;
+        let submitted = {
             let (mut inner, now) = self.locked();
-            let op = inner
-                .engine
-                .submit(
-                    &entity.to_cow()?,
-                    now,
-                    SubmitOptions {
-                        expected,
-                        deadline_ms,
-                    },
-                )
-                .map_err(|e| usage_error(py, &e))?
-                .0;
-            if !has_read {
-                inner.no_read.insert(op);
-            }
-            (op, inner.collect(op).map_err(|e| usage_error(py, &e))?)
+            let options = SubmitOptions {
+                expected,
+                deadline_ms,
+            };
+            inner.engine.submit(&name, now, options).and_then(|op| {
+                if !has_read {
+                    inner.no_read.insert(op.0);
+                }
+                Ok((op.0, inner.collect(op.0)?))
+            })
         };
+        let (op, (kind, number, text, timer, woken)) =
+            submitted.map_err(|e| usage_error(py, &e))?;
         let Some(write) = write.filter(|_| kind == 1) else {
             return Ok((op, kind, number, text, timer, woken, None));
         };
@@ -456,19 +453,18 @@ impl NativeLane {
         };
         match write.call1((attempt,)) {
             Ok(value) => {
-                let (mut inner, now) = self.locked();
-                inner
-                    .engine
-                    .handle(
-                        now,
-                        Input::WriteDone {
-                            op: OpId(op),
-                            token: None,
-                        },
-                    )
-                    .map_err(|e| usage_error(py, &e))?;
-                let (kind, number, text, timer, more) =
-                    inner.collect(op).map_err(|e| usage_error(py, &e))?;
+                let step = {
+                    let (mut inner, now) = self.locked();
+                    let done = Input::WriteDone {
+                        op: OpId(op),
+                        token: None,
+                    };
+                    inner
+                        .engine
+                        .handle(now, done)
+                        .and_then(|()| inner.collect(op))
+                };
+                let (kind, number, text, timer, more) = step.map_err(|e| usage_error(py, &e))?;
                 let woken = match (woken, more) {
                     (Some(mut a), Some(b)) => {
                         a.extend(b);
@@ -554,19 +550,20 @@ impl NativeLane {
 
     /// Fire due timers, then report `op`'s command or timer.
     fn timeout(&self, py: Python<'_>, op: u64) -> PyResult<Step> {
-        let (mut inner, now) = self.locked();
-        inner
-            .engine
-            .handle_timeout(now)
-            .map_err(|e| usage_error(py, &e))?;
-        inner.collect(op).map_err(|e| usage_error(py, &e))
+        let result = {
+            let (mut inner, now) = self.locked();
+            inner
+                .engine
+                .handle_timeout(now)
+                .and_then(|()| inner.collect(op))
+        };
+        result.map_err(|e| usage_error(py, &e))
     }
 
     /// `op`'s command if another thread drained it, else its timer.
     fn poll(&self, py: Python<'_>, op: u64) -> PyResult<Step> {
-        lock(&self.inner)
-            .collect(op)
-            .map_err(|e| usage_error(py, &e))
+        let result = lock(&self.inner).collect(op);
+        result.map_err(|e| usage_error(py, &e))
     }
 
     /// Forget `op`'s leftovers after its driver gave up on it.
@@ -600,10 +597,8 @@ impl NativeLane {
     fn import_state(&self, py: Python<'_>, state: &str) -> PyResult<()> {
         let state: core::EngineState =
             serde_json::from_str(state).map_err(|e| bad_input(py, "state", &e))?;
-        lock(&self.inner)
-            .engine
-            .import_state(&state)
-            .map_err(|e| usage_error(py, &e))
+        let result = lock(&self.inner).engine.import_state(&state);
+        result.map_err(|e| usage_error(py, &e))
     }
 
     /// The policy in force, as JSON.
@@ -688,11 +683,12 @@ impl NativeStrategy {
 
     /// Start a logical call in `scope`.
     fn acquire(&self, py: Python<'_>, scope: &str, now: u64, clamp: bool) -> PyResult<NativeToken> {
-        let mut inner = lock(&self.inner);
-        let now = inner.now(now, clamp);
-        inner
-            .strategy
-            .acquire(scope, now)
+        let result = {
+            let mut inner = lock(&self.inner);
+            let now = inner.now(now, clamp);
+            inner.strategy.acquire(scope, now)
+        };
+        result
             .map(|token| NativeToken { token })
             .map_err(|e| usage_error(py, &e))
     }
@@ -720,9 +716,12 @@ impl NativeStrategy {
             outcome_unknown,
             intended_token: None,
         };
-        let mut inner = lock(&self.inner);
-        let now = inner.now(now, clamp);
-        match inner.strategy.refresh(&mut token.token, &failure, now) {
+        let decision = {
+            let mut inner = lock(&self.inner);
+            let now = inner.now(now, clamp);
+            inner.strategy.refresh(&mut token.token, &failure, now)
+        };
+        match decision {
             Err(e) => Err(usage_error(py, &e)),
             Ok(Ok(plan)) => Ok((plan.delay_ms, plan.cost, plan.class.as_str())),
             Ok(Err(refusal)) => Err(raise(
@@ -735,10 +734,8 @@ impl NativeStrategy {
 
     /// The call succeeded.
     fn record_success(&self, py: Python<'_>, token: PyRef<'_, NativeToken>) -> PyResult<()> {
-        lock(&self.inner)
-            .strategy
-            .record_success(&token.token)
-            .map_err(|e| usage_error(py, &e))
+        let result = lock(&self.inner).strategy.record_success(&token.token);
+        result.map_err(|e| usage_error(py, &e))
     }
 
     /// Tokens left in `scope`'s bucket.
