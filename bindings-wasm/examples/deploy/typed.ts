@@ -96,3 +96,7 @@ void attach;
 void drive(new Engine('iam', { seed: 1 }), 0);
 void strategy();
 void [tuned, fromText, fromObject, standard];
+
+// The result type of `run` is what `write` resolves to, for async and plain functions.
+void lane.run('role/x', async () => 5).then((n: number) => n.toFixed(0));
+void lane.run('role/x', () => 'plain').then((s: string) => s.toUpperCase());
