@@ -188,3 +188,28 @@ def test_state_export_and_import() -> None:
     assert other.stats()["entities"]["role/b"]["committed_token"] == "v9"
     with pytest.raises(writelane.UsageError):
         other.import_state({"version": 2})
+
+
+def test_never_waits_for_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import writelane._lane as lane_mod
+
+    waits: List[Optional[float]] = []
+
+    class Recording(threading.Event):
+        def wait(self, timeout: Optional[float] = None) -> bool:
+            waits.append(timeout)
+            return super().wait(timeout)
+
+    monkeypatch.setattr(lane_mod.threading, "Event", Recording)
+    # Full jitter over [0, 1] ms: many retries are scheduled with no delay at all.
+    policy = {"preset": "iam", "retry": {"conflict": {"base_ms": 1, "cap_ms": 1, "max_attempts": 40}},
+              "spike": {"enabled": False}, "budget": {"enabled": False}}
+    lane = writelane.Lane(policy, seed=3)
+    write = failing_then([client_error("ConcurrentModification", 409)] * 30)
+    assert lane.run("role/a", write) == "done"
+    delays = [e.to_dict()["delay_ms"] for e in lane.events() if e.type == "retry_scheduled"]
+    assert 0 in delays and 1 in delays
+    assert all(t is not None and t > 0 for t in waits), waits
+    assert len(waits) <= delays.count(1) * 3, "waits only where the engine set a delay"
