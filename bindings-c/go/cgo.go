@@ -9,7 +9,6 @@ package writelane
 import "C"
 
 import (
-	"runtime"
 	"unsafe"
 )
 
@@ -23,19 +22,6 @@ func cstr(s string) (*C.char, C.size_t) {
 		return (*C.char)(unsafe.Pointer(&emptyByte)), 0
 	}
 	return (*C.char)(unsafe.Pointer(unsafe.StringData(s))), C.size_t(len(s))
-}
-
-// wlstr fills a wl_str for an optional string, pinning its bytes so a Go struct that
-// holds the pointer may be passed to C.
-func wlstr(p *runtime.Pinner, s *string) C.wl_str {
-	if s == nil {
-		return C.wl_str{}
-	}
-	ptr, n := cstr(*s)
-	if n > 0 {
-		p.Pin(ptr)
-	}
-	return C.wl_str{ptr: ptr, len: n}
 }
 
 // gostr copies a borrowed wl_str; nil when absent.

@@ -20,9 +20,13 @@ import (
 // An Engine is safe for use by several goroutines (calls are serialised by a mutex).
 // Close frees it; Close is idempotent.
 type Engine struct {
-	mu     sync.Mutex
-	h      *C.wl_engine
-	pinner runtime.Pinner
+	mu sync.Mutex
+	h  *C.wl_engine
+	// arena is C memory that optional strings of structs are copied into for one call,
+	// so the structs passed to C hold no Go pointers.
+	arena    unsafe.Pointer
+	arenaCap int
+	used     int
 }
 
 // NewEngine builds an engine from a policy given as JSON text (a preset name as a JSON
@@ -49,6 +53,8 @@ func (e *Engine) Close() error {
 	if e.h != nil {
 		C.wl_engine_free(e.h)
 		e.h = nil
+		C.free(e.arena)
+		e.arena, e.arenaCap = nil, 0
 		runtime.SetFinalizer(e, nil)
 	}
 	return nil
@@ -65,6 +71,42 @@ func (e *Engine) lastError(st C.wl_status) error {
 		return &StatusError{Status: Status(st)}
 	}
 	return errorFrom(errorOf(&cerr))
+}
+
+// reserve makes room for n bytes of strings in the arena and empties it. The caller
+// holds e.mu.
+func (e *Engine) reserve(n int) {
+	if n+1 > e.arenaCap {
+		C.free(e.arena)
+		e.arenaCap = 2*n + 64
+		e.arena = C.malloc(C.size_t(e.arenaCap))
+	}
+	e.used = 0
+}
+
+// put copies an optional string into the arena (reserve made room for it).
+func (e *Engine) put(s *string) C.wl_str {
+	if s == nil {
+		return C.wl_str{}
+	}
+	p := unsafe.Add(e.arena, e.used)
+	copy(unsafe.Slice((*byte)(p), len(*s)), *s)
+	e.used += len(*s)
+	return C.wl_str{ptr: (*C.char)(p), len: C.size_t(len(*s))}
+}
+
+func strLen(s *string) int {
+	if s == nil {
+		return 0
+	}
+	return len(*s)
+}
+
+func failureLen(f *Failure) int {
+	if f == nil {
+		return 0
+	}
+	return len(f.Code) + strLen(f.RetryAfterHeader) + strLen(f.IntendedToken)
 }
 
 // SubmitOptions are the options of one logical write.
@@ -87,9 +129,9 @@ func (e *Engine) submitLocked(entity string, now uint64, opts SubmitOptions) (ui
 	if e.h == nil {
 		return 0, ErrClosed
 	}
-	defer e.pinner.Unpin()
+	e.reserve(strLen(opts.Expected))
 	var o C.wl_submit_options
-	o.expected = wlstr(&e.pinner, opts.Expected)
+	o.expected = e.put(opts.Expected)
 	if opts.DeadlineMs != nil {
 		o.has_deadline = true
 		o.deadline_ms = C.uint64_t(*opts.DeadlineMs)
@@ -151,22 +193,23 @@ type Input struct {
 	Failure *Failure
 }
 
-func fillFailure(p *runtime.Pinner, f *Failure) C.wl_failure {
+// fillFailure converts f, copying its strings into the arena (reserved by the caller).
+func (e *Engine) fillFailure(f *Failure) C.wl_failure {
 	var out C.wl_failure
 	if f == nil {
 		return out
 	}
 	if f.Code != "" {
-		out.code = wlstr(p, &f.Code)
+		out.code = e.put(&f.Code)
 	}
 	out.http_status = C.uint16_t(f.HTTPStatus)
 	if f.RetryAfterMs != nil {
 		out.has_retry_after = true
 		out.retry_after_ms = C.uint64_t(*f.RetryAfterMs)
 	}
-	out.retry_after_header = wlstr(p, f.RetryAfterHeader)
+	out.retry_after_header = e.put(f.RetryAfterHeader)
 	out.outcome_unknown = C.bool(f.OutcomeUnknown)
-	out.intended_token = wlstr(p, f.IntendedToken)
+	out.intended_token = e.put(f.IntendedToken)
 	return out
 }
 
@@ -182,12 +225,12 @@ func (e *Engine) handleLocked(now uint64, in Input) error {
 	if e.h == nil {
 		return ErrClosed
 	}
-	defer e.pinner.Unpin()
+	e.reserve(strLen(in.Token) + failureLen(in.Failure))
 	var ci C.wl_input
 	ci.kind = C.uint32_t(in.Kind)
 	ci.op = C.uint64_t(in.Op)
-	ci.token = wlstr(&e.pinner, in.Token)
-	ci.failure = fillFailure(&e.pinner, in.Failure)
+	ci.token = e.put(in.Token)
+	ci.failure = e.fillFailure(in.Failure)
 	st := C.wl_engine_handle(e.h, C.uint64_t(now), &ci)
 	runtime.KeepAlive(in.Token)
 	runtime.KeepAlive(in.Failure)
@@ -508,24 +551,21 @@ func decisionOf(d *C.wl_retry_decision) RetryDecision {
 }
 
 // RetryAcquire starts a logical call in scope (a budget partition) at now.
-func (e *Engine) RetryAcquire(scope string, now uint64) (*RetryToken, error) {
+func (e *Engine) RetryAcquire(scope string, now uint64) (RetryToken, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.retryAcquireLocked(scope, now)
 }
 
-func (e *Engine) retryAcquireLocked(scope string, now uint64) (*RetryToken, error) {
+func (e *Engine) retryAcquireLocked(scope string, now uint64) (RetryToken, error) {
+	var t RetryToken
 	if e.h == nil {
-		return nil, ErrClosed
+		return t, ErrClosed
 	}
-	t := &RetryToken{}
 	p, n := cstr(scope)
 	st := C.wl_engine_retry_acquire(e.h, p, n, C.uint64_t(now), &t.c)
 	runtime.KeepAlive(scope)
-	if err := e.lastError(st); err != nil {
-		return nil, err
-	}
-	return t, nil
+	return t, e.lastError(st)
 }
 
 // RetryRefresh decides whether the call holding t, which just failed with f at now, may
@@ -540,8 +580,8 @@ func (e *Engine) retryRefreshLocked(t *RetryToken, f *Failure, now uint64) (Retr
 	if e.h == nil {
 		return RetryDecision{}, ErrClosed
 	}
-	defer e.pinner.Unpin()
-	cf := fillFailure(&e.pinner, f)
+	e.reserve(failureLen(f))
+	cf := e.fillFailure(f)
 	var d C.wl_retry_decision
 	st := C.wl_engine_retry_refresh(e.h, &t.c, &cf, C.uint64_t(now), &d)
 	runtime.KeepAlive(f)
@@ -583,8 +623,8 @@ func (e *Engine) retryDelayLocked(attempt int, f *Failure, now uint64) (RetryDec
 	if e.h == nil {
 		return RetryDecision{}, ErrClosed
 	}
-	defer e.pinner.Unpin()
-	cf := fillFailure(&e.pinner, f)
+	e.reserve(failureLen(f))
+	cf := e.fillFailure(f)
 	var d C.wl_retry_decision
 	st := C.wl_engine_retry_delay(e.h, C.uint32_t(attempt), &cf, C.uint64_t(now), &d)
 	runtime.KeepAlive(f)
@@ -598,8 +638,8 @@ func (e *Engine) classifyLocked(f *Failure) (string, error) {
 	if e.h == nil {
 		return "", ErrClosed
 	}
-	defer e.pinner.Unpin()
-	cf := fillFailure(&e.pinner, f)
+	e.reserve(failureLen(f))
+	cf := e.fillFailure(f)
 	var c C.wl_error_class
 	st := C.wl_engine_classify(e.h, &cf, &c)
 	runtime.KeepAlive(f)

@@ -15,17 +15,17 @@ type Status uint32
 
 // Status values, as in writelane.h.
 const (
-	StatusOK               Status = C.WL_STATUS_OK
-	StatusNullArgument     Status = C.WL_STATUS_NULL_ARGUMENT
-	StatusInvalidUTF8      Status = C.WL_STATUS_INVALID_UTF8
-	StatusInvalidPolicy    Status = C.WL_STATUS_INVALID_POLICY
-	StatusUsageError       Status = C.WL_STATUS_USAGE_ERROR
-	StatusBufferTooSmall   Status = C.WL_STATUS_BUFFER_TOO_SMALL
-	StatusBusy             Status = C.WL_STATUS_BUSY
-	StatusPanicked         Status = C.WL_STATUS_PANICKED
-	StatusPoisoned         Status = C.WL_STATUS_POISONED
-	StatusInvalidDocument  Status = C.WL_STATUS_INVALID_DOCUMENT
-	StatusInvalidArgument  Status = C.WL_STATUS_INVALID_ARGUMENT
+	StatusOK              Status = C.WL_STATUS_OK
+	StatusNullArgument    Status = C.WL_STATUS_NULL_ARGUMENT
+	StatusInvalidUTF8     Status = C.WL_STATUS_INVALID_UTF8
+	StatusInvalidPolicy   Status = C.WL_STATUS_INVALID_POLICY
+	StatusUsageError      Status = C.WL_STATUS_USAGE_ERROR
+	StatusBufferTooSmall  Status = C.WL_STATUS_BUFFER_TOO_SMALL
+	StatusBusy            Status = C.WL_STATUS_BUSY
+	StatusPanicked        Status = C.WL_STATUS_PANICKED
+	StatusPoisoned        Status = C.WL_STATUS_POISONED
+	StatusInvalidDocument Status = C.WL_STATUS_INVALID_DOCUMENT
+	StatusInvalidArgument Status = C.WL_STATUS_INVALID_ARGUMENT
 )
 
 // String is the status's name in writelane.h (WL_STATUS_BUSY).

@@ -103,14 +103,14 @@ func (r *Retryer) GetRetryToken(ctx context.Context, err error) (func(error) err
 	if terr != nil {
 		return nil, terr
 	}
-	d, derr := e.retryRefreshLocked(t, f, now)
+	d, derr := e.retryRefreshLocked(&t, f, now)
 	if derr != nil {
 		return nil, derr
 	}
 	if !d.Retry {
 		return nil, r.refusal(d, f, 0, err)
 	}
-	return r.release(t), nil
+	return r.release(&t), nil
 }
 
 // release returns a function that records success for t when called with a nil error.
@@ -141,7 +141,7 @@ func (r *Retryer) GetInitialToken() func(error) error {
 	if err != nil {
 		return func(error) error { return nil }
 	}
-	return r.release(t)
+	return r.release(&t)
 }
 
 // GetAttemptToken is GetInitialToken for aws.RetryerV2.

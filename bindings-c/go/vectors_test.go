@@ -297,7 +297,7 @@ func runStrategyVector(t *testing.T, v map[string]any, policy string) {
 			a := step["acquire"].(map[string]any)
 			tok, err := e.RetryAcquire(a["scope"].(string), at)
 			if checkErr(t, step, err) {
-				tokens[a["token"].(string)] = tok
+				tokens[a["token"].(string)] = &tok
 			}
 		case step["refresh"] != nil:
 			r := step["refresh"].(map[string]any)

@@ -15,25 +15,39 @@ const BUSY: u8 = 1;
 /// Bit set once a call on the handle panicked.
 const POISONED: u8 = 2;
 
-/// The error of one failed call, kept per handle.
+/// The details of a failed call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Fail {
+pub(crate) struct FailData {
     pub status: wl_status,
     pub usage: wl_usage,
     pub path: String,
     pub message: String,
 }
 
+/// The error of one failed call, kept per handle. Boxed, so that the `Result`s of the
+/// success path stay one word wide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fail(Box<FailData>);
+
+impl std::ops::Deref for Fail {
+    type Target = FailData;
+    fn deref(&self) -> &FailData {
+        &self.0
+    }
+}
+
 impl Fail {
+    #[cold]
     pub fn new(status: wl_status, path: impl Into<String>, message: impl Into<String>) -> Fail {
-        Fail {
+        Fail(Box::new(FailData {
             status,
             usage: wl_usage::None,
             path: path.into(),
             message: message.into(),
-        }
+        }))
     }
 
+    #[cold]
     pub fn null(arg: &str) -> Fail {
         Fail::new(
             wl_status::NullArgument,
@@ -42,17 +56,19 @@ impl Fail {
         )
     }
 
+    #[cold]
     pub fn invalid(arg: &str, rule: impl std::fmt::Display) -> Fail {
         Fail::new(wl_status::InvalidArgument, arg, format!("`{arg}`: {rule}"))
     }
 
+    #[cold]
     pub fn usage(e: UsageError) -> Fail {
-        Fail {
+        Fail(Box::new(FailData {
             status: wl_status::UsageError,
             usage: wl_usage::of(&e),
             path: String::new(),
             message: e.to_string(),
-        }
+        }))
     }
 
     pub fn panicked(payload: &(dyn std::any::Any + Send)) -> Fail {
@@ -163,6 +179,7 @@ pub(crate) enum Access {
 ///
 /// # Safety
 /// `h` must be NULL or a live handle from `wl_engine_new`.
+#[inline]
 pub(crate) unsafe fn with_handle<F>(h: *const wl_engine, access: Access, f: F) -> wl_status
 where
     F: FnOnce(&mut Inner) -> Result<(), Fail>,
@@ -170,19 +187,38 @@ where
     let Some(handle) = (unsafe { h.as_ref() }) else {
         return wl_status::NullArgument;
     };
-    let prev = handle.flags.fetch_or(BUSY, Ordering::Acquire);
-    if prev & BUSY != 0 {
-        return wl_status::Busy;
-    }
-    if prev & POISONED != 0 && access == Access::Normal {
-        handle.flags.fetch_and(!BUSY, Ordering::Release);
-        return wl_status::Poisoned;
+    // One compare-and-swap takes an idle handle; anything else is busy or poisoned.
+    let mut idle = 0;
+    if let Err(now) = handle
+        .flags
+        .compare_exchange(0, BUSY, Ordering::Acquire, Ordering::Relaxed)
+    {
+        if now & BUSY != 0 {
+            return wl_status::Busy;
+        }
+        if access == Access::Normal {
+            return wl_status::Poisoned;
+        }
+        // Reading the last error of a poisoned handle.
+        if handle
+            .flags
+            .compare_exchange(
+                POISONED,
+                POISONED | BUSY,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return wl_status::Busy;
+        }
+        idle = POISONED;
     }
     // SAFETY: this call set the BUSY bit, so it has exclusive access until it clears it.
     let inner = unsafe { &mut *handle.inner.get() };
     let status = match catch_unwind(AssertUnwindSafe(|| f(inner))) {
         Ok(Ok(())) => {
-            if access == Access::Normal {
+            if access == Access::Normal && inner.last_error.is_some() {
                 inner.last_error = None;
             }
             wl_status::Ok
@@ -200,11 +236,12 @@ where
             let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
             inner.last_error = Some(fail);
             inner.last_command = None;
-            handle.flags.fetch_or(POISONED, Ordering::Relaxed);
+            idle = POISONED;
             wl_status::Panicked
         }
     };
-    handle.flags.fetch_and(!BUSY, Ordering::Release);
+    // Only the holder changes the flags while BUSY is set, so a plain store releases.
+    handle.flags.store(idle, Ordering::Release);
     status
 }
 
@@ -246,6 +283,7 @@ where
 ///
 /// # Safety
 /// A non-NULL `ptr` must point to `len` readable bytes.
+#[inline]
 pub(crate) unsafe fn str_arg<'a>(
     ptr: *const c_char,
     len: usize,
@@ -261,6 +299,7 @@ pub(crate) unsafe fn str_arg<'a>(
 ///
 /// # Safety
 /// A non-NULL `s.ptr` must point to `s.len` readable bytes.
+#[inline]
 pub(crate) unsafe fn opt_str<'a>(s: &wl_str, name: &str) -> Result<Option<&'a str>, Fail> {
     if s.ptr.is_null() {
         if s.len != 0 {
@@ -277,6 +316,7 @@ pub(crate) unsafe fn opt_str<'a>(s: &wl_str, name: &str) -> Result<Option<&'a st
     unsafe { bytes_to_str(s.ptr, s.len, name).map(Some) }
 }
 
+#[inline]
 unsafe fn bytes_to_str<'a>(ptr: *const c_char, len: usize, name: &str) -> Result<&'a str, Fail> {
     if len > isize::MAX as usize {
         return Err(Fail::invalid(
@@ -302,6 +342,7 @@ unsafe fn bytes_to_str<'a>(ptr: *const c_char, len: usize, name: &str) -> Result
 ///
 /// # Safety
 /// A non-NULL `ptr` must be valid for writes of `T`.
+#[inline]
 pub(crate) unsafe fn out_arg<'a, T>(ptr: *mut T, name: &str) -> Result<&'a mut T, Fail> {
     unsafe { ptr.as_mut() }.ok_or_else(|| Fail::null(name))
 }
@@ -310,6 +351,7 @@ pub(crate) unsafe fn out_arg<'a, T>(ptr: *mut T, name: &str) -> Result<&'a mut T
 ///
 /// # Safety
 /// A non-NULL `ptr` must be valid for reads of `T`.
+#[inline]
 pub(crate) unsafe fn in_arg<'a, T>(ptr: *const T, name: &str) -> Result<&'a T, Fail> {
     unsafe { ptr.as_ref() }.ok_or_else(|| Fail::null(name))
 }

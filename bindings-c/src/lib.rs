@@ -208,30 +208,46 @@ pub unsafe extern "C" fn wl_engine_submit(
     }
 }
 
+/// Argument names of a failure's fields, for error messages.
+struct FailureNames {
+    whole: &'static str,
+    code: &'static str,
+    header: &'static str,
+    intended: &'static str,
+}
+
+const INPUT_FAILURE: FailureNames = FailureNames {
+    whole: "input.failure",
+    code: "input.failure.code",
+    header: "input.failure.retry_after_header",
+    intended: "input.failure.intended_token",
+};
+
+const FAILURE: FailureNames = FailureNames {
+    whole: "failure",
+    code: "failure.code",
+    header: "failure.retry_after_header",
+    intended: "failure.intended_token",
+};
+
 /// Convert a C failure.
-unsafe fn failure_of(f: &wl_failure, field: &str) -> Result<Failure, Fail> {
-    let header = unsafe {
-        opt_str(
-            &f.retry_after_header,
-            &format!("{field}.retry_after_header"),
-        )
-    }?;
+unsafe fn failure_of(f: &wl_failure, names: &FailureNames) -> Result<Failure, Fail> {
+    let header = unsafe { opt_str(&f.retry_after_header, names.header) }?;
     if header.is_some() && f.has_retry_after {
         return Err(Fail::invalid(
-            field,
+            names.whole,
             "set at most one of retry_after_ms and retry_after_header",
         ));
     }
     Ok(Failure {
-        code: unsafe { opt_str(&f.code, &format!("{field}.code")) }?.map(str::to_owned),
+        code: unsafe { opt_str(&f.code, names.code) }?.map(str::to_owned),
         status: (f.http_status != 0).then_some(f.http_status),
         retry_after_ms: match header {
             Some(text) => parse_retry_after(text),
             None => f.has_retry_after.then_some(f.retry_after_ms),
         },
         outcome_unknown: f.outcome_unknown,
-        intended_token: unsafe { opt_str(&f.intended_token, &format!("{field}.intended_token")) }?
-            .map(str::to_owned),
+        intended_token: unsafe { opt_str(&f.intended_token, names.intended) }?.map(str::to_owned),
     })
 }
 
@@ -258,7 +274,7 @@ pub unsafe extern "C" fn wl_engine_handle(
                 },
                 2 => Input::ReadFailed {
                     op,
-                    failure: failure_of(&i.failure, "input.failure")?,
+                    failure: failure_of(&i.failure, &INPUT_FAILURE)?,
                 },
                 3 => Input::WriteDone {
                     op,
@@ -266,7 +282,7 @@ pub unsafe extern "C" fn wl_engine_handle(
                 },
                 4 => Input::WriteFailed {
                     op,
-                    failure: failure_of(&i.failure, "input.failure")?,
+                    failure: failure_of(&i.failure, &INPUT_FAILURE)?,
                 },
                 5 => Input::Cancel { op },
                 other => {
@@ -698,7 +714,7 @@ pub unsafe extern "C" fn wl_engine_retry_refresh(
     unsafe {
         with_handle(engine, Access::Normal, |inner| {
             let tok = out_arg(token, "token")?;
-            let f = failure_of(in_arg(failure, "failure")?, "failure")?;
+            let f = failure_of(in_arg(failure, "failure")?, &FAILURE)?;
             let out = out_arg(out_decision, "out_decision")?;
             let mut t = token_in(tok);
             let decision = inner.strategy.refresh(&mut t, &f, now_ms)?;
@@ -729,7 +745,7 @@ pub unsafe extern "C" fn wl_engine_retry_delay(
 ) -> wl_status {
     unsafe {
         with_handle(engine, Access::Normal, |inner| {
-            let f = failure_of(in_arg(failure, "failure")?, "failure")?;
+            let f = failure_of(in_arg(failure, "failure")?, &FAILURE)?;
             let out = out_arg(out_decision, "out_decision")?;
             if attempt == 0 {
                 return Err(Fail::invalid("attempt", "attempts count from 1"));
@@ -754,7 +770,7 @@ pub unsafe extern "C" fn wl_engine_classify(
 ) -> wl_status {
     unsafe {
         with_handle(engine, Access::Normal, |inner| {
-            let f = failure_of(in_arg(failure, "failure")?, "failure")?;
+            let f = failure_of(in_arg(failure, "failure")?, &FAILURE)?;
             let out = out_arg(out_class, "out_class")?;
             *out = wl_error_class::of(writelane_core::classify(&inner.engine.policy().codes, &f));
             Ok(())

@@ -283,7 +283,7 @@ static jv *parse_value(parser *ps, int depth) {
     default: {
       const char *start = ps->p;
       if (*ps->p == '-') ps->p++;
-      while (ps->p < ps->end && strchr("0123456789.eE+-", *ps->p)) ps->p++;
+      while (ps->p < ps->end && *ps->p && strchr("0123456789.eE+-", *ps->p)) ps->p++;
       if (ps->p > start && (ps->p[-1] >= '0' && ps->p[-1] <= '9')) {
         v = jnew(J_NUM);
         v->slen = (size_t)(ps->p - start);

@@ -1,0 +1,82 @@
+package writelane
+
+import "testing"
+
+// Per-decision cost through Go and cgo, against a bare cgo call (wl_abi_version). bench.sh
+// runs these with the Rust and C measurements and prints the ratios.
+
+func BenchmarkBareCgoCall(b *testing.B) {
+	var sink uint32
+	for i := 0; i < b.N; i++ {
+		sink += bareCall()
+	}
+	_ = sink
+}
+
+const benchPolicy = `{"preset":"iam","retry":{"conflict":{"base_ms":1,"cap_ms":1,"jitter":"none"}},"spike":{"enabled":false},"budget":{"enabled":false},"tokens":{"handoff":false}}`
+
+// One logical write with one conflict: 11 engine calls, as in the Rust benchmark.
+func BenchmarkEngineDecision(b *testing.B) {
+	e, err := NewEngine(benchPolicy, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	entities := []string{"role/a", "role/b", "role/c", "role/d"}
+	v1, v2 := "v1", "v2"
+	conflict := &Failure{Code: "ConcurrentModification", HTTPStatus: 409}
+	var now uint64
+	must := func(err error) {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	poll := func(want CommandKind) {
+		c, err := e.PollCommand()
+		if err != nil || c == nil || c.Kind != want {
+			b.Fatalf("poll: %v %v, want %v", c, err, want)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		op, err := e.Submit(entities[i%4], now, SubmitOptions{})
+		must(err)
+		poll(CommandRead)
+		must(e.Handle(now, Input{Kind: ReadDone, Op: op, Token: &v1}))
+		poll(CommandWrite)
+		must(e.Handle(now, Input{Kind: WriteFailed, Op: op, Failure: conflict}))
+		now++
+		must(e.HandleTimeout(now))
+		poll(CommandRead)
+		must(e.Handle(now, Input{Kind: ReadDone, Op: op, Token: &v1}))
+		poll(CommandWrite)
+		must(e.Handle(now, Input{Kind: WriteDone, Op: op, Token: &v2}))
+		poll(CommandFinish)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*11), "ns/call")
+}
+
+// acquire, refresh, success: 3 strategy calls.
+func BenchmarkStrategyDecision(b *testing.B) {
+	e, err := NewEngine(`"aws-standard"`, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	f := &Failure{Code: "InternalFailure", HTTPStatus: 500}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t, err := e.RetryAcquire("iam", 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, err := e.RetryRefresh(&t, f, 0)
+		if err != nil || !d.Retry {
+			b.Fatal(d, err)
+		}
+		if err := e.RetrySuccess(&t); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*3), "ns/call")
+}
