@@ -29,7 +29,7 @@ from typing import (
 
 from . import _native
 from ._errors import GaveUp, StaleRevision, UsageError
-from ._failure import Classifier, Fields, fields_of
+from ._failure import Classifier, fields_of
 from ._policy import Policy, PolicyLike, coerce_policy, coerce_seed
 from .events import Event, from_dict
 
@@ -346,7 +346,10 @@ class Lane:
                 box[0].set_result(None)
 
         def wake() -> None:
-            loop.call_soon_threadsafe(resolve)
+            try:
+                loop.call_soon_threadsafe(resolve)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits any more
 
         self._waiters[op] = wake
         try:
