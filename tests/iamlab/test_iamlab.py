@@ -113,3 +113,25 @@ def test_bad_config_is_refused(lab: Dict[str, str]) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         _post(lab["endpoint"] + "/_lab/config", {"service_ms": -1})
     assert info.value.code == 400
+
+
+def test_chunked_request_body(lab: Dict[str, str]) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(lab["endpoint"])
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    body = b"Action=ListRoles&Version=2010-05-08"
+    conn.putrequest("POST", "/")
+    conn.putheader("Content-Type", "application/x-www-form-urlencoded")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.putheader(
+        "Authorization",
+        "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=x",
+    )
+    conn.endheaders()
+    conn.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+    resp = conn.getresponse()
+    data = resp.read()
+    assert resp.status == 200, data
+    assert b"ListRolesResponse" in data
