@@ -14,7 +14,7 @@ py="$here/.venv/bin/python"
 (cd "$root" && cargo clippy -p writelane-python --all-targets -- -D warnings)
 
 rm -rf "$here/dist"
-"$here/.venv/bin/maturin" build --release --quiet -m "$here/Cargo.toml" -o "$here/dist"
+"$here/.venv/bin/maturin" build --release --quiet -i "$py" -m "$here/Cargo.toml" -o "$here/dist"
 wheel="$(ls "$here"/dist/writelane-*.whl)"
 echo "test.sh: built $(basename "$wheel")"
 case "$(basename "$wheel")" in
