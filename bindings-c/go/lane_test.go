@@ -328,3 +328,36 @@ func TestFailureOf(t *testing.T) {
 		}
 	}
 }
+
+func TestStateMovesBetweenEngines(t *testing.T) {
+	l := newLane(t, fastPolicy)
+	if err := l.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error {
+		a.SetToken("v9")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	state, err := l.Engine().ExportState()
+	if err != nil || !strings.Contains(state, `"committed_token":"v9"`) {
+		t.Fatalf("state %s %v", state, err)
+	}
+	e, err := NewEngine(`"iam"`, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if err := e.ImportState(state); err != nil {
+		t.Fatal(err)
+	}
+	op, _ := e.Submit("role/app", 0, SubmitOptions{})
+	c, err := e.PollCommand()
+	if err != nil || c == nil || c.Kind != CommandWrite || c.Op != op || c.BaseToken == nil || *c.BaseToken != "v9" {
+		t.Fatalf("got %+v %v: an imported token is trusted by the first writer", c, err)
+	}
+	if ev, ok, err := e.PollEvent(); err != nil || !ok || !strings.Contains(ev, `"type":"submitted"`) {
+		t.Fatalf("event %q %v %v", ev, ok, err)
+	}
+	if err := e.ImportState("{"); err == nil {
+		t.Fatal("malformed state was accepted")
+	}
+}

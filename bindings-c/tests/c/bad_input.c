@@ -329,6 +329,21 @@ static void two_threads(void) {
     /* The imported token is trusted: the first writer writes at once on it. */
     CHECK(c.kind == WL_COMMAND_KIND_WRITE && c.base_token.len == 2 && memcmp(c.base_token.ptr, "v7", 2) == 0);
   }
+  {
+    /* Export what was learned and import it into a fresh engine. */
+    wl_str out;
+    wl_engine *fresh = NULL;
+    uint64_t op;
+    wl_command c;
+    CHECK(wl_engine_export_state(s.e, &out) == WL_STATUS_OK && out.ptr && out.ptr[out.len] == 0);
+    CHECK(strstr(out.ptr, "\"role/r19999\":{\"committed_token\":\"v19999\"") != NULL);
+    CHECK(wl_engine_new(S("\"iam\""), 2, &fresh, NULL) == WL_STATUS_OK);
+    CHECK(wl_engine_import_state(fresh, out.ptr, out.len) == WL_STATUS_OK);
+    CHECK(wl_engine_submit(fresh, S("role/r19999"), 0, NULL, &op) == WL_STATUS_OK);
+    CHECK(wl_engine_poll_command(fresh, &c) == WL_STATUS_OK && c.kind == WL_COMMAND_KIND_WRITE &&
+          c.base_token.len == 6 && memcmp(c.base_token.ptr, "v19999", 6) == 0);
+    wl_engine_free(fresh);
+  }
   wl_engine_free(s.e);
   free(state);
 }
