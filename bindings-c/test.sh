@@ -41,8 +41,11 @@ step "include/writelane.h is what the pinned cbindgen generates, and go/ has the
 "$here/gen-header.sh" "$work/writelane.h"
 diff -u "$here/include/writelane.h" "$work/writelane.h"
 cmp "$here/include/writelane.h" "$here/go/writelane.h"
-passed=$((passed + 2))
-echo "header: 2 passed, 0 failed"
+# The header stands alone as C99 and as C++.
+echo '#include "writelane.h"' | cc -std=c99 -Wall -Wextra -Werror -pedantic -I"$here/include" -fsyntax-only -x c -
+echo '#include "writelane.h"' | c++ -std=c++11 -Wall -Wextra -Werror -I"$here/include" -fsyntax-only -x c++ -
+passed=$((passed + 4))
+echo "header: 4 passed, 0 failed"
 
 step "status codes in the header match the committed table"
 grep -oE 'WL_STATUS_[A-Z0-9_]+ = [0-9]+' "$here/include/writelane.h" | awk '{print $3 " " $1}' >"$work/status.txt"
