@@ -243,7 +243,8 @@ def make_handler(state: LabState, forwarder: Forwarder, verbose: bool) -> type:
                     for key in conf:
                         if key not in ("service_ms", "inject_conflicts"):
                             raise ValueError(f"unknown config field {key!r}")
-                        if not isinstance(conf[key], int) or conf[key] < 0:
+                        value = conf[key]
+                        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                             raise ValueError(f"{key} must be a non-negative integer")
                 except ValueError as exc:
                     self._send_json(400, {"error": str(exc)})
