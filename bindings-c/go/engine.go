@@ -27,6 +27,26 @@ type Engine struct {
 	arena    unsafe.Pointer
 	arenaCap int
 	used     int
+	// s holds the structs of one call in C memory, so calls neither allocate on the Go
+	// heap nor pass Go pointers. Used under mu.
+	s *scratch
+}
+
+// scratch is allocated with C.calloc: it holds no Go pointers.
+type scratch struct {
+	in    C.wl_input
+	cmd   C.wl_command
+	fail  C.wl_failure
+	opts  C.wl_submit_options
+	dec   C.wl_retry_decision
+	tok   C.wl_retry_token
+	str   C.wl_str
+	op    C.uint64_t
+	at    C.uint64_t
+	has   C.bool
+	level C.uint32_t
+	class C.wl_error_class
+	len   C.size_t
 }
 
 // NewEngine builds an engine from a policy given as JSON text (a preset name as a JSON
@@ -41,7 +61,7 @@ func NewEngine(policy string, seed uint64) (*Engine, error) {
 	if st != StatusOK {
 		return nil, errorFrom(errorOf(&cerr))
 	}
-	e := &Engine{h: h}
+	e := &Engine{h: h, s: (*scratch)(C.calloc(1, C.size_t(unsafe.Sizeof(scratch{}))))}
 	runtime.SetFinalizer(e, (*Engine).Close)
 	return e, nil
 }
@@ -55,6 +75,8 @@ func (e *Engine) Close() error {
 		e.h = nil
 		C.free(e.arena)
 		e.arena, e.arenaCap = nil, 0
+		C.free(unsafe.Pointer(e.s))
+		e.s = nil
 		runtime.SetFinalizer(e, nil)
 	}
 	return nil
@@ -130,18 +152,17 @@ func (e *Engine) submitLocked(entity string, now uint64, opts SubmitOptions) (ui
 		return 0, ErrClosed
 	}
 	e.reserve(strLen(opts.Expected))
-	var o C.wl_submit_options
+	o := &e.s.opts
 	o.expected = e.put(opts.Expected)
+	o.has_deadline = opts.DeadlineMs != nil
+	o.deadline_ms = 0
 	if opts.DeadlineMs != nil {
-		o.has_deadline = true
 		o.deadline_ms = C.uint64_t(*opts.DeadlineMs)
 	}
-	var op C.uint64_t
 	p, n := cstr(entity)
-	st := C.wl_engine_submit(e.h, p, n, C.uint64_t(now), &o, &op)
+	st := C.wl_engine_submit(e.h, p, n, C.uint64_t(now), o, &e.s.op)
 	runtime.KeepAlive(entity)
-	runtime.KeepAlive(opts.Expected)
-	return uint64(op), e.lastError(st)
+	return uint64(e.s.op), e.lastError(st)
 }
 
 // InputKind says what an Input reports.
@@ -226,15 +247,12 @@ func (e *Engine) handleLocked(now uint64, in Input) error {
 		return ErrClosed
 	}
 	e.reserve(strLen(in.Token) + failureLen(in.Failure))
-	var ci C.wl_input
+	ci := &e.s.in
 	ci.kind = C.uint32_t(in.Kind)
 	ci.op = C.uint64_t(in.Op)
 	ci.token = e.put(in.Token)
 	ci.failure = e.fillFailure(in.Failure)
-	st := C.wl_engine_handle(e.h, C.uint64_t(now), &ci)
-	runtime.KeepAlive(in.Token)
-	runtime.KeepAlive(in.Failure)
-	return e.lastError(st)
+	return e.lastError(C.wl_engine_handle(e.h, C.uint64_t(now), ci))
 }
 
 // HandleTimeout fires every timer due at or before now.
@@ -389,11 +407,11 @@ func (e *Engine) PollCommand() (*Command, error) {
 	if e.h == nil {
 		return nil, ErrClosed
 	}
-	var c C.wl_command
-	if err := e.lastError(C.wl_engine_poll_command(e.h, &c)); err != nil {
+	c := &e.s.cmd
+	if err := e.lastError(C.wl_engine_poll_command(e.h, c)); err != nil {
 		return nil, err
 	}
-	return commandOf(&c), nil
+	return commandOf(c), nil
 }
 
 // PollCommandFor takes the pending command of one operation; nil when none.
@@ -407,11 +425,11 @@ func (e *Engine) pollCommandForLocked(op uint64) (*Command, error) {
 	if e.h == nil {
 		return nil, ErrClosed
 	}
-	var c C.wl_command
-	if err := e.lastError(C.wl_engine_poll_command_for(e.h, C.uint64_t(op), &c)); err != nil {
+	c := &e.s.cmd
+	if err := e.lastError(C.wl_engine_poll_command_for(e.h, C.uint64_t(op), c)); err != nil {
 		return nil, err
 	}
-	return commandOf(&c), nil
+	return commandOf(c), nil
 }
 
 // PollTimeout says when HandleTimeout must next be called; ok is false when nothing
@@ -422,20 +440,16 @@ func (e *Engine) PollTimeout() (at uint64, ok bool, err error) {
 	if e.h == nil {
 		return 0, false, ErrClosed
 	}
-	var has C.bool
-	var t C.uint64_t
-	err = e.lastError(C.wl_engine_poll_timeout(e.h, &has, &t))
-	return uint64(t), bool(has), err
+	err = e.lastError(C.wl_engine_poll_timeout(e.h, &e.s.has, &e.s.at))
+	return uint64(e.s.at), bool(e.s.has), err
 }
 
 func (e *Engine) pollTimeoutForLocked(op uint64) (at uint64, ok bool, err error) {
 	if e.h == nil {
 		return 0, false, ErrClosed
 	}
-	var has C.bool
-	var t C.uint64_t
-	err = e.lastError(C.wl_engine_poll_timeout_for(e.h, C.uint64_t(op), &has, &t))
-	return uint64(t), bool(has), err
+	err = e.lastError(C.wl_engine_poll_timeout_for(e.h, C.uint64_t(op), &e.s.has, &e.s.at))
+	return uint64(e.s.at), bool(e.s.has), err
 }
 
 // PollTimeoutFor says when one operation's timer fires; ok is false when it waits on none.
@@ -453,8 +467,8 @@ func (e *Engine) PollEvent() (event string, ok bool, err error) {
 	if e.h == nil {
 		return "", false, ErrClosed
 	}
-	var s C.wl_str
-	if err := e.lastError(C.wl_engine_poll_event(e.h, &s)); err != nil {
+	s := &e.s.str
+	if err := e.lastError(C.wl_engine_poll_event(e.h, s)); err != nil {
 		return "", false, err
 	}
 	if s.ptr == nil {
@@ -469,8 +483,8 @@ func (e *Engine) jsonCall(f func(*C.wl_engine, *C.wl_str) C.wl_status) (string, 
 	if e.h == nil {
 		return "", ErrClosed
 	}
-	var s C.wl_str
-	if err := e.lastError(f(e.h, &s)); err != nil {
+	s := &e.s.str
+	if err := e.lastError(f(e.h, s)); err != nil {
 		return "", err
 	}
 	return C.GoStringN(s.ptr, C.int(s.len)), nil
@@ -506,17 +520,17 @@ func (e *Engine) PolicyJSON() (string, error) {
 	if e.h == nil {
 		return "", ErrClosed
 	}
-	var n C.size_t
-	st := C.wl_engine_policy_json(e.h, nil, 0, &n)
+	n := &e.s.len
+	st := C.wl_engine_policy_json(e.h, nil, 0, n)
 	if Status(st) != StatusBufferTooSmall {
 		return "", e.lastError(st)
 	}
-	buf := (*C.char)(C.malloc(n + 1))
+	buf := (*C.char)(C.malloc(*n + 1))
 	defer C.free(unsafe.Pointer(buf))
-	if err := e.lastError(C.wl_engine_policy_json(e.h, buf, n+1, &n)); err != nil {
+	if err := e.lastError(C.wl_engine_policy_json(e.h, buf, *n+1, n)); err != nil {
 		return "", err
 	}
-	return C.GoStringN(buf, C.int(n)), nil
+	return C.GoStringN(buf, C.int(*n)), nil
 }
 
 // RetryToken is the state of one logical call under the retry strategy; keep it between
@@ -563,8 +577,9 @@ func (e *Engine) retryAcquireLocked(scope string, now uint64) (RetryToken, error
 		return t, ErrClosed
 	}
 	p, n := cstr(scope)
-	st := C.wl_engine_retry_acquire(e.h, p, n, C.uint64_t(now), &t.c)
+	st := C.wl_engine_retry_acquire(e.h, p, n, C.uint64_t(now), &e.s.tok)
 	runtime.KeepAlive(scope)
+	t.c = e.s.tok
 	return t, e.lastError(st)
 }
 
@@ -581,14 +596,14 @@ func (e *Engine) retryRefreshLocked(t *RetryToken, f *Failure, now uint64) (Retr
 		return RetryDecision{}, ErrClosed
 	}
 	e.reserve(failureLen(f))
-	cf := e.fillFailure(f)
-	var d C.wl_retry_decision
-	st := C.wl_engine_retry_refresh(e.h, &t.c, &cf, C.uint64_t(now), &d)
-	runtime.KeepAlive(f)
+	e.s.fail = e.fillFailure(f)
+	e.s.tok = t.c
+	st := C.wl_engine_retry_refresh(e.h, &e.s.tok, &e.s.fail, C.uint64_t(now), &e.s.dec)
 	if err := e.lastError(st); err != nil {
 		return RetryDecision{}, err
 	}
-	return decisionOf(&d), nil
+	t.c = e.s.tok
+	return decisionOf(&e.s.dec), nil
 }
 
 // RetrySuccess records that the call holding t succeeded (refunding the last retry's cost).
@@ -602,7 +617,8 @@ func (e *Engine) retrySuccessLocked(t *RetryToken) error {
 	if e.h == nil {
 		return ErrClosed
 	}
-	return e.lastError(C.wl_engine_retry_success(e.h, &t.c))
+	e.s.tok = t.c
+	return e.lastError(C.wl_engine_retry_success(e.h, &e.s.tok))
 }
 
 // RetryCapacity returns the tokens left in scope's budget.
@@ -612,11 +628,10 @@ func (e *Engine) RetryCapacity(scope string) (uint32, error) {
 	if e.h == nil {
 		return 0, ErrClosed
 	}
-	var level C.uint32_t
 	p, n := cstr(scope)
-	st := C.wl_engine_retry_capacity(e.h, p, n, &level)
+	st := C.wl_engine_retry_capacity(e.h, p, n, &e.s.level)
 	runtime.KeepAlive(scope)
-	return uint32(level), e.lastError(st)
+	return uint32(e.s.level), e.lastError(st)
 }
 
 func (e *Engine) retryDelayLocked(attempt int, f *Failure, now uint64) (RetryDecision, error) {
@@ -624,14 +639,12 @@ func (e *Engine) retryDelayLocked(attempt int, f *Failure, now uint64) (RetryDec
 		return RetryDecision{}, ErrClosed
 	}
 	e.reserve(failureLen(f))
-	cf := e.fillFailure(f)
-	var d C.wl_retry_decision
-	st := C.wl_engine_retry_delay(e.h, C.uint32_t(attempt), &cf, C.uint64_t(now), &d)
-	runtime.KeepAlive(f)
+	e.s.fail = e.fillFailure(f)
+	st := C.wl_engine_retry_delay(e.h, C.uint32_t(attempt), &e.s.fail, C.uint64_t(now), &e.s.dec)
 	if err := e.lastError(st); err != nil {
 		return RetryDecision{}, err
 	}
-	return decisionOf(&d), nil
+	return decisionOf(&e.s.dec), nil
 }
 
 func (e *Engine) classifyLocked(f *Failure) (string, error) {
@@ -639,11 +652,9 @@ func (e *Engine) classifyLocked(f *Failure) (string, error) {
 		return "", ErrClosed
 	}
 	e.reserve(failureLen(f))
-	cf := e.fillFailure(f)
-	var c C.wl_error_class
-	st := C.wl_engine_classify(e.h, &cf, &c)
-	runtime.KeepAlive(f)
-	return className(c), e.lastError(st)
+	e.s.fail = e.fillFailure(f)
+	st := C.wl_engine_classify(e.h, &e.s.fail, &e.s.class)
+	return className(e.s.class), e.lastError(st)
 }
 
 // Classify returns the class the policy puts f in (conflict, throttle, transient,
