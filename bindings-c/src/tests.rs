@@ -199,3 +199,140 @@ fn errors_are_cut_at_a_character_boundary_with_the_full_length_reported() {
     assert!(m.len() < WL_ERROR_MESSAGE_CAP && m.len() > WL_ERROR_MESSAGE_CAP - 4);
     assert!(std::str::from_utf8(m.as_bytes()).is_ok());
 }
+
+/// Random calls with random arguments never panic and never poison the handle: every
+/// call returns OK or a typed error.
+#[test]
+fn random_calls_never_panic() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let texts: [&[u8]; 8] = [
+        b"role/a",
+        b"role/b",
+        b"",
+        b"\xff\xfe",
+        b"ConcurrentModification",
+        b"Throttling",
+        b"12",
+        b"v1",
+    ];
+    let pick = |r: u64| -> wl_str {
+        match r % 10 {
+            0 => wl_str::ABSENT,
+            1 => wl_str {
+                ptr: std::ptr::null(),
+                len: 3,
+            },
+            n => {
+                let t = texts[(n as usize) % texts.len()];
+                wl_str {
+                    ptr: t.as_ptr().cast(),
+                    len: t.len(),
+                }
+            }
+        }
+    };
+    for policy in [
+        "\"iam\"",
+        "\"aws-standard\"",
+        r#"{"lanes":{"mode":"none"},"spike":{"threshold":1}}"#,
+    ] {
+        let mut e = std::ptr::null_mut();
+        let st = unsafe {
+            wl_engine_new(
+                policy.as_ptr().cast(),
+                policy.len(),
+                5,
+                &mut e,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(st, wl_status::Ok);
+        let mut now = 0u64;
+        let mut token = wl_retry_token::default();
+        for _ in 0..20_000 {
+            let r = rnd();
+            if r % 5 == 0 {
+                now += rnd() % 3000;
+            }
+            let at = if r % 97 == 0 {
+                now.saturating_sub(10)
+            } else {
+                now
+            };
+            let failure = wl_failure {
+                code: pick(rnd()),
+                http_status: [0u16, 409, 429, 500, 503, 404][(rnd() % 6) as usize],
+                has_retry_after: rnd() % 4 == 0,
+                retry_after_ms: rnd() % 100_000,
+                retry_after_header: if rnd() % 8 == 0 {
+                    pick(rnd())
+                } else {
+                    wl_str::ABSENT
+                },
+                outcome_unknown: rnd() % 6 == 0,
+                intended_token: pick(rnd()),
+            };
+            let mut c = wl_command::NONE;
+            let st = unsafe {
+                match r % 9 {
+                    0 | 1 => {
+                        let s = pick(rnd());
+                        let mut op = 0;
+                        let opts = wl_submit_options {
+                            expected: pick(rnd()),
+                            has_deadline: rnd() % 3 == 0,
+                            deadline_ms: rnd() % 10_000,
+                        };
+                        wl_engine_submit(e, s.ptr, s.len, at, &opts, &mut op)
+                    }
+                    2 | 3 => {
+                        let input = wl_input {
+                            kind: (rnd() % 7) as u32,
+                            op: rnd() % 12,
+                            token: pick(rnd()),
+                            failure,
+                        };
+                        wl_engine_handle(e, at, &input)
+                    }
+                    4 => wl_engine_handle_timeout(e, at),
+                    5 => wl_engine_poll_command(e, &mut c),
+                    6 => wl_engine_poll_command_for(e, rnd() % 12, &mut c),
+                    7 => {
+                        let mut d = wl_retry_decision {
+                            retry: false,
+                            delay_ms: 0,
+                            cost: 0,
+                            error_class: wl_error_class::None,
+                            refusal: wl_refusal::None,
+                        };
+                        if rnd() % 3 == 0 {
+                            wl_engine_retry_acquire(e, "s".as_ptr().cast(), 1, at, &mut token)
+                        } else if rnd() % 2 == 0 {
+                            wl_engine_retry_refresh(e, &mut token, &failure, at, &mut d)
+                        } else {
+                            wl_engine_retry_delay(e, (rnd() % 20) as u32, &failure, at, &mut d)
+                        }
+                    }
+                    _ => {
+                        let mut s = wl_str::ABSENT;
+                        wl_engine_poll_event(e, &mut s)
+                    }
+                }
+            };
+            assert!(
+                !matches!(
+                    st,
+                    wl_status::Panicked | wl_status::Poisoned | wl_status::Busy
+                ),
+                "{st:?}"
+            );
+        }
+        unsafe { wl_engine_free(e) };
+    }
+}
