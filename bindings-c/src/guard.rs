@@ -326,6 +326,10 @@ unsafe fn bytes_to_str<'a>(ptr: *const c_char, len: usize, name: &str) -> Result
     }
     // SAFETY: the caller promises `len` readable bytes at a non-NULL `ptr`.
     let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8. (A fast path for the usual names and codes.)
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
     std::str::from_utf8(bytes).map_err(|e| {
         Fail::new(
             wl_status::InvalidUtf8,
