@@ -4,6 +4,9 @@
  *
  * Rules for every function:
  * - Every function returns a wl_status (WL_STATUS_OK is 0) unless it cannot fail.
+ * - Pointer arguments may not be NULL unless the function says NULL is fine; a NULL
+ *   is refused with WL_STATUS_NULL_ARGUMENT (never dereferenced). Other pointers must be
+ *   valid for the stated length; bool fields must hold true or false.
  * - Strings in are pointer + length in bytes (UTF-8), copied before the call returns.
  *   In a struct, a NULL ptr means "absent" (its len must be 0).
  * - Strings out are borrowed from the handle until the next call on the same handle,
