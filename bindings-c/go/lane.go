@@ -234,6 +234,19 @@ func (l *Lane) Run(ctx context.Context, entity string, write func(ctx context.Co
 	}
 }
 
+// releaseOnPanic cancels op if the user's function panics, so the lane is not held
+// forever, then lets the panic go on.
+func (l *Lane) releaseOnPanic(op uint64) {
+	if p := recover(); p != nil {
+		l.mu.Lock()
+		_ = l.eng.Handle(l.now(), Input{Kind: Cancel, Op: op})
+		_, _ = l.eng.PollCommandFor(op)
+		l.notify()
+		l.mu.Unlock()
+		panic(p)
+	}
+}
+
 func (l *Lane) read(ctx context.Context, op uint64, read func(context.Context) (string, bool, error), lastErr *error) Input {
 	if ctx.Err() != nil {
 		return Input{Kind: Cancel, Op: op}
@@ -241,6 +254,7 @@ func (l *Lane) read(ctx context.Context, op uint64, read func(context.Context) (
 	if read == nil {
 		return Input{Kind: ReadDone, Op: op}
 	}
+	defer l.releaseOnPanic(op)
 	token, exists, err := read(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -261,6 +275,7 @@ func (l *Lane) write(ctx context.Context, op uint64, cmd *Command, write func(co
 	}
 	var token string
 	var has bool
+	defer l.releaseOnPanic(op)
 	err := write(ctx, Attempt{Op: op, Number: cmd.Attempt, BaseToken: cmd.BaseToken, result: &token, hasResult: &has})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -361,3 +361,30 @@ func TestStateMovesBetweenEngines(t *testing.T) {
 		t.Fatal("malformed state was accepted")
 	}
 }
+
+func TestAPanickingWriteReleasesTheLane(t *testing.T) {
+	l := newLane(t, fastPolicy)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the panic must reach the caller")
+			}
+		}()
+		_ = l.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error { panic("boom") })
+	}()
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error { return nil })
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lane stayed held after a panicking write")
+	}
+	if s, _ := l.Engine().StatsJSON(); !strings.Contains(s, `"active_ops":0`) {
+		t.Fatalf("stats %s", s)
+	}
+}
