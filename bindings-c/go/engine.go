@@ -459,6 +459,18 @@ func (e *Engine) PollTimeoutFor(op uint64) (at uint64, ok bool, err error) {
 	return e.pollTimeoutForLocked(op)
 }
 
+// ClearEvents drops every queued telemetry event without reading it and returns how
+// many were dropped.
+func (e *Engine) ClearEvents() (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return 0, ErrClosed
+	}
+	st := C.wl_engine_clear_events(e.h, &e.s.op)
+	return int(e.s.op), e.lastError(st)
+}
+
 // PollEvent takes the next telemetry event as JSON text (tagged by "type"); ok is false
 // when none is queued.
 func (e *Engine) PollEvent() (event string, ok bool, err error) {

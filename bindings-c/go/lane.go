@@ -13,8 +13,9 @@ import (
 // engine inside. One Lane is meant to be shared by every goroutine of a process that
 // writes the same entities; it is safe for concurrent use. Close it when done.
 type Lane struct {
-	eng   *Engine
-	start time.Time
+	eng    *Engine
+	start  time.Time
+	events func(string)
 
 	// mu guards changed; engine calls go through eng.mu, taken inside mu.
 	mu      sync.Mutex
@@ -28,12 +29,21 @@ type Option func(*laneConfig)
 type laneConfig struct {
 	seed    uint64
 	hasSeed bool
+	events  func(event string)
 }
 
 // WithSeed fixes the jitter generator's seed (the default is random), for reproducible
 // decisions.
 func WithSeed(seed uint64) Option {
 	return func(c *laneConfig) { c.seed, c.hasSeed = seed, true }
+}
+
+// WithEvents delivers the engine's telemetry events (JSON text tagged by "type":
+// submitted, lane_wait_started, conflict, retry_scheduled, committed, gave_up, ...) to
+// handler, called from the goroutine of the Run that caused them, outside any lock.
+// Without it the lane discards events as they come.
+func WithEvents(handler func(event string)) Option {
+	return func(c *laneConfig) { c.events = handler }
 }
 
 // New builds a Lane from a policy given as JSON text: a preset name as a JSON string
@@ -53,7 +63,7 @@ func New(policy string, opts ...Option) (*Lane, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Lane{eng: eng, start: time.Now(), changed: make(chan struct{})}, nil
+	return &Lane{eng: eng, start: time.Now(), events: cfg.events, changed: make(chan struct{})}, nil
 }
 
 // Engine returns the engine inside the lane (for stats, events and state export).
@@ -79,6 +89,31 @@ func (l *Lane) notify() {
 	if !l.closed {
 		close(l.changed)
 		l.changed = make(chan struct{})
+	}
+}
+
+// changed is called with l.mu held after the engine changed: it wakes the waiting Runs
+// and takes the queued events (dropping them when nobody listens).
+func (l *Lane) afterChange() []string {
+	l.notify()
+	if l.events == nil {
+		_, _ = l.eng.ClearEvents()
+		return nil
+	}
+	var out []string
+	for {
+		ev, ok, err := l.eng.PollEvent()
+		if err != nil || !ok {
+			return out
+		}
+		out = append(out, ev)
+	}
+}
+
+// deliver hands events to the handler; called without l.mu.
+func (l *Lane) deliver(events []string) {
+	for _, ev := range events {
+		l.events(ev)
 	}
 }
 
@@ -148,8 +183,9 @@ func (l *Lane) Run(ctx context.Context, entity string, write func(ctx context.Co
 		return ErrClosed
 	}
 	op, err := l.eng.Submit(entity, l.now(), SubmitOptions{Expected: cfg.expected, DeadlineMs: cfg.deadline})
-	l.notify()
+	evs := l.afterChange()
 	l.mu.Unlock()
+	l.deliver(evs)
 	if err != nil {
 		return err
 	}
@@ -191,8 +227,9 @@ func (l *Lane) Run(ctx context.Context, entity string, write func(ctx context.Co
 			}
 			l.mu.Lock()
 			err := l.eng.Handle(l.now(), in)
-			l.notify()
+			evs := l.afterChange()
 			l.mu.Unlock()
+			l.deliver(evs)
 			if err != nil {
 				return err
 			}
@@ -213,14 +250,16 @@ func (l *Lane) Run(ctx context.Context, entity string, write func(ctx context.Co
 			l.mu.Lock()
 			// Refused only if the op finished meanwhile; the next poll returns its Finish.
 			_ = l.eng.Handle(l.now(), Input{Kind: Cancel, Op: op})
-			l.notify()
+			evs := l.afterChange()
 			l.mu.Unlock()
+			l.deliver(evs)
 		case <-wake:
 		case <-fire:
 			l.mu.Lock()
 			err := l.eng.HandleTimeout(l.now())
-			l.notify()
+			evs := l.afterChange()
 			l.mu.Unlock()
+			l.deliver(evs)
 			if err != nil {
 				return err
 			}
@@ -241,7 +280,7 @@ func (l *Lane) releaseOnPanic(op uint64) {
 		l.mu.Lock()
 		_ = l.eng.Handle(l.now(), Input{Kind: Cancel, Op: op})
 		_, _ = l.eng.PollCommandFor(op)
-		l.notify()
+		_ = l.afterChange()
 		l.mu.Unlock()
 		panic(p)
 	}

@@ -388,3 +388,37 @@ func TestAPanickingWriteReleasesTheLane(t *testing.T) {
 		t.Fatalf("stats %s", s)
 	}
 }
+
+func TestEventsReachTheHandler(t *testing.T) {
+	var mu sync.Mutex
+	var types []string
+	l, err := New(fastPolicy, WithSeed(1), WithEvents(func(ev string) {
+		mu.Lock()
+		defer mu.Unlock()
+		i := strings.Index(ev, `"type":"`)
+		types = append(types, strings.SplitN(ev[i+8:], `"`, 2)[0])
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error {
+		if a.Number == 1 {
+			return conflict()
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(types, ","); got != "submitted,conflict,retry_scheduled,committed" {
+		t.Fatalf("events %s", got)
+	}
+	// Without a handler, the lane leaves nothing queued.
+	l2 := newLane(t, fastPolicy)
+	_ = l2.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error { return nil })
+	if _, ok, _ := l2.Engine().PollEvent(); ok {
+		t.Fatal("events were left queued")
+	}
+}

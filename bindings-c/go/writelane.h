@@ -946,6 +946,13 @@ wl_status wl_engine_poll_timeout_for(const struct wl_engine *engine,
 wl_status wl_engine_poll_event(struct wl_engine *engine, struct wl_str *out_json);
 
 /**
+ * Drop every queued telemetry event without serialising it (for hosts that do not read
+ * events; the queue is bounded, so this only saves memory). Writes how many were dropped
+ * to `*out_cleared`; `out_cleared` may be NULL.
+ */
+wl_status wl_engine_clear_events(struct wl_engine *engine, uint64_t *out_cleared);
+
+/**
  * Copy the engine's global counters and budget level into `*out_stats`.
  */
 wl_status wl_engine_stats(const struct wl_engine *engine, struct wl_stats *out_stats);

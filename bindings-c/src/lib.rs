@@ -506,6 +506,28 @@ pub unsafe extern "C" fn wl_engine_poll_event(
     }
 }
 
+/// Drop every queued telemetry event without serialising it (for hosts that do not read
+/// events; the queue is bounded, so this only saves memory). Writes how many were dropped
+/// to `*out_cleared`; `out_cleared` may be NULL.
+#[no_mangle]
+pub unsafe extern "C" fn wl_engine_clear_events(
+    engine: *mut wl_engine,
+    out_cleared: *mut u64,
+) -> wl_status {
+    unsafe {
+        with_handle(engine, Access::Normal, |inner| {
+            let mut n = 0;
+            while inner.engine.poll_event().is_some() {
+                n += 1;
+            }
+            if let Some(out) = out_cleared.as_mut() {
+                *out = n;
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Copy the engine's global counters and budget level into `*out_stats`.
 #[no_mangle]
 pub unsafe extern "C" fn wl_engine_stats(

@@ -345,6 +345,14 @@ static void two_threads(void) {
     CHECK(wl_engine_new(S("\"iam\""), 2, &fresh, NULL) == WL_STATUS_OK);
     CHECK(wl_engine_import_state(fresh, out.ptr, out.len) == WL_STATUS_OK);
     CHECK(wl_engine_submit(fresh, S("role/r19999"), 0, NULL, &op) == WL_STATUS_OK);
+    {
+      uint64_t cleared = 0;
+      wl_str ev;
+      CHECK(wl_engine_clear_events(fresh, &cleared) == WL_STATUS_OK && cleared == 1); /* submitted */
+      CHECK(wl_engine_poll_event(fresh, &ev) == WL_STATUS_OK && ev.ptr == NULL);
+      CHECK(wl_engine_clear_events(fresh, NULL) == WL_STATUS_OK);
+      CHECK(wl_engine_clear_events(NULL, NULL) == WL_STATUS_NULL_ARGUMENT);
+    }
     CHECK(wl_engine_poll_command(fresh, &c) == WL_STATUS_OK && c.kind == WL_COMMAND_KIND_WRITE &&
           c.base_token.len == 6 && memcmp(c.base_token.ptr, "v19999", 6) == 0);
     wl_engine_free(fresh);
