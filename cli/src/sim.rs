@@ -972,10 +972,17 @@ mod tests {
         for model in [Model::Iam, Model::Brooker] {
             let r = run_once(model, "writelane-lease", 100, 2);
             assert_eq!(r.successes, 100, "{model:?}");
-            assert!(r.writes as f64 <= 1.05 * r.successes as f64, "{model:?}: {} writes", r.writes);
+            assert!(
+                r.writes as f64 <= 1.05 * r.successes as f64,
+                "{model:?}: {} writes",
+                r.writes
+            );
             assert_eq!(r.lost_updates, 0);
             assert_eq!(r.conflicts, 0);
-            assert!(r.store_ops >= 3 * 100, "get, claim and release at least, per write");
+            assert!(
+                r.store_ops >= 3 * 100,
+                "get, claim and release at least, per write"
+            );
         }
     }
 
