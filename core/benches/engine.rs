@@ -6,98 +6,65 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use writelane_core::{Command, Engine, Failure, Input, Policy, RetryStrategy, SubmitOptions};
 
-fn uncontended_lifecycle(c: &mut Criterion) {
-    let mut engine = Engine::new(Policy::default(), 1);
-    let mut now = 0u64;
-    c.bench_function("uncontended write: submit, read, write, committed", |b| {
-        b.iter(|| {
-            now += 1;
-            let op = engine
-                .submit(
-                    "arn:aws:iam::123456789012:role/app",
+/// Submit one write and drive it to its end, answering reads and writes at once.
+fn one_uncontended_write(engine: &mut Engine, now: u64) {
+    let op = engine
+        .submit(
+            "arn:aws:iam::123456789012:role/app",
+            now,
+            SubmitOptions::default(),
+        )
+        .unwrap();
+    while let Some(cmd) = engine.poll_command() {
+        match cmd {
+            Command::Read { op } => engine
+                .handle(
                     now,
-                    SubmitOptions::default(),
+                    Input::ReadDone {
+                        op,
+                        token: Some("v1".into()),
+                    },
                 )
-                .unwrap();
-            // With hand-off the committed token is known after the first write: the engine
-            // goes straight to the write. Either way, drive until finished.
-            while let Some(cmd) = engine.poll_command() {
-                match cmd {
-                    Command::Read { op } => engine
-                        .handle(
-                            now,
-                            Input::ReadDone {
-                                op,
-                                token: Some("v1".into()),
-                            },
-                        )
-                        .unwrap(),
-                    Command::Write { op, .. } => engine
-                        .handle(
-                            now,
-                            Input::WriteDone {
-                                op,
-                                token: Some("v2".into()),
-                            },
-                        )
-                        .unwrap(),
-                    Command::Finish { outcome, .. } => {
-                        black_box(outcome);
-                    }
-                }
+                .unwrap(),
+            Command::Write { op, .. } => engine
+                .handle(
+                    now,
+                    Input::WriteDone {
+                        op,
+                        token: Some("v2".into()),
+                    },
+                )
+                .unwrap(),
+            Command::Finish { outcome, .. } => {
+                black_box(outcome);
             }
-            while let Some(ev) = engine.poll_event() {
-                black_box(ev);
-            }
-            black_box(op);
-        })
-    });
+        }
+    }
+    while let Some(ev) = engine.poll_event() {
+        black_box(ev);
+    }
+    black_box(op);
+}
 
-    let mut validating = Engine::new(
-        Policy::from_json(r#"{"tokens":{"handoff":false}}"#).unwrap(),
-        1,
-    );
-    let mut now = 0u64;
-    c.bench_function("uncontended write with a read every time", |b| {
-        b.iter(|| {
-            now += 1;
-            validating
-                .submit(
-                    "arn:aws:iam::123456789012:role/app",
-                    now,
-                    SubmitOptions::default(),
-                )
-                .unwrap();
-            while let Some(cmd) = validating.poll_command() {
-                match cmd {
-                    Command::Read { op } => validating
-                        .handle(
-                            now,
-                            Input::ReadDone {
-                                op,
-                                token: Some("v1".into()),
-                            },
-                        )
-                        .unwrap(),
-                    Command::Write { op, .. } => validating
-                        .handle(
-                            now,
-                            Input::WriteDone {
-                                op,
-                                token: Some("v2".into()),
-                            },
-                        )
-                        .unwrap(),
-                    Command::Finish { outcome, .. } => {
-                        black_box(outcome);
-                    }
-                }
-            }
-            while let Some(ev) = validating.poll_event() {
-                black_box(ev);
-            }
-        })
-    });
+fn uncontended_lifecycle(c: &mut Criterion) {
+    // With hand-off the committed token is known after the first write, so the engine goes
+    // straight to the write; without it every write reads first.
+    for (name, policy) in [
+        ("uncontended write: submit, read, write, committed", "{}"),
+        (
+            "uncontended write with a read every time",
+            r#"{"tokens":{"handoff":false}}"#,
+        ),
+    ] {
+        let mut engine = Engine::new(Policy::from_json(policy).unwrap(), 1);
+        let mut now = 0u64;
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                now += 1;
+                one_uncontended_write(&mut engine, now);
+            })
+        });
+    }
 }
 
 fn retry_decision(c: &mut Criterion) {
