@@ -50,9 +50,12 @@ fn uncontended_lifecycle(c: &mut Criterion) {
     // With hand-off the committed token is known after the first write, so the engine goes
     // straight to the write; without it every write reads first.
     for (name, policy) in [
-        ("uncontended write: submit, read, write, committed", "{}"),
         (
-            "uncontended write with a read every time",
+            "uncontended write, token handed off: submit, write, committed",
+            "{}",
+        ),
+        (
+            "uncontended write with a read: submit, read, write, committed",
             r#"{"tokens":{"handoff":false}}"#,
         ),
     ] {
