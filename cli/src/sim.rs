@@ -13,11 +13,8 @@ use std::collections::BinaryHeap;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::Serialize;
-use writelane_core::lease::{LeaseClient, LeaseEvent, LeaseRecord, LeaseRule, StoreOp, StoreReply};
-use writelane_core::{
-    Command, Engine, EngineState, EntityRecord, Failure, Input, OpId, Outcome, Policy,
-    SubmitOptions, STATE_VERSION,
-};
+use writelane_core::lease::{LeaseRecord, StoreOp, StoreReply};
+use writelane_core::{Command, Engine, Failure, Input, OpId, Outcome, Policy, SubmitOptions};
 
 /// Which server the writers contend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -208,8 +205,6 @@ enum Ev {
     StoreArrive { machine: usize, op: usize },
     /// The store's reply (an index into the run's reply list) reaches the machine.
     StoreReturn { machine: usize, reply: usize },
-    /// A lease client's timeout.
-    LeaseTimer { machine: usize, at: u64 },
 }
 
 struct Server {
@@ -434,6 +429,7 @@ fn run_engine(model: Model, policy: &Policy, shared: bool, writers: usize, seed:
                 Command::Finish { outcome, .. } => {
                     w.done(now, matches!(outcome, Outcome::Committed { .. }));
                 }
+                Command::Store { .. } => unreachable!("these strategies use no shared lanes"),
             }
         }
         while engines[e].poll_event().is_some() {}
@@ -471,6 +467,7 @@ fn run_engine(model: Model, policy: &Policy, shared: bool, writers: usize, seed:
                         let opts = SubmitOptions {
                             expected: Some(v.to_string()),
                             deadline_ms: None,
+                            holder: None,
                         };
                         op_of[writer] = Some(engines[e].submit(ENTITY, now, opts).expect("valid"));
                         None
@@ -503,24 +500,15 @@ fn run_engine(model: Model, policy: &Policy, shared: bool, writers: usize, seed:
     w.result
 }
 
-/// Lease timings for the simulated machines: a short poll so hand-offs are quick.
-const SIM_LEASE: LeaseRule = LeaseRule {
-    lease_ms: 10_000,
-    renew_ms: 3_000,
-    lock_delay_ms: 1_000,
-    poll_ms: 20,
-    unavailable_ms: 30_000,
-};
-
-/// Longest write a holder starts: it must end well inside the lease.
-const EXPECTED_WRITE_MS: u64 = 200;
-
-struct Machine {
-    engine: Engine,
-    lease: LeaseClient,
-    op: Option<OpId>,
-    engine_timer: Option<u64>,
-    lease_timer: Option<u64>,
+/// The policy of the simulated machines: the `iam` preset with shared lanes and a short
+/// lease poll, so hand-offs between machines are quick.
+fn lease_policy() -> Policy {
+    Policy::from_json(
+        r#"{"preset":"iam","lanes":{"mode":"shared"},
+            "lease":{"lease_ms":10000,"renew_ms":3000,"lock_delay_ms":1000,"poll_ms":20,
+                     "max_write_ms":200}}"#,
+    )
+    .expect("a valid policy")
 }
 
 /// The store the machines share: the three primitives over one record.
@@ -556,142 +544,77 @@ fn apply_store(record: &mut Option<LeaseRecord>, op: StoreOp) -> StoreReply {
     }
 }
 
-/// Writers on N machines: each has its own engine and a lease client; they share a
+/// Writers on N machines: each has its own engine with shared lanes; they share a
 /// simulated lease store with network latency. The committed token travels in the lease
 /// record, so the next holder on any machine writes without reading.
 fn run_lease(model: Model, writers: usize, seed: u64) -> RunResult {
     let mut w = World::new(model, seed);
-    let policy = sim_policy("writelane");
-    let mut machines: Vec<Machine> = (0..writers)
+    let policy = lease_policy();
+    let mut engines: Vec<Engine> = (0..writers)
         .map(|i| {
             let s = seed.wrapping_mul(1000).wrapping_add(i as u64);
-            Machine {
-                engine: Engine::new(policy.clone(), s),
-                lease: LeaseClient::new(ENTITY, &format!("machine-{i}"), None, SIM_LEASE, s),
-                op: None,
-                engine_timer: None,
-                lease_timer: None,
-            }
+            Engine::with_owner(policy.clone(), s, &format!("machine-{i}")).expect("valid owner")
         })
         .collect();
+    let mut ops: Vec<Option<OpId>> = vec![None; writers];
+    let mut timers: Vec<Option<u64>> = vec![None; writers];
     let mut record: Option<LeaseRecord> = None;
-    let mut ops: Vec<Option<StoreOp>> = Vec::new();
+    let mut in_flight: Vec<Option<StoreOp>> = Vec::new();
     let mut replies: Vec<Option<StoreReply>> = Vec::new();
 
-    // Carry out whatever machine `m`'s lease client and engine ask for at `now`.
-    fn pump(
-        w: &mut World,
-        m: usize,
-        machine: &mut Machine,
-        ops: &mut Vec<Option<StoreOp>>,
-        now: u64,
-    ) {
-        loop {
-            let mut progressed = false;
-            while let Some(op) = machine.lease.poll_op() {
-                progressed = true;
-                w.result.store_ops += 1;
-                ops.push(Some(op));
-                let d = w.net.one_way();
-                let op = ops.len() - 1;
-                w.at(now + d, Ev::StoreArrive { machine: m, op });
-            }
-            while let Some(ev) = machine.lease.poll_event() {
-                progressed = true;
-                match ev {
-                    LeaseEvent::Acquired {
-                        committed_token, ..
-                    } => {
-                        let mut state = EngineState {
-                            version: STATE_VERSION,
-                            ..EngineState::default()
-                        };
-                        state.entities.insert(
-                            ENTITY.to_string(),
-                            EntityRecord {
-                                committed_token,
-                                budget: None,
-                            },
-                        );
-                        machine.engine.import_state(&state).expect("valid state");
-                        machine.op = Some(
-                            machine
-                                .engine
-                                .submit(ENTITY, now, SubmitOptions::default())
-                                .expect("valid"),
-                        );
-                    }
-                    LeaseEvent::Lost | LeaseEvent::Unavailable => {
-                        if let Some(op) = machine.op.take() {
-                            let _ = machine.engine.handle(now, Input::Cancel { op });
-                        } else {
-                            w.done(now, false);
-                        }
-                    }
-                    LeaseEvent::Released => {}
+    let drain = |w: &mut World,
+                 engine: &mut Engine,
+                 timer: &mut Option<u64>,
+                 in_flight: &mut Vec<Option<StoreOp>>,
+                 m: usize,
+                 now: u64| {
+        while let Some(cmd) = engine.poll_command() {
+            match cmd {
+                Command::Read { .. } => w.send_read(now, m),
+                Command::Write { base_token, .. } => {
+                    let base = base_token.and_then(|t| t.parse().ok()).unwrap_or(u64::MAX);
+                    w.send_write(now, m, base);
                 }
-            }
-            while let Some(cmd) = machine.engine.poll_command() {
-                progressed = true;
-                match cmd {
-                    Command::Read { .. } => w.send_read(now, m),
-                    Command::Write { op, base_token, .. } => {
-                        if machine.lease.may_write(now, EXPECTED_WRITE_MS) {
-                            let base = base_token.and_then(|t| t.parse().ok()).unwrap_or(u64::MAX);
-                            w.send_write(now, m, base);
-                        } else {
-                            // Never write without the lease.
-                            machine
-                                .engine
-                                .handle(now, Input::Cancel { op })
-                                .expect("live op");
-                        }
-                    }
-                    Command::Finish { outcome, .. } => {
-                        machine.op = None;
-                        match outcome {
-                            Outcome::Committed { token, .. } => {
-                                w.done(now, true);
-                                machine.lease.release(now, token);
-                            }
-                            Outcome::GaveUp { .. } => {
-                                w.done(now, false);
-                                machine.lease.release(now, None);
-                            }
-                        }
-                    }
+                Command::Store { operation, .. } => {
+                    w.result.store_ops += 1;
+                    in_flight.push(Some(operation));
+                    let d = w.net.one_way();
+                    w.at(
+                        now + d,
+                        Ev::StoreArrive {
+                            machine: m,
+                            op: in_flight.len() - 1,
+                        },
+                    );
                 }
-            }
-            while machine.engine.poll_event().is_some() {}
-            if !progressed {
-                break;
-            }
-        }
-        for (timer, next, lease) in [
-            (
-                &mut machine.engine_timer,
-                machine.engine.poll_timeout(),
-                false,
-            ),
-            (&mut machine.lease_timer, machine.lease.poll_timeout(), true),
-        ] {
-            if next != *timer {
-                *timer = next;
-                if let Some(at) = next {
-                    let ev = if lease {
-                        Ev::LeaseTimer { machine: m, at }
-                    } else {
-                        Ev::EngineTimer { engine: m, at }
-                    };
-                    w.at(at, ev);
+                Command::Finish { outcome, .. } => {
+                    w.done(now, matches!(outcome, Outcome::Committed { .. }));
                 }
             }
         }
-    }
-
-    for (m, machine) in machines.iter_mut().enumerate() {
-        machine.lease.acquire(0);
-        pump(&mut w, m, machine, &mut ops, 0);
+        while engine.poll_event().is_some() {}
+        let next = engine.poll_timeout();
+        if next != *timer {
+            *timer = next;
+            if let Some(at) = next {
+                w.at(at, Ev::EngineTimer { engine: m, at });
+            }
+        }
+    };
+    for m in 0..writers {
+        ops[m] = Some(
+            engines[m]
+                .submit(ENTITY, 0, SubmitOptions::default())
+                .expect("valid"),
+        );
+        drain(
+            &mut w,
+            &mut engines[m],
+            &mut timers[m],
+            &mut in_flight,
+            m,
+            0,
+        );
     }
     while let Some((now, ev)) = w.pop() {
         let Some(ev) = w.step_server(now, ev) else {
@@ -699,7 +622,7 @@ fn run_lease(model: Model, writers: usize, seed: u64) -> RunResult {
         };
         let m = match ev {
             Ev::StoreArrive { machine, op } => {
-                let op = ops[op].take().expect("each operation arrives once");
+                let op = in_flight[op].take().expect("each operation arrives once");
                 replies.push(Some(apply_store(&mut record, op)));
                 let d = w.net.one_way();
                 let reply = replies.len() - 1;
@@ -708,31 +631,24 @@ fn run_lease(model: Model, writers: usize, seed: u64) -> RunResult {
             }
             Ev::StoreReturn { machine, reply } => {
                 let reply = replies[reply].take().expect("each reply returns once");
-                machines[machine].lease.handle(now, reply);
-                machine
-            }
-            Ev::LeaseTimer { machine, at } => {
-                if machines[machine].lease_timer != Some(at) {
-                    continue;
-                }
-                machines[machine].lease_timer = None;
-                machines[machine].lease.handle_timeout(now);
+                let op = ops[machine].expect("a live op");
+                engines[machine]
+                    .handle(now, Input::StoreReply { op, reply })
+                    .expect("the simulator follows the contract");
                 machine
             }
             Ev::EngineTimer { engine, at } => {
-                if machines[engine].engine_timer != Some(at) {
+                if timers[engine] != Some(at) {
                     continue;
                 }
-                machines[engine].engine_timer = None;
-                machines[engine]
-                    .engine
+                timers[engine] = None;
+                engines[engine]
                     .handle_timeout(now)
                     .expect("time moves forward");
                 engine
             }
             Ev::Client { writer, reply } => {
-                let machine = &mut machines[writer];
-                let op = machine.op.expect("a reply answers a live op");
+                let op = ops[writer].expect("a reply answers a live op");
                 let input = match reply {
                     Reply::Version(v) => Input::ReadDone {
                         op,
@@ -747,19 +663,21 @@ fn run_lease(model: Model, writers: usize, seed: u64) -> RunResult {
                         failure: Failure::code("ConcurrentModification").with_status(409),
                     },
                 };
-                machine
-                    .engine
+                engines[writer]
                     .handle(now, input)
                     .expect("the simulator follows the contract");
                 writer
             }
             _ => unreachable!("server events are handled by the server"),
         };
-        pump(&mut w, m, &mut machines[m], &mut ops, now);
-        // Holders renew until they release; stop once every writer is done.
-        if w.result.completions.len() as u64 + w.result.gave_up == writers as u64 {
-            break;
-        }
+        drain(
+            &mut w,
+            &mut engines[m],
+            &mut timers[m],
+            &mut in_flight,
+            m,
+            now,
+        );
     }
     w.result
 }

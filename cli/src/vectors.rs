@@ -75,6 +75,7 @@ impl EngineScript {
         let opts = SubmitOptions {
             expected: expected.map(str::to_string),
             deadline_ms,
+            holder: None,
         };
         let step_submit = to_json(&opts);
         let mut submit = step_submit.as_object().cloned().unwrap_or_default();

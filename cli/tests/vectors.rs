@@ -82,6 +82,7 @@ fn replay_engine(name: &str, doc: &Value) {
                     .and_then(Value::as_str)
                     .map(str::to_string),
                 deadline_ms: s.get("deadline_ms").and_then(Value::as_u64),
+                holder: s.get("holder").and_then(Value::as_str).map(str::to_string),
             };
             engine
                 .submit(s["entity"].as_str().expect("entity"), at, opts)

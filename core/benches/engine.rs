@@ -38,6 +38,7 @@ fn one_uncontended_write(engine: &mut Engine, now: u64) {
             Command::Finish { outcome, .. } => {
                 black_box(outcome);
             }
+            Command::Store { .. } => unreachable!("local lanes"),
         }
     }
     while let Some(ev) = engine.poll_event() {

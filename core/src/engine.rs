@@ -15,6 +15,7 @@ use crate::backoff::{
 };
 use crate::classify::{classify, ErrorClass, Failure};
 use crate::error::UsageError;
+use crate::lease::{LeaseClient, LeaseEvent, StoreOp, StoreReply};
 use crate::policy::{LaneMode, Policy};
 
 /// Longest entity name accepted (an ARN is at most 2048 characters).
@@ -46,6 +47,10 @@ pub struct SubmitOptions {
     /// Overrides the policy's deadline for this write, in milliseconds from submission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// With shared lanes: who holds the lease, in words (host, pipeline, run id,
+    /// operation), stored in the lease record for people debugging a stuck lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
 }
 
 /// What the host observed, fed back with [`Engine::handle`].
@@ -88,6 +93,13 @@ pub enum Input {
         /// The operation.
         op: OpId,
     },
+    /// A `Store` command completed (shared lanes): what the lease store answered.
+    StoreReply {
+        /// The operation.
+        op: OpId,
+        /// The store's answer.
+        reply: StoreReply,
+    },
 }
 
 impl Input {
@@ -97,6 +109,7 @@ impl Input {
             | Input::ReadFailed { op, .. }
             | Input::WriteDone { op, .. }
             | Input::WriteFailed { op, .. }
+            | Input::StoreReply { op, .. }
             | Input::Cancel { op } => *op,
         }
     }
@@ -108,6 +121,7 @@ impl Input {
             Input::WriteDone { .. } => "write_done",
             Input::WriteFailed { .. } => "write_failed",
             Input::Cancel { .. } => "cancel",
+            Input::StoreReply { .. } => "store_reply",
         }
     }
 }
@@ -129,6 +143,17 @@ pub enum Command {
         attempt: u32,
         /// The revision the write must be based on, if known.
         base_token: Option<String>,
+        /// With shared lanes, the lease epoch this write is made under (a fence for
+        /// services that can check one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fence: Option<u64>,
+    },
+    /// Carry out a lease-store operation (shared lanes) and report `StoreReply`.
+    Store {
+        /// The operation.
+        op: OpId,
+        /// What to do in the store.
+        operation: StoreOp,
     },
     /// The operation is over; it is forgotten once this command is polled.
     Finish {
@@ -143,7 +168,10 @@ impl Command {
     /// The operation the command belongs to.
     pub fn op(&self) -> OpId {
         match self {
-            Command::Read { op } | Command::Write { op, .. } | Command::Finish { op, .. } => *op,
+            Command::Read { op }
+            | Command::Write { op, .. }
+            | Command::Store { op, .. }
+            | Command::Finish { op, .. } => *op,
         }
     }
 }
@@ -210,6 +238,11 @@ pub enum GiveUpReason {
     },
     /// The host cancelled the operation.
     Cancelled,
+    /// The lease was lost before the write (shared lanes): another writer took it over, or
+    /// a renewal failed. No write was made without it.
+    LeaseLost,
+    /// The lease store stayed unreachable (shared lanes); no write was made.
+    LockUnavailable,
 }
 
 impl GiveUpReason {
@@ -222,6 +255,8 @@ impl GiveUpReason {
             GiveUpReason::Fatal { .. } => "fatal",
             GiveUpReason::StaleRevision { .. } => "stale_revision",
             GiveUpReason::Cancelled => "cancelled",
+            GiveUpReason::LeaseLost => "lease_lost",
+            GiveUpReason::LockUnavailable => "lock_unavailable",
         }
     }
 }
@@ -361,6 +396,28 @@ pub enum Event {
         /// When.
         at: u64,
     },
+    /// The operation holds the entity's shared lease.
+    LeaseAcquired {
+        /// The operation.
+        op: OpId,
+        /// The entity.
+        entity: Arc<str>,
+        /// When.
+        at: u64,
+        /// The fence of this holding.
+        epoch: u64,
+        /// Whether a stale holder was taken over.
+        takeover: bool,
+    },
+    /// The operation lost the entity's shared lease.
+    LeaseLost {
+        /// The operation.
+        op: OpId,
+        /// The entity.
+        entity: Arc<str>,
+        /// When.
+        at: u64,
+    },
 }
 
 /// Counters, globally and per entity.
@@ -390,6 +447,8 @@ pub struct Counters {
     pub lane_wait_ms: u64,
     /// Conflict spikes detected.
     pub spikes: u64,
+    /// Lease-store operations issued (shared lanes).
+    pub store_ops: u64,
 }
 
 /// Per-entity view in [`Stats`].
@@ -473,8 +532,34 @@ enum Phase {
     Writing,
     /// Waiting before the next call.
     Backoff,
+    /// Shared lanes: a lease-store operation is outstanding, or the lease client waits
+    /// (polling a held lease, a lock-delay); what follows is in `Shared::resume`.
+    Leasing,
     /// Over; the `Finish` command is queued.
     Finishing,
+}
+
+/// What an operation does once its lease client is done with the store.
+#[derive(Debug)]
+enum Resume {
+    /// The lease was just acquired: start the first attempt.
+    Start,
+    /// A renewal before a write: issue the write on this base.
+    Write(Option<String>),
+    /// A renewal during a backoff: go on waiting.
+    Backoff,
+    /// The release before finishing with this outcome.
+    Finish(Outcome),
+}
+
+/// Per-operation state of shared lanes, boxed so local operations do not pay for it.
+#[derive(Debug)]
+struct Shared {
+    client: LeaseClient,
+    resume: Resume,
+    /// End of the current backoff, while the lease is renewed during it.
+    wake_at: Option<u64>,
+    fence: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -497,6 +582,8 @@ struct Op {
     last_failure: Option<Box<Failure>>,
     holds_lane: bool,
     queued_at: u64,
+    holder: Option<String>,
+    shared: Option<Box<Shared>>,
 }
 
 #[derive(Debug)]
@@ -541,6 +628,8 @@ pub struct Engine {
     dropped_events: u64,
     bucket: Option<Bucket>,
     counters: Counters,
+    /// Who this engine is in lease records (shared lanes).
+    owner: Option<String>,
 }
 
 impl Engine {
@@ -564,7 +653,21 @@ impl Engine {
             dropped_events: 0,
             bucket,
             counters: Counters::default(),
+            owner: None,
         }
+    }
+
+    /// An engine that writes lease records as `owner` (unique per process, such as
+    /// `host:pid:random`); shared lanes need one.
+    pub fn with_owner(policy: Policy, seed: u64, owner: &str) -> Result<Engine, UsageError> {
+        if owner.is_empty() || owner.len() > 256 {
+            return Err(UsageError::InvalidOwner {
+                reason: format!("length {} is outside 1..=256 bytes", owner.len()),
+            });
+        }
+        let mut engine = Engine::new(policy, seed);
+        engine.owner = Some(owner.to_string());
+        Ok(engine)
     }
 
     /// The policy in force.
@@ -642,6 +745,17 @@ impl Engine {
             });
         }
         check_token(options.expected.as_deref())?;
+        if self.policy.lanes.mode == LaneMode::Shared && self.owner.is_none() {
+            return Err(UsageError::InvalidOwner {
+                reason: "shared lanes need an owner: build the engine with Engine::with_owner"
+                    .into(),
+            });
+        }
+        if options.holder.as_ref().is_some_and(|h| h.len() > 1024) {
+            return Err(UsageError::InvalidOwner {
+                reason: "holder is over 1024 bytes".into(),
+            });
+        }
         self.advance(now)?;
         let op_id = OpId(self.next_op);
         self.next_op += 1;
@@ -665,6 +779,8 @@ impl Engine {
                 last_failure: None,
                 holds_lane: false,
                 queued_at: now,
+                holder: options.holder,
+                shared: None,
             },
         );
         self.count(eid, |c| c.submitted += 1);
@@ -674,7 +790,7 @@ impl Engine {
             entity: name.clone(),
             at: now,
         });
-        let lanes = self.policy.lanes.mode == LaneMode::Local;
+        let lanes = self.policy.lanes.mode != LaneMode::None;
         let e = &mut self.entities[eid as usize];
         if lanes && e.holder.is_some() {
             e.queue.push_back(op_id);
@@ -726,7 +842,7 @@ impl Engine {
     fn grant(&mut self, id: OpId) {
         let now = self.now;
         let eid = self.ops[&id].entity;
-        if self.policy.lanes.mode == LaneMode::Local {
+        if self.policy.lanes.mode != LaneMode::None {
             self.entities[eid as usize].holder = Some(id);
             self.op_mut(id).holds_lane = true;
         }
@@ -742,14 +858,139 @@ impl Engine {
             self.set_timer(id, until);
             return;
         }
-        self.start_attempt(id);
+        self.begin(id);
+    }
+
+    /// Start the operation in earnest: acquire the shared lease first when lanes are
+    /// shared, else go straight to the first attempt.
+    fn begin(&mut self, id: OpId) {
+        if self.policy.lanes.mode != LaneMode::Shared {
+            self.start_attempt(id);
+            return;
+        }
+        let seed = self.rng.uniform(0, u64::MAX);
+        let now = self.now;
+        let owner = self.owner.clone().unwrap_or_default();
+        let key = self.name(self.ops[&id].entity);
+        let rule = self.policy.lease;
+        let op = self.op_mut(id);
+        let mut client = LeaseClient::new(&key, &owner, op.holder.clone(), rule, seed);
+        client.acquire(now);
+        op.shared = Some(Box::new(Shared {
+            client,
+            resume: Resume::Start,
+            wake_at: None,
+            fence: None,
+        }));
+        self.pump_lease(id);
+    }
+
+    fn shared_mut(&mut self, id: OpId) -> &mut Shared {
+        self.op_mut(id)
+            .shared
+            .as_mut()
+            .expect("an op of shared lanes")
+    }
+
+    /// Act on what the operation's lease client did: forward its store operation, react to
+    /// its events, or resume the operation once the lease is usable.
+    fn pump_lease(&mut self, id: OpId) {
+        let now = self.now;
+        let eid = self.ops[&id].entity;
+        loop {
+            if let Some(operation) = self.shared_mut(id).client.poll_op() {
+                self.clear_timer(id);
+                self.op_mut(id).phase = Phase::Leasing;
+                self.count(eid, |c| c.store_ops += 1);
+                self.queue_command(id, Command::Store { op: id, operation });
+                return;
+            }
+            let Some(event) = self.shared_mut(id).client.poll_event() else {
+                break;
+            };
+            let name = self.name(eid);
+            match event {
+                LeaseEvent::Acquired {
+                    epoch,
+                    committed_token,
+                    takeover,
+                } => {
+                    self.shared_mut(id).fence = Some(epoch);
+                    // The record is the truth across machines: its token is the last commit.
+                    self.entities[eid as usize].committed = committed_token;
+                    self.emit(Event::LeaseAcquired {
+                        op: id,
+                        entity: name,
+                        at: now,
+                        epoch,
+                        takeover,
+                    });
+                }
+                LeaseEvent::Released => {
+                    if let Resume::Finish(outcome) =
+                        std::mem::replace(&mut self.shared_mut(id).resume, Resume::Start)
+                    {
+                        self.finish(id, outcome);
+                    }
+                    return;
+                }
+                LeaseEvent::Lost | LeaseEvent::Unavailable => {
+                    let lost = event == LeaseEvent::Lost;
+                    if lost {
+                        self.emit(Event::LeaseLost {
+                            op: id,
+                            entity: name,
+                            at: now,
+                        });
+                    }
+                    match std::mem::replace(&mut self.shared_mut(id).resume, Resume::Start) {
+                        // Releasing after the outcome was decided: the outcome stands.
+                        Resume::Finish(outcome) => self.finish(id, outcome),
+                        _ if lost => self.give_up(id, GiveUpReason::LeaseLost),
+                        _ => self.give_up(id, GiveUpReason::LockUnavailable),
+                    }
+                    return;
+                }
+            }
+        }
+        let shared = self.shared_mut(id);
+        if !shared.client.holding() {
+            // Polling a held lease, or waiting out a lock-delay.
+            let at = shared.client.poll_timeout();
+            self.op_mut(id).phase = Phase::Leasing;
+            if let Some(at) = at {
+                self.set_timer(id, at);
+            }
+            return;
+        }
+        match std::mem::replace(&mut shared.resume, Resume::Start) {
+            Resume::Start => self.start_attempt(id),
+            Resume::Write(base) => self.issue_write(id, base),
+            Resume::Backoff => self.wait_backoff(id),
+            Resume::Finish(outcome) => self.finish(id, outcome),
+        }
+    }
+
+    /// Wait out a backoff whose end is `wake_at`, waking for lease renewals on the way.
+    fn wait_backoff(&mut self, id: OpId) {
+        let op = self.op_mut(id);
+        op.phase = Phase::Backoff;
+        let Some(shared) = op.shared.as_ref() else {
+            return;
+        };
+        let wake = shared.wake_at.unwrap_or(0);
+        let at = shared
+            .client
+            .poll_timeout()
+            .map_or(wake, |renew| renew.min(wake));
+        self.set_timer(id, at);
     }
 
     /// Read before writing, or write at once on a token the engine already trusts.
     fn start_attempt(&mut self, id: OpId) {
         let eid = self.ops[&id].entity;
         let tokens = self.policy.tokens;
-        let handoff = if tokens.handoff && self.policy.lanes.mode == LaneMode::Local {
+        let handoff = if tokens.handoff && self.policy.lanes.mode != LaneMode::None {
             self.entities[eid as usize].committed.clone()
         } else {
             None
@@ -781,7 +1022,18 @@ impl Engine {
     }
 
     fn issue_write(&mut self, id: OpId, base: Option<String>) {
+        let (now, max_write) = (self.now, self.policy.lease.max_write_ms);
         let op = self.op_mut(id);
+        if let Some(shared) = op.shared.as_mut() {
+            // Never start a write the lease might not outlast: renew first.
+            if !shared.client.may_write(now, max_write) {
+                shared.client.renew_now(now);
+                shared.resume = Resume::Write(base);
+                self.pump_lease(id);
+                return;
+            }
+        }
+        let fence = op.shared.as_ref().and_then(|s| s.fence);
         op.phase = Phase::Writing;
         op.writes += 1;
         op.base = base.clone();
@@ -793,6 +1045,7 @@ impl Engine {
                 op: id,
                 attempt,
                 base_token: base,
+                fence,
             },
         );
     }
@@ -831,6 +1084,28 @@ impl Engine {
         self.release_lane(id);
     }
 
+    /// Finish, releasing the shared lease first when the operation holds one.
+    fn conclude(&mut self, id: OpId, outcome: Outcome) {
+        let now = self.now;
+        let holding = self.ops[&id]
+            .shared
+            .as_ref()
+            .is_some_and(|s| s.client.holding());
+        if !holding {
+            self.finish(id, outcome);
+            return;
+        }
+        let token = match &outcome {
+            Outcome::Committed { token, .. } => token.clone(),
+            Outcome::GaveUp { .. } => None,
+        };
+        self.clear_timer(id);
+        let shared = self.shared_mut(id);
+        shared.client.release(now, token);
+        shared.resume = Resume::Finish(outcome);
+        self.pump_lease(id);
+    }
+
     fn give_up(&mut self, id: OpId, reason: GiveUpReason) {
         let (eid, attempts) = {
             let op = &self.ops[&id];
@@ -852,7 +1127,7 @@ impl Engine {
             attempts,
             reason: reason.name().to_string(),
         });
-        self.finish(id, Outcome::GaveUp { reason, attempts });
+        self.conclude(id, Outcome::GaveUp { reason, attempts });
     }
 
     fn commit(&mut self, id: OpId, token: Option<String>) {
@@ -878,7 +1153,7 @@ impl Engine {
             at: self.now,
             attempts,
         });
-        self.finish(id, Outcome::Committed { token, attempts });
+        self.conclude(id, Outcome::Committed { token, attempts });
     }
 
     fn note_conflict(&mut self, id: OpId, failure: &Failure) {
@@ -972,6 +1247,9 @@ impl Engine {
                 });
                 if plan.delay_ms == 0 {
                     self.after_backoff(id);
+                } else if let Some(shared) = self.op_mut(id).shared.as_mut() {
+                    shared.wake_at = Some(now + plan.delay_ms);
+                    self.wait_backoff(id);
                 } else {
                     self.set_timer(id, now + plan.delay_ms);
                 }
@@ -1031,6 +1309,8 @@ impl Engine {
             Phase::Reading { .. } => "read_done or read_failed",
             Phase::Writing => "write_done or write_failed",
             Phase::Backoff => "a backoff timeout",
+            Phase::Leasing if op.timer.is_some() => "a lease timeout",
+            Phase::Leasing => "store_reply",
             Phase::Finishing => "its finish command to be polled",
         };
         let fits = matches!(
@@ -1045,7 +1325,9 @@ impl Engine {
                 Input::WriteDone { .. } | Input::WriteFailed { .. },
                 Phase::Writing
             )
-        );
+        ) || (matches!(input, Input::StoreReply { .. })
+            && op.phase == Phase::Leasing
+            && op.timer.is_none());
         if !fits {
             return Err(UsageError::UnexpectedInput {
                 op: id,
@@ -1067,12 +1349,23 @@ impl Engine {
                 check_token(failure.intended_token.as_deref())?;
                 check_code(failure.code.as_deref())?;
             }
-            Input::Cancel { .. } => {}
+            Input::Cancel { .. } | Input::StoreReply { .. } => {}
         }
         let readback = matches!(op.phase, Phase::Reading { readback: true });
         self.advance(now)?;
         match input {
-            Input::Cancel { .. } => self.give_up(id, GiveUpReason::Cancelled),
+            Input::Cancel { .. } => {
+                if self.ops[&id].phase == Phase::Leasing {
+                    // The store operation in flight is abandoned with the operation; a lease
+                    // it may still win expires on its own.
+                    self.op_mut(id).shared = None;
+                }
+                self.give_up(id, GiveUpReason::Cancelled)
+            }
+            Input::StoreReply { reply, .. } => {
+                self.shared_mut(id).client.handle(now, reply);
+                self.pump_lease(id);
+            }
             Input::ReadDone { token, .. } if readback => {
                 let intended = self.ops[&id]
                     .last_failure
@@ -1190,8 +1483,20 @@ impl Engine {
                             let code = op.last_failure.as_ref().and_then(|f| f.code.clone());
                             self.give_up(id, GiveUpReason::DeadlineExceeded { code });
                         }
-                        Phase::Cooling => self.start_attempt(id),
-                        Phase::Backoff => self.after_backoff(id),
+                        Phase::Cooling => self.begin(id),
+                        Phase::Leasing => {
+                            self.shared_mut(id).client.handle_timeout(now);
+                            self.pump_lease(id);
+                        }
+                        Phase::Backoff => match op.shared.as_mut() {
+                            // A renewal falls due before the backoff ends.
+                            Some(s) if s.wake_at.is_some_and(|w| now < w) => {
+                                s.client.handle_timeout(now);
+                                s.resume = Resume::Backoff;
+                                self.pump_lease(id);
+                            }
+                            _ => self.after_backoff(id),
+                        },
                         _ => {}
                     }
                 }

@@ -52,6 +52,12 @@ pub enum UsageError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The engine's owner (shared lanes) or an operation's holder is missing or malformed.
+    #[error("invalid owner: {reason}")]
+    InvalidOwner {
+        /// What is wrong.
+        reason: String,
+    },
     /// An error code passed in is too long.
     #[error("invalid error code: {reason}")]
     InvalidCode {
@@ -89,6 +95,7 @@ impl UsageError {
             UsageError::InvalidEntity { .. } => "invalid_entity",
             UsageError::InvalidToken { .. } => "invalid_token",
             UsageError::InvalidCode { .. } => "invalid_code",
+            UsageError::InvalidOwner { .. } => "invalid_owner",
             UsageError::InvalidState { .. } => "invalid_state",
             UsageError::UnknownScope { .. } => "unknown_scope",
             UsageError::TooManyScopes { .. } => "too_many_scopes",

@@ -98,6 +98,9 @@ pub struct LeaseRule {
     pub poll_ms: u64,
     /// How long a client keeps trying to reach an unavailable store before giving up.
     pub unavailable_ms: u64,
+    /// The longest a write may take: a holder never starts a write that would outlive its
+    /// lease, and renews first when the lease runs shorter than this.
+    pub max_write_ms: u64,
 }
 
 impl Default for LeaseRule {
@@ -108,6 +111,7 @@ impl Default for LeaseRule {
             lock_delay_ms: 1_000,
             poll_ms: 100,
             unavailable_ms: 30_000,
+            max_write_ms: 2_000,
         }
     }
 }
@@ -127,6 +131,7 @@ impl LeaseRule {
             ("renew_ms", self.renew_ms),
             ("poll_ms", self.poll_ms),
             ("unavailable_ms", self.unavailable_ms),
+            ("max_write_ms", self.max_write_ms),
         ] {
             if !(1..=MAX_DELAY_MS).contains(&v) {
                 return Err(err(
@@ -141,6 +146,16 @@ impl LeaseRule {
                 format!(
                     "must be at least twice renew_ms ({} < 2 x {})",
                     self.lease_ms, self.renew_ms
+                ),
+            ));
+        }
+        if self.max_write_ms >= self.lease_ms - self.renew_ms {
+            return Err(err(
+                "max_write_ms",
+                format!(
+                    "must be shorter than lease_ms - renew_ms ({} >= {})",
+                    self.max_write_ms,
+                    self.lease_ms - self.renew_ms
                 ),
             ));
         }
@@ -324,6 +339,21 @@ impl LeaseClient {
     /// will not run out before the write ends.
     pub fn may_write(&self, now: u64, duration_ms: u64) -> bool {
         self.state == State::Held && now.saturating_add(duration_ms) < self.expires_at
+    }
+
+    /// Whether the lease is held and usable now (acquired, any lock-delay over, no store
+    /// operation outstanding).
+    pub fn holding(&self) -> bool {
+        self.state == State::Held
+    }
+
+    /// Renew at once (before a write the lease might not outlast). Does nothing unless the
+    /// lease is held.
+    pub fn renew_now(&mut self, now: u64) {
+        if self.state == State::Held {
+            self.renew_at = now;
+            self.handle_timeout(now);
+        }
     }
 
     /// The fence of the current holding.

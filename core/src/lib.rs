@@ -21,6 +21,7 @@
 //!             Command::Read { op } => engine.handle(now, Input::ReadDone { op, token: Some("v1".into()) }).unwrap(),
 //!             Command::Write { op, .. } => engine.handle(now, Input::WriteDone { op, token: Some("v2".into()) }).unwrap(),
 //!             Command::Finish { outcome, .. } => { println!("{outcome:?}"); return; }
+//!             Command::Store { .. } => unreachable!("only shared lanes use a lease store"),
 //!         }
 //!     }
 //!     // Nothing to do now: sleep until the engine's next timeout, then tell it.

@@ -127,6 +127,9 @@ pub enum LaneMode {
     Local,
     /// No serialisation: every write proceeds at once (plain retry behaviour).
     None,
+    /// One write per entity across processes and machines: local lanes plus a fenced lease
+    /// in a store the writers share (see [`crate::lease`]).
+    Shared,
 }
 
 /// Lane settings.
@@ -207,6 +210,8 @@ pub struct Policy {
     pub tokens: TokenRule,
     /// Conflict-spike detection.
     pub spike: SpikeRule,
+    /// Lease timings, used with `lanes.mode = "shared"`.
+    pub lease: crate::lease::LeaseRule,
     /// Error classification table.
     pub codes: CodeTable,
 }
@@ -334,6 +339,7 @@ impl Policy {
                 threshold: 5,
                 cooldown_ms: 5_000,
             },
+            lease: crate::lease::LeaseRule::default(),
             codes: default_codes(),
         }
     }
@@ -388,6 +394,7 @@ impl Policy {
                 threshold: 5,
                 cooldown_ms: 5_000,
             },
+            lease: crate::lease::LeaseRule::default(),
             codes: default_codes(),
         }
     }
@@ -567,6 +574,7 @@ impl Policy {
             MAX_SPIKE_THRESHOLD.into(),
         )?;
         range_u64("spike.cooldown_ms", s.cooldown_ms, 0, MAX_DELAY_MS)?;
+        self.lease.validate()?;
         for (name, list) in [
             ("conflict", &self.codes.conflict),
             ("throttle", &self.codes.throttle),
@@ -762,10 +770,10 @@ fn check_enums(merged: &Value) -> Result<(), PolicyError> {
         }
     }
     let mode = merged["lanes"]["mode"].as_str().unwrap_or_default();
-    if !["local", "none"].contains(&mode) {
+    if !["local", "none", "shared"].contains(&mode) {
         return Err(PolicyError::new(
             "lanes.mode",
-            format!("unknown lane mode {mode:?}; expected local or none"),
+            format!("unknown lane mode {mode:?}; expected local, none or shared"),
         ));
     }
     Ok(())

@@ -72,6 +72,7 @@ fn fifo_lane_serialises_writers_and_hands_tokens_on() {
                     op,
                     attempt,
                     base_token,
+                    ..
                 } => {
                     assert_eq!(attempt, 1);
                     order.push(op);
@@ -118,6 +119,7 @@ fn stale_revision_refuses_to_write() {
             SubmitOptions {
                 expected: Some("v1".into()),
                 deadline_ms: None,
+                holder: None,
             },
         )
         .unwrap();
@@ -378,6 +380,7 @@ fn snapshot_budget_drain_trace() {
                 )
                 .unwrap(),
             Command::Finish { .. } => {}
+            Command::Store { .. } => unreachable!("local lanes"),
         }
         for ev in events(&mut e) {
             out.push(format!(
@@ -503,7 +506,7 @@ proptest! {
         for s in steps {
             let _ = match s {
                 Step::Submit { entity, expected } => e
-                    .submit(&format!("role/{entity}"), now, SubmitOptions { expected: expected.map(|t| format!("v{t}")), deadline_ms: None })
+                    .submit(&format!("role/{entity}"), now, SubmitOptions { expected: expected.map(|t| format!("v{t}")), ..SubmitOptions::default() })
                     .map(|_| ()),
                 Step::Advance(ms) => { now += ms as u64; Ok(()) }
                 Step::Timeout => e.handle_timeout(now),
@@ -567,6 +570,7 @@ proptest! {
                     Command::Read { op } => e.handle(now, Input::ReadDone { op, token: None }).unwrap(),
                     Command::Write { op, .. } => e.handle(now, Input::WriteFailed { op, failure: conflict() }).unwrap(),
                     Command::Finish { .. } => {}
+                    Command::Store { .. } => unreachable!("local lanes"),
                 }
             }
             let t = e.poll_timeout().unwrap();

@@ -51,6 +51,7 @@ const RULE: LeaseRule = LeaseRule {
     lock_delay_ms: 200,
     poll_ms: 50,
     unavailable_ms: 2_000,
+    max_write_ms: 300,
 };
 
 fn client(owner: &str, seed: u64) -> LeaseClient {
