@@ -1,0 +1,201 @@
+"""The DynamoDB lease store (boto3).
+
+Layout: a table whose partition key is ``key`` (type S), one item per entity with the
+attributes ``owner`` (S), ``epoch``, ``rvn``, ``lease_ms`` (N), ``committed_token`` and
+``holder`` (S, or NULL when absent). Reads are ``GetItem`` with ``ConsistentRead``;
+``put_if_absent`` is ``PutItem`` with ``attribute_not_exists(#k)``; ``compare_and_swap`` is
+``PutItem`` with ``#rvn = :expected``; both ask for
+``ReturnValuesOnConditionCheckFailure=ALL_OLD`` to learn the record found when refused
+(falling back to a consistent ``GetItem`` if the service does not return it). Expiry never
+relies on DynamoDB TTL. IAM permissions on the table: ``dynamodb:GetItem`` and
+``dynamodb:PutItem`` (plus ``dynamodb:CreateTable`` and ``dynamodb:DescribeTable`` for
+:func:`create_table`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Dict, Optional
+
+from . import (
+    Record,
+    StoreCorrupt,
+    StoreLost,
+    StoreUnavailable,
+    WriteResult,
+    check_key,
+    check_record,
+    check_rvn,
+    stored_record,
+)
+
+#: Error codes that mean DynamoDB refused the request without carrying it out.
+_REFUSED_OUTRIGHT = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "ResourceNotFoundException",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "ValidationException",
+    "TransactionConflictException",
+}
+
+
+def _client(endpoint_url: Optional[str], region: Optional[str], timeout_s: float, **kwargs: Any) -> Any:
+    # Loaded by name: boto3 and botocore are optional and ship no type information.
+    boto3 = importlib.import_module("boto3")
+    config = importlib.import_module("botocore.config").Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=timeout_s,
+        read_timeout=timeout_s,
+    )
+    return boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=region, config=config, **kwargs)
+
+
+def create_table(client: Any, table: str, *, wait: bool = True) -> None:
+    """Create the lease table ``table`` (partition key ``key`` of type S, on-demand
+    capacity) if it does not exist, and wait until it is active."""
+    try:
+        client.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except Exception as exc:  # noqa: BLE001 - only "already there" is fine
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code != "ResourceInUseException":
+            raise
+    if wait:
+        client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+def _item(key: str, record: Record) -> Dict[str, Any]:
+    def text(value: Optional[str]) -> Dict[str, Any]:
+        return {"NULL": True} if value is None else {"S": value}
+
+    return {
+        "key": {"S": key},
+        "owner": {"S": record["owner"]},
+        "epoch": {"N": str(record["epoch"])},
+        "rvn": {"N": str(record["rvn"])},
+        "lease_ms": {"N": str(record["lease_ms"])},
+        "committed_token": text(record["committed_token"]),
+        "holder": text(record["holder"]),
+    }
+
+
+def _record(item: Dict[str, Any], key: str) -> Record:
+    out: Dict[str, Any] = {}
+    try:
+        for name in ("owner", "epoch", "rvn", "lease_ms", "committed_token", "holder"):
+            value = item.get(name)
+            if value is None:
+                raise StoreCorrupt(f"item {key!r}: attribute {name} missing")
+            if "NULL" in value:
+                out[name] = None
+            elif "S" in value:
+                out[name] = value["S"]
+            elif "N" in value:
+                out[name] = int(value["N"])
+            else:
+                raise StoreCorrupt(f"item {key!r}: attribute {name} has an unexpected type")
+    except (TypeError, ValueError, AttributeError):
+        raise StoreCorrupt(f"item {key!r}: not a lease record") from None
+    return stored_record(out, key)
+
+
+class DynamoDBStore:
+    """A lease store in the DynamoDB table ``table``.
+
+    Pass ``endpoint_url``/``region`` (and any other ``boto3.client`` arguments): the
+    adapter builds a client that makes one attempt per request with ``timeout_s``
+    timeouts. Or pass your own ``client``; configure it without retries
+    (``Config(retries={"total_max_attempts": 1})``), because a conditional write retried
+    after its first try landed is refused with the writer's own record.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        client: Any = None,
+        endpoint_url: Optional[str] = None,
+        region: Optional[str] = None,
+        timeout_s: float = 2.0,
+        **client_args: Any,
+    ) -> None:
+        exceptions = importlib.import_module("botocore.exceptions")
+        self.table = table
+        self.client = client if client is not None else _client(endpoint_url, region, timeout_s, **client_args)
+        self._exc = exceptions
+
+    def create_table(self) -> None:
+        """Create the table if it does not exist (see :func:`create_table`)."""
+        create_table(self.client, self.table)
+
+    def _fail(self, exc: BaseException, wrote: bool) -> Exception:
+        e = self._exc
+        if isinstance(exc, e.ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in _REFUSED_OUTRIGHT or (400 <= int(status or 0) < 500) or not wrote:
+                return StoreUnavailable(f"{code}: {exc}")
+            return StoreLost(f"{code}: {exc}")  # 5xx: may have been carried out
+        if isinstance(exc, (e.EndpointConnectionError, e.ConnectTimeoutError)):
+            return StoreUnavailable(str(exc))
+        if isinstance(exc, (e.ReadTimeoutError, e.ConnectionClosedError)) and wrote:
+            return StoreLost(str(exc))
+        if isinstance(exc, e.BotoCoreError) and not wrote:
+            return StoreUnavailable(str(exc))
+        return StoreLost(str(exc)) if wrote else StoreUnavailable(str(exc))
+
+    def get(self, key: str) -> Optional[Record]:
+        """The record at ``key``, or ``None`` (a strongly consistent read)."""
+        check_key(key)
+        try:
+            reply = self.client.get_item(TableName=self.table, Key={"key": {"S": key}}, ConsistentRead=True)
+        except Exception as exc:  # noqa: BLE001 - mapped to unavailable
+            raise self._fail(exc, False) from exc
+        item = reply.get("Item")
+        return None if item is None else _record(item, key)
+
+    def _put(self, key: str, record: Record, condition: str, names: Dict[str, str], values: Optional[Dict[str, Any]]) -> WriteResult:
+        args: Dict[str, Any] = {
+            "TableName": self.table,
+            "Item": _item(key, check_record(record)),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if values:
+            args["ExpressionAttributeValues"] = values
+        try:
+            self.client.put_item(**args)
+        except self._exc.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise self._fail(exc, True) from exc
+            item = exc.response.get("Item")
+            if item is not None:
+                return False, _record(item, key)
+            # The service did not return the record found: read it, consistently.
+            return False, self.get(key)
+        except Exception as exc:  # noqa: BLE001 - mapped to lost/unavailable
+            raise self._fail(exc, True) from exc
+        return True, None
+
+    def put_if_absent(self, key: str, record: Record) -> WriteResult:
+        """Create the record if there is none; refused with the record found."""
+        check_key(key)
+        return self._put(key, record, "attribute_not_exists(#k)", {"#k": "key"}, None)
+
+    def compare_and_swap(self, key: str, expected_rvn: int, record: Record) -> WriteResult:
+        """Replace the record if its ``rvn`` is ``expected_rvn``; refused with the record
+        found (``None`` if there is none)."""
+        check_key(key)
+        check_rvn(expected_rvn)
+        return self._put(key, record, "#rvn = :expected", {"#rvn": "rvn"}, {":expected": {"N": str(expected_rvn)}})
+
+    def __repr__(self) -> str:
+        return f"DynamoDBStore({self.table!r})"

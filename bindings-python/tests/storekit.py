@@ -1,0 +1,115 @@
+"""Test servers and store specs shared by the store tests and their worker processes.
+
+A *spec* is a JSON-able dict naming a store so that another process can open the same
+one: ``{"kind": "memory"}``, ``{"kind": "file", "path": P}``,
+``{"kind": "redis", "url": U, "prefix": X}``, ``{"kind": "dynamodb", "endpoint": E,
+"table": T}``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from typing import Any, Dict, Optional
+
+from writelane import stores
+
+
+def open_store(spec: Dict[str, Any]) -> Any:
+    """The adapter a spec names."""
+    kind = spec["kind"]
+    if kind == "memory":
+        return stores.MemoryStore()
+    if kind == "file":
+        return stores.FileStore(spec["path"])
+    if kind == "redis":
+        return stores.RedisStore(spec["url"], prefix=spec.get("prefix", "writelane:lease:"), timeout_s=spec.get("timeout_s", 2.0))
+    if kind == "dynamodb":
+        return stores.DynamoDBStore(
+            spec["table"],
+            endpoint_url=spec["endpoint"],
+            region="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            timeout_s=spec.get("timeout_s", 2.0),
+        )
+    raise ValueError(f"unknown store kind {kind!r}")
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, proc: "subprocess.Popen[bytes]", what: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+class RedisServer:
+    """A throwaway ``redis-server`` on a free loopback port, without persistence."""
+
+    def __init__(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed (run bindings-python/setup.sh)")
+        self.port = free_port()
+        self.proc: Optional["subprocess.Popen[bytes]"] = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_port(self.port, self.proc, "redis-server")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        """Stop the server (idempotent)."""
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+class MotoServer:
+    """A moto server (DynamoDB and the rest) on a free loopback port, in its own
+    process."""
+
+    def __init__(self, python: str) -> None:
+        self.port = free_port()
+        self.proc: Optional["subprocess.Popen[bytes]"] = subprocess.Popen(
+            [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        _wait_port(self.port, self.proc, "moto server")
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """Stop the server (idempotent)."""
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None

@@ -1,0 +1,348 @@
+"""One conformance suite for every lease store adapter (memory, file, Redis, DynamoDB),
+through :func:`writelane.stores.apply` as the engine uses them, against real servers
+started here (``redis-server``, a moto server)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any, Dict, Iterator, List
+
+import pytest
+from storekit import MotoServer, RedisServer, open_store
+
+import writelane
+from writelane import stores
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KINDS = ["memory", "file", "redis", "dynamodb"]
+TABLE = "writelane-leases"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer(sys.executable)
+    store = open_store({"kind": "dynamodb", "endpoint": server.endpoint, "table": TABLE})
+    store.create_table()
+    yield server
+    server.stop()
+
+
+def make_spec(kind: str, request: Any, tmp_path: Any) -> Dict[str, Any]:
+    """A fresh store of ``kind`` for one test."""
+    if kind == "memory":
+        return {"kind": "memory"}
+    if kind == "file":
+        return {"kind": "file", "path": str(tmp_path / "leases.json")}
+    if kind == "redis":
+        server = request.getfixturevalue("redis_server")
+        return {"kind": "redis", "url": server.url, "prefix": f"t-{uuid.uuid4().hex[:8]}:"}
+    server = request.getfixturevalue("moto_server")
+    return {"kind": "dynamodb", "endpoint": server.endpoint, "table": TABLE}
+
+
+@pytest.fixture(params=KINDS)
+def spec(request: Any, tmp_path: Any) -> Dict[str, Any]:
+    return make_spec(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=KINDS[1:])
+def shared_spec(request: Any, tmp_path: Any) -> Dict[str, Any]:
+    """A store that several processes can open."""
+    return make_spec(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def store(spec: Dict[str, Any]) -> Any:
+    return open_store(spec)
+
+
+def record(**fields: Any) -> Dict[str, Any]:
+    base: Dict[str, Any] = {"owner": "host-a:1:x", "epoch": 1, "rvn": 11, "lease_ms": 10000,
+                            "committed_token": None, "holder": None}
+    base.update(fields)
+    return base
+
+
+def key() -> str:
+    return f"role/{uuid.uuid4().hex[:12]}"
+
+
+def get(s: Any, k: str) -> Dict[str, Any]:
+    return stores.apply(s, {"op": "get", "key": k})
+
+
+def put(s: Any, k: str, r: Dict[str, Any]) -> Dict[str, Any]:
+    return stores.apply(s, {"op": "put_if_absent", "key": k, "record": r})
+
+
+def cas(s: Any, k: str, rvn: int, r: Dict[str, Any]) -> Dict[str, Any]:
+    return stores.apply(s, {"op": "compare_and_swap", "key": k, "expected_rvn": rvn, "record": r})
+
+
+# -- the same expectations for every adapter ------------------------------------------------
+
+
+def test_get_of_a_missing_key_finds_none(store: Any) -> None:
+    assert get(store, key()) == {"reply": "found", "record": None}
+
+
+def test_put_if_absent_twice_refuses_the_second_with_the_first(store: Any) -> None:
+    k = key()
+    first, second = record(rvn=1, owner="a"), record(rvn=2, owner="b")
+    assert put(store, k, first) == {"reply": "done"}
+    assert put(store, k, second) == {"reply": "refused", "current": first}
+    assert get(store, k) == {"reply": "found", "record": first}
+
+
+def test_compare_and_swap_with_the_right_and_a_wrong_rvn(store: Any) -> None:
+    k = key()
+    first, second, third = record(rvn=5), record(rvn=6, epoch=2), record(rvn=7, epoch=3)
+    assert put(store, k, first) == {"reply": "done"}
+    assert cas(store, k, 5, second) == {"reply": "done"}
+    assert get(store, k)["record"] == second
+    assert cas(store, k, 5, third) == {"reply": "refused", "current": second}
+    assert get(store, k)["record"] == second
+
+
+def test_compare_and_swap_on_a_missing_key_is_refused_with_none(store: Any) -> None:
+    k = key()
+    assert cas(store, k, 1, record()) == {"reply": "refused", "current": None}
+    assert get(store, k) == {"reply": "found", "record": None}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"owner": "", "committed_token": None, "holder": None},
+        {"owner": "h:42:ab", "committed_token": "c1:sha256:" + "ab" * 32, "holder": "pipeline deploy #7 / run 9 — ü"},
+        {"epoch": (1 << 53) - 1, "rvn": (1 << 53) - 1, "lease_ms": 1, "committed_token": "", "holder": ""},
+        {"epoch": 0, "rvn": 0, "lease_ms": 86_400_000},
+    ],
+)
+def test_records_round_trip_all_six_fields(store: Any, fields: Dict[str, Any]) -> None:
+    k = key()
+    r = record(**fields)
+    assert put(store, k, r) == {"reply": "done"}
+    found = get(store, k)["record"]
+    assert found == r and list(sorted(found)) == sorted(stores.FIELDS)
+    assert type(found["epoch"]) is int and type(found["rvn"]) is int
+
+
+def test_concurrent_compare_and_swap_from_many_threads_has_one_winner(spec: Dict[str, Any], store: Any) -> None:
+    k = key()
+    assert put(store, k, record(rvn=100)) == {"reply": "done"}
+    n = 12
+    shared = spec["kind"] == "memory"
+    adapters = [store if shared else open_store(spec) for _ in range(n)]
+    barrier = threading.Barrier(n)
+    replies: List[Dict[str, Any]] = [{}] * n
+
+    def one(i: int) -> None:
+        barrier.wait()
+        replies[i] = cas(adapters[i], k, 100, record(rvn=200 + i, owner=f"w{i}"))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [i for i, r in enumerate(replies) if r == {"reply": "done"}]
+    assert len(winners) == 1, replies
+    final = get(store, k)["record"]
+    assert final == record(rvn=200 + winners[0], owner=f"w{winners[0]}")
+    for i, r in enumerate(replies):
+        if i != winners[0]:
+            # Refused with the record found: the winner's (or, raced, the original).
+            assert r["reply"] == "refused" and r["current"]["rvn"] in (100, final["rvn"]), r
+
+
+def test_concurrent_compare_and_swap_from_many_processes_has_one_winner(shared_spec: Dict[str, Any]) -> None:
+    spec, store = shared_spec, open_store(shared_spec)
+    k = key()
+    assert put(store, k, record(rvn=100)) == {"reply": "done"}
+    n = 6
+    start = time.time() + 2.5
+    procs = [
+        subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "storeworker.py"), "cas", json.dumps(spec), k, "100", f"p-{i}", str(start)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=HERE,
+        )
+        for i in range(n)
+    ]
+    replies = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    winners = [i for i, r in enumerate(replies) if r == {"reply": "done"}]
+    assert len(winners) == 1, replies
+    assert get(store, k)["record"]["owner"] == f"p-{winners[0]}"
+    assert sum(r["reply"] == "refused" for r in replies) == n - 1
+
+
+# -- failures become replies, never exceptions ----------------------------------------------
+
+
+def all_ops(s: Any) -> List[Dict[str, Any]]:
+    k = key()
+    return [get(s, k), put(s, k, record()), cas(s, k, 11, record(rvn=12))]
+
+
+def test_a_stopped_redis_server_gives_unavailable() -> None:
+    server = RedisServer()
+    s = open_store({"kind": "redis", "url": server.url, "timeout_s": 0.5})
+    k = key()
+    assert put(s, k, record()) == {"reply": "done"}
+    server.stop()
+    assert all_ops(s) == [{"reply": "unavailable"}] * 3
+
+
+def test_a_stopped_dynamodb_server_gives_unavailable() -> None:
+    server = MotoServer(sys.executable)
+    s = open_store({"kind": "dynamodb", "endpoint": server.endpoint, "table": TABLE, "timeout_s": 0.5})
+    s.create_table()
+    assert put(s, key(), record()) == {"reply": "done"}
+    server.stop()
+    assert all_ops(s) == [{"reply": "unavailable"}] * 3
+
+
+def test_a_missing_dynamodb_table_gives_unavailable(moto_server: MotoServer) -> None:
+    s = open_store({"kind": "dynamodb", "endpoint": moto_server.endpoint, "table": "no-such-table"})
+    assert all_ops(s) == [{"reply": "unavailable"}] * 3
+
+
+def test_an_unwritable_file_store_gives_unavailable(tmp_path: Any) -> None:
+    s = stores.FileStore(str(tmp_path / "missing-dir" / "leases.json"))
+    assert all_ops(s) == [{"reply": "unavailable"}] * 3
+
+
+def test_a_file_store_locked_too_long_gives_unavailable(tmp_path: Any) -> None:
+    s = stores.FileStore(str(tmp_path / "leases.json"), lock_timeout_s=0.2)
+    with open(s.lock_path, "w") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        t0 = time.monotonic()
+        assert all_ops(s) == [{"reply": "unavailable"}] * 3
+        assert time.monotonic() - t0 >= 0.5
+    assert get(s, key()) == {"reply": "found", "record": None}
+
+
+class Blackhole:
+    """A TCP server that reads a request and closes the connection without replying."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                conn.settimeout(2)
+                conn.recv(65536)
+            except OSError:
+                pass
+            conn.close()
+
+
+def test_a_write_whose_reply_is_dropped_gives_lost() -> None:
+    hole = Blackhole()
+    r = open_store({"kind": "redis", "url": f"redis://127.0.0.1:{hole.port}/0", "timeout_s": 1})
+    d = open_store({"kind": "dynamodb", "endpoint": f"http://127.0.0.1:{hole.port}", "table": TABLE, "timeout_s": 1})
+    for s in (r, d):
+        k = key()
+        assert get(s, k) == {"reply": "unavailable"}
+        assert put(s, k, record()) == {"reply": "lost"}
+        assert cas(s, k, 11, record(rvn=12)) == {"reply": "lost"}
+    hole.sock.close()
+
+
+def test_a_corrupt_stored_value_gives_unavailable(spec: Dict[str, Any], store: Any) -> None:
+    k = key()
+    kind = spec["kind"]
+    if kind == "memory":
+        store._records[k] = {"owner": 5}
+    elif kind == "file":
+        with open(spec["path"], "w") as f:
+            json.dump({k: {"owner": "x"}}, f)
+    elif kind == "redis":
+        store.client.set(spec["prefix"] + k, b"not json")
+    else:
+        store.client.put_item(TableName=TABLE, Item={"key": {"S": k}, "owner": {"S": "x"}})
+    replies = all_ops_at(store, k)
+    if kind == "memory":
+        # The memory store trusts what it holds; apply still checks what comes out.
+        assert replies[0] == {"reply": "unavailable"}
+    else:
+        assert replies == [{"reply": "unavailable"}] * 3
+
+
+def all_ops_at(s: Any, k: str) -> List[Dict[str, Any]]:
+    return [get(s, k), put(s, k, record()), cas(s, k, 11, record(rvn=12))]
+
+
+class Broken:
+    """An adapter that fails in ways adapters should not."""
+
+    def __init__(self, answer: Any = None, exc: Any = None) -> None:
+        self.answer, self.exc = answer, exc
+
+    def _do(self, *args: Any) -> Any:
+        if self.exc is not None:
+            raise self.exc
+        return self.answer
+
+    get = put_if_absent = compare_and_swap = _do
+
+
+@pytest.mark.parametrize(
+    "adapter, expected",
+    [
+        (Broken(exc=stores.StoreLost("x")), ["lost", "lost", "lost"]),
+        (Broken(exc=stores.StoreUnavailable("x")), ["unavailable"] * 3),
+        (Broken(exc=KeyError("bug")), ["unavailable", "lost", "lost"]),
+        (Broken(answer="nonsense"), ["unavailable", "lost", "lost"]),
+        (Broken(answer=(False, {"owner": 1})), ["unavailable", "lost", "lost"]),
+    ],
+)
+def test_no_adapter_failure_escapes_apply(adapter: Any, expected: List[str]) -> None:
+    assert [r["reply"] for r in all_ops(adapter)] == expected
+
+
+@pytest.mark.parametrize(
+    "operation, field",
+    [
+        ("nope", "operation"),
+        ({"op": "get"}, "key"),
+        ({"op": "delete", "key": "k"}, "operation.op"),
+        ({"op": "put_if_absent", "key": "k", "record": {}}, "operation.record.owner"),
+        ({"op": "put_if_absent", "key": "k", "record": record(extra=1)}, "operation.record.extra"),
+        ({"op": "put_if_absent", "key": "k", "record": record(epoch=-1)}, "operation.record.epoch"),
+        ({"op": "put_if_absent", "key": "k", "record": record(rvn=True)}, "operation.record.rvn"),
+        ({"op": "put_if_absent", "key": "k", "record": record(holder=3)}, "operation.record.holder"),
+        ({"op": "compare_and_swap", "key": "k", "record": record()}, "expected_rvn"),
+    ],
+)
+def test_a_malformed_operation_is_a_usage_error_naming_the_field(operation: Any, field: str) -> None:
+    with pytest.raises(writelane.UsageError) as info:
+        stores.apply(stores.MemoryStore(), operation)
+    assert field in str(info.value)
