@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the C and Go tests of bindings-c need (idempotent):
 # a C compiler, valgrind and pkg-config (apt), cbindgen =0.29.4 (cargo), a Go toolchain,
-# the e2e module's AWS SDK for Go v2 (Go module proxy) and the IAM lab's Python packages.
+# the AWS SDK for Go v2 of the e2e and dynamodbstore modules (Go module proxy) and the
+# IAM lab's Python packages (moto[server], which the DynamoDB store tests also run).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -26,6 +27,7 @@ fi
 
 export PATH="$PATH:/usr/local/go/bin"
 (cd "$here/go/e2e" && go mod download)
+(cd "$here/go/dynamodbstore" && go mod download)
 
 bash "$root/tests/iamlab/setup.sh"
 echo "bindings-c: setup done"

@@ -130,6 +130,15 @@ go test -count=1 -v ./... 2>&1 | tee "$work/e2e.log" | grep -E '^(--- |ok|FAIL|P
 grep -q '^ok' "$work/e2e.log" || { tail -40 "$work/e2e.log"; exit 1; }
 gotally "$work/e2e.log"
 
+step "Go: the DynamoDB lease store (AWS SDK for Go v2) against a moto server, same conformance suite"
+cd "$here/go/dynamodbstore"
+unformatted="$(gofmt -l . )"
+[ -z "$unformatted" ] || { echo "gofmt would change: $unformatted"; exit 1; }
+go vet ./...
+go test -race -count=1 -v ./... 2>&1 | tee "$work/dynamodb.log" | grep -E '^(\s*--- |ok|FAIL|PASS)' || true
+grep -q '^ok' "$work/dynamodb.log" || { tail -40 "$work/dynamodb.log"; exit 1; }
+gotally "$work/dynamodb.log"
+
 echo
 echo "bindings-c: ${passed} passed, ${failed} failed"
 [ "$failed" -eq 0 ]

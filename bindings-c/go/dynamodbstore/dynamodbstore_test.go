@@ -1,0 +1,255 @@
+package dynamodbstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"writelane"
+	"writelane/dynamodbstore"
+	"writelane/storetest"
+)
+
+const table = "writelane-leases"
+
+// moto is a moto server (DynamoDB) started by the tests on a free loopback port.
+type moto struct {
+	endpoint string
+	cmd      *exec.Cmd
+	log      *strings.Builder
+	exited   chan struct{}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func startMoto() (*moto, error) {
+	python := os.Getenv("PYTHON")
+	if python == "" {
+		python = "python3"
+	}
+	for try := 0; try < 3; try++ {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		m := &moto{endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), log: &strings.Builder{}}
+		m.cmd = exec.Command(python, "-m", "moto.server", "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+		m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
+		if err := m.cmd.Start(); err != nil {
+			return nil, fmt.Errorf("cannot start the moto server: %w", err)
+		}
+		m.exited = make(chan struct{})
+		go func() { _ = m.cmd.Wait(); close(m.exited) }()
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+			select {
+			case <-m.exited:
+				deadline = time.Time{} // the port was taken meanwhile: try another
+				continue
+			default:
+			}
+			if resp, err := http.Get(m.endpoint + "/moto-api/"); err == nil {
+				resp.Body.Close()
+				return m, nil
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		m.stop()
+	}
+	return nil, errors.New("the moto server did not start")
+}
+
+func (m *moto) stop() {
+	if m.cmd.Process != nil {
+		_ = m.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-m.exited:
+		case <-time.After(5 * time.Second):
+			_ = m.cmd.Process.Kill()
+			<-m.exited
+		}
+	}
+}
+
+var server *moto
+
+func TestMain(m *testing.M) {
+	var err error
+	server, err = startMoto()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	err = dynamodbstore.CreateTable(ctx, client(server.endpoint, nil, 3), table)
+	cancel()
+	code := 1
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "create table:", err, server.log.String())
+	} else {
+		code = m.Run()
+	}
+	server.stop()
+	os.Exit(code)
+}
+
+func client(endpoint string, transport http.RoundTripper, attempts int) *dynamodb.Client {
+	cfg := aws.Config{
+		Region: "us-east-1",
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: "testing", SecretAccessKey: "testing"}, nil
+		}),
+		RetryMaxAttempts: attempts,
+	}
+	if transport != nil {
+		cfg.HTTPClient = &http.Client{Transport: transport}
+	}
+	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) })
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, storetest.Harness{
+		Open: func(*testing.T) writelane.Store {
+			return dynamodbstore.New(client(server.endpoint, nil, 3), table)
+		},
+		Unreachable: func(t *testing.T) writelane.Store {
+			// A server of its own, with the table, then stopped.
+			m, err := startMoto()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := client(m.endpoint, nil, 2)
+			if err := dynamodbstore.CreateTable(context.Background(), c, table); err != nil {
+				m.stop()
+				t.Fatal(err)
+			}
+			m.stop()
+			return dynamodbstore.New(c, table)
+		},
+		Writers: 12,
+	})
+}
+
+// TestItemLayout checks the documented attribute types, which every binding shares.
+func TestItemLayout(t *testing.T) {
+	c := client(server.endpoint, nil, 3)
+	s := dynamodbstore.New(c, table)
+	token := "c1:sha256:ab"
+	rec := writelane.LeaseRecord{Owner: "host:1:a", Epoch: 3, Rvn: 1<<53 - 1, LeaseMs: 10000, CommittedToken: &token}
+	ctx := context.Background()
+	if ok, _, err := s.PutIfAbsent(ctx, "role/layout", rec); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	out, err := c.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true),
+		Key: map[string]types.AttributeValue{"key": &types.AttributeValueMemberS{Value: "role/layout"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"key": "S:role/layout", "owner": "S:host:1:a", "epoch": "N:3", "rvn": "N:9007199254740991",
+		"lease_ms": "N:10000", "committed_token": "S:c1:sha256:ab", "holder": "NULL"}
+	if len(out.Item) != len(want) {
+		t.Fatalf("item has %d attributes, want %d", len(out.Item), len(want))
+	}
+	for name, w := range want {
+		var got string
+		switch v := out.Item[name].(type) {
+		case *types.AttributeValueMemberS:
+			got = "S:" + v.Value
+		case *types.AttributeValueMemberN:
+			got = "N:" + v.Value
+		case *types.AttributeValueMemberNULL:
+			got = "NULL"
+		}
+		if got != w {
+			t.Errorf("attribute %s = %q, want %q", name, got, w)
+		}
+	}
+	// An item written without the optional attributes reads as nulls.
+	item := dynamodbstore.Item("role/bare", rec)
+	delete(item, "committed_token")
+	delete(item, "holder")
+	if _, err := c.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: item}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, "role/bare")
+	if err != nil || got == nil || got.CommittedToken != nil || got.Holder != nil || got.Rvn != rec.Rvn {
+		t.Fatalf("bare item read as %+v %v", got, err)
+	}
+}
+
+// dropReplies forwards requests to the server and then loses the first n replies, like a
+// connection dropped after the request was sent.
+type dropReplies struct{ n atomic.Int32 }
+
+func (d *dropReplies) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil && d.n.Add(-1) >= 0 {
+		resp.Body.Close()
+		return nil, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	}
+	return resp, err
+}
+
+func TestLostReply(t *testing.T) {
+	ctx := context.Background()
+	rec := writelane.LeaseRecord{Owner: "me", Epoch: 1, Rvn: 77, LeaseMs: 10000}
+	// Without SDK retries a dropped reply to a conditional write is "lost" (it landed).
+	drop := &dropReplies{}
+	drop.n.Store(1)
+	s := dynamodbstore.New(client(server.endpoint, drop, 1), table)
+	r := writelane.ApplyStoreOp(ctx, s, writelane.StoreOp{Op: "put_if_absent", Key: "role/lost-1", Record: &rec})
+	if r.Reply != writelane.ReplyLost || !errors.Is(r.Err, writelane.ErrStoreLost) {
+		t.Fatalf("got %s %v, want lost", r.Reply, r.Err)
+	}
+	if got, err := s.Get(ctx, "role/lost-1"); err != nil || !got.Equal(&rec) {
+		t.Fatalf("the write did not land: %+v %v", got, err)
+	}
+	// With SDK retries, the retry is refused with our own record: the adapter knows it
+	// landed and answers done.
+	drop.n.Store(1)
+	s = dynamodbstore.New(client(server.endpoint, drop, 3), table)
+	next := rec
+	next.Rvn = 78
+	expected := uint64(77)
+	r = writelane.ApplyStoreOp(ctx, s, writelane.StoreOp{Op: "compare_and_swap", Key: "role/lost-1", ExpectedRvn: &expected, Record: &next})
+	if r.Reply != writelane.ReplyDone {
+		t.Fatalf("got %s %v, want done", r.Reply, r.Err)
+	}
+	// Someone else's record is still a refusal.
+	other := rec
+	other.Owner, other.Rvn = "other", 79
+	r = writelane.ApplyStoreOp(ctx, s, writelane.StoreOp{Op: "compare_and_swap", Key: "role/lost-1", ExpectedRvn: &expected, Record: &other})
+	if r.Reply != writelane.ReplyRefused || !r.Current.Equal(&next) {
+		t.Fatalf("got %s %+v, want refused with rvn 78", r.Reply, r.Current)
+	}
+}
+
+func TestMissingTableIsUnavailable(t *testing.T) {
+	s := dynamodbstore.New(client(server.endpoint, nil, 1), "no-such-table")
+	for _, op := range []string{`{"op":"get","key":"k"}`,
+		`{"op":"put_if_absent","key":"k","record":{"owner":"","epoch":1,"rvn":1,"lease_ms":1,"committed_token":null,"holder":null}}`} {
+		reply, err := writelane.ApplyStoreJSON(context.Background(), s, op)
+		if err != nil || reply != `{"reply":"unavailable"}` {
+			t.Fatalf("%s: %s %v", op, reply, err)
+		}
+	}
+}
