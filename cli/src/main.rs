@@ -18,7 +18,8 @@ usage:
       --writers 10,100 --runs 5 --seed 1, all strategies.
   writelane token [FILE]      canonical change token of an IAM policy document (stdin if no FILE)
   writelane check [FILE]      validate a policy (JSON; stdin if no FILE) and print the effective policy
-  writelane vectors --out DIR regenerate the conformance vectors
+  writelane vectors --out DIR [--lease-out DIR2]
+                              regenerate the conformance vectors (and the shared-lane ones)
   writelane --help | --version
 ";
 
@@ -165,6 +166,20 @@ fn main() -> ExitCode {
             Err(e) => usage_error(&e),
         },
         "vectors" => match rest {
+            [flag, dir, lflag, ldir] if flag == "--out" && lflag == "--lease-out" => {
+                let written = vectors::write_all(std::path::Path::new(dir))
+                    .and_then(|n| vectors::write_lease(std::path::Path::new(ldir)).map(|m| (n, m)));
+                match written {
+                    Ok((n, m)) => {
+                        println!("wrote {n} vectors to {dir} and {m} to {ldir}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("writelane vectors: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
             [flag, dir] if flag == "--out" => match vectors::write_all(std::path::Path::new(dir)) {
                 Ok(n) => {
                     println!("wrote {n} vectors to {dir}");

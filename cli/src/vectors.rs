@@ -5,8 +5,10 @@
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
+use writelane_core::lease::{LeaseRecord, StoreOp, StoreReply};
 use writelane_core::{
-    policy_token, Engine, Failure, Input, OpId, Policy, RetryStrategy, RetryToken, SubmitOptions,
+    policy_token, Command, Engine, Failure, Input, OpId, Policy, RetryStrategy, RetryToken,
+    SubmitOptions,
 };
 
 /// One generated vector: its file stem and its JSON.
@@ -26,6 +28,11 @@ struct EngineScript {
     engine: Engine,
     now: u64,
     steps: Vec<Value>,
+    /// The engine's owner, for shared-lane vectors.
+    owner: Option<&'static str>,
+    /// The last store operation commanded, per op, and the store it runs against.
+    store_ops: HashMap<u64, StoreOp>,
+    store: Option<LeaseRecord>,
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
@@ -43,12 +50,33 @@ impl EngineScript {
             engine: Engine::new(p, seed),
             now: 0,
             steps: Vec::new(),
+            owner: None,
+            store_ops: HashMap::new(),
+            store: None,
         }
+    }
+
+    /// A shared-lane script: the engine writes lease records as `owner`.
+    fn shared(
+        name: &'static str,
+        description: &'static str,
+        policy: Value,
+        seed: u64,
+        owner: &'static str,
+    ) -> Self {
+        let mut s = Self::new(name, description, policy.clone(), seed);
+        let p = Policy::from_value(&policy).expect("vector policies are valid");
+        s.engine = Engine::with_owner(p, seed, owner).expect("valid owner");
+        s.owner = Some(owner);
+        s
     }
 
     fn record(&mut self, mut step: Value, error: Option<&'static str>) {
         let mut commands = Vec::new();
         while let Some(c) = self.engine.poll_command() {
+            if let Command::Store { op, operation } = &c {
+                self.store_ops.insert(op.0, operation.clone());
+            }
             commands.push(to_json(&c));
         }
         let mut events = Vec::new();
@@ -153,9 +181,81 @@ impl EngineScript {
         )
     }
 
+    /// Answer `op`'s last store operation as a consistent store holding `self.store` would.
+    fn store(&mut self, dt: u64, op: u64) -> &mut Self {
+        let operation = self
+            .store_ops
+            .remove(&op)
+            .expect("a store command to answer");
+        let reply = match operation {
+            StoreOp::Get { .. } => StoreReply::Found {
+                record: self.store.clone(),
+            },
+            StoreOp::PutIfAbsent { record, .. } => {
+                if self.store.is_none() {
+                    self.store = Some(record);
+                    StoreReply::Done
+                } else {
+                    StoreReply::Refused {
+                        current: self.store.clone(),
+                    }
+                }
+            }
+            StoreOp::CompareAndSwap {
+                expected_rvn,
+                record,
+                ..
+            } => {
+                if self.store.as_ref().map(|r| r.rvn) == Some(expected_rvn) {
+                    self.store = Some(record);
+                    StoreReply::Done
+                } else {
+                    StoreReply::Refused {
+                        current: self.store.clone(),
+                    }
+                }
+            }
+        };
+        self.reply(dt, op, reply)
+    }
+
+    /// Drive `op`'s lease against the script's store — answering store operations and
+    /// waiting out lease timers — until it is commanded to read or write, or finishes.
+    fn lease_until_work(&mut self, op: u64) -> &mut Self {
+        for _ in 0..64 {
+            let last = self.steps.last().expect("a step was recorded");
+            let work = last["commands"].as_array().is_some_and(|cmds| {
+                cmds.iter()
+                    .any(|c| c["op"] == json!(op) && c["type"] != "store")
+            });
+            if work {
+                return self;
+            }
+            if self.store_ops.contains_key(&op) {
+                self.store(5, op);
+            } else {
+                self.wait();
+            }
+        }
+        panic!("op {op} never got to work")
+    }
+
+    /// Answer `op`'s last store operation with `reply`, whatever it was.
+    fn reply(&mut self, dt: u64, op: u64, reply: StoreReply) -> &mut Self {
+        self.store_ops.remove(&op);
+        let at = self.now + dt;
+        self.input(
+            at,
+            Input::StoreReply {
+                op: OpId(op),
+                reply,
+            },
+        )
+    }
+
     fn finish(self) -> Value {
         let stats = self.engine.stats();
-        json!({
+        let mut doc = json!({
             "name": self.name,
             "description": self.description,
             "kind": "engine",
@@ -163,7 +263,11 @@ impl EngineScript {
             "seed": self.seed,
             "steps": self.steps,
             "final_stats": {"global": stats.global, "budget": stats.budget},
-        })
+        });
+        if let Some(owner) = self.owner {
+            doc["owner"] = json!(owner);
+        }
+        doc
     }
 }
 
@@ -1043,6 +1147,167 @@ pub fn all() -> Vec<Vector> {
         .collect()
 }
 
+fn foreign(owner: &str, epoch: u64, rvn: u64, token: Option<&str>) -> LeaseRecord {
+    LeaseRecord {
+        owner: owner.to_string(),
+        epoch,
+        rvn,
+        lease_ms: 400,
+        committed_token: token.map(str::to_string),
+        holder: Some(format!("{owner}: deploy pipeline")),
+    }
+}
+
+/// The shared-lane vectors: a short lease so stale takeovers fit in a few steps.
+pub fn lease() -> Vec<Vector> {
+    let policy = json!({"lanes": {"mode": "shared"},
+        "lease": {"lease_ms": 400, "renew_ms": 150, "lock_delay_ms": 100, "poll_ms": 100,
+                  "unavailable_ms": 300, "max_write_ms": 100}});
+    let mut docs: Vec<Value> = Vec::new();
+
+    let mut s = EngineScript::shared("lease-acquire-write-release", "A free lease: get, put_if_absent, read, write under epoch 1, then the release stores the new token.", policy.clone(), 21, "host-a");
+    s.submit(0, "role/app", None, None)
+        .store(5, 1)
+        .store(5, 1)
+        .read(5, 1, Some("v1"))
+        .wrote(20, 1, Some("v2"))
+        .store(5, 1);
+    docs.push(s.finish());
+
+    let mut s = EngineScript::shared("lease-contend-then-handoff", "Another machine holds the lease: poll, then take the released record's token and write without reading.", policy.clone(), 22, "host-a");
+    s.store = Some(foreign("host-b", 3, 777, Some("v5")));
+    s.submit(0, "role/app", None, None)
+        .store(5, 1)
+        .wait()
+        .store(5, 1);
+    s.store = Some(LeaseRecord {
+        owner: String::new(),
+        rvn: 778,
+        holder: None,
+        committed_token: Some("v6".into()),
+        ..foreign("host-b", 3, 0, None)
+    });
+    s.wait()
+        .lease_until_work(1)
+        .wrote(20, 1, Some("v7"))
+        .store(5, 1);
+    docs.push(s.finish());
+
+    let mut s = EngineScript::shared("lease-stale-takeover", "A holder whose record stands still for a whole lease (and enough polls) is taken over: epoch bumped, lock-delay, then the write.", policy.clone(), 23, "host-a");
+    s.store = Some(foreign("host-dead", 4, 900, Some("v3")));
+    s.submit(0, "role/app", None, None)
+        .lease_until_work(1)
+        .wrote(20, 1, Some("v4"))
+        .store(5, 1);
+    docs.push(s.finish());
+
+    let mut s = EngineScript::shared(
+        "lease-renew-before-write",
+        "A slow read leaves too little lease for the write: renew first, then write.",
+        policy.clone(),
+        24,
+        "host-a",
+    );
+    s.submit(0, "role/app", None, None)
+        .store(5, 1)
+        .store(5, 1)
+        .read(350, 1, Some("v1"))
+        .store(5, 1)
+        .wrote(20, 1, Some("v2"))
+        .store(5, 1);
+    docs.push(s.finish());
+
+    let mut s = EngineScript::shared(
+        "lease-lost-before-write",
+        "The renewal is refused (someone bumped the record): give up lease_lost, no write.",
+        policy.clone(),
+        25,
+        "host-a",
+    );
+    s.submit(0, "role/app", None, None)
+        .store(5, 1)
+        .store(5, 1)
+        .read(350, 1, Some("v1"));
+    s.store = Some(foreign("host-b", 2, 5, None));
+    s.store(5, 1);
+    docs.push(s.finish());
+
+    let mut s = EngineScript::shared(
+        "lease-lost-reply",
+        "The put's reply is lost: read the record back, find it ours, go on.",
+        policy.clone(),
+        26,
+        "host-a",
+    );
+    s.submit(0, "role/app", None, None).store(5, 1);
+    // The put lands in the store, but its reply is lost.
+    if let Some(StoreOp::PutIfAbsent { record, .. }) = s.store_ops.get(&1).cloned() {
+        s.store = Some(record);
+    }
+    s.reply(5, 1, StoreReply::Lost)
+        .store(5, 1)
+        .read(5, 1, Some("v1"))
+        .wrote(20, 1, Some("v2"))
+        .store(5, 1);
+    docs.push(s.finish());
+
+    let mut s = EngineScript::shared("lease-store-unavailable", "The store cannot be reached for longer than unavailable_ms: give up lock_unavailable without writing.", policy.clone(), 27, "host-a");
+    s.submit(0, "role/app", None, None);
+    while s.store_ops.contains_key(&1) {
+        s.reply(5, 1, StoreReply::Unavailable);
+        if s.engine.poll_timeout().is_some() {
+            s.wait();
+        }
+    }
+    docs.push(s.finish());
+
+    let mut s = EngineScript::shared("lease-conflict-retry", "A conflict under the lease: back off, re-read and write again under the same epoch, then release.", policy.clone(), 28, "host-a");
+    s.submit(0, "role/app", None, None)
+        .store(5, 1)
+        .store(5, 1)
+        .read(5, 1, Some("v1"))
+        .failed(20, 1, conflict());
+    s.wait()
+        .lease_until_work(1)
+        .read(5, 1, Some("v2"))
+        .lease_until_work(1)
+        .wrote(20, 1, Some("v3"))
+        .store(5, 1);
+    docs.push(s.finish());
+
+    let mut long = policy.clone();
+    long["retry"] = json!({"conflict": {"jitter": "none", "base_ms": 300, "cap_ms": 300}});
+    let mut s = EngineScript::shared("lease-renew-during-backoff", "A backoff longer than the renewal interval renews the lease on the way; a give-up after a write stores no token.", long, 30, "host-a");
+    s.submit(0, "role/app", None, None)
+        .store(5, 1)
+        .store(5, 1)
+        .read(5, 1, Some("v1"))
+        .failed(20, 1, conflict());
+    s.wait()
+        .lease_until_work(1)
+        .read(5, 1, Some("v2"))
+        .failed(20, 1, Failure::code("AccessDenied").with_status(403))
+        .store(5, 1);
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "lease-needs-owner",
+        "Shared lanes without an owner are refused at submit.",
+        policy,
+        29,
+    );
+    s.submit(0, "role/app", None, None);
+    docs.push(s.finish());
+
+    docs.into_iter()
+        .enumerate()
+        .map(|(i, json)| Vector {
+            stem: format!("{:03}-{}", i + 1, json["name"].as_str().unwrap_or("vector")),
+            json,
+        })
+        .collect()
+}
+
 /// Rebuild every object with its keys in sorted order, so the text is the same whether or
 /// not serde_json keeps insertion order (a feature another crate may switch on).
 fn sorted(v: &Value) -> Value {
@@ -1066,8 +1331,17 @@ pub fn render(v: &Vector) -> String {
     serde_json::to_string_pretty(&sorted(&v.json)).expect("vectors serialise") + "\n"
 }
 
-/// Write every vector to `dir`, removing stale vector files; returns how many were written.
+/// Write `vectors` to `dir`, removing stale vector files; returns how many were written.
 pub fn write_all(dir: &std::path::Path) -> std::io::Result<usize> {
+    write_set(dir, &all())
+}
+
+/// Write the shared-lane vectors to `dir`.
+pub fn write_lease(dir: &std::path::Path) -> std::io::Result<usize> {
+    write_set(dir, &lease())
+}
+
+fn write_set(dir: &std::path::Path, vectors: &[Vector]) -> std::io::Result<usize> {
     std::fs::create_dir_all(dir)?;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -1075,8 +1349,7 @@ pub fn write_all(dir: &std::path::Path) -> std::io::Result<usize> {
             std::fs::remove_file(path)?;
         }
     }
-    let vectors = all();
-    for v in &vectors {
+    for v in vectors {
         std::fs::write(dir.join(format!("{}.json", v.stem)), render(v))?;
     }
     Ok(vectors.len())

@@ -14,8 +14,16 @@ fn vector_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")
 }
 
+fn lease_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors-lease")
+}
+
 fn checked_in() -> Vec<(String, Value)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(vector_dir())
+    checked_in_from(&vector_dir())
+}
+
+fn checked_in_from(dir: &std::path::Path) -> Vec<(String, Value)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("tests/vectors exists")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
@@ -33,19 +41,26 @@ fn checked_in() -> Vec<(String, Value)> {
 
 #[test]
 fn regeneration_changes_nothing() {
-    let generated = writelane_cli::vectors::all();
-    let on_disk = checked_in();
-    assert!(generated.len() >= 40, "at least 40 vectors");
+    same_as_generated(writelane_cli::vectors::all(), &vector_dir());
+}
+
+#[test]
+fn lease_regeneration_changes_nothing() {
+    same_as_generated(writelane_cli::vectors::lease(), &lease_dir());
+}
+
+fn same_as_generated(generated: Vec<writelane_cli::vectors::Vector>, dir: &std::path::Path) {
+    let on_disk = checked_in_from(dir);
+    assert!(generated.len() >= 10, "vectors exist");
     let names: Vec<&str> = on_disk.iter().map(|(s, _)| s.as_str()).collect();
     let gen_names: Vec<&str> = generated.iter().map(|v| v.stem.as_str()).collect();
     assert_eq!(
         names, gen_names,
-        "vector files differ from the generator: run `cargo run -p writelane-cli -- vectors --out tests/vectors`"
+        "vector files differ from the generator: run `cargo run -p writelane-cli -- vectors --out tests/vectors --lease-out tests/vectors-lease`"
     );
     for (v, (stem, disk)) in generated.iter().zip(&on_disk) {
         let text = writelane_cli::vectors::render(v);
-        let disk_text =
-            std::fs::read_to_string(vector_dir().join(format!("{stem}.json"))).expect("read");
+        let disk_text = std::fs::read_to_string(dir.join(format!("{stem}.json"))).expect("read");
         assert_eq!(text, disk_text, "{stem} is stale: regenerate the vectors");
         assert_eq!(&v.json, disk);
     }
@@ -68,7 +83,11 @@ fn failure_from(v: &Value) -> Failure {
 
 fn replay_engine(name: &str, doc: &Value) {
     let policy = Policy::from_json(&doc["policy"].to_string()).expect("policy");
-    let mut engine = Engine::new(policy, doc["seed"].as_u64().expect("seed"));
+    let seed = doc["seed"].as_u64().expect("seed");
+    let mut engine = match doc.get("owner").and_then(Value::as_str) {
+        Some(owner) => Engine::with_owner(policy, seed, owner).expect("owner"),
+        None => Engine::new(policy, seed),
+    };
     if let Some(state) = doc.get("import_state") {
         let state: EngineState = serde_json::from_value(state.clone()).expect("state");
         engine.import_state(&state).expect("import");
@@ -176,6 +195,15 @@ fn replay_strategy(name: &str, doc: &Value) {
             step["capacity"]["level"],
             "{name} step {i}: capacity"
         );
+    }
+}
+
+#[test]
+fn every_lease_vector_replays_from_its_json() {
+    let vectors = checked_in_from(&lease_dir());
+    assert!(vectors.len() >= 8);
+    for (name, doc) in vectors {
+        replay_engine(&name, &doc);
     }
 }
 

@@ -1095,13 +1095,17 @@ impl Engine {
             self.finish(id, outcome);
             return;
         }
-        let token = match &outcome {
-            Outcome::Committed { token, .. } => token.clone(),
+        // After any write attempt the record's token may be stale: store the committed
+        // token, or none (the next holder reads) when the write gave up or its token is
+        // unknown.
+        let written = match &outcome {
+            Outcome::Committed { token, .. } => Some(token.clone()),
+            Outcome::GaveUp { .. } if self.ops[&id].writes > 0 => Some(None),
             Outcome::GaveUp { .. } => None,
         };
         self.clear_timer(id);
         let shared = self.shared_mut(id);
-        shared.client.release(now, token);
+        shared.client.release(now, written);
         shared.resume = Resume::Finish(outcome);
         self.pump_lease(id);
     }

@@ -251,8 +251,6 @@ pub struct LeaseClient {
     observed: Option<(u64, u64, u64)>,
     unavailable_since: Option<u64>,
     sent_at: u64,
-    /// Token to store on release.
-    release_token: Option<String>,
 }
 
 impl LeaseClient {
@@ -274,7 +272,6 @@ impl LeaseClient {
             observed: None,
             unavailable_since: None,
             sent_at: 0,
-            release_token: None,
         }
     }
 
@@ -317,19 +314,25 @@ impl LeaseClient {
         self.get(now);
     }
 
-    /// Release the lease, storing `committed_token` (when the write committed) for the next
-    /// writer. Without a lease held this does nothing.
-    pub fn release(&mut self, now: u64, committed_token: Option<String>) {
+    /// Release the lease. `written` is `None` when no write was attempted under it (the
+    /// record keeps its committed token), or `Some(token)` when one was: the token of the
+    /// revision it committed, or `None` when that is unknown, so the next holder reads
+    /// before writing instead of trusting a token that may be stale. Without a lease held
+    /// this does nothing.
+    pub fn release(&mut self, now: u64, written: Option<Option<String>>) {
         let Some(held) = self.held.clone() else {
             return;
         };
-        self.release_token = committed_token.or(held.committed_token.clone());
+        let committed_token = match written {
+            None => held.committed_token.clone(),
+            Some(token) => token,
+        };
         let record = LeaseRecord {
             owner: String::new(),
             epoch: held.epoch,
             rvn: self.new_rvn(),
             lease_ms: held.lease_ms,
-            committed_token: self.release_token.clone(),
+            committed_token,
             holder: None,
         };
         self.write(now, Some(held.rvn), record, Purpose::Release);

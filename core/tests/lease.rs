@@ -106,7 +106,7 @@ fn uncontended_acquire_and_release_store_the_token() {
         store.record.as_ref().unwrap().holder.as_deref(),
         Some("a pipeline run 7")
     );
-    a.release(10, Some("v2".into()));
+    a.release(10, Some(Some("v2".into())));
     assert_eq!(settle(&mut a, &mut store, 10), vec![LeaseEvent::Released]);
     let r = store.record.clone().unwrap();
     assert_eq!(
@@ -125,7 +125,7 @@ fn a_second_writer_waits_then_gets_the_token_and_a_new_epoch() {
     b.acquire(0);
     assert!(settle(&mut b, &mut store, 0).is_empty(), "b waits");
     assert!(b.poll_timeout().is_some());
-    a.release(100, Some("v2".into()));
+    a.release(100, Some(Some("v2".into())));
     settle(&mut a, &mut store, 100);
     let ev = run_until(&mut b, &mut store, 300);
     assert_eq!(
@@ -177,7 +177,7 @@ fn a_stale_holder_is_taken_over_after_a_whole_lease_with_a_lock_delay() {
     assert!(b.may_write(writable_at, 1));
     let took_at = writable_at;
     // a comes back and tries to commit: refused, and told it lost the lease.
-    a.release(took_at + 1, Some("late".into()));
+    a.release(took_at + 1, Some(Some("late".into())));
     assert_eq!(
         settle(&mut a, &mut store, took_at + 1),
         vec![LeaseEvent::Lost]
