@@ -15,12 +15,16 @@ use pyo3::types::PyString;
 use writelane_core as core;
 use writelane_core::{Command, Engine, Input, OpId, Outcome, Policy, SubmitOptions};
 
-/// A command in the tuple form the Python driver reads: `(kind, number, text)`.
+/// A command in the tuple form the Python driver reads: `(kind, number, text, fence)`.
 ///
-/// `kind` 0 = read; 1 = write (`number` = attempt, `text` = base token); 2 = finish,
-/// committed (`number` = attempts, `text` = token); 3 = finish, gave up (`number` =
-/// attempts, `text` = the outcome as JSON).
-type Cmd = (u8, u64, Option<String>);
+/// `kind` 0 = read; 1 = write (`number` = attempt, `text` = base token, `fence` = the
+/// lease epoch with shared lanes); 2 = finish, committed (`number` = attempts, `text` =
+/// token); 3 = finish, gave up (`number` = attempts, `text` = the outcome as JSON);
+/// 5 = store (`text` = the store operation as JSON).
+type Cmd = (u8, u64, Option<String>, Option<u64>);
+
+/// The command kind of a lease-store operation.
+const STORE: u8 = 5;
 
 /// Lock an engine. Rule: no Python code may run while a lock is held (no exception is
 /// built, no Python object allocated), or a thread waiting for the lock while holding the
@@ -75,19 +79,35 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 
 fn cmd_tuple(cmd: Command) -> Cmd {
     match cmd {
-        Command::Read { .. } => (0, 0, None),
+        Command::Read { .. } => (0, 0, None, None),
         Command::Write {
             attempt,
             base_token,
+            fence,
             ..
-        } => (1, u64::from(attempt), base_token),
+        } => (1, u64::from(attempt), base_token, fence),
         Command::Finish { outcome, .. } => match outcome {
-            Outcome::Committed { token, attempts } => (2, u64::from(attempts), token),
+            Outcome::Committed { token, attempts } => (2, u64::from(attempts), token, None),
             gave_up @ Outcome::GaveUp { attempts, .. } => {
-                (3, u64::from(attempts), Some(to_json(&gave_up)))
+                (3, u64::from(attempts), Some(to_json(&gave_up)), None)
             }
         },
+        Command::Store { operation, .. } => (STORE, 0, Some(to_json(&operation)), None),
     }
+}
+
+/// An engine under `policy`, writing lease records as `owner` when one is given.
+fn build_engine(py: Python<'_>, policy: &str, seed: u64, owner: Option<&str>) -> PyResult<Engine> {
+    let policy = parse_policy(py, policy)?;
+    match owner {
+        None => Ok(Engine::new(policy, seed)),
+        Some(owner) => Engine::with_owner(policy, seed, owner).map_err(|e| usage_error(py, &e)),
+    }
+}
+
+/// Parse a store reply given as the core's JSON form.
+fn parse_reply(py: Python<'_>, reply: &str) -> PyResult<core::lease::StoreReply> {
+    serde_json::from_str(reply).map_err(|e| bad_input(py, "reply", &e))
 }
 
 /// The effective policy for JSON text (a preset name as a JSON string, or an object of
@@ -124,16 +144,18 @@ struct NativeEngine {
 
 #[pymethods]
 impl NativeEngine {
-    /// An engine under the policy given as JSON text, with a jitter seed.
+    /// An engine under the policy given as JSON text, with a jitter seed, writing lease
+    /// records as `owner` (needed by shared lanes).
     #[new]
-    fn new(py: Python<'_>, policy: &str, seed: u64) -> PyResult<Self> {
+    #[pyo3(signature = (policy, seed, owner=None))]
+    fn new(py: Python<'_>, policy: &str, seed: u64, owner: Option<&str>) -> PyResult<Self> {
         Ok(NativeEngine {
-            engine: Mutex::new(Engine::new(parse_policy(py, policy)?, seed)),
+            engine: Mutex::new(build_engine(py, policy, seed, owner)?),
         })
     }
 
     /// Start one logical write; returns its op id.
-    #[pyo3(signature = (entity, now, expected=None, deadline_ms=None))]
+    #[pyo3(signature = (entity, now, expected=None, deadline_ms=None, holder=None))]
     fn submit(
         &self,
         py: Python<'_>,
@@ -141,10 +163,12 @@ impl NativeEngine {
         now: u64,
         expected: Option<String>,
         deadline_ms: Option<u64>,
+        holder: Option<String>,
     ) -> PyResult<u64> {
         let options = SubmitOptions {
             expected,
             deadline_ms,
+            holder,
         };
         let result = lock(&self.engine).submit(entity, now, options);
         result.map(|op| op.0).map_err(|e| usage_error(py, &e))
@@ -225,8 +249,9 @@ struct LaneInner {
 
 /// What one step of a lane's driver returns, flattened: `(kind, number, text, timer,
 /// woken)`. `kind` is -1 when the op has no command (then `timer` is when its timer
-/// fires, if it waits on time), else a [`Cmd`] kind; `woken` lists the other ops that
-/// received a command during the call (`None` when none did).
+/// fires, if it waits on time), else a [`Cmd`] kind (for a write, `timer` carries the
+/// fence); `woken` lists the other ops that received a command during the call (`None`
+/// when none did).
 type Step = (i8, u64, Option<String>, Option<u64>, Option<Vec<u64>>);
 
 /// What `submit` returns: the op id, a [`Step`], and the result of a write carried out
@@ -246,29 +271,41 @@ const RAISED: i8 = 4;
 
 /// One write attempt, passed to the caller's `write` function: `number` counts attempts
 /// from 1, `base_token` is the change token the write must be based on (what the last
-/// read found, or `None`), `entity` is the entity's name.
+/// read found, or `None`), `entity` is the entity's name, `fence` the lease epoch the
+/// write is made under (shared lanes; `None` otherwise).
 #[pyclass(module = "writelane", name = "Attempt", frozen, get_all)]
 struct Attempt {
     number: u32,
     base_token: Option<String>,
     entity: Py<PyString>,
+    fence: Option<u64>,
 }
 
 #[pymethods]
 impl Attempt {
     #[new]
-    #[pyo3(signature = (number, base_token, entity))]
-    fn new(number: u32, base_token: Option<String>, entity: Bound<'_, PyString>) -> Self {
+    #[pyo3(signature = (number, base_token, entity, fence=None))]
+    fn new(
+        number: u32,
+        base_token: Option<String>,
+        entity: Bound<'_, PyString>,
+        fence: Option<u64>,
+    ) -> Self {
         Attempt {
             number,
             base_token,
             entity: entity.unbind(),
+            fence,
         }
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let fence = match self.fence {
+            Some(f) => format!(", fence={f}"),
+            None => String::new(),
+        };
         Ok(format!(
-            "Attempt(number={}, base_token={:?}, entity={:?})",
+            "Attempt(number={}, base_token={:?}, entity={:?}{fence})",
             self.number,
             self.base_token,
             self.entity.bind(py).to_cow()?
@@ -316,8 +353,9 @@ impl LaneInner {
                     if matches!(cmd, Command::Finish { .. }) && !self.no_read.is_empty() {
                         self.no_read.remove(&me);
                     }
-                    let (kind, number, text) = cmd_tuple(cmd);
-                    return Ok((kind as i8, number, text, None, woken));
+                    // A write's fence travels in the timer slot (a command has no timer).
+                    let (kind, number, text, fence) = cmd_tuple(cmd);
+                    return Ok((kind as i8, number, text, fence, woken));
                 }
                 None => {
                     let timer = self.engine.poll_timeout_for(OpId(me));
@@ -386,12 +424,14 @@ impl NativeLane {
 
 #[pymethods]
 impl NativeLane {
-    /// A lane engine under the policy given as JSON text.
+    /// A lane engine under the policy given as JSON text, writing lease records as
+    /// `owner` (needed by shared lanes).
     #[new]
-    fn new(py: Python<'_>, policy: &str, seed: u64) -> PyResult<Self> {
+    #[pyo3(signature = (policy, seed, owner=None))]
+    fn new(py: Python<'_>, policy: &str, seed: u64, owner: Option<&str>) -> PyResult<Self> {
         Ok(NativeLane {
             inner: Mutex::new(LaneInner {
-                engine: Engine::new(parse_policy(py, policy)?, seed),
+                engine: build_engine(py, policy, seed, owner)?,
                 mailbox: HashMap::default(),
                 no_read: HashSet::default(),
                 last_now: 0,
@@ -416,7 +456,8 @@ impl NativeLane {
     /// With `write`, a first command that is a write is carried out here, saving a round
     /// trip: `result` is then what `write` returned and the step is the one after it, or,
     /// if `write` raised, `kind` is [`RAISED`] and `result` the exception.
-    #[pyo3(signature = (entity, expected=None, deadline_ms=None, has_read=true, write=None))]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (entity, expected=None, deadline_ms=None, has_read=true, write=None, holder=None))]
     fn submit(
         &self,
         py: Python<'_>,
@@ -425,6 +466,7 @@ impl NativeLane {
         deadline_ms: Option<u64>,
         has_read: bool,
         write: Option<Bound<'_, PyAny>>,
+        holder: Option<String>,
     ) -> PyResult<Submitted> {
         let name = entity.to_cow()?;
         let submitted = {
@@ -432,6 +474,7 @@ impl NativeLane {
             let options = SubmitOptions {
                 expected,
                 deadline_ms,
+                holder,
             };
             inner.engine.submit(&name, now, options).and_then(|op| {
                 if !has_read {
@@ -450,6 +493,7 @@ impl NativeLane {
             number: u32::try_from(number).unwrap_or(u32::MAX),
             base_token: text,
             entity: entity.unbind(),
+            fence: timer,
         };
         match write.call1((attempt,)) {
             Ok(value) => {
@@ -541,6 +585,19 @@ impl NativeLane {
             Input::ReadFailed { op: id, failure }
         };
         self.input(py, op, input)
+    }
+
+    /// The lease store answered `op`'s store command: `reply` in the core's JSON form.
+    fn store_reply(&self, py: Python<'_>, op: u64, reply: &str) -> PyResult<Step> {
+        let reply = parse_reply(py, reply)?;
+        self.input(
+            py,
+            op,
+            Input::StoreReply {
+                op: OpId(op),
+                reply,
+            },
+        )
     }
 
     /// The host abandons the op.

@@ -1,4 +1,5 @@
-"""Every conformance vector in tests/vectors, run through the Python API."""
+"""Every conformance vector in tests/vectors (and the shared-lane vectors while they wait
+in tests/vectors-lease), run through the Python API."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import pytest
 import writelane
 from conftest import VECTORS
 
-FILES = sorted(glob.glob(os.path.join(VECTORS, "*.json")))
+LEASE_VECTORS = os.path.join(os.path.dirname(VECTORS), "vectors-lease")
+FILES = sorted(glob.glob(os.path.join(VECTORS, "*.json"))) + sorted(
+    glob.glob(os.path.join(LEASE_VECTORS, "*.json"))
+)
 
 
 def test_vectors_exist() -> None:
@@ -35,7 +39,7 @@ def _drain(engine: writelane.Engine) -> Dict[str, Any]:
 
 
 def run_engine(v: Dict[str, Any]) -> None:
-    engine = writelane.Engine(json.dumps(v["policy"]), seed=v["seed"])
+    engine = writelane.Engine(json.dumps(v["policy"]), seed=v["seed"], owner=v.get("owner"))
     if "import_state" in v:
         engine.import_state(v["import_state"])
     for i, step in enumerate(v["steps"]):
@@ -44,7 +48,9 @@ def run_engine(v: Dict[str, Any]) -> None:
         try:
             if "submit" in step:
                 s = step["submit"]
-                op = engine.submit(s["entity"], at, expected=s.get("expected"), deadline_ms=s.get("deadline_ms"))
+                op = engine.submit(
+                    s["entity"], at, expected=s.get("expected"), deadline_ms=s.get("deadline_ms"), holder=s.get("holder")
+                )
                 assert op == step["op"], f"step {i}: op id"
             elif "input" in step:
                 engine.handle(at, step["input"])
@@ -123,7 +129,7 @@ RUNNERS = {
 }
 
 
-@pytest.mark.parametrize("path", FILES, ids=[os.path.basename(p) for p in FILES])
+@pytest.mark.parametrize("path", FILES, ids=[os.path.relpath(p, os.path.dirname(VECTORS)) for p in FILES])
 def test_vector(path: str) -> None:
     v = _load(path)
     RUNNERS[v["kind"]](v)

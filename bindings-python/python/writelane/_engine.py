@@ -34,10 +34,16 @@ class Engine:
     :meth:`poll_timeout` says. Misuse raises :class:`writelane.UsageError` with ``kind``.
     The engine is safe to share between threads (calls are serialised), but one driver
     is the intended use; :class:`writelane.Lane` is the threaded driver.
+
+    Shared lanes (``lanes.mode = "shared"``) need an ``owner`` (unique per process); they
+    emit ``store`` commands, which the host carries out with a lease store
+    (:func:`writelane.stores.apply`) and answers with a ``store_reply`` input.
     """
 
-    def __init__(self, policy: PolicyLike = None, *, seed: Optional[int] = 0) -> None:
-        self._native = _native.NativeEngine(coerce_policy(policy), coerce_seed(seed))
+    def __init__(self, policy: PolicyLike = None, *, seed: Optional[int] = 0, owner: Optional[str] = None) -> None:
+        if owner is not None and not isinstance(owner, str):
+            raise UsageError("invalid_argument", f"owner: expected str or None, found {type(owner).__name__}")
+        self._native = _native.NativeEngine(coerce_policy(policy), coerce_seed(seed), owner)
 
     @property
     def policy(self) -> Policy:
@@ -51,19 +57,24 @@ class Engine:
         *,
         expected: Optional[str] = None,
         deadline_ms: Optional[int] = None,
+        holder: Optional[str] = None,
     ) -> int:
-        """Start one logical write of ``entity``; returns its op id (from 1)."""
+        """Start one logical write of ``entity``; returns its op id (from 1). ``holder``
+        describes the writer in lease records (shared lanes)."""
         if not isinstance(entity, str):
             raise UsageError("invalid_argument", f"entity: expected str, found {type(entity).__name__}")
         if expected is not None and not isinstance(expected, str):
             raise UsageError("invalid_argument", "expected: expected str or None")
         if deadline_ms is not None:
             _ms(deadline_ms, "deadline_ms")
-        return int(self._native.submit(entity, _ms(now, "now"), expected, deadline_ms))
+        if holder is not None and not isinstance(holder, str):
+            raise UsageError("invalid_argument", "holder: expected str or None")
+        return int(self._native.submit(entity, _ms(now, "now"), expected, deadline_ms, holder))
 
     def handle(self, now: int, input: Dict[str, Any]) -> None:  # noqa: A002
         """Feed one input: ``{"type": "read_done", "op": 1, "token": "v1"}``, ``write_done``,
-        ``read_failed``/``write_failed`` with a ``failure`` dict, or ``cancel``."""
+        ``read_failed``/``write_failed`` with a ``failure`` dict, ``store_reply`` with a
+        ``reply`` dict, or ``cancel``."""
         if not isinstance(input, dict):
             raise UsageError("invalid_argument", f"input: expected a dict, found {type(input).__name__}")
         try:
@@ -77,7 +88,7 @@ class Engine:
         self._native.handle_timeout(_ms(now, "now"))
 
     def poll_command(self) -> Optional[Dict[str, Any]]:
-        """The next command (``read``, ``write`` or ``finish``), or ``None``."""
+        """The next command (``read``, ``write``, ``store`` or ``finish``), or ``None``."""
         text = self._native.poll_command()
         return None if text is None else json.loads(text)
 

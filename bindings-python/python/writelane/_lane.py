@@ -13,6 +13,9 @@ import asyncio
 import inspect
 import json
 import logging
+import os
+import secrets
+import socket
 import threading
 from typing import (
     Any,
@@ -31,6 +34,7 @@ from . import _native
 from ._errors import GaveUp, StaleRevision, UsageError
 from ._failure import Classifier, fields_of
 from ._policy import Policy, PolicyLike, coerce_policy, coerce_seed
+from .stores import LeaseStore, apply
 from .events import Event, from_dict
 
 T = TypeVar("T")
@@ -38,7 +42,7 @@ T = TypeVar("T")
 _LOG = logging.getLogger("writelane")
 
 #: native command kinds (-1: the op has no command now)
-_NONE, _READ, _WRITE, _COMMITTED, _GAVE_UP, _RAISED = -1, 0, 1, 2, 3, 4
+_NONE, _READ, _WRITE, _COMMITTED, _GAVE_UP, _RAISED, _STORE = -1, 0, 1, 2, 3, 4, 5
 
 #: (kind, number, text, timer, woken) as the native lane returns it
 _Step = Tuple[int, int, Optional[str], Optional[int], Optional[List[int]]]
@@ -48,6 +52,34 @@ _Step = Tuple[int, int, Optional[str], Optional[int], Optional[List[int]]]
 #: ``base_token`` is the change token the write must be based on (what the last read
 #: found, or ``None``), ``entity`` is the entity's name.
 Attempt = _native.Attempt
+
+
+def default_owner() -> str:
+    """A lease owner unique to this process: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _check_holder(holder: Any) -> None:
+    if holder is not None and not isinstance(holder, str):
+        raise UsageError("invalid_argument", f"holder: expected str or None, found {type(holder).__name__}")
+
+
+def _shared_policy(policy_json: str, store: Any) -> str:
+    """The policy to run: with a store, lanes are shared (the policy's other settings
+    stand); without one, shared lanes are refused."""
+    effective: Dict[str, Any] = json.loads(_native.policy_json(policy_json))
+    mode = effective.get("lanes", {}).get("mode")
+    if store is None:
+        if mode == "shared":
+            raise UsageError("invalid_argument", "store: lanes.mode = shared needs a lease store (store=...)")
+        return policy_json
+    for name in ("get", "put_if_absent", "compare_and_swap"):
+        if not callable(getattr(store, name, None)):
+            raise UsageError("invalid_argument", f"store: expected a lease store, {type(store).__name__} has no {name}()")
+    if mode == "none":
+        raise UsageError("invalid_argument", "store: lanes.mode = none serialises nothing; a lease store needs shared lanes")
+    effective["lanes"]["mode"] = "shared"
+    return json.dumps(effective)
 
 
 def _check_args(
@@ -98,6 +130,14 @@ class Lane:
 
     One ``Lane`` may be shared by any number of threads and asyncio tasks: writes to the
     same entity go one at a time, in submission order.
+
+    Across processes and machines: pass ``store=`` a lease store from
+    :mod:`writelane.stores` (DynamoDB, Redis, a file, memory) and lanes become shared: each
+    write first takes the entity's lease in the store (a fenced lease, renewed while the
+    write runs, released with the committed change token). ``owner`` names this process
+    in lease records (default ``host:pid:random``; unique per process); ``holder`` says
+    who holds it in words (pipeline, run id, ...) for people debugging a stuck lease.
+    The lease timings are the policy's ``lease`` fields.
     """
 
     def __init__(
@@ -107,10 +147,22 @@ class Lane:
         seed: Optional[int] = None,
         classify: Optional[Classifier] = None,
         log: bool = False,
+        store: Optional[LeaseStore] = None,
+        owner: Optional[str] = None,
+        holder: Optional[str] = None,
     ) -> None:
         if classify is not None and not callable(classify):
             raise UsageError("invalid_argument", "classify: expected a callable or None")
-        self._native = _native.NativeLane(coerce_policy(policy), coerce_seed(seed))
+        if owner is not None and not isinstance(owner, str):
+            raise UsageError("invalid_argument", f"owner: expected str or None, found {type(owner).__name__}")
+        _check_holder(holder)
+        policy_json = _shared_policy(coerce_policy(policy), store)
+        if store is not None and owner is None:
+            owner = default_owner()
+        self._store = store
+        self._owner = owner if store is not None else None
+        self._holder = holder
+        self._native = _native.NativeLane(policy_json, coerce_seed(seed), self._owner)
         self._waiters: Dict[int, Callable[[], None]] = {}
         self._policy = Policy(self._native.policy())
         self._codes: Dict[str, List[Any]] = self._policy.to_dict()["codes"]
@@ -121,6 +173,16 @@ class Lane:
     def policy(self) -> Policy:
         """The policy in force."""
         return self._policy
+
+    @property
+    def owner(self) -> Optional[str]:
+        """The owner this lane writes into lease records (``None`` without a store)."""
+        return self._owner
+
+    @property
+    def store(self) -> Optional[LeaseStore]:
+        """The lease store of shared lanes, or ``None``."""
+        return self._store
 
     def now_ms(self) -> int:
         """Milliseconds on the lane's monotonic clock (the ``at`` of its events)."""
@@ -137,6 +199,7 @@ class Lane:
         expected: Optional[str] = None,
         deadline_ms: Optional[int] = None,
         classify: Optional[Classifier] = None,
+        holder: Optional[str] = None,
     ) -> T:
         """Run one logical write of ``entity`` under the discipline; return what ``write``
         returned.
@@ -144,8 +207,10 @@ class Lane:
         ``write(attempt)`` performs the mutation; ``read()`` returns the entity's current
         change token (``None``: it does not exist) and is called before the first write and
         before every retry; ``expected`` is the token the change was based on (needs
-        ``read``). Raises :class:`GaveUp` or :class:`StaleRevision`; ``KeyboardInterrupt``
-        and other ``BaseException`` propagate after the entity's lane is released.
+        ``read``). With a lease store, ``holder`` overrides the lane's holder for this
+        write. Raises :class:`GaveUp` (with shared lanes also for ``lease_lost`` and
+        ``lock_unavailable``) or :class:`StaleRevision`; ``KeyboardInterrupt`` and other
+        ``BaseException`` propagate after the entity's lane is released.
         """
         if (
             type(entity) is not str
@@ -155,12 +220,16 @@ class Lane:
             or not callable(write)
         ):
             _check_args(entity, write, read, expected, deadline_ms)
+        if holder is None:
+            holder = self._holder
+        else:
+            _check_holder(holder)
         native = self._native
         last_exc: Optional[BaseException] = None
         try:
             # The first write, if it comes at once, is called during submit.
             op, kind, number, text, timer, woken, result = native.submit(
-                entity, expected, deadline_ms, read is not None, write
+                entity, expected, deadline_ms, read is not None, write, holder
             )
         except UnicodeEncodeError:
             raise UsageError("invalid_argument", "entity, expected: not encodable as UTF-8") from None
@@ -169,9 +238,13 @@ class Lane:
             while True:
                 if woken:
                     self._wake(woken)
-                if kind == _WRITE:
+                if kind == _STORE:
+                    assert text is not None and self._store is not None
+                    reply = apply(self._store, json.loads(text))
+                    kind, number, text, timer, woken = native.store_reply(op, json.dumps(reply))
+                elif kind == _WRITE:
                     try:
-                        result = write(Attempt(number, text, entity))
+                        result = write(Attempt(number, text, entity, timer))
                     except Exception as exc:  # noqa: BLE001 - classified below
                         last_exc = exc
                         f = fields_of(exc, classify or self._classify, self._codes)
@@ -252,6 +325,7 @@ class Lane:
         expected: Optional[str] = None,
         deadline_ms: Optional[int] = None,
         classify: Optional[Classifier] = None,
+        holder: Optional[str] = None,
     ) -> T: ...
 
     @overload
@@ -264,6 +338,7 @@ class Lane:
         expected: Optional[str] = None,
         deadline_ms: Optional[int] = None,
         classify: Optional[Classifier] = None,
+        holder: Optional[str] = None,
     ) -> T: ...
 
     async def run_async(
@@ -275,17 +350,23 @@ class Lane:
         expected: Optional[str] = None,
         deadline_ms: Optional[int] = None,
         classify: Optional[Classifier] = None,
+        holder: Optional[str] = None,
     ) -> Any:
         """The asyncio form of :meth:`run`: ``write`` and ``read`` may be coroutine
-        functions; waits never block the event loop. Cancelling the task releases the
-        entity's lane and propagates ``CancelledError``."""
+        functions; waits never block the event loop (lease store operations run in the
+        loop's default executor). Cancelling the task releases the entity's lane and
+        propagates ``CancelledError``."""
         _check_args(entity, write, read, expected, deadline_ms)
+        if holder is None:
+            holder = self._holder
+        else:
+            _check_holder(holder)
         native = self._native
         result: Any = None
         last_exc: Optional[BaseException] = None
         try:
             op, kind, number, text, timer, woken, _ = native.submit(
-                entity, expected, deadline_ms, read is not None
+                entity, expected, deadline_ms, read is not None, None, holder
             )
         except UnicodeEncodeError:
             raise UsageError("invalid_argument", "entity, expected: not encodable as UTF-8") from None
@@ -294,9 +375,14 @@ class Lane:
             while True:
                 if woken:
                     self._wake(woken)
-                if kind == _WRITE:
+                if kind == _STORE:
+                    assert text is not None and self._store is not None
+                    loop = asyncio.get_running_loop()
+                    reply = await loop.run_in_executor(None, apply, self._store, json.loads(text))
+                    kind, number, text, timer, woken = native.store_reply(op, json.dumps(reply))
+                elif kind == _WRITE:
                     try:
-                        value = write(Attempt(number, text, entity))
+                        value = write(Attempt(number, text, entity, timer))
                         if inspect.isawaitable(value):
                             value = await value
                         result = value
@@ -392,14 +478,42 @@ class Lane:
         """Cancel ``op`` (an exception is leaving its driver) so its lane passes on."""
         native = self._native
         try:
-            native.cancel(op)
+            step = native.cancel(op)
         except UsageError:
-            pass  # already finishing, or finished
+            step = None  # already finishing, or finished
+        if self._store is not None and step is not None and step[0] in (_STORE, _NONE):
+            # Cancelling a holder releases its lease first: finish that in the background
+            # so that the lease and the local lane pass on.
+            threading.Thread(target=self._finish_abandoned, args=(op, step), daemon=True).start()
+            return
         native.forget(op)
         # The interrupted step may have lost its list of ops to wake: wake every waiter
         # (a spurious wake-up only makes a waiter look at its mailbox again).
         for wake in list(self._waiters.values()):
             wake()
+
+    def _finish_abandoned(self, op: int, step: _Step) -> None:
+        """Drive a cancelled op's remaining store commands (the lease release) to its
+        finish."""
+        native = self._native
+        try:
+            while step[0] in (_STORE, _NONE):
+                if step[4]:
+                    self._wake(step[4])
+                if step[0] == _STORE:
+                    assert step[2] is not None and self._store is not None
+                    reply = apply(self._store, json.loads(step[2]))
+                    step = native.store_reply(op, json.dumps(reply))
+                else:
+                    step = self._wait(op, step[3])
+            if step[4]:
+                self._wake(step[4])
+        except Exception:  # noqa: BLE001 - a background clean-up must not raise
+            _LOG.warning("writelane: releasing the lease of a cancelled write failed", exc_info=True)
+        finally:
+            native.forget(op)
+            for wake in list(self._waiters.values()):
+                wake()
 
     def _gave_up(
         self, attempts: int, text: Optional[str], last_exc: Optional[BaseException], entity: str

@@ -151,6 +151,29 @@ class SpikeEnded(Event):
 
 
 @dataclass(frozen=True)
+class LeaseAcquired(Event):
+    """The write took the entity's shared lease (shared lanes): ``epoch`` is the fence of
+    this holding, ``takeover`` whether a stale holder was taken over."""
+
+    type: ClassVar[str] = "lease_acquired"
+    op: int
+    entity: str
+    at: int
+    epoch: int
+    takeover: bool
+
+
+@dataclass(frozen=True)
+class LeaseLost(Event):
+    """The write lost the entity's shared lease and stopped writing."""
+
+    type: ClassVar[str] = "lease_lost"
+    op: int
+    entity: str
+    at: int
+
+
+@dataclass(frozen=True)
 class UnknownEvent(Event):
     """An event of a kind this version of the package does not know; ``data`` is its JSON."""
 
@@ -176,6 +199,8 @@ _KINDS: Dict[str, Type[Event]] = {
         GaveUp,
         SpikeStarted,
         SpikeEnded,
+        LeaseAcquired,
+        LeaseLost,
     )
 }
 
@@ -206,6 +231,8 @@ __all__ = [
     "Committed",
     "GaveUp",
     "SpikeStarted",
+    "LeaseAcquired",
+    "LeaseLost",
     "SpikeEnded",
     "UnknownEvent",
     "from_dict",
