@@ -148,6 +148,7 @@ fn through_c_abi(cycles: u64) -> f64 {
                 op,
                 token: s("v1"),
                 failure: no_failure,
+                reply: wl_str::ABSENT,
             };
             assert_eq!(handle(e, now, ptr::addr_of!(input)), wl_status::Ok);
             poll(e, ptr::addr_of_mut!(c));

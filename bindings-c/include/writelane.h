@@ -194,6 +194,11 @@ enum wl_usage
    * The retry strategy already keeps the most scopes it may.
    */
   WL_USAGE_TOO_MANY_SCOPES = 10,
+  /**
+   * The engine's owner (shared lanes) is missing, empty or over 256 bytes, or an
+   * operation's holder is over 1024 bytes.
+   */
+  WL_USAGE_INVALID_OWNER = 11,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -228,6 +233,11 @@ enum wl_command_kind
    * The operation is over; `outcome` says how. The operation id is forgotten.
    */
   WL_COMMAND_KIND_FINISH = 3,
+  /**
+   * Shared lanes: carry out `operation` (a lease-store operation as JSON text) with
+   * the store adapter and report `store_reply`.
+   */
+  WL_COMMAND_KIND_STORE = 4,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -302,6 +312,15 @@ enum wl_give_up_reason
    * The host cancelled the operation.
    */
   WL_GIVE_UP_REASON_CANCELLED = 6,
+  /**
+   * Shared lanes: the lease was lost (another process took it over, or a renewal
+   * failed); no write was started without it.
+   */
+  WL_GIVE_UP_REASON_LEASE_LOST = 7,
+  /**
+   * Shared lanes: the lease store stayed unavailable; nothing was written.
+   */
+  WL_GIVE_UP_REASON_LOCK_UNAVAILABLE = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -447,6 +466,13 @@ enum wl_input_kind
    * The host abandons the operation.
    */
   WL_INPUT_KIND_CANCEL = 5,
+  /**
+   * A store command completed (shared lanes): `reply` is what the lease store
+   * answered, as JSON text (`{"reply":"found","record":...}`, `{"reply":"done"}`,
+   * `{"reply":"refused","current":...}`, `{"reply":"lost"}`,
+   * `{"reply":"unavailable"}`).
+   */
+  WL_INPUT_KIND_STORE_REPLY = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -536,6 +562,12 @@ typedef struct wl_submit_options {
    * Overrides the policy's deadline: milliseconds from submission.
    */
   uint64_t deadline_ms;
+  /**
+   * Shared lanes: who holds the lease, in words (host, pipeline, run id), stored in
+   * the lease record for people debugging a stuck lease; NULL for none. At most 1024
+   * bytes.
+   */
+  struct wl_str holder;
 } wl_submit_options;
 
 /**
@@ -594,6 +626,11 @@ typedef struct wl_input {
    * For read_failed and write_failed: what went wrong.
    */
   struct wl_failure failure;
+  /**
+   * For store_reply: the lease store's answer as JSON text (see
+   * `WL_INPUT_KIND_STORE_REPLY`).
+   */
+  struct wl_str reply;
 } wl_input;
 
 /**
@@ -658,11 +695,25 @@ typedef struct wl_command {
    * For stale_revision: the token found.
    */
   struct wl_str found;
+  /**
+   * For store: the lease-store operation as JSON text, NUL-terminated:
+   * `{"op":"get","key":K}`, `{"op":"put_if_absent","key":K,"record":R}` or
+   * `{"op":"compare_and_swap","key":K,"expected_rvn":N,"record":R}`.
+   */
+  struct wl_str operation;
+  /**
+   * For write: whether `fence` is set (shared lanes).
+   */
+  bool has_fence;
+  /**
+   * For write under shared lanes: the lease epoch the write is made under.
+   */
+  uint64_t fence;
 } wl_command;
 /**
  * No command.
  */
-#define wl_command_NONE (wl_command){ .kind = wl_command_kind_None, .op = 0, .attempt = 0, .base_token = wl_str_ABSENT, .outcome = wl_outcome_None, .attempts = 0, .token = wl_str_ABSENT, .reason = wl_give_up_reason_None, .error_class = wl_error_class_None, .budget_scope = wl_budget_scope_None, .code = wl_str_ABSENT, .http_status = 0, .expected = wl_str_ABSENT, .found = wl_str_ABSENT }
+#define wl_command_NONE (wl_command){ .kind = wl_command_kind_None, .op = 0, .attempt = 0, .base_token = wl_str_ABSENT, .outcome = wl_outcome_None, .attempts = 0, .token = wl_str_ABSENT, .reason = wl_give_up_reason_None, .error_class = wl_error_class_None, .budget_scope = wl_budget_scope_None, .code = wl_str_ABSENT, .http_status = 0, .expected = wl_str_ABSENT, .found = wl_str_ABSENT, .operation = wl_str_ABSENT, .has_fence = false, .fence = 0 }
 
 /**
  * Counters of an engine, over all entities.
@@ -716,6 +767,10 @@ typedef struct wl_counters {
    * Conflict spikes detected.
    */
   uint64_t spikes;
+  /**
+   * Lease-store operations issued (shared lanes).
+   */
+  uint64_t store_ops;
 } wl_counters;
 
 /**
@@ -806,7 +861,7 @@ typedef struct wl_retry_decision {
 /**
  * Every usage kind, in value order.
  */
-#define wl_usage_ALL { wl_usage_None, wl_usage_TimeWentBackwards, wl_usage_UnknownOp, wl_usage_UnexpectedInput, wl_usage_CommandNotDrained, wl_usage_InvalidEntity, wl_usage_InvalidToken, wl_usage_InvalidCode, wl_usage_InvalidState, wl_usage_UnknownScope, wl_usage_TooManyScopes, }
+#define wl_usage_ALL { wl_usage_None, wl_usage_TimeWentBackwards, wl_usage_UnknownOp, wl_usage_UnexpectedInput, wl_usage_CommandNotDrained, wl_usage_InvalidEntity, wl_usage_InvalidToken, wl_usage_InvalidCode, wl_usage_InvalidState, wl_usage_UnknownScope, wl_usage_TooManyScopes, wl_usage_InvalidOwner, }
 
 #ifdef __cplusplus
 extern "C" {
@@ -854,6 +909,23 @@ wl_status wl_engine_new(const char *policy,
                         uint64_t seed,
                         struct wl_engine **out_engine,
                         struct wl_error *out_error);
+
+/**
+ * Build an engine handle, as `wl_engine_new` does, that writes lease records as `owner`
+ * (1..=256 bytes, unique per process, such as `host:pid:random`). A policy with
+ * `"lanes": {"mode": "shared"}` needs one: each lane holder then acquires a lease in a
+ * store the writers share (`WL_COMMAND_KIND_STORE` commands) before it writes.
+ *
+ * Errors as `wl_engine_new`, plus `WL_STATUS_USAGE_ERROR` (`invalid_owner`).
+ * `policy` and `owner` must not be NULL; `out_error` may be NULL.
+ */
+wl_status wl_engine_new_with_owner(const char *policy,
+                                   size_t policy_len,
+                                   uint64_t seed,
+                                   const char *owner,
+                                   size_t owner_len,
+                                   struct wl_engine **out_engine,
+                                   struct wl_error *out_error);
 
 /**
  * Free a handle. NULL is fine (nothing happens). Must not be called twice on the same

@@ -134,6 +134,8 @@ pub(crate) struct Inner {
     pub last_error: Option<Fail>,
     /// The last command handed out; its strings are borrowed by the caller.
     pub last_command: Option<Command>,
+    /// The operation of the last store command handed out, as NUL-terminated JSON.
+    pub operation: String,
     /// Text handed out by the last JSON-returning call, NUL-terminated.
     pub scratch: String,
 }

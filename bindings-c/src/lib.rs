@@ -27,6 +27,7 @@ mod types;
 use std::io::Write as _;
 use std::os::raw::c_char;
 
+use writelane_core::lease::StoreReply;
 use writelane_core::{
     parse_retry_after, policy_token, Command, EngineState, Failure, GiveUpReason, Input, OpId,
     Outcome, Policy, Refusal, RetryStrategy, RetryToken, SubmitOptions,
@@ -116,21 +117,70 @@ pub unsafe extern "C" fn wl_engine_new(
     out_engine: *mut *mut wl_engine,
     out_error: *mut wl_error,
 ) -> wl_status {
+    unsafe { new_engine(policy, policy_len, seed, None, out_engine, out_error) }
+}
+
+/// Build an engine handle, as `wl_engine_new` does, that writes lease records as `owner`
+/// (1..=256 bytes, unique per process, such as `host:pid:random`). A policy with
+/// `"lanes": {"mode": "shared"}` needs one: each lane holder then acquires a lease in a
+/// store the writers share (`WL_COMMAND_KIND_STORE` commands) before it writes.
+///
+/// Errors as `wl_engine_new`, plus `WL_STATUS_USAGE_ERROR` (`invalid_owner`).
+/// `policy` and `owner` must not be NULL; `out_error` may be NULL.
+#[no_mangle]
+pub unsafe extern "C" fn wl_engine_new_with_owner(
+    policy: *const c_char,
+    policy_len: usize,
+    seed: u64,
+    owner: *const c_char,
+    owner_len: usize,
+    out_engine: *mut *mut wl_engine,
+    out_error: *mut wl_error,
+) -> wl_status {
+    unsafe {
+        new_engine(
+            policy,
+            policy_len,
+            seed,
+            Some((owner, owner_len)),
+            out_engine,
+            out_error,
+        )
+    }
+}
+
+unsafe fn new_engine(
+    policy: *const c_char,
+    policy_len: usize,
+    seed: u64,
+    owner: Option<(*const c_char, usize)>,
+    out_engine: *mut *mut wl_engine,
+    out_error: *mut wl_error,
+) -> wl_status {
     unsafe {
         without_handle(out_error, || {
             let out = out_arg(out_engine, "out_engine")?;
             *out = std::ptr::null_mut();
             let text = str_arg(policy, policy_len, "policy")?;
+            let owner = match owner {
+                Some((ptr, len)) => Some(str_arg(ptr, len, "owner")?),
+                None => None,
+            };
             let policy = Policy::from_json(text)
                 .map_err(|e| Fail::new(wl_status::InvalidPolicy, e.path.clone(), e.to_string()))?;
             let mut budget_free = policy.clone();
             budget_free.budget.enabled = false;
+            let engine = match owner {
+                Some(owner) => writelane_core::Engine::with_owner(policy.clone(), seed, owner)?,
+                None => writelane_core::Engine::new(policy.clone(), seed),
+            };
             let inner = Inner {
-                engine: writelane_core::Engine::new(policy.clone(), seed),
+                engine,
                 strategy: RetryStrategy::new(policy, seed),
                 delays: RetryStrategy::new(budget_free, seed),
                 last_error: None,
                 last_command: None,
+                operation: String::new(),
                 scratch: String::new(),
             };
             *out = Box::into_raw(Box::new(wl_engine::new(inner)));
@@ -200,6 +250,7 @@ pub unsafe extern "C" fn wl_engine_submit(
                 Some(o) => SubmitOptions {
                     expected: opt_str(&o.expected, "options.expected")?.map(str::to_owned),
                     deadline_ms: o.has_deadline.then_some(o.deadline_ms),
+                    holder: opt_str(&o.holder, "options.holder")?.map(str::to_owned),
                 },
             };
             *out = inner.engine.submit(entity, now_ms, opts)?.0;
@@ -285,10 +336,20 @@ pub unsafe extern "C" fn wl_engine_handle(
                     failure: failure_of(&i.failure, &INPUT_FAILURE)?,
                 },
                 5 => Input::Cancel { op },
+                6 => {
+                    let text = str_arg(i.reply.ptr, i.reply.len, "input.reply")?;
+                    let reply = serde_json::from_str::<StoreReply>(text).map_err(|e| {
+                        Fail::invalid(
+                            "input.reply",
+                            format!("input.reply is not a store reply: {e}"),
+                        )
+                    })?;
+                    Input::StoreReply { op, reply }
+                }
                 other => {
                     return Err(Fail::invalid(
                         "input.kind",
-                        format!("{other} is not a wl_input_kind (1..=5)"),
+                        format!("{other} is not a wl_input_kind (1..=6)"),
                     ))
                 }
             };
@@ -324,11 +385,19 @@ fn fill_command(cmd: &Command) -> wl_command {
             op,
             attempt,
             base_token,
+            fence,
         } => {
             out.kind = wl_command_kind::Write;
             out.op = op.0;
             out.attempt = *attempt;
             out.base_token = wl_str::of_opt(base_token.as_deref());
+            out.has_fence = fence.is_some();
+            out.fence = fence.unwrap_or(0);
+        }
+        Command::Store { op, .. } => {
+            out.kind = wl_command_kind::Store;
+            out.op = op.0;
+            // `operation` is filled by `hand_out` from the handle's operation text.
         }
         Command::Finish { op, outcome } => {
             out.kind = wl_command_kind::Finish;
@@ -381,6 +450,8 @@ fn fill_reason(out: &mut wl_command, reason: &GiveUpReason) {
             out.found = wl_str::of_opt(found.as_deref());
         }
         GiveUpReason::Cancelled => out.reason = wl_give_up_reason::Cancelled,
+        GiveUpReason::LeaseLost => out.reason = wl_give_up_reason::LeaseLost,
+        GiveUpReason::LockUnavailable => out.reason = wl_give_up_reason::LockUnavailable,
     }
 }
 
@@ -390,6 +461,16 @@ fn hand_out(inner: &mut Inner, cmd: Option<Command>, out: &mut wl_command) {
         Some(c) => fill_command(c),
         None => wl_command::NONE,
     };
+    if let Some(Command::Store { operation, .. }) = &inner.last_command {
+        let mut text = serde_json::to_string(operation).expect("store operations serialise");
+        let len = text.len();
+        text.push('\0');
+        inner.operation = text;
+        out.operation = wl_str {
+            ptr: inner.operation.as_ptr().cast(),
+            len,
+        };
+    }
 }
 
 /// Take the next command for any operation, in the order they became ready, into
@@ -553,6 +634,7 @@ pub unsafe extern "C" fn wl_engine_stats(
                     lane_waits: g.lane_waits,
                     lane_wait_ms: g.lane_wait_ms,
                     spikes: g.spikes,
+                    store_ops: g.store_ops,
                 },
                 has_budget: s.budget.is_some(),
                 budget: s.budget.unwrap_or(0),

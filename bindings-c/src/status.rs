@@ -104,11 +104,14 @@ pub enum wl_usage {
     UnknownScope = 9,
     /// The retry strategy already keeps the most scopes it may.
     TooManyScopes = 10,
+    /// The engine's owner (shared lanes) is missing, empty or over 256 bytes, or an
+    /// operation's holder is over 1024 bytes.
+    InvalidOwner = 11,
 }
 
 impl wl_usage {
     /// Every usage kind, in value order.
-    pub const ALL: [wl_usage; 11] = [
+    pub const ALL: [wl_usage; 12] = [
         wl_usage::None,
         wl_usage::TimeWentBackwards,
         wl_usage::UnknownOp,
@@ -120,6 +123,7 @@ impl wl_usage {
         wl_usage::InvalidState,
         wl_usage::UnknownScope,
         wl_usage::TooManyScopes,
+        wl_usage::InvalidOwner,
     ];
 
     /// The core's snake_case name for the kind (as the conformance vectors spell it),
@@ -137,6 +141,7 @@ impl wl_usage {
             wl_usage::InvalidState => "invalid_state\0",
             wl_usage::UnknownScope => "unknown_scope\0",
             wl_usage::TooManyScopes => "too_many_scopes\0",
+            wl_usage::InvalidOwner => "invalid_owner\0",
         }
     }
 
@@ -153,6 +158,7 @@ impl wl_usage {
             UsageError::InvalidState { .. } => wl_usage::InvalidState,
             UsageError::UnknownScope { .. } => wl_usage::UnknownScope,
             UsageError::TooManyScopes { .. } => wl_usage::TooManyScopes,
+            UsageError::InvalidOwner { .. } => wl_usage::InvalidOwner,
         }
     }
 }
@@ -170,6 +176,9 @@ pub enum wl_command_kind {
     Write = 2,
     /// The operation is over; `outcome` says how. The operation id is forgotten.
     Finish = 3,
+    /// Shared lanes: carry out `operation` (a lease-store operation as JSON text) with
+    /// the store adapter and report `store_reply`.
+    Store = 4,
 }
 
 /// What a `wl_input` reports. Used as the `uint32_t kind` field of `wl_input`.
@@ -187,6 +196,11 @@ pub enum wl_input_kind {
     WriteFailed = 4,
     /// The host abandons the operation.
     Cancel = 5,
+    /// A store command completed (shared lanes): `reply` is what the lease store
+    /// answered, as JSON text (`{"reply":"found","record":...}`, `{"reply":"done"}`,
+    /// `{"reply":"refused","current":...}`, `{"reply":"lost"}`,
+    /// `{"reply":"unavailable"}`).
+    StoreReply = 6,
 }
 
 /// How an operation ended (in a `WL_COMMAND_KIND_FINISH` command).
@@ -219,6 +233,11 @@ pub enum wl_give_up_reason {
     StaleRevision = 5,
     /// The host cancelled the operation.
     Cancelled = 6,
+    /// Shared lanes: the lease was lost (another process took it over, or a renewal
+    /// failed); no write was started without it.
+    LeaseLost = 7,
+    /// Shared lanes: the lease store stayed unavailable; nothing was written.
+    LockUnavailable = 8,
 }
 
 impl wl_give_up_reason {
@@ -232,6 +251,8 @@ impl wl_give_up_reason {
             wl_give_up_reason::Fatal => "fatal\0",
             wl_give_up_reason::StaleRevision => "stale_revision\0",
             wl_give_up_reason::Cancelled => "cancelled\0",
+            wl_give_up_reason::LeaseLost => "lease_lost\0",
+            wl_give_up_reason::LockUnavailable => "lock_unavailable\0",
         }
     }
 }

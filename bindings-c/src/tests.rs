@@ -211,7 +211,7 @@ fn random_calls_never_panic() {
         seed ^= seed << 17;
         seed
     };
-    let texts: [&[u8]; 8] = [
+    let texts: [&[u8]; 13] = [
         b"role/a",
         b"role/b",
         b"",
@@ -220,6 +220,11 @@ fn random_calls_never_panic() {
         b"Throttling",
         b"12",
         b"v1",
+        br#"{"reply":"done"}"#,
+        br#"{"reply":"found","record":null}"#,
+        br#"{"reply":"refused","current":{"owner":"other","epoch":3,"rvn":9,"lease_ms":400,"committed_token":null,"holder":"ci"}}"#,
+        br#"{"reply":"lost"}"#,
+        br#"{"reply":"unavailable"}"#,
     ];
     let pick = |r: u64| -> wl_str {
         match r % 10 {
@@ -228,8 +233,8 @@ fn random_calls_never_panic() {
                 ptr: std::ptr::null(),
                 len: 3,
             },
-            n => {
-                let t = texts[(n as usize) % texts.len()];
+            _ => {
+                let t = texts[((r / 10) as usize) % texts.len()];
                 wl_str {
                     ptr: t.as_ptr().cast(),
                     len: t.len(),
@@ -241,13 +246,17 @@ fn random_calls_never_panic() {
         "\"iam\"",
         "\"aws-standard\"",
         r#"{"lanes":{"mode":"none"},"spike":{"threshold":1}}"#,
+        r#"{"lanes":{"mode":"shared"},"lease":{"lease_ms":400,"renew_ms":150,"lock_delay_ms":100,"poll_ms":100,"unavailable_ms":300,"max_write_ms":100}}"#,
     ] {
         let mut e = std::ptr::null_mut();
+        let owner = "host-a";
         let st = unsafe {
-            wl_engine_new(
+            wl_engine_new_with_owner(
                 policy.as_ptr().cast(),
                 policy.len(),
                 5,
+                owner.as_ptr().cast(),
+                owner.len(),
                 &mut e,
                 std::ptr::null_mut(),
             )
@@ -288,15 +297,17 @@ fn random_calls_never_panic() {
                             expected: pick(rnd()),
                             has_deadline: rnd() % 3 == 0,
                             deadline_ms: rnd() % 10_000,
+                            holder: pick(rnd()),
                         };
                         wl_engine_submit(e, s.ptr, s.len, at, &opts, &mut op)
                     }
                     2 | 3 => {
                         let input = wl_input {
-                            kind: (rnd() % 7) as u32,
+                            kind: (rnd() % 8) as u32,
                             op: rnd() % 12,
                             token: pick(rnd()),
                             failure,
+                            reply: pick(rnd()),
                         };
                         wl_engine_handle(e, at, &input)
                     }

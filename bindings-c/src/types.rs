@@ -83,6 +83,10 @@ pub struct wl_submit_options {
     pub has_deadline: bool,
     /// Overrides the policy's deadline: milliseconds from submission.
     pub deadline_ms: u64,
+    /// Shared lanes: who holds the lease, in words (host, pipeline, run id), stored in
+    /// the lease record for people debugging a stuck lease; NULL for none. At most 1024
+    /// bytes.
+    pub holder: wl_str,
 }
 
 /// What the host observed when a call failed.
@@ -119,6 +123,9 @@ pub struct wl_input {
     pub token: wl_str,
     /// For read_failed and write_failed: what went wrong.
     pub failure: wl_failure,
+    /// For store_reply: the lease store's answer as JSON text (see
+    /// `WL_INPUT_KIND_STORE_REPLY`).
+    pub reply: wl_str,
 }
 
 /// A command for the host, from `wl_engine_poll_command`. Strings are borrowed from the
@@ -155,6 +162,14 @@ pub struct wl_command {
     pub expected: wl_str,
     /// For stale_revision: the token found.
     pub found: wl_str,
+    /// For store: the lease-store operation as JSON text, NUL-terminated:
+    /// `{"op":"get","key":K}`, `{"op":"put_if_absent","key":K,"record":R}` or
+    /// `{"op":"compare_and_swap","key":K,"expected_rvn":N,"record":R}`.
+    pub operation: wl_str,
+    /// For write: whether `fence` is set (shared lanes).
+    pub has_fence: bool,
+    /// For write under shared lanes: the lease epoch the write is made under.
+    pub fence: u64,
 }
 
 impl wl_command {
@@ -174,6 +189,9 @@ impl wl_command {
         http_status: 0,
         expected: wl_str::ABSENT,
         found: wl_str::ABSENT,
+        operation: wl_str::ABSENT,
+        has_fence: false,
+        fence: 0,
     };
 }
 
@@ -205,6 +223,8 @@ pub struct wl_counters {
     pub lane_wait_ms: u64,
     /// Conflict spikes detected.
     pub spikes: u64,
+    /// Lease-store operations issued (shared lanes).
+    pub store_ops: u64,
 }
 
 /// A snapshot of an engine's global counters (`wl_engine_stats`); per-entity figures are

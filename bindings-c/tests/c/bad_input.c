@@ -404,6 +404,102 @@ static void delays_and_classes(void) {
   wl_engine_free(e);
 }
 
+#define SHARED "{\"lanes\": {\"mode\": \"shared\"}}"
+
+/* Shared lanes: the owner, the holder, store replies as JSON text. */
+static void shared_lanes(void) {
+  wl_engine *e = (wl_engine *)&passed;
+  wl_submit_options o;
+  wl_input in;
+  wl_command c;
+  uint64_t op = 0;
+  char holder[1100];
+  CHECK(wl_engine_new_with_owner(S(SHARED), 1, NULL, 3, &e, &err) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(e == NULL && strcmp(err.path, "owner") == 0);
+  CHECK(wl_engine_new_with_owner(S(SHARED), 1, "", 0, &e, &err) == WL_STATUS_USAGE_ERROR);
+  CHECK(e == NULL && err.usage == WL_USAGE_INVALID_OWNER && strcmp(wl_usage_name(err.usage), "invalid_owner") == 0);
+  CHECK(wl_engine_new_with_owner(S(SHARED), 1, S("\xff"), &e, &err) == WL_STATUS_INVALID_UTF8);
+  CHECK(e == NULL && strcmp(err.path, "owner") == 0);
+  CHECK(wl_engine_new_with_owner(S("{\"lease\": {\"lease_ms\": 1000, \"renew_ms\": 600}}"), 1, S("host-a"), &e, &err) ==
+        WL_STATUS_INVALID_POLICY);
+  CHECK(e == NULL && strcmp(err.path, "lease.lease_ms") == 0);
+  /* Shared lanes without an owner: the submit is refused. */
+  CHECK(wl_engine_new(S(SHARED), 1, &e, &err) == WL_STATUS_OK);
+  CHECK(fails_with(e, wl_engine_submit(e, S("role/a"), 0, NULL, &op), WL_STATUS_USAGE_ERROR, NULL));
+  CHECK(err.usage == WL_USAGE_INVALID_OWNER);
+  wl_engine_free(e);
+
+  CHECK(wl_engine_new_with_owner(S(SHARED), 1, S("host-a:1"), &e, &err) == WL_STATUS_OK);
+  memset(&o, 0, sizeof o);
+  memset(holder, 'h', sizeof holder);
+  o.holder.ptr = holder;
+  o.holder.len = sizeof holder;
+  CHECK(fails_with(e, wl_engine_submit(e, S("role/a"), 0, &o, &op), WL_STATUS_USAGE_ERROR, NULL));
+  CHECK(err.usage == WL_USAGE_INVALID_OWNER);
+  o.holder.ptr = NULL;
+  CHECK(fails_with(e, wl_engine_submit(e, S("role/a"), 0, &o, &op), WL_STATUS_INVALID_ARGUMENT, "options.holder"));
+  o.holder.ptr = "\xff";
+  o.holder.len = 1;
+  CHECK(fails_with(e, wl_engine_submit(e, S("role/a"), 0, &o, &op), WL_STATUS_INVALID_UTF8, "options.holder"));
+  o.holder.ptr = "ci run 7";
+  o.holder.len = 8;
+  CHECK(wl_engine_submit(e, S("role/a"), 0, &o, &op) == WL_STATUS_OK && op == 1);
+  CHECK(wl_engine_poll_command(e, &c) == WL_STATUS_OK && c.kind == WL_COMMAND_KIND_STORE && c.op == 1);
+  CHECK(c.operation.ptr && c.operation.ptr[c.operation.len] == 0 &&
+        strcmp(c.operation.ptr, "{\"op\":\"get\",\"key\":\"role/a\"}") == 0);
+  memset(&in, 0, sizeof in);
+  in.kind = WL_INPUT_KIND_STORE_REPLY;
+  in.op = 1;
+  CHECK(fails_with(e, wl_engine_handle(e, 1, &in), WL_STATUS_NULL_ARGUMENT, "input.reply"));
+  in.reply.ptr = "{\"reply\":\"maybe\"}";
+  in.reply.len = strlen(in.reply.ptr);
+  CHECK(fails_with(e, wl_engine_handle(e, 1, &in), WL_STATUS_INVALID_ARGUMENT, "input.reply"));
+  CHECK(strstr(err.message, "maybe") != NULL);
+  in.reply.ptr = "{\"reply\":\"found\",\"record\":{\"owner\":\"x\",\"epoch\":-1}}";
+  in.reply.len = strlen(in.reply.ptr);
+  CHECK(fails_with(e, wl_engine_handle(e, 1, &in), WL_STATUS_INVALID_ARGUMENT, "input.reply"));
+  in.reply.ptr = "{\"reply\":\"found\",\"record\":null} trailing";
+  in.reply.len = strlen(in.reply.ptr);
+  CHECK(fails_with(e, wl_engine_handle(e, 1, &in), WL_STATUS_INVALID_ARGUMENT, "input.reply"));
+  in.reply.ptr = "\"\xff\"";
+  in.reply.len = 3;
+  CHECK(fails_with(e, wl_engine_handle(e, 1, &in), WL_STATUS_INVALID_UTF8, "input.reply"));
+  /* A reply to an op that has no store command pending is misuse; nothing changes. */
+  in.reply.ptr = "{\"reply\":\"found\",\"record\":null}";
+  in.reply.len = strlen(in.reply.ptr);
+  in.op = 2;
+  CHECK(fails_with(e, wl_engine_handle(e, 1, &in), WL_STATUS_USAGE_ERROR, NULL) && err.usage == WL_USAGE_UNKNOWN_OP);
+  /* The refused replies changed nothing: a good one moves on to put_if_absent, with the
+     holder in the record. */
+  in.op = 1;
+  CHECK(wl_engine_handle(e, 2, &in) == WL_STATUS_OK);
+  CHECK(wl_engine_poll_command(e, &c) == WL_STATUS_OK && c.kind == WL_COMMAND_KIND_STORE);
+  CHECK(c.operation.ptr && strstr(c.operation.ptr, "\"op\":\"put_if_absent\"") &&
+        strstr(c.operation.ptr, "\"holder\":\"ci run 7\"") && strstr(c.operation.ptr, "\"owner\":\"host-a:1\""));
+  in.reply.ptr = "{\"reply\":\"done\"}";
+  in.reply.len = strlen(in.reply.ptr);
+  CHECK(wl_engine_handle(e, 3, &in) == WL_STATUS_OK);
+  CHECK(wl_engine_poll_command(e, &c) == WL_STATUS_OK && c.kind == WL_COMMAND_KIND_READ);
+  memset(&in, 0, sizeof in);
+  in.kind = WL_INPUT_KIND_READ_DONE;
+  in.op = 1;
+  CHECK(wl_engine_handle(e, 4, &in) == WL_STATUS_OK);
+  CHECK(wl_engine_poll_command(e, &c) == WL_STATUS_OK && c.kind == WL_COMMAND_KIND_WRITE && c.has_fence && c.fence == 1);
+  wl_engine_free(e);
+  /* Without shared lanes a write carries no fence. */
+  CHECK(wl_engine_new_with_owner(S("\"iam\""), 1, S("host-a:1"), &e, &err) == WL_STATUS_OK);
+  CHECK(wl_engine_submit(e, S("role/a"), 0, NULL, &op) == WL_STATUS_OK);
+  CHECK(wl_engine_poll_command(e, &c) == WL_STATUS_OK && c.kind == WL_COMMAND_KIND_READ);
+  memset(&in, 0, sizeof in);
+  in.kind = WL_INPUT_KIND_READ_DONE;
+  in.op = op;
+  CHECK(wl_engine_handle(e, 1, &in) == WL_STATUS_OK);
+  CHECK(wl_engine_poll_command(e, &c) == WL_STATUS_OK && c.kind == WL_COMMAND_KIND_WRITE && !c.has_fence && c.fence == 0);
+  CHECK(c.operation.ptr == NULL);
+  wl_engine_free(e);
+  CHECK(strcmp(wl_usage_name(WL_USAGE_INVALID_OWNER), "invalid_owner") == 0);
+}
+
 int main(void) {
   wl_engine *e = NULL;
   names_and_versions();
@@ -415,6 +511,7 @@ int main(void) {
   buffers(e);
   wl_engine_free(e);
   delays_and_classes();
+  shared_lanes();
   two_threads();
   printf("bad_input: %d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;

@@ -48,6 +48,8 @@ static const char *reason_name(wl_give_up_reason r) {
     case WL_GIVE_UP_REASON_FATAL: return "fatal";
     case WL_GIVE_UP_REASON_STALE_REVISION: return "stale_revision";
     case WL_GIVE_UP_REASON_CANCELLED: return "cancelled";
+    case WL_GIVE_UP_REASON_LEASE_LOST: return "lease_lost";
+    case WL_GIVE_UP_REASON_LOCK_UNAVAILABLE: return "lock_unavailable";
     default: return "none";
   }
 }
@@ -72,6 +74,15 @@ static jv *command_json(const wl_command *c) {
     jset(o, "type", jcstr("write"));
     jset(o, "attempt", jint(c->attempt));
     jset(o, "base_token", jstr_or_null(c->base_token));
+    if (c->has_fence) jset(o, "fence", ju64(c->fence));
+  } else if (c->kind == WL_COMMAND_KIND_STORE) {
+    char perr[128];
+    jv *operation = NULL;
+    jset(o, "type", jcstr("store"));
+    /* The operation is JSON text, NUL-terminated. */
+    if (c->operation.ptr && c->operation.ptr[c->operation.len] == 0)
+      operation = json_parse(c->operation.ptr, c->operation.len, perr, sizeof perr);
+    jset(o, "operation", operation ? operation : jcstr("<operation missing, not JSON or not NUL-terminated>"));
   } else {
     jv *out = jobj();
     jset(o, "type", jcstr("finish"));
@@ -172,8 +183,14 @@ static int run_engine(const jv *v) {
   const jv *imp = json_get(v, "import_state");
   const jv *fin = json_get(v, "final_stats");
   json_write(json_get(v, "policy"), &policy);
-  if (wl_engine_new(policy.p, policy.len, json_u64(json_get(v, "seed")), &e, &err) != WL_STATUS_OK)
+  if (json_get(v, "owner")) {
+    const jv *owner = json_get(v, "owner");
+    if (wl_engine_new_with_owner(policy.p, policy.len, json_u64(json_get(v, "seed")), owner->s, owner->slen, &e, &err) !=
+        WL_STATUS_OK)
+      FAILF("wl_engine_new_with_owner: %s", err.message);
+  } else if (wl_engine_new(policy.p, policy.len, json_u64(json_get(v, "seed")), &e, &err) != WL_STATUS_OK) {
     FAILF("wl_engine_new: %s", err.message);
+  }
   if (imp) {
     sbuf s = {0};
     wl_status st;
@@ -195,6 +212,7 @@ static int run_engine(const jv *v) {
       uint64_t op = 0;
       memset(&opts, 0, sizeof opts);
       opts.expected = str_of(json_get(sub, "expected"));
+      opts.holder = str_of(json_get(sub, "holder"));
       if (!json_is_null(dl)) {
         opts.has_deadline = true;
         opts.deadline_ms = json_u64(dl);
@@ -205,6 +223,7 @@ static int run_engine(const jv *v) {
         FAILF("step %zu: submit returned op %llu", i, (unsigned long long)op);
     } else if (in) {
       wl_input input;
+      sbuf reply = {0};
       const char *type = json_get(in, "type")->s;
       memset(&input, 0, sizeof input);
       input.op = json_u64(json_get(in, "op"));
@@ -214,9 +233,16 @@ static int run_engine(const jv *v) {
       else if (!strcmp(type, "write_done")) input.kind = WL_INPUT_KIND_WRITE_DONE;
       else if (!strcmp(type, "write_failed")) input.kind = WL_INPUT_KIND_WRITE_FAILED;
       else if (!strcmp(type, "cancel")) input.kind = WL_INPUT_KIND_CANCEL;
-      else FAILF("step %zu: unknown input type %s", i, type);
+      else if (!strcmp(type, "store_reply")) {
+        input.kind = WL_INPUT_KIND_STORE_REPLY;
+        if (!json_get(in, "reply")) FAILF("step %zu: store_reply without a reply", i);
+        json_write(json_get(in, "reply"), &reply);
+        input.reply.ptr = reply.p;
+        input.reply.len = reply.len;
+      } else FAILF("step %zu: unknown input type %s", i, type);
       if (json_get(in, "failure")) input.failure = failure_of(json_get(in, "failure"));
       st = wl_engine_handle(e, at, &input);
+      sb_free(&reply);
       if (!check_error(e, st, step)) goto step_failed;
     } else if (json_get(step, "timeout")) {
       st = wl_engine_handle_timeout(e, at);
