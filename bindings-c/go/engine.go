@@ -7,6 +7,7 @@ package writelane
 import "C"
 
 import (
+	"encoding/json"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -61,9 +62,32 @@ func NewEngine(policy string, seed uint64) (*Engine, error) {
 	if st != StatusOK {
 		return nil, errorFrom(errorOf(&cerr))
 	}
+	return newEngine(h), nil
+}
+
+// NewEngineWithOwner builds an engine, as NewEngine does, that writes lease records as
+// owner (1 to 256 bytes, unique per process, such as "host:pid:random"). A policy with
+// "lanes": {"mode": "shared"} needs one: each lane holder then acquires a lease in a
+// store the writers share (CommandStore commands) before it writes. An empty or
+// oversized owner is a *UsageError of kind invalid_owner.
+func NewEngineWithOwner(policy string, seed uint64, owner string) (*Engine, error) {
+	var h *C.wl_engine
+	var cerr C.wl_error
+	p, n := cstr(policy)
+	o, on := cstr(owner)
+	st := Status(C.wl_engine_new_with_owner(p, n, C.uint64_t(seed), o, on, &h, &cerr))
+	runtime.KeepAlive(policy)
+	runtime.KeepAlive(owner)
+	if st != StatusOK {
+		return nil, errorFrom(errorOf(&cerr))
+	}
+	return newEngine(h), nil
+}
+
+func newEngine(h *C.wl_engine) *Engine {
 	e := &Engine{h: h, s: (*scratch)(C.calloc(1, C.size_t(unsafe.Sizeof(scratch{}))))}
 	runtime.SetFinalizer(e, (*Engine).Close)
-	return e, nil
+	return e
 }
 
 // Close frees the engine. It is idempotent; later calls return ErrClosed.
@@ -138,6 +162,10 @@ type SubmitOptions struct {
 	Expected *string
 	// DeadlineMs overrides the policy's deadline (milliseconds from submission).
 	DeadlineMs *uint64
+	// Holder says who holds the lease in words (host, pipeline, run id; at most 1024
+	// bytes), stored in the lease record with shared lanes for people debugging a stuck
+	// lease.
+	Holder *string
 }
 
 // Submit starts one logical write of entity at now and returns its operation id.
@@ -151,9 +179,10 @@ func (e *Engine) submitLocked(entity string, now uint64, opts SubmitOptions) (ui
 	if e.h == nil {
 		return 0, ErrClosed
 	}
-	e.reserve(strLen(opts.Expected))
+	e.reserve(strLen(opts.Expected) + strLen(opts.Holder))
 	o := &e.s.opts
 	o.expected = e.put(opts.Expected)
+	o.holder = e.put(opts.Holder)
 	o.has_deadline = opts.DeadlineMs != nil
 	o.deadline_ms = 0
 	if opts.DeadlineMs != nil {
@@ -175,6 +204,8 @@ const (
 	WriteDone   InputKind = C.WL_INPUT_KIND_WRITE_DONE
 	WriteFailed InputKind = C.WL_INPUT_KIND_WRITE_FAILED
 	Cancel      InputKind = C.WL_INPUT_KIND_CANCEL
+	// InputStoreReply reports what the lease store answered to a CommandStore (Reply).
+	InputStoreReply InputKind = C.WL_INPUT_KIND_STORE_REPLY
 )
 
 // Failure is what the host observed when a call failed. It is also an error: a write
@@ -212,6 +243,9 @@ type Input struct {
 	Token *string
 	// Failure is set for ReadFailed and WriteFailed.
 	Failure *Failure
+	// Reply is set for InputStoreReply: what the lease store answered (ApplyStoreOp
+	// gives it).
+	Reply *StoreReply
 }
 
 // fillFailure converts f, copying its strings into the arena (reserved by the caller).
@@ -246,12 +280,22 @@ func (e *Engine) handleLocked(now uint64, in Input) error {
 	if e.h == nil {
 		return ErrClosed
 	}
-	e.reserve(strLen(in.Token) + failureLen(in.Failure))
+	var reply *string
+	if in.Reply != nil {
+		b, err := json.Marshal(in.Reply)
+		if err != nil {
+			return err
+		}
+		text := string(b)
+		reply = &text
+	}
+	e.reserve(strLen(in.Token) + failureLen(in.Failure) + strLen(reply))
 	ci := &e.s.in
 	ci.kind = C.uint32_t(in.Kind)
 	ci.op = C.uint64_t(in.Op)
 	ci.token = e.put(in.Token)
 	ci.failure = e.fillFailure(in.Failure)
+	ci.reply = e.put(reply)
 	return e.lastError(C.wl_engine_handle(e.h, C.uint64_t(now), ci))
 }
 
@@ -277,6 +321,9 @@ const (
 	CommandRead   CommandKind = C.WL_COMMAND_KIND_READ
 	CommandWrite  CommandKind = C.WL_COMMAND_KIND_WRITE
 	CommandFinish CommandKind = C.WL_COMMAND_KIND_FINISH
+	// CommandStore asks for a lease-store operation (shared lanes): carry out Store with
+	// the adapter (ApplyStoreOp) and report InputStoreReply.
+	CommandStore CommandKind = C.WL_COMMAND_KIND_STORE
 )
 
 // Command is something the host must do now.
@@ -289,6 +336,13 @@ type Command struct {
 	Attempt int
 	// BaseToken is the revision the write must be based on (CommandWrite; nil when unknown).
 	BaseToken *string
+	// Fence is the lease epoch the write is made under (CommandWrite with shared lanes;
+	// nil otherwise), for services that can check a fence.
+	Fence *uint64
+	// Store is the lease-store operation (CommandStore).
+	Store *StoreOp
+	// StoreJSON is the same operation as the JSON text the library handed out.
+	StoreJSON string
 	// Outcome says how the operation ended (CommandFinish).
 	Outcome *Outcome
 }
@@ -302,7 +356,8 @@ type Outcome struct {
 	// Attempts is the number of write attempts made.
 	Attempts int
 	// Reason says why it gave up (attempts_exhausted, budget_exhausted,
-	// deadline_exceeded, fatal, stale_revision, cancelled); "" when committed.
+	// deadline_exceeded, fatal, stale_revision, cancelled, and with shared lanes
+	// lease_lost, lock_unavailable); "" when committed.
 	Reason string
 	// Class is the class of the last failure (attempts_exhausted, budget_exhausted).
 	Class string
@@ -317,15 +372,26 @@ type Outcome struct {
 	Expected, Found *string
 }
 
-func commandOf(c *C.wl_command) *Command {
+func commandOf(c *C.wl_command) (*Command, error) {
 	if c.kind == C.WL_COMMAND_KIND_NONE {
-		return nil
+		return nil, nil
 	}
 	cmd := &Command{Kind: CommandKind(c.kind), Op: uint64(c.op)}
 	switch cmd.Kind {
 	case CommandWrite:
 		cmd.Attempt = int(c.attempt)
 		cmd.BaseToken = gostr(c.base_token)
+		if c.has_fence {
+			f := uint64(c.fence)
+			cmd.Fence = &f
+		}
+	case CommandStore:
+		cmd.StoreJSON = C.GoStringN(c.operation.ptr, C.int(c.operation.len))
+		op, err := ParseStoreOp(cmd.StoreJSON)
+		if err != nil {
+			return nil, err
+		}
+		cmd.Store = &op
 	case CommandFinish:
 		o := &Outcome{Attempts: int(c.attempts)}
 		if c.outcome == C.WL_OUTCOME_COMMITTED {
@@ -349,7 +415,7 @@ func commandOf(c *C.wl_command) *Command {
 		}
 		cmd.Outcome = o
 	}
-	return cmd
+	return cmd, nil
 }
 
 func reasonName(r C.wl_give_up_reason) string {
@@ -366,6 +432,10 @@ func reasonName(r C.wl_give_up_reason) string {
 		return "stale_revision"
 	case C.WL_GIVE_UP_REASON_CANCELLED:
 		return "cancelled"
+	case C.WL_GIVE_UP_REASON_LEASE_LOST:
+		return "lease_lost"
+	case C.WL_GIVE_UP_REASON_LOCK_UNAVAILABLE:
+		return "lock_unavailable"
 	}
 	return ""
 }
@@ -411,7 +481,7 @@ func (e *Engine) PollCommand() (*Command, error) {
 	if err := e.lastError(C.wl_engine_poll_command(e.h, c)); err != nil {
 		return nil, err
 	}
-	return commandOf(c), nil
+	return commandOf(c)
 }
 
 // PollCommandFor takes the pending command of one operation; nil when none.
@@ -429,7 +499,7 @@ func (e *Engine) pollCommandForLocked(op uint64) (*Command, error) {
 	if err := e.lastError(C.wl_engine_poll_command_for(e.h, C.uint64_t(op), c)); err != nil {
 		return nil, err
 	}
-	return commandOf(c), nil
+	return commandOf(c)
 }
 
 // PollTimeout says when HandleTimeout must next be called; ok is false when nothing

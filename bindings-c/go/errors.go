@@ -39,6 +39,12 @@ var (
 	ErrStaleRevision = errors.New("writelane: stale revision")
 	// ErrClosed is returned by calls on a closed Lane or Engine.
 	ErrClosed = errors.New("writelane: closed")
+	// ErrLeaseLost matches a write that gave up because its shared lease was lost
+	// (another process took it over, or a renewal failed); it wrote nothing without it.
+	ErrLeaseLost = errors.New("writelane: lease lost")
+	// ErrLockUnavailable matches a write that gave up because the lease store stayed
+	// unavailable; nothing was written.
+	ErrLockUnavailable = errors.New("writelane: lease store unavailable")
 )
 
 // GaveUpError is returned when a write (or an SDK call under Retryer) gave up. It matches
@@ -50,7 +56,8 @@ type GaveUpError struct {
 	// Entity is the entity written.
 	Entity string
 	// Reason is attempts_exhausted, budget_exhausted, deadline_exceeded, fatal,
-	// stale_revision, cancelled or, for Retryer refusals, not_retryable.
+	// stale_revision, cancelled, lease_lost, lock_unavailable or, for Retryer refusals,
+	// not_retryable.
 	Reason string
 	// Class is the class of the last failure (conflict, throttle, ...), when known.
 	Class string
@@ -79,9 +86,12 @@ func (e *GaveUpError) Error() string {
 	return msg
 }
 
-// Is matches ErrGaveUp, and ErrStaleRevision for stale revisions.
+// Is matches ErrGaveUp, ErrStaleRevision for stale revisions, ErrLeaseLost and
+// ErrLockUnavailable for the shared-lane reasons.
 func (e *GaveUpError) Is(target error) bool {
-	return target == ErrGaveUp || (target == ErrStaleRevision && e.Reason == "stale_revision")
+	return target == ErrGaveUp || (target == ErrStaleRevision && e.Reason == "stale_revision") ||
+		(target == ErrLeaseLost && e.Reason == "lease_lost") ||
+		(target == ErrLockUnavailable && e.Reason == "lock_unavailable")
 }
 
 // Unwrap returns the last error seen.

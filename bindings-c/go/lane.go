@@ -1,9 +1,14 @@
 package writelane
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
 	"sync"
 	"time"
 )
@@ -16,6 +21,10 @@ type Lane struct {
 	eng    *Engine
 	start  time.Time
 	events func(string)
+	// store carries out the engine's lease-store commands (shared lanes); nil otherwise.
+	store        Store
+	storeTimeout time.Duration
+	holder       *string
 
 	// mu guards changed; engine calls go through eng.mu, taken inside mu.
 	mu      sync.Mutex
@@ -27,9 +36,112 @@ type Lane struct {
 type Option func(*laneConfig)
 
 type laneConfig struct {
-	seed    uint64
-	hasSeed bool
-	events  func(event string)
+	seed         uint64
+	hasSeed      bool
+	events       func(event string)
+	store        Store
+	owner        string
+	holder       *string
+	storeTimeout time.Duration
+}
+
+// WithStore makes the lane share its entities with writers in other processes and on
+// other machines through a lease store (shared lanes): before it writes, each lane
+// holder acquires a fenced lease on the entity's record in store. It implies
+// "lanes": {"mode": "shared"} (a policy that sets another mode is refused). Without it
+// the lane serialises the writers of this process only.
+func WithStore(store Store) Option {
+	return func(c *laneConfig) { c.store = store }
+}
+
+// WithOwner names this process in the lease records it writes (1 to 256 bytes, unique
+// per process). The default is "host:pid:random".
+func WithOwner(owner string) Option {
+	return func(c *laneConfig) { c.owner = owner }
+}
+
+// WithHolder says who holds the leases of this lane in words (a pipeline, a run id), at
+// most 1024 bytes; it is stored in the lease record for people debugging a stuck lease.
+// A run may give its own with WithRunHolder.
+func WithHolder(holder string) Option {
+	return func(c *laneConfig) { c.holder = &holder }
+}
+
+// WithStoreTimeout bounds each lease-store operation (default 5s); an operation that
+// runs out is a lost reply, which the engine resolves by reading the record back.
+func WithStoreTimeout(d time.Duration) Option {
+	return func(c *laneConfig) { c.storeTimeout = d }
+}
+
+// defaultOwner is "host:pid:random".
+func defaultOwner() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "host"
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	owner := fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	if len(owner) > 256 {
+		owner = owner[len(owner)-256:]
+	}
+	return owner
+}
+
+// decodeJSON decodes text keeping numbers exact.
+func decodeJSON(text string) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader([]byte(text)))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	return v, err
+}
+
+// sharedPolicy returns policy with "lanes": {"mode": "shared"} set. Text that is not a
+// preset name or an object is returned as it is, for the engine to refuse by name.
+func sharedPolicy(policy string) (string, error) {
+	v, err := decodeJSON(policy)
+	if err != nil {
+		return policy, nil
+	}
+	var doc map[string]any
+	switch t := v.(type) {
+	case string:
+		doc = map[string]any{"preset": t}
+	case map[string]any:
+		doc = t
+	default:
+		return policy, nil
+	}
+	lanes, ok := doc["lanes"].(map[string]any)
+	if !ok {
+		if _, present := doc["lanes"]; present {
+			return policy, nil
+		}
+		lanes = map[string]any{}
+		doc["lanes"] = lanes
+	}
+	if mode, present := lanes["mode"]; present && mode != "shared" {
+		return "", &PolicyError{Path: "lanes.mode", Message: fmt.Sprintf("policy field 'lanes.mode' is %v, but a lane with a lease store (WithStore) needs \"shared\"", mode)}
+	}
+	lanes["mode"] = "shared"
+	b, err := json.Marshal(doc)
+	return string(b), err
+}
+
+// laneMode reads lanes.mode from the engine's effective policy.
+func laneMode(e *Engine) string {
+	text, err := e.PolicyJSON()
+	if err != nil {
+		return ""
+	}
+	var p struct {
+		Lanes struct {
+			Mode string `json:"mode"`
+		} `json:"lanes"`
+	}
+	_ = json.Unmarshal([]byte(text), &p)
+	return p.Lanes.Mode
 }
 
 // WithSeed fixes the jitter generator's seed (the default is random), for reproducible
@@ -59,11 +171,33 @@ func New(policy string, opts ...Option) (*Lane, error) {
 		_, _ = rand.Read(b[:])
 		cfg.seed = binary.LittleEndian.Uint64(b[:]) & (1<<53 - 1)
 	}
-	eng, err := NewEngine(policy, cfg.seed)
+	var eng *Engine
+	var err error
+	if cfg.store != nil {
+		if policy, err = sharedPolicy(policy); err != nil {
+			return nil, err
+		}
+		if cfg.owner == "" {
+			cfg.owner = defaultOwner()
+		}
+	}
+	if cfg.owner != "" {
+		eng, err = NewEngineWithOwner(policy, cfg.seed, cfg.owner)
+	} else {
+		eng, err = NewEngine(policy, cfg.seed)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return &Lane{eng: eng, start: time.Now(), events: cfg.events, changed: make(chan struct{})}, nil
+	if cfg.store == nil && laneMode(eng) == "shared" {
+		eng.Close()
+		return nil, &PolicyError{Path: "lanes.mode", Message: "policy field 'lanes.mode' is \"shared\": give the lane a lease store with WithStore"}
+	}
+	if cfg.storeTimeout <= 0 {
+		cfg.storeTimeout = 5 * time.Second
+	}
+	return &Lane{eng: eng, start: time.Now(), events: cfg.events, store: cfg.store,
+		storeTimeout: cfg.storeTimeout, holder: cfg.holder, changed: make(chan struct{})}, nil
 }
 
 // Engine returns the engine inside the lane (for stats, events and state export).
@@ -126,6 +260,9 @@ type Attempt struct {
 	// BaseToken is the revision the write must be based on, when known (with WithRead:
 	// the token the read just returned).
 	BaseToken *string
+	// Fence is the lease epoch this write is made under (shared lanes; nil otherwise):
+	// it only grows, so a service that can check a fence may refuse a smaller one.
+	Fence     *uint64
 	result    *string
 	hasResult *bool
 }
@@ -143,7 +280,14 @@ type RunOption func(*runConfig)
 type runConfig struct {
 	expected *string
 	deadline *uint64
+	holder   *string
 	read     func(ctx context.Context) (token string, exists bool, err error)
+}
+
+// WithRunHolder says who holds the lease during this run (overriding WithHolder), stored
+// in the lease record with shared lanes.
+func WithRunHolder(holder string) RunOption {
+	return func(c *runConfig) { c.holder = &holder }
 }
 
 // WithExpected names the change token the caller based its change on: the write is
@@ -173,7 +317,7 @@ func WithRead(read func(ctx context.Context) (token string, exists bool, err err
 // the engine gave up; its Unwrap is the write's last error, or ctx.Err() when ctx was
 // cancelled (which releases the lane at once).
 func (l *Lane) Run(ctx context.Context, entity string, write func(ctx context.Context, a Attempt) error, opts ...RunOption) error {
-	var cfg runConfig
+	cfg := runConfig{holder: l.holder}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -182,7 +326,7 @@ func (l *Lane) Run(ctx context.Context, entity string, write func(ctx context.Co
 		l.mu.Unlock()
 		return ErrClosed
 	}
-	op, err := l.eng.Submit(entity, l.now(), SubmitOptions{Expected: cfg.expected, DeadlineMs: cfg.deadline})
+	op, err := l.eng.Submit(entity, l.now(), SubmitOptions{Expected: cfg.expected, DeadlineMs: cfg.deadline, Holder: cfg.holder})
 	evs := l.afterChange()
 	l.mu.Unlock()
 	l.deliver(evs)
@@ -193,6 +337,14 @@ func (l *Lane) Run(ctx context.Context, entity string, write func(ctx context.Co
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	// done is ctx.Done() until the operation has been cancelled once; after that the
+	// run only carries out what the engine still asks (a lease release) and waits for
+	// its Finish.
+	done := ctx.Done()
+	cancel := func() {
+		lastErr = ctx.Err()
+		done = nil
+	}
 	for {
 		l.mu.Lock()
 		if l.closed {
@@ -221,9 +373,11 @@ func (l *Lane) Run(ctx context.Context, entity string, write func(ctx context.Co
 				in = l.read(ctx, op, cfg.read, &lastErr)
 			case CommandWrite:
 				in = l.write(ctx, op, cmd, write, &lastErr)
+			case CommandStore:
+				in = l.storeOp(ctx, op, cmd, done != nil, &lastErr)
 			}
 			if in.Kind == Cancel {
-				lastErr = ctx.Err()
+				cancel()
 			}
 			l.mu.Lock()
 			err := l.eng.Handle(l.now(), in)
@@ -245,8 +399,8 @@ func (l *Lane) Run(ctx context.Context, entity string, write func(ctx context.Co
 			fire = timer.C
 		}
 		select {
-		case <-ctx.Done():
-			lastErr = ctx.Err()
+		case <-done:
+			cancel()
 			l.mu.Lock()
 			// Refused only if the op finished meanwhile; the next poll returns its Finish.
 			_ = l.eng.Handle(l.now(), Input{Kind: Cancel, Op: op})
@@ -315,7 +469,7 @@ func (l *Lane) write(ctx context.Context, op uint64, cmd *Command, write func(co
 	var token string
 	var has bool
 	defer l.releaseOnPanic(op)
-	err := write(ctx, Attempt{Op: op, Number: cmd.Attempt, BaseToken: cmd.BaseToken, result: &token, hasResult: &has})
+	err := write(ctx, Attempt{Op: op, Number: cmd.Attempt, BaseToken: cmd.BaseToken, Fence: cmd.Fence, result: &token, hasResult: &has})
 	if err != nil {
 		if ctx.Err() != nil {
 			return Input{Kind: Cancel, Op: op}
@@ -327,6 +481,28 @@ func (l *Lane) write(ctx context.Context, op uint64, cmd *Command, write func(co
 		return Input{Kind: WriteDone, Op: op, Token: &token}
 	}
 	return Input{Kind: WriteDone, Op: op}
+}
+
+// storeOp carries out a lease-store command with the lane's store. The operation runs
+// even when ctx is cancelled once the run has been cancelled (a release must reach the
+// store), bounded by the store timeout; before that, a cancelled ctx cancels the run.
+func (l *Lane) storeOp(ctx context.Context, op uint64, cmd *Command, cancellable bool, lastErr *error) Input {
+	if cancellable && ctx.Err() != nil {
+		return Input{Kind: Cancel, Op: op}
+	}
+	if l.store == nil {
+		reply := StoreReply{Reply: ReplyUnavailable, Err: fmt.Errorf("%w: the lane has no lease store", ErrStoreUnavailable)}
+		*lastErr = reply.Err
+		return Input{Kind: InputStoreReply, Op: op, Reply: &reply}
+	}
+	sctx, stop := context.WithTimeout(context.WithoutCancel(ctx), l.storeTimeout)
+	defer stop()
+	defer l.releaseOnPanic(op)
+	reply := ApplyStoreOp(sctx, l.store, *cmd.Store)
+	if reply.Err != nil {
+		*lastErr = reply.Err
+	}
+	return Input{Kind: InputStoreReply, Op: op, Reply: &reply}
 }
 
 func outcomeError(op uint64, entity string, o *Outcome, lastErr error) error {

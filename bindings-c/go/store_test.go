@@ -91,7 +91,8 @@ func TestFileStoreProcesses(t *testing.T) {
 	}
 }
 
-// TestMain runs the helper of TestFileStoreProcesses when this binary is started as one.
+// TestMain runs the helpers of TestFileStoreProcesses and TestSharedLanesAcrossProcesses
+// when this binary is started as one.
 func TestMain(m *testing.M) {
 	if path := os.Getenv("WRITELANE_FILESTORE_HELPER"); path != "" {
 		i, _ := strconv.Atoi(os.Getenv("WRITELANE_FILESTORE_WRITER"))
@@ -102,6 +103,13 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		fmt.Println("REPLY", reply)
+		os.Exit(0)
+	}
+	if dir := os.Getenv("WRITELANE_LANE_HELPER"); dir != "" {
+		if err := laneHelper(dir); err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
