@@ -48,8 +48,20 @@ export interface PolicyDocument {
     success_reward: number;
     per_entity_capacity: number | null;
   };
-  /** `local`: one writer per entity at a time; `none`: no serialisation. */
-  lanes: { mode: 'local' | 'none' };
+  /**
+   * `local`: one writer per entity at a time in this process; `shared`: one at a time
+   * across every process sharing a lease store; `none`: no serialisation.
+   */
+  lanes: { mode: 'local' | 'shared' | 'none' };
+  /** Lease timing of shared lanes, in milliseconds. */
+  lease: {
+    lease_ms: number;
+    renew_ms: number;
+    lock_delay_ms: number;
+    poll_ms: number;
+    unavailable_ms: number;
+    max_write_ms: number;
+  };
   /** Change-token validation and hand-off between lane holders. */
   tokens: { validate: boolean; handoff: boolean };
   /** Conflict-spike detection and cool-down. */
@@ -104,7 +116,8 @@ export declare class WritelaneError extends Error {
     | 'ERR_WRITELANE_TOKEN'
     | 'ERR_WRITELANE_GAVE_UP'
     | 'ERR_WRITELANE_STALE_REVISION'
-    | 'ERR_WRITELANE_RETRY_REFUSED';
+    | 'ERR_WRITELANE_RETRY_REFUSED'
+    | 'ERR_WRITELANE_STORE';
 }
 
 /** A policy was refused. */
@@ -139,7 +152,16 @@ export declare class TokenError extends WritelaneError {
 }
 
 /** Why a write gave up (besides a stale revision, which is `StaleRevisionError`). */
-export type GiveUpReason = 'attempts_exhausted' | 'budget_exhausted' | 'deadline_exceeded' | 'fatal' | 'cancelled';
+export type GiveUpReason =
+  | 'attempts_exhausted'
+  | 'budget_exhausted'
+  | 'deadline_exceeded'
+  | 'fatal'
+  | 'cancelled'
+  /** Shared lanes: the lease was lost (taken over, or a renewal failed); nothing was written without it. */
+  | 'lease_lost'
+  /** Shared lanes: the lease store stayed unreachable; nothing was written. */
+  | 'lock_unavailable';
 
 /** A write gave up. */
 export declare class GaveUpError extends WritelaneError {
@@ -150,7 +172,10 @@ export declare class GaveUpError extends WritelaneError {
   readonly reason: GiveUpReason;
   /** Write attempts made. */
   readonly attempts: number;
-  /** The last error seen (the SDK error), or the abort reason for `cancelled`. */
+  /**
+   * The last error seen (the SDK error), the abort reason for `cancelled`, or the store's
+   * `StoreError` for `lease_lost` and `lock_unavailable` when one was seen.
+   */
   readonly cause: unknown;
   /** The class of the last failure, when the reason has one. */
   readonly errorClass: ErrorClass | null;
@@ -253,6 +278,8 @@ export interface Counters {
   lane_waits: number;
   lane_wait_ms: number;
   spikes: number;
+  /** Lease-store operations issued (shared lanes). */
+  store_ops: number;
 }
 
 /** Per-entity view in `Stats`. */
@@ -302,7 +329,9 @@ export type WritelaneEvent =
   | (EventBase & { type: 'committed'; op: number; attempts: number })
   | (EventBase & { type: 'gave_up'; op: number; attempts: number; reason: string })
   | (EventBase & { type: 'spike_started'; conflicts: number; until: number })
-  | (EventBase & { type: 'spike_ended' });
+  | (EventBase & { type: 'spike_ended' })
+  | (EventBase & { type: 'lease_acquired'; op: number; epoch: number; takeover: boolean })
+  | (EventBase & { type: 'lease_lost'; op: number });
 
 /** What a lane learned, to persist and import later. */
 export interface EngineState {
@@ -329,12 +358,23 @@ export interface LaneOptions {
   seed?: number;
   /** Maps errors writelane does not understand. */
   classify?: Classify;
+  /**
+   * A lease store shared with writers in other processes and on other machines: with
+   * one, the lane runs shared lanes (the policy's `lanes.mode` becomes `shared`).
+   */
+  store?: LeaseStore;
+  /** This lane's name in lease records; `host:pid:random` by default. Unique per lane. */
+  owner?: string;
+  /** Who writes, in words (host, pipeline, run id), shown in the lease record. */
+  holder?: string;
 }
 
 /** What `write` receives besides the attempt number. */
 export interface WriteContext {
   /** The revision the write must be based on, when known. */
   baseToken: string | null;
+  /** Shared lanes: the lease epoch the write is made under (a fence), else null. */
+  fence: number | null;
   /** The run's abort signal, to pass on to the SDK call. */
   signal: AbortSignalLike | undefined;
 }
@@ -351,6 +391,8 @@ export interface RunOptions {
   signal?: AbortSignalLike;
   /** Maps errors for this write; overrides the lane's. */
   classify?: Classify;
+  /** Who writes, in the lease record; overrides the lane's `holder`. */
+  holder?: string;
 }
 
 /**
@@ -365,6 +407,10 @@ export declare class Lane {
   readonly policy: Policy;
   /** The seed of the jitter generator. */
   readonly seed: number;
+  /** This lane's name in lease records (shared lanes), or null. */
+  readonly owner: string | null;
+  /** The lease store shared with other writers, or null. */
+  readonly store: LeaseStore | null;
   /**
    * Run one logical write of `entity`. Resolves to what `write` resolved to. Rejects with
    * `GaveUpError`, `StaleRevisionError`, or `UsageError` for bad arguments.
@@ -470,6 +516,7 @@ export type Input =
   | { type: 'read_failed'; op: number; failure: FailureJson }
   | { type: 'write_done'; op: number; token?: string | null }
   | { type: 'write_failed'; op: number; failure: FailureJson }
+  | { type: 'store_reply'; op: number; reply: StoreReply }
   | { type: 'cancel'; op: number };
 
 /** How a write ended. */
@@ -490,7 +537,8 @@ export type Outcome =
 /** A command from `Engine.pollCommand`. */
 export type Command =
   | { type: 'read'; op: number }
-  | { type: 'write'; op: number; attempt: number; base_token: string | null }
+  | { type: 'write'; op: number; attempt: number; base_token: string | null; fence?: number }
+  | { type: 'store'; op: number; operation: StoreOp }
   | { type: 'finish'; op: number; outcome: Outcome };
 
 /**
@@ -498,11 +546,16 @@ export type Command =
  * feed back inputs; call `handleTimeout` when `pollTimeout` says.
  */
 export declare class Engine {
-  constructor(policy?: PolicyInput, options?: { seed?: number });
+  /** `owner` names the engine in lease records; shared lanes need one. */
+  constructor(policy?: PolicyInput, options?: { seed?: number; owner?: string });
   /** The policy in force. */
   readonly policy: Policy;
   /** Start one logical write; returns its operation id. Throws `UsageError`. */
-  submit(entity: string, now: number, options?: { expected?: string | null; deadlineMs?: number | null }): number;
+  submit(
+    entity: string,
+    now: number,
+    options?: { expected?: string | null; deadlineMs?: number | null; holder?: string | null },
+  ): number;
   /** Feed what the host observed. Throws `UsageError`. */
   handle(now: number, input: Input): void;
   /** Fire every timer due at or before `now`. */
@@ -523,4 +576,133 @@ export declare class Engine {
   exportState(): EngineState;
   /** Restore state exported earlier. */
   importState(state: EngineState | string): void;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Lease stores                                                                        */
+/* ---------------------------------------------------------------------------------- */
+
+/** The one record a lease store keeps per entity (the core's JSON form). */
+export interface LeaseRecord {
+  /** Who holds the lease; empty when released. */
+  owner: string;
+  /** The fence: bumped by every new holder, never decreases. */
+  epoch: number;
+  /** Record version number: changes on every write of the record. */
+  rvn: number;
+  /** How long the holder may go without renewing, in milliseconds. */
+  lease_ms: number;
+  /** The last committed change token of the entity. */
+  committed_token: string | null;
+  /** Who holds it in words (host, pipeline, run id), for people debugging. */
+  holder: string | null;
+}
+
+/** What a conditional write of a store resolves to. */
+export type WriteResult = { done: true } | { done: false; current: LeaseRecord | null };
+
+/**
+ * A lease store adapter: three strongly consistent primitives. A failing operation
+ * throws `StoreError` (`unavailable`: surely not carried out; `lost`: no reply).
+ */
+export interface LeaseStore {
+  /** The record at `key`, or `null`. */
+  get(key: string): Promise<LeaseRecord | null>;
+  /** Create the record if there is none; refused with the record found. */
+  putIfAbsent(key: string, record: LeaseRecord): Promise<WriteResult>;
+  /** Replace the whole record if its rvn is `expectedRvn`; refused with the record found. */
+  compareAndSwap(key: string, expectedRvn: number, record: LeaseRecord): Promise<WriteResult>;
+}
+
+/** A store operation as the engine emits it. */
+export type StoreOp =
+  | { op: 'get'; key: string }
+  | { op: 'put_if_absent'; key: string; record: LeaseRecord }
+  | { op: 'compare_and_swap'; key: string; expected_rvn: number; record: LeaseRecord };
+
+/** A store reply as the engine takes it. */
+export type StoreReply =
+  | { reply: 'found'; record: LeaseRecord | null }
+  | { reply: 'done' }
+  | { reply: 'refused'; current: LeaseRecord | null }
+  | { reply: 'lost' }
+  | { reply: 'unavailable' };
+
+/** A lease store operation failed: `unavailable` (surely not carried out) or `lost` (no reply). */
+export declare class StoreError extends WritelaneError {
+  constructor(kind: 'unavailable' | 'lost', message: string, options?: { cause?: unknown });
+  readonly code: 'ERR_WRITELANE_STORE';
+  readonly kind: 'unavailable' | 'lost';
+}
+
+/** Carry out one store operation with `store`; adapter failures become `lost`/`unavailable`. */
+export declare function applyStoreOp(store: LeaseStore, operation: StoreOp): Promise<StoreReply>;
+
+/** Check a lease record and return a copy; throws `UsageError` (`invalid_record`) naming the field. */
+export declare function checkRecord(record: unknown, what?: string): LeaseRecord;
+
+/** A lease store in this process's memory (tests; lanes of one process). */
+export declare class MemoryStore implements LeaseStore {
+  get(key: string): Promise<LeaseRecord | null>;
+  putIfAbsent(key: string, record: LeaseRecord): Promise<WriteResult>;
+  compareAndSwap(key: string, expectedRvn: number, record: LeaseRecord): Promise<WriteResult>;
+  /** A copy of every record, by key. */
+  snapshot(): Record<string, LeaseRecord>;
+}
+
+/** Options of `RedisStore`. */
+export interface RedisStoreOptions {
+  /** An ioredis client of yours (with `enableOfflineQueue: false`). */
+  client?: unknown;
+  /** `redis://host:port/db` for a client the store makes. */
+  url?: string;
+  host?: string;
+  port?: number;
+  /** Goes before every key (default none). */
+  prefix?: string;
+  /** Command timeout of a client the store makes (default 2000). */
+  commandTimeoutMs?: number;
+  /** How long an operation waits for a connection before `unavailable` (default 2000). */
+  connectTimeoutMs?: number;
+}
+
+/** A lease store in Redis (ioredis): a JSON string per key, SET NX and a Lua compare-and-swap. */
+export declare class RedisStore implements LeaseStore {
+  constructor(options?: RedisStoreOptions);
+  /** The ioredis client in use. */
+  readonly client: any;
+  get(key: string): Promise<LeaseRecord | null>;
+  putIfAbsent(key: string, record: LeaseRecord): Promise<WriteResult>;
+  compareAndSwap(key: string, expectedRvn: number, record: LeaseRecord): Promise<WriteResult>;
+  /** Close the connection if the store made the client. */
+  close(): Promise<void>;
+}
+
+/** Options of `DynamoDBStore`. */
+export interface DynamoDBStoreOptions {
+  /** The table (partition key `key`, type S). */
+  table: string;
+  /** A DynamoDBClient of yours (give it `maxAttempts: 1`). */
+  client?: unknown;
+  region?: string;
+  endpoint?: string;
+  credentials?: unknown;
+  /** Request timeout of a client the store makes (default 2000). */
+  requestTimeoutMs?: number;
+}
+
+/** A lease store in a DynamoDB table: consistent reads and conditional PutItem. */
+export declare class DynamoDBStore implements LeaseStore {
+  constructor(options: DynamoDBStoreOptions);
+  /** The table name. */
+  readonly table: string;
+  /** The DynamoDBClient in use. */
+  readonly client: any;
+  /** Create the table (on-demand) if it does not exist and wait until it is active. */
+  createTable(options?: { waitMs?: number }): Promise<void>;
+  get(key: string): Promise<LeaseRecord | null>;
+  putIfAbsent(key: string, record: LeaseRecord): Promise<WriteResult>;
+  compareAndSwap(key: string, expectedRvn: number, record: LeaseRecord): Promise<WriteResult>;
+  /** Close the client if the store made it. */
+  close(): void;
 }

@@ -15,12 +15,15 @@
  * @module writelane
  */
 
+const os = require('node:os');
+const { randomBytes } = require('node:crypto');
 const native = require('../pkg/writelane_wasm.js');
 
 const CMD_NONE = 0;
 const CMD_READ = 1;
 const CMD_WRITE = 2;
 const CMD_FINISH = 3;
+const CMD_STORE = 4;
 const STATUS_ERROR = -1;
 const REFRESH_ERROR = -9;
 /** Error codes interned per engine before codes are sent as text instead. */
@@ -37,144 +40,25 @@ const REFUSALS = {
 /* ------------------------------------------------------------------------------------ */
 /* Errors                                                                               */
 /* ------------------------------------------------------------------------------------ */
+const {
+  WritelaneError, PolicyError, UsageError, TokenError, GaveUpError, StaleRevisionError,
+  RetryRefusedError, StoreError, describe, argumentError,
+} = require('./errors.js');
+const stores = require('./stores.js');
 
-/** Base class of every error writelane throws; `code` is a stable string. */
-class WritelaneError extends Error {
-  /**
-   * @param {string} message
-   * @param {string} code
-   * @param {{cause?: unknown}} [options]
-   */
-  constructor(message, code, options) {
-    super(message, options);
-    this.name = new.target.name;
-    /** Stable machine-readable code (`ERR_WRITELANE_*`). */
-    this.code = code;
+/** A store adapter given to a Lane: the three primitives as functions. */
+function checkStore(store, field) {
+  if (store === undefined || store === null) return undefined;
+  if (typeof store !== 'object' || ['get', 'putIfAbsent', 'compareAndSwap'].some((m) => typeof store[m] !== 'function')) {
+    throw argumentError(field, 'must be a lease store (get, putIfAbsent, compareAndSwap)', store);
   }
+  return store;
 }
 
-/** A policy was refused: `path` names the field, `rule` the rule it broke. */
-class PolicyError extends WritelaneError {
-  /**
-   * @param {string} path
-   * @param {string} rule
-   */
-  constructor(path, rule) {
-    super(`policy field \`${path}\`: ${rule}`, 'ERR_WRITELANE_POLICY');
-    /** Dotted path of the offending field (`retry.conflict.base_ms`), `$` for the whole. */
-    this.path = path;
-    /** The rule that was broken. */
-    this.rule = rule;
-  }
-}
-
-/** The API was called in a way its contract does not allow. Nothing was changed. */
-class UsageError extends WritelaneError {
-  /**
-   * @param {string} message
-   * @param {string} kind
-   * @param {string | null} [field]
-   */
-  constructor(message, kind, field = null) {
-    super(message, 'ERR_WRITELANE_USAGE');
-    /** The kind: `invalid_argument`, or the core's (`time_went_backwards`, `unknown_op`, ...). */
-    this.kind = kind;
-    /** The argument or option at fault, when one is. */
-    this.field = field;
-  }
-}
-
-/** A policy document could not be canonicalised: `path` says where, `rule` why. */
-class TokenError extends WritelaneError {
-  /**
-   * @param {string} path
-   * @param {string} rule
-   */
-  constructor(path, rule) {
-    super(`policy document at \`${path}\`: ${rule}`, 'ERR_WRITELANE_TOKEN');
-    /** Path inside the document (`Statement[1].Effect`), `$` for the whole. */
-    this.path = path;
-    /** What is wrong. */
-    this.rule = rule;
-  }
-}
-
-/** A write gave up. `reason` says why, `cause` is the last error seen (or the abort reason). */
-class GaveUpError extends WritelaneError {
-  /**
-   * @param {string} entity
-   * @param {{reason: string, attempts: number, class?: string, scope?: string, code?: string | null, http_status?: number | null}} outcome
-   * @param {unknown} cause
-   */
-  constructor(entity, outcome, cause) {
-    const detail = outcome.code ? ` (last error ${outcome.code})` : '';
-    super(
-      `gave up writing ${entity} after ${outcome.attempts} attempt(s): ${outcome.reason}${detail}`,
-      'ERR_WRITELANE_GAVE_UP',
-      cause === undefined ? undefined : { cause },
-    );
-    /** The entity written. */
-    this.entity = entity;
-    /** `attempts_exhausted`, `budget_exhausted`, `deadline_exceeded`, `fatal` or `cancelled`. */
-    this.reason = outcome.reason;
-    /** Write attempts made. */
-    this.attempts = outcome.attempts;
-    /** The class of the last failure, when the reason has one. */
-    this.errorClass = outcome.class ?? null;
-    /** For `budget_exhausted`: which budget, `engine` or `entity`. */
-    this.scope = outcome.scope ?? null;
-    /** The last error code, when known. */
-    this.errorCode = outcome.code ?? null;
-    /** For `fatal`: the HTTP status, when known. */
-    this.httpStatus = outcome.http_status ?? null;
-  }
-}
-
-/** The entity is at a revision the writer has not seen; nothing was written on it. */
-class StaleRevisionError extends WritelaneError {
-  /**
-   * @param {string} entity
-   * @param {string | null} expected
-   * @param {string | null} found
-   * @param {number} attempts
-   */
-  constructor(entity, expected, found, attempts) {
-    super(
-      `stale revision of ${entity}: expected ${expected ?? 'no revision'}, found ${found ?? 'no revision'}`,
-      'ERR_WRITELANE_STALE_REVISION',
-    );
-    /** The entity written. */
-    this.entity = entity;
-    /** The token the writer based its change on. */
-    this.expected = expected;
-    /** The token found. */
-    this.found = found;
-    /** Write attempts made. */
-    this.attempts = attempts;
-  }
-}
-
-/** A `RetryStrategy` refused a retry; `reason` says why, `cause` is the failed call's error. */
-class RetryRefusedError extends WritelaneError {
-  /**
-   * @param {string} reason
-   * @param {number} attempts
-   * @param {string | null} errorClass
-   * @param {unknown} cause
-   */
-  constructor(reason, attempts, errorClass, cause) {
-    super(
-      `retry refused after ${attempts} attempt(s): ${reason}`,
-      'ERR_WRITELANE_RETRY_REFUSED',
-      cause === undefined ? undefined : { cause },
-    );
-    /** `not_retryable`, `attempts_exhausted`, `budget_exhausted` or `deadline_exceeded`. */
-    this.reason = reason;
-    /** Attempts made, counting the first call. */
-    this.attempts = attempts;
-    /** The class of the failure. */
-    this.errorClass = errorClass;
-  }
+/** An owner name unique to this process and lane: `host:pid:random`. */
+function defaultOwner() {
+  const host = os.hostname().slice(0, 200) || 'host';
+  return `${host}:${process.pid}:${randomBytes(6).toString('hex')}`;
 }
 
 /** Turn the native layer's kept error into a UsageError. */
@@ -199,16 +83,6 @@ function jsonText(value, field) {
   return text;
 }
 
-function describe(value) {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'array';
-  return typeof value;
-}
-
-function argumentError(field, rule, value) {
-  return new UsageError(`${field} ${rule}, got ${describe(value)}`, 'invalid_argument', field);
-}
-
 /* ------------------------------------------------------------------------------------ */
 /* Numbers and the clock                                                                */
 /* ------------------------------------------------------------------------------------ */
@@ -231,6 +105,26 @@ function seedOf(options, field = 'options.seed') {
   }
   if (!isWhole(seed)) throw argumentError(field, 'must be a whole number from 0 to 2^53-1', seed);
   return seed;
+}
+
+/** An engine's owner in lease records: 1 to 256 bytes, or undefined for none. */
+function ownerOf(options, field = 'options.owner') {
+  const owner = options?.owner;
+  if (owner === undefined || owner === null) return undefined;
+  if (typeof owner !== 'string') throw argumentError(field, 'must be a string', owner);
+  const bytes = Buffer.byteLength(owner, 'utf8');
+  if (bytes < 1 || bytes > 256) {
+    throw new UsageError(`${field} must be 1 to 256 bytes long, got ${bytes}`, 'invalid_owner', field);
+  }
+  return owner;
+}
+
+/** A writer's description in lease records, or undefined for none. */
+function holderOf(options, field = 'options.holder') {
+  const holder = options?.holder;
+  if (holder === undefined || holder === null) return undefined;
+  if (typeof holder !== 'string') throw argumentError(field, 'must be a string', holder);
+  return holder;
 }
 
 const clockOrigin = performance.now();
@@ -535,9 +429,13 @@ class Run {
     this.cmd = null;
     /** Resolves the run loop's wait for its next command. */
     this.wake = null;
-    /** The run is inside the caller's read or write. */
+    /** The run is inside the caller's read or write, or a store operation. */
     this.busy = false;
     this.abortRequested = false;
+    /** The engine was told to cancel the op. */
+    this.cancelled = false;
+    /** A write succeeded: the op commits, an abort no longer cancels it. */
+    this.wrote = false;
     /** A usage error to reject with once the engine has finished the op. */
     this.misuse = null;
   }
@@ -580,6 +478,9 @@ class Lane {
   #timer = null;
   #timerAt = -1;
   #strategy = null;
+  #store;
+  #owner;
+  #holder;
   #onTimer = () => {
     this.#timer = null;
     this.#timerAt = -1;
@@ -590,16 +491,35 @@ class Lane {
   /**
    * @param {string | object | Policy} [policy] a preset name, an object of overrides,
    *   JSON text or a Policy; the `iam` preset by default
-   * @param {{seed?: number, classify?: (error: unknown) => object | null | undefined}} [options]
+   * @param {{seed?: number, classify?: (error: unknown) => object | null | undefined,
+   *   store?: object, owner?: string, holder?: string}} [options]
+   *   `store`: a lease store shared with writers on other processes or machines
+   *   (`RedisStore`, `DynamoDBStore`, ...); with one the lane runs shared lanes (the
+   *   policy's `lanes.mode` becomes `shared`), without one it serialises this process
+   *   only. `owner` names this lane in lease records (default `host:pid:random`, which
+   *   must stay unique per lane); `holder` describes the writer for people debugging a
+   *   stuck lease (host, pipeline, run id), per run overridable.
    */
   constructor(policy, options) {
     if (options !== undefined && options !== null && typeof options !== 'object') {
       throw argumentError('options', 'must be an object', options);
     }
-    this.#policy = resolvePolicy(policy);
+    let resolved = resolvePolicy(policy);
     this.#seed = seedOf(options);
     this.#classify = checkClassify(options?.classify, 'options.classify');
-    const raw = native.RawEngine.create(this.#policy.toString(), this.#seed);
+    this.#store = checkStore(options?.store, 'options.store');
+    this.#holder = holderOf(options);
+    const mode = resolved.toJSON().lanes?.mode;
+    if (this.#store !== undefined && mode !== 'shared') {
+      const object = resolved.toJSON();
+      object.lanes = { ...object.lanes, mode: 'shared' };
+      resolved = Policy.fromJSON(JSON.stringify(object));
+    } else if (this.#store === undefined && mode === 'shared') {
+      throw new UsageError('shared lanes need a lease store: pass options.store', 'invalid_argument', 'options.store');
+    }
+    this.#policy = resolved;
+    this.#owner = this.#store === undefined ? ownerOf(options) : (ownerOf(options) ?? defaultOwner());
+    const raw = native.RawEngine.create(this.#policy.toString(), this.#seed, this.#owner);
     if (raw === undefined) throw new UsageError('the engine could not be created', 'internal');
     this.#raw = raw;
   }
@@ -612,6 +532,16 @@ class Lane {
   /** The seed of the jitter generator. */
   get seed() {
     return this.#seed;
+  }
+
+  /** This lane's name in lease records (shared lanes), or `null`. */
+  get owner() {
+    return this.#owner ?? null;
+  }
+
+  /** The lease store shared with other writers, or `null`. */
+  get store() {
+    return this.#store ?? null;
   }
 
   #entity(entity) {
@@ -635,7 +565,10 @@ class Lane {
       if (kind === CMD_READ) {
         cmd = READ_COMMAND;
       } else if (kind === CMD_WRITE) {
-        cmd = { kind, attempt: raw.cmdAttempt(), baseToken: raw.cmdBaseToken() ?? null };
+        const fence = raw.cmdFence();
+        cmd = { kind, attempt: raw.cmdAttempt(), baseToken: raw.cmdBaseToken() ?? null, fence: fence < 0 ? null : fence };
+      } else if (kind === CMD_STORE) {
+        cmd = { kind, operation: JSON.parse(raw.cmdStoreJson()) };
       } else {
         const status = raw.cmdOutcomeStatus();
         cmd = status === 1
@@ -676,6 +609,7 @@ class Lane {
   }
 
   #cancel(run) {
+    run.cancelled = true;
     if (this.#raw.cancel(monotonicMs(), run.op) === STATUS_ERROR) this.#raw.takeError();
     this.#pump();
   }
@@ -683,7 +617,8 @@ class Lane {
   #abort(run) {
     if (run.abortRequested) return;
     run.abortRequested = true;
-    if (!run.busy) this.#cancel(run);
+    // After a successful write the op commits (its lease is being released): let it.
+    if (!run.busy && !run.wrote) this.#cancel(run);
   }
 
   /** The engine refused an input: give the op up and reject with the usage error. */
@@ -720,13 +655,18 @@ class Lane {
 
   /**
    * Run one logical write of `entity`. Writes to one entity from concurrent tasks go one
-   * at a time, FIFO. Resolves to what `write(attempt)` resolved to; rejects with
-   * `GaveUpError` or `StaleRevisionError` (or `UsageError` for bad arguments).
+   * at a time, FIFO; with a lease store, one at a time across every process and machine
+   * sharing the store (the lane holds the entity's lease while it writes). Resolves to
+   * what `write(attempt)` resolved to; rejects with `GaveUpError` or
+   * `StaleRevisionError` (or `UsageError` for bad arguments).
    *
    * @template T
    * @param {string} entity the entity name (an ARN or `role/NAME`)
-   * @param {(attempt: number, context: {baseToken: string | null, signal?: AbortSignal}) => Promise<T>} write
-   * @param {{read?: () => Promise<string | null>, expected?: string, deadlineMs?: number, signal?: AbortSignal, classify?: (error: unknown) => object | null | undefined}} [options]
+   * @param {(attempt: number, context: {baseToken: string | null, fence: number | null, signal?: AbortSignal}) => Promise<T>} write
+   *   `fence` is the lease epoch the write is made under (shared lanes), for services
+   *   that can check one
+   * @param {{read?: () => Promise<string | null>, expected?: string, deadlineMs?: number, signal?: AbortSignal, classify?: (error: unknown) => object | null | undefined, holder?: string}} [options]
+   *   `holder` overrides the lane's description of the writer in the lease record
    * @returns {Promise<T>}
    */
   async run(entity, write, options) {
@@ -737,6 +677,7 @@ class Lane {
     let deadline = -1;
     let signal;
     let classify = this.#classify;
+    let holder = this.#holder;
     if (options !== undefined && options !== null) {
       if (typeof options !== 'object') throw argumentError('options', 'must be an object', options);
       read = options.read ?? undefined;
@@ -756,9 +697,10 @@ class Lane {
         throw argumentError('options.signal', 'must be an AbortSignal', signal);
       }
       if (options.classify !== undefined) classify = checkClassify(options.classify, 'options.classify');
+      holder = holderOf(options) ?? this.#holder;
     }
     const handle = this.#entity(entity);
-    const op = raw.submit(handle, monotonicMs(), expected, deadline);
+    const op = raw.submit(handle, monotonicMs(), expected, deadline, holder);
     if (op < 0) throw nativeError(raw, 'entity');
     const run = new Run(op);
     this.#runs.set(op, run);
@@ -767,9 +709,10 @@ class Lane {
       onAbort = () => this.#abort(run);
       signal.addEventListener('abort', onAbort, { once: true });
     }
-    const context = { baseToken: null, signal };
+    const context = { baseToken: null, fence: null, signal };
     let result;
     let lastError;
+    let lastStoreError;
     try {
       if (signal?.aborted) this.#abort(run);
       else this.#pump();
@@ -808,8 +751,27 @@ class Lane {
           } else {
             this.#pump();
           }
+        } else if (cmd.kind === CMD_STORE) {
+          // Always carried out and answered, even after an abort: the engine's view of
+          // the lease must stay true (a release must not be abandoned).
+          run.busy = true;
+          const { reply, error } = await stores.applyStoreOpDetailed(this.#store, cmd.operation);
+          run.busy = false;
+          if (error !== undefined) lastStoreError = error;
+          if (raw.storeReply(monotonicMs(), op, JSON.stringify(reply)) === STATUS_ERROR) {
+            this.#misuse(run, nativeError(raw));
+          } else {
+            this.#pump();
+            // An abort during the store call: cancel once the lease protocol has no
+            // operation in flight (the engine then releases a lease it holds).
+            const next = run.cmd;
+            if (run.abortRequested && !run.cancelled && !run.wrote && (next === null || next.kind !== CMD_STORE)) {
+              this.#cancel(run);
+            }
+          }
         } else if (cmd.kind === CMD_WRITE) {
           context.baseToken = cmd.baseToken;
+          context.fence = cmd.fence;
           run.busy = true;
           let ok = false;
           let error;
@@ -821,6 +783,7 @@ class Lane {
           }
           run.busy = false;
           if (ok) {
+            run.wrote = true;
             // The write landed, even if an abort came meanwhile: report it.
             if (raw.writeDone(monotonicMs(), op, undefined) === STATUS_ERROR) this.#misuse(run, nativeError(raw));
             else this.#pump();
@@ -838,7 +801,8 @@ class Lane {
           if (outcome.reason === 'stale_revision') {
             throw new StaleRevisionError(entity, outcome.expected ?? null, outcome.found ?? null, outcome.attempts);
           }
-          const cause = outcome.reason === 'cancelled' && signal?.aborted ? signal.reason : lastError;
+          let cause = outcome.reason === 'cancelled' && signal?.aborted ? signal.reason : lastError;
+          if (outcome.reason === 'lease_lost' || outcome.reason === 'lock_unavailable') cause = lastStoreError ?? cause;
           throw new GaveUpError(entity, outcome, cause);
         }
       }
@@ -1096,14 +1060,15 @@ class Engine {
 
   /**
    * @param {string | object | Policy} [policy]
-   * @param {{seed?: number}} [options]
+   * @param {{seed?: number, owner?: string}} [options] `owner` names this engine in lease
+   *   records (unique per process, such as `host:pid:random`); shared lanes need one
    */
   constructor(policy, options) {
     if (options !== undefined && options !== null && typeof options !== 'object') {
       throw argumentError('options', 'must be an object', options);
     }
     this.#policy = resolvePolicy(policy);
-    const raw = native.RawEngine.create(this.#policy.toString(), seedOf(options));
+    const raw = native.RawEngine.create(this.#policy.toString(), seedOf(options), ownerOf(options));
     if (raw === undefined) throw new UsageError('the engine could not be created', 'internal');
     this.#raw = raw;
   }
@@ -1117,7 +1082,8 @@ class Engine {
    * Start one logical write of `entity` at `now`; returns its operation id.
    * @param {string} entity
    * @param {number} now
-   * @param {{expected?: string | null, deadlineMs?: number | null}} [options]
+   * @param {{expected?: string | null, deadlineMs?: number | null, holder?: string | null}} [options]
+   *   `holder` describes the writer in lease records (shared lanes)
    * @returns {number}
    */
   submit(entity, now, options) {
@@ -1125,19 +1091,22 @@ class Engine {
     wholeArg(now, 'now');
     let expected;
     let deadline = -1;
+    let holder;
     if (options !== undefined && options !== null) {
       expected = options.expected ?? undefined;
       if (expected !== undefined && typeof expected !== 'string') throw argumentError('options.expected', 'must be a string', expected);
       if (options.deadlineMs !== undefined && options.deadlineMs !== null) deadline = wholeArg(options.deadlineMs, 'options.deadlineMs');
+      holder = holderOf(options);
     }
-    const op = this.#raw.submitNamed(entity, now, expected, deadline);
+    const op = this.#raw.submitNamed(entity, now, expected, deadline, holder);
     if (op < 0) throw nativeError(this.#raw);
     return op;
   }
 
   /**
    * Feed what the host observed: `{type: "read_done" | "read_failed" | "write_done" |
-   * "write_failed" | "cancel", op, token?, failure?}`.
+   * "write_failed" | "store_reply" | "cancel", op, token?, failure?, reply?}` (a
+   * `store_reply` carries what `applyStoreOp` resolved to).
    * @param {number} now
    * @param {object} input
    */
@@ -1231,4 +1200,10 @@ module.exports = {
   GaveUpError,
   StaleRevisionError,
   RetryRefusedError,
+  StoreError,
+  MemoryStore: stores.MemoryStore,
+  RedisStore: stores.RedisStore,
+  DynamoDBStore: stores.DynamoDBStore,
+  applyStoreOp: stores.applyStoreOp,
+  checkRecord: stores.checkRecord,
 };

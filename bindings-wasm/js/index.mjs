@@ -21,6 +21,12 @@ export const {
   GaveUpError,
   StaleRevisionError,
   RetryRefusedError,
+  StoreError,
+  MemoryStore,
+  RedisStore,
+  DynamoDBStore,
+  applyStoreOp,
+  checkRecord,
 } = writelane;
 
 export default writelane;

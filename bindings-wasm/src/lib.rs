@@ -29,9 +29,9 @@
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use writelane_core::{
-    parse_retry_after, policy_token as core_policy_token, Command, Engine, EngineState, ErrorClass,
-    Failure, Input, OpId, Outcome, Policy, Refusal, RetryStrategy, RetryToken, SubmitOptions,
-    UsageError, MAX_ENTITY_LEN,
+    lease::StoreReply, parse_retry_after, policy_token as core_policy_token, Command, Engine,
+    EngineState, ErrorClass, Failure, Input, OpId, Outcome, Policy, Refusal, RetryStrategy,
+    RetryToken, SubmitOptions, UsageError, MAX_ENTITY_LEN,
 };
 
 /// The largest integer a JavaScript number holds exactly.
@@ -57,6 +57,8 @@ pub const CMD_READ: u32 = 1;
 pub const CMD_WRITE: u32 = 2;
 /// The operation is over; see `cmdOutcomeStatus`.
 pub const CMD_FINISH: u32 = 3;
+/// Carry out a lease-store operation (shared lanes); see `cmdStoreJson`.
+pub const CMD_STORE: u32 = 4;
 
 /// Why a call was refused: the core's usage-error kind (or `invalid_argument` for a value
 /// that never reached the core) and a message naming the argument or rule.
@@ -289,6 +291,7 @@ impl RawEngine {
             Some(Command::Read { .. }) => CMD_READ,
             Some(Command::Write { .. }) => CMD_WRITE,
             Some(Command::Finish { .. }) => CMD_FINISH,
+            Some(Command::Store { .. }) => CMD_STORE,
         };
         self.cmd = cmd;
         kind
@@ -305,13 +308,18 @@ impl RawEngine {
 #[wasm_bindgen(js_class = RawEngine)]
 impl RawEngine {
     /// An engine under a policy already accepted by [`parse_policy`] (the complete JSON it
-    /// returned, or any policy JSON), with jitter seeded by `seed`. `undefined` if the
-    /// policy or the seed is refused; the JavaScript layer validates both first.
-    pub fn create(policy_json: &str, seed: f64) -> Option<RawEngine> {
+    /// returned, or any policy JSON), with jitter seeded by `seed`, writing lease records
+    /// as `owner` when one is given (shared lanes need one). `undefined` if the policy, the
+    /// seed or the owner is refused; the JavaScript layer validates them first.
+    pub fn create(policy_json: &str, seed: f64, owner: Option<String>) -> Option<RawEngine> {
         let policy = Policy::from_json(policy_json).ok()?;
         let seed = whole(seed, "seed").ok()?;
+        let engine = match owner {
+            Some(owner) => Engine::with_owner(policy, seed, &owner).ok()?,
+            None => Engine::new(policy, seed),
+        };
         Some(RawEngine {
-            engine: Engine::new(policy, seed),
+            engine,
             entities: Vec::new(),
             codes: Vec::new(),
             cmd: None,
@@ -361,13 +369,15 @@ impl RawEngine {
 
     /// Submit a write of the interned entity `entity` at `now`; `expected` is the token
     /// the writer based its change on, `deadline_ms` (negative: the policy's) overrides
-    /// the policy's deadline. Returns the operation id, or `-1`.
+    /// the policy's deadline, `holder` describes the writer in lease records (shared
+    /// lanes). Returns the operation id, or `-1`.
     pub fn submit(
         &mut self,
         entity: u32,
         now: f64,
         expected: Option<String>,
         deadline_ms: f64,
+        holder: Option<String>,
     ) -> f64 {
         let result = (|| {
             let now = whole(now, "now")?;
@@ -379,6 +389,7 @@ impl RawEngine {
             let options = SubmitOptions {
                 expected,
                 deadline_ms,
+                holder,
             };
             self.engine.submit(name, now, options).map_err(Fault::from)
         })();
@@ -397,6 +408,7 @@ impl RawEngine {
         now: f64,
         expected: Option<String>,
         deadline_ms: f64,
+        holder: Option<String>,
     ) -> f64 {
         let result = (|| {
             let now = whole(now, "now")?;
@@ -404,6 +416,7 @@ impl RawEngine {
             let options = SubmitOptions {
                 expected,
                 deadline_ms,
+                holder,
             };
             self.engine
                 .submit(entity, now, options)
@@ -451,6 +464,27 @@ impl RawEngine {
         match &self.cmd {
             Some(Command::Write { attempt, .. }) => *attempt,
             _ => 0,
+        }
+    }
+
+    /// The fence (lease epoch) of a polled write in shared lanes; `-1` when there is none.
+    #[wasm_bindgen(js_name = cmdFence)]
+    pub fn cmd_fence(&self) -> f64 {
+        match &self.cmd {
+            Some(Command::Write {
+                fence: Some(fence), ..
+            }) => *fence as f64,
+            _ => -1.0,
+        }
+    }
+
+    /// The store operation of a polled store command as the core's JSON
+    /// (`{"op": "get", "key": ...}`).
+    #[wasm_bindgen(js_name = cmdStoreJson)]
+    pub fn cmd_store_json(&self) -> Option<String> {
+        match &self.cmd {
+            Some(Command::Store { operation, .. }) => Some(json(operation)),
+            _ => None,
         }
     }
 
@@ -574,6 +608,20 @@ impl RawEngine {
                     outcome_unknown,
                     intended_token,
                 )?,
+            })
+        })
+    }
+
+    /// A store command completed: the store's reply as the core's JSON
+    /// (`{"reply": "found", "record": ...}`, `{"reply": "done"}`, ...).
+    #[wasm_bindgen(js_name = storeReply)]
+    pub fn store_reply(&mut self, now: f64, op: f64, reply: &str) -> i32 {
+        self.input(now, |_| {
+            let reply = serde_json::from_str::<StoreReply>(reply)
+                .map_err(|e| Fault::argument(format!("reply does not match the schema: {e}")))?;
+            Ok(Input::StoreReply {
+                op: Self::op(op)?,
+                reply,
             })
         })
     }
@@ -887,7 +935,7 @@ mod tests {
     use super::*;
 
     fn engine(policy: &str) -> RawEngine {
-        RawEngine::create(policy, 7.0).expect("valid policy")
+        RawEngine::create(policy, 7.0, None).expect("valid policy")
     }
 
     #[test]
@@ -911,8 +959,9 @@ mod tests {
             serde_json::from_str(&parse_policy(r#"{"retry":{"conflict":{"bsae_ms":1}}}"#)).unwrap();
         assert_eq!(bad["ok"], false);
         assert_eq!(bad["path"], "retry.conflict.bsae_ms");
-        assert!(RawEngine::create("{", 1.0).is_none());
-        assert!(RawEngine::create("\"iam\"", -3.0).is_none());
+        assert!(RawEngine::create("{", 1.0, None).is_none());
+        assert!(RawEngine::create("\"iam\"", -3.0, None).is_none());
+        assert!(RawEngine::create("\"iam\"", 1.0, Some(String::new())).is_none());
     }
 
     #[test]
@@ -920,7 +969,7 @@ mod tests {
         let mut e = engine("\"iam\"");
         let h = e.intern_entity("role/app".into());
         assert_eq!(h, 0);
-        let op = e.submit(h as u32, 0.0, None, -1.0);
+        let op = e.submit(h as u32, 0.0, None, -1.0, None);
         assert_eq!(op, 1.0);
         assert_eq!(e.poll_command(), CMD_READ);
         assert_eq!(e.cmd_op(), 1.0);
@@ -952,12 +1001,43 @@ mod tests {
     }
 
     #[test]
+    fn shared_lanes_through_store_commands() {
+        let policy = r#"{"lanes":{"mode":"shared"}}"#;
+        let mut plain = engine(policy);
+        let h = plain.intern_entity("role/app".into()) as u32;
+        assert_eq!(plain.submit(h, 0.0, None, -1.0, None), -1.0);
+        assert!(plain.take_error().unwrap().contains("invalid_owner"));
+
+        let mut e = RawEngine::create(policy, 7.0, Some("host-a:1:x".into())).unwrap();
+        let h = e.intern_entity("role/app".into()) as u32;
+        let op = e.submit(h, 0.0, None, -1.0, Some("deploy run 4".into()));
+        assert_eq!(e.poll_command(), CMD_STORE);
+        let get: serde_json::Value = serde_json::from_str(&e.cmd_store_json().unwrap()).unwrap();
+        assert_eq!(get["op"], "get");
+        assert_eq!(get["key"], "role/app");
+        let found = r#"{"reply":"found","record":null}"#;
+        assert_eq!(e.store_reply(1.0, op, found), STATUS_OK);
+        assert_eq!(e.poll_command(), CMD_STORE);
+        let put: serde_json::Value = serde_json::from_str(&e.cmd_store_json().unwrap()).unwrap();
+        assert_eq!(put["op"], "put_if_absent");
+        assert_eq!(put["record"]["owner"], "host-a:1:x");
+        assert_eq!(put["record"]["holder"], "deploy run 4");
+        assert_eq!(e.store_reply(2.0, op, r#"{"reply":"done"}"#), STATUS_OK);
+        assert_eq!(e.poll_command(), CMD_READ);
+        assert_eq!(e.read_done(3.0, op, Some("v1".into())), STATUS_OK);
+        assert_eq!(e.poll_command(), CMD_WRITE);
+        assert_eq!(e.cmd_fence(), 1.0);
+        assert_eq!(e.store_reply(4.0, op, r#"{"reply":"maybe"}"#), STATUS_ERROR);
+        assert!(e.take_error().unwrap().contains("reply does not match"));
+    }
+
+    #[test]
     fn misuse_is_an_error_not_a_panic() {
         let mut e = engine("\"iam\"");
         assert_eq!(e.intern_entity(String::new()), -1);
         let err: serde_json::Value = serde_json::from_str(&e.take_error().unwrap()).unwrap();
         assert_eq!(err["kind"], "invalid_entity");
-        assert_eq!(e.submit(99, 0.0, None, -1.0), -1.0);
+        assert_eq!(e.submit(99, 0.0, None, -1.0, None), -1.0);
         assert!(e.take_error().unwrap().contains("entity handle"));
         assert_eq!(e.read_done(0.0, 5.0, None), STATUS_ERROR);
         assert!(e.take_error().unwrap().contains("unknown_op"));

@@ -50,9 +50,11 @@ test('the tarball holds the runtime files only', () => {
   const listing = run('tar', ['-tzf', tarball]).trim().split('\n').sort();
   assert.deepEqual(listing, [
     'package/README.md',
+    'package/js/errors.js',
     'package/js/index.d.ts',
     'package/js/index.js',
     'package/js/index.mjs',
+    'package/js/stores.js',
     'package/package.json',
     'package/pkg/writelane_wasm.js',
     'package/pkg/writelane_wasm_bg.wasm',

@@ -6,6 +6,8 @@ import {
   Lane, Engine, RetryStrategy, Policy, policyToken, failureFromError,
   WritelaneError, GaveUpError, StaleRevisionError, PolicyError, UsageError, RetryRefusedError,
   type Command, type WritelaneEvent, type Stats, type Failure, type RunOptions,
+  MemoryStore, RedisStore, DynamoDBStore, StoreError, applyStoreOp,
+  type LeaseStore, type LeaseRecord, type StoreReply,
 } from 'writelane';
 
 const lane = new Lane('iam', { seed: 42 });
@@ -37,7 +39,8 @@ async function attach(document: string, signal: AbortSignal): Promise<PutRolePol
       const found: string | null = e.found;
       void found;
     } else if (e instanceof GaveUpError) {
-      const reason: 'attempts_exhausted' | 'budget_exhausted' | 'deadline_exceeded' | 'fatal' | 'cancelled' = e.reason;
+      const reason: 'attempts_exhausted' | 'budget_exhausted' | 'deadline_exceeded' | 'fatal' | 'cancelled'
+        | 'lease_lost' | 'lock_unavailable' = e.reason;
       const attempts: number = e.attempts;
       void reason;
       void attempts;
@@ -100,3 +103,31 @@ void [tuned, fromText, fromObject, standard];
 // The result type of `run` is what `write` resolves to, for async and plain functions.
 void lane.run('role/x', async () => 5).then((n: number) => n.toFixed(0));
 void lane.run('role/x', () => 'plain').then((s: string) => s.toUpperCase());
+
+// Lease stores: the three primitives, and one operation in the engine's JSON form.
+async function leases(): Promise<void> {
+  const shared = new Lane('iam', { store: new MemoryStore(), holder: 'pipeline 12' });
+  await shared.run('role/app', async (attempt, ctx) => ctx.fence ?? attempt, { holder: 'run 12, step 3' });
+  const owner: string | null = shared.owner;
+  void owner;
+  const stores: LeaseStore[] = [
+    new MemoryStore(),
+    new RedisStore({ url: 'redis://127.0.0.1:6379', prefix: 'leases:' }),
+    new DynamoDBStore({ table: 'writelane-leases', region: 'us-east-1' }),
+  ];
+  const record: LeaseRecord = {
+    owner: 'host:1:a', epoch: 1, rvn: 7, lease_ms: 10_000, committed_token: null, holder: 'deploy run 3',
+  };
+  for (const store of stores) {
+    const created = await store.putIfAbsent('role/app', record);
+    if (!created.done) console.log(created.current?.owner);
+    const reply: StoreReply = await applyStoreOp(store, { op: 'compare_and_swap', key: 'role/app', expected_rvn: 7, record });
+    if (reply.reply === 'refused') console.log(reply.current?.epoch);
+  }
+  try {
+    await new DynamoDBStore({ table: 't' }).createTable({ waitMs: 1000 });
+  } catch (e) {
+    if (e instanceof StoreError) console.log(e.kind);
+  }
+}
+void leases;

@@ -1,0 +1,134 @@
+'use strict';
+// Shared lanes through `Lane`: several lanes (standing in for processes on different
+// machines) share one lease store, so writes to one entity go one at a time across all of
+// them, each under a fence; a store that fails makes writers give up without writing.
+
+const { test } = require('node:test');
+const assert = require('node:assert/strict');
+const {
+  Lane, MemoryStore, GaveUpError, StoreError, UsageError,
+} = require('..');
+
+const FAST = {
+  lease: { lease_ms: 2000, renew_ms: 500, lock_delay_ms: 100, poll_ms: 20, unavailable_ms: 400, max_write_ms: 200 },
+};
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test('lanes sharing a store write one at a time, each under a higher fence', async () => {
+  const store = new MemoryStore();
+  const lanes = [0, 1, 2, 3].map((i) => new Lane({ ...FAST }, { store, holder: `lane ${i}` }));
+  assert.equal(new Set(lanes.map((l) => l.owner)).size, 4, 'every lane has its own owner');
+  let inside = 0;
+  let most = 0;
+  const fences = [];
+  let revision = 0;
+  await Promise.all(lanes.flatMap((lane, i) => [0, 1, 2].map((j) => lane.run('role/app', async (attempt, ctx) => {
+    inside += 1;
+    most = Math.max(most, inside);
+    // While the write runs, the record names this lane as the holder.
+    const held = await store.get('role/app');
+    assert.equal(held.owner, lane.owner);
+    assert.equal(held.holder, j === 1 ? 'run 1' : `lane ${i}`);
+    assert.equal(held.epoch, ctx.fence);
+    await sleep(3);
+    fences.push(ctx.fence);
+    revision += 1;
+    inside -= 1;
+  }, { read: async () => `v${revision}`, holder: j === 1 ? 'run 1' : undefined }))));
+  assert.equal(most, 1, 'never two writers at once');
+  assert.equal(fences.length, 12);
+  assert.deepEqual([...fences].sort((a, b) => a - b), fences, 'fences only grow');
+  assert.equal(new Set(fences).size, 12);
+  const released = await store.get('role/app');
+  assert.equal(released.owner, '', 'the last holder released the lease');
+  assert.equal(released.holder, null);
+  const stats = lanes.map((l) => l.stats().global);
+  assert.equal(stats.reduce((n, s) => n + s.committed, 0), 12);
+  assert.ok(stats.every((s) => s.store_ops >= 3), JSON.stringify(stats));
+  const events = lanes[0].events();
+  assert.ok(events.some((e) => e.type === 'lease_acquired' && e.entity === 'role/app'));
+});
+
+test('a store given to a lane turns on shared lanes; shared lanes need a store', async () => {
+  const lane = new Lane('iam', { store: new MemoryStore(), owner: 'runner-7' });
+  assert.equal(lane.policy.toJSON().lanes.mode, 'shared');
+  assert.equal(lane.owner, 'runner-7');
+  assert.throws(() => new Lane({ lanes: { mode: 'shared' } }), (e) => e instanceof UsageError && e.field === 'options.store');
+  assert.throws(() => new Lane('iam', { store: { get() {} } }), (e) => e instanceof UsageError && e.field === 'options.store');
+  assert.throws(() => new Lane('iam', { store: new MemoryStore(), owner: '' }), (e) => e instanceof UsageError && e.kind === 'invalid_owner');
+  assert.throws(() => new Lane('iam', { store: new MemoryStore(), owner: 'x'.repeat(257) }), (e) => e.kind === 'invalid_owner');
+  assert.throws(() => new Lane('iam', { store: new MemoryStore(), holder: 5 }), (e) => e.field === 'options.holder');
+  const plain = new Lane('iam');
+  assert.equal(plain.owner, null);
+  assert.equal(plain.store, null);
+  assert.equal(plain.policy.toJSON().lanes.mode, 'local');
+});
+
+test('an unreachable store: the writer gives up with lock_unavailable and never writes', async () => {
+  const down = new StoreError('unavailable', 'connection refused');
+  const store = {
+    get: async () => { throw down; },
+    putIfAbsent: async () => { throw down; },
+    compareAndSwap: async () => { throw down; },
+  };
+  const lane = new Lane({ ...FAST }, { store });
+  let writes = 0;
+  await assert.rejects(lane.run('role/app', async () => { writes += 1; }), (e) => {
+    assert.ok(e instanceof GaveUpError, String(e));
+    assert.equal(e.reason, 'lock_unavailable');
+    assert.equal(e.cause, down, 'the store error is the cause');
+    return true;
+  });
+  assert.equal(writes, 0);
+});
+
+test('a lease held elsewhere and renewed is waited for; a stale one is taken over with a new epoch', async () => {
+  const store = new MemoryStore();
+  // Another machine holds the lease and keeps renewing it for a while.
+  const other = { owner: 'other-host:1:a', epoch: 5, rvn: 1, lease_ms: 300, committed_token: 'c1:sha256:aa', holder: 'other pipeline' };
+  await store.putIfAbsent('role/app', other);
+  let renewals = 0;
+  const renewer = setInterval(async () => {
+    const cur = await store.get('role/app');
+    if (cur.owner !== other.owner || renewals >= 5) return;
+    renewals += 1;
+    await store.compareAndSwap('role/app', cur.rvn, { ...cur, rvn: cur.rvn + 1 });
+  }, 100);
+  const policy = { lease: { lease_ms: 1200, renew_ms: 400, lock_delay_ms: 100, poll_ms: 20, unavailable_ms: 1000, max_write_ms: 200 } };
+  const lane = new Lane(policy, { store });
+  const started = Date.now();
+  let fence;
+  let base;
+  try {
+    await lane.run('role/app', async (attempt, ctx) => {
+      fence = ctx.fence;
+      base = ctx.baseToken;
+    });
+  } finally {
+    clearInterval(renewer);
+  }
+  const waited = Date.now() - started;
+  assert.equal(renewals, 5, 'the other holder renewed five times');
+  // Renewed for ~500 ms, then stale only after a whole lease (300 ms) unchanged.
+  assert.ok(waited >= 700, `waited only ${waited} ms`);
+  assert.equal(fence, 6, 'takeover bumps the epoch');
+  assert.equal(base, 'c1:sha256:aa', 'the committed token in the record is the base');
+  const events = lane.events();
+  assert.ok(events.some((e) => e.type === 'lease_acquired' && e.takeover === true && e.epoch === 6), JSON.stringify(events));
+});
+
+test('an abort while waiting for a held lease gives up at once and leaves the record alone', async () => {
+  const store = new MemoryStore();
+  const other = { owner: 'other-host:1:a', epoch: 2, rvn: 9, lease_ms: 60000, committed_token: null, holder: null };
+  await store.putIfAbsent('role/app', other);
+  const lane = new Lane({ ...FAST }, { store });
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(new Error('deploy cancelled')), 100);
+  await assert.rejects(lane.run('role/app', async () => assert.fail('no write without the lease'), { signal: controller.signal }), (e) => {
+    assert.ok(e instanceof GaveUpError);
+    assert.equal(e.reason, 'cancelled');
+    return true;
+  });
+  assert.deepEqual(await store.get('role/app'), other);
+});

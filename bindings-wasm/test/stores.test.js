@@ -1,0 +1,427 @@
+'use strict';
+// One lease-store conformance suite, run with the same expectations against every adapter:
+// memory, Redis (a real redis-server) and DynamoDB (a real moto server). Every operation
+// goes through `applyStoreOp`, the path the engine's store commands take, so the replies
+// checked are the core's JSON form.
+
+const { test, describe, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const path = require('node:path');
+const readline = require('node:readline');
+const {
+  MemoryStore, RedisStore, DynamoDBStore, applyStoreOp, checkRecord, StoreError, UsageError,
+} = require('..');
+const { startRedis, startMoto, AWS_TEST_CONFIG } = require('./helpers/servers');
+
+let serial = 0;
+/** A key no other test uses. */
+function freshKey() {
+  serial += 1;
+  return `role/conformance-${process.pid}-${serial}`;
+}
+
+function record(overrides = {}) {
+  serial += 1;
+  return {
+    owner: `host-a:${process.pid}:${serial}`,
+    epoch: 1,
+    rvn: 1000 + serial,
+    lease_ms: 10000,
+    committed_token: null,
+    holder: 'deploy pipeline run 7',
+    ...overrides,
+  };
+}
+
+const get = (key) => ({ op: 'get', key });
+const put = (key, r) => ({ op: 'put_if_absent', key, record: r });
+const cas = (key, expected, r) => ({ op: 'compare_and_swap', key, expected_rvn: expected, record: r });
+
+/**
+ * The adapters under test. `open()` makes a store (a new connection for the networked
+ * ones, the same store for memory); `stopServer`/`startServer` exist for real servers;
+ * `child` gives the options a separate process needs to open the same store.
+ */
+const adapters = [
+  {
+    name: 'memory',
+    async setup() {
+      const shared = new MemoryStore();
+      return { open: () => shared, close: async () => {} };
+    },
+  },
+  {
+    name: 'redis',
+    async setup() {
+      const server = await startRedis();
+      const opened = [];
+      return {
+        server,
+        open: () => {
+          const s = new RedisStore({ url: server.url, connectTimeoutMs: 500, commandTimeoutMs: 1000 });
+          opened.push(s);
+          return s;
+        },
+        child: { kind: 'redis', options: { url: server.url } },
+        corrupt: async (key, text) => {
+          const s = new RedisStore({ url: server.url });
+          await s.client.connect();
+          await s.client.set(key, text);
+          await s.close();
+        },
+        raw: async (key) => {
+          const s = new RedisStore({ url: server.url });
+          await s.client.connect();
+          const text = await s.client.get(key);
+          await s.close();
+          return JSON.parse(text);
+        },
+        close: async () => {
+          await Promise.all(opened.map((s) => s.close()));
+          await server.stop();
+        },
+      };
+    },
+  },
+  {
+    name: 'dynamodb',
+    async setup() {
+      const server = await startMoto();
+      const table = 'writelane-leases';
+      const config = { table, endpoint: server.endpoint, ...AWS_TEST_CONFIG, requestTimeoutMs: 2000 };
+      const admin = new DynamoDBStore(config);
+      await admin.createTable();
+      await admin.createTable(); // a second call finds the table and returns
+      const opened = [admin];
+      const { PutItemCommand, GetItemCommand } = require('@aws-sdk/client-dynamodb');
+      return {
+        server,
+        open: () => {
+          const s = new DynamoDBStore(config);
+          opened.push(s);
+          return s;
+        },
+        child: { kind: 'dynamodb', options: config },
+        // moto keeps everything in memory: a restarted server needs the table again.
+        restarted: () => admin.createTable(),
+        corrupt: async (key) => {
+          await admin.client.send(new PutItemCommand({
+            TableName: table,
+            Item: { key: { S: key }, owner: { S: 'x' }, epoch: { S: 'one' }, rvn: { N: '1' }, lease_ms: { N: '1' } },
+          }));
+        },
+        raw: async (key) => {
+          const out = await admin.client.send(new GetItemCommand({ TableName: table, Key: { key: { S: key } }, ConsistentRead: true }));
+          return out.Item;
+        },
+        close: async () => {
+          opened.forEach((s) => s.close());
+          await server.stop();
+        },
+      };
+    },
+  },
+];
+
+/** Start one process per operation, release them together, collect their replies. */
+async function race(child, operations) {
+  const script = path.join(__dirname, 'helpers', 'store-child.js');
+  const procs = [];
+  for (const operation of operations) {
+    const p = spawn(process.execPath, [script, child.kind, JSON.stringify(child.options), JSON.stringify(operation)], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let err = '';
+    p.stderr.on('data', (d) => { err += d; });
+    const lines = readline.createInterface({ input: p.stdout });
+    const iter = lines[Symbol.asyncIterator]();
+    procs.push({ p, iter, err: () => err });
+  }
+  for (const { iter, err } of procs) {
+    const first = await iter.next();
+    assert.equal(first.value, 'ready', `child did not get ready: ${err()}`);
+  }
+  for (const { p } of procs) p.stdin.write('go\n');
+  const replies = [];
+  for (const { p, iter, err } of procs) {
+    const line = await iter.next();
+    assert.ok(!line.done, `child printed no reply: ${err()}`);
+    replies.push(JSON.parse(line.value));
+    await new Promise((resolve) => (p.exitCode !== null ? resolve() : p.once('exit', resolve)));
+  }
+  return replies;
+}
+
+for (const adapter of adapters) {
+  describe(`lease store conformance: ${adapter.name}`, () => {
+    let env;
+    let store;
+    before(async () => {
+      env = await adapter.setup();
+      store = env.open();
+    });
+    after(async () => {
+      if (env) await env.close();
+    });
+
+    test('get of a missing key finds no record', async () => {
+      assert.deepEqual(await applyStoreOp(store, get(freshKey())), { reply: 'found', record: null });
+    });
+
+    test('put_if_absent creates once; the second is refused with the first record', async () => {
+      const key = freshKey();
+      const first = record();
+      const second = record({ owner: 'host-b:1:1' });
+      assert.deepEqual(await applyStoreOp(store, put(key, first)), { reply: 'done' });
+      assert.deepEqual(await applyStoreOp(store, put(key, second)), { reply: 'refused', current: first });
+      assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: first });
+    });
+
+    test('compare_and_swap with the right rvn replaces the record, with a wrong one is refused', async () => {
+      const key = freshKey();
+      const first = record();
+      await applyStoreOp(store, put(key, first));
+      const renewed = { ...first, rvn: first.rvn + 7, committed_token: 'c1:sha256:ab' };
+      assert.deepEqual(await applyStoreOp(store, cas(key, first.rvn, renewed)), { reply: 'done' });
+      assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: renewed });
+      const late = record({ epoch: 2 });
+      assert.deepEqual(await applyStoreOp(store, cas(key, first.rvn, late)), { reply: 'refused', current: renewed });
+      assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: renewed });
+    });
+
+    test('compare_and_swap on a missing key is refused with no record', async () => {
+      const key = freshKey();
+      assert.deepEqual(await applyStoreOp(store, cas(key, 5, record())), { reply: 'refused', current: null });
+      assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: null });
+    });
+
+    test('records round-trip all six fields, nulls, empty owner and 2^53-1', async () => {
+      const key = freshKey();
+      const samples = [
+        record({ committed_token: null, holder: null }),
+        record({ owner: '', epoch: 0, rvn: Number.MAX_SAFE_INTEGER, lease_ms: 1, committed_token: 'c1:sha256:00ff', holder: 'host é ☃ "quoted" \\ run 12' }),
+        record({ epoch: Number.MAX_SAFE_INTEGER, rvn: 0, committed_token: '', holder: '' }),
+      ];
+      await applyStoreOp(store, put(key, samples[0]));
+      assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: samples[0] });
+      for (let i = 1; i < samples.length; i += 1) {
+        assert.deepEqual(await applyStoreOp(store, cas(key, samples[i - 1].rvn, samples[i])), { reply: 'done' });
+        const found = await applyStoreOp(store, get(key));
+        assert.deepEqual(found, { reply: 'found', record: samples[i] });
+        assert.deepEqual(Object.keys(found.record), ['owner', 'epoch', 'rvn', 'lease_ms', 'committed_token', 'holder']);
+      }
+    });
+
+    test('concurrent compare_and_swap with the same expected rvn: exactly one wins', async () => {
+      const key = freshKey();
+      const base = record();
+      await applyStoreOp(store, put(key, base));
+      const n = 16;
+      const stores = Array.from({ length: n }, () => env.open());
+      const mine = stores.map((_, i) => record({ owner: `writer-${i}`, epoch: 2 }));
+      const replies = await Promise.all(stores.map((s, i) => applyStoreOp(s, cas(key, base.rvn, mine[i]))));
+      const winners = replies.flatMap((r, i) => (r.reply === 'done' ? [i] : []));
+      assert.equal(winners.length, 1, `replies: ${JSON.stringify(replies)}`);
+      const winner = mine[winners[0]];
+      for (const [i, r] of replies.entries()) {
+        if (i !== winners[0]) assert.deepEqual(r, { reply: 'refused', current: winner });
+      }
+      assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: winner });
+    });
+
+    test('concurrent put_if_absent: exactly one creates the record', async () => {
+      const key = freshKey();
+      const stores = Array.from({ length: 16 }, () => env.open());
+      const mine = stores.map((_, i) => record({ owner: `writer-${i}` }));
+      const replies = await Promise.all(stores.map((s, i) => applyStoreOp(s, put(key, mine[i]))));
+      const winners = replies.flatMap((r, i) => (r.reply === 'done' ? [i] : []));
+      assert.equal(winners.length, 1, `replies: ${JSON.stringify(replies)}`);
+      assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: mine[winners[0]] });
+    });
+
+    if (adapter.name !== 'memory') {
+      test('concurrent compare_and_swap from separate processes: exactly one wins', async () => {
+        const key = freshKey();
+        const base = record();
+        await applyStoreOp(store, put(key, base));
+        const mine = [0, 1, 2, 3].map((i) => record({ owner: `process-${i}`, epoch: 2 }));
+        const replies = await race(env.child, mine.map((r) => cas(key, base.rvn, r)));
+        const winners = replies.flatMap((r, i) => (r.reply === 'done' ? [i] : []));
+        assert.equal(winners.length, 1, `replies: ${JSON.stringify(replies)}`);
+        const winner = mine[winners[0]];
+        for (const [i, r] of replies.entries()) {
+          if (i !== winners[0]) assert.deepEqual(r, { reply: 'refused', current: winner });
+        }
+        assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: winner });
+      });
+
+      test('the stored layout is the documented one', async () => {
+        const key = freshKey();
+        const r = record({ committed_token: 'c1:sha256:01', holder: null });
+        await applyStoreOp(store, put(key, r));
+        const raw = await env.raw(key);
+        if (adapter.name === 'redis') {
+          assert.deepEqual(raw, r);
+        } else {
+          assert.deepEqual(raw, {
+            key: { S: key },
+            owner: { S: r.owner },
+            epoch: { N: String(r.epoch) },
+            rvn: { N: String(r.rvn) },
+            lease_ms: { N: String(r.lease_ms) },
+            committed_token: { S: 'c1:sha256:01' },
+            holder: { NULL: true },
+          });
+        }
+      });
+
+      test('a malformed stored record makes the store unavailable, naming the field', async () => {
+        const key = freshKey();
+        await env.corrupt(key, '{"owner": "x", "epoch": "one"}');
+        assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'unavailable' });
+        await assert.rejects(store.get(key), (e) => {
+          assert.ok(e instanceof StoreError, String(e));
+          assert.equal(e.kind, 'unavailable');
+          assert.match(e.message, /epoch/);
+          return true;
+        });
+      });
+
+      if (adapter.name === 'dynamodb') {
+        test('a refusal without the item returned falls back to a consistent read', async () => {
+          const real = env.open();
+          // A client whose ConditionalCheckFailedException carries no item (as a service
+          // without ReturnValuesOnConditionCheckFailure would answer).
+          const bare = {
+            send: async (command) => {
+              try {
+                return await real.client.send(command);
+              } catch (e) {
+                delete e.Item;
+                throw e;
+              }
+            },
+          };
+          const s = new DynamoDBStore({ table: env.child.options.table, client: bare });
+          const key = freshKey();
+          const first = record();
+          assert.deepEqual(await applyStoreOp(s, put(key, first)), { reply: 'done' });
+          assert.deepEqual(await applyStoreOp(s, put(key, record())), { reply: 'refused', current: first });
+          assert.deepEqual(await applyStoreOp(s, cas(key, first.rvn + 1, record())), { reply: 'refused', current: first });
+          s.close(); // a client passed in stays open
+          assert.deepEqual(await applyStoreOp(s, get(key)), { reply: 'found', record: first });
+        });
+      }
+
+      test('a stopped server gives unavailable or lost, never an error', async () => {
+        const key = freshKey();
+        const r = record();
+        await applyStoreOp(store, put(key, r));
+        await env.server.stop();
+        try {
+          const ops = [get(key), put(freshKey(), record()), cas(key, r.rvn, record())];
+          for (const op of ops) {
+            const reply = await applyStoreOp(store, op);
+            assert.ok(['unavailable', 'lost'].includes(reply.reply), `${op.op}: ${JSON.stringify(reply)}`);
+            assert.deepEqual(Object.keys(reply), ['reply']);
+          }
+          const fresh = env.open();
+          const reply = await applyStoreOp(fresh, get(key));
+          assert.ok(['unavailable', 'lost'].includes(reply.reply), JSON.stringify(reply));
+        } finally {
+          await env.server.start();
+          if (env.restarted) await env.restarted();
+        }
+        // The store works again once the server is back (data is gone: no persistence).
+        const again = record();
+        const key2 = freshKey();
+        let reply;
+        for (let i = 0; i < 50; i += 1) {
+          reply = await applyStoreOp(store, put(key2, again));
+          if (reply.reply === 'done') break;
+          await new Promise((res) => setTimeout(res, 100));
+        }
+        assert.deepEqual(reply, { reply: 'done' });
+      });
+    }
+  });
+}
+
+describe('applyStoreOp', () => {
+  test('a malformed operation is a UsageError naming the field', async () => {
+    const store = new MemoryStore();
+    const cases = [
+      [null, 'operation'],
+      [{ op: 'get' }, 'key'],
+      [{ op: 'delete', key: 'k' }, 'operation.op'],
+      [{ op: 'compare_and_swap', key: 'k', expected_rvn: -1, record: record() }, 'expected_rvn'],
+      [{ op: 'compare_and_swap', key: 'k', expected_rvn: 1.5, record: record() }, 'expected_rvn'],
+      [{ op: 'put_if_absent', key: 'k', record: { ...record(), rvn: 2 ** 53 } }, 'operation.record.rvn'],
+      [{ op: 'put_if_absent', key: 'k', record: { ...record(), extra: 1 } }, 'operation.record.extra'],
+      [{ op: 'put_if_absent', key: 'k', record: { ...record(), holder: 3 } }, 'operation.record.holder'],
+    ];
+    for (const [op, field] of cases) {
+      await assert.rejects(applyStoreOp(store, op), (e) => {
+        assert.ok(e instanceof UsageError, String(e));
+        assert.equal(e.field, field, e.message);
+        return true;
+      });
+    }
+  });
+
+  test('errors of an adapter become unavailable or lost replies', async () => {
+    const failing = (error) => ({
+      get: async () => { throw error; },
+      putIfAbsent: async () => { throw error; },
+      compareAndSwap: () => { throw error; }, // a synchronous throw, too
+    });
+    const r = record();
+    for (const [error, reply] of [
+      [new StoreError('unavailable', 'down'), 'unavailable'],
+      [new StoreError('lost', 'timed out'), 'lost'],
+      [new TypeError('a bug in an adapter'), 'lost'],
+      ['a thrown string', 'lost'],
+    ]) {
+      const s = failing(error);
+      for (const op of [get('k'), put('k', r), cas('k', 1, r)]) {
+        assert.deepEqual(await applyStoreOp(s, op), { reply }, `${op.op} with ${error}`);
+      }
+    }
+    const garbage = { get: async () => ({ owner: 1 }), putIfAbsent: async () => 'yes', compareAndSwap: async () => ({ done: false, current: 7 }) };
+    assert.deepEqual(await applyStoreOp(garbage, get('k')), { reply: 'unavailable' });
+    assert.deepEqual(await applyStoreOp(garbage, put('k', r)), { reply: 'lost' });
+    assert.deepEqual(await applyStoreOp(garbage, cas('k', 1, r)), { reply: 'unavailable' });
+  });
+
+  test('a refusal that found exactly the record written is done (a retried write landed)', async () => {
+    const r = record();
+    const retried = {
+      putIfAbsent: async (key, rec) => ({ done: false, current: { ...rec } }),
+      compareAndSwap: async (key, rvn, rec) => ({ done: false, current: { ...rec } }),
+    };
+    assert.deepEqual(await applyStoreOp(retried, put('k', r)), { reply: 'done' });
+    assert.deepEqual(await applyStoreOp(retried, cas('k', 1, r)), { reply: 'done' });
+    const other = { compareAndSwap: async () => ({ done: false, current: { ...r, rvn: r.rvn + 1 } }) };
+    assert.deepEqual(await applyStoreOp(other, cas('k', 1, r)), { reply: 'refused', current: { ...r, rvn: r.rvn + 1 } });
+  });
+
+  test('checkRecord copies a valid record and names the broken field', () => {
+    const r = record();
+    const copy = checkRecord(r);
+    assert.deepEqual(copy, r);
+    assert.notEqual(copy, r);
+    const { holder, ...noHolder } = r;
+    assert.equal(holder, r.holder);
+    assert.throws(() => checkRecord(noHolder), (e) => e instanceof UsageError && e.kind === 'invalid_record' && e.field === 'record.holder');
+    assert.throws(() => checkRecord({ ...r, epoch: -1 }), (e) => e.field === 'record.epoch');
+    assert.throws(() => checkRecord([]), (e) => e.field === 'record');
+  });
+
+  test('the store adapters refuse bad options with the field named', () => {
+    assert.throws(() => new DynamoDBStore({}), (e) => e instanceof UsageError && e.field === 'options.table');
+    assert.throws(() => new DynamoDBStore({ table: 't', requestTimeoutMs: 0 }), (e) => e.field === 'options.requestTimeoutMs');
+    assert.throws(() => new RedisStore({ prefix: 3 }), (e) => e.field === 'options.prefix');
+    assert.throws(() => new RedisStore({ client: {} }), (e) => e.field === 'options.client');
+  });
+});
