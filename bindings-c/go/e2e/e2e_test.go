@@ -28,10 +28,15 @@ import (
 
 var lab struct {
 	endpoint string
-	cmd      *exec.Cmd
+	// moto is the lab's moto server, which also serves DynamoDB (the lease table).
+	moto string
+	cmd  *exec.Cmd
 }
 
 func TestMain(m *testing.M) {
+	if helper := os.Getenv("WRITELANE_E2E_HELPER"); helper != "" {
+		os.Exit(runHelper(helper))
+	}
 	root, _ := filepath.Abs(filepath.Join("..", "..", ".."))
 	python := os.Getenv("PYTHON")
 	if python == "" {
@@ -52,7 +57,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	line, err := bufio.NewReader(out).ReadString('\n')
-	var ready struct{ Endpoint string }
+	var ready struct{ Endpoint, Moto string }
 	if err != nil || json.Unmarshal([]byte(line), &ready) != nil || ready.Endpoint == "" {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
@@ -60,7 +65,7 @@ func TestMain(m *testing.M) {
 		_ = cmd.Process.Kill()
 		os.Exit(1)
 	}
-	lab.endpoint, lab.cmd = ready.Endpoint, cmd
+	lab.endpoint, lab.moto, lab.cmd = ready.Endpoint, ready.Moto, cmd
 	code := m.Run()
 	_ = cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
