@@ -316,3 +316,44 @@ func laneHelper(dir string) error {
 	}
 	return nil
 }
+
+// A lease stuck with a holder that is gone: ForceRelease frees it (epoch bumped, never
+// deleted), the next writer gets it at once, and the old holder's record version is dead.
+func TestForceRelease(t *testing.T) {
+	store := writelane.NewMemoryStore()
+	ctx := context.Background()
+	if _, err := writelane.ForceRelease(ctx, store, "role/app"); !errors.Is(err, writelane.ErrNoLease) {
+		t.Fatalf("no record: %v", err)
+	}
+	token, holder := "c1:sha256:old", "gone pipeline"
+	ghost := writelane.LeaseRecord{Owner: "ghost", Epoch: 7, Rvn: 70, LeaseMs: 3600000, CommittedToken: &token, Holder: &holder}
+	if ok, _, err := store.PutIfAbsent(ctx, "role/app", ghost); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	rec, err := writelane.ForceRelease(ctx, store, "role/app")
+	if err != nil || rec.Owner != "" || rec.Epoch != 8 || rec.Rvn == 70 || rec.CommittedToken != nil || rec.Holder != nil {
+		t.Fatalf("force-released record %+v %v", rec, err)
+	}
+	if got, _ := store.Get(ctx, "role/app"); !got.Equal(rec) {
+		t.Fatalf("stored %+v, returned %+v", got, rec)
+	}
+	// The ghost's renewal (compare-and-swap on its rvn) is refused.
+	if ok, _, _ := store.CompareAndSwap(ctx, "role/app", 70, ghost); ok {
+		t.Fatal("the old holder could still renew")
+	}
+	l := newSharedLane(t, store)
+	start := time.Now()
+	reads := 0
+	err = l.Run(ctx, "role/app", func(context.Context, writelane.Attempt) error { return nil },
+		writelane.WithRead(func(context.Context) (string, bool, error) { reads++; return "v1", true, nil }))
+	if err != nil || time.Since(start) > time.Second {
+		t.Fatalf("after the force-release: %v in %v", err, time.Since(start))
+	}
+	if reads != 1 {
+		t.Fatalf("%d reads, want 1 (no committed token after a force-release)", reads)
+	}
+	got, _ := store.Get(ctx, "role/app")
+	if got.Epoch != 9 {
+		t.Fatalf("epoch %d, want 9", got.Epoch)
+	}
+}
