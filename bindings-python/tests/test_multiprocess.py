@@ -1,0 +1,179 @@
+"""Separate writer processes sharing a lease store, writing one role's inline policy at
+the IAM contention lab: the lease serialises them across processes (no conflicts, no
+lost update), and faults (a holder killed mid-write, the store stopped) end the way the
+protocol promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any, Dict, Iterator, List
+
+import pytest
+from conftest import Lab
+from storekit import MotoServer, RedisServer, open_store
+from test_e2e_boto3 import _sids
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKERS, WRITES = 4, 10
+TABLE = "writelane-mp-leases"
+#: Lease timings short enough for tests (the defaults suit real deployments).
+FAST = {"lease": {"lease_ms": 1500, "renew_ms": 500, "lock_delay_ms": 200, "poll_ms": 20,
+                  "unavailable_ms": 1500, "max_write_ms": 300}}
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    server = RedisServer()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def dynamodb_endpoint() -> Iterator[str]:
+    server = MotoServer(sys.executable)
+    open_store({"kind": "dynamodb", "endpoint": server.endpoint, "table": TABLE}).create_table()
+    yield server.endpoint
+    server.stop()
+
+
+def spec_for(kind: str, request: Any, tmp_path: Any) -> Dict[str, Any]:
+    if kind == "dynamodb":
+        return {"kind": "dynamodb", "endpoint": request.getfixturevalue("dynamodb_endpoint"), "table": TABLE}
+    if kind == "redis":
+        return {"kind": "redis", "url": request.getfixturevalue("redis_url"), "prefix": f"mp-{uuid.uuid4().hex[:6]}:"}
+    return {"kind": "file", "path": str(tmp_path / "leases.json")}
+
+
+def new_role(lab: Lab) -> str:
+    name = f"mp-{uuid.uuid4().hex[:10]}"
+    lab.client().create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    return name
+
+
+def spawn(cfg: Dict[str, Any]) -> "subprocess.Popen[str]":
+    return subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "laneworker.py"), json.dumps(cfg)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE,
+    )
+
+
+def finish(proc: "subprocess.Popen[str]") -> List[Dict[str, Any]]:
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-3000:]
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def entity(lab: Lab, role: str) -> Dict[str, int]:
+    """The lab's counters of the role's writes, less the CreateRole that made it."""
+    c = lab.stats()["entities"].get(f"role/{role}", {"writes": 1, "conflicts": 0})
+    return {"writes": c["writes"] - 1, "conflicts": c["conflicts"]}
+
+
+@pytest.mark.parametrize("kind", ["dynamodb", "redis", "file"])
+def test_four_processes_append_forty_statements_without_a_conflict(
+    kind: str, lab: Lab, request: Any, tmp_path: Any
+) -> None:
+    spec = spec_for(kind, request, tmp_path)
+    role = new_role(lab)
+    start = time.time() + 3.0  # every process imported and connected by then
+    procs = [
+        spawn({"spec": spec, "endpoint": lab.endpoint, "role": role, "count": WRITES, "id": i,
+               "start": start, "policy": FAST})
+        for i in range(WORKERS)
+    ]
+    results = [finish(p) for p in procs]
+    runs = [line for lines in results for line in lines if "n" in line]
+    assert all(r.get("ok") for r in runs), [r for r in runs if not r.get("ok")]
+    assert len(runs) == WORKERS * WRITES
+    # Every statement is there: no update was lost.
+    expected = sorted(f"W{i}N{n}" for i in range(WORKERS) for n in range(WRITES))
+    assert _sids(lab.client(), role) == expected
+    # The lease let one process write at a time: the lab saw no overlap at all.
+    counts = entity(lab, role)
+    assert counts == {"writes": WORKERS * WRITES, "conflicts": 0}, counts
+    # Each write held its own lease: fences 1..40, each once, no takeover.
+    fences = sorted(r["fence"] for r in runs)
+    assert fences == list(range(1, WORKERS * WRITES + 1))
+    done = [lines[-1] for lines in results]
+    assert sum(d["takeovers"] for d in done) == 0
+    record = open_store(spec).get(f"role/{role}")
+    assert record is not None and record["owner"] == "" and record["epoch"] == WORKERS * WRITES
+
+
+@pytest.mark.parametrize("kind", ["dynamodb", "redis"])
+def test_a_holder_killed_mid_write_is_taken_over_after_the_lease(
+    kind: str, lab: Lab, request: Any, tmp_path: Any
+) -> None:
+    spec = spec_for(kind, request, tmp_path)
+    role = new_role(lab)
+    victim = spawn({"spec": spec, "endpoint": lab.endpoint, "role": role, "count": 2, "id": 0,
+                    "policy": FAST, "hang_at": 1})
+    assert victim.stdout is not None
+    lines = [json.loads(victim.stdout.readline()) for _ in range(2)]
+    assert lines[0] == {"n": 0, "ok": True, "fence": 1}
+    assert lines[1] == {"writing": 1, "fence": 2}
+    # The victim holds the lease (epoch 2) and is in the middle of its write.
+    held = open_store(spec).get(f"role/{role}")
+    assert held is not None and held["owner"] != "" and held["epoch"] == 2
+    assert held["holder"] == "laneworker 0"
+    started = time.monotonic()
+    heir = spawn({"spec": spec, "endpoint": lab.endpoint, "role": role, "count": 3, "id": 1, "policy": FAST})
+    time.sleep(0.5)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(10)
+    results = finish(heir)
+    elapsed = time.monotonic() - started
+    runs = [r for r in results if "n" in r]
+    assert all(r.get("ok") for r in runs), runs
+    # The heir waited out the victim's whole lease, then took over with the epoch bumped.
+    assert elapsed >= FAST["lease"]["lease_ms"] / 1000
+    assert results[-1]["takeovers"] == 1
+    assert [r["fence"] for r in runs] == [3, 4, 5]
+    # Nothing lost: the victim's first write and all of the heir's; the killed write never
+    # reached IAM, and nobody conflicted.
+    assert _sids(lab.client(), role) == sorted(["W0N0", "W1N0", "W1N1", "W1N2"])
+    assert entity(lab, role) == {"writes": 4, "conflicts": 0}
+    final = open_store(spec).get(f"role/{role}")
+    assert final is not None and final["owner"] == "" and final["epoch"] == 5
+    # The killed holder's late release (a compare-and-swap on its rvn) is refused.
+    late = dict(held, owner="", holder=None, rvn=held["rvn"] + 1)
+    ok, current = open_store(spec).compare_and_swap(f"role/{role}", held["rvn"], late)
+    assert not ok and current == final
+
+
+def test_the_store_stopped_mid_run_makes_writers_give_up_without_writing(lab: Lab) -> None:
+    server = RedisServer()
+    spec = {"kind": "redis", "url": server.url, "timeout_s": 0.3}
+    role = new_role(lab)
+    start = time.time() + 2.5
+    procs = [
+        spawn({"spec": spec, "endpoint": lab.endpoint, "role": role, "count": 200, "id": i,
+               "start": start, "policy": FAST, "stop_on_give_up": True})
+        for i in range(2)
+    ]
+    # Let them write for a while, then take the store away.
+    deadline = time.monotonic() + 30
+    while entity(lab, role)["writes"] < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.stop()
+    writes_at_stop = entity(lab, role)["writes"]
+    results = [finish(p) for p in procs]
+    runs = [r for lines in results for r in lines if "n" in r]
+    ok = [r for r in runs if r.get("ok")]
+    gave_up = [r for r in runs if "gave_up" in r]
+    assert len(ok) >= 6
+    # Once the store is gone nobody gets a lease: each writer's next write gives up
+    # lock_unavailable (a holder caught mid-write by the stop may finish that one write).
+    assert [r["gave_up"] for r in gave_up] == ["lock_unavailable"] * 2
+    assert all(lines[-2] in gave_up for lines in results)
+    counts = entity(lab, role)
+    assert counts["conflicts"] == 0
+    assert counts["writes"] <= writes_at_stop + 1
+    assert counts["writes"] == len(ok)
+    assert len(_sids(lab.client(), role)) == len(ok)
