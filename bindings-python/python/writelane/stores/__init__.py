@@ -183,6 +183,32 @@ def apply(store: LeaseStore, operation: Dict[str, Any]) -> Dict[str, Any]:
         return {"reply": "lost" if kind != "get" else "unavailable"}
 
 
+def force_release(store: LeaseStore, key: str, *, expected_rvn: Optional[int] = None) -> Optional[Record]:
+    """Free a stuck lease at ``key`` safely; return the record written (``None`` if there
+    is no record, or it was already released).
+
+    The record is replaced by compare-and-swap, never deleted: the owner is cleared, the
+    epoch bumped (so the stuck holder's fence is stale), the committed token cleared (the
+    stuck holder's write may or may not have landed: the next writer reads the entity
+    before writing). With ``expected_rvn`` the release applies only to the record you
+    inspected (raises :class:`StoreError` if it changed meanwhile). Other failures of the
+    store raise :class:`StoreError`.
+    """
+    import secrets
+
+    check_key(key)
+    current = store.get(key)
+    if current is None or current["owner"] == "":
+        return None
+    rvn = current["rvn"] if expected_rvn is None else check_rvn(expected_rvn)
+    released = dict(current, owner="", holder=None, committed_token=None, epoch=current["epoch"] + 1,
+                    rvn=secrets.randbelow(_MAX_INT) + 1)
+    ok, found = store.compare_and_swap(key, rvn, released)
+    if not ok:
+        raise StoreError(f"{key!r}: the record changed meanwhile (now {found!r}); inspect it again")
+    return released
+
+
 class MemoryStore:
     """A lease store in a dict, for tests and for writers in one process.
 
@@ -259,4 +285,5 @@ __all__ = [
     "apply",
     "check_record",
     "create_table",
+    "force_release",
 ]

@@ -1,0 +1,255 @@
+"""Shared lanes in one process: `Lane(store=...)` drives the fenced lease protocol with a
+lease store; the sans-IO `Engine` does the same for hosts with their own clock."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+
+import writelane
+from writelane import stores
+
+FAST = {"lease": {"lease_ms": 1500, "renew_ms": 500, "lock_delay_ms": 200, "poll_ms": 20,
+                  "unavailable_ms": 600, "max_write_ms": 300}}
+
+
+def fast(**more: Any) -> writelane.Policy:
+    return writelane.Policy.preset("iam", **FAST, **more)
+
+
+def test_a_lane_with_a_store_takes_and_releases_the_entity_lease() -> None:
+    store = stores.MemoryStore()
+    lane = writelane.Lane(fast(), store=store, holder="deploy pipeline #7")
+    assert lane.policy.to_dict()["lanes"]["mode"] == "shared"
+    assert lane.owner is not None and lane.owner.count(":") == 2
+    seen: List[Any] = []
+
+    def write(attempt: writelane.Attempt) -> int:
+        seen.append(store.get("role/app"))
+        return attempt.fence  # type: ignore[return-value]
+
+    assert lane.run("role/app", write, read=lambda: "v1") == 1
+    held = seen[0]
+    assert held["owner"] == lane.owner and held["holder"] == "deploy pipeline #7" and held["epoch"] == 1
+    after = store.get("role/app")
+    assert after is not None and after["owner"] == "" and after["epoch"] == 1
+    # The next write takes a new lease: the fence moves on; a per-run holder overrides.
+    assert lane.run("role/app", lambda a: (a.fence, store.get("role/app")["holder"]), holder="drift fix") == (2, "drift fix")
+    kinds = [e.type for e in lane.events()]
+    assert kinds.count("lease_acquired") == 2 and lane.stats()["global"]["store_ops"] >= 6
+
+
+def test_a_lane_without_a_store_has_no_fence() -> None:
+    lane = writelane.Lane("iam")
+    assert lane.owner is None and lane.store is None
+    assert lane.run("role/app", lambda a: a.fence) is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, kind, words",
+    [
+        ({"policy": {"preset": "iam", "lanes": {"mode": "shared"}}}, "invalid_argument", "store"),
+        ({"store": object()}, "invalid_argument", "store"),
+        ({"store": stores.MemoryStore(), "policy": {"preset": "iam", "lanes": {"mode": "none"}}}, "invalid_argument", "store"),
+        ({"store": stores.MemoryStore(), "owner": 5}, "invalid_argument", "owner"),
+        ({"store": stores.MemoryStore(), "owner": ""}, "invalid_owner", "owner"),
+        ({"store": stores.MemoryStore(), "holder": b"x"}, "invalid_argument", "holder"),
+    ],
+)
+def test_bad_shared_lane_arguments_are_usage_errors(kwargs: Dict[str, Any], kind: str, words: str) -> None:
+    with pytest.raises(writelane.UsageError) as info:
+        writelane.Lane(**kwargs)
+    assert info.value.kind == kind and words in str(info.value)
+
+
+def test_two_lanes_sharing_a_store_never_write_at_once() -> None:
+    store = stores.MemoryStore()
+    lanes = [writelane.Lane(fast(), store=store, seed=i) for i in range(2)]
+    inside, peak, fences = [0], [0], []
+    guard = threading.Lock()
+
+    def write(attempt: writelane.Attempt) -> None:
+        with guard:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+            fences.append(attempt.fence)
+        time.sleep(0.003)
+        with guard:
+            inside[0] -= 1
+
+    def body(lane: writelane.Lane) -> None:
+        for _ in range(5):
+            lane.run("role/shared", write)
+
+    threads = [threading.Thread(target=body, args=(lanes[i % 2],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert peak[0] == 1
+    assert sorted(fences) == list(range(1, 41))
+
+
+class Unreachable:
+    """A store that cannot be reached."""
+
+    def get(self, key: str) -> Any:
+        raise stores.StoreUnavailable("connection refused")
+
+    put_if_absent = compare_and_swap = get
+
+
+def test_an_unreachable_store_gives_up_lock_unavailable_without_writing() -> None:
+    lane = writelane.Lane(fast(), store=Unreachable())
+    calls: List[int] = []
+    started = time.monotonic()
+    with pytest.raises(writelane.GaveUp) as info:
+        lane.run("role/app", lambda a: calls.append(1))
+    assert info.value.reason == "lock_unavailable" and calls == []
+    assert time.monotonic() - started >= FAST["lease"]["unavailable_ms"] / 1000
+
+
+class DropsReplies:
+    """Carries out every conditional write, then loses its reply."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.dropped = inner, 0
+
+    def get(self, key: str) -> Any:
+        return self.inner.get(key)
+
+    def put_if_absent(self, key: str, record: Any) -> Any:
+        self.inner.put_if_absent(key, record)
+        self.dropped += 1
+        raise stores.StoreLost("reply dropped")
+
+    def compare_and_swap(self, key: str, rvn: int, record: Any) -> Any:
+        self.inner.compare_and_swap(key, rvn, record)
+        self.dropped += 1
+        raise stores.StoreLost("reply dropped")
+
+
+def test_dropped_store_replies_are_resolved_by_reading_back() -> None:
+    inner = stores.MemoryStore()
+    store = DropsReplies(inner)
+    lane = writelane.Lane(fast(), store=store)
+    calls: List[int] = []
+    for n in range(3):
+        assert lane.run("role/app", lambda a: calls.append(a.fence) or a.fence) == n + 1
+    assert calls == [1, 2, 3] and store.dropped >= 6
+    final = inner.get("role/app")
+    assert final is not None and final["owner"] == "" and final["epoch"] == 3
+
+
+def test_an_interrupted_holder_releases_the_lease_for_the_next_writer() -> None:
+    store = stores.MemoryStore()
+    lane = writelane.Lane(fast(), store=store)
+
+    def interrupted(attempt: writelane.Attempt) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        lane.run("role/app", interrupted)
+    deadline = time.monotonic() + 5
+    while (store.get("role/app") or {}).get("owner") != "" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.get("role/app")["owner"] == ""  # type: ignore[index]
+    other = writelane.Lane(fast(), store=store)
+    started = time.monotonic()
+    assert other.run("role/app", lambda a: a.fence) == 2
+    assert lane.run("role/app", lambda a: a.fence) == 3
+    # Released, not taken over: nobody waited a lease.
+    assert time.monotonic() - started < FAST["lease"]["lease_ms"] / 1000
+
+
+def test_run_async_carries_out_store_operations_off_the_loop() -> None:
+    store = stores.MemoryStore()
+    lane = writelane.Lane(fast(), store=store)
+
+    async def write(attempt: writelane.Attempt) -> Optional[int]:
+        await asyncio.sleep(0)
+        return attempt.fence
+
+    async def main() -> List[Optional[int]]:
+        return list(await asyncio.gather(*(lane.run_async("role/app", write) for _ in range(4))))
+
+    assert sorted(asyncio.run(main())) == [1, 2, 3, 4]  # type: ignore[type-var]
+
+
+def test_force_release_bumps_the_epoch_and_never_deletes() -> None:
+    store = stores.MemoryStore()
+    stuck = {"owner": "gone:1:x", "epoch": 4, "rvn": 99, "lease_ms": 10000, "committed_token": "c1:x", "holder": "old"}
+    store.put_if_absent("role/app", stuck)
+    with pytest.raises(stores.StoreError):
+        stores.force_release(store, "role/app", expected_rvn=98)
+    released = stores.force_release(store, "role/app", expected_rvn=99)
+    assert released is not None and store.get("role/app") == released
+    assert released["owner"] == "" and released["epoch"] == 5 and released["committed_token"] is None
+    assert released["rvn"] != 99
+    assert stores.force_release(store, "role/app") is None
+    lane = writelane.Lane(fast(), store=store)
+    assert lane.run("role/app", lambda a: a.fence) == 6
+
+
+# -- the sans-IO engine with a host clock ------------------------------------------------
+
+
+def pump(engine: writelane.Engine, now: int, store: Any) -> List[Dict[str, Any]]:
+    """Carry out every store command at ``now``; return the other commands."""
+    rest: List[Dict[str, Any]] = []
+    while True:
+        cmd = engine.poll_command()
+        if cmd is None:
+            return rest
+        if cmd["type"] == "store":
+            reply = stores.apply(store, cmd["operation"])
+            engine.handle(now, {"type": "store_reply", "op": cmd["op"], "reply": reply})
+        else:
+            rest.append(cmd)
+
+
+def test_a_clock_jumping_forward_a_minute_does_not_let_a_second_writer_in() -> None:
+    store = stores.MemoryStore()
+    policy = writelane.Policy.preset("iam", tokens={"validate": False}, lanes={"mode": "shared"})
+    a = writelane.Engine(policy, seed=1, owner="a:1:x")
+    b = writelane.Engine(policy, seed=2, owner="b:2:y")
+    a.submit("role/app", 0)
+    (write_a,) = pump(a, 0, store)
+    assert write_a["type"] == "write" and write_a["fence"] == 1
+    b.submit("role/app", 0)
+    assert pump(b, 0, store) == []
+    # A writes for 1.5 s (within max_write_ms, no renewal due); B's clock jumps a minute
+    # ahead at 300 ms and B keeps polling the record.
+    events_b: List[Dict[str, Any]] = []
+    b_writes: List[Tuple[int, Dict[str, Any]]] = []
+    for t in range(10, 1500, 10):
+        now_b = t + (60_000 if t >= 300 else 0)
+        due = b.poll_timeout()
+        if due is not None and due <= now_b:
+            b.handle_timeout(now_b)
+        b_writes += [(t, c) for c in pump(b, now_b, store)]
+        while (ev := b.poll_event()) is not None:
+            events_b.append(ev)
+    assert b_writes == [], "B wrote while A held the lease"
+    assert not any(e["type"] == "lease_acquired" for e in events_b)
+    # A's write lands; its release hands the lease on; B then writes under fence 2.
+    a.handle(1500, {"type": "write_done", "op": write_a["op"], "token": "v2"})
+    finished = pump(a, 1500, store)
+    assert finished[0]["type"] == "finish" and finished[0]["outcome"]["status"] == "committed"
+    for t in range(1510, 3000, 10):
+        now_b = t + 60_000
+        due = b.poll_timeout()
+        if due is not None and due <= now_b:
+            b.handle_timeout(now_b)
+        b_writes += [(t, c) for c in pump(b, now_b, store)]
+        if b_writes:
+            break
+    assert b_writes and b_writes[0][1]["type"] == "write" and b_writes[0][1]["fence"] == 2
+    while (ev := b.poll_event()) is not None:
+        events_b.append(ev)
+    acquired = [e for e in events_b if e["type"] == "lease_acquired"]
+    assert acquired and acquired[0]["takeover"] is False
