@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from typing import Any, Dict, List
 
 import pytest
 
 from conftest import HERE, Lab
+from storekit import MotoServer
 
 README = os.path.join(HERE, "..", "README.md")
 
@@ -46,3 +48,14 @@ def test_readme_examples_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     lab.post("/_lab/config", {"inject_conflicts": 1})
     namespace["iam"].tag_role(RoleName="deploy", Tags=[{"Key": "k", "Value": "v"}])
     assert lab.stats()["conflicts"] == 1
+    # Shared lanes, with an unmodified DynamoDBStore aimed at a local DynamoDB.
+    moto = MotoServer(sys.executable)
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint)
+        exec(compile(blocks[2], "README.md", "exec"), namespace)
+        doc = client.get_role_policy(RoleName="deploy", PolicyName="inline")["PolicyDocument"]
+        assert len(doc["Statement"]) == 3
+        record = namespace["store"].get("role/deploy")
+        assert record["owner"] == "" and record["epoch"] == 1
+    finally:
+        moto.stop()
