@@ -132,3 +132,43 @@ test('an abort while waiting for a held lease gives up at once and leaves the re
   });
   assert.deepEqual(await store.get('role/app'), other);
 });
+
+test('dropped store replies are resolved by reading the record back', async () => {
+  const inner = new MemoryStore();
+  const dropped = [];
+  // Carries every operation out, but loses the reply of every conditional write once.
+  const lossy = {
+    get: (key) => inner.get(key),
+    putIfAbsent: async (key, record) => {
+      await inner.putIfAbsent(key, record);
+      dropped.push('put_if_absent');
+      throw new StoreError('lost', 'reply dropped');
+    },
+    compareAndSwap: async (key, rvn, record) => {
+      await inner.compareAndSwap(key, rvn, record);
+      dropped.push('compare_and_swap');
+      throw new StoreError('lost', 'reply dropped');
+    },
+  };
+  const lane = new Lane({ ...FAST }, { store: lossy, holder: 'lossy' });
+  const rival = new Lane({ ...FAST }, { store: inner, holder: 'rival' });
+  let inside = 0;
+  let most = 0;
+  const write = async (attempt, ctx) => {
+    inside += 1;
+    most = Math.max(most, inside);
+    assert.equal((await inner.get('role/app')).epoch, ctx.fence);
+    await sleep(5);
+    inside -= 1;
+    return ctx.fence;
+  };
+  const fences = await Promise.all([
+    lane.run('role/app', write), rival.run('role/app', write), lane.run('role/app', write), rival.run('role/app', write),
+  ]);
+  assert.equal(most, 1);
+  assert.equal(new Set(fences).size, 4);
+  assert.ok(dropped.includes('put_if_absent') || dropped.includes('compare_and_swap'), JSON.stringify(dropped));
+  const record = await inner.get('role/app');
+  assert.equal(record.owner, '', 'released, though the release reply was lost');
+  assert.equal(record.epoch, Math.max(...fences));
+});
