@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the abi3 wheel with maturin, installs it into bindings-python/.venv, and runs every
 # Python test (conformance vectors, boto3 against the IAM lab, strategy, errors, threads,
-# typing, packaging, README), the lab's self-test, and a smoke run of the benchmark.
+# typing, packaging, README, lease stores against redis-server and moto, shared lanes in
+# one process and across processes), the lab's self-test, and smoke runs of the benchmarks.
 # Run bindings-python/setup.sh first.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,4 +28,5 @@ esac
 cd "$here/tests"
 # A smoke run of the benchmark keeps it working; its figures come from a full run.
 "$py" "$here/bench/overhead.py" --quick
+"$py" "$here/bench/shared.py" --quick
 WRITELANE_WHEEL="$wheel" "$py" -m pytest -p no:cacheprovider -q "$here/tests" "$root/tests/iamlab"

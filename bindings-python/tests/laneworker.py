@@ -44,7 +44,10 @@ def main() -> None:
     role, me = cfg["role"], cfg["id"]
     store = open_store(cfg["spec"])
     policy = writelane.Policy.preset("iam", **cfg.get("policy", {}))
-    lane = writelane.Lane(policy, store=store, holder=f"laneworker {me}")
+    if store is None:  # local lanes only: nothing coordinates the processes
+        lane = writelane.Lane(policy)
+    else:
+        lane = writelane.Lane(policy, store=store, holder=f"laneworker {me}")
 
     def document() -> Optional[Dict[str, Any]]:
         try:

@@ -1,7 +1,8 @@
-"""Test servers and store specs shared by the store tests and their worker processes.
+"""Test servers and store specs shared by the store tests, their worker processes and the
+shared-lane benchmark.
 
 A *spec* is a JSON-able dict naming a store so that another process can open the same
-one: ``{"kind": "memory"}``, ``{"kind": "file", "path": P}``,
+one: ``{"kind": "none"}`` (no store: local lanes only), ``{"kind": "memory"}``, ``{"kind": "file", "path": P}``,
 ``{"kind": "redis", "url": U, "prefix": X}``, ``{"kind": "dynamodb", "endpoint": E,
 "table": T}``.
 """
@@ -21,6 +22,8 @@ from writelane import stores
 def open_store(spec: Dict[str, Any]) -> Any:
     """The adapter a spec names."""
     kind = spec["kind"]
+    if kind == "none":
+        return None
     if kind == "memory":
         return stores.MemoryStore()
     if kind == "file":

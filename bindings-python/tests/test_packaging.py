@@ -33,6 +33,8 @@ def test_wheel_is_abi3_and_typed() -> None:
     assert "writelane/_native.pyi" in names
     assert any(n.startswith("writelane/_native") and n.endswith(".so") for n in names), names
     assert {"writelane/__init__.py", "writelane/botocore.py", "writelane/events.py"} <= names
+    assert {"writelane/stores/__init__.py", "writelane/stores/_file.py", "writelane/stores/_redis.py",
+            "writelane/stores/_dynamodb.py"} <= names
     with zipfile.ZipFile(path) as z:
         meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "Requires-Python: >=3.9" in meta
