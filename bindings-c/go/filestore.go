@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -13,22 +12,29 @@ import (
 )
 
 // FileStore is a lease store in one JSON file, {key: record, ...}, for writers in several
-// processes on one host. Every operation holds an exclusive flock(2) on the file (a
-// shared one for Get) and replaces it atomically: the new content is written to a
-// temporary file in the same directory, synced, and renamed over it. The directory must
-// be writable by every process that uses the store; the file is created with mode 0600
-// (use NewFileStoreMode for a group-shared store). Safe for concurrent use.
+// processes on one host. Every operation holds an exclusive flock(2) on a lock file
+// beside it (path + ".lock"; a shared one for Get), reads the JSON file and replaces it
+// atomically when it changes: the new content is written to a temporary file in the same
+// directory, synced, and renamed over it, so a process killed mid-write leaves the old or
+// the new store, never half of one. The layout and the locking are the same as the
+// Python binding's FileStore, so processes in both languages can share one store. The
+// directory must be writable by every process that uses the store; files are created
+// with mode 0600 (use NewFileStoreMode for a group-shared store). flock is not dependable
+// over NFS. Safe for concurrent use.
 type FileStore struct {
-	path string
-	mode os.FileMode
+	path        string
+	mode        os.FileMode
+	lockTimeout time.Duration
 }
 
 // NewFileStore returns a store kept in the file at path (created on first write).
-func NewFileStore(path string) *FileStore { return &FileStore{path: path, mode: 0o600} }
+func NewFileStore(path string) *FileStore {
+	return &FileStore{path: path, mode: 0o600, lockTimeout: 5 * time.Second}
+}
 
 // NewFileStoreMode is NewFileStore with the permission bits new files get.
 func NewFileStoreMode(path string, mode os.FileMode) *FileStore {
-	return &FileStore{path: path, mode: mode}
+	return &FileStore{path: path, mode: mode, lockTimeout: 5 * time.Second}
 }
 
 // Path returns the file's path.
@@ -38,50 +44,51 @@ func (f *FileStore) unavailable(what string, err error) error {
 	return fmt.Errorf("%w: %s %s: %w", ErrStoreUnavailable, what, f.path, err)
 }
 
-// lock opens the file and takes a flock on it, waiting (while ctx allows) for other
-// holders. The file may have been replaced by a rename between open and lock, so the
-// lock counts only if the open file is still the one at the path.
+// lock opens the lock file and takes a flock on it, waiting for other holders while ctx
+// allows and at most 5 seconds (a process stopped while holding it must not hang
+// everyone): the store is then unavailable.
 func (f *FileStore) lock(ctx context.Context, how int) (*os.File, error) {
-	wait := time.Millisecond
+	file, err := os.OpenFile(f.path+".lock", os.O_RDWR|os.O_CREATE, f.mode)
+	if err != nil {
+		return nil, f.unavailable("open the lock file of", err)
+	}
+	deadline := time.Now().Add(f.lockTimeout)
+	wait := 500 * time.Microsecond
 	for {
-		file, err := os.OpenFile(f.path, os.O_RDWR|os.O_CREATE, f.mode)
-		if err != nil {
-			return nil, f.unavailable("open", err)
+		err = syscall.Flock(int(file.Fd()), how|syscall.LOCK_NB)
+		if err == nil {
+			return file, nil
 		}
-		for {
-			err = syscall.Flock(int(file.Fd()), how|syscall.LOCK_NB)
-			if err == nil || !errors.Is(err, syscall.EWOULDBLOCK) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				file.Close()
-				return nil, f.unavailable("lock", ctx.Err())
-			case <-time.After(wait):
-			}
-			if wait < 20*time.Millisecond {
-				wait *= 2
-			}
-		}
-		if err != nil {
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
 			file.Close()
 			return nil, f.unavailable("lock", err)
 		}
-		held, err1 := file.Stat()
-		now, err2 := os.Stat(f.path)
-		if err1 == nil && err2 == nil && os.SameFile(held, now) {
-			return file, nil
+		if time.Now().After(deadline) {
+			file.Close()
+			return nil, f.unavailable("lock", fmt.Errorf("still locked after %v", f.lockTimeout))
 		}
-		file.Close() // replaced meanwhile: lock the new file
+		select {
+		case <-ctx.Done():
+			file.Close()
+			return nil, f.unavailable("lock", ctx.Err())
+		case <-time.After(wait):
+		}
+		if wait < 20*time.Millisecond {
+			wait *= 2
+		}
 	}
 }
 
-func (f *FileStore) read(file *os.File) (map[string]*LeaseRecord, error) {
-	b, err := io.ReadAll(file)
+// read loads the store; a missing file is an empty store. The caller holds the lock.
+func (f *FileStore) read() (map[string]*LeaseRecord, error) {
+	records := map[string]*LeaseRecord{}
+	b, err := os.ReadFile(f.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return records, nil
+	}
 	if err != nil {
 		return nil, f.unavailable("read", err)
 	}
-	records := map[string]*LeaseRecord{}
 	if len(b) == 0 {
 		return records, nil
 	}
@@ -91,7 +98,7 @@ func (f *FileStore) read(file *os.File) (map[string]*LeaseRecord, error) {
 	return records, nil
 }
 
-// write replaces the file's content atomically; the caller holds the lock on the old file.
+// write replaces the file's content atomically; the caller holds the lock.
 func (f *FileStore) write(records map[string]*LeaseRecord) error {
 	b, err := json.Marshal(records)
 	if err != nil {
@@ -133,7 +140,7 @@ func (f *FileStore) Get(ctx context.Context, key string) (*LeaseRecord, error) {
 		return nil, err
 	}
 	defer file.Close()
-	records, err := f.read(file)
+	records, err := f.read()
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +153,7 @@ func (f *FileStore) update(ctx context.Context, key string, record LeaseRecord, 
 		return false, nil, err
 	}
 	defer file.Close()
-	records, err := f.read(file)
+	records, err := f.read()
 	if err != nil {
 		return false, nil, err
 	}

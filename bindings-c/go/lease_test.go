@@ -337,6 +337,10 @@ func TestForceRelease(t *testing.T) {
 	if got, _ := store.Get(ctx, "role/app"); !got.Equal(rec) {
 		t.Fatalf("stored %+v, returned %+v", got, rec)
 	}
+	// Releasing a released record changes nothing.
+	if again, err := writelane.ForceRelease(ctx, store, "role/app"); err != nil || !again.Equal(rec) {
+		t.Fatalf("second force-release: %+v %v", again, err)
+	}
 	// The ghost's renewal (compare-and-swap on its rvn) is refused.
 	if ok, _, _ := store.CompareAndSwap(ctx, "role/app", 70, ghost); ok {
 		t.Fatal("the old holder could still renew")

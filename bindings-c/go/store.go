@@ -307,7 +307,8 @@ func ApplyStoreJSON(ctx context.Context, s Store, operation string) (string, err
 // has no owner, the epoch plus one (so the old holder's fence is behind every later
 // writer's, and its next renewal is refused) and no committed token (the next holder
 // reads the entity first, since the old holder may have written). The record is never
-// deleted. It returns the record written; a record that changed meanwhile is an error
+// deleted. It returns the record written (or the record as found when it is already
+// released, which is left alone); a record that changed meanwhile is an error
 // wrapping ErrForceReleaseRaced (read it again and decide again), and a missing record
 // is ErrNoLease.
 func ForceRelease(ctx context.Context, s Store, key string) (*LeaseRecord, error) {
@@ -317,6 +318,9 @@ func ForceRelease(ctx context.Context, s Store, key string) (*LeaseRecord, error
 	}
 	if cur == nil {
 		return nil, ErrNoLease
+	}
+	if cur.Owner == "" {
+		return cur, nil // already released: nothing to free
 	}
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
