@@ -658,7 +658,7 @@ export interface RedisStoreOptions {
   url?: string;
   host?: string;
   port?: number;
-  /** Goes before every key (default none). */
+  /** Goes before every key (default `writelane:lease:`, as in every writelane binding). */
   prefix?: string;
   /** Command timeout of a client the store makes (default 2000). */
   commandTimeoutMs?: number;

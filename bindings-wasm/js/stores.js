@@ -260,6 +260,9 @@ class MemoryStore {
 /* Redis                                                                                */
 /* ------------------------------------------------------------------------------------ */
 
+/** The key prefix every writelane binding uses by default, so that they share leases. */
+const DEFAULT_REDIS_PREFIX = 'writelane:lease:';
+
 /** Compare-and-swap on the record's rvn, returning the record found when refused. */
 const CAS_SCRIPT = `
 local cur = redis.call('GET', KEYS[1])
@@ -294,7 +297,8 @@ function positiveMs(value, field, fallback) {
 
 /**
  * A lease store in Redis (through an `ioredis` client): each record is a JSON string at
- * `prefix + key`; `putIfAbsent` is `SET key value NX GET` (Redis 7.0 or later), and
+ * `prefix + key` (prefix `writelane:lease:` by default, as in every writelane binding);
+ * `putIfAbsent` is `SET key value NX GET` (Redis 7.0 or later), and
  * `compareAndSwap` a Lua script that compares the stored rvn and sets the new record in
  * one step. Use a primary (reads must be consistent), never a replica.
  */
@@ -312,15 +316,15 @@ class RedisStore {
    *   `client`: an ioredis client of yours (use `enableOfflineQueue: false` and
    *   `autoResendUnfulfilledCommands: false` so that nothing is sent twice); otherwise
    *   one is made from `url` or `host`/`port` (127.0.0.1:6379), with those settings and
-   *   `commandTimeoutMs` (default 2000) as its command timeout. `prefix` (default none)
-   *   goes before every key. `connectTimeoutMs` (default 2000) bounds the wait for a
+   *   `commandTimeoutMs` (default 2000) as its command timeout. `prefix` (default
+   *   `writelane:lease:`) goes before every key. `connectTimeoutMs` (default 2000) bounds the wait for a
    *   connection before an operation reports `unavailable`.
    */
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') {
       throw new UsageError(`options must be an object, got ${describe(options)}`, 'invalid_argument', 'options');
     }
-    const prefix = options.prefix ?? '';
+    const prefix = options.prefix ?? DEFAULT_REDIS_PREFIX;
     if (typeof prefix !== 'string') throw new UsageError(`options.prefix must be a string, got ${describe(prefix)}`, 'invalid_argument', 'options.prefix');
     this.#prefix = prefix;
     this.#connectTimeoutMs = positiveMs(options.connectTimeoutMs, 'options.connectTimeoutMs', 2000);

@@ -67,13 +67,13 @@ const adapters = [
         corrupt: async (key, text) => {
           const s = new RedisStore({ url: server.url });
           await s.client.connect();
-          await s.client.set(key, text);
+          await s.client.set(`writelane:lease:${key}`, text);
           await s.close();
         },
         raw: async (key) => {
           const s = new RedisStore({ url: server.url });
           await s.client.connect();
-          const text = await s.client.get(key);
+          const text = await s.client.get(`writelane:lease:${key}`);
           await s.close();
           return JSON.parse(text);
         },
@@ -263,6 +263,12 @@ for (const adapter of adapters) {
         const raw = await env.raw(key);
         if (adapter.name === 'redis') {
           assert.deepEqual(raw, r);
+          // Another prefix is another namespace.
+          const other = new RedisStore({ url: env.server.url, prefix: 'team-b:' });
+          assert.deepEqual(await applyStoreOp(other, get(key)), { reply: 'found', record: null });
+          assert.deepEqual(await applyStoreOp(other, put(key, record())), { reply: 'done' });
+          assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: r });
+          await other.close();
         } else {
           assert.deepEqual(raw, {
             key: { S: key },
