@@ -951,7 +951,9 @@ wl_status wl_engine_last_error(const struct wl_engine *engine, struct wl_error *
  * defaults.
  *
  * Errors: `WL_STATUS_USAGE_ERROR` (`invalid_entity`, `invalid_token`,
- * `time_went_backwards`), `WL_STATUS_NULL_ARGUMENT`, `WL_STATUS_INVALID_UTF8`.
+ * `time_went_backwards`; `invalid_owner` for a holder over 1024 bytes, or shared lanes
+ * on an engine built without an owner), `WL_STATUS_NULL_ARGUMENT`,
+ * `WL_STATUS_INVALID_UTF8`, `WL_STATUS_INVALID_ARGUMENT` (a NULL string with a length).
  */
 wl_status wl_engine_submit(struct wl_engine *engine,
                            const char *entity,
@@ -963,9 +965,13 @@ wl_status wl_engine_submit(struct wl_engine *engine,
 /**
  * Feed what the host observed for one operation, at `now_ms`.
  *
+ * For `WL_INPUT_KIND_STORE_REPLY`, `input->reply` is the store's answer as JSON text
+ * (see `wl_input_kind`); the other kinds ignore it.
+ *
  * Errors: `WL_STATUS_USAGE_ERROR` (`unknown_op`, `unexpected_input`,
  * `command_not_drained`, `invalid_token`, `invalid_code`, `time_went_backwards`),
- * `WL_STATUS_INVALID_ARGUMENT` (unknown `kind`), `WL_STATUS_NULL_ARGUMENT`,
+ * `WL_STATUS_INVALID_ARGUMENT` (unknown `kind`; a `reply` that is not a store reply, with
+ * `path` `input.reply` and the JSON error in the message), `WL_STATUS_NULL_ARGUMENT`,
  * `WL_STATUS_INVALID_UTF8`. A refused call changes nothing.
  */
 wl_status wl_engine_handle(struct wl_engine *engine, uint64_t now_ms, const struct wl_input *input);
