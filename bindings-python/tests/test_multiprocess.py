@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from typing import Any, Dict, Iterator, List
@@ -115,7 +116,13 @@ def test_a_holder_killed_mid_write_is_taken_over_after_the_lease(
     victim = spawn({"spec": spec, "endpoint": lab.endpoint, "role": role, "count": 2, "id": 0,
                     "policy": FAST, "hang_at": 1})
     assert victim.stdout is not None
-    lines = [json.loads(victim.stdout.readline()) for _ in range(2)]
+    # Never hang the suite on a victim that does not get as far as its write.
+    guard = threading.Timer(60, victim.kill)
+    guard.start()
+    try:
+        lines = [json.loads(victim.stdout.readline()) for _ in range(2)]
+    finally:
+        guard.cancel()
     assert lines[0] == {"n": 0, "ok": True, "fence": 1}
     assert lines[1] == {"writing": 1, "fence": 2}
     # The victim holds the lease (epoch 2) and is in the middle of its write.
@@ -168,9 +175,12 @@ def test_the_store_stopped_mid_run_makes_writers_give_up_without_writing(lab: La
     ok = [r for r in runs if r.get("ok")]
     gave_up = [r for r in runs if "gave_up" in r]
     assert len(ok) >= 6
-    # Once the store is gone nobody gets a lease: each writer's next write gives up
-    # lock_unavailable (a holder caught mid-write by the stop may finish that one write).
-    assert [r["gave_up"] for r in gave_up] == ["lock_unavailable"] * 2
+    # Once the store is gone nobody gets a lease: each writer's next write gives up,
+    # lock_unavailable (a holder caught mid-write by the stop may finish that one write;
+    # one caught needing a renewal gives up lease_lost).
+    reasons = [r["gave_up"] for r in gave_up]
+    assert len(reasons) == 2 and "lock_unavailable" in reasons
+    assert set(reasons) <= {"lock_unavailable", "lease_lost"}
     assert all(lines[-2] in gave_up for lines in results)
     counts = entity(lab, role)
     assert counts["conflicts"] == 0
