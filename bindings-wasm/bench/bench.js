@@ -8,14 +8,18 @@
 //      @smithy/util-retry (target: no slower). The SDK strategy sleeps inside
 //      `refreshRetryTokenForRetry`; for the measurement its timer is replaced by a
 //      microtask so that only the decision is timed, as ours is;
-//   3. for reference, one call into WebAssembly that copies a short string, against one
+//   3. shared lanes: `lane.run` with a read through an in-memory lease store (get,
+//      put-if-absent or compare-and-swap, and the release: three store operations per
+//      write), against the same run on a local lane, so the row shows what the lease
+//      protocol costs in this process beyond the store's own round trips;
+//   4. for reference, one call into WebAssembly that copies a short string, against one
 //      that passes numbers only (why the hot path interns strings).
 //
 // Usage: node bench/bench.js [--quick]   (prints a table and one JSON line)
 
 const { StandardRetryStrategy } = require('@smithy/util-retry');
 const native = require('../pkg/writelane_wasm.js');
-const { Lane, RetryStrategy } = require('..');
+const { Lane, RetryStrategy, MemoryStore } = require('..');
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 3 : 7;
@@ -111,6 +115,20 @@ async function main() {
     for (let i = 0; i < n; i++) await lane2.run('arn:aws:iam::123456789012:role/deploy', write, { read });
   });
 
+  const S = quick ? 5000 : 20000;
+  const local = new Lane('iam', { seed: 1 });
+  const shared = new Lane('iam', { seed: 1, store: new MemoryStore(), owner: 'bench:1' });
+  const [localNs, sharedNs] = await measurePair(
+    S,
+    async (n) => {
+      for (let i = 0; i < n; i++) await local.run('arn:aws:iam::123456789012:role/deploy', write, { read });
+    },
+    async (n) => {
+      for (let i = 0; i < n; i++) await shared.run('arn:aws:iam::123456789012:role/deploy', write, { read });
+    },
+  );
+  if (shared.stats().global.store_ops < 3 * S) throw new Error('the shared lane should use the store');
+
   const M = quick ? 20000 : 100000;
   const ours = new RetryStrategy('aws-standard', { seed: 1 });
   const sdk = new StandardRetryStrategy(3);
@@ -142,6 +160,8 @@ async function main() {
     ['lane.run(entity, write)', us(laned), `overhead ${us(laned - bare)} µs (target <= 10)`],
     ['bare read + write', us(bareRead), ''],
     ['lane.run(entity, write, {read})', us(lanedRead), `overhead ${us(lanedRead - bareRead)} µs (target <= 10)`],
+    ['  the same, local lane (paired run)', us(localNs), ''],
+    ['  the same, shared lane, MemoryStore', us(sharedNs), `lease protocol ${us(sharedNs - localNs)} µs per write (3 store ops), ${(sharedNs / localNs).toFixed(1)}x local`],
     ...Object.entries(results).map(([k, v]) => [
       `retry decision, ${k}: SDK StandardRetryStrategy`, us(v.sdk), ''],
     ).flatMap((row, i) => {
@@ -161,6 +181,7 @@ async function main() {
     strategy_ratio_transient: +(results.transient.writelane / results.transient.sdk).toFixed(3),
     strategy_ratio_throttling: +(results.throttling.writelane / results.throttling.sdk).toFixed(3),
     string_copy_ns: Math.round(text - numeric),
+    shared_lane_extra_us: +us(sharedNs - localNs),
   }));
 }
 

@@ -755,7 +755,7 @@ class Lane {
           // Always carried out and answered, even after an abort: the engine's view of
           // the lease must stay true (a release must not be abandoned).
           run.busy = true;
-          const { reply, error } = await stores.applyStoreOpDetailed(this.#store, cmd.operation);
+          const { reply, error } = await stores.applyStoreOpDetailed(this.#store, cmd.operation, true);
           run.busy = false;
           if (error !== undefined) lastStoreError = error;
           if (raw.storeReply(monotonicMs(), op, JSON.stringify(reply)) === STATUS_ERROR) {
