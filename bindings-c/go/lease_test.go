@@ -361,3 +361,66 @@ func TestForceRelease(t *testing.T) {
 		t.Fatalf("epoch %d, want 9", got.Epoch)
 	}
 }
+
+// dropping applies every operation to the store underneath, then loses the reply of
+// every other conditional write (as a dropped connection would).
+type dropping struct {
+	writelane.Store
+	n, dropped atomic.Int32
+}
+
+func (d *dropping) drop(ok bool, cur *writelane.LeaseRecord, err error) (bool, *writelane.LeaseRecord, error) {
+	if err == nil && d.n.Add(1)%2 == 1 {
+		d.dropped.Add(1)
+		return false, nil, fmt.Errorf("connection reset: %w", writelane.ErrStoreLost)
+	}
+	return ok, cur, err
+}
+
+func (d *dropping) PutIfAbsent(ctx context.Context, key string, r writelane.LeaseRecord) (bool, *writelane.LeaseRecord, error) {
+	return d.drop(d.Store.PutIfAbsent(ctx, key, r))
+}
+
+func (d *dropping) CompareAndSwap(ctx context.Context, key string, rvn uint64, r writelane.LeaseRecord) (bool, *writelane.LeaseRecord, error) {
+	return d.drop(d.Store.CompareAndSwap(ctx, key, rvn, r))
+}
+
+// Replies lost after the store applied the write: the engine reads the record back,
+// sees it is its own, and goes on; nobody is locked out and nothing is written twice.
+func TestSharedLaneLostRepliesAreReadBack(t *testing.T) {
+	mem := writelane.NewMemoryStore()
+	store := &dropping{Store: mem}
+	a := newSharedLane(t, store, writelane.WithOwner("a"))
+	b := newSharedLane(t, store, writelane.WithOwner("b"))
+	var writes atomic.Int32
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for i := 0; i < 10; i++ {
+		l := a
+		if i%2 == 1 {
+			l = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- l.Run(context.Background(), "role/app", func(context.Context, writelane.Attempt) error {
+				writes.Add(1)
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if writes.Load() != 10 || store.dropped.Load() < 5 {
+		t.Fatalf("%d writes with %d replies dropped, want 10 writes and many drops", writes.Load(), store.dropped.Load())
+	}
+	rec, _ := mem.Get(context.Background(), "role/app")
+	if rec == nil || rec.Owner != "" {
+		t.Fatalf("final record %+v, want released", rec)
+	}
+}
