@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -274,4 +276,108 @@ func TestStoreDownGivesUp(t *testing.T) {
 	if s := stats(t); s.Calls != 0 {
 		t.Fatalf("IAM was called without a lease: %+v", s)
 	}
+}
+
+// startMoto starts a moto server of the test's own on a free loopback port; stop kills it.
+func startMoto(t *testing.T) (endpoint string, stop func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	python := os.Getenv("PYTHON")
+	if python == "" {
+		python = "python3"
+	}
+	cmd := exec.Command(python, "-m", "moto.server", "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	stop = func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	t.Cleanup(stop)
+	endpoint = fmt.Sprintf("http://127.0.0.1:%d", port)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(endpoint + "/moto-api/"); err == nil {
+			resp.Body.Close()
+			return endpoint, stop
+		}
+		select {
+		case <-exited:
+			t.Fatal("the moto server exited")
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the moto server did not start")
+		}
+	}
+}
+
+// The store stops while one writer holds the lease (mid-write) and another waits: the
+// holder's write, already under way, lands once; the waiter keeps trying for
+// unavailable_ms and gives up with lock_unavailable without writing.
+func TestStoreStoppedMidRun(t *testing.T) {
+	endpoint, stop := startMoto(t)
+	ctx := context.Background()
+	if err := dynamodbstore.CreateTable(ctx, dynamo(endpoint), leaseTable); err != nil {
+		t.Fatal(err)
+	}
+	policy := strings.Replace(leasePolicy, `"unavailable_ms": 3000`, `"unavailable_ms": 1000`, 1)
+	lane := func(owner string) *writelane.Lane {
+		l, err := writelane.New(policy, writelane.WithOwner(owner), writelane.WithStoreTimeout(time.Second),
+			writelane.WithStore(dynamodbstore.New(dynamo(endpoint), leaseTable)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+	holder, waiter := lane("holder"), lane("waiter")
+	c := client(aws.NopRetryer{})
+	createRole(t, c, "stopped")
+	labPost(t, "/_lab/reset", "{}")
+	holding, proceed := make(chan struct{}), make(chan struct{})
+	holderDone := make(chan error, 1)
+	go func() {
+		holderDone <- appendStatement(ctx, holder, c, "stopped", "Holder", func() {
+			close(holding)
+			<-proceed
+		})
+	}()
+	<-holding
+	waiterDone := make(chan error, 1)
+	waiterWrote := false
+	go func() {
+		waiterDone <- waiter.Run(ctx, "role/stopped", func(context.Context, writelane.Attempt) error {
+			waiterWrote = true
+			return nil
+		})
+	}()
+	time.Sleep(200 * time.Millisecond) // the waiter is polling the held record
+	stop()
+	close(proceed)
+	holderErr := <-holderDone
+	waiterErr := <-waiterDone
+	if !errors.Is(waiterErr, writelane.ErrLockUnavailable) || waiterWrote {
+		t.Fatalf("waiter: %v (wrote %v), want lock_unavailable without a write", waiterErr, waiterWrote)
+	}
+	// The holder's write landed before the store went away: it reports the commit (its
+	// release could not reach the store; the lease expires on its own).
+	if holderErr != nil {
+		t.Fatalf("holder: %v", holderErr)
+	}
+	s := stats(t)
+	if s.Writes != 1 || s.Conflicts != 0 {
+		t.Fatalf("lab: %+v, want the holder's one write", s)
+	}
+	if seen := statements(t, "stopped"); len(seen) != 1 || !seen["Holder"] {
+		t.Fatalf("statements: %v", seen)
+	}
+	t.Logf("holder: %v; waiter: %v", holderErr, waiterErr)
 }
