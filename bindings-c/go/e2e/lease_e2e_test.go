@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -380,4 +381,86 @@ func TestStoreStoppedMidRun(t *testing.T) {
 		t.Fatalf("statements: %v", seen)
 	}
 	t.Logf("holder: %v; waiter: %v", holderErr, waiterErr)
+}
+
+// The Go laneworker command (the protocol of the Python binding's laneworker.py, for
+// mixed-language runs): 4 processes x 10 appends through the DynamoDB lease table, no
+// conflict, 40 statements, and 40 distinct fences (every holding bumps the epoch).
+func TestLaneworkerProcesses(t *testing.T) {
+	leaseTableReady(t)
+	bin := filepath.Join(t.TempDir(), "laneworker")
+	build := exec.Command("go", "build", "-o", bin, "./laneworker")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	createRole(t, client(aws.NopRetryer{}), "workers")
+	labPost(t, "/_lab/reset", "{}")
+	var cmds []*exec.Cmd
+	var outs []*strings.Builder
+	for i := 0; i < 4; i++ {
+		cfg, _ := json.Marshal(map[string]any{
+			"endpoint": lab.endpoint, "role": "workers", "id": fmt.Sprintf("go%d", i), "count": 10,
+			"spec":   map[string]any{"kind": "dynamodb", "endpoint": lab.moto, "table": leaseTable},
+			"policy": json.RawMessage(`{"lease": {"lease_ms": 1500, "renew_ms": 500, "lock_delay_ms": 200, "poll_ms": 20, "unavailable_ms": 1500, "max_write_ms": 300}}`),
+			"start":  float64(time.Now().Add(500*time.Millisecond).UnixNano()) / 1e9,
+		})
+		cmd := exec.Command(bin, string(cfg))
+		out := &strings.Builder{}
+		cmd.Stdout = out
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds, outs = append(cmds, cmd), append(outs, out)
+	}
+	fences := map[float64]bool{}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("laneworker %d: %v\n%s", i, err, outs[i])
+		}
+		lines := strings.Split(strings.TrimSpace(outs[i].String()), "\n")
+		if len(lines) != 11 {
+			t.Fatalf("laneworker %d printed %d lines:\n%s", i, len(lines), outs[i])
+		}
+		for _, line := range lines[:10] {
+			var r struct {
+				OK    bool    `json:"ok"`
+				Fence float64 `json:"fence"`
+			}
+			if err := json.Unmarshal([]byte(line), &r); err != nil || !r.OK || r.Fence < 1 {
+				t.Fatalf("laneworker %d: %s", i, line)
+			}
+			fences[r.Fence] = true
+		}
+		var done struct {
+			Done   bool            `json:"done"`
+			Fences []float64       `json:"fences"`
+			Stats  map[string]uint `json:"stats"`
+		}
+		if err := json.Unmarshal([]byte(lines[10]), &done); err != nil || !done.Done || len(done.Fences) != 10 || done.Stats["committed"] != 10 {
+			t.Fatalf("laneworker %d summary: %s", i, lines[10])
+		}
+	}
+	if len(fences) != 40 {
+		t.Fatalf("%d distinct fences over 40 writes, want 40", len(fences))
+	}
+	if s := stats(t); s.Conflicts != 0 {
+		t.Fatalf("%d conflicts reached the lab", s.Conflicts)
+	}
+	seen := map[string]bool{}
+	out, err := client(aws.NopRetryer{}).GetRolePolicy(context.Background(), &iam.GetRolePolicyInput{RoleName: aws.String("workers"), PolicyName: aws.String("appended")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := url.QueryUnescape(aws.ToString(out.PolicyDocument))
+	var appended policyDoc
+	if err := json.Unmarshal([]byte(text), &appended); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range appended.Statement {
+		seen[fmt.Sprint(st["Sid"])] = true
+	}
+	if len(appended.Statement) != 40 || len(seen) != 40 {
+		t.Fatalf("%d statements (%d distinct), want 40", len(appended.Statement), len(seen))
+	}
 }
