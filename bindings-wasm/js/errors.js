@@ -147,18 +147,19 @@ class RetryRefusedError extends WritelaneError {
 /**
  * The failure of a lease store operation. `kind` is `unavailable` (the store could not be
  * reached or refused the request outright: the operation surely did not take effect) or
- * `lost` (the request went out and no reply came back: it may or may not have).
+ * `lost` (the request went out and no reply came back: it may or may not have); and for
+ * `forceRelease` only, `changed` (the record changed since it was read: nothing written).
  * Adapters throw it; `applyStoreOp` turns it into the engine's reply.
  */
 class StoreError extends WritelaneError {
   /**
-   * @param {'unavailable' | 'lost'} kind
+   * @param {'unavailable' | 'lost' | 'changed'} kind
    * @param {string} message
    * @param {{cause?: unknown}} [options]
    */
   constructor(kind, message, options) {
     super(`lease store ${kind}: ${message}`, 'ERR_WRITELANE_STORE', options);
-    /** `unavailable` or `lost`. */
+    /** `unavailable`, `lost` or (from `forceRelease`) `changed`. */
     this.kind = kind;
   }
 }

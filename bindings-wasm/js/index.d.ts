@@ -630,10 +630,17 @@ export type StoreReply =
 
 /** A lease store operation failed: `unavailable` (surely not carried out) or `lost` (no reply). */
 export declare class StoreError extends WritelaneError {
-  constructor(kind: 'unavailable' | 'lost', message: string, options?: { cause?: unknown });
+  constructor(kind: 'unavailable' | 'lost' | 'changed', message: string, options?: { cause?: unknown });
   readonly code: 'ERR_WRITELANE_STORE';
-  readonly kind: 'unavailable' | 'lost';
+  /** `changed` only from `forceRelease`: the record changed since it was read. */
+  readonly kind: 'unavailable' | 'lost' | 'changed';
 }
+
+/**
+ * Free a stuck lease by compare-and-swap (owner cleared, epoch bumped, never deleted).
+ * Resolves to the record written, or null when there was nothing to free.
+ */
+export declare function forceRelease(store: LeaseStore, key: string, options?: { expectedRvn?: number }): Promise<LeaseRecord | null>;
 
 /** Carry out one store operation with `store`; adapter failures become `lost`/`unavailable`. */
 export declare function applyStoreOp(store: LeaseStore, operation: StoreOp): Promise<StoreReply>;

@@ -1205,5 +1205,6 @@ module.exports = {
   RedisStore: stores.RedisStore,
   DynamoDBStore: stores.DynamoDBStore,
   applyStoreOp: stores.applyStoreOp,
+  forceRelease: stores.forceRelease,
   checkRecord: stores.checkRecord,
 };

@@ -26,6 +26,7 @@ export const {
   RedisStore,
   DynamoDBStore,
   applyStoreOp,
+  forceRelease,
   checkRecord,
 } = writelane;
 

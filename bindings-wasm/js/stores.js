@@ -29,6 +29,7 @@
  * @module writelane/stores
  */
 
+const { randomInt } = require('node:crypto');
 const { UsageError, StoreError, describe } = require('./errors.js');
 
 /** The fields of a record, in order. */
@@ -197,6 +198,41 @@ async function applyStoreOpDetailed(store, operation, trusted = false) {
  */
 async function applyStoreOp(store, operation) {
   return (await applyStoreOpDetailed(store, operation)).reply;
+}
+
+/**
+ * Free a stuck lease at `key` safely, for an operator who has made sure its holder is
+ * gone. The record is replaced by compare-and-swap, never deleted: the owner and holder
+ * are cleared, the epoch bumped (so the stuck holder's fence is stale), the committed
+ * token cleared (the stuck holder's write may or may not have landed: the next writer
+ * reads the entity first). Resolves to the record written, or `null` when there is no
+ * record or it is already released. With `expectedRvn` it frees only the record you
+ * inspected. Rejects with `StoreError` (`kind` `changed`) if the record changed
+ * meanwhile, or with the adapter's `StoreError`.
+ * @param {LeaseStore} store
+ * @param {string} key
+ * @param {{expectedRvn?: number}} [options]
+ * @returns {Promise<LeaseRecord | null>}
+ */
+async function forceRelease(store, key, options = {}) {
+  checkKey(key);
+  const found = await store.get(key);
+  const current = found === null || found === undefined ? null : storedRecord(found, key);
+  if (current === null || current.owner === '') return null;
+  const expected = options?.expectedRvn === undefined ? current.rvn : checkRvn(options.expectedRvn);
+  const released = {
+    ...current,
+    owner: '',
+    holder: null,
+    committed_token: null,
+    epoch: current.epoch + 1,
+    rvn: randomInt(1, 2 ** 48) * 32 + randomInt(0, 32),
+  };
+  const result = writeResult(await store.compareAndSwap(key, expected, released), key);
+  if (!result.done) {
+    throw new StoreError('changed', `${JSON.stringify(key)}: the record changed meanwhile (now ${JSON.stringify(result.current)}); inspect it again`);
+  }
+  return released;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -708,6 +744,7 @@ module.exports = {
   checkRecord,
   applyStoreOp,
   applyStoreOpDetailed,
+  forceRelease,
   MemoryStore,
   RedisStore,
   DynamoDBStore,

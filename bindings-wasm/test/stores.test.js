@@ -10,7 +10,7 @@ const { spawn } = require('node:child_process');
 const path = require('node:path');
 const readline = require('node:readline');
 const {
-  MemoryStore, RedisStore, DynamoDBStore, applyStoreOp, checkRecord, StoreError, UsageError,
+  MemoryStore, RedisStore, DynamoDBStore, applyStoreOp, checkRecord, forceRelease, StoreError, UsageError,
 } = require('..');
 const { startRedis, startMoto, AWS_TEST_CONFIG } = require('./helpers/servers');
 
@@ -228,6 +228,26 @@ for (const adapter of adapters) {
         if (i !== winners[0]) assert.deepEqual(r, { reply: 'refused', current: winner });
       }
       assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: winner });
+    });
+
+    test('forceRelease frees a stuck lease by compare-and-swap, bumping the epoch', async () => {
+      assert.equal(await forceRelease(store, freshKey()), null, 'no record: nothing to free');
+      const key = freshKey();
+      const stuck = record({ epoch: 7, committed_token: 'c1:sha256:cd' });
+      await applyStoreOp(store, put(key, stuck));
+      await assert.rejects(forceRelease(store, key, { expectedRvn: stuck.rvn + 1 }), (e) => {
+        assert.ok(e instanceof StoreError, String(e));
+        assert.equal(e.kind, 'changed');
+        return true;
+      });
+      assert.deepEqual((await applyStoreOp(store, get(key))).record, stuck, 'a refused force-release changes nothing');
+      const freed = await forceRelease(store, key, { expectedRvn: stuck.rvn });
+      assert.deepEqual({ ...freed, rvn: 0 }, { ...stuck, owner: '', holder: null, committed_token: null, epoch: 8, rvn: 0 });
+      assert.notEqual(freed.rvn, stuck.rvn);
+      assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: freed });
+      assert.equal(await forceRelease(store, key), null, 'already released');
+      // The stuck holder's renewal or release is refused now.
+      assert.deepEqual(await applyStoreOp(store, cas(key, stuck.rvn, { ...stuck, rvn: 1 })), { reply: 'refused', current: freed });
     });
 
     test('concurrent put_if_absent: exactly one creates the record', async () => {

@@ -6,7 +6,7 @@ import {
   Lane, Engine, RetryStrategy, Policy, policyToken, failureFromError,
   WritelaneError, GaveUpError, StaleRevisionError, PolicyError, UsageError, RetryRefusedError,
   type Command, type WritelaneEvent, type Stats, type Failure, type RunOptions,
-  MemoryStore, RedisStore, DynamoDBStore, StoreError, applyStoreOp,
+  MemoryStore, RedisStore, DynamoDBStore, StoreError, applyStoreOp, forceRelease,
   type LeaseStore, type LeaseRecord, type StoreReply,
 } from 'writelane';
 
@@ -123,6 +123,8 @@ async function leases(): Promise<void> {
     if (!created.done) console.log(created.current?.owner);
     const reply: StoreReply = await applyStoreOp(store, { op: 'compare_and_swap', key: 'role/app', expected_rvn: 7, record });
     if (reply.reply === 'refused') console.log(reply.current?.epoch);
+    const freed: LeaseRecord | null = await forceRelease(store, 'role/app', { expectedRvn: 7 });
+    void freed;
   }
   try {
     await new DynamoDBStore({ table: 't' }).createTable({ waitMs: 1000 });

@@ -8,7 +8,7 @@
 // CONFIG: {endpoint, role, writer, rounds, store: {kind, options}, policy, hangOnRound?,
 // stopOnError?}
 // Prints one JSON line per event worth checking ({"writing": round, "fence": N} before
-// each write) and a summary {"writer", "committed", "errors"} at the end. With
+// each write, {"takeover": epoch, "round": N} after a round that took a stale lease over) and a summary {"writer", "committed", "errors"} at the end. With
 // `hangOnRound` it stops inside that round's write, holding the lease, until killed.
 
 const { IAMClient, GetRolePolicyCommand, PutRolePolicyCommand } = require('@aws-sdk/client-iam');
@@ -41,6 +41,8 @@ async function main() {
   };
   let committed = 0;
   const errors = [];
+  // Load the SDK's code paths before taking any lease.
+  await read();
   for (let round = 0; round < config.rounds; round += 1) {
     const stmt = {
       Sid: `W${config.writer}R${round}`,
@@ -61,6 +63,11 @@ async function main() {
     } catch (e) {
       errors.push({ round, name: e.name, reason: e.reason ?? null, message: e.message });
       if (config.stopOnError) break;
+    }
+    for (const event of lane.events()) {
+      if (event.type === 'lease_acquired' && event.takeover) {
+        process.stdout.write(`${JSON.stringify({ takeover: event.epoch, round })}\n`);
+      }
     }
   }
   process.stdout.write(`${JSON.stringify({ writer: config.writer, committed, errors })}\n`);

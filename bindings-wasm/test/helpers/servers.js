@@ -6,6 +6,7 @@
 
 const { spawn } = require('node:child_process');
 const net = require('node:net');
+const path = require('node:path');
 
 /** A free TCP port on 127.0.0.1. */
 function freePort() {
@@ -81,13 +82,14 @@ async function startRedis() {
 }
 
 /**
- * A moto server (DynamoDB and the rest of AWS, in memory) on a free port. Resolves to
- * `{port, endpoint, stop(), start()}`.
+ * A moto server (DynamoDB and the rest of AWS, in memory) on a free port, carrying
+ * requests out one at a time so that conditional writes are atomic as in DynamoDB (see
+ * moto_atomic.py). Resolves to `{port, endpoint, stop(), start()}`.
  */
 async function startMoto() {
   const port = await freePort();
   const python = process.env.PYTHON || 'python3';
-  const args = ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)];
+  const args = [path.join(__dirname, 'moto_atomic.py'), String(port)];
   let proc = await serve(python, args, port, 60000);
   return {
     port,
