@@ -1,0 +1,88 @@
+'use strict';
+// Node and Python writers sharing one lease: 2 Node processes (test/helpers/appender.js)
+// and 2 Python processes (bindings-python/tests/laneworker.py) x 10 read-modify-write
+// appends to one role at the IAM lab, through one DynamoDB table and then one Redis.
+// Passes when the lab saw no conflict, all 40 statements are there and every write had its
+// own fence.
+//
+// Not part of test.sh: it needs the Python binding installed (bindings-python/setup.sh and
+// test.sh build it into bindings-python/.venv). Run after both:
+//
+//   node bindings-wasm/test/mixed-languages.js
+//
+// Prints one JSON line per store and exits non-zero on any failure.
+
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const path = require('node:path');
+const readline = require('node:readline');
+const { IAMClient, CreateRoleCommand, GetRolePolicyCommand } = require('@aws-sdk/client-iam');
+const { DynamoDBStore } = require('..');
+const { startLab } = require('./helpers/iamlab');
+const { startRedis, startMoto, AWS_TEST_CONFIG } = require('./helpers/servers');
+
+const repo = path.resolve(__dirname, '../..');
+const python = process.env.WRITELANE_PYTHON || path.join(repo, 'bindings-python', '.venv', 'bin', 'python');
+const TABLE = 'writelane-leases';
+
+function lines(child) {
+  const out = [];
+  readline.createInterface({ input: child.stdout }).on('line', (l) => out.push(JSON.parse(l)));
+  let err = '';
+  child.stderr.on('data', (d) => { err += d; });
+  return new Promise((resolve, reject) => child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`exit ${code}: ${err}`)))));
+}
+
+async function main() {
+  const [lab, redis, moto] = await Promise.all([startLab({ serviceMs: 20 }), startRedis(), startMoto()]);
+  const iam = new IAMClient({ region: 'us-east-1', endpoint: lab.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+  try {
+    const admin = new DynamoDBStore({ table: TABLE, endpoint: moto.endpoint, ...AWS_TEST_CONFIG });
+    await admin.createTable();
+    admin.close();
+    for (const kind of ['dynamodb', 'redis']) {
+      const role = `mixed-${kind}`;
+      await iam.send(new CreateRoleCommand({ RoleName: role, AssumeRolePolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [] }) }));
+      await lab.reset();
+      const nodeStore = kind === 'redis'
+        ? { kind, options: { url: redis.url } }
+        : { kind, options: { table: TABLE, endpoint: moto.endpoint, ...AWS_TEST_CONFIG } };
+      const pySpec = kind === 'redis' ? { kind, url: `${redis.url}/0` } : { kind, table: TABLE, endpoint: moto.endpoint };
+      const runs = [];
+      for (const writer of [0, 1]) {
+        const config = { endpoint: lab.endpoint, role, writer, rounds: 10, policy: 'iam', store: nodeStore };
+        runs.push(lines(spawn(process.execPath, [path.join(__dirname, 'helpers', 'appender.js'), JSON.stringify(config)], {
+          env: { ...process.env, NODE_NO_WARNINGS: '1' },
+        })));
+      }
+      for (const id of ['P0', 'P1']) {
+        const config = { endpoint: lab.endpoint, role, id, count: 10, spec: pySpec };
+        runs.push(lines(spawn(python, [path.join(repo, 'bindings-python', 'tests', 'laneworker.py'), JSON.stringify(config)], {
+          cwd: path.join(repo, 'bindings-python', 'tests'),
+        })));
+      }
+      const outputs = await Promise.all(runs);
+      const nodeFences = outputs.slice(0, 2).flatMap((o) => o.filter((l) => l.writing !== undefined).map((l) => l.fence));
+      const pyFences = outputs.slice(2).flatMap((o) => o.at(-1).fences);
+      for (const o of outputs.slice(0, 2)) assert.deepEqual(o.at(-1).errors, []);
+      const fences = [...nodeFences, ...pyFences];
+      assert.equal(fences.length, 40);
+      assert.equal(new Set(fences).size, 40, `one fence per write: ${JSON.stringify(fences)}`);
+      const out = await iam.send(new GetRolePolicyCommand({ RoleName: role, PolicyName: 'appended' }));
+      const text = out.PolicyDocument.trimStart().startsWith('{') ? out.PolicyDocument : decodeURIComponent(out.PolicyDocument);
+      const statements = [].concat(JSON.parse(text).Statement);
+      const stats = (await lab.stats()).entities[`role/${role}`];
+      assert.equal(statements.length, 40);
+      assert.equal(stats.conflicts, 0);
+      console.log(JSON.stringify({ store: kind, statements: statements.length, conflicts: stats.conflicts, writes: stats.writes, node_fences: nodeFences.length, python_fences: pyFences.length }));
+    }
+  } finally {
+    iam.destroy();
+    await Promise.all([lab.stop(), redis.stop(), moto.stop()]);
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
