@@ -67,3 +67,49 @@ test('misuse is refused with UsageError and changes nothing', () => {
   assert.throws(() => new Engine('nope'), PolicyError);
   assert.throws(() => new Engine('iam', { seed: 1.5 }), UsageError);
 });
+
+test('Engine: shared lanes through store commands, with applyStoreOp as the host', async () => {
+  const { MemoryStore, applyStoreOp } = require('..');
+  const refused = (fn, kind, field) => assert.throws(fn, (err) => {
+    assert.ok(err instanceof UsageError, String(err));
+    assert.equal(err.kind, kind);
+    if (field !== undefined) assert.equal(err.field, field);
+    return true;
+  });
+  const shared = { lanes: { mode: 'shared' } };
+  refused(() => new Engine(shared, { owner: '' }), 'invalid_owner', 'options.owner');
+  refused(() => new Engine(shared, { owner: 7 }), 'invalid_argument', 'options.owner');
+  refused(() => new Engine(shared).submit('role/app', 0), 'invalid_owner');
+  const e = new Engine(shared, { seed: 3, owner: 'host-a:1:x' });
+  refused(() => e.submit('role/app', 0, { holder: 5 }), 'invalid_argument', 'options.holder');
+  const store = new MemoryStore();
+  const op = e.submit('role/app', 0, { holder: 'run 9' });
+  let now = 0;
+  let cmd = e.pollCommand();
+  const kinds = [];
+  while (cmd.type === 'store') {
+    kinds.push(cmd.operation.op);
+    const reply = await applyStoreOp(store, cmd.operation);
+    now += 1;
+    e.handle(now, { type: 'store_reply', op, reply });
+    cmd = e.pollCommand();
+  }
+  assert.deepEqual(kinds, ['get', 'put_if_absent']);
+  assert.equal(cmd.type, 'read');
+  const held = await store.get('role/app');
+  assert.equal(held.owner, 'host-a:1:x');
+  assert.equal(held.holder, 'run 9');
+  e.handle(now + 1, { type: 'read_done', op, token: 'v1' });
+  cmd = e.pollCommand();
+  assert.deepEqual(cmd, { type: 'write', op, attempt: 1, base_token: 'v1', fence: 1 });
+  e.handle(now + 2, { type: 'write_done', op, token: 'v2' });
+  cmd = e.pollCommand();
+  assert.equal(cmd.type, 'store');
+  assert.equal(cmd.operation.op, 'compare_and_swap');
+  e.handle(now + 3, { type: 'store_reply', op, reply: await applyStoreOp(store, cmd.operation) });
+  assert.deepEqual(e.pollCommand(), { type: 'finish', op, outcome: { status: 'committed', token: 'v2', attempts: 1 } });
+  const released = await store.get('role/app');
+  assert.equal(released.owner, '');
+  assert.equal(released.committed_token, 'v2', 'the next writer on any machine starts from v2');
+  refused(() => e.handle(now + 4, { type: 'store_reply', op, reply: { reply: 'done' } }), 'unknown_op');
+});
