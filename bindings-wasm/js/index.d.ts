@@ -367,6 +367,8 @@ export interface LaneOptions {
   owner?: string;
   /** Who writes, in words (host, pipeline, run id), shown in the lease record. */
   holder?: string;
+  /** Longest wait for one store operation before it counts as a lost reply (default 10000). */
+  storeTimeoutMs?: number;
 }
 
 /** What `write` receives besides the attempt number. */

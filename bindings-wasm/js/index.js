@@ -479,6 +479,7 @@ class Lane {
   #timerAt = -1;
   #strategy = null;
   #store;
+  #storeTimeoutMs;
   #owner;
   #holder;
   #onTimer = () => {
@@ -498,7 +499,9 @@ class Lane {
    *   policy's `lanes.mode` becomes `shared`), without one it serialises this process
    *   only. `owner` names this lane in lease records (default `host:pid:random`, which
    *   must stay unique per lane); `holder` describes the writer for people debugging a
-   *   stuck lease (host, pipeline, run id), per run overridable.
+   *   stuck lease (host, pipeline, run id), per run overridable. `storeTimeoutMs`
+   *   (default 10000) bounds each store operation: an adapter that has not answered by
+   *   then counts as a lost reply.
    */
   constructor(policy, options) {
     if (options !== undefined && options !== null && typeof options !== 'object') {
@@ -509,6 +512,10 @@ class Lane {
     this.#classify = checkClassify(options?.classify, 'options.classify');
     this.#store = checkStore(options?.store, 'options.store');
     this.#holder = holderOf(options);
+    this.#storeTimeoutMs = options?.storeTimeoutMs === undefined || options?.storeTimeoutMs === null
+      ? 10000
+      : wholeArg(options.storeTimeoutMs, 'options.storeTimeoutMs');
+    if (this.#storeTimeoutMs === 0) throw argumentError('options.storeTimeoutMs', 'must be above 0', 0);
     const mode = resolved.toJSON().lanes?.mode;
     if (this.#store !== undefined && mode !== 'shared') {
       const object = resolved.toJSON();
@@ -755,7 +762,7 @@ class Lane {
           // Always carried out and answered, even after an abort: the engine's view of
           // the lease must stay true (a release must not be abandoned).
           run.busy = true;
-          const { reply, error } = await stores.applyStoreOpDetailed(this.#store, cmd.operation, true);
+          const { reply, error } = await stores.applyStoreOpDetailed(this.#store, cmd.operation, true, this.#storeTimeoutMs);
           run.busy = false;
           if (error !== undefined) lastStoreError = error;
           if (raw.storeReply(monotonicMs(), op, JSON.stringify(reply)) === STATUS_ERROR) {

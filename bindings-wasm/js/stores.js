@@ -152,27 +152,39 @@ function checkOperation(operation) {
   }
 }
 
+/** Settle with the adapter's promise, or reject with a `lost` StoreError after `ms`. */
+function withTimeout(promise, ms) {
+  if (ms === undefined) return promise;
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new StoreError('lost', `no reply within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 /**
  * Carry out one store operation and report the error behind a `lost` or `unavailable`
  * reply as well (the lane keeps it as the cause of a give-up). `trusted`: the operation
  * comes straight from the engine (already in the checked form), so it is not checked
- * again.
+ * again. `timeoutMs`: an adapter that has not answered by then counts as `lost` (its
+ * late answer is ignored; the engine reads the record back).
  * @param {LeaseStore} store
  * @param {object} operation
  * @param {boolean} [trusted]
+ * @param {number} [timeoutMs]
  * @returns {Promise<{reply: object, error: unknown}>}
  */
-async function applyStoreOpDetailed(store, operation, trusted = false) {
+async function applyStoreOpDetailed(store, operation, trusted = false, timeoutMs = undefined) {
   const op = trusted ? operation : checkOperation(operation);
   try {
     if (op.op === 'get') {
-      const found = await store.get(op.key);
+      const found = await withTimeout(store.get(op.key), timeoutMs);
       const record = found === null || found === undefined ? null : storedRecord(found, op.key);
       return { reply: { reply: 'found', record }, error: undefined };
     }
-    const result = writeResult(op.op === 'put_if_absent'
-      ? await store.putIfAbsent(op.key, op.record)
-      : await store.compareAndSwap(op.key, op.expected_rvn, op.record), op.key);
+    const result = writeResult(await withTimeout(op.op === 'put_if_absent'
+      ? store.putIfAbsent(op.key, op.record)
+      : store.compareAndSwap(op.key, op.expected_rvn, op.record), timeoutMs), op.key);
     // Refused by exactly the record we wrote (its rvn is random): an earlier try landed.
     if (result.done || sameRecord(result.current, op.record)) return { reply: { reply: 'done' }, error: undefined };
     return { reply: { reply: 'refused', current: result.current }, error: undefined };

@@ -172,3 +172,20 @@ test('dropped store replies are resolved by reading the record back', async () =
   assert.equal(record.owner, '', 'released, though the release reply was lost');
   assert.equal(record.epoch, Math.max(...fences));
 });
+
+test('a store that never answers: each operation times out as lost and the writer gives up without writing', async () => {
+  const hang = () => new Promise(() => {});
+  const store = { get: hang, putIfAbsent: hang, compareAndSwap: hang };
+  const lane = new Lane({ ...FAST }, { store, storeTimeoutMs: 50 });
+  let writes = 0;
+  const started = Date.now();
+  await assert.rejects(lane.run('role/app', async () => { writes += 1; }), (e) => {
+    assert.ok(e instanceof GaveUpError, String(e));
+    assert.equal(e.reason, 'lock_unavailable');
+    assert.ok(e.cause instanceof StoreError && e.cause.kind === 'lost', String(e.cause));
+    return true;
+  });
+  assert.equal(writes, 0);
+  assert.ok(Date.now() - started < 5000, 'bounded by unavailable_ms and the store timeout');
+  assert.throws(() => new Lane('iam', { store: new MemoryStore(), storeTimeoutMs: 0 }), (e) => e.field === 'options.storeTimeoutMs');
+});
