@@ -869,13 +869,12 @@ impl Engine {
             return;
         }
         let seed = self.rng.uniform(0, u64::MAX);
-        let now = self.now;
         let owner = self.owner.clone().unwrap_or_default();
         let key = self.name(self.ops[&id].entity);
         let rule = self.policy.lease;
         let op = self.op_mut(id);
         let mut client = LeaseClient::new(&key, &owner, op.holder.clone(), rule, seed);
-        client.acquire(now);
+        client.acquire();
         op.shared = Some(Box::new(Shared {
             client,
             resume: Resume::Start,

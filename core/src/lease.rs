@@ -250,7 +250,9 @@ pub struct LeaseClient {
     /// A foreign holder's rvn, when we first saw it, and how many polls have seen it since.
     observed: Option<(u64, u64, u64)>,
     unavailable_since: Option<u64>,
-    sent_at: u64,
+    /// When the last write of the record was sent: a lease runs from there, even when a
+    /// lost reply made us read it back later.
+    write_sent_at: u64,
 }
 
 impl LeaseClient {
@@ -271,7 +273,7 @@ impl LeaseClient {
             renew_at: 0,
             observed: None,
             unavailable_since: None,
-            sent_at: 0,
+            write_sent_at: 0,
         }
     }
 
@@ -279,19 +281,19 @@ impl LeaseClient {
         self.rng.uniform(1, u64::MAX >> 11)
     }
 
-    fn send(&mut self, now: u64, op: StoreOp) {
-        self.sent_at = now;
+    fn send(&mut self, op: StoreOp) {
         self.pending = Some(op);
     }
 
-    fn get(&mut self, now: u64) {
+    fn get(&mut self) {
         self.state = State::Reading;
         let key = self.key.clone();
-        self.send(now, StoreOp::Get { key });
+        self.send(StoreOp::Get { key });
     }
 
     fn write(&mut self, now: u64, expected: Option<u64>, record: LeaseRecord, purpose: Purpose) {
         let key = self.key.clone();
+        self.write_sent_at = now;
         self.state = State::Writing {
             intended: record.clone(),
             purpose,
@@ -304,14 +306,14 @@ impl LeaseClient {
                 record,
             },
         };
-        self.send(now, op);
+        self.send(op);
     }
 
     /// Start acquiring the lease.
-    pub fn acquire(&mut self, now: u64) {
+    pub fn acquire(&mut self) {
         self.observed = None;
         self.unavailable_since = None;
-        self.get(now);
+        self.get();
     }
 
     /// Release the lease. `written` is `None` when no write was attempted under it (the
@@ -391,11 +393,11 @@ impl LeaseClient {
     pub fn handle_timeout(&mut self, now: u64) {
         match self.state.clone() {
             State::Waiting { until, verify } if now >= until => match verify {
-                None => self.get(now),
+                None => self.get(),
                 Some((intended, purpose)) => {
                     self.state = State::Verifying { intended, purpose };
                     let key = self.key.clone();
-                    self.send(now, StoreOp::Get { key });
+                    self.send(StoreOp::Get { key });
                 }
             },
             State::Delaying { until } if now >= until => self.state = State::Held,
@@ -412,8 +414,8 @@ impl LeaseClient {
     }
 
     fn granted(&mut self, now: u64, record: LeaseRecord, takeover: bool) {
-        self.expires_at = self.sent_at.saturating_add(record.lease_ms);
-        self.renew_at = self.sent_at.saturating_add(self.rule.renew_ms);
+        self.expires_at = self.write_sent_at.saturating_add(record.lease_ms);
+        self.renew_at = self.write_sent_at.saturating_add(self.rule.renew_ms);
         self.events.push(LeaseEvent::Acquired {
             epoch: record.epoch,
             committed_token: record.committed_token.clone(),
@@ -456,7 +458,9 @@ impl LeaseClient {
                 let mine = self.claim(None);
                 self.write(now, None, mine, acquire);
             }
-            Some(r) if r.owner.is_empty() => {
+            // Released, or left behind by this owner (an interrupted release): the engine
+            // runs one operation per entity and owner at a time, so it is free for us.
+            Some(r) if r.owner.is_empty() || r.owner == self.owner => {
                 let mine = self.claim(Some(&r));
                 self.write(now, Some(r.rvn), mine, acquire);
             }
@@ -495,8 +499,8 @@ impl LeaseClient {
         match purpose {
             Purpose::Acquire { takeover } => self.granted(now, intended, takeover),
             Purpose::Renew => {
-                self.expires_at = self.sent_at.saturating_add(intended.lease_ms);
-                self.renew_at = self.sent_at.saturating_add(self.rule.renew_ms);
+                self.expires_at = self.write_sent_at.saturating_add(intended.lease_ms);
+                self.renew_at = self.write_sent_at.saturating_add(self.rule.renew_ms);
                 self.held = Some(intended);
                 self.state = State::Held;
             }
@@ -533,7 +537,7 @@ impl LeaseClient {
             (State::Writing { intended, purpose }, StoreReply::Lost) => {
                 self.state = State::Verifying { intended, purpose };
                 let key = self.key.clone();
-                self.send(now, StoreOp::Get { key });
+                self.send(StoreOp::Get { key });
             }
             (State::Verifying { intended, purpose }, StoreReply::Found { record }) => {
                 if record.as_ref() == Some(&intended) {

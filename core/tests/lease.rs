@@ -87,7 +87,7 @@ fn run_until(c: &mut LeaseClient, store: &mut MemoryStore, until: u64) -> Vec<Le
 fn uncontended_acquire_and_release_store_the_token() {
     let mut store = MemoryStore::default();
     let mut a = client("a", 1);
-    a.acquire(0);
+    a.acquire();
     let ev = settle(&mut a, &mut store, 0);
     assert_eq!(
         ev,
@@ -120,9 +120,9 @@ fn uncontended_acquire_and_release_store_the_token() {
 fn a_second_writer_waits_then_gets_the_token_and_a_new_epoch() {
     let mut store = MemoryStore::default();
     let (mut a, mut b) = (client("a", 1), client("b", 2));
-    a.acquire(0);
+    a.acquire();
     settle(&mut a, &mut store, 0);
-    b.acquire(0);
+    b.acquire();
     assert!(settle(&mut b, &mut store, 0).is_empty(), "b waits");
     assert!(b.poll_timeout().is_some());
     a.release(100, Some(Some("v2".into())));
@@ -143,10 +143,10 @@ fn a_second_writer_waits_then_gets_the_token_and_a_new_epoch() {
 fn a_stale_holder_is_taken_over_after_a_whole_lease_with_a_lock_delay() {
     let mut store = MemoryStore::default();
     let (mut a, mut b) = (client("a", 1), client("b", 2));
-    a.acquire(0);
+    a.acquire();
     settle(&mut a, &mut store, 0);
     // a is killed: it never renews. b polls.
-    b.acquire(10);
+    b.acquire();
     settle(&mut b, &mut store, 10);
     let ev = run_until(&mut b, &mut store, 900);
     assert!(ev.is_empty(), "not stale before a whole lease: {ev:?}");
@@ -193,9 +193,9 @@ fn a_stale_holder_is_taken_over_after_a_whole_lease_with_a_lock_delay() {
 fn renewals_keep_a_live_holder_from_looking_stale() {
     let mut store = MemoryStore::default();
     let (mut a, mut b) = (client("a", 1), client("b", 2));
-    a.acquire(0);
+    a.acquire();
     settle(&mut a, &mut store, 0);
-    b.acquire(0);
+    b.acquire();
     settle(&mut b, &mut store, 0);
     // Interleave both clients' timers for ten leases.
     let mut now = 0;
@@ -221,7 +221,7 @@ fn renewals_keep_a_live_holder_from_looking_stale() {
 fn a_failed_renewal_loses_the_lease() {
     let mut store = MemoryStore::default();
     let mut a = client("a", 1);
-    a.acquire(0);
+    a.acquire();
     settle(&mut a, &mut store, 0);
     // Someone force-releases by bumping the record (as the README's procedure does).
     let mut r = store.record.clone().unwrap();
@@ -238,7 +238,7 @@ fn a_failed_renewal_loses_the_lease() {
 fn a_lost_reply_is_resolved_by_reading_back() {
     let mut store = MemoryStore::default();
     let mut a = client("a", 1);
-    a.acquire(0);
+    a.acquire();
     // The put lands but its reply is lost.
     let get = a.poll_op().unwrap();
     a.handle(0, store.apply(get));
@@ -258,7 +258,7 @@ fn a_lost_reply_is_resolved_by_reading_back() {
     // And a put whose reply is lost but which did not land: acquiring goes on.
     let mut store = MemoryStore::default();
     let mut b = client("b", 2);
-    b.acquire(0);
+    b.acquire();
     let get = b.poll_op().unwrap();
     b.handle(0, store.apply(get));
     let _dropped = b.poll_op().unwrap();
@@ -279,7 +279,7 @@ fn a_lost_reply_is_resolved_by_reading_back() {
 #[test]
 fn an_unavailable_store_means_giving_up_without_a_lease() {
     let mut a = client("a", 1);
-    a.acquire(0);
+    a.acquire();
     let mut now = 0;
     let mut events = Vec::new();
     while events.is_empty() && now < 10_000 {
@@ -301,9 +301,9 @@ fn an_unavailable_store_means_giving_up_without_a_lease() {
 fn a_clock_jumping_forward_does_not_let_two_writers_in() {
     let mut store = MemoryStore::default();
     let (mut a, mut b) = (client("a", 1), client("b", 2));
-    a.acquire(0);
+    a.acquire();
     settle(&mut a, &mut store, 0);
-    b.acquire(0);
+    b.acquire();
     settle(&mut b, &mut store, 0);
     // b's clock jumps a minute ahead: its next poll sees the same rvn "a minute" later.
     let t = b.poll_timeout().unwrap();
@@ -337,4 +337,46 @@ fn lease_timings_are_validated() {
     .validate()
     .unwrap_err();
     assert_eq!(e.path, "lease.lock_delay_ms");
+}
+
+#[test]
+fn a_lease_confirmed_by_read_back_runs_from_the_lost_write() {
+    let mut store = MemoryStore::default();
+    let mut a = client("a", 1);
+    a.acquire();
+    let get = a.poll_op().unwrap();
+    a.handle(0, store.apply(get));
+    let put = a.poll_op().unwrap();
+    store.apply(put);
+    // The put was sent at 0; its reply is lost and the read-back happens much later.
+    a.handle(600, StoreReply::Lost);
+    let ev = settle(&mut a, &mut store, 900);
+    assert!(matches!(ev[..], [LeaseEvent::Acquired { .. }]));
+    // Other machines count the lease from the put at 0: it runs out at 1000, so a write
+    // ending after that may not start, whatever the read-back's time.
+    assert!(!a.may_write(900, 200));
+    assert!(a.may_write(900, 50));
+}
+
+#[test]
+fn a_record_left_behind_by_this_owner_is_taken_at_once() {
+    let mut store = MemoryStore::default();
+    let mut first = client("a", 1);
+    first.acquire();
+    settle(&mut first, &mut store, 0);
+    // The holder's release was interrupted: the record still names owner "a".
+    drop(first);
+    let mut again = client("a", 2);
+    again.acquire();
+    let ev = settle(&mut again, &mut store, 10);
+    assert_eq!(
+        ev,
+        vec![LeaseEvent::Acquired {
+            epoch: 2,
+            committed_token: None,
+            takeover: false
+        }]
+    );
+    // Another owner would have had to wait a whole lease.
+    assert_eq!(store.record.as_ref().unwrap().owner, "a");
 }
