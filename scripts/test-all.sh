@@ -44,6 +44,10 @@ for dir in bindings-python bindings-wasm bindings-c; do
   fi
 done
 
+# Writers in three languages sharing one lease store (needs every binding built above).
+suite "mixed languages: Python, Node and Go writers sharing one lease" \
+  node bindings-wasm/test/mixed-languages.js
+
 echo
 if [ "${failed}" -gt 0 ]; then
   echo "failed suites: ${failures[*]}"

@@ -1,12 +1,14 @@
 'use strict';
-// Node and Python writers sharing one lease: 2 Node processes (test/helpers/appender.js)
-// and 2 Python processes (bindings-python/tests/laneworker.py) x 10 read-modify-write
-// appends to one role at the IAM lab, through one DynamoDB table and then one Redis.
-// Passes when the lab saw no conflict, all 40 statements are there and every write had its
-// own fence.
+// Node, Python and Go writers sharing one lease: 2 Node processes
+// (test/helpers/appender.js), 2 Python processes (bindings-python/tests/laneworker.py) and,
+// with DynamoDB, 2 Go processes (bindings-c/go/e2e/laneworker) x 10 read-modify-write
+// appends to one role at the IAM lab, through one DynamoDB table and then one Redis (which
+// the Go binding has no adapter for). Passes when the lab saw no conflict, every statement
+// is there and every write had its own fence.
 //
-// Not part of test.sh: it needs the Python binding installed (bindings-python/setup.sh and
-// test.sh build it into bindings-python/.venv). Run after both:
+// Not part of bindings-wasm/test.sh: it needs the Python binding installed and the C library
+// built (each binding's setup.sh and test.sh do that). scripts/test-all.sh runs it after
+// them:
 //
 //   node bindings-wasm/test/mixed-languages.js
 //
@@ -21,9 +23,25 @@ const { DynamoDBStore } = require('..');
 const { startLab } = require('./helpers/iamlab');
 const { startRedis, startMoto, AWS_TEST_CONFIG } = require('./helpers/servers');
 
+// Fake credentials for the Go writers' AWS SDK.
+const AWS_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_REGION: 'us-east-1' };
+
 const repo = path.resolve(__dirname, '../..');
 const python = process.env.WRITELANE_PYTHON || path.join(repo, 'bindings-python', '.venv', 'bin', 'python');
 const TABLE = 'writelane-leases';
+const goModule = path.join(repo, 'bindings-c', 'go', 'e2e');
+
+/** Build the Go writer once; it links the C library from the workspace's target dir. */
+function buildGoWorker(dir) {
+  const bin = path.join(dir, 'laneworker');
+  const { status, stderr } = require('node:child_process').spawnSync('go', ['build', '-o', bin, './laneworker'], {
+    cwd: goModule,
+    env: { ...process.env, PATH: `${process.env.PATH}:/usr/local/go/bin` },
+    encoding: 'utf8',
+  });
+  if (status !== 0) throw new Error(`go build laneworker: ${stderr}`);
+  return bin;
+}
 
 function lines(child) {
   const out = [];
@@ -34,6 +52,7 @@ function lines(child) {
 }
 
 async function main() {
+  const goWorker = buildGoWorker(require('node:fs').mkdtempSync(path.join(require('node:os').tmpdir(), 'wl-mixed-')));
   const [lab, redis, moto] = await Promise.all([startLab({ serviceMs: 20 }), startRedis(), startMoto()]);
   const iam = new IAMClient({ region: 'us-east-1', endpoint: lab.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
   try {
@@ -61,20 +80,30 @@ async function main() {
           cwd: path.join(repo, 'bindings-python', 'tests'),
         })));
       }
+      if (kind === 'dynamodb') {
+        for (const id of ['G0', 'G1']) {
+          const config = { endpoint: lab.endpoint, role, id, count: 10, spec: { kind, table: TABLE, endpoint: moto.endpoint } };
+          runs.push(lines(spawn(goWorker, [JSON.stringify(config)], {
+            env: { ...process.env, ...AWS_ENV },
+          })));
+        }
+      }
       const outputs = await Promise.all(runs);
       const nodeFences = outputs.slice(0, 2).flatMap((o) => o.filter((l) => l.writing !== undefined).map((l) => l.fence));
-      const pyFences = outputs.slice(2).flatMap((o) => o.at(-1).fences);
+      const pyFences = outputs.slice(2, 4).flatMap((o) => o.at(-1).fences);
+      const goFences = outputs.slice(4).flatMap((o) => o.at(-1).fences);
       for (const o of outputs.slice(0, 2)) assert.deepEqual(o.at(-1).errors, []);
-      const fences = [...nodeFences, ...pyFences];
-      assert.equal(fences.length, 40);
-      assert.equal(new Set(fences).size, 40, `one fence per write: ${JSON.stringify(fences)}`);
+      const fences = [...nodeFences, ...pyFences, ...goFences];
+      const expected = 10 * outputs.length;
+      assert.equal(fences.length, expected);
+      assert.equal(new Set(fences).size, expected, `one fence per write: ${JSON.stringify(fences)}`);
       const out = await iam.send(new GetRolePolicyCommand({ RoleName: role, PolicyName: 'appended' }));
       const text = out.PolicyDocument.trimStart().startsWith('{') ? out.PolicyDocument : decodeURIComponent(out.PolicyDocument);
       const statements = [].concat(JSON.parse(text).Statement);
       const stats = (await lab.stats()).entities[`role/${role}`];
-      assert.equal(statements.length, 40);
+      assert.equal(statements.length, expected, 'every statement of every writer landed');
       assert.equal(stats.conflicts, 0);
-      console.log(JSON.stringify({ store: kind, statements: statements.length, conflicts: stats.conflicts, writes: stats.writes, node_fences: nodeFences.length, python_fences: pyFences.length }));
+      console.log(JSON.stringify({ store: kind, statements: statements.length, conflicts: stats.conflicts, writes: stats.writes, node_fences: nodeFences.length, python_fences: pyFences.length, go_fences: goFences.length }));
     }
   } finally {
     iam.destroy();

@@ -54,6 +54,10 @@ async function main() {
       await lane.run(`role/${config.role}`, async (attempt, ctx) => {
         process.stdout.write(`${JSON.stringify({ writing: round, fence: ctx.fence, attempt })}\n`);
         if (config.hangOnRound === round) await new Promise(() => {});
+        // The engine may hand over a token committed by another process without reading:
+        // a cached document that is not at that revision must be read again.
+        const cached = doc === null ? null : policyToken(doc);
+        if (ctx.baseToken == null || cached !== ctx.baseToken) await read();
         const base = doc === null ? { Version: '2012-10-17', Statement: [] } : JSON.parse(doc);
         const list = Array.isArray(base.Statement) ? base.Statement : [base.Statement];
         const next = JSON.stringify({ ...base, Statement: [...list, stmt] });
