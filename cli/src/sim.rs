@@ -47,6 +47,7 @@ pub const STRATEGIES: &[&str] = &[
     "aws-standard",
     "writelane",
     "writelane-lease",
+    "writelane-solo",
 ];
 
 /// Model constants, in milliseconds.
@@ -698,6 +699,8 @@ pub fn run_once(model: Model, strategy: &str, writers: u32, seed: u64) -> RunRes
         "aws-standard" => run_engine(model, &sim_policy(strategy), false, n, seed),
         "writelane" => run_engine(model, &sim_policy(strategy), true, n, seed),
         "writelane-lease" => run_lease(model, n, seed),
+        // One engine per writer and no store: the iam preset's backoff alone.
+        "writelane-solo" => run_engine(model, &sim_policy("writelane"), false, n, seed),
         other => run_uncoordinated(model, other, n, seed),
     };
     r.completions.sort_unstable();
