@@ -13,7 +13,7 @@ use std::collections::BinaryHeap;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::Serialize;
-use writelane_core::lease::{LeaseRecord, StoreOp, StoreReply};
+use writelane_core::lease::{MemoryStore, StoreOp, StoreReply};
 use writelane_core::{Command, Engine, Failure, Input, OpId, Outcome, Policy, SubmitOptions};
 
 /// Which server the writers contend on.
@@ -512,39 +512,6 @@ fn lease_policy() -> Policy {
     .expect("a valid policy")
 }
 
-/// The store the machines share: the three primitives over one record.
-fn apply_store(record: &mut Option<LeaseRecord>, op: StoreOp) -> StoreReply {
-    match op {
-        StoreOp::Get { .. } => StoreReply::Found {
-            record: record.clone(),
-        },
-        StoreOp::PutIfAbsent { record: new, .. } => {
-            if record.is_none() {
-                *record = Some(new);
-                StoreReply::Done
-            } else {
-                StoreReply::Refused {
-                    current: record.clone(),
-                }
-            }
-        }
-        StoreOp::CompareAndSwap {
-            expected_rvn,
-            record: new,
-            ..
-        } => {
-            if record.as_ref().map(|r| r.rvn) == Some(expected_rvn) {
-                *record = Some(new);
-                StoreReply::Done
-            } else {
-                StoreReply::Refused {
-                    current: record.clone(),
-                }
-            }
-        }
-    }
-}
-
 /// Writers on N machines: each has its own engine with shared lanes; they share a
 /// simulated lease store with network latency. The committed token travels in the lease
 /// record, so the next holder on any machine writes without reading.
@@ -559,7 +526,7 @@ fn run_lease(model: Model, writers: usize, seed: u64) -> RunResult {
         .collect();
     let mut ops: Vec<Option<OpId>> = vec![None; writers];
     let mut timers: Vec<Option<u64>> = vec![None; writers];
-    let mut record: Option<LeaseRecord> = None;
+    let mut store = MemoryStore::new();
     let mut in_flight: Vec<Option<StoreOp>> = Vec::new();
     let mut replies: Vec<Option<StoreReply>> = Vec::new();
 
@@ -624,7 +591,7 @@ fn run_lease(model: Model, writers: usize, seed: u64) -> RunResult {
         let m = match ev {
             Ev::StoreArrive { machine, op } => {
                 let op = in_flight[op].take().expect("each operation arrives once");
-                replies.push(Some(apply_store(&mut record, op)));
+                replies.push(Some(store.apply(op)));
                 let d = w.net.one_way();
                 let reply = replies.len() - 1;
                 w.at(now + d, Ev::StoreReturn { machine, reply });

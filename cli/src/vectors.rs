@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
-use writelane_core::lease::{LeaseRecord, StoreOp, StoreReply};
+use writelane_core::lease::{LeaseRecord, MemoryStore, StoreOp, StoreReply};
 use writelane_core::{
     policy_token, Command, Engine, Failure, Input, OpId, Policy, RetryStrategy, RetryToken,
     SubmitOptions,
@@ -32,7 +32,7 @@ struct EngineScript {
     owner: Option<&'static str>,
     /// The last store operation commanded, per op, and the store it runs against.
     store_ops: HashMap<u64, StoreOp>,
-    store: Option<LeaseRecord>,
+    store: MemoryStore,
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
@@ -52,7 +52,7 @@ impl EngineScript {
             steps: Vec::new(),
             owner: None,
             store_ops: HashMap::new(),
-            store: None,
+            store: MemoryStore::new(),
         }
     }
 
@@ -181,41 +181,13 @@ impl EngineScript {
         )
     }
 
-    /// Answer `op`'s last store operation as a consistent store holding `self.store` would.
+    /// Answer `op`'s last store operation from the script's store.
     fn store(&mut self, dt: u64, op: u64) -> &mut Self {
         let operation = self
             .store_ops
             .remove(&op)
             .expect("a store command to answer");
-        let reply = match operation {
-            StoreOp::Get { .. } => StoreReply::Found {
-                record: self.store.clone(),
-            },
-            StoreOp::PutIfAbsent { record, .. } => {
-                if self.store.is_none() {
-                    self.store = Some(record);
-                    StoreReply::Done
-                } else {
-                    StoreReply::Refused {
-                        current: self.store.clone(),
-                    }
-                }
-            }
-            StoreOp::CompareAndSwap {
-                expected_rvn,
-                record,
-                ..
-            } => {
-                if self.store.as_ref().map(|r| r.rvn) == Some(expected_rvn) {
-                    self.store = Some(record);
-                    StoreReply::Done
-                } else {
-                    StoreReply::Refused {
-                        current: self.store.clone(),
-                    }
-                }
-            }
-        };
+        let reply = self.store.apply(operation);
         self.reply(dt, op, reply)
     }
 
@@ -1147,6 +1119,9 @@ pub fn all() -> Vec<Vector> {
         .collect()
 }
 
+/// The entity every shared-lane vector writes.
+const KEY: &str = "role/app";
+
 fn foreign(owner: &str, epoch: u64, rvn: u64, token: Option<&str>) -> LeaseRecord {
     LeaseRecord {
         owner: owner.to_string(),
@@ -1175,18 +1150,22 @@ pub fn lease() -> Vec<Vector> {
     docs.push(s.finish());
 
     let mut s = EngineScript::shared("lease-contend-then-handoff", "Another machine holds the lease: poll, then take the released record's token and write without reading.", policy.clone(), 22, "host-a");
-    s.store = Some(foreign("host-b", 3, 777, Some("v5")));
+    s.store
+        .set(KEY, Some(foreign("host-b", 3, 777, Some("v5"))));
     s.submit(0, "role/app", None, None)
         .store(5, 1)
         .wait()
         .store(5, 1);
-    s.store = Some(LeaseRecord {
-        owner: String::new(),
-        rvn: 778,
-        holder: None,
-        committed_token: Some("v6".into()),
-        ..foreign("host-b", 3, 0, None)
-    });
+    s.store.set(
+        KEY,
+        Some(LeaseRecord {
+            owner: String::new(),
+            rvn: 778,
+            holder: None,
+            committed_token: Some("v6".into()),
+            ..foreign("host-b", 3, 0, None)
+        }),
+    );
     s.wait()
         .lease_until_work(1)
         .wrote(20, 1, Some("v7"))
@@ -1194,7 +1173,8 @@ pub fn lease() -> Vec<Vector> {
     docs.push(s.finish());
 
     let mut s = EngineScript::shared("lease-stale-takeover", "A holder whose record stands still for a whole lease (and enough polls) is taken over: epoch bumped, lock-delay, then the write.", policy.clone(), 23, "host-a");
-    s.store = Some(foreign("host-dead", 4, 900, Some("v3")));
+    s.store
+        .set(KEY, Some(foreign("host-dead", 4, 900, Some("v3"))));
     s.submit(0, "role/app", None, None)
         .lease_until_work(1)
         .wrote(20, 1, Some("v4"))
@@ -1228,7 +1208,7 @@ pub fn lease() -> Vec<Vector> {
         .store(5, 1)
         .store(5, 1)
         .read(350, 1, Some("v1"));
-    s.store = Some(foreign("host-b", 2, 5, None));
+    s.store.set(KEY, Some(foreign("host-b", 2, 5, None)));
     s.store(5, 1);
     docs.push(s.finish());
 
@@ -1241,8 +1221,8 @@ pub fn lease() -> Vec<Vector> {
     );
     s.submit(0, "role/app", None, None).store(5, 1);
     // The put lands in the store, but its reply is lost.
-    if let Some(StoreOp::PutIfAbsent { record, .. }) = s.store_ops.get(&1).cloned() {
-        s.store = Some(record);
+    if let Some(put @ StoreOp::PutIfAbsent { .. }) = s.store_ops.get(&1).cloned() {
+        s.store.apply(put);
     }
     s.reply(5, 1, StoreReply::Lost)
         .store(5, 1)

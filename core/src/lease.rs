@@ -84,6 +84,64 @@ pub enum StoreReply {
     Unavailable,
 }
 
+/// A lease store in memory: the reference for the three primitives every adapter
+/// implements, for tests and for a single process's hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryStore {
+    records: std::collections::BTreeMap<String, LeaseRecord>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The record at `key`, if any.
+    pub fn record(&self, key: &str) -> Option<&LeaseRecord> {
+        self.records.get(key)
+    }
+
+    /// Put `record` at `key` directly (for tests that stage another holder).
+    pub fn set(&mut self, key: &str, record: Option<LeaseRecord>) {
+        match record {
+            Some(r) => self.records.insert(key.to_string(), r),
+            None => self.records.remove(key),
+        };
+    }
+
+    /// Carry out one operation, as a consistent store would.
+    pub fn apply(&mut self, op: StoreOp) -> StoreReply {
+        match op {
+            StoreOp::Get { key } => StoreReply::Found {
+                record: self.records.get(&key).cloned(),
+            },
+            StoreOp::PutIfAbsent { key, record } => match self.records.get(&key) {
+                None => {
+                    self.records.insert(key, record);
+                    StoreReply::Done
+                }
+                Some(current) => StoreReply::Refused {
+                    current: Some(current.clone()),
+                },
+            },
+            StoreOp::CompareAndSwap {
+                key,
+                expected_rvn,
+                record,
+            } => match self.records.get(&key) {
+                Some(current) if current.rvn == expected_rvn => {
+                    self.records.insert(key, record);
+                    StoreReply::Done
+                }
+                current => StoreReply::Refused {
+                    current: current.cloned(),
+                },
+            },
+        }
+    }
+}
+
 /// Lease timing, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,47 +1,25 @@
 //! The fenced lease protocol against an in-memory store: acquire, contend, stale takeover,
 //! renew, lost lease, lost replies, an unavailable store, and a clock jumping forward.
 
-use writelane_core::lease::{LeaseClient, LeaseEvent, LeaseRecord, LeaseRule, StoreOp, StoreReply};
+use writelane_core::lease::{
+    LeaseClient, LeaseEvent, LeaseRecord, LeaseRule, MemoryStore, StoreOp, StoreReply,
+};
 
-/// The three primitives, as every adapter implements them.
+/// The core's reference store, counting the operations it carries out.
 #[derive(Default)]
-struct MemoryStore {
-    record: Option<LeaseRecord>,
+struct Store {
+    inner: MemoryStore,
     ops: u64,
 }
 
-impl MemoryStore {
+impl Store {
     fn apply(&mut self, op: StoreOp) -> StoreReply {
         self.ops += 1;
-        match op {
-            StoreOp::Get { .. } => StoreReply::Found {
-                record: self.record.clone(),
-            },
-            StoreOp::PutIfAbsent { record, .. } => {
-                if self.record.is_none() {
-                    self.record = Some(record);
-                    StoreReply::Done
-                } else {
-                    StoreReply::Refused {
-                        current: self.record.clone(),
-                    }
-                }
-            }
-            StoreOp::CompareAndSwap {
-                expected_rvn,
-                record,
-                ..
-            } => {
-                if self.record.as_ref().map(|r| r.rvn) == Some(expected_rvn) {
-                    self.record = Some(record);
-                    StoreReply::Done
-                } else {
-                    StoreReply::Refused {
-                        current: self.record.clone(),
-                    }
-                }
-            }
-        }
+        self.inner.apply(op)
+    }
+
+    fn record(&self) -> Option<&LeaseRecord> {
+        self.inner.record("role/app")
     }
 }
 
@@ -65,7 +43,7 @@ fn client(owner: &str, seed: u64) -> LeaseClient {
 }
 
 /// Carry out every pending store operation at `now`; returns the events that followed.
-fn settle(c: &mut LeaseClient, store: &mut MemoryStore, now: u64) -> Vec<LeaseEvent> {
+fn settle(c: &mut LeaseClient, store: &mut Store, now: u64) -> Vec<LeaseEvent> {
     while let Some(op) = c.poll_op() {
         let reply = store.apply(op);
         c.handle(now, reply);
@@ -74,7 +52,7 @@ fn settle(c: &mut LeaseClient, store: &mut MemoryStore, now: u64) -> Vec<LeaseEv
 }
 
 /// Advance `c` through its timers until `until`, settling store operations as they come.
-fn run_until(c: &mut LeaseClient, store: &mut MemoryStore, until: u64) -> Vec<LeaseEvent> {
+fn run_until(c: &mut LeaseClient, store: &mut Store, until: u64) -> Vec<LeaseEvent> {
     let mut events = Vec::new();
     while let Some(t) = c.poll_timeout().filter(|&t| t <= until) {
         c.handle_timeout(t);
@@ -85,7 +63,7 @@ fn run_until(c: &mut LeaseClient, store: &mut MemoryStore, until: u64) -> Vec<Le
 
 #[test]
 fn uncontended_acquire_and_release_store_the_token() {
-    let mut store = MemoryStore::default();
+    let mut store = Store::default();
     let mut a = client("a", 1);
     a.acquire();
     let ev = settle(&mut a, &mut store, 0);
@@ -103,12 +81,12 @@ fn uncontended_acquire_and_release_store_the_token() {
         "a write that would outlive the lease may not start"
     );
     assert_eq!(
-        store.record.as_ref().unwrap().holder.as_deref(),
+        store.record().unwrap().holder.as_deref(),
         Some("a pipeline run 7")
     );
     a.release(10, Some(Some("v2".into())));
     assert_eq!(settle(&mut a, &mut store, 10), vec![LeaseEvent::Released]);
-    let r = store.record.clone().unwrap();
+    let r = store.record().cloned().unwrap();
     assert_eq!(
         (r.owner.as_str(), r.epoch, r.committed_token.as_deref()),
         ("", 1, Some("v2"))
@@ -118,7 +96,7 @@ fn uncontended_acquire_and_release_store_the_token() {
 
 #[test]
 fn a_second_writer_waits_then_gets_the_token_and_a_new_epoch() {
-    let mut store = MemoryStore::default();
+    let mut store = Store::default();
     let (mut a, mut b) = (client("a", 1), client("b", 2));
     a.acquire();
     settle(&mut a, &mut store, 0);
@@ -141,7 +119,7 @@ fn a_second_writer_waits_then_gets_the_token_and_a_new_epoch() {
 
 #[test]
 fn a_stale_holder_is_taken_over_after_a_whole_lease_with_a_lock_delay() {
-    let mut store = MemoryStore::default();
+    let mut store = Store::default();
     let (mut a, mut b) = (client("a", 1), client("b", 2));
     a.acquire();
     settle(&mut a, &mut store, 0);
@@ -183,15 +161,15 @@ fn a_stale_holder_is_taken_over_after_a_whole_lease_with_a_lock_delay() {
         vec![LeaseEvent::Lost]
     );
     assert_ne!(
-        store.record.as_ref().unwrap().committed_token.as_deref(),
+        store.record().unwrap().committed_token.as_deref(),
         Some("late")
     );
-    assert_eq!(store.record.as_ref().unwrap().owner, "b");
+    assert_eq!(store.record().unwrap().owner, "b");
 }
 
 #[test]
 fn renewals_keep_a_live_holder_from_looking_stale() {
-    let mut store = MemoryStore::default();
+    let mut store = Store::default();
     let (mut a, mut b) = (client("a", 1), client("b", 2));
     a.acquire();
     settle(&mut a, &mut store, 0);
@@ -213,22 +191,22 @@ fn renewals_keep_a_live_holder_from_looking_stale() {
             }
         }
     }
-    assert_eq!(store.record.as_ref().unwrap().owner, "a");
+    assert_eq!(store.record().unwrap().owner, "a");
     assert!(a.may_write(now, 10));
 }
 
 #[test]
 fn a_failed_renewal_loses_the_lease() {
-    let mut store = MemoryStore::default();
+    let mut store = Store::default();
     let mut a = client("a", 1);
     a.acquire();
     settle(&mut a, &mut store, 0);
     // Someone force-releases by bumping the record (as the README's procedure does).
-    let mut r = store.record.clone().unwrap();
+    let mut r = store.record().cloned().unwrap();
     r.owner.clear();
     r.rvn ^= 1;
     r.epoch += 1;
-    store.record = Some(r);
+    store.inner.set("role/app", Some(r));
     let ev = run_until(&mut a, &mut store, 400);
     assert_eq!(ev, vec![LeaseEvent::Lost]);
     assert!(!a.may_write(400, 1));
@@ -236,7 +214,7 @@ fn a_failed_renewal_loses_the_lease() {
 
 #[test]
 fn a_lost_reply_is_resolved_by_reading_back() {
-    let mut store = MemoryStore::default();
+    let mut store = Store::default();
     let mut a = client("a", 1);
     a.acquire();
     // The put lands but its reply is lost.
@@ -256,7 +234,7 @@ fn a_lost_reply_is_resolved_by_reading_back() {
     );
 
     // And a put whose reply is lost but which did not land: acquiring goes on.
-    let mut store = MemoryStore::default();
+    let mut store = Store::default();
     let mut b = client("b", 2);
     b.acquire();
     let get = b.poll_op().unwrap();
@@ -273,7 +251,7 @@ fn a_lost_reply_is_resolved_by_reading_back() {
             takeover: false
         }]
     );
-    assert_eq!(store.record.as_ref().unwrap().owner, "b");
+    assert_eq!(store.record().unwrap().owner, "b");
 }
 
 #[test]
@@ -299,7 +277,7 @@ fn an_unavailable_store_means_giving_up_without_a_lease() {
 
 #[test]
 fn a_clock_jumping_forward_does_not_let_two_writers_in() {
-    let mut store = MemoryStore::default();
+    let mut store = Store::default();
     let (mut a, mut b) = (client("a", 1), client("b", 2));
     a.acquire();
     settle(&mut a, &mut store, 0);
@@ -313,7 +291,7 @@ fn a_clock_jumping_forward_does_not_let_two_writers_in() {
         ev.is_empty(),
         "one observation across a jump is not a whole lease: {ev:?}"
     );
-    assert_eq!(store.record.as_ref().unwrap().owner, "a");
+    assert_eq!(store.record().unwrap().owner, "a");
 }
 
 #[test]
@@ -341,7 +319,7 @@ fn lease_timings_are_validated() {
 
 #[test]
 fn a_lease_confirmed_by_read_back_runs_from_the_lost_write() {
-    let mut store = MemoryStore::default();
+    let mut store = Store::default();
     let mut a = client("a", 1);
     a.acquire();
     let get = a.poll_op().unwrap();
@@ -360,7 +338,7 @@ fn a_lease_confirmed_by_read_back_runs_from_the_lost_write() {
 
 #[test]
 fn a_record_left_behind_by_this_owner_is_taken_at_once() {
-    let mut store = MemoryStore::default();
+    let mut store = Store::default();
     let mut first = client("a", 1);
     first.acquire();
     settle(&mut first, &mut store, 0);
@@ -378,5 +356,5 @@ fn a_record_left_behind_by_this_owner_is_taken_at_once() {
         }]
     );
     // Another owner would have had to wait a whole lease.
-    assert_eq!(store.record.as_ref().unwrap().owner, "a");
+    assert_eq!(store.record().unwrap().owner, "a");
 }
