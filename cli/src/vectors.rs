@@ -346,6 +346,23 @@ fn token_vector(name: &'static str, description: &'static str, document: &str) -
     v
 }
 
+/// One write that fails once with `failure`, is retried after a re-read, and commits.
+fn retried_once(
+    name: &'static str,
+    description: &'static str,
+    policy: Value,
+    seed: u64,
+    failure: Failure,
+) -> Value {
+    let mut s = EngineScript::new(name, description, policy, seed);
+    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
+    s.failed(20, 1, failure)
+        .wait()
+        .read(5, 1, Some("v1"))
+        .wrote(20, 1, Some("v2"));
+    s.finish()
+}
+
 /// Jitter `kind` for every class, on top of `preset`.
 fn with_jitter(preset: &str, kind: &str) -> Value {
     json!({"preset": preset, "retry": {
@@ -427,57 +444,37 @@ pub fn all() -> Vec<Vector> {
     s.failed(20, 1, conflict());
     docs.push(s.finish());
 
-    let mut s = EngineScript::new(
+    docs.push(retried_once(
         "throttle-retried",
         "A throttling error backs off from the throttle base and costs the throttle cost.",
         with_jitter("iam", "none"),
         3,
-    );
-    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
-    s.failed(20, 1, Failure::code("Throttling").with_status(400))
-        .wait()
-        .read(5, 1, Some("v1"))
-        .wrote(20, 1, Some("v2"));
-    docs.push(s.finish());
+        Failure::code("Throttling").with_status(400),
+    ));
 
-    let mut s = EngineScript::new(
+    docs.push(retried_once(
         "throttle-by-status-429",
         "HTTP 429 without a known code is throttling.",
         with_jitter("iam", "none"),
         3,
-    );
-    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
-    s.failed(20, 1, Failure::default().with_status(429))
-        .wait()
-        .read(5, 1, Some("v1"))
-        .wrote(20, 1, Some("v2"));
-    docs.push(s.finish());
+        Failure::default().with_status(429),
+    ));
 
-    let mut s = EngineScript::new(
+    docs.push(retried_once(
         "transient-retried",
         "An InternalFailure (500) is transient and retried.",
         json!("iam"),
         4,
-    );
-    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
-    s.failed(20, 1, Failure::code("InternalFailure").with_status(500))
-        .wait()
-        .read(5, 1, Some("v1"))
-        .wrote(20, 1, Some("v2"));
-    docs.push(s.finish());
+        Failure::code("InternalFailure").with_status(500),
+    ));
 
-    let mut s = EngineScript::new(
+    docs.push(retried_once(
         "transient-by-status-503",
         "HTTP 503 with an unlisted code is transient.",
         json!("iam"),
         4,
-    );
-    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
-    s.failed(20, 1, Failure::code("Whatever").with_status(503))
-        .wait()
-        .read(5, 1, Some("v1"))
-        .wrote(20, 1, Some("v2"));
-    docs.push(s.finish());
+        Failure::code("Whatever").with_status(503),
+    ));
 
     for (name, desc, failure) in [
         (
@@ -520,18 +517,13 @@ pub fn all() -> Vec<Vector> {
     .wrote(20, 1, Some("v2"));
     docs.push(s.finish());
 
-    let mut s = EngineScript::new(
+    docs.push(retried_once(
         "exception-suffix-matches",
         "ConcurrentModificationException matches the ConcurrentModification entry.",
         json!("iam"),
         6,
-    );
-    s.submit(0, "role/app", None, None).read(5, 1, Some("v1"));
-    s.failed(20, 1, Failure::code("ConcurrentModificationException"))
-        .wait()
-        .read(5, 1, Some("v1"))
-        .wrote(20, 1, Some("v2"));
-    docs.push(s.finish());
+        Failure::code("ConcurrentModificationException"),
+    ));
 
     let mut s = EngineScript::new(
         "retry-after-hint-honoured",
