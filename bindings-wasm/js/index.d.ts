@@ -371,7 +371,7 @@ export interface LaneOptions {
   storeTimeoutMs?: number;
 }
 
-/** What `write` receives besides the attempt number. */
+/** What `write` receives besides the attempt number (a new one for every attempt). */
 export interface WriteContext {
   /** The revision the write must be based on, when known. */
   baseToken: string | null;
@@ -379,6 +379,13 @@ export interface WriteContext {
   fence: number | null;
   /** The run's abort signal, to pass on to the SDK call. */
   signal: AbortSignalLike | undefined;
+  /**
+   * Report the change token of the revision this write produced: the lane hands it to the
+   * next writer of the entity (which then skips its read) and, with a store, keeps it in
+   * the lease record. Throws `UsageError` (field `token`) for a non-string, and the run
+   * then rejects with it.
+   */
+  setToken(token: string): void;
 }
 
 /** Options of one `lane.run`. */

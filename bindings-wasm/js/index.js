@@ -421,6 +421,56 @@ function internCode(raw, map, code) {
 
 const READ_COMMAND = Object.freeze({ kind: CMD_READ });
 
+/** Mark a context's attempt settled; returns the token its write reported, or a misuse. */
+let settleContext;
+
+/**
+ * What `write` receives besides the attempt number. One per attempt, as Go's `Attempt`:
+ * a `setToken` call from an attempt that has settled reaches no later attempt.
+ */
+class WriteContext {
+  #token;
+  #misuse = null;
+  #settled = false;
+
+  /**
+   * @param {string | null} baseToken
+   * @param {number | null} fence
+   * @param {AbortSignal | undefined} signal
+   */
+  constructor(baseToken, fence, signal) {
+    /** The revision the write must be based on, when known. */
+    this.baseToken = baseToken;
+    /** Shared lanes: the lease epoch the write is made under (a fence), else null. */
+    this.fence = fence;
+    /** The run's abort signal, to pass on to the SDK call. */
+    this.signal = signal;
+  }
+
+  /**
+   * Report the change token of the revision this write produced. The lane hands it to
+   * the next writer of the entity, which then writes without reading first; with a lease
+   * store it is stored in the lease record, for the next holder on any machine.
+   * @param {string} token
+   */
+  setToken(token) {
+    if (typeof token !== 'string') {
+      const error = argumentError('token', 'must be a string', token);
+      // Recorded as well as thrown, so that a write which catches it still fails the run.
+      if (!this.#settled && this.#misuse === null) this.#misuse = error;
+      throw error;
+    }
+    if (!this.#settled) this.#token = token;
+  }
+
+  static {
+    settleContext = (context) => {
+      context.#settled = true;
+      return { token: context.#token, misuse: context.#misuse };
+    };
+  }
+}
+
 /** Per-write state of a running `lane.run`. */
 class Run {
   constructor(op) {
@@ -669,9 +719,10 @@ class Lane {
    *
    * @template T
    * @param {string} entity the entity name (an ARN or `role/NAME`)
-   * @param {(attempt: number, context: {baseToken: string | null, fence: number | null, signal?: AbortSignal}) => Promise<T>} write
-   *   `fence` is the lease epoch the write is made under (shared lanes), for services
-   *   that can check one
+   * @param {(attempt: number, context: WriteContext) => Promise<T>} write
+   *   `context.fence` is the lease epoch the write is made under (shared lanes), for
+   *   services that can check one; `context.setToken(token)` reports the revision the
+   *   write produced
    * @param {{read?: () => Promise<string | null>, expected?: string, deadlineMs?: number, signal?: AbortSignal, classify?: (error: unknown) => object | null | undefined, holder?: string}} [options]
    *   `holder` overrides the lane's description of the writer in the lease record
    * @returns {Promise<T>}
@@ -716,7 +767,6 @@ class Lane {
       onAbort = () => this.#abort(run);
       signal.addEventListener('abort', onAbort, { once: true });
     }
-    const context = { baseToken: null, fence: null, signal };
     let result;
     let lastError;
     let lastStoreError;
@@ -777,8 +827,7 @@ class Lane {
             }
           }
         } else if (cmd.kind === CMD_WRITE) {
-          context.baseToken = cmd.baseToken;
-          context.fence = cmd.fence;
+          const context = new WriteContext(cmd.baseToken, cmd.fence, signal);
           run.busy = true;
           let ok = false;
           let error;
@@ -789,11 +838,17 @@ class Lane {
             error = e;
           }
           run.busy = false;
-          if (ok) {
+          const { token, misuse } = settleContext(context);
+          if (misuse !== null) {
+            this.#misuse(run, misuse);
+          } else if (ok) {
             run.wrote = true;
             // The write landed, even if an abort came meanwhile: report it.
-            if (raw.writeDone(monotonicMs(), op, undefined) === STATUS_ERROR) this.#misuse(run, nativeError(raw));
-            else this.#pump();
+            if (raw.writeDone(monotonicMs(), op, token) === STATUS_ERROR) {
+              this.#misuse(run, nativeError(raw, token === undefined ? null : 'token'));
+            } else {
+              this.#pump();
+            }
           } else if (run.abortRequested) {
             lastError = error;
             this.#cancel(run);

@@ -353,6 +353,86 @@ test('bad policies are refused with PolicyError naming the field', () => {
   }
 });
 
+test('a token reported with setToken is handed to the next writer, which writes without reading', async () => {
+  const lane = new Lane(quick(), { seed: 1 });
+  let reads = 0;
+  const read = async () => {
+    reads += 1;
+    return 'v0';
+  };
+  let release;
+  const gate = new Promise((r) => { release = r; });
+  const first = lane.run('role/app', async (attempt, ctx) => {
+    assert.equal(ctx.baseToken, 'v0');
+    await gate;
+    ctx.setToken('t1');
+    return 'first';
+  }, { read });
+  const seen = [];
+  const second = lane.run('role/app', async (attempt, ctx) => {
+    seen.push({ reads, base: ctx.baseToken });
+    return 'second';
+  }, { read });
+  await sleep(5);
+  release();
+  assert.deepEqual(await Promise.all([first, second]), ['first', 'second']);
+  assert.deepEqual(seen, [{ reads: 1, base: 't1' }], 'the queued writer skipped its read');
+  // The second writer reported no token: the next one has to read.
+  assert.equal(lane.stats().entities['role/app'].committed_token, null);
+  await lane.run('role/app', async (attempt, ctx) => assert.equal(ctx.baseToken, 'v0'), { read });
+  assert.equal(reads, 2, 'after a commit with no token the next writer reads');
+});
+
+test('only the attempt that commits reports its token; a context outlives its attempt in vain', async () => {
+  const lane = new Lane(quick(), { seed: 1 });
+  const contexts = [];
+  await lane.run('role/app', async (attempt, ctx) => {
+    contexts.push(ctx);
+    if (attempt === 1) {
+      ctx.setToken('t-failed');
+      throw awsError('ConcurrentModification', 409);
+    }
+    ctx.setToken('t2');
+  }, { read: async () => 'v1' });
+  assert.equal(contexts.length, 2);
+  assert.notEqual(contexts[0], contexts[1], 'a new context for every attempt');
+  contexts[1].setToken('t-late');
+  let base;
+  await lane.run('role/app', async (attempt, ctx) => { base = ctx.baseToken; });
+  assert.equal(base, 't2');
+});
+
+test('setToken with a non-string is a UsageError naming token, even if the write catches it', async () => {
+  const lane = new Lane('iam', { seed: 1 });
+  let writes = 0;
+  for (const bad of [42, null, undefined, { token: 't' }, Symbol('t')]) {
+    await assert.rejects(lane.run('role/app', async (attempt, ctx) => {
+      writes += 1;
+      ctx.setToken(bad);
+    }), (e) => {
+      assert.ok(e instanceof UsageError, String(e));
+      assert.equal(e.code, 'ERR_WRITELANE_USAGE');
+      assert.equal(e.kind, 'invalid_argument');
+      assert.equal(e.field, 'token');
+      return true;
+    });
+  }
+  assert.equal(writes, 5, 'no retry after a misuse');
+  await assert.rejects(lane.run('role/app', async (attempt, ctx) => {
+    try {
+      ctx.setToken(7);
+    } catch (e) {
+      assert.ok(e instanceof UsageError);
+    }
+  }), (e) => e instanceof UsageError && e.field === 'token');
+  await assert.rejects(
+    lane.run('role/app', async (attempt, ctx) => ctx.setToken('x'.repeat(2000))),
+    (e) => e instanceof UsageError && e.kind === 'invalid_token' && e.field === 'token',
+  );
+  assert.equal(await lane.run('role/app', async () => 'next'), 'next');
+  assert.equal(lane.stats().entities['role/app'].busy, false);
+});
+
 test('policies: presets, overrides, JSON text and round trips', () => {
   const p = Policy.preset('aws-standard', { retry: { throttle: { jitter: 'none' } } });
   assert.equal(p.preset, 'aws-standard');

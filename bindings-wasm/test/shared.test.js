@@ -65,6 +65,33 @@ test('a store given to a lane turns on shared lanes; shared lanes need a store',
   assert.equal(plain.policy.toJSON().lanes.mode, 'local');
 });
 
+test('a token reported with setToken travels in the lease record to a writer on another lane', async () => {
+  const store = new MemoryStore();
+  const a = new Lane({ ...FAST }, { store, owner: 'machine-a' });
+  const b = new Lane({ ...FAST }, { store, owner: 'machine-b' });
+  let reads = 0;
+  const read = async () => {
+    reads += 1;
+    return 'v8';
+  };
+  await a.run('role/app', async (attempt, ctx) => {
+    assert.equal(ctx.baseToken, 'v8');
+    ctx.setToken('t9');
+  }, { read });
+  assert.equal(reads, 1);
+  assert.deepEqual(
+    { ...(await store.get('role/app')), rvn: 0 },
+    { owner: '', epoch: 1, rvn: 0, lease_ms: 2000, committed_token: 't9', holder: null },
+  );
+  const seen = await b.run('role/app', async (attempt, ctx) => ({ attempt, base: ctx.baseToken, fence: ctx.fence }), { read });
+  assert.deepEqual(seen, { attempt: 1, base: 't9', fence: 2 });
+  assert.equal(reads, 1, 'the second lane wrote on the recorded token without reading');
+  // A holder that wrote without reporting a token stores none: the next one reads first.
+  assert.equal((await store.get('role/app')).committed_token, null);
+  await a.run('role/app', async (attempt, ctx) => assert.equal(ctx.baseToken, 'v8'), { read });
+  assert.equal(reads, 2);
+});
+
 test('an unreachable store: the writer gives up with lock_unavailable and never writes', async () => {
   const down = new StoreError('unavailable', 'connection refused');
   const store = {

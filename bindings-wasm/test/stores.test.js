@@ -10,7 +10,7 @@ const { spawn } = require('node:child_process');
 const path = require('node:path');
 const readline = require('node:readline');
 const {
-  MemoryStore, RedisStore, DynamoDBStore, applyStoreOp, checkRecord, forceRelease, StoreError, UsageError,
+  Lane, MemoryStore, RedisStore, DynamoDBStore, applyStoreOp, checkRecord, forceRelease, StoreError, UsageError,
 } = require('..');
 const { startRedis, startMoto, AWS_TEST_CONFIG } = require('./helpers/servers');
 
@@ -258,6 +258,20 @@ for (const adapter of adapters) {
       const winners = replies.flatMap((r, i) => (r.reply === 'done' ? [i] : []));
       assert.equal(winners.length, 1, `replies: ${JSON.stringify(replies)}`);
       assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: mine[winners[0]] });
+    });
+
+    test('a token a lane\'s write reports is kept in the record; a lane of another owner writes on it unread', async () => {
+      const key = freshKey();
+      const first = new Lane('iam', { store: env.open(), owner: `first-${process.pid}` });
+      const second = new Lane('iam', { store: env.open(), owner: `second-${process.pid}` });
+      await first.run(key, async (attempt, ctx) => ctx.setToken('t9'), { read: async () => 't8' });
+      const released = (await applyStoreOp(store, get(key))).record;
+      assert.equal(released.owner, '');
+      assert.equal(released.committed_token, 't9');
+      let reads = 0;
+      const base = await second.run(key, async (attempt, ctx) => ctx.baseToken, { read: async () => { reads += 1; return 't9'; } });
+      assert.equal(base, 't9');
+      assert.equal(reads, 0, 'the token in the record stands in for a read');
     });
 
     if (adapter.name !== 'memory') {

@@ -30,9 +30,13 @@ async function attach(document: string, signal: AbortSignal): Promise<PutRolePol
       const base: string | null = ctx.baseToken;
       void base;
       void attempt;
-      return iam.send(new PutRolePolicyCommand({ RoleName: 'deploy', PolicyName: 'p', PolicyDocument: document }), {
+      const out = await iam.send(new PutRolePolicyCommand({ RoleName: 'deploy', PolicyName: 'p', PolicyDocument: document }), {
         abortSignal: signal,
       });
+      ctx.setToken(policyToken(document));
+      // @ts-expect-error a change token is a string
+      ctx.setToken(null);
+      return out;
     }, options);
   } catch (e) {
     if (e instanceof StaleRevisionError) {

@@ -62,6 +62,9 @@ async function main() {
         const list = Array.isArray(base.Statement) ? base.Statement : [base.Statement];
         const next = JSON.stringify({ ...base, Statement: [...list, stmt] });
         await iam.send(new PutRolePolicyCommand({ ...key, PolicyDocument: next }));
+        // The next holder, in this process or another, writes on this revision unread.
+        doc = next;
+        ctx.setToken(policyToken(next));
       }, { read });
       committed += 1;
     } catch (e) {
