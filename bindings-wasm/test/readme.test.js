@@ -1,6 +1,7 @@
 'use strict';
-// The README's AWS SDK v3 example runs as written against the IAM contention lab (the SDK
-// takes region, credentials and endpoint from the environment, as it would in a deploy).
+// The README's AWS SDK v3 example, and its hand-off example after it, run as written against
+// the IAM contention lab (the SDK takes region, credentials and endpoint from the
+// environment, as it would in a deploy).
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -9,7 +10,9 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { pathToFileURL } = require('node:url');
-const { IAMClient, CreateRoleCommand, GetRolePolicyCommand } = require('@aws-sdk/client-iam');
+const {
+  IAMClient, CreateRoleCommand, DeleteRolePolicyCommand, GetRolePolicyCommand,
+} = require('@aws-sdk/client-iam');
 const { startLab } = require('./helpers/iamlab');
 
 const root = path.resolve(__dirname, '..');
@@ -26,22 +29,23 @@ after(async () => {
   if (work) fs.rmSync(work, { recursive: true, force: true });
 });
 
-function readmeExample() {
+/** The first JavaScript block after `heading` in the README. */
+function readmeExample(heading = '## Ten lines with the AWS SDK v3') {
   const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-  const section = readme.slice(readme.indexOf('## Ten lines with the AWS SDK v3'));
-  const match = /```js\n([\s\S]*?)```/.exec(section);
+  const at = readme.indexOf(heading);
+  assert.ok(at >= 0, `the README has ${heading}`);
+  const match = /```js\n([\s\S]*?)```/.exec(readme.slice(at));
   assert.ok(match, 'the README has the example');
   return match[1];
 }
 
-test('the README example appends a statement under a lane', async () => {
-  const code = readmeExample();
-  const body = code.split('\n').filter((l) => !l.startsWith('import ')).join('\n');
-  assert.ok(body.split('\n').filter((l) => l.trim() !== '').length <= 12, 'about ten lines');
+/** The README's example as a program against the lab, with `extra` run after it. */
+function program(extra = '') {
   const iamUrl = pathToFileURL(require.resolve('@aws-sdk/client-iam')).href;
   const laneUrl = pathToFileURL(path.join(root, 'js', 'index.mjs')).href;
-  const program = [
-    code.replace("'@aws-sdk/client-iam'", `'${iamUrl}'`).replace("'writelane'", `'${laneUrl}'`),
+  return [
+    readmeExample().replace("'@aws-sdk/client-iam'", `'${iamUrl}'`).replace("'writelane'", `'${laneUrl}'`),
+    extra,
     'function withMyStatement(text) {',
     "  const d = text ? JSON.parse(text) : { Version: '2012-10-17', Statement: [] };",
     "  d.Statement.push({ Sid: `S${d.Statement.length}`, Effect: 'Allow', Action: 's3:GetObject', Resource: '*' });",
@@ -49,25 +53,56 @@ test('the README example appends a statement under a lane', async () => {
     '}',
     'console.log(JSON.stringify(lane.stats().global));',
   ].join('\n');
+}
+
+const labEnv = () => ({
+  ...process.env,
+  AWS_REGION: 'us-east-1',
+  AWS_ACCESS_KEY_ID: 'testing',
+  AWS_SECRET_ACCESS_KEY: 'testing',
+  AWS_ENDPOINT_URL_IAM: lab.endpoint,
+  NODE_NO_WARNINGS: '1',
+});
+
+const labIam = () => new IAMClient({ region: 'us-east-1', endpoint: lab.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+
+async function statementsOfDeploy(iam) {
+  const doc = await iam.send(new GetRolePolicyCommand({ RoleName: 'deploy', PolicyName: 'app' }));
+  return JSON.parse(decodeURIComponent(doc.PolicyDocument)).Statement.map((s) => s.Sid);
+}
+
+test('the README example appends a statement under a lane', async () => {
+  const code = readmeExample();
+  const body = code.split('\n').filter((l) => !l.startsWith('import ')).join('\n');
+  assert.ok(body.split('\n').filter((l) => l.trim() !== '').length <= 12, 'about ten lines');
   const file = path.join(work, 'example.mjs');
-  fs.writeFileSync(file, program);
-  const env = {
-    ...process.env,
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'testing',
-    AWS_SECRET_ACCESS_KEY: 'testing',
-    AWS_ENDPOINT_URL_IAM: lab.endpoint,
-    NODE_NO_WARNINGS: '1',
-  };
-  const iam = new IAMClient({ region: 'us-east-1', endpoint: lab.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+  fs.writeFileSync(file, program());
+  const iam = labIam();
   await iam.send(new CreateRoleCommand({ RoleName: 'deploy', AssumeRolePolicyDocument: '{"Version":"2012-10-17","Statement":[]}' }));
   for (let i = 0; i < 2; i++) {
-    const out = execFileSync(process.execPath, [file], { env, encoding: 'utf8', timeout: 60000 });
+    const out = execFileSync(process.execPath, [file], { env: labEnv(), encoding: 'utf8', timeout: 60000 });
     const stats = JSON.parse(out.trim().split('\n').pop());
     assert.equal(stats.committed, 1);
     assert.equal(stats.reads, 1);
   }
-  const doc = await iam.send(new GetRolePolicyCommand({ RoleName: 'deploy', PolicyName: 'app' }));
-  const statements = JSON.parse(decodeURIComponent(doc.PolicyDocument)).Statement;
-  assert.deepEqual(statements.map((s) => s.Sid), ['S0', 'S1'], 'each run read the policy and appended to it');
+  assert.deepEqual(await statementsOfDeploy(iam), ['S0', 'S1'], 'each run read the policy and appended to it');
+});
+
+test('the README hand-off example writes on the reported token without reading', async () => {
+  const file = path.join(work, 'handoff.mjs');
+  // The ten-line example, then the hand-off example twice. The ten-line write reports no
+  // token, so the first hand-off writer reads; the second is handed the token it reported.
+  const handoff = readmeExample('### Handing the written revision on');
+  fs.writeFileSync(file, program(`${handoff}\n${handoff}`));
+  const iam = labIam();
+  // The role the first test made, with its policy deleted.
+  await iam.send(new CreateRoleCommand({ RoleName: 'deploy', AssumeRolePolicyDocument: '{"Version":"2012-10-17","Statement":[]}' }))
+    .catch((e) => assert.equal(e.name, 'EntityAlreadyExistsException'));
+  await iam.send(new DeleteRolePolicyCommand({ RoleName: 'deploy', PolicyName: 'app' }))
+    .catch((e) => assert.equal(e.name, 'NoSuchEntityException'));
+  const out = execFileSync(process.execPath, [file], { env: labEnv(), encoding: 'utf8', timeout: 60000 });
+  const stats = JSON.parse(out.trim().split('\n').pop());
+  assert.equal(stats.committed, 3);
+  assert.equal(stats.reads, 2, 'the writer after a reported token did not read');
+  assert.deepEqual(await statementsOfDeploy(iam), ['S0', 'S1', 'S2']);
 });
