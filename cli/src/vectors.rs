@@ -1164,12 +1164,13 @@ pub fn lease() -> Vec<Vector> {
         .store(5, 1);
     docs.push(s.finish());
 
-    let mut s = EngineScript::shared("lease-stale-takeover", "A holder whose record stands still for a whole lease (and enough polls) is taken over: epoch bumped, lock-delay, then the write.", policy.clone(), 23, "host-a");
+    let mut s = EngineScript::shared("lease-stale-takeover", "A holder whose record stands still for a whole lease (and enough polls) is taken over: epoch bumped, lock-delay, then a read, since the dead holder may have written after storing its token, and the write.", policy.clone(), 23, "host-a");
     s.store
         .set(KEY, Some(foreign("host-dead", 4, 900, Some("v3"))));
     s.submit(0, "role/app", None, None)
         .lease_until_work(1)
-        .wrote(20, 1, Some("v4"))
+        .read(5, 1, Some("v4"))
+        .wrote(20, 1, Some("v5"))
         .store(5, 1);
     docs.push(s.finish());
 

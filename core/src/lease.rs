@@ -496,14 +496,18 @@ impl LeaseClient {
     }
 
     /// Our record claiming the lease after `previous` (none: the first holder ever). The
-    /// epoch is bumped and the committed token carried over.
+    /// epoch is bumped. The committed token is carried over only from a released record: a
+    /// holder that never released (taken over, or this owner's own leftover after a crash)
+    /// may have landed a write after the token was stored, so the next holder must read.
     fn claim(&mut self, previous: Option<&LeaseRecord>) -> LeaseRecord {
         LeaseRecord {
             owner: self.owner.clone(),
             epoch: previous.map_or(1, |r| r.epoch + 1),
             rvn: self.new_rvn(),
             lease_ms: self.rule.lease_ms,
-            committed_token: previous.and_then(|r| r.committed_token.clone()),
+            committed_token: previous
+                .filter(|r| r.owner.is_empty())
+                .and_then(|r| r.committed_token.clone()),
             holder: self.holder.clone(),
         }
     }

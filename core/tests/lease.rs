@@ -358,3 +358,52 @@ fn a_record_left_behind_by_this_owner_is_taken_at_once() {
     // Another owner would have had to wait a whole lease.
     assert_eq!(store.record().unwrap().owner, "a");
 }
+
+#[test]
+fn only_a_released_record_hands_its_token_on() {
+    // Released with a token: the next holder trusts it.
+    let mut store = Store::default();
+    let mut a = client("a", 1);
+    a.acquire();
+    settle(&mut a, &mut store, 0);
+    a.release(5, Some(Some("t1".into())));
+    assert_eq!(settle(&mut a, &mut store, 5), vec![LeaseEvent::Released]);
+    let mut b = client("b", 2);
+    b.acquire();
+    let ev = settle(&mut b, &mut store, 10);
+    let [LeaseEvent::Acquired {
+        committed_token: Some(ref t),
+        ..
+    }] = ev[..]
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(t, "t1");
+
+    // b dies holding the lease, perhaps after its write landed: the "t1" in its record may
+    // be stale, so neither a takeover nor b's own restart may hand it on.
+    let mut c = client("c", 3);
+    c.acquire();
+    settle(&mut c, &mut store, 20);
+    let ev = loop {
+        let now = c.poll_timeout().expect("c keeps polling");
+        assert!(now < 5_000, "takeover within a few leases");
+        c.handle_timeout(now);
+        let ev = settle(&mut c, &mut store, now);
+        if !ev.is_empty() {
+            break ev;
+        }
+    };
+    assert!(
+        matches!(
+            ev[..],
+            [LeaseEvent::Acquired {
+                committed_token: None,
+                takeover: true,
+                ..
+            }]
+        ),
+        "{ev:?}"
+    );
+    assert_eq!(store.record().unwrap().committed_token, None);
+}
