@@ -399,7 +399,7 @@ pub fn all() -> Vec<Vector> {
     s.submit(0, "role/app", None, None).wrote(10, 1, None);
     docs.push(s.finish());
 
-    for (i, kind) in ["none", "full", "equal", "decorrelated"]
+    for (i, kind) in ["none", "full", "equal", "decorrelated", "sawtooth"]
         .into_iter()
         .enumerate()
     {
@@ -416,9 +416,13 @@ pub fn all() -> Vec<Vector> {
                 "conflict-jitter-equal",
                 "Conflicts retried with equal jitter.",
             ),
-            _ => (
+            "decorrelated" => (
                 "conflict-jitter-decorrelated",
                 "Conflicts retried with decorrelated jitter.",
+            ),
+            _ => (
+                "conflict-jitter-sawtooth",
+                "Conflicts retried with sawtooth pacing: windows 2, 1, then 4, 2, 1 times the base.",
             ),
         };
         let mut s = EngineScript::new(name, desc, with_jitter("iam", kind), 7 + i as u64);

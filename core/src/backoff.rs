@@ -45,6 +45,44 @@ pub fn backoff_ceiling(rule: &RetryRule, retry_index: u32) -> u64 {
     rule.base_ms.saturating_mul(factor).min(rule.cap_ms)
 }
 
+/// The sawtooth window before retry `retry_index` (0-based): phase `p` (from 1) holds
+/// `p + 1` retries with windows `base * 2^p` down to `base`, so the exponents run
+/// 1 0, 2 1 0, 3 2 1 0, ...; capped at `cap`.
+pub fn sawtooth_window(rule: &RetryRule, retry_index: u32) -> u64 {
+    // Phases 1..=p hold 2 + 3 + ... + (p + 1) = p(p + 3)/2 retries. The phase holding
+    // `retry_index` is the smallest p with p(p + 3)/2 > retry_index; start from the integer
+    // square root and correct by one step either way.
+    let i = u64::from(retry_index);
+    let held = |p: u64| p * (p + 3) / 2;
+    let mut phase = integer_sqrt(2 * i).max(1);
+    while phase > 1 && held(phase - 1) > i {
+        phase -= 1;
+    }
+    while held(phase) <= i {
+        phase += 1;
+    }
+    let exponent = held(phase) - 1 - i;
+    let factor = 1u64
+        .checked_shl(exponent.min(63) as u32)
+        .unwrap_or(u64::MAX);
+    rule.base_ms.saturating_mul(factor).min(rule.cap_ms)
+}
+
+/// `floor(sqrt(n))` by Newton's method, in integers (`u64::isqrt` needs a newer Rust than
+/// the crate's minimum).
+fn integer_sqrt(n: u64) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    let mut x = n;
+    let mut y = x.div_ceil(2);
+    while y < x {
+        x = y;
+        y = (x + n / x) / 2;
+    }
+    x
+}
+
 /// The jittered delay before retry `retry_index`; `previous_ms` is the last delay of the
 /// same operation (used by decorrelated jitter; `0` before the first retry).
 pub(crate) fn jittered_delay(
@@ -70,6 +108,7 @@ pub(crate) fn jittered_delay(
             let hi = previous.saturating_mul(3).max(rule.base_ms);
             rng.uniform(rule.base_ms, hi).min(rule.cap_ms)
         }
+        Jitter::Sawtooth => rng.uniform(0, sawtooth_window(rule, retry_index)),
     }
 }
 
@@ -310,6 +349,36 @@ mod tests {
             assert!(e >= c / 2 && e <= c);
             let x = jittered_delay(&rule(Jitter::Decorrelated), i, d, &mut rng);
             assert!((50..=20_000).contains(&x));
+        }
+    }
+
+    #[test]
+    fn sawtooth_windows_climb_by_phase_and_shrink_within() {
+        let r = RetryRule {
+            base_ms: 100,
+            cap_ms: 1_000,
+            ..rule(Jitter::Sawtooth)
+        };
+        let got: Vec<u64> = (0..14).map(|i| sawtooth_window(&r, i)).collect();
+        assert_eq!(
+            got,
+            [200, 100, 400, 200, 100, 800, 400, 200, 100, 1000, 800, 400, 200, 100]
+        );
+        // Far along, the loop still ends and the cap holds.
+        assert_eq!(sawtooth_window(&r, u32::MAX), 1_000);
+        let mut rng = DecisionRng::new(3);
+        for i in 0..40 {
+            let d = jittered_delay(&r, i, 0, &mut rng);
+            assert!(d <= sawtooth_window(&r, i));
+        }
+    }
+
+    #[test]
+    fn integer_sqrt_is_the_floor() {
+        for n in (0..10_000u64).chain([u64::from(u32::MAX) * 2, u64::MAX]) {
+            let r = integer_sqrt(n);
+            assert!(r.checked_mul(r).is_some_and(|sq| sq <= n), "{n}");
+            assert!((r + 1).checked_mul(r + 1).is_none_or(|sq| sq > n), "{n}");
         }
     }
 

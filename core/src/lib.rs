@@ -44,7 +44,9 @@ pub mod policy;
 mod strategy;
 mod token;
 
-pub use backoff::{backoff_ceiling, clamp_hint, Bucket, BudgetScope, Refusal, RetryPlan};
+pub use backoff::{
+    backoff_ceiling, clamp_hint, sawtooth_window, Bucket, BudgetScope, Refusal, RetryPlan,
+};
 pub use classify::{classify, parse_retry_after, ErrorClass, Failure};
 pub use engine::{
     Command, Counters, Engine, EngineState, EntityRecord, EntityStats, Event, GiveUpReason, Input,

@@ -59,6 +59,12 @@ pub enum Jitter {
     Equal,
     /// `min(cap, uniform(base, 3 * previous delay))`.
     Decorrelated,
+    /// Uniform in `[0, window]`, the window following a sawtooth: phase `p` (from 1) tries
+    /// `base * 2^p`, `base * 2^(p-1)`, ..., `base`, then the next phase starts one doubling
+    /// higher; `cap` bounds every window. For writers with no lane or lease between them:
+    /// conflicts climb to the scale of the crowd, and within a phase the window shrinks as
+    /// the crowd drains.
+    Sawtooth,
 }
 
 /// Retry rule for one error class.
@@ -755,7 +761,7 @@ fn merge_field(slot: &mut Value, value: &Value, field: &str) -> Result<(), Polic
 }
 
 fn check_enums(merged: &Value) -> Result<(), PolicyError> {
-    const JITTERS: &[&str] = &["none", "full", "equal", "decorrelated"];
+    const JITTERS: &[&str] = &["none", "full", "equal", "decorrelated", "sawtooth"];
     for class in ["conflict", "throttle", "transient", "unknown"] {
         let v = &merged["retry"][class]["jitter"];
         let s = v.as_str().unwrap_or_default();

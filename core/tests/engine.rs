@@ -469,8 +469,8 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn policies() -> impl Strategy<Value = Policy> {
-    (0usize..4, 0usize..4, any::<bool>(), any::<bool>()).prop_map(|(p, jitter, lanes, spike)| {
-        let jitter = ["none", "full", "equal", "decorrelated"][jitter];
+    (0usize..4, 0usize..5, any::<bool>(), any::<bool>()).prop_map(|(p, jitter, lanes, spike)| {
+        let jitter = ["none", "full", "equal", "decorrelated", "sawtooth"][jitter];
         let preset = ["iam", "aws-standard", "iam", "iam"][p];
         let text = format!(
             r#"{{"preset":"{preset}","lanes":{{"mode":"{}"}},"spike":{{"enabled":{spike},"threshold":2,"window_ms":1000,"cooldown_ms":300}},
