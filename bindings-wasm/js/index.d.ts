@@ -9,7 +9,7 @@
 /* ---------------------------------------------------------------------------------- */
 
 /** How a delay is randomised. */
-export type Jitter = 'none' | 'full' | 'equal' | 'decorrelated';
+export type Jitter = 'none' | 'full' | 'equal' | 'decorrelated' | 'sawtooth';
 
 /** The class of a failed call, which decides whether and how it is retried. */
 export type ErrorClass = 'conflict' | 'throttle' | 'transient' | 'unknown' | 'fatal';
