@@ -272,13 +272,42 @@ const RAISED: i8 = 4;
 /// One write attempt, passed to the caller's `write` function: `number` counts attempts
 /// from 1, `base_token` is the change token the write must be based on (what the last
 /// read found, or `None`), `entity` is the entity's name, `fence` the lease epoch the
-/// write is made under (shared lanes; `None` otherwise).
-#[pyclass(module = "writelane", name = "Attempt", frozen, get_all)]
+/// write is made under (shared lanes; `None` otherwise). The write reports the token of
+/// the revision it produced with `set_token`, so the engine can hand it to the next writer.
+#[pyclass(module = "writelane", name = "Attempt", frozen)]
 struct Attempt {
+    #[pyo3(get)]
     number: u32,
+    #[pyo3(get)]
     base_token: Option<String>,
+    #[pyo3(get)]
     entity: Py<PyString>,
+    #[pyo3(get)]
     fence: Option<u64>,
+    /// What `set_token` recorded; a lock because the class is frozen (shared by threads).
+    token: Mutex<Option<String>>,
+}
+
+impl Attempt {
+    fn build(
+        number: u32,
+        base_token: Option<String>,
+        entity: Py<PyString>,
+        fence: Option<u64>,
+    ) -> Self {
+        Attempt {
+            number,
+            base_token,
+            entity,
+            fence,
+            token: Mutex::new(None),
+        }
+    }
+
+    /// The token reported by `set_token`, taken out of the attempt.
+    fn take_token(&self) -> Option<String> {
+        lock(&self.token).take()
+    }
 }
 
 #[pymethods]
@@ -291,12 +320,50 @@ impl Attempt {
         entity: Bound<'_, PyString>,
         fence: Option<u64>,
     ) -> Self {
-        Attempt {
-            number,
-            base_token,
-            entity: entity.unbind(),
-            fence,
+        Attempt::build(number, base_token, entity.unbind(), fence)
+    }
+
+    /// Report the change token of the revision this write produced (an ETag, a
+    /// `VersionId`, `policy_token` of the document written). When the write succeeds the
+    /// engine hands it to the next writer of the entity, which then skips its read, and
+    /// with a lease store it is stored in the lease record for writers on other machines.
+    /// A later call replaces an earlier one. Raises `UsageError` for a token that is not a
+    /// `str`, not UTF-8, or longer than 1024 bytes.
+    fn set_token(&self, py: Python<'_>, token: &Bound<'_, PyAny>) -> PyResult<()> {
+        let Ok(text) = token.downcast::<PyString>() else {
+            let found = token.get_type().name()?.to_string();
+            return Err(raise(
+                py,
+                "UsageError",
+                (
+                    "invalid_argument",
+                    format!("token: expected str, found {found}"),
+                ),
+            ));
+        };
+        let Ok(text) = text.to_cow() else {
+            return Err(raise(
+                py,
+                "UsageError",
+                ("invalid_argument", "token: not valid UTF-8"),
+            ));
+        };
+        if text.len() > core::MAX_TOKEN_LEN {
+            let message = format!(
+                "token: {} bytes is over the limit of {}",
+                text.len(),
+                core::MAX_TOKEN_LEN
+            );
+            return Err(raise(py, "UsageError", ("invalid_token", message)));
         }
+        *lock(&self.token) = Some(text.into_owned());
+        Ok(())
+    }
+
+    /// The token reported with `set_token` so far, or `None`.
+    #[getter]
+    fn token(&self) -> Option<String> {
+        lock(&self.token).clone()
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -489,19 +556,20 @@ impl NativeLane {
             return Ok((op, kind, number, text, timer, woken, None));
         };
         // The lock is released: the write may take long, and other threads go on.
-        let attempt = Attempt {
-            number: u32::try_from(number).unwrap_or(u32::MAX),
-            base_token: text,
-            entity: entity.unbind(),
-            fence: timer,
-        };
-        match write.call1((attempt,)) {
-            Ok(value) => {
+        let number = u32::try_from(number).unwrap_or(u32::MAX);
+        let called = Bound::new(py, Attempt::build(number, text, entity.unbind(), timer)).and_then(
+            |attempt| {
+                let value = write.call1((&attempt,))?;
+                Ok((value, attempt.get().take_token()))
+            },
+        );
+        match called {
+            Ok((value, token)) => {
                 let step = {
                     let (mut inner, now) = self.locked();
                     let done = Input::WriteDone {
                         op: OpId(op),
-                        token: None,
+                        token,
                     };
                     inner
                         .engine

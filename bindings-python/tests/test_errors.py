@@ -3,6 +3,7 @@ interrupted write releases its entity's lane."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
@@ -109,6 +110,51 @@ def test_read_returning_a_non_token_is_refused_and_releases_the_lane() -> None:
     with pytest.raises(writelane.UsageError):
         lane.run("role/a", lambda a: None, read=lambda: 42)  # type: ignore[arg-type, return-value]
     assert lane.run("role/a", lambda a: 7, read=lambda: "v1") == 7
+
+
+@pytest.mark.parametrize(
+    "token, kind",
+    [
+        (1, "invalid_argument"),
+        (None, "invalid_argument"),
+        (b"t1", "invalid_argument"),
+        ("t\ud800", "invalid_argument"),
+        ("x" * 1025, "invalid_token"),
+    ],
+)
+def test_set_token_with_a_non_token_is_a_usage_error_and_releases_the_lane(token: Any, kind: str) -> None:
+    attempt = writelane.Attempt(1, None, "role/a")
+    with pytest.raises(writelane.UsageError) as info:
+        attempt.set_token(token)
+    assert info.value.kind == kind and str(info.value).startswith("token")
+    assert attempt.token is None
+    lane = writelane.Lane(seed=1)
+
+    def write(a: writelane.Attempt) -> None:
+        a.set_token(token)
+
+    async def awrite(a: writelane.Attempt) -> None:
+        a.set_token(token)
+
+    # Misuse propagates as it is, from the write called at submit, from the driver's
+    # loop (after a read) and from the asyncio driver; no run holds the lane afterwards.
+    for run in (
+        lambda: lane.run("role/a", write),
+        lambda: lane.run("role/a", write, read=lambda: "v1"),
+        lambda: asyncio.run(lane.run_async("role/a", awrite)),
+    ):
+        with pytest.raises(writelane.UsageError) as info:
+            run()
+        assert info.value.kind == kind
+        assert lane.stats()["active_ops"] == 0
+    assert lane.stats()["global"]["committed"] == 0
+    assert lane.run("role/a", lambda a: "fine", read=lambda: "v1") == "fine"
+
+
+def test_set_token_takes_a_token_up_to_the_engine_limit() -> None:
+    attempt = writelane.Attempt(1, None, "role/a")
+    attempt.set_token("x" * 1024)
+    assert attempt.token == "x" * 1024
 
 
 # -- failures --------------------------------------------------------------------------------

@@ -213,3 +213,70 @@ def test_never_waits_for_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     assert 0 in delays and 1 in delays
     assert all(t is not None and t > 0 for t in waits), waits
     assert len(waits) <= delays.count(1) * 3, "waits only where the engine set a delay"
+
+
+# -- change tokens reported by the write ----------------------------------------------------
+
+
+def run_mode(lane: writelane.Lane, mode: str, entity: str, write: Any, **kwargs: Any) -> Any:
+    """``lane.run`` (``sync``) or ``lane.run_async`` with a coroutine ``write`` (``async``)."""
+    if mode == "sync":
+        return lane.run(entity, write, **kwargs)
+
+    async def awrite(attempt: writelane.Attempt) -> Any:
+        await asyncio.sleep(0)
+        return write(attempt)
+
+    return asyncio.run(lane.run_async(entity, awrite, **kwargs))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("a_reads", [True, False], ids=["a-reads", "a-no-read"])
+def test_a_reported_token_is_handed_to_the_next_writer_without_a_read(mode: str, a_reads: bool) -> None:
+    lane = writelane.Lane(NO_JITTER, seed=1)
+    reads: List[str] = []
+
+    def read() -> str:
+        reads.append("read")
+        return "t0"
+
+    def write_a(attempt: writelane.Attempt) -> Optional[str]:
+        attempt.set_token("t1")
+        return attempt.token
+
+    assert run_mode(lane, mode, "role/a", write_a, read=read if a_reads else None) == "t1"
+    assert reads == (["read"] if a_reads else [])
+    del reads[:]
+    assert lane.stats()["entities"]["role/a"]["committed_token"] == "t1"
+    # B finds the token A reported: it writes on it at once, without calling read.
+    assert run_mode(lane, mode, "role/a", lambda a: (a.number, a.base_token), read=read) == (1, "t1")
+    assert reads == []
+    # B reported nothing: the next writer reads first.
+    assert run_mode(lane, mode, "role/a", lambda a: a.base_token, read=read) == "t0"
+    assert reads == ["read"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_only_the_token_of_the_attempt_that_landed_counts(mode: str) -> None:
+    lane = writelane.Lane(NO_JITTER, seed=1)
+    reads: List[str] = []
+
+    def read() -> str:
+        reads.append("read")
+        return "t0"
+
+    def write(attempt: writelane.Attempt) -> int:
+        if attempt.number == 1:
+            attempt.set_token("never-written")
+            raise client_error("ConcurrentModification", 409)
+        attempt.set_token("first")
+        attempt.set_token("t2")  # the last report wins
+        return attempt.number
+
+    assert run_mode(lane, mode, "role/a", write, read=read) == 2
+    assert reads == ["read", "read"]
+    # The token of a write that failed is dropped: the last commit's stands.
+    with pytest.raises(writelane.GaveUp):
+        run_mode(lane, mode, "role/a", lambda a: (a.set_token("t3"), 1 / 0), read=read)
+    assert run_mode(lane, mode, "role/a", lambda a: a.base_token, read=read) == "t2"
+    assert reads == ["read", "read"]

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+import uuid
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from storekit import RedisServer, open_store
 
 import writelane
 from writelane import stores
@@ -193,6 +195,62 @@ def test_force_release_bumps_the_epoch_and_never_deletes() -> None:
     assert stores.force_release(store, "role/app") is None
     lane = writelane.Lane(fast(), store=store)
     assert lane.run("role/app", lambda a: a.fence) == 6
+
+
+# -- the change token in the lease record --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    server = RedisServer()
+    yield server.url
+    server.stop()
+
+
+def token_store(kind: str, request: Any, tmp_path: Any) -> Any:
+    if kind == "memory":
+        return stores.MemoryStore()
+    if kind == "file":
+        return open_store({"kind": "file", "path": str(tmp_path / "leases.json")})
+    url = request.getfixturevalue("redis_url")
+    return open_store({"kind": "redis", "url": url, "prefix": f"t-{uuid.uuid4().hex[:8]}:"})
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("kind", ["memory", "file", "redis"])
+def test_a_reported_token_reaches_the_next_holder_through_the_lease_record(
+    kind: str, mode: str, request: Any, tmp_path: Any
+) -> None:
+    store = token_store(kind, request, tmp_path)
+    reads: List[str] = []
+
+    def read() -> str:
+        reads.append("read")
+        return "t0"
+
+    def run(lane: writelane.Lane, write: Any) -> Any:
+        if mode == "sync":
+            return lane.run("role/app", write, read=read)
+
+        async def awrite(attempt: writelane.Attempt) -> Any:
+            await asyncio.sleep(0)
+            return write(attempt)
+
+        return asyncio.run(lane.run_async("role/app", awrite, read=read))
+
+    a = writelane.Lane(fast(), store=store, owner="a:1:x")
+    run(a, lambda at: at.set_token("t9"))
+    record = store.get("role/app")
+    assert record is not None and record["committed_token"] == "t9" and record["owner"] == ""
+    assert reads == ["read"]
+    # Another owner on the same store writes on the record's token without reading.
+    b = writelane.Lane(fast(), store=store, owner="b:2:y")
+    assert run(b, lambda at: (at.base_token, at.fence)) == ("t9", 2)
+    assert reads == ["read"]
+    # B reported nothing: the record keeps no token, and the next holder reads first.
+    assert store.get("role/app")["committed_token"] is None  # type: ignore[index]
+    assert run(a, lambda at: at.base_token) == "t0"
+    assert reads == ["read", "read"]
 
 
 # -- the sans-IO engine with a host clock ------------------------------------------------

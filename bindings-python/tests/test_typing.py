@@ -21,6 +21,8 @@ def read() -> Optional[str]:
     return "v1"
 
 def write(attempt: writelane.Attempt) -> int:
+    attempt.set_token("v2")
+    reported: Optional[str] = attempt.token
     return attempt.number
 
 n: int = lane.run("role/a", write, read=read, expected="v1", deadline_ms=1000)

@@ -50,7 +50,8 @@ _Step = Tuple[int, int, Optional[str], Optional[int], Optional[List[int]]]
 
 #: One write attempt, passed to the ``write`` function: ``number`` counts attempts from 1,
 #: ``base_token`` is the change token the write must be based on (what the last read
-#: found, or ``None``), ``entity`` is the entity's name.
+#: found, or ``None``), ``entity`` is the entity's name, ``fence`` the lease epoch (shared
+#: lanes). ``set_token(token)`` reports the token of the revision the write produced.
 Attempt = _native.Attempt
 
 
@@ -204,13 +205,18 @@ class Lane:
         """Run one logical write of ``entity`` under the discipline; return what ``write``
         returned.
 
-        ``write(attempt)`` performs the mutation; ``read()`` returns the entity's current
-        change token (``None``: it does not exist) and is called before the first write and
-        before every retry; ``expected`` is the token the change was based on (needs
-        ``read``). With a lease store, ``holder`` overrides the lane's holder for this
-        write. Raises :class:`GaveUp` (with shared lanes also for ``lease_lost`` and
-        ``lock_unavailable``) or :class:`StaleRevision`; ``KeyboardInterrupt`` and other
-        ``BaseException`` propagate after the entity's lane is released.
+        ``write(attempt)`` performs the mutation and may report the change token of the
+        revision it produced with ``attempt.set_token(token)``: the next writer of the
+        entity then writes on it without reading (with a lease store, on any machine: the
+        token is stored in the lease record). ``read()`` returns the entity's current
+        change token (``None``: it does not exist) and is called before a write whose base
+        the lane does not know and before every retry; ``expected`` is the token the change
+        was based on (needs ``read``). With a lease store, ``holder`` overrides the lane's
+        holder for this write. Raises :class:`GaveUp` (with shared lanes also for
+        ``lease_lost`` and ``lock_unavailable``) or :class:`StaleRevision`; a
+        :class:`UsageError` raised inside ``write`` (such as ``set_token`` with a token that
+        is not a ``str``), ``KeyboardInterrupt`` and other ``BaseException`` propagate after
+        the entity's lane is released.
         """
         if (
             type(entity) is not str
@@ -243,14 +249,17 @@ class Lane:
                     reply = apply(self._store, json.loads(text))
                     kind, number, text, timer, woken = native.store_reply(op, json.dumps(reply))
                 elif kind == _WRITE:
+                    attempt = Attempt(number, text, entity, timer)
                     try:
-                        result = write(Attempt(number, text, entity, timer))
+                        result = write(attempt)
+                    except UsageError:
+                        raise  # misuse (set_token with a bad token) is not a failed write
                     except Exception as exc:  # noqa: BLE001 - classified below
                         last_exc = exc
                         f = fields_of(exc, classify or self._classify, self._codes)
                         kind, number, text, timer, woken = native.failed(op, True, *f)
                     else:
-                        kind, number, text, timer, woken = native.write_done(op)
+                        kind, number, text, timer, woken = native.write_done(op, attempt.token)
                 elif kind == _COMMITTED:
                     finished = True
                     if self._log:
@@ -261,7 +270,7 @@ class Lane:
                 elif kind == _RAISED:
                     # The write called during submit raised ``result``.
                     raised, result = result, None
-                    if not isinstance(raised, Exception):
+                    if not isinstance(raised, Exception) or isinstance(raised, UsageError):
                         raise raised
                     last_exc = raised
                     f = fields_of(raised, classify or self._classify, self._codes)
@@ -381,17 +390,20 @@ class Lane:
                     reply = await loop.run_in_executor(None, apply, self._store, json.loads(text))
                     kind, number, text, timer, woken = native.store_reply(op, json.dumps(reply))
                 elif kind == _WRITE:
+                    attempt = Attempt(number, text, entity, timer)
                     try:
-                        value = write(Attempt(number, text, entity, timer))
+                        value = write(attempt)
                         if inspect.isawaitable(value):
                             value = await value
                         result = value
+                    except UsageError:
+                        raise  # misuse (set_token with a bad token) is not a failed write
                     except Exception as exc:  # noqa: BLE001 - classified below
                         last_exc = exc
                         f = fields_of(exc, classify or self._classify, self._codes)
                         kind, number, text, timer, woken = native.failed(op, True, *f)
                     else:
-                        kind, number, text, timer, woken = native.write_done(op)
+                        kind, number, text, timer, woken = native.write_done(op, attempt.token)
                 elif kind == _COMMITTED:
                     finished = True
                     if self._log:

@@ -41,6 +41,11 @@ class Attempt:
     def entity(self) -> str: ...
     @property
     def fence(self) -> Optional[int]: ...
+    @property
+    def token(self) -> Optional[str]: ...
+    def set_token(self, token: str) -> None:
+        """Report the change token of the revision this write produced; the engine hands
+        it to the next writer of the entity (and stores it in the lease record)."""
 
 @final
 class NativeEngine:
