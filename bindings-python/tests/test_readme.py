@@ -13,6 +13,8 @@ import pytest
 from conftest import HERE, Lab
 from storekit import MotoServer
 
+import writelane
+
 README = os.path.join(HERE, "..", "README.md")
 
 
@@ -57,5 +59,16 @@ def test_readme_examples_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
         assert len(doc["Statement"]) == 3
         record = namespace["store"].get("role/deploy")
         assert record["owner"] == "" and record["epoch"] == 1
+        # The reporting write: the record holds exactly what read() returns now, and the
+        # next holder (another owner on the same table) writes on it without reading.
+        exec(compile(blocks[3], "README.md", "exec"), namespace)
+        doc = client.get_role_policy(RoleName="deploy", PolicyName="inline")["PolicyDocument"]
+        assert len(doc["Statement"]) == 4
+        record = namespace["store"].get("role/deploy")
+        assert record["epoch"] == 2 and record["committed_token"] == namespace["read"]()
+        reads: List[str] = []
+        other = writelane.Lane("iam", store=namespace["store"], owner="other:1:x")
+        base = other.run("role/deploy", lambda a: a.base_token, read=lambda: reads.append("read"))
+        assert base == record["committed_token"] and reads == []
     finally:
         moto.stop()
