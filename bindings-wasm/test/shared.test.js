@@ -140,7 +140,8 @@ test('a lease held elsewhere and renewed is waited for; a stale one is taken ove
   // Renewed for ~500 ms, then stale only after a whole lease (300 ms) unchanged.
   assert.ok(waited >= 700, `waited only ${waited} ms`);
   assert.equal(fence, 6, 'takeover bumps the epoch');
-  assert.equal(base, 'c1:sha256:aa', 'the committed token in the record is the base');
+  // The taken-over holder may have written after storing its token: it is not trusted.
+  assert.equal(base, null, 'a taken-over record hands on no token');
   const events = lane.events();
   assert.ok(events.some((e) => e.type === 'lease_acquired' && e.takeover === true && e.epoch === 6), JSON.stringify(events));
 });
