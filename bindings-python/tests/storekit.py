@@ -91,14 +91,22 @@ class RedisServer:
             self.proc = None
 
 
+# moto checks a DynamoDB condition and stores the item in separate steps without a lock;
+# this launcher carries requests out one at a time, as DynamoDB's conditional writes are
+# atomic. Shared with the Node and Go tests.
+MOTO_ATOMIC = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "iamlab", "moto_atomic.py"
+)
+
+
 class MotoServer:
     """A moto server (DynamoDB and the rest) on a free loopback port, in its own
-    process."""
+    process, with conditional writes made atomic."""
 
     def __init__(self, python: str) -> None:
         self.port = free_port()
         self.proc: Optional["subprocess.Popen[bytes]"] = subprocess.Popen(
-            [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [python, MOTO_ATOMIC, str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "PYTHONWARNINGS": "ignore"},

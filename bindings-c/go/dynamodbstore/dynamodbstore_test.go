@@ -53,7 +53,9 @@ func startMoto() (*moto, error) {
 			return nil, err
 		}
 		m := &moto{endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), log: &strings.Builder{}}
-		m.cmd = exec.Command(python, "-m", "moto.server", "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+		// moto checks a condition and stores the item without a lock; this launcher
+		// carries requests out one at a time, as DynamoDB's conditional writes are atomic.
+		m.cmd = exec.Command(python, "../../../tests/iamlab/moto_atomic.py", fmt.Sprint(port))
 		m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
 		if err := m.cmd.Start(); err != nil {
 			return nil, fmt.Errorf("cannot start the moto server: %w", err)

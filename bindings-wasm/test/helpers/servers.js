@@ -84,12 +84,12 @@ async function startRedis() {
 /**
  * A moto server (DynamoDB and the rest of AWS, in memory) on a free port, carrying
  * requests out one at a time so that conditional writes are atomic as in DynamoDB (see
- * moto_atomic.py). Resolves to `{port, endpoint, stop(), start()}`.
+ * tests/iamlab/moto_atomic.py). Resolves to `{port, endpoint, stop(), start()}`.
  */
 async function startMoto() {
   const port = await freePort();
   const python = process.env.PYTHON || 'python3';
-  const args = [path.join(__dirname, 'moto_atomic.py'), String(port)];
+  const args = [path.join(__dirname, '..', '..', '..', 'tests', 'iamlab', 'moto_atomic.py'), String(port)];
   let proc = await serve(python, args, port, 60000);
   return {
     port,
