@@ -14,6 +14,7 @@ use crate::backoff::{
     plan_retry, refill_on_success, Bucket, BudgetScope, DecisionRng, Refusal, RetryRequest,
 };
 use crate::classify::{classify, ErrorClass, Failure};
+use crate::entities::{Entities, EntityId};
 use crate::error::UsageError;
 use crate::lease::{LeaseClient, LeaseEvent, StoreOp, StoreReply};
 use crate::policy::{LaneMode, Policy};
@@ -512,8 +513,6 @@ pub struct EntityRecord {
 /// Current [`EngineState`] format version.
 pub const STATE_VERSION: u32 = 1;
 
-type EntityId = u32;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Op(OpId),
@@ -586,9 +585,9 @@ struct Op {
     shared: Option<Box<Shared>>,
 }
 
+/// What the engine keeps per entity; the name is kept by [`Entities`].
 #[derive(Debug)]
 struct Entity {
-    name: Arc<str>,
     committed: Option<String>,
     holder: Option<OpId>,
     queue: VecDeque<OpId>,
@@ -620,8 +619,7 @@ pub struct Engine {
     now: u64,
     next_op: u64,
     ops: HashMap<OpId, Op>,
-    entities: Vec<Entity>,
-    entity_index: HashMap<Arc<str>, EntityId>,
+    entities: Entities<Entity>,
     ready: VecDeque<OpId>,
     timers: BTreeSet<(u64, Timer)>,
     events: VecDeque<Event>,
@@ -645,8 +643,7 @@ impl Engine {
             now: 0,
             next_op: 1,
             ops: HashMap::new(),
-            entities: Vec::new(),
-            entity_index: HashMap::new(),
+            entities: Entities::new(),
             ready: VecDeque::new(),
             timers: BTreeSet::new(),
             events: VecDeque::new(),
@@ -687,11 +684,9 @@ impl Engine {
     }
 
     fn entity_id(&mut self, name: &str) -> EntityId {
-        if let Some(&id) = self.entity_index.get(name) {
+        if let Some(id) = self.entities.find(name) {
             return id;
         }
-        let id = self.entities.len() as EntityId;
-        let name: Arc<str> = Arc::from(name);
         let bucket = match (
             self.policy.budget.enabled,
             self.policy.budget.per_entity_capacity,
@@ -699,17 +694,15 @@ impl Engine {
             (true, Some(cap)) => Some(Bucket::new(cap, cap)),
             _ => None,
         };
-        self.entities.push(Entity {
-            name: name.clone(),
+        let entity = Entity {
             committed: None,
             holder: None,
             queue: VecDeque::new(),
             bucket,
             spike: None,
             counters: Counters::default(),
-        });
-        self.entity_index.insert(name, id);
-        id
+        };
+        self.entities.insert(name, entity)
     }
 
     fn emit(&mut self, event: Event) {
@@ -721,12 +714,12 @@ impl Engine {
     }
 
     fn name(&self, entity: EntityId) -> Arc<str> {
-        self.entities[entity as usize].name.clone()
+        self.entities.name(entity).clone()
     }
 
     fn count(&mut self, entity: EntityId, f: impl Fn(&mut Counters)) {
         f(&mut self.counters);
-        f(&mut self.entities[entity as usize].counters);
+        f(&mut self.entities[entity].counters);
     }
 
     /// Start one logical write of `entity` at `now`.
@@ -791,7 +784,7 @@ impl Engine {
             at: now,
         });
         let lanes = self.policy.lanes.mode != LaneMode::None;
-        let e = &mut self.entities[eid as usize];
+        let e = &mut self.entities[eid];
         if lanes && e.holder.is_some() {
             e.queue.push_back(op_id);
             let ahead = e.queue.len() as u32;
@@ -843,13 +836,10 @@ impl Engine {
         let now = self.now;
         let eid = self.ops[&id].entity;
         if self.policy.lanes.mode != LaneMode::None {
-            self.entities[eid as usize].holder = Some(id);
+            self.entities[eid].holder = Some(id);
             self.op_mut(id).holds_lane = true;
         }
-        if let Some(until) = self.entities[eid as usize]
-            .cooling_until()
-            .filter(|&u| u > now)
-        {
+        if let Some(until) = self.entities[eid].cooling_until().filter(|&u| u > now) {
             if self.ops[&id].deadline_at.is_some_and(|d| d < until) {
                 self.give_up(id, GiveUpReason::DeadlineExceeded { code: None });
                 return;
@@ -916,7 +906,7 @@ impl Engine {
                 } => {
                     self.shared_mut(id).fence = Some(epoch);
                     // The record is the truth across machines: its token is the last commit.
-                    self.entities[eid as usize].committed = committed_token;
+                    self.entities[eid].committed = committed_token;
                     self.emit(Event::LeaseAcquired {
                         op: id,
                         entity: name,
@@ -990,7 +980,7 @@ impl Engine {
         let eid = self.ops[&id].entity;
         let tokens = self.policy.tokens;
         let handoff = if tokens.handoff && self.policy.lanes.mode != LaneMode::None {
-            self.entities[eid as usize].committed.clone()
+            self.entities[eid].committed.clone()
         } else {
             None
         };
@@ -1055,8 +1045,8 @@ impl Engine {
             return;
         }
         let eid = op.entity;
-        self.entities[eid as usize].holder = None;
-        if let Some(next) = self.entities[eid as usize].queue.pop_front() {
+        self.entities[eid].holder = None;
+        if let Some(next) = self.entities[eid].queue.pop_front() {
             self.clear_timer(next);
             let waited = self.now.saturating_sub(self.ops[&next].queued_at);
             self.count(eid, |c| c.lane_wait_ms += waited);
@@ -1114,12 +1104,8 @@ impl Engine {
             let op = &self.ops[&id];
             (op.entity, op.writes)
         };
-        if let Some(pos) = self.entities[eid as usize]
-            .queue
-            .iter()
-            .position(|&q| q == id)
-        {
-            self.entities[eid as usize].queue.remove(pos);
+        if let Some(pos) = self.entities[eid].queue.iter().position(|&q| q == id) {
+            self.entities[eid].queue.remove(pos);
         }
         self.count(eid, |c| c.gave_up += 1);
         let name = self.name(eid);
@@ -1139,7 +1125,7 @@ impl Engine {
             (op.entity, op.writes, op.last_cost, op.failures)
         };
         if self.policy.budget.enabled {
-            let e = &mut self.entities[eid as usize];
+            let e = &mut self.entities[eid];
             refill_on_success(
                 &self.policy,
                 last_cost,
@@ -1147,7 +1133,7 @@ impl Engine {
                 [self.bucket.as_mut(), e.bucket.as_mut()],
             );
         }
-        self.entities[eid as usize].committed = token.clone();
+        self.entities[eid].committed = token.clone();
         self.count(eid, |c| c.committed += 1);
         let name = self.name(eid);
         self.emit(Event::Committed {
@@ -1178,9 +1164,7 @@ impl Engine {
         if !spike.enabled {
             return;
         }
-        let e = self.entities[eid as usize]
-            .spike
-            .get_or_insert_with(Box::default);
+        let e = self.entities[eid].spike.get_or_insert_with(Box::default);
         while e
             .recent_conflicts
             .front()
@@ -1214,7 +1198,7 @@ impl Engine {
         let now = self.now;
         let policy = &self.policy;
         let op = self.ops.get_mut(&id).expect("live op");
-        let entity = &mut self.entities[op.entity as usize];
+        let entity = &mut self.entities[op.entity];
         let code = failure.code.clone();
         let plan = plan_retry(
             policy,
@@ -1469,10 +1453,10 @@ impl Engine {
             self.timers.remove(&(at, timer));
             match timer {
                 Timer::SpikeEnd(eid) => {
-                    let e = &mut self.entities[eid as usize];
-                    if let Some(spike) = e.spike.as_mut().filter(|s| s.cooling_until == Some(at)) {
+                    let spike = self.entities[eid].spike.as_mut();
+                    if let Some(spike) = spike.filter(|s| s.cooling_until == Some(at)) {
                         spike.cooling_until = None;
-                        let name = e.name.clone();
+                        let name = self.name(eid);
                         self.emit(Event::SpikeEnded { entity: name, at });
                     }
                 }
@@ -1564,9 +1548,9 @@ impl Engine {
             entities: self
                 .entities
                 .iter()
-                .map(|e| {
+                .map(|(name, e)| {
                     (
-                        e.name.to_string(),
+                        name.to_string(),
                         EntityStats {
                             counters: e.counters,
                             budget: e.bucket.map(|b| b.level),
@@ -1589,10 +1573,12 @@ impl Engine {
             entities: self
                 .entities
                 .iter()
-                .filter(|e| e.committed.is_some() || e.bucket.is_some_and(|b| b.level < b.capacity))
-                .map(|e| {
+                .filter(|(_, e)| {
+                    e.committed.is_some() || e.bucket.is_some_and(|b| b.level < b.capacity)
+                })
+                .map(|(name, e)| {
                     (
-                        e.name.to_string(),
+                        name.to_string(),
                         EntityRecord {
                             committed_token: e.committed.clone(),
                             budget: e.bucket.map(|b| b.level),
@@ -1624,7 +1610,7 @@ impl Engine {
         }
         for (name, rec) in &state.entities {
             let id = self.entity_id(name);
-            let e = &mut self.entities[id as usize];
+            let e = &mut self.entities[id];
             e.committed = rec.committed_token.clone();
             if let (Some(b), Some(level)) = (e.bucket.as_mut(), rec.budget) {
                 b.level = level.min(b.capacity);
@@ -1635,9 +1621,7 @@ impl Engine {
 
     /// The name of the entity an operation writes, while the operation is live.
     pub fn entity_of(&self, id: OpId) -> Option<&str> {
-        self.ops
-            .get(&id)
-            .map(|op| &*self.entities[op.entity as usize].name)
+        self.ops.get(&id).map(|op| &**self.entities.name(op.entity))
     }
 }
 

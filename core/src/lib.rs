@@ -38,6 +38,7 @@
 mod backoff;
 mod classify;
 mod engine;
+mod entities;
 mod error;
 pub mod lease;
 pub mod policy;
