@@ -452,6 +452,67 @@ pub struct Counters {
     pub store_ops: u64,
 }
 
+/// One field of [`Counters`]. Updates name the field they move, so that an entity can keep
+/// the counters most entities never move out of line (see [`Entity::counter_mut`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counter {
+    Submitted,
+    Committed,
+    GaveUp,
+    Reads,
+    Writes,
+    Conflicts,
+    Retries,
+    BudgetRefusals,
+    StaleRevisions,
+    LaneWaits,
+    LaneWaitMs,
+    Spikes,
+    StoreOps,
+}
+
+impl Counter {
+    const ALL: [Counter; 13] = [
+        Counter::Submitted,
+        Counter::Committed,
+        Counter::GaveUp,
+        Counter::Reads,
+        Counter::Writes,
+        Counter::Conflicts,
+        Counter::Retries,
+        Counter::BudgetRefusals,
+        Counter::StaleRevisions,
+        Counter::LaneWaits,
+        Counter::LaneWaitMs,
+        Counter::Spikes,
+        Counter::StoreOps,
+    ];
+}
+
+/// The [`Counter`]s before this one are moved by nearly every write.
+const FIRST_RARE: usize = Counter::Conflicts as usize;
+const COUNTERS: usize = Counter::ALL.len();
+
+impl Counters {
+    fn field_mut(&mut self, which: Counter) -> &mut u64 {
+        match which {
+            Counter::Submitted => &mut self.submitted,
+            Counter::Committed => &mut self.committed,
+            Counter::GaveUp => &mut self.gave_up,
+            Counter::Reads => &mut self.reads,
+            Counter::Writes => &mut self.writes,
+            Counter::Conflicts => &mut self.conflicts,
+            Counter::Retries => &mut self.retries,
+            Counter::BudgetRefusals => &mut self.budget_refusals,
+            Counter::StaleRevisions => &mut self.stale_revisions,
+            Counter::LaneWaits => &mut self.lane_waits,
+            Counter::LaneWaitMs => &mut self.lane_wait_ms,
+            Counter::Spikes => &mut self.spikes,
+            Counter::StoreOps => &mut self.store_ops,
+        }
+    }
+}
+
 /// Per-entity view in [`Stats`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityStats {
@@ -585,17 +646,35 @@ struct Op {
     shared: Option<Box<Shared>>,
 }
 
-/// What the engine keeps per entity; the name is kept by [`Entities`].
-#[derive(Debug)]
+/// What the engine keeps per entity for the engine's whole life. Entities are never
+/// forgotten, so an idle one must be small: what only contended, conflicting or shared-lane
+/// entities need lives in `extra`. The name is kept by [`Entities`].
+#[derive(Debug, Default)]
 struct Entity {
-    committed: Option<String>,
-    holder: Option<OpId>,
-    queue: VecDeque<OpId>,
+    /// The last committed token; a boxed `str` since it is replaced, never grown.
+    committed: Option<Box<str>>,
+    /// A write holds the lane; which one is never asked (that op has `holds_lane`).
+    busy: bool,
+    /// The entity's own budget, when the policy gives entities one.
     bucket: Option<Bucket>,
-    /// Spike-detection state, allocated at the entity's first conflict: most entities
-    /// never conflict, and this keeps their footprint small.
+    /// The counters before [`FIRST_RARE`], in [`Counter`] order.
+    hot: [u64; FIRST_RARE],
+    /// Allocated when first needed; see [`EntityExtra`].
+    extra: Option<Box<EntityExtra>>,
+}
+
+/// The state of an entity that has been contended, has conflicted or is written through
+/// shared lanes.
+#[derive(Debug, Default)]
+struct EntityExtra {
+    /// Writes waiting for the lane. Its buffer is freed when it drains, so a burst of
+    /// writers long past does not stay in memory.
+    queue: VecDeque<OpId>,
+    /// Spike-detection state, allocated at the entity's first conflict when spike
+    /// detection is on.
     spike: Option<Box<SpikeState>>,
-    counters: Counters,
+    /// The counters from [`FIRST_RARE`] on, in [`Counter`] order.
+    rare: [u64; COUNTERS - FIRST_RARE],
 }
 
 #[derive(Debug, Default)]
@@ -606,8 +685,62 @@ struct SpikeState {
 }
 
 impl Entity {
+    fn extra(&mut self) -> &mut EntityExtra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
     fn cooling_until(&self) -> Option<u64> {
-        self.spike.as_ref().and_then(|s| s.cooling_until)
+        self.extra.as_ref()?.spike.as_ref()?.cooling_until
+    }
+
+    fn spike_mut(&mut self) -> Option<&mut SpikeState> {
+        self.extra.as_mut()?.spike.as_deref_mut()
+    }
+
+    fn queued(&self) -> usize {
+        self.extra.as_ref().map_or(0, |x| x.queue.len())
+    }
+
+    /// The first waiting write, taken off the queue.
+    fn pop_waiting(&mut self) -> Option<OpId> {
+        let queue = &mut self.extra.as_mut()?.queue;
+        let next = queue.pop_front();
+        if queue.is_empty() {
+            *queue = VecDeque::new();
+        }
+        next
+    }
+
+    fn remove_waiting(&mut self, id: OpId) {
+        let Some(queue) = self.extra.as_mut().map(|x| &mut x.queue) else {
+            return;
+        };
+        if let Some(pos) = queue.iter().position(|&q| q == id) {
+            queue.remove(pos);
+            if queue.is_empty() {
+                *queue = VecDeque::new();
+            }
+        }
+    }
+
+    fn counter_mut(&mut self, which: Counter) -> &mut u64 {
+        let i = which as usize;
+        match i.checked_sub(FIRST_RARE) {
+            None => &mut self.hot[i],
+            Some(rare) => &mut self.extra().rare[rare],
+        }
+    }
+
+    fn counters(&self) -> Counters {
+        let rare = self
+            .extra
+            .as_ref()
+            .map_or([0; COUNTERS - FIRST_RARE], |x| x.rare);
+        let mut counters = Counters::default();
+        for (&which, n) in Counter::ALL.iter().zip(self.hot.into_iter().chain(rare)) {
+            *counters.field_mut(which) = n;
+        }
+        counters
     }
 }
 
@@ -695,12 +828,8 @@ impl Engine {
             _ => None,
         };
         let entity = Entity {
-            committed: None,
-            holder: None,
-            queue: VecDeque::new(),
             bucket,
-            spike: None,
-            counters: Counters::default(),
+            ..Entity::default()
         };
         self.entities.insert(name, entity)
     }
@@ -717,9 +846,13 @@ impl Engine {
         self.entities.name(entity).clone()
     }
 
-    fn count(&mut self, entity: EntityId, f: impl Fn(&mut Counters)) {
-        f(&mut self.counters);
-        f(&mut self.entities[entity].counters);
+    fn count(&mut self, entity: EntityId, which: Counter) {
+        self.count_by(entity, which, 1);
+    }
+
+    fn count_by(&mut self, entity: EntityId, which: Counter, n: u64) {
+        *self.counters.field_mut(which) += n;
+        *self.entities[entity].counter_mut(which) += n;
     }
 
     /// Start one logical write of `entity` at `now`.
@@ -776,7 +909,7 @@ impl Engine {
                 shared: None,
             },
         );
-        self.count(eid, |c| c.submitted += 1);
+        self.count(eid, Counter::Submitted);
         let name = self.name(eid);
         self.emit(Event::Submitted {
             op: op_id,
@@ -785,10 +918,11 @@ impl Engine {
         });
         let lanes = self.policy.lanes.mode != LaneMode::None;
         let e = &mut self.entities[eid];
-        if lanes && e.holder.is_some() {
-            e.queue.push_back(op_id);
-            let ahead = e.queue.len() as u32;
-            self.count(eid, |c| c.lane_waits += 1);
+        if lanes && e.busy {
+            let queue = &mut e.extra().queue;
+            queue.push_back(op_id);
+            let ahead = queue.len() as u32;
+            self.count(eid, Counter::LaneWaits);
             self.emit(Event::LaneWaitStarted {
                 op: op_id,
                 entity: name,
@@ -836,7 +970,7 @@ impl Engine {
         let now = self.now;
         let eid = self.ops[&id].entity;
         if self.policy.lanes.mode != LaneMode::None {
-            self.entities[eid].holder = Some(id);
+            self.entities[eid].busy = true;
             self.op_mut(id).holds_lane = true;
         }
         if let Some(until) = self.entities[eid].cooling_until().filter(|&u| u > now) {
@@ -890,7 +1024,7 @@ impl Engine {
             if let Some(operation) = self.shared_mut(id).client.poll_op() {
                 self.clear_timer(id);
                 self.op_mut(id).phase = Phase::Leasing;
-                self.count(eid, |c| c.store_ops += 1);
+                self.count(eid, Counter::StoreOps);
                 self.queue_command(id, Command::Store { op: id, operation });
                 return;
             }
@@ -906,7 +1040,7 @@ impl Engine {
                 } => {
                     self.shared_mut(id).fence = Some(epoch);
                     // The record is the truth across machines: its token is the last commit.
-                    self.entities[eid].committed = committed_token;
+                    self.entities[eid].committed = committed_token.map(String::into_boxed_str);
                     self.emit(Event::LeaseAcquired {
                         op: id,
                         entity: name,
@@ -980,7 +1114,7 @@ impl Engine {
         let eid = self.ops[&id].entity;
         let tokens = self.policy.tokens;
         let handoff = if tokens.handoff && self.policy.lanes.mode != LaneMode::None {
-            self.entities[eid].committed.clone()
+            self.entities[eid].committed.as_deref().map(String::from)
         } else {
             None
         };
@@ -1006,7 +1140,7 @@ impl Engine {
     fn issue_read(&mut self, id: OpId, readback: bool) {
         let eid = self.ops[&id].entity;
         self.op_mut(id).phase = Phase::Reading { readback };
-        self.count(eid, |c| c.reads += 1);
+        self.count(eid, Counter::Reads);
         self.queue_command(id, Command::Read { op: id });
     }
 
@@ -1027,7 +1161,7 @@ impl Engine {
         op.writes += 1;
         op.base = base.clone();
         let (attempt, eid) = (op.writes, op.entity);
-        self.count(eid, |c| c.writes += 1);
+        self.count(eid, Counter::Writes);
         self.queue_command(
             id,
             Command::Write {
@@ -1045,11 +1179,11 @@ impl Engine {
             return;
         }
         let eid = op.entity;
-        self.entities[eid].holder = None;
-        if let Some(next) = self.entities[eid].queue.pop_front() {
+        self.entities[eid].busy = false;
+        if let Some(next) = self.entities[eid].pop_waiting() {
             self.clear_timer(next);
             let waited = self.now.saturating_sub(self.ops[&next].queued_at);
-            self.count(eid, |c| c.lane_wait_ms += waited);
+            self.count_by(eid, Counter::LaneWaitMs, waited);
             let name = self.name(eid);
             self.emit(Event::LaneWaitEnded {
                 op: next,
@@ -1104,10 +1238,8 @@ impl Engine {
             let op = &self.ops[&id];
             (op.entity, op.writes)
         };
-        if let Some(pos) = self.entities[eid].queue.iter().position(|&q| q == id) {
-            self.entities[eid].queue.remove(pos);
-        }
-        self.count(eid, |c| c.gave_up += 1);
+        self.entities[eid].remove_waiting(id);
+        self.count(eid, Counter::GaveUp);
         let name = self.name(eid);
         self.emit(Event::GaveUp {
             op: id,
@@ -1133,8 +1265,8 @@ impl Engine {
                 [self.bucket.as_mut(), e.bucket.as_mut()],
             );
         }
-        self.entities[eid].committed = token.clone();
-        self.count(eid, |c| c.committed += 1);
+        self.entities[eid].committed = token.as_deref().map(Box::from);
+        self.count(eid, Counter::Committed);
         let name = self.name(eid);
         self.emit(Event::Committed {
             op: id,
@@ -1151,7 +1283,7 @@ impl Engine {
             let op = &self.ops[&id];
             (op.entity, op.writes)
         };
-        self.count(eid, |c| c.conflicts += 1);
+        self.count(eid, Counter::Conflicts);
         let name = self.name(eid);
         self.emit(Event::Conflict {
             op: id,
@@ -1164,7 +1296,10 @@ impl Engine {
         if !spike.enabled {
             return;
         }
-        let e = self.entities[eid].spike.get_or_insert_with(Box::default);
+        let e = self.entities[eid]
+            .extra()
+            .spike
+            .get_or_insert_with(Box::default);
         while e
             .recent_conflicts
             .front()
@@ -1182,7 +1317,7 @@ impl Engine {
             let conflicts = e.recent_conflicts.len() as u32;
             e.cooling_until = Some(until);
             e.recent_conflicts.clear();
-            self.count(eid, |c| c.spikes += 1);
+            self.count(eid, Counter::Spikes);
             self.timers.insert((until, Timer::SpikeEnd(eid)));
             self.emit(Event::SpikeStarted {
                 entity: name,
@@ -1221,7 +1356,7 @@ impl Engine {
                 op.last_cost = plan.cost;
                 op.phase = Phase::Backoff;
                 let failures = op.failures;
-                self.count(eid, |c| c.retries += 1);
+                self.count(eid, Counter::Retries);
                 let name = self.name(eid);
                 self.emit(Event::RetryScheduled {
                     op: id,
@@ -1256,7 +1391,7 @@ impl Engine {
                         needed,
                         available,
                     } => {
-                        self.count(eid, |c| c.budget_refusals += 1);
+                        self.count(eid, Counter::BudgetRefusals);
                         let name = self.name(eid);
                         self.emit(Event::BudgetRefused {
                             op: id,
@@ -1374,7 +1509,7 @@ impl Engine {
                 let expected = self.ops[&id].expected.clone();
                 if expected.is_some() && expected != token {
                     let eid = self.ops[&id].entity;
-                    self.count(eid, |c| c.stale_revisions += 1);
+                    self.count(eid, Counter::StaleRevisions);
                     let name = self.name(eid);
                     self.emit(Event::StaleRevision {
                         op: id,
@@ -1453,7 +1588,7 @@ impl Engine {
             self.timers.remove(&(at, timer));
             match timer {
                 Timer::SpikeEnd(eid) => {
-                    let spike = self.entities[eid].spike.as_mut();
+                    let spike = self.entities[eid].spike_mut();
                     if let Some(spike) = spike.filter(|s| s.cooling_until == Some(at)) {
                         spike.cooling_until = None;
                         let name = self.name(eid);
@@ -1552,12 +1687,12 @@ impl Engine {
                     (
                         name.to_string(),
                         EntityStats {
-                            counters: e.counters,
+                            counters: e.counters(),
                             budget: e.bucket.map(|b| b.level),
-                            queued: e.queue.len() as u32,
-                            busy: e.holder.is_some(),
+                            queued: e.queued() as u32,
+                            busy: e.busy,
                             cooling: e.cooling_until().is_some_and(|u| u > now),
-                            committed_token: e.committed.clone(),
+                            committed_token: e.committed.as_deref().map(String::from),
                         },
                     )
                 })
@@ -1580,7 +1715,7 @@ impl Engine {
                     (
                         name.to_string(),
                         EntityRecord {
-                            committed_token: e.committed.clone(),
+                            committed_token: e.committed.as_deref().map(String::from),
                             budget: e.bucket.map(|b| b.level),
                         },
                     )
@@ -1611,7 +1746,7 @@ impl Engine {
         for (name, rec) in &state.entities {
             let id = self.entity_id(name);
             let e = &mut self.entities[id];
-            e.committed = rec.committed_token.clone();
+            e.committed = rec.committed_token.as_deref().map(Box::from);
             if let (Some(b), Some(level)) = (e.bucket.as_mut(), rec.budget) {
                 b.level = level.min(b.capacity);
             }
@@ -1640,5 +1775,23 @@ fn check_code(code: Option<&str>) -> Result<(), UsageError> {
             reason: format!("{} bytes is over the limit of 256", c.len()),
         }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entity_reports_each_counter_where_the_engine_does() {
+        for (i, &which) in Counter::ALL.iter().enumerate() {
+            assert_eq!(which as usize, i);
+            let mut entity = Entity::default();
+            let mut global = Counters::default();
+            *entity.counter_mut(which) += 7;
+            *global.field_mut(which) += 7;
+            assert_eq!(entity.counters(), global);
+            assert_eq!(entity.extra.is_some(), i >= FIRST_RARE);
+        }
     }
 }
