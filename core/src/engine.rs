@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -751,7 +752,9 @@ pub struct Engine {
     rng: DecisionRng,
     now: u64,
     next_op: u64,
-    ops: HashMap<OpId, Op>,
+    /// Unkeyed hashing: op ids are the engine's own counter, and the engine draws no OS
+    /// randomness.
+    ops: HashMap<OpId, Op, BuildHasherDefault<DefaultHasher>>,
     entities: Entities<Entity>,
     ready: VecDeque<OpId>,
     timers: BTreeSet<(u64, Timer)>,
@@ -775,8 +778,8 @@ impl Engine {
             rng: DecisionRng::new(seed),
             now: 0,
             next_op: 1,
-            ops: HashMap::new(),
-            entities: Entities::new(),
+            ops: HashMap::default(),
+            entities: Entities::new(seed),
             ready: VecDeque::new(),
             timers: BTreeSet::new(),
             events: VecDeque::new(),

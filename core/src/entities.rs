@@ -5,9 +5,8 @@
 //! fixed-size chunks (no doubling slack, no copying every entity when the table grows),
 //! and the index is an open-addressing table of 8-byte slots.
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::BuildHasher;
+use std::hash::{Hash, Hasher};
 use std::ops::{Index, IndexMut};
 use std::sync::Arc;
 
@@ -37,25 +36,36 @@ pub(crate) struct Entities<T> {
     chunks: Vec<Vec<(Arc<str>, T)>>,
     /// Linear probing over a power-of-two number of slots, at most 7/8 full.
     slots: Vec<Slot>,
-    /// Keyed at random, as `HashMap`'s is, so that chosen names cannot force collisions.
-    hasher: RandomState,
+    /// SipHash keys, derived from the engine's seed rather than the OS (the engine draws no
+    /// OS randomness); a host that seeds at random also keeps chosen names from forcing
+    /// collisions.
+    keys: (u64, u64),
     len: usize,
 }
 
 impl<T> Entities<T> {
-    /// An empty table; it allocates on the first insert.
-    pub(crate) fn new() -> Self {
+    /// An empty table whose index is keyed from `seed`; it allocates on the first insert.
+    pub(crate) fn new(seed: u64) -> Self {
         Entities {
             chunks: Vec::new(),
             slots: Vec::new(),
-            hasher: RandomState::new(),
+            // Two fixed odd constants spread one seed into two unrelated keys.
+            keys: (
+                seed ^ 0x9e37_79b9_7f4a_7c15,
+                seed.rotate_left(32) ^ 0xc2b2_ae3d_27d4_eb4f,
+            ),
             len: 0,
         }
     }
 
     fn hash(&self, name: &str) -> u32 {
+        // std's keyed SipHash-2-4 is deprecated only in favour of the unkeyed
+        // DefaultHasher; it is stable, and the keys are what this index needs.
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new_with_keys(self.keys.0, self.keys.1);
+        name.hash(&mut h);
         // Truncation keeps the low bits, which SipHash mixes as well as the high ones.
-        self.hasher.hash_one(name) as u32
+        h.finish() as u32
     }
 
     fn entry(&self, id: EntityId) -> &(Arc<str>, T) {
@@ -164,7 +174,7 @@ mod tests {
 
     #[test]
     fn ids_follow_creation_order_and_names_find_them() {
-        let mut t = Entities::new();
+        let mut t = Entities::new(1);
         let n = 3 * CHUNK + 5;
         for i in 0..n {
             let name = format!("entity-{i}");
@@ -187,7 +197,7 @@ mod tests {
 
     #[test]
     fn chunks_after_the_first_have_no_slack() {
-        let mut t = Entities::new();
+        let mut t = Entities::new(1);
         for i in 0..2 * CHUNK + 1 {
             t.insert(&i.to_string(), 0u8);
         }

@@ -2,7 +2,7 @@
 //! (acquire a token, refresh it on each failure, record the success). SDK adapters in every
 //! binding are thin wrappers over this type.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +37,7 @@ pub struct RetryToken {
 pub struct RetryStrategy {
     policy: Policy,
     rng: DecisionRng,
-    scope_index: HashMap<String, u32>,
+    scope_index: BTreeMap<String, u32>,
     buckets: Vec<Bucket>,
     last_now: u64,
 }
@@ -48,7 +48,7 @@ impl RetryStrategy {
         RetryStrategy {
             policy,
             rng: DecisionRng::new(seed),
-            scope_index: HashMap::new(),
+            scope_index: BTreeMap::new(),
             buckets: Vec::new(),
             last_now: 0,
         }
