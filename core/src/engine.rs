@@ -678,6 +678,15 @@ struct EntityExtra {
     rare: [u64; COUNTERS - FIRST_RARE],
 }
 
+impl EntityExtra {
+    /// Give a drained queue's buffer back (see `queue`).
+    fn free_drained_queue(&mut self) {
+        if self.queue.is_empty() {
+            self.queue = VecDeque::new();
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct SpikeState {
     /// Conflict times inside the spike window, oldest first.
@@ -704,24 +713,18 @@ impl Entity {
 
     /// The first waiting write, taken off the queue.
     fn pop_waiting(&mut self) -> Option<OpId> {
-        let queue = &mut self.extra.as_mut()?.queue;
-        let next = queue.pop_front();
-        if queue.is_empty() {
-            *queue = VecDeque::new();
-        }
+        let extra = self.extra.as_mut()?;
+        let next = extra.queue.pop_front();
+        extra.free_drained_queue();
         next
     }
 
     fn remove_waiting(&mut self, id: OpId) {
-        let Some(queue) = self.extra.as_mut().map(|x| &mut x.queue) else {
+        let Some(extra) = self.extra.as_mut() else {
             return;
         };
-        if let Some(pos) = queue.iter().position(|&q| q == id) {
-            queue.remove(pos);
-            if queue.is_empty() {
-                *queue = VecDeque::new();
-            }
-        }
+        extra.queue.retain(|&q| q != id);
+        extra.free_drained_queue();
     }
 
     fn counter_mut(&mut self, which: Counter) -> &mut u64 {
@@ -820,21 +823,15 @@ impl Engine {
     }
 
     fn entity_id(&mut self, name: &str) -> EntityId {
-        if let Some(id) = self.entities.find(name) {
-            return id;
-        }
-        let bucket = match (
-            self.policy.budget.enabled,
-            self.policy.budget.per_entity_capacity,
-        ) {
+        let budget = &self.policy.budget;
+        let bucket = match (budget.enabled, budget.per_entity_capacity) {
             (true, Some(cap)) => Some(Bucket::new(cap, cap)),
             _ => None,
         };
-        let entity = Entity {
+        self.entities.find_or_insert_with(name, || Entity {
             bucket,
             ..Entity::default()
-        };
-        self.entities.insert(name, entity)
+        })
     }
 
     fn emit(&mut self, event: Event) {

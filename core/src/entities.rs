@@ -68,16 +68,36 @@ impl<T> Entities<T> {
         h.finish() as u32
     }
 
+    /// The chunk and the position in it of entity `id`.
+    fn locate(id: EntityId) -> (usize, usize) {
+        ((id >> CHUNK_BITS) as usize, id as usize & (CHUNK - 1))
+    }
+
     fn entry(&self, id: EntityId) -> &(Arc<str>, T) {
-        &self.chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)]
+        let (chunk, at) = Self::locate(id);
+        &self.chunks[chunk][at]
     }
 
     /// The id of the entity called `name`, if it is known.
+    #[cfg(test)]
     pub(crate) fn find(&self, name: &str) -> Option<EntityId> {
+        self.find_hashed(name, self.hash(name))
+    }
+
+    /// The id of the entity called `name`, added with `make()` if it is new. The name is
+    /// hashed once for both the lookup and the insert.
+    pub(crate) fn find_or_insert_with(&mut self, name: &str, make: impl FnOnce() -> T) -> EntityId {
+        let hash = self.hash(name);
+        match self.find_hashed(name, hash) {
+            Some(id) => id,
+            None => self.insert_hashed(name, hash, make()),
+        }
+    }
+
+    fn find_hashed(&self, name: &str, hash: u32) -> Option<EntityId> {
         if self.slots.is_empty() {
             return None;
         }
-        let hash = self.hash(name);
         let mask = self.slots.len() - 1;
         let mut i = hash as usize & mask;
         loop {
@@ -92,14 +112,12 @@ impl<T> Entities<T> {
         }
     }
 
-    /// Add an entity that [`Entities::find`] does not know; returns its id.
-    pub(crate) fn insert(&mut self, name: &str, value: T) -> EntityId {
-        debug_assert!(self.find(name).is_none(), "entity names are unique");
+    /// Add an entity that is not known yet, whose name hashes to `hash`; returns its id.
+    fn insert_hashed(&mut self, name: &str, hash: u32, value: T) -> EntityId {
         if (self.len + 1) * 8 > self.slots.len() * 7 {
             self.grow_index();
         }
         let id = self.len as EntityId;
-        let hash = self.hash(name);
         self.place(Slot { id, hash });
         match self.chunks.last_mut() {
             Some(chunk) if chunk.len() < CHUNK => chunk.push((Arc::from(name), value)),
@@ -158,7 +176,8 @@ impl<T> Index<EntityId> for Entities<T> {
 
 impl<T> IndexMut<EntityId> for Entities<T> {
     fn index_mut(&mut self, id: EntityId) -> &mut T {
-        &mut self.chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)].1
+        let (chunk, at) = Self::locate(id);
+        &mut self.chunks[chunk][at].1
     }
 }
 
@@ -179,7 +198,7 @@ mod tests {
         for i in 0..n {
             let name = format!("entity-{i}");
             assert_eq!(t.find(&name), None);
-            assert_eq!(t.insert(&name, i), i as EntityId);
+            assert_eq!(t.find_or_insert_with(&name, || i), i as EntityId);
         }
         for i in 0..n {
             let id = t.find(&format!("entity-{i}")).unwrap();
@@ -199,7 +218,7 @@ mod tests {
     fn chunks_after_the_first_have_no_slack() {
         let mut t = Entities::new(1);
         for i in 0..2 * CHUNK + 1 {
-            t.insert(&i.to_string(), 0u8);
+            t.find_or_insert_with(&i.to_string(), || 0u8);
         }
         assert!(t.chunks.iter().all(|c| c.capacity() == CHUNK));
     }
