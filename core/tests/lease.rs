@@ -61,6 +61,20 @@ fn run_until(c: &mut LeaseClient, store: &mut Store, until: u64) -> Vec<LeaseEve
     events
 }
 
+/// Fire `c`'s timers one by one until something happens (a takeover, say); returns when
+/// and what. Fails if nothing has happened by 5 s, a few leases.
+fn poll_until_events(c: &mut LeaseClient, store: &mut Store) -> (u64, Vec<LeaseEvent>) {
+    loop {
+        let now = c.poll_timeout().expect("the client keeps polling");
+        assert!(now < 5_000, "takeover within a few leases");
+        c.handle_timeout(now);
+        let ev = settle(c, store, now);
+        if !ev.is_empty() {
+            return (now, ev);
+        }
+    }
+}
+
 #[test]
 fn uncontended_acquire_and_release_store_the_token() {
     let mut store = Store::default();
@@ -128,14 +142,7 @@ fn a_stale_holder_is_taken_over_after_a_whole_lease_with_a_lock_delay() {
     settle(&mut b, &mut store, 10);
     let ev = run_until(&mut b, &mut store, 900);
     assert!(ev.is_empty(), "not stale before a whole lease: {ev:?}");
-    let mut ev = Vec::new();
-    let mut now = 900;
-    while ev.is_empty() {
-        now = b.poll_timeout().expect("b keeps polling");
-        assert!(now < 5_000, "takeover within a few leases");
-        b.handle_timeout(now);
-        ev = settle(&mut b, &mut store, now);
-    }
+    let (now, ev) = poll_until_events(&mut b, &mut store);
     let [LeaseEvent::Acquired {
         epoch: 2,
         takeover: true,
@@ -381,19 +388,26 @@ fn only_a_released_record_hands_its_token_on() {
     assert_eq!(t, "t1");
 
     // b dies holding the lease, perhaps after its write landed: the "t1" in its record may
-    // be stale, so neither a takeover nor b's own restart may hand it on.
+    // be stale, so neither b's own restart nor a takeover may hand it on.
+    let mut restarted = client("b", 4);
+    restarted.acquire();
+    let ev = settle(&mut restarted, &mut store, 15);
+    assert!(
+        matches!(
+            ev[..],
+            [LeaseEvent::Acquired {
+                committed_token: None,
+                takeover: false,
+                ..
+            }]
+        ),
+        "{ev:?}"
+    );
+    drop(restarted); // and dies holding the lease in turn
     let mut c = client("c", 3);
     c.acquire();
     settle(&mut c, &mut store, 20);
-    let ev = loop {
-        let now = c.poll_timeout().expect("c keeps polling");
-        assert!(now < 5_000, "takeover within a few leases");
-        c.handle_timeout(now);
-        let ev = settle(&mut c, &mut store, now);
-        if !ev.is_empty() {
-            break ev;
-        }
-    };
+    let (_, ev) = poll_until_events(&mut c, &mut store);
     assert!(
         matches!(
             ev[..],
