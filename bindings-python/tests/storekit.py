@@ -63,21 +63,10 @@ def _wait_port(port: int, proc: "subprocess.Popen[bytes]", what: str) -> None:
     raise RuntimeError(f"{what} did not listen on {port}")
 
 
-class RedisServer:
-    """A throwaway ``redis-server`` on a free loopback port, without persistence."""
+class _Server:
+    """A server process the tests started and stop."""
 
-    def __init__(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server is not installed (run bindings-python/setup.sh)")
-        self.port = free_port()
-        self.proc: Optional["subprocess.Popen[bytes]"] = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_port(self.port, self.proc, "redis-server")
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+    proc: Optional["subprocess.Popen[bytes]"]
 
     def stop(self) -> None:
         """Stop the server (idempotent)."""
@@ -89,6 +78,23 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+
+
+class RedisServer(_Server):
+    """A throwaway ``redis-server`` on a free loopback port, without persistence."""
+
+    def __init__(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed (run bindings-python/setup.sh)")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_port(self.port, self.proc, "redis-server")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
 
 
 # moto checks a DynamoDB condition and stores the item in separate steps without a lock;
@@ -99,13 +105,13 @@ MOTO_ATOMIC = os.path.join(
 )
 
 
-class MotoServer:
+class MotoServer(_Server):
     """A moto server (DynamoDB and the rest) on a free loopback port, in its own
     process, with conditional writes made atomic."""
 
     def __init__(self, python: str) -> None:
         self.port = free_port()
-        self.proc: Optional["subprocess.Popen[bytes]"] = subprocess.Popen(
+        self.proc = subprocess.Popen(
             [python, MOTO_ATOMIC, str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -114,13 +120,3 @@ class MotoServer:
         _wait_port(self.port, self.proc, "moto server")
         self.endpoint = f"http://127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
-        """Stop the server (idempotent)."""
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
