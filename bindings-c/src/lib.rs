@@ -253,6 +253,7 @@ pub unsafe extern "C" fn wl_engine_submit(
                     expected: opt_str(&o.expected, "options.expected")?.map(str::to_owned),
                     deadline_ms: o.has_deadline.then_some(o.deadline_ms),
                     holder: opt_str(&o.holder, "options.holder")?.map(str::to_owned),
+                    no_read: false,
                 },
             };
             *out = inner.engine.submit(entity, now_ms, opts)?.0;

@@ -169,6 +169,7 @@ impl NativeEngine {
             expected,
             deadline_ms,
             holder,
+            no_read: false,
         };
         let result = lock(&self.engine).submit(entity, now, options);
         result.map(|op| op.0).map_err(|e| usage_error(py, &e))
@@ -542,6 +543,7 @@ impl NativeLane {
                 expected,
                 deadline_ms,
                 holder,
+                no_read: false,
             };
             inner.engine.submit(&name, now, options).and_then(|op| {
                 if !has_read {

@@ -390,6 +390,7 @@ impl RawEngine {
                 expected,
                 deadline_ms,
                 holder,
+                no_read: false,
             };
             self.engine.submit(name, now, options).map_err(Fault::from)
         })();
@@ -417,6 +418,7 @@ impl RawEngine {
                 expected,
                 deadline_ms,
                 holder,
+                no_read: false,
             };
             self.engine
                 .submit(entity, now, options)

@@ -469,6 +469,7 @@ fn run_engine(model: Model, policy: &Policy, shared: bool, writers: usize, seed:
                             expected: Some(v.to_string()),
                             deadline_ms: None,
                             holder: None,
+                            no_read: false,
                         };
                         op_of[writer] = Some(engines[e].submit(ENTITY, now, opts).expect("valid"));
                         None

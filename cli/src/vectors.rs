@@ -103,8 +103,13 @@ impl EngineScript {
         let opts = SubmitOptions {
             expected: expected.map(str::to_string),
             deadline_ms,
-            holder: None,
+            ..SubmitOptions::default()
         };
+        self.submit_with(at, entity, opts)
+    }
+
+    /// Submit with every option spelled out.
+    fn submit_with(&mut self, at: u64, entity: &str, opts: SubmitOptions) -> &mut Self {
         let step_submit = to_json(&opts);
         let mut submit = step_submit.as_object().cloned().unwrap_or_default();
         submit.insert("entity".into(), json!(entity));
@@ -1106,6 +1111,51 @@ pub fn all() -> Vec<Vector> {
         r#"{"Statement":{"Effect":"Permit","Action":"a:b"}}"#,
     ));
 
+    // --- writers without a read function ---
+    let no_read = SubmitOptions {
+        no_read: true,
+        ..SubmitOptions::default()
+    };
+    let mut s = EngineScript::new(
+        "no-read-writes-without-reading",
+        "A writer with no read function: no Read is ever commanded; the write has no base, and after a conflict and its backoff the retry writes again without reading.",
+        json!("iam"),
+        69,
+    );
+    s.submit_with(0, "role/app", no_read.clone())
+        .failed(20, 1, conflict())
+        .wait()
+        .wrote(20, 1, Some("v2"));
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "no-read-unknown-outcome-retried",
+        "A writer with no read function cannot check whether a write with a lost reply landed: the write is retried as not landed.",
+        json!("iam"),
+        70,
+    );
+    s.submit_with(0, "role/app", no_read.clone())
+        .failed(20, 1, Failure::unknown_outcome())
+        .wait()
+        .wrote(20, 1, None);
+    docs.push(s.finish());
+
+    let mut s = EngineScript::new(
+        "no-read-with-expected-refused",
+        "An expected token cannot be checked without a read function: submit is refused (expected_needs_read).",
+        json!("iam"),
+        71,
+    );
+    s.submit_with(
+        0,
+        "role/app",
+        SubmitOptions {
+            expected: Some("v1".into()),
+            ..no_read
+        },
+    );
+    docs.push(s.finish());
+
     docs.into_iter()
         .enumerate()
         .map(|(i, json)| Vector {
@@ -1264,6 +1314,18 @@ pub fn lease() -> Vec<Vector> {
         .lease_until_work(1)
         .read(5, 1, Some("v2"))
         .failed(20, 1, Failure::code("AccessDenied").with_status(403))
+        .store(5, 1);
+    docs.push(s.finish());
+
+    let mut s = EngineScript::shared("lease-refused-by-own-record", "The put lands but the adapter's retry of it is refused by the very record it wrote: the client reads that as done (the rvn was drawn for this write) and holds the lease without a read-back.", policy.clone(), 31, "host-a");
+    s.submit(0, "role/app", None, None).store(5, 1);
+    if let Some(put @ StoreOp::PutIfAbsent { .. }) = s.store_ops.get(&1).cloned() {
+        s.store.apply(put);
+    }
+    let current = s.store.record(KEY).cloned();
+    s.reply(5, 1, StoreReply::Refused { current })
+        .read(5, 1, Some("v1"))
+        .wrote(20, 1, Some("v2"))
         .store(5, 1);
     docs.push(s.finish());
 

@@ -102,6 +102,7 @@ fn replay_engine(name: &str, doc: &Value) {
                     .map(str::to_string),
                 deadline_ms: s.get("deadline_ms").and_then(Value::as_u64),
                 holder: s.get("holder").and_then(Value::as_str).map(str::to_string),
+                no_read: s.get("no_read").and_then(Value::as_bool).unwrap_or(false),
             };
             engine
                 .submit(s["entity"].as_str().expect("entity"), at, opts)

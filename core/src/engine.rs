@@ -53,6 +53,12 @@ pub struct SubmitOptions {
     /// operation), stored in the lease record for people debugging a stuck lease.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder: Option<String>,
+    /// The writer has no read function. The engine then never commands a `Read`: where it
+    /// would, it goes on as if the entity had been read with no token (writes are based on
+    /// no known revision, and an unknown write outcome is retried as not landed). An
+    /// `expected` token cannot be checked without a read, so the two together are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_read: bool,
 }
 
 /// What the host observed, fed back with [`Engine::handle`].
@@ -644,6 +650,8 @@ struct Op {
     holds_lane: bool,
     queued_at: u64,
     holder: Option<String>,
+    /// The writer has no read function (see [`SubmitOptions::no_read`]).
+    no_read: bool,
     shared: Option<Box<Shared>>,
 }
 
@@ -796,11 +804,7 @@ impl Engine {
     /// An engine that writes lease records as `owner` (unique per process, such as
     /// `host:pid:random`); shared lanes need one.
     pub fn with_owner(policy: Policy, seed: u64, owner: &str) -> Result<Engine, UsageError> {
-        if owner.is_empty() || owner.len() > 256 {
-            return Err(UsageError::InvalidOwner {
-                reason: format!("length {} is outside 1..=256 bytes", owner.len()),
-            });
-        }
+        crate::lease::check_owner(owner)?;
         let mut engine = Engine::new(policy, seed);
         engine.owner = Some(owner.to_string());
         Ok(engine)
@@ -877,10 +881,17 @@ impl Engine {
                     .into(),
             });
         }
-        if options.holder.as_ref().is_some_and(|h| h.len() > 1024) {
+        if options
+            .holder
+            .as_ref()
+            .is_some_and(|h| h.len() > crate::lease::MAX_HOLDER_LEN)
+        {
             return Err(UsageError::InvalidOwner {
-                reason: "holder is over 1024 bytes".into(),
+                reason: format!("holder is over {} bytes", crate::lease::MAX_HOLDER_LEN),
             });
+        }
+        if options.no_read && options.expected.is_some() {
+            return Err(UsageError::ExpectedNeedsRead);
         }
         self.advance(now)?;
         let op_id = OpId(self.next_op);
@@ -906,6 +917,7 @@ impl Engine {
                 holds_lane: false,
                 queued_at: now,
                 holder: options.holder,
+                no_read: options.no_read,
                 shared: None,
             },
         );
@@ -1138,6 +1150,10 @@ impl Engine {
     }
 
     fn issue_read(&mut self, id: OpId, readback: bool) {
+        if self.ops[&id].no_read {
+            self.read_done(id, readback, None);
+            return;
+        }
         let eid = self.ops[&id].entity;
         self.op_mut(id).phase = Phase::Reading { readback };
         self.count(eid, Counter::Reads);
@@ -1419,6 +1435,52 @@ impl Engine {
         }
     }
 
+    /// A read found the entity at `token`: after an unknown write outcome (`readback`),
+    /// see whether that write landed; else check the revision and write on it.
+    fn read_done(&mut self, id: OpId, readback: bool, token: Option<String>) {
+        let now = self.now;
+        if readback {
+            let intended = self.ops[&id]
+                .last_failure
+                .as_ref()
+                .and_then(|f| f.intended_token.clone());
+            if intended.is_some() && intended == token {
+                self.commit(id, token);
+            } else {
+                let failure = self.ops[&id]
+                    .last_failure
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_default();
+                self.op_mut(id).base = token;
+                self.retry_or_give_up(id, ErrorClass::Unknown, failure);
+            }
+            return;
+        }
+        let expected = self.ops[&id].expected.clone();
+        if expected.is_some() && expected != token {
+            let eid = self.ops[&id].entity;
+            self.count(eid, Counter::StaleRevisions);
+            let name = self.name(eid);
+            self.emit(Event::StaleRevision {
+                op: id,
+                entity: name,
+                at: now,
+                expected: expected.clone(),
+                found: token.clone(),
+            });
+            self.give_up(
+                id,
+                GiveUpReason::StaleRevision {
+                    expected,
+                    found: token,
+                },
+            );
+        } else {
+            self.issue_write(id, token);
+        }
+    }
+
     /// Feed what the host observed for one operation.
     pub fn handle(&mut self, now: u64, input: Input) -> Result<(), UsageError> {
         let id = input.op();
@@ -1488,47 +1550,7 @@ impl Engine {
                 self.shared_mut(id).client.handle(now, reply);
                 self.pump_lease(id);
             }
-            Input::ReadDone { token, .. } if readback => {
-                let intended = self.ops[&id]
-                    .last_failure
-                    .as_ref()
-                    .and_then(|f| f.intended_token.clone());
-                if intended.is_some() && intended == token {
-                    self.commit(id, token);
-                } else {
-                    let failure = self.ops[&id]
-                        .last_failure
-                        .as_deref()
-                        .cloned()
-                        .unwrap_or_default();
-                    self.op_mut(id).base = token;
-                    self.retry_or_give_up(id, ErrorClass::Unknown, failure);
-                }
-            }
-            Input::ReadDone { token, .. } => {
-                let expected = self.ops[&id].expected.clone();
-                if expected.is_some() && expected != token {
-                    let eid = self.ops[&id].entity;
-                    self.count(eid, Counter::StaleRevisions);
-                    let name = self.name(eid);
-                    self.emit(Event::StaleRevision {
-                        op: id,
-                        entity: name,
-                        at: now,
-                        expected: expected.clone(),
-                        found: token.clone(),
-                    });
-                    self.give_up(
-                        id,
-                        GiveUpReason::StaleRevision {
-                            expected,
-                            found: token,
-                        },
-                    );
-                } else {
-                    self.issue_write(id, token);
-                }
-            }
+            Input::ReadDone { token, .. } => self.read_done(id, readback, token),
             Input::ReadFailed { failure, .. } => {
                 self.op_mut(id).failures += 1;
                 let class = classify(&self.policy.codes, &failure);

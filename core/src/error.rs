@@ -64,6 +64,10 @@ pub enum UsageError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `expected` was given for a writer with no read function: the revision cannot be
+    /// checked without reading it.
+    #[error("expected needs a read function: without a read the revision cannot be checked")]
+    ExpectedNeedsRead,
     /// Exported state could not be imported.
     #[error("invalid state: {reason}")]
     InvalidState {
@@ -96,6 +100,7 @@ impl UsageError {
             UsageError::InvalidToken { .. } => "invalid_token",
             UsageError::InvalidCode { .. } => "invalid_code",
             UsageError::InvalidOwner { .. } => "invalid_owner",
+            UsageError::ExpectedNeedsRead => "expected_needs_read",
             UsageError::InvalidState { .. } => "invalid_state",
             UsageError::UnknownScope { .. } => "unknown_scope",
             UsageError::TooManyScopes { .. } => "too_many_scopes",

@@ -34,6 +34,242 @@ pub struct LeaseRecord {
     pub holder: Option<String>,
 }
 
+/// Longest owner id accepted in a lease record.
+pub const MAX_OWNER_LEN: usize = 256;
+/// Longest holder description accepted in a lease record or submit options.
+pub const MAX_HOLDER_LEN: usize = 1024;
+/// Largest record version number the core draws: 53 bits, so that every language (a
+/// JavaScript number included) holds an rvn exactly.
+pub const MAX_RVN: u64 = (1 << 53) - 1;
+
+/// A lease record a store returned that is not one writelane wrote: the field and the
+/// rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid lease record: {field} {rule}")]
+pub struct RecordError {
+    /// The field at fault (`$` for the whole record).
+    pub field: String,
+    /// What is wrong with it.
+    pub rule: String,
+}
+
+impl RecordError {
+    fn new(field: &str, rule: impl Into<String>) -> Self {
+        RecordError {
+            field: field.to_string(),
+            rule: rule.into(),
+        }
+    }
+}
+
+impl LeaseRecord {
+    /// Parse and validate a record as a store adapter read it (the JSON text the Redis,
+    /// file and memory stores keep; DynamoDB adapters build the same object from the
+    /// item's attributes). Adapters never interpret a record: they pass its bytes here.
+    pub fn from_json(bytes: &[u8]) -> Result<LeaseRecord, RecordError> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| RecordError::new("$", format!("is not UTF-8: {e}")))?;
+        let record: LeaseRecord = serde_json::from_str(text)
+            .map_err(|e| RecordError::new("$", format!("does not parse: {e}")))?;
+        record.validate()?;
+        Ok(record)
+    }
+
+    /// The record as the JSON text stores keep.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a lease record always serialises")
+    }
+
+    /// Check the record's fields: owner at most [`MAX_OWNER_LEN`] bytes, epoch and rvn
+    /// positive, rvn at most [`MAX_RVN`], lease in `1..=MAX_DELAY_MS`, token at most
+    /// [`crate::MAX_TOKEN_LEN`] bytes, holder at most [`MAX_HOLDER_LEN`] bytes.
+    pub fn validate(&self) -> Result<(), RecordError> {
+        use crate::policy::MAX_DELAY_MS;
+        if self.owner.len() > MAX_OWNER_LEN {
+            return Err(RecordError::new(
+                "owner",
+                format!("is {} bytes, over {MAX_OWNER_LEN}", self.owner.len()),
+            ));
+        }
+        if self.epoch == 0 {
+            return Err(RecordError::new("epoch", "must be at least 1"));
+        }
+        if !(1..=MAX_RVN).contains(&self.rvn) {
+            return Err(RecordError::new(
+                "rvn",
+                format!("must be in 1..={MAX_RVN}, found {}", self.rvn),
+            ));
+        }
+        if !(1..=MAX_DELAY_MS).contains(&self.lease_ms) {
+            return Err(RecordError::new(
+                "lease_ms",
+                format!("must be in 1..={MAX_DELAY_MS}, found {}", self.lease_ms),
+            ));
+        }
+        if let Some(t) = self
+            .committed_token
+            .as_ref()
+            .filter(|t| t.len() > crate::MAX_TOKEN_LEN)
+        {
+            return Err(RecordError::new(
+                "committed_token",
+                format!("is {} bytes, over {}", t.len(), crate::MAX_TOKEN_LEN),
+            ));
+        }
+        if let Some(h) = self.holder.as_ref().filter(|h| h.len() > MAX_HOLDER_LEN) {
+            return Err(RecordError::new(
+                "holder",
+                format!("is {} bytes, over {MAX_HOLDER_LEN}", h.len()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A record version number drawn from host entropy (any `u64`): never 0, at most
+/// [`MAX_RVN`]. Tools outside an engine (force-release) use it; engines draw their own.
+pub fn rvn_from(entropy: u64) -> u64 {
+    (entropy & MAX_RVN).max(1)
+}
+
+/// The owner id of one process in lease records: `HOST:PID:ENTROPY` with the entropy as 16
+/// hex digits. The host supplies its name, process id and 64 random bits; the core formats
+/// them, so every binding writes the same shape. Characters of the host name outside
+/// printable ASCII, and `:`, become `_`; the name is cut to 200 bytes.
+pub fn owner_id(host: &str, pid: u32, entropy: u64) -> String {
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(200)
+        .collect();
+    let host = if host.is_empty() {
+        "host".to_string()
+    } else {
+        host
+    };
+    format!("{host}:{pid}:{entropy:016x}")
+}
+
+/// Check an owner id supplied by a host instead of [`owner_id`]: 1 to [`MAX_OWNER_LEN`]
+/// bytes.
+pub fn check_owner(owner: &str) -> Result<(), crate::UsageError> {
+    if owner.is_empty() || owner.len() > MAX_OWNER_LEN {
+        return Err(crate::UsageError::InvalidOwner {
+            reason: format!(
+                "length {} is outside 1..={MAX_OWNER_LEN} bytes",
+                owner.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// What an operator's force-release of a stuck lease comes to. One shape in every binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ForceReleaseResult {
+    /// The store holds no record for the key: nothing to release.
+    NoRecord,
+    /// The record has no owner already; it was left unchanged.
+    AlreadyFree {
+        /// The record found.
+        record: LeaseRecord,
+    },
+    /// The record was replaced by a free one with the epoch bumped; a holder that still
+    /// runs finds out at its next renewal and stops.
+    Released {
+        /// The record written.
+        record: LeaseRecord,
+    },
+    /// The record is not at the rvn the operator expected, or changed between the read and
+    /// the compare-and-swap: nothing was written. Read it again and decide again.
+    Changed {
+        /// The record found, if any.
+        current: Option<LeaseRecord>,
+    },
+}
+
+/// The next step of a force-release, decided by [`plan_force_release`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForceReleasePlan {
+    /// Nothing to write: this is the result.
+    Done(ForceReleaseResult),
+    /// Carry out this compare-and-swap and pass the reply to [`finish_force_release`].
+    Swap(StoreOp),
+}
+
+/// Decide a force-release of `key` from the record a `get` returned. With `expected_rvn`,
+/// release only the holding the operator inspected. The replacement keeps nothing of the
+/// holder: owner empty, epoch plus one (never reused, so an old holder's fence cannot come
+/// back), a new rvn from `entropy`, no token (the holder may have written after storing
+/// it, so the next writer reads first), and the record is never deleted.
+pub fn plan_force_release(
+    key: &str,
+    found: Option<LeaseRecord>,
+    expected_rvn: Option<u64>,
+    entropy: u64,
+) -> ForceReleasePlan {
+    let Some(current) = found else {
+        return ForceReleasePlan::Done(ForceReleaseResult::NoRecord);
+    };
+    if expected_rvn.is_some_and(|rvn| rvn != current.rvn) {
+        return ForceReleasePlan::Done(ForceReleaseResult::Changed {
+            current: Some(current),
+        });
+    }
+    if current.owner.is_empty() {
+        return ForceReleasePlan::Done(ForceReleaseResult::AlreadyFree { record: current });
+    }
+    let mut rvn = rvn_from(entropy);
+    if rvn == current.rvn {
+        rvn = rvn % MAX_RVN + 1;
+    }
+    let record = LeaseRecord {
+        owner: String::new(),
+        epoch: current.epoch.saturating_add(1),
+        rvn,
+        lease_ms: current.lease_ms,
+        committed_token: None,
+        holder: None,
+    };
+    ForceReleasePlan::Swap(StoreOp::CompareAndSwap {
+        key: key.to_string(),
+        expected_rvn: current.rvn,
+        record,
+    })
+}
+
+/// The result of a force-release's compare-and-swap (`swap` is what
+/// [`plan_force_release`] returned). `Done`, or a refusal whose record is the one we
+/// wrote (a retried request whose first try landed), is `Released`; any other refusal is
+/// `Changed`. `Lost` and `Unavailable` return `None`: the outcome is unknown, read the
+/// record again.
+pub fn finish_force_release(swap: &StoreOp, reply: StoreReply) -> Option<ForceReleaseResult> {
+    let StoreOp::CompareAndSwap { record, .. } = swap else {
+        return None;
+    };
+    match reply {
+        StoreReply::Done => Some(ForceReleaseResult::Released {
+            record: record.clone(),
+        }),
+        StoreReply::Refused { current } if current.as_ref() == Some(record) => {
+            Some(ForceReleaseResult::Released {
+                record: record.clone(),
+            })
+        }
+        StoreReply::Refused { current } | StoreReply::Found { record: current } => {
+            Some(ForceReleaseResult::Changed { current })
+        }
+        StoreReply::Lost | StoreReply::Unavailable => None,
+    }
+}
+
 /// A store operation for the host's adapter to carry out on `key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -159,6 +395,18 @@ pub struct LeaseRule {
     /// The longest a write may take: a holder never starts a write that would outlive its
     /// lease, and renews first when the lease runs shorter than this.
     pub max_write_ms: u64,
+    /// The longest one store operation may take. A driver that has no reply by then
+    /// reports it `Lost` (sent, no answer) and the client reads the record back; every
+    /// driver and adapter honours this one bound.
+    #[serde(default = "default_store_timeout_ms")]
+    pub store_timeout_ms: u64,
+}
+
+/// The store timeout of the presets' leases.
+pub const DEFAULT_STORE_TIMEOUT_MS: u64 = 2_000;
+
+fn default_store_timeout_ms() -> u64 {
+    DEFAULT_STORE_TIMEOUT_MS
 }
 
 impl Default for LeaseRule {
@@ -170,11 +418,20 @@ impl Default for LeaseRule {
             poll_ms: 100,
             unavailable_ms: 30_000,
             max_write_ms: 2_000,
+            store_timeout_ms: DEFAULT_STORE_TIMEOUT_MS,
         }
     }
 }
 
 impl LeaseRule {
+    /// The store timeout a policy gets when it does not set one: 2 s, or half of what a
+    /// lease leaves after a renewal interval when that is shorter (short test leases), so
+    /// a renewal is always answered or given up well before the lease it renews runs out.
+    pub fn default_store_timeout_ms(&self) -> u64 {
+        let room = self.lease_ms.saturating_sub(self.renew_ms) / 2;
+        room.clamp(1, DEFAULT_STORE_TIMEOUT_MS)
+    }
+
     /// Check the timings: every field positive and at most a day, the lease at least twice
     /// the renewal interval (so one lost renewal does not lose the lease), and the
     /// lock-delay shorter than the lease.
@@ -190,6 +447,7 @@ impl LeaseRule {
             ("poll_ms", self.poll_ms),
             ("unavailable_ms", self.unavailable_ms),
             ("max_write_ms", self.max_write_ms),
+            ("store_timeout_ms", self.store_timeout_ms),
         ] {
             if !(1..=MAX_DELAY_MS).contains(&v) {
                 return Err(err(
@@ -213,6 +471,18 @@ impl LeaseRule {
                 format!(
                     "must be shorter than lease_ms - renew_ms ({} >= {})",
                     self.max_write_ms,
+                    self.lease_ms - self.renew_ms
+                ),
+            ));
+        }
+        // A renewal must be answered (or given up as lost) before the lease it renews runs
+        // out, or a slow store could let a holder write on an expired lease.
+        if self.store_timeout_ms >= self.lease_ms - self.renew_ms {
+            return Err(err(
+                "store_timeout_ms",
+                format!(
+                    "must be shorter than lease_ms - renew_ms ({} >= {})",
+                    self.store_timeout_ms,
                     self.lease_ms - self.renew_ms
                 ),
             ));
@@ -336,7 +606,7 @@ impl LeaseClient {
     }
 
     fn new_rvn(&mut self) -> u64 {
-        self.rng.uniform(1, u64::MAX >> 11)
+        self.rng.uniform(1, MAX_RVN)
     }
 
     fn send(&mut self, op: StoreOp) {
@@ -591,6 +861,15 @@ impl LeaseClient {
                 self.on_record(now, record)
             }
             (State::Writing { intended, purpose }, StoreReply::Done) => {
+                self.on_written(now, intended, purpose)
+            }
+            // A refusal that shows our own intended record means our write landed: an
+            // adapter (or its SDK) retried a request whose first try succeeded, and the
+            // retry found the record already at the rvn we drew for it. The rvn is 53 random
+            // bits drawn for this one write, so no other writer produces it.
+            (State::Writing { intended, purpose }, StoreReply::Refused { current })
+                if current.as_ref() == Some(&intended) =>
+            {
                 self.on_written(now, intended, purpose)
             }
             (State::Writing { purpose, .. }, StoreReply::Refused { current }) => {

@@ -429,6 +429,16 @@ impl Policy {
         }
     }
 
+    /// The policy a lane with a lease store runs: the same policy with `lanes.mode` set
+    /// to `shared`, whatever the preset or the overrides said. A store is how a user asks
+    /// for one writer per entity across machines, so every binding given a store applies
+    /// this one rule (`aws-standard`, whose lanes are `none`, included) rather than
+    /// refusing or guessing.
+    pub fn for_store(mut self) -> Policy {
+        self.lanes.mode = LaneMode::Shared;
+        self
+    }
+
     /// Build a policy from JSON text: either a preset name as a JSON string, or an object
     /// with an optional `preset` (default `iam`), an optional `service`, and overrides of
     /// any field of the effective policy.
@@ -495,8 +505,15 @@ impl Policy {
         rest.remove("service");
         merge(&mut merged, &Value::Object(rest), "")?;
         check_enums(&merged)?;
-        let policy: Policy = serde_json::from_value(merged)
+        let mut policy: Policy = serde_json::from_value(merged)
             .map_err(|e| PolicyError::new("$", format!("does not match the schema: {e}")))?;
+        let timeout_given = overrides
+            .get("lease")
+            .and_then(|l| l.get("store_timeout_ms"))
+            .is_some();
+        if !timeout_given {
+            policy.lease.store_timeout_ms = policy.lease.default_store_timeout_ms();
+        }
         policy.validate()?;
         Ok(policy)
     }

@@ -120,6 +120,7 @@ fn stale_revision_refuses_to_write() {
                 expected: Some("v1".into()),
                 deadline_ms: None,
                 holder: None,
+                no_read: false,
             },
         )
         .unwrap();

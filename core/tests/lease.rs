@@ -30,6 +30,7 @@ const RULE: LeaseRule = LeaseRule {
     poll_ms: 50,
     unavailable_ms: 2_000,
     max_write_ms: 300,
+    store_timeout_ms: 200,
 };
 
 fn client(owner: &str, seed: u64) -> LeaseClient {
@@ -420,4 +421,184 @@ fn only_a_released_record_hands_its_token_on() {
         "{ev:?}"
     );
     assert_eq!(store.record().unwrap().committed_token, None);
+}
+
+mod rules {
+    use writelane_core::lease::{
+        finish_force_release, owner_id, plan_force_release, rvn_from, ForceReleasePlan,
+        ForceReleaseResult, LeaseRecord, StoreOp, StoreReply, MAX_RVN,
+    };
+    use writelane_core::Policy;
+
+    fn held(rvn: u64) -> LeaseRecord {
+        LeaseRecord {
+            owner: "host-b:7:00000000000000aa".into(),
+            epoch: 4,
+            rvn,
+            lease_ms: 10_000,
+            committed_token: Some("v3".into()),
+            holder: Some("deploy run 42".into()),
+        }
+    }
+
+    #[test]
+    fn a_store_makes_every_preset_shared() {
+        use writelane_core::policy::LaneMode;
+        for name in ["iam", "aws-standard"] {
+            let p = Policy::preset(name).unwrap().for_store();
+            assert_eq!(p.lanes.mode, LaneMode::Shared, "{name}");
+            p.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn force_release_bumps_the_epoch_and_drops_holder_and_token() {
+        let plan = plan_force_release("role/app", Some(held(77)), None, 5);
+        let ForceReleasePlan::Swap(swap) = plan else {
+            panic!("expected a swap, got {plan:?}")
+        };
+        let StoreOp::CompareAndSwap {
+            key,
+            expected_rvn,
+            record,
+        } = &swap
+        else {
+            panic!("expected compare_and_swap")
+        };
+        assert_eq!((key.as_str(), *expected_rvn), ("role/app", 77));
+        assert_eq!(record.owner, "");
+        assert_eq!(record.epoch, 5);
+        assert_eq!(record.rvn, 5);
+        assert_eq!(record.committed_token, None);
+        assert_eq!(record.holder, None);
+        assert_eq!(
+            finish_force_release(&swap, StoreReply::Done),
+            Some(ForceReleaseResult::Released {
+                record: record.clone()
+            })
+        );
+        // A retried request refused by the record it wrote landed.
+        assert_eq!(
+            finish_force_release(
+                &swap,
+                StoreReply::Refused {
+                    current: Some(record.clone())
+                }
+            ),
+            Some(ForceReleaseResult::Released {
+                record: record.clone()
+            })
+        );
+        // Anything else refused it: nothing was written.
+        assert_eq!(
+            finish_force_release(
+                &swap,
+                StoreReply::Refused {
+                    current: Some(held(78))
+                }
+            ),
+            Some(ForceReleaseResult::Changed {
+                current: Some(held(78))
+            })
+        );
+        assert_eq!(finish_force_release(&swap, StoreReply::Lost), None);
+    }
+
+    #[test]
+    fn force_release_has_one_result_per_situation() {
+        assert_eq!(
+            plan_force_release("k", None, None, 1),
+            ForceReleasePlan::Done(ForceReleaseResult::NoRecord)
+        );
+        let free = LeaseRecord {
+            owner: String::new(),
+            ..held(9)
+        };
+        assert_eq!(
+            plan_force_release("k", Some(free.clone()), None, 1),
+            ForceReleasePlan::Done(ForceReleaseResult::AlreadyFree { record: free })
+        );
+        assert_eq!(
+            plan_force_release("k", Some(held(9)), Some(8), 1),
+            ForceReleasePlan::Done(ForceReleaseResult::Changed {
+                current: Some(held(9))
+            })
+        );
+        // The new rvn never equals the one it replaces.
+        let ForceReleasePlan::Swap(StoreOp::CompareAndSwap { record, .. }) =
+            plan_force_release("k", Some(held(9)), Some(9), 9)
+        else {
+            panic!("expected a swap")
+        };
+        assert_ne!(record.rvn, 9);
+    }
+
+    #[test]
+    fn rvns_fit_every_language() {
+        assert_eq!(rvn_from(0), 1);
+        assert_eq!(rvn_from(u64::MAX), MAX_RVN);
+        assert_eq!(
+            MAX_RVN as f64 as u64, MAX_RVN,
+            "an rvn survives a JavaScript number"
+        );
+    }
+
+    #[test]
+    fn owner_ids_have_one_shape() {
+        assert_eq!(owner_id("ci-7", 42, 0xab), "ci-7:42:00000000000000ab");
+        assert_eq!(owner_id("a b:c\u{e9}", 1, 1), "a_b_c_:1:0000000000000001");
+        assert_eq!(owner_id("", 1, 1), "host:1:0000000000000001");
+        assert!(owner_id(&"h".repeat(1000), u32::MAX, u64::MAX).len() <= 256);
+    }
+
+    #[test]
+    fn records_are_parsed_and_validated_by_the_core() {
+        let r = held(77);
+        assert_eq!(LeaseRecord::from_json(r.to_json().as_bytes()).unwrap(), r);
+        let bad = |text: &str| LeaseRecord::from_json(text.as_bytes()).unwrap_err();
+        assert_eq!(bad("{").field, "$");
+        assert_eq!(bad("\u{0}").field, "$");
+        assert_eq!(
+            LeaseRecord::from_json(&[0xff, 0xfe]).unwrap_err().field,
+            "$"
+        );
+        let with = |f: &str, v: serde_json::Value| {
+            let mut j = serde_json::to_value(held(77)).unwrap();
+            j[f] = v;
+            j.to_string()
+        };
+        assert_eq!(bad(&with("epoch", 0.into())).field, "epoch");
+        assert_eq!(bad(&with("rvn", 0.into())).field, "rvn");
+        assert_eq!(bad(&with("rvn", (1u64 << 60).into())).field, "rvn");
+        assert_eq!(bad(&with("lease_ms", 0.into())).field, "lease_ms");
+        assert_eq!(bad(&with("owner", "o".repeat(300).into())).field, "owner");
+        assert_eq!(
+            bad(&with("holder", "h".repeat(2000).into())).field,
+            "holder"
+        );
+        assert_eq!(
+            bad(&with("committed_token", "t".repeat(2000).into())).field,
+            "committed_token"
+        );
+        assert_eq!(bad(&with("epoch", (-1).into())).field, "$");
+        assert!(bad(r#"{"owner":"","epoch":1,"rvn":1,"lease_ms":1,"committed_token":null,"holder":null,"x":1}"#).rule.contains("unknown field"));
+    }
+
+    #[test]
+    fn the_store_timeout_fits_inside_the_lease() {
+        let p = Policy::from_json(
+            r#"{"lease":{"lease_ms":400,"renew_ms":150,"lock_delay_ms":100,"max_write_ms":100}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.lease.store_timeout_ms, 125);
+        assert_eq!(Policy::preset("iam").unwrap().lease.store_timeout_ms, 2_000);
+        let e = Policy::from_json(
+            r#"{"lease":{"lease_ms":400,"renew_ms":150,"lock_delay_ms":100,"max_write_ms":100,"store_timeout_ms":300}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "lease.store_timeout_ms");
+        let p = Policy::from_json(r#"{"lease":{"store_timeout_ms":5000}}"#).unwrap();
+        assert_eq!(p.lease.store_timeout_ms, 5_000);
+        assert_eq!(Policy::from_json(&p.to_json()).unwrap(), p);
+    }
 }
