@@ -107,11 +107,14 @@ pub enum wl_usage {
     /// The engine's owner (shared lanes) is missing, empty or over 256 bytes, or an
     /// operation's holder is over 1024 bytes.
     InvalidOwner = 11,
+    /// An expected token was given for a writer with no read function: the revision
+    /// cannot be checked without reading it.
+    ExpectedNeedsRead = 12,
 }
 
 impl wl_usage {
     /// Every usage kind, in value order.
-    pub const ALL: [wl_usage; 12] = [
+    pub const ALL: [wl_usage; 13] = [
         wl_usage::None,
         wl_usage::TimeWentBackwards,
         wl_usage::UnknownOp,
@@ -124,6 +127,7 @@ impl wl_usage {
         wl_usage::UnknownScope,
         wl_usage::TooManyScopes,
         wl_usage::InvalidOwner,
+        wl_usage::ExpectedNeedsRead,
     ];
 
     /// The core's snake_case name for the kind (as the conformance vectors spell it),
@@ -142,6 +146,7 @@ impl wl_usage {
             wl_usage::UnknownScope => "unknown_scope\0",
             wl_usage::TooManyScopes => "too_many_scopes\0",
             wl_usage::InvalidOwner => "invalid_owner\0",
+            wl_usage::ExpectedNeedsRead => "expected_needs_read\0",
         }
     }
 
@@ -159,6 +164,7 @@ impl wl_usage {
             UsageError::UnknownScope { .. } => wl_usage::UnknownScope,
             UsageError::TooManyScopes { .. } => wl_usage::TooManyScopes,
             UsageError::InvalidOwner { .. } => wl_usage::InvalidOwner,
+            UsageError::ExpectedNeedsRead => wl_usage::ExpectedNeedsRead,
         }
     }
 }
