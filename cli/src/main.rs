@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use writelane_cli::{sim, vectors};
+use writelane_cli::{lanevectors, sim, vectors};
 use writelane_core::{policy_token, Policy};
 
 const USAGE: &str = "\
@@ -18,8 +18,9 @@ usage:
       --writers 10,100 --runs 5 --seed 1, all strategies.
   writelane token [FILE]      canonical change token of an IAM policy document (stdin if no FILE)
   writelane check [FILE]      validate a policy (JSON; stdin if no FILE) and print the effective policy
-  writelane vectors --out DIR [--lease-out DIR2]
-                              regenerate the conformance vectors (and the shared-lane ones)
+  writelane vectors --out DIR [--lease-out DIR2 [--lane-out DIR3]]
+                              regenerate the conformance vectors (the shared-lane ones,
+                              and the lane-driver ones)
   writelane --help | --version
 ";
 
@@ -166,6 +167,25 @@ fn main() -> ExitCode {
             Err(e) => usage_error(&e),
         },
         "vectors" => match rest {
+            [flag, dir, lflag, ldir, laneflag, lanedir]
+                if flag == "--out" && lflag == "--lease-out" && laneflag == "--lane-out" =>
+            {
+                let written = vectors::write_all(std::path::Path::new(dir)).and_then(|n| {
+                    let m = vectors::write_lease(std::path::Path::new(ldir))?;
+                    let k = lanevectors::write_lane(std::path::Path::new(lanedir))?;
+                    Ok((n, m, k))
+                });
+                match written {
+                    Ok((n, m, k)) => {
+                        println!("wrote {n} vectors to {dir}, {m} to {ldir} and {k} to {lanedir}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("writelane vectors: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
             [flag, dir, lflag, ldir] if flag == "--out" && lflag == "--lease-out" => {
                 let written = vectors::write_all(std::path::Path::new(dir))
                     .and_then(|n| vectors::write_lease(std::path::Path::new(ldir)).map(|m| (n, m)));

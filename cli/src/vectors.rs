@@ -1380,7 +1380,7 @@ pub fn write_lease(dir: &std::path::Path) -> std::io::Result<usize> {
     write_set(dir, &lease())
 }
 
-fn write_set(dir: &std::path::Path, vectors: &[Vector]) -> std::io::Result<usize> {
+pub(crate) fn write_set(dir: &std::path::Path, vectors: &[Vector]) -> std::io::Result<usize> {
     std::fs::create_dir_all(dir)?;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();

@@ -45,6 +45,12 @@ fn regeneration_changes_nothing() {
 }
 
 #[test]
+fn lane_regeneration_changes_nothing() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors-lane");
+    same_as_generated(writelane_cli::lanevectors::lane(), &dir);
+}
+
+#[test]
 fn lease_regeneration_changes_nothing() {
     same_as_generated(writelane_cli::vectors::lease(), &lease_dir());
 }
@@ -56,7 +62,7 @@ fn same_as_generated(generated: Vec<writelane_cli::vectors::Vector>, dir: &std::
     let gen_names: Vec<&str> = generated.iter().map(|v| v.stem.as_str()).collect();
     assert_eq!(
         names, gen_names,
-        "vector files differ from the generator: run `cargo run -p writelane-cli -- vectors --out tests/vectors --lease-out tests/vectors-lease`"
+        "vector files differ from the generator: run `cargo run -p writelane-cli -- vectors --out tests/vectors --lease-out tests/vectors-lease --lane-out tests/vectors-lane`"
     );
     for (v, (stem, disk)) in generated.iter().zip(&on_disk) {
         let text = writelane_cli::vectors::render(v);

@@ -881,8 +881,14 @@ impl LeaseClient {
                 self.send(StoreOp::Get { key });
             }
             (State::Verifying { intended, purpose }, StoreReply::Found { record }) => {
+                let unchanged = record.is_some() && record == self.held;
                 if record.as_ref() == Some(&intended) {
                     self.on_written(now, intended, purpose)
+                } else if unchanged && matches!(purpose, Purpose::Renew | Purpose::Release) {
+                    // The request never landed and the record is still the one we hold:
+                    // nobody took the lease over, so send the same write again.
+                    let expected = self.held.as_ref().map(|h| h.rvn);
+                    self.write(now, expected, intended, purpose)
                 } else {
                     self.on_refused(now, record, purpose)
                 }
