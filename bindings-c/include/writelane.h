@@ -199,6 +199,11 @@ enum wl_usage
    * operation's holder is over 1024 bytes.
    */
   WL_USAGE_INVALID_OWNER = 11,
+  /**
+   * An expected token was given for a writer with no read function: the revision
+   * cannot be checked without reading it.
+   */
+  WL_USAGE_EXPECTED_NEEDS_READ = 12,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -861,7 +866,7 @@ typedef struct wl_retry_decision {
 /**
  * Every usage kind, in value order.
  */
-#define wl_usage_ALL { wl_usage_None, wl_usage_TimeWentBackwards, wl_usage_UnknownOp, wl_usage_UnexpectedInput, wl_usage_CommandNotDrained, wl_usage_InvalidEntity, wl_usage_InvalidToken, wl_usage_InvalidCode, wl_usage_InvalidState, wl_usage_UnknownScope, wl_usage_TooManyScopes, wl_usage_InvalidOwner, }
+#define wl_usage_ALL { wl_usage_None, wl_usage_TimeWentBackwards, wl_usage_UnknownOp, wl_usage_UnexpectedInput, wl_usage_CommandNotDrained, wl_usage_InvalidEntity, wl_usage_InvalidToken, wl_usage_InvalidCode, wl_usage_InvalidState, wl_usage_UnknownScope, wl_usage_TooManyScopes, wl_usage_InvalidOwner, wl_usage_ExpectedNeedsRead, }
 
 #ifdef __cplusplus
 extern "C" {
