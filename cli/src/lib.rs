@@ -2,5 +2,6 @@
 //! conformance-vector generator, so tests can drive them directly.
 
 pub mod lanevectors;
+pub mod schema;
 pub mod sim;
 pub mod vectors;

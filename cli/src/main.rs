@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use writelane_cli::{lanevectors, sim, vectors};
+use writelane_cli::{lanevectors, schema, sim, vectors};
 use writelane_core::{policy_token, Policy};
 
 const USAGE: &str = "\
@@ -173,6 +173,11 @@ fn main() -> ExitCode {
                 let written = vectors::write_all(std::path::Path::new(dir)).and_then(|n| {
                     let m = vectors::write_lease(std::path::Path::new(ldir))?;
                     let k = lanevectors::write_lane(std::path::Path::new(lanedir))?;
+                    // The event schema sits beside the vectors it describes.
+                    let root = std::path::Path::new(dir)
+                        .parent()
+                        .unwrap_or(std::path::Path::new("."));
+                    schema::write_events(&root.join("schema/events.json"))?;
                     Ok((n, m, k))
                 });
                 match written {

@@ -51,6 +51,17 @@ fn lane_regeneration_changes_nothing() {
 }
 
 #[test]
+fn event_schema_regeneration_changes_nothing() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/schema/events.json");
+    let disk = std::fs::read_to_string(path).expect("tests/schema/events.json exists");
+    assert_eq!(
+        writelane_cli::schema::render(),
+        disk,
+        "tests/schema/events.json is stale: regenerate the vectors"
+    );
+}
+
+#[test]
 fn lease_regeneration_changes_nothing() {
     same_as_generated(writelane_cli::vectors::lease(), &lease_dir());
 }
