@@ -1,43 +1,11 @@
 //! Backoff arithmetic and retry budgets, shared by the engine and the retry strategy.
 //! Integer milliseconds only: every binding must reach bit-identical decisions.
 
-use rand_chacha::ChaCha8Rng;
-use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::classify::ErrorClass;
 use crate::policy::{Jitter, Policy, RetryRule};
-
-/// The seeded generator every decision draws from.
-#[derive(Debug, Clone)]
-pub(crate) struct DecisionRng(ChaCha8Rng);
-
-impl DecisionRng {
-    pub(crate) fn new(seed: u64) -> Self {
-        DecisionRng(ChaCha8Rng::seed_from_u64(seed))
-    }
-
-    /// Uniform integer in `[lo, hi]` by rejection sampling, so the result does not depend on
-    /// any library's distribution code.
-    pub(crate) fn uniform(&mut self, lo: u64, hi: u64) -> u64 {
-        if hi <= lo {
-            return lo;
-        }
-        let span = hi - lo;
-        if span == u64::MAX {
-            return self.0.next_u64();
-        }
-        let n = span + 1;
-        // Largest multiple of n that fits; draws at or above it are rejected.
-        let zone = u64::MAX - (u64::MAX % n);
-        loop {
-            let x = self.0.next_u64();
-            if x < zone {
-                return lo + x % n;
-            }
-        }
-    }
-}
+use crate::rng::DecisionRng;
 
 /// The un-jittered delay before retry `retry_index` (0-based): `min(cap, base * 2^i)`.
 pub fn backoff_ceiling(rule: &RetryRule, retry_index: u32) -> u64 {

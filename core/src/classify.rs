@@ -2,8 +2,6 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::policy::CodeTable;
-
 /// The class of a failed call, which decides whether and how it is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -116,6 +114,26 @@ fn retry_after_hint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::E
         Some(Hint::Text(text)) => parse_retry_after(&text),
         Some(Hint::Other(_)) | None => None,
     })
+}
+
+/// Which error codes and HTTP statuses belong to which class. Codes match as given and
+/// with or without an `Exception` suffix; an exact match always wins, which is how IAM's
+/// `LimitExceeded` (fatal) and `LimitExceededException` (throttle) stay apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeTable {
+    /// Codes of the conflict class.
+    pub conflict: Vec<String>,
+    /// Codes of the throttle class.
+    pub throttle: Vec<String>,
+    /// Codes of the transient class.
+    pub transient: Vec<String>,
+    /// Codes that are fatal even though a suffix variant is listed elsewhere.
+    pub fatal: Vec<String>,
+    /// HTTP statuses that mean throttling when no code matched.
+    pub throttle_statuses: Vec<u16>,
+    /// HTTP statuses that mean a transient failure when no code matched.
+    pub transient_statuses: Vec<u16>,
 }
 
 fn matches_code(entry: &str, code: &str) -> bool {

@@ -5,38 +5,23 @@
 //! [`Engine::poll_timeout`] says so. The engine never reads a clock, sleeps or performs IO.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::fmt;
 use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backoff::{
-    plan_retry, refill_on_success, Bucket, BudgetScope, DecisionRng, Refusal, RetryRequest,
-};
+use crate::backoff::{plan_retry, refill_on_success, Bucket, BudgetScope, Refusal, RetryRequest};
 use crate::classify::{classify, ErrorClass, Failure};
 use crate::entities::{Entities, EntityId};
 use crate::error::UsageError;
+use crate::ids::OpId;
 use crate::lease::{LeaseClient, LeaseEvent, StoreOp, StoreReply};
+use crate::limits::{MAX_CODE_LEN, MAX_ENTITY_LEN, MAX_TOKEN_LEN};
 use crate::policy::{LaneMode, Policy};
+use crate::rng::DecisionRng;
 
-/// Longest entity name accepted (an ARN is at most 2048 characters).
-pub const MAX_ENTITY_LEN: usize = 2048;
-/// Longest change token accepted.
-pub const MAX_TOKEN_LEN: usize = 1024;
 /// Telemetry events kept before the oldest are dropped (and counted in the stats).
 pub const MAX_QUEUED_EVENTS: usize = 65_536;
-
-/// Identifies one logical write for its whole life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct OpId(pub u64);
-
-impl fmt::Display for OpId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// Options of one logical write.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -1793,8 +1778,8 @@ fn check_token(token: Option<&str>) -> Result<(), UsageError> {
 
 fn check_code(code: Option<&str>) -> Result<(), UsageError> {
     match code {
-        Some(c) if c.len() > 256 => Err(UsageError::InvalidCode {
-            reason: format!("{} bytes is over the limit of 256", c.len()),
+        Some(c) if c.len() > MAX_CODE_LEN => Err(UsageError::InvalidCode {
+            reason: format!("{} bytes is over the limit of {MAX_CODE_LEN}", c.len()),
         }),
         _ => Ok(()),
     }

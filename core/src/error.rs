@@ -1,8 +1,9 @@
-//! Misuse of the engine's API. Outcomes of writes (a write gave up, a revision was stale)
-//! are data in [`crate::Outcome`], never errors; a `UsageError` means the host broke the
-//! contract and nothing was changed.
+//! The crate's error types, one per concern: [`UsageError`] when the host misuses the
+//! API, [`PolicyError`] when a policy breaks a rule. Outcomes of writes (a write gave up,
+//! a revision was stale) are data in [`crate::Outcome`], never errors; a `UsageError`
+//! means the host broke the contract and nothing was changed.
 
-use crate::engine::OpId;
+use crate::ids::OpId;
 
 /// The host called the engine in a way the contract does not allow. The call changed
 /// nothing.
@@ -104,6 +105,26 @@ impl UsageError {
             UsageError::InvalidState { .. } => "invalid_state",
             UsageError::UnknownScope { .. } => "unknown_scope",
             UsageError::TooManyScopes { .. } => "too_many_scopes",
+        }
+    }
+}
+
+/// A policy could not be built: the field path and the rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy field `{path}`: {rule}")]
+pub struct PolicyError {
+    /// Dotted path of the offending field (`retry.conflict.base_ms`), or `$` for the whole
+    /// document.
+    pub path: String,
+    /// The rule that was broken, in words.
+    pub rule: String,
+}
+
+impl PolicyError {
+    pub(crate) fn new(path: impl Into<String>, rule: impl Into<String>) -> Self {
+        PolicyError {
+            path: path.into(),
+            rule: rule.into(),
         }
     }
 }

@@ -13,7 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backoff::DecisionRng;
+use crate::error::{PolicyError, UsageError};
+use crate::limits::{MAX_DELAY_MS, MAX_TOKEN_LEN};
+use crate::rng::DecisionRng;
 
 /// The record a store keeps per entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +86,6 @@ impl LeaseRecord {
     /// positive, rvn at most [`MAX_RVN`], lease in `1..=MAX_DELAY_MS`, token at most
     /// [`crate::MAX_TOKEN_LEN`] bytes, holder at most [`MAX_HOLDER_LEN`] bytes.
     pub fn validate(&self) -> Result<(), RecordError> {
-        use crate::policy::MAX_DELAY_MS;
         if self.owner.len() > MAX_OWNER_LEN {
             return Err(RecordError::new(
                 "owner",
@@ -109,11 +110,11 @@ impl LeaseRecord {
         if let Some(t) = self
             .committed_token
             .as_ref()
-            .filter(|t| t.len() > crate::MAX_TOKEN_LEN)
+            .filter(|t| t.len() > MAX_TOKEN_LEN)
         {
             return Err(RecordError::new(
                 "committed_token",
-                format!("is {} bytes, over {}", t.len(), crate::MAX_TOKEN_LEN),
+                format!("is {} bytes, over {}", t.len(), MAX_TOKEN_LEN),
             ));
         }
         if let Some(h) = self.holder.as_ref().filter(|h| h.len() > MAX_HOLDER_LEN) {
@@ -158,9 +159,9 @@ pub fn owner_id(host: &str, pid: u32, entropy: u64) -> String {
 
 /// Check an owner id supplied by a host instead of [`owner_id`]: 1 to [`MAX_OWNER_LEN`]
 /// bytes.
-pub fn check_owner(owner: &str) -> Result<(), crate::UsageError> {
+pub fn check_owner(owner: &str) -> Result<(), UsageError> {
     if owner.is_empty() || owner.len() > MAX_OWNER_LEN {
-        return Err(crate::UsageError::InvalidOwner {
+        return Err(UsageError::InvalidOwner {
             reason: format!(
                 "length {} is outside 1..={MAX_OWNER_LEN} bytes",
                 owner.len()
@@ -435,9 +436,8 @@ impl LeaseRule {
     /// Check the timings: every field positive and at most a day, the lease at least twice
     /// the renewal interval (so one lost renewal does not lose the lease), and the
     /// lock-delay shorter than the lease.
-    pub fn validate(&self) -> Result<(), crate::PolicyError> {
-        use crate::policy::MAX_DELAY_MS;
-        let err = |path: &str, rule: String| crate::PolicyError {
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let err = |path: &str, rule: String| PolicyError {
             path: format!("lease.{path}"),
             rule,
         };

@@ -40,8 +40,11 @@ mod classify;
 mod engine;
 mod entities;
 mod error;
+mod ids;
 pub mod lease;
+mod limits;
 pub mod policy;
+mod rng;
 mod strategy;
 mod token;
 
@@ -51,10 +54,11 @@ pub use backoff::{
 pub use classify::{classify, parse_retry_after, ErrorClass, Failure};
 pub use engine::{
     Command, Counters, Engine, EngineState, EntityRecord, EntityStats, Event, GiveUpReason, Input,
-    OpId, Outcome, Stats, SubmitOptions, MAX_ENTITY_LEN, MAX_QUEUED_EVENTS, MAX_TOKEN_LEN,
-    STATE_VERSION,
+    Outcome, Stats, SubmitOptions, MAX_QUEUED_EVENTS, STATE_VERSION,
 };
 pub use error::UsageError;
+pub use ids::OpId;
+pub use limits::{MAX_ENTITY_LEN, MAX_TOKEN_LEN};
 pub use policy::{Policy, PolicyError};
 pub use strategy::{RetryStrategy, RetryToken, MAX_SCOPES};
 pub use token::{canonical_policy, policy_token, TokenError, TOKEN_PREFIX};

@@ -10,42 +10,20 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::classify::ErrorClass;
+use crate::lease::LeaseRule;
+
 /// The preset used when a policy names none.
 pub const DEFAULT_PRESET: &str = "iam";
 
 /// Every preset name, in documentation order.
 pub const PRESETS: &[&str] = &["iam", "aws-standard"];
 
-/// Upper bound for any delay, deadline or window in a policy: one day.
-pub const MAX_DELAY_MS: u64 = 86_400_000;
-/// Upper bound for attempt counts: more than this is a misconfiguration, not a policy.
-pub const MAX_ATTEMPTS: u32 = 100;
-/// Upper bound for budget capacities and costs.
-pub const MAX_TOKENS: u32 = 1_000_000;
-/// Upper bound for the spike-detection threshold (it sizes a per-entity ring).
-pub const MAX_SPIKE_THRESHOLD: u32 = 1_000;
-/// Upper bound for a policy document given as JSON text.
-pub const MAX_POLICY_JSON_BYTES: usize = 64 * 1024;
-
-/// A policy could not be built: the field path and the rule it broke.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("policy field `{path}`: {rule}")]
-pub struct PolicyError {
-    /// Dotted path of the offending field (`retry.conflict.base_ms`), or `$` for the whole
-    /// document.
-    pub path: String,
-    /// The rule that was broken, in words.
-    pub rule: String,
-}
-
-impl PolicyError {
-    fn new(path: impl Into<String>, rule: impl Into<String>) -> Self {
-        PolicyError {
-            path: path.into(),
-            rule: rule.into(),
-        }
-    }
-}
+pub use crate::classify::CodeTable;
+pub use crate::error::PolicyError;
+pub use crate::limits::{
+    MAX_ATTEMPTS, MAX_DELAY_MS, MAX_POLICY_JSON_BYTES, MAX_SPIKE_THRESHOLD, MAX_TOKENS,
+};
 
 /// How a delay is randomised. `r` below is drawn uniformly from the integers of the range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,26 +151,6 @@ pub struct SpikeRule {
     pub cooldown_ms: u64,
 }
 
-/// Which error codes and HTTP statuses belong to which class. Codes match as given and
-/// with or without an `Exception` suffix; an exact match always wins, which is how IAM's
-/// `LimitExceeded` (fatal) and `LimitExceededException` (throttle) stay apart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CodeTable {
-    /// Codes of the conflict class.
-    pub conflict: Vec<String>,
-    /// Codes of the throttle class.
-    pub throttle: Vec<String>,
-    /// Codes of the transient class.
-    pub transient: Vec<String>,
-    /// Codes that are fatal even though a suffix variant is listed elsewhere.
-    pub fatal: Vec<String>,
-    /// HTTP statuses that mean throttling when no code matched.
-    pub throttle_statuses: Vec<u16>,
-    /// HTTP statuses that mean a transient failure when no code matched.
-    pub transient_statuses: Vec<u16>,
-}
-
 /// A complete, validated policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -217,7 +175,7 @@ pub struct Policy {
     /// Conflict-spike detection.
     pub spike: SpikeRule,
     /// Lease timings, used with `lanes.mode = "shared"`.
-    pub lease: crate::lease::LeaseRule,
+    pub lease: LeaseRule,
     /// Error classification table.
     pub codes: CodeTable,
 }
@@ -345,7 +303,7 @@ impl Policy {
                 threshold: 5,
                 cooldown_ms: 5_000,
             },
-            lease: crate::lease::LeaseRule::default(),
+            lease: LeaseRule::default(),
             codes: default_codes(),
         }
     }
@@ -400,7 +358,7 @@ impl Policy {
                 threshold: 5,
                 cooldown_ms: 5_000,
             },
-            lease: crate::lease::LeaseRule::default(),
+            lease: LeaseRule::default(),
             codes: default_codes(),
         }
     }
@@ -630,8 +588,8 @@ impl Policy {
     }
 
     /// The retry rule of a retryable class.
-    pub fn rule(&self, class: crate::ErrorClass) -> Option<&RetryRule> {
-        use crate::ErrorClass::*;
+    pub fn rule(&self, class: ErrorClass) -> Option<&RetryRule> {
+        use ErrorClass::*;
         match class {
             Conflict => Some(&self.retry.conflict),
             Throttle => Some(&self.retry.throttle),

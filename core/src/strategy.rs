@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backoff::{
-    plan_retry, refill_on_success, Bucket, DecisionRng, Refusal, RetryPlan, RetryRequest,
-};
+use crate::backoff::{plan_retry, refill_on_success, Bucket, Refusal, RetryPlan, RetryRequest};
 use crate::classify::{classify, Failure};
 use crate::error::UsageError;
 use crate::policy::Policy;
+use crate::rng::DecisionRng;
 
 /// Most scopes one strategy keeps buckets for; a caller minting a scope per request would
 /// otherwise grow memory without bound.
