@@ -133,6 +133,11 @@ enum wl_status
    * a NULL string with a non-zero length, or two settings that exclude each other.
    */
   WL_STATUS_INVALID_ARGUMENT = 10,
+  /**
+   * A lease record is not one writelane wrote (it does not parse, or a field breaks a
+   * rule of the core's `LeaseRecord::validate`); the error's path is the field.
+   */
+  WL_STATUS_INVALID_RECORD = 11,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -573,6 +578,12 @@ typedef struct wl_submit_options {
    * bytes.
    */
   struct wl_str holder;
+  /**
+   * The writer has no read function: the engine never commands a read for this
+   * operation (a retry writes again on no known revision). With `expected` set the
+   * submit is refused (`WL_USAGE_EXPECTED_NEEDS_READ`). `false` in a zeroed struct.
+   */
+  bool no_read;
 } wl_submit_options;
 
 /**
@@ -858,16 +869,6 @@ typedef struct wl_retry_decision {
   wl_refusal refusal;
 } wl_retry_decision;
 
-/**
- * Every status, in value order.
- */
-#define wl_status_ALL { wl_status_Ok, wl_status_NullArgument, wl_status_InvalidUtf8, wl_status_InvalidPolicy, wl_status_UsageError, wl_status_BufferTooSmall, wl_status_Busy, wl_status_Panicked, wl_status_Poisoned, wl_status_InvalidDocument, wl_status_InvalidArgument, }
-
-/**
- * Every usage kind, in value order.
- */
-#define wl_usage_ALL { wl_usage_None, wl_usage_TimeWentBackwards, wl_usage_UnknownOp, wl_usage_UnexpectedInput, wl_usage_CommandNotDrained, wl_usage_InvalidEntity, wl_usage_InvalidToken, wl_usage_InvalidCode, wl_usage_InvalidState, wl_usage_UnknownScope, wl_usage_TooManyScopes, wl_usage_InvalidOwner, wl_usage_ExpectedNeedsRead, }
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -933,6 +934,25 @@ wl_status wl_engine_new_with_owner(const char *policy,
                                    struct wl_error *out_error);
 
 /**
+ * Build an engine handle for a host that carries out store commands with a lease store:
+ * as `wl_engine_new_with_owner`, but the policy's lanes are shared whatever it said
+ * (`Policy::for_store`: a store is how a user asks for one writer per entity across
+ * machines, so `"aws-standard"`, whose lanes are `none`, and an explicit `local` mode
+ * both become `shared`). Every driver given a store applies exactly this rule; the
+ * effective policy (`wl_engine_policy_json`) shows `"mode":"shared"`.
+ *
+ * Errors as `wl_engine_new_with_owner`. `policy` and `owner` must not be NULL;
+ * `out_error` may be NULL.
+ */
+wl_status wl_engine_new_for_store(const char *policy,
+                                  size_t policy_len,
+                                  uint64_t seed,
+                                  const char *owner,
+                                  size_t owner_len,
+                                  struct wl_engine **out_engine,
+                                  struct wl_error *out_error);
+
+/**
  * Free a handle. NULL is fine (nothing happens). Must not be called twice on the same
  * handle, nor while another thread is inside a call on it; using the handle afterwards
  * is undefined behaviour. Strings borrowed from the handle die with it.
@@ -957,7 +977,8 @@ wl_status wl_engine_last_error(const struct wl_engine *engine, struct wl_error *
  *
  * Errors: `WL_STATUS_USAGE_ERROR` (`invalid_entity`, `invalid_token`,
  * `time_went_backwards`; `invalid_owner` for a holder over 1024 bytes, or shared lanes
- * on an engine built without an owner), `WL_STATUS_NULL_ARGUMENT`,
+ * on an engine built without an owner; `expected_needs_read` for `expected` together with
+ * `no_read`), `WL_STATUS_NULL_ARGUMENT`,
  * `WL_STATUS_INVALID_UTF8`, `WL_STATUS_INVALID_ARGUMENT` (a NULL string with a length).
  */
 wl_status wl_engine_submit(struct wl_engine *engine,
@@ -1158,6 +1179,113 @@ wl_status wl_policy_token(const char *document,
                           size_t cap,
                           size_t *out_len,
                           struct wl_error *out_error);
+
+/**
+ * Parse and validate a lease record exactly as a store returned it (the JSON text the
+ * file, Redis and memory stores keep; a DynamoDB adapter builds the same object from the
+ * item's attributes), with the core's `LeaseRecord::from_json`. Store adapters never
+ * check a record themselves: they pass its bytes here.
+ *
+ * On success copies the record's canonical JSON text (all six fields:
+ * `{"owner","epoch","rvn","lease_ms","committed_token","holder"}`) into `buf` (capacity
+ * `cap`) with a NUL; `*out_len` always receives its length without the NUL. A record
+ * that is not UTF-8, does not parse or breaks a rule (owner over `256` bytes, epoch 0, rvn
+ * outside `1..=2^53-1`, lease outside `1..=86400000` ms, token over 1024 bytes, holder
+ * over 1024 bytes) is `WL_STATUS_INVALID_RECORD`: `out_error->path` is the field (`$` for
+ * the whole record), the message the rule.
+ *
+ * Errors also `WL_STATUS_BUFFER_TOO_SMALL`, `WL_STATUS_NULL_ARGUMENT` (`record`,
+ * `out_len`; `buf` when `cap > 0`). `record` is bytes, not necessarily UTF-8; `out_error`
+ * may be NULL.
+ */
+wl_status wl_lease_record_check(const char *record,
+                                size_t record_len,
+                                char *buf,
+                                size_t cap,
+                                size_t *out_len,
+                                struct wl_error *out_error);
+
+/**
+ * The owner id of one process in lease records, as every binding writes it:
+ * `HOST:PID:ENTROPY`, the entropy as 16 hex digits (the core's `lease::owner_id`). The
+ * host supplies its host name (UTF-8; characters outside printable ASCII and `:` become
+ * `_`, the name is cut to 200 bytes, an empty one becomes `host`), its process id and 64
+ * random bits. Copied into `buf` (capacity `cap`) with a NUL; `*out_len` always receives
+ * the length without the NUL (at most 228). Pass the result to `wl_engine_new_for_store`
+ * or `wl_engine_new_with_owner`.
+ *
+ * Errors: `WL_STATUS_BUFFER_TOO_SMALL`, `WL_STATUS_NULL_ARGUMENT`,
+ * `WL_STATUS_INVALID_UTF8`. `out_error` may be NULL.
+ */
+wl_status wl_owner_id(const char *host,
+                      size_t host_len,
+                      uint32_t pid,
+                      uint64_t entropy,
+                      char *buf,
+                      size_t cap,
+                      size_t *out_len,
+                      struct wl_error *out_error);
+
+/**
+ * Step one of an operator's force-release of a stuck lease (the core's
+ * `lease::plan_force_release`): given the record a `get` of `key` returned (`found`, its
+ * bytes as the store returned them; NULL with length 0 when there is none), decide.
+ *
+ * Writes `*out_swap` and copies JSON text into `buf` (capacity `cap`, with a NUL;
+ * `*out_len` always receives the length without the NUL):
+ * - `*out_swap` false: nothing to write; `buf` holds the result (`{"result":"no_record"}`,
+ *   `{"result":"already_free","record":R}` or `{"result":"changed","current":R}` when
+ *   `has_expected_rvn` and the record's rvn is not `expected_rvn`);
+ * - `*out_swap` true: `buf` holds the compare-and-swap to carry out,
+ *   `{"op":"compare_and_swap","key":K,"expected_rvn":N,"record":R}` (owner empty, epoch
+ *   plus one, a new rvn drawn from `entropy`, no token, no holder; the record is never
+ *   deleted). Carry it out and pass it with the store's reply to
+ *   `wl_force_release_finish`.
+ *
+ * `entropy` is 64 random bits of the host's. Errors: `WL_STATUS_INVALID_RECORD` (`path`
+ * `found.FIELD`), `WL_STATUS_INVALID_ARGUMENT` (an empty key; NULL `found` with a
+ * length), `WL_STATUS_BUFFER_TOO_SMALL`, `WL_STATUS_NULL_ARGUMENT`,
+ * `WL_STATUS_INVALID_UTF8`. `out_error` may be NULL.
+ */
+wl_status wl_force_release_plan(const char *key,
+                                size_t key_len,
+                                const char *found,
+                                size_t found_len,
+                                bool has_expected_rvn,
+                                uint64_t expected_rvn,
+                                uint64_t entropy,
+                                bool *out_swap,
+                                char *buf,
+                                size_t cap,
+                                size_t *out_len,
+                                struct wl_error *out_error);
+
+/**
+ * Step two of a force-release (the core's `lease::finish_force_release`): `operation` is
+ * the compare-and-swap `wl_force_release_plan` gave (JSON text), `reply` what the store
+ * answered, as for `WL_INPUT_KIND_STORE_REPLY` (`{"reply":"done"}`,
+ * `{"reply":"refused","current":R|null}`, `{"reply":"lost"}`, `{"reply":"unavailable"}`).
+ *
+ * Writes `*out_known`: true with the result in `buf` (`{"result":"released","record":R}`
+ * when the swap landed, also when it was refused by exactly the record it wrote: a retried
+ * request whose first try landed; `{"result":"changed","current":R}` when the record
+ * changed in between: read it again and decide again); false when the outcome is unknown
+ * (`lost` or `unavailable`), with an empty text in `buf`: read the record again. The text
+ * is copied with a NUL; `*out_len` always receives its length without the NUL.
+ *
+ * Errors: `WL_STATUS_INVALID_ARGUMENT` (`operation` is not a compare-and-swap operation,
+ * `reply` is not a store reply; the JSON error in the message), `WL_STATUS_BUFFER_TOO_SMALL`,
+ * `WL_STATUS_NULL_ARGUMENT`, `WL_STATUS_INVALID_UTF8`. `out_error` may be NULL.
+ */
+wl_status wl_force_release_finish(const char *operation,
+                                  size_t operation_len,
+                                  const char *reply,
+                                  size_t reply_len,
+                                  bool *out_known,
+                                  char *buf,
+                                  size_t cap,
+                                  size_t *out_len,
+                                  struct wl_error *out_error);
 
 #ifdef __cplusplus
 }  // extern "C"

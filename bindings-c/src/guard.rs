@@ -318,6 +318,39 @@ pub(crate) unsafe fn opt_str<'a>(s: &wl_str, name: &str) -> Result<Option<&'a st
     unsafe { bytes_to_str(s.ptr, s.len, name).map(Some) }
 }
 
+/// Bytes given as pointer and length, not necessarily UTF-8 (what a store returned). With
+/// `optional`, a NULL pointer (with length 0) is absent; otherwise NULL is refused.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `len` readable bytes.
+pub(crate) unsafe fn bytes_arg<'a>(
+    ptr: *const c_char,
+    len: usize,
+    name: &str,
+    optional: bool,
+) -> Result<Option<&'a [u8]>, Fail> {
+    if ptr.is_null() {
+        return match (optional, len) {
+            (false, _) => Err(Fail::null(name)),
+            (true, 0) => Ok(None),
+            (true, _) => Err(Fail::invalid(
+                name,
+                format!("a NULL pointer with length {len}; NULL means absent and needs length 0"),
+            )),
+        };
+    }
+    if len > isize::MAX as usize {
+        return Err(Fail::invalid(
+            name,
+            format!("length {len} is above PTRDIFF_MAX"),
+        ));
+    }
+    // SAFETY: the caller promises `len` readable bytes at a non-NULL `ptr`.
+    Ok(Some(unsafe {
+        std::slice::from_raw_parts(ptr.cast::<u8>(), len)
+    }))
+}
+
 #[inline]
 unsafe fn bytes_to_str<'a>(ptr: *const c_char, len: usize, name: &str) -> Result<&'a str, Fail> {
     if len > isize::MAX as usize {

@@ -21,6 +21,7 @@
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
 mod guard;
+mod lease;
 mod status;
 mod types;
 
@@ -35,6 +36,9 @@ use writelane_core::{
 
 pub use guard::wl_engine;
 use guard::{in_arg, opt_str, out_arg, str_arg, with_handle, without_handle, Access, Fail, Inner};
+pub use lease::{
+    wl_force_release_finish, wl_force_release_plan, wl_lease_record_check, wl_owner_id,
+};
 pub use status::{
     wl_budget_scope, wl_command_kind, wl_error_class, wl_give_up_reason, wl_input_kind, wl_outcome,
     wl_refusal, wl_status, wl_usage,
@@ -117,7 +121,7 @@ pub unsafe extern "C" fn wl_engine_new(
     out_engine: *mut *mut wl_engine,
     out_error: *mut wl_error,
 ) -> wl_status {
-    unsafe { new_engine(policy, policy_len, seed, None, out_engine, out_error) }
+    unsafe { new_engine(policy, policy_len, seed, None, false, out_engine, out_error) }
 }
 
 /// Build an engine handle, as `wl_engine_new` does, that writes lease records as `owner`
@@ -143,6 +147,39 @@ pub unsafe extern "C" fn wl_engine_new_with_owner(
             policy_len,
             seed,
             Some((owner, owner_len)),
+            false,
+            out_engine,
+            out_error,
+        )
+    }
+}
+
+/// Build an engine handle for a host that carries out store commands with a lease store:
+/// as `wl_engine_new_with_owner`, but the policy's lanes are shared whatever it said
+/// (`Policy::for_store`: a store is how a user asks for one writer per entity across
+/// machines, so `"aws-standard"`, whose lanes are `none`, and an explicit `local` mode
+/// both become `shared`). Every driver given a store applies exactly this rule; the
+/// effective policy (`wl_engine_policy_json`) shows `"mode":"shared"`.
+///
+/// Errors as `wl_engine_new_with_owner`. `policy` and `owner` must not be NULL;
+/// `out_error` may be NULL.
+#[no_mangle]
+pub unsafe extern "C" fn wl_engine_new_for_store(
+    policy: *const c_char,
+    policy_len: usize,
+    seed: u64,
+    owner: *const c_char,
+    owner_len: usize,
+    out_engine: *mut *mut wl_engine,
+    out_error: *mut wl_error,
+) -> wl_status {
+    unsafe {
+        new_engine(
+            policy,
+            policy_len,
+            seed,
+            Some((owner, owner_len)),
+            true,
             out_engine,
             out_error,
         )
@@ -154,6 +191,7 @@ unsafe fn new_engine(
     policy_len: usize,
     seed: u64,
     owner: Option<(*const c_char, usize)>,
+    for_store: bool,
     out_engine: *mut *mut wl_engine,
     out_error: *mut wl_error,
 ) -> wl_status {
@@ -166,8 +204,11 @@ unsafe fn new_engine(
                 Some((ptr, len)) => Some(str_arg(ptr, len, "owner")?),
                 None => None,
             };
-            let policy = Policy::from_json(text)
+            let mut policy = Policy::from_json(text)
                 .map_err(|e| Fail::new(wl_status::InvalidPolicy, e.path.clone(), e.to_string()))?;
+            if for_store {
+                policy = policy.for_store();
+            }
             let mut budget_free = policy.clone();
             budget_free.budget.enabled = false;
             let engine = match owner {
@@ -232,7 +273,8 @@ pub unsafe extern "C" fn wl_engine_last_error(
 ///
 /// Errors: `WL_STATUS_USAGE_ERROR` (`invalid_entity`, `invalid_token`,
 /// `time_went_backwards`; `invalid_owner` for a holder over 1024 bytes, or shared lanes
-/// on an engine built without an owner), `WL_STATUS_NULL_ARGUMENT`,
+/// on an engine built without an owner; `expected_needs_read` for `expected` together with
+/// `no_read`), `WL_STATUS_NULL_ARGUMENT`,
 /// `WL_STATUS_INVALID_UTF8`, `WL_STATUS_INVALID_ARGUMENT` (a NULL string with a length).
 #[no_mangle]
 pub unsafe extern "C" fn wl_engine_submit(
@@ -253,7 +295,7 @@ pub unsafe extern "C" fn wl_engine_submit(
                     expected: opt_str(&o.expected, "options.expected")?.map(str::to_owned),
                     deadline_ms: o.has_deadline.then_some(o.deadline_ms),
                     holder: opt_str(&o.holder, "options.holder")?.map(str::to_owned),
-                    no_read: false,
+                    no_read: o.no_read,
                 },
             };
             *out = inner.engine.submit(entity, now_ms, opts)?.0;

@@ -37,11 +37,14 @@ pub enum wl_status {
     /// An argument is out of range: an unknown enum value, a length above `PTRDIFF_MAX`,
     /// a NULL string with a non-zero length, or two settings that exclude each other.
     InvalidArgument = 10,
+    /// A lease record is not one writelane wrote (it does not parse, or a field breaks a
+    /// rule of the core's `LeaseRecord::validate`); the error's path is the field.
+    InvalidRecord = 11,
 }
 
 impl wl_status {
-    /// Every status, in value order.
-    pub const ALL: [wl_status; 11] = [
+    /// Every status, in value order. (Crate-private: cbindgen would emit it as a macro.)
+    pub(crate) const ALL: [wl_status; 12] = [
         wl_status::Ok,
         wl_status::NullArgument,
         wl_status::InvalidUtf8,
@@ -53,6 +56,7 @@ impl wl_status {
         wl_status::Poisoned,
         wl_status::InvalidDocument,
         wl_status::InvalidArgument,
+        wl_status::InvalidRecord,
     ];
 
     /// The constant's name in the C header, NUL-terminated.
@@ -69,6 +73,7 @@ impl wl_status {
             wl_status::Poisoned => "WL_STATUS_POISONED\0",
             wl_status::InvalidDocument => "WL_STATUS_INVALID_DOCUMENT\0",
             wl_status::InvalidArgument => "WL_STATUS_INVALID_ARGUMENT\0",
+            wl_status::InvalidRecord => "WL_STATUS_INVALID_RECORD\0",
         }
     }
 
@@ -113,8 +118,8 @@ pub enum wl_usage {
 }
 
 impl wl_usage {
-    /// Every usage kind, in value order.
-    pub const ALL: [wl_usage; 13] = [
+    /// Every usage kind, in value order. (Crate-private: cbindgen would emit it as a macro.)
+    pub(crate) const ALL: [wl_usage; 13] = [
         wl_usage::None,
         wl_usage::TimeWentBackwards,
         wl_usage::UnknownOp,

@@ -298,6 +298,7 @@ fn random_calls_never_panic() {
                             has_deadline: rnd() % 3 == 0,
                             deadline_ms: rnd() % 10_000,
                             holder: pick(rnd()),
+                            no_read: rnd() % 4 == 0,
                         };
                         wl_engine_submit(e, s.ptr, s.len, at, &opts, &mut op)
                     }
@@ -345,5 +346,180 @@ fn random_calls_never_panic() {
             );
         }
         unsafe { wl_engine_free(e) };
+    }
+}
+
+/// Call a buffer-filling export with a buffer large enough (asking for the length first).
+fn text_of(
+    mut call: impl FnMut(*mut std::os::raw::c_char, usize, &mut usize) -> wl_status,
+) -> (wl_status, String) {
+    let mut len = 0usize;
+    let st = call(std::ptr::null_mut(), 0, &mut len);
+    if st != wl_status::BufferTooSmall {
+        return (st, String::new());
+    }
+    let mut buf = vec![0u8; len + 1];
+    let st = call(buf.as_mut_ptr().cast(), buf.len(), &mut len);
+    assert_eq!(buf[len], 0, "the text is NUL-terminated");
+    buf.truncate(len);
+    (st, String::from_utf8(buf).expect("UTF-8"))
+}
+
+/// The lane-driver vectors of kinds `force_release` and `owner_id` (tests/vectors-lane),
+/// replayed through the C functions a C host would use: plan, the compare-and-swap on a
+/// memory store with the vector's fault, finish; and the owner id of a host, pid and draw.
+#[test]
+fn lane_vectors_for_force_release_and_owner_ids() {
+    use serde_json::{json, Value};
+    use writelane_core::lease::{LeaseRecord, MemoryStore, StoreOp, StoreReply};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors-lane");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/vectors-lane exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let (mut releases, mut owners) = (0, 0);
+    for file in files {
+        let v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        let name = file.display();
+        match v["kind"].as_str() {
+            Some("owner_id") => {
+                owners += 1;
+                let host = v["host"].as_str().unwrap();
+                let (st, owner) = text_of(|buf, cap, len| unsafe {
+                    wl_owner_id(
+                        host.as_ptr().cast(),
+                        host.len(),
+                        v["pid"].as_u64().unwrap() as u32,
+                        v["entropy"].as_u64().unwrap(),
+                        buf,
+                        cap,
+                        len,
+                        std::ptr::null_mut(),
+                    )
+                });
+                assert_eq!(st, wl_status::Ok, "{name}");
+                assert_eq!(owner, v["expect"]["owner"].as_str().unwrap(), "{name}");
+            }
+            Some("force_release") => {
+                releases += 1;
+                let key = v["key"].as_str().unwrap();
+                let record: Option<LeaseRecord> =
+                    serde_json::from_value(v["record"].clone()).unwrap();
+                let mut store = MemoryStore::new();
+                store.set(key, record.clone());
+                let found = record.as_ref().map(LeaseRecord::to_json);
+                let expected = v["expected_rvn"].as_u64();
+                let mut swap = false;
+                let (st, text) = text_of(|buf, cap, len| unsafe {
+                    wl_force_release_plan(
+                        key.as_ptr().cast(),
+                        key.len(),
+                        found
+                            .as_ref()
+                            .map_or(std::ptr::null(), |f| f.as_ptr().cast()),
+                        found.as_ref().map_or(0, String::len),
+                        expected.is_some(),
+                        expected.unwrap_or(0),
+                        v["entropy"].as_u64().unwrap(),
+                        &mut swap,
+                        buf,
+                        cap,
+                        len,
+                        std::ptr::null_mut(),
+                    )
+                });
+                assert_eq!(st, wl_status::Ok, "{name}");
+                let result: Value = if swap {
+                    let op: StoreOp = serde_json::from_str(&text).unwrap();
+                    let reply = match v["fault"].as_str() {
+                        None => store.apply(op),
+                        Some("lost") => {
+                            store.apply(op);
+                            StoreReply::Lost
+                        }
+                        Some("dropped") => StoreReply::Lost,
+                        Some("unavailable") => StoreReply::Unavailable,
+                        Some("retried") => {
+                            store.apply(op);
+                            StoreReply::Refused {
+                                current: store.record(key).cloned(),
+                            }
+                        }
+                        Some(other) => panic!("{name}: unknown fault {other}"),
+                    };
+                    let reply = serde_json::to_string(&reply).unwrap();
+                    let mut known = false;
+                    let (st, text) = text_of(|buf, cap, len| unsafe {
+                        wl_force_release_finish(
+                            text.as_ptr().cast(),
+                            text.len(),
+                            reply.as_ptr().cast(),
+                            reply.len(),
+                            &mut known,
+                            buf,
+                            cap,
+                            len,
+                            std::ptr::null_mut(),
+                        )
+                    });
+                    assert_eq!(st, wl_status::Ok, "{name}");
+                    if known {
+                        serde_json::from_str(&text).unwrap()
+                    } else {
+                        assert_eq!(text, "", "{name}");
+                        json!({"error": "unavailable"})
+                    }
+                } else {
+                    serde_json::from_str(&text).unwrap()
+                };
+                assert_eq!(result, v["expect"]["result"], "{name}");
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        releases >= 6 && owners >= 3,
+        "{releases} force-release and {owners} owner-id vectors"
+    );
+}
+
+/// Random bytes as a store's record never panic: a record is accepted whole or refused
+/// with the field and the rule.
+#[test]
+fn random_records_never_panic() {
+    let good =
+        br#"{"owner":"o","epoch":1,"rvn":2,"lease_ms":3,"committed_token":"t","holder":null}"#;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..20_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut bytes = good.to_vec();
+        for k in 0..(1 + i % 4) {
+            let at = ((seed >> (8 * k)) as usize) % bytes.len();
+            bytes[at] = (seed >> (16 + k)) as u8;
+        }
+        let mut err = blank_error();
+        let mut buf = [0 as std::os::raw::c_char; 256];
+        let mut len = 0;
+        let st = unsafe {
+            wl_lease_record_check(
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut len,
+                &mut err,
+            )
+        };
+        assert!(
+            matches!(st, wl_status::Ok | wl_status::InvalidRecord),
+            "{st:?}"
+        );
+        if st == wl_status::InvalidRecord {
+            assert!(err.path_len > 0 && message(&err).starts_with("invalid lease record"));
+        }
     }
 }

@@ -87,6 +87,10 @@ pub struct wl_submit_options {
     /// the lease record for people debugging a stuck lease; NULL for none. At most 1024
     /// bytes.
     pub holder: wl_str,
+    /// The writer has no read function: the engine never commands a read for this
+    /// operation (a retry writes again on no known revision). With `expected` set the
+    /// submit is refused (`WL_USAGE_EXPECTED_NEEDS_READ`). `false` in a zeroed struct.
+    pub no_read: bool,
 }
 
 /// What the host observed when a call failed.

@@ -260,6 +260,7 @@ static void names_and_versions(void) {
   char v[32];
   CHECK(strcmp(wl_status_name(WL_STATUS_OK), "WL_STATUS_OK") == 0);
   CHECK(strcmp(wl_status_name(WL_STATUS_BUSY), "WL_STATUS_BUSY") == 0);
+  CHECK(strcmp(wl_status_name(WL_STATUS_INVALID_RECORD), "WL_STATUS_INVALID_RECORD") == 0);
   CHECK(strcmp(wl_status_name(12345), "WL_STATUS_UNKNOWN") == 0);
   CHECK(strcmp(wl_version(), WL_VERSION) == 0);
   CHECK(strcmp(WL_VERSION, EXPECTED_VERSION) == 0);
@@ -500,6 +501,164 @@ static void shared_lanes(void) {
   CHECK(strcmp(wl_usage_name(WL_USAGE_INVALID_OWNER), "invalid_owner") == 0);
 }
 
+#define RECORD "{\"owner\":\"host-b:9:00000000000000ff\",\"epoch\":3,\"rvn\":77,\"lease_ms\":20000,\"committed_token\":\"v3\",\"holder\":\"ci job 9\"}"
+
+/* The lease helpers without a handle: a store's record checked by the core, owner ids,
+ * force-release plan and finish, and an engine for a store. NULL pointers, invalid UTF-8,
+ * malformed records and replies, too-small buffers. */
+static void lease_helpers(void) {
+  char buf[512], small[8], op[512];
+  size_t len = 99, oplen;
+  bool swap = true, known = true;
+  wl_engine *e = (wl_engine *)&passed;
+  wl_submit_options o;
+  wl_command c;
+  uint64_t id = 0;
+
+  /* wl_lease_record_check */
+  CHECK(wl_lease_record_check(S(RECORD), buf, sizeof buf, &len, &err) == WL_STATUS_OK);
+  CHECK(len == strlen(RECORD) && strcmp(buf, RECORD) == 0 && err.status == WL_STATUS_OK);
+  /* Missing optional fields come back as null: the canonical six fields. */
+  CHECK(wl_lease_record_check(S("{\"owner\":\"\",\"epoch\":1,\"rvn\":1,\"lease_ms\":5}"), buf, sizeof buf, &len, &err) ==
+        WL_STATUS_OK);
+  CHECK(strcmp(buf, "{\"owner\":\"\",\"epoch\":1,\"rvn\":1,\"lease_ms\":5,\"committed_token\":null,\"holder\":null}") == 0);
+  CHECK(wl_lease_record_check(NULL, 3, buf, sizeof buf, &len, &err) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(strcmp(err.path, "record") == 0);
+  CHECK(wl_lease_record_check(S(RECORD), buf, sizeof buf, NULL, &err) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(strcmp(err.path, "out_len") == 0);
+  CHECK(wl_lease_record_check(S(RECORD), NULL, 16, &len, &err) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(strcmp(err.path, "buf") == 0);
+  CHECK(wl_lease_record_check(S(RECORD), small, sizeof small, &len, &err) == WL_STATUS_BUFFER_TOO_SMALL);
+  CHECK(len == strlen(RECORD) && small[0] == 0);
+  CHECK(wl_lease_record_check(S(RECORD), NULL, 0, &len, NULL) == WL_STATUS_BUFFER_TOO_SMALL && len == strlen(RECORD));
+  /* Malformed records: the field and the rule. Bytes that are not UTF-8 are a bad record. */
+  CHECK(wl_lease_record_check(S("{\"owner\":\"\xff\",\"epoch\":1,\"rvn\":1,\"lease_ms\":5}"), buf, sizeof buf, &len, &err) ==
+        WL_STATUS_INVALID_RECORD);
+  CHECK(strcmp(err.path, "$") == 0 && strstr(err.message, "UTF-8"));
+  CHECK(wl_lease_record_check(S("{\"owner\":\"\",\"epoch\":0,\"rvn\":1,\"lease_ms\":5}"), buf, sizeof buf, &len, &err) ==
+        WL_STATUS_INVALID_RECORD);
+  CHECK(err.status == WL_STATUS_INVALID_RECORD && strcmp(err.path, "epoch") == 0 && strstr(err.message, "at least 1"));
+  CHECK(wl_lease_record_check(S("{\"owner\":\"\",\"epoch\":1,\"rvn\":9007199254740992,\"lease_ms\":5}"), buf, sizeof buf,
+                              &len, &err) == WL_STATUS_INVALID_RECORD);
+  CHECK(strcmp(err.path, "rvn") == 0);
+  CHECK(wl_lease_record_check(S("{\"owner\":\"\",\"epoch\":1,\"rvn\":1,\"lease_ms\":0}"), buf, sizeof buf, &len, &err) ==
+        WL_STATUS_INVALID_RECORD);
+  CHECK(strcmp(err.path, "lease_ms") == 0);
+  CHECK(wl_lease_record_check(S("{\"owner\":\"\",\"epoch\":-1,\"rvn\":1,\"lease_ms\":5}"), buf, sizeof buf, &len, &err) ==
+        WL_STATUS_INVALID_RECORD);
+  CHECK(strcmp(err.path, "$") == 0 && strstr(err.message, "does not parse"));
+  CHECK(wl_lease_record_check(S("{\"owner\":\"\""), buf, sizeof buf, &len, &err) == WL_STATUS_INVALID_RECORD);
+  CHECK(wl_lease_record_check(S("null"), buf, sizeof buf, &len, &err) == WL_STATUS_INVALID_RECORD);
+  CHECK(wl_lease_record_check("", 0, buf, sizeof buf, &len, &err) == WL_STATUS_INVALID_RECORD);
+  CHECK(wl_lease_record_check(S("{\"owner\":\"\",\"epoch\":0,\"rvn\":1,\"lease_ms\":5}"), buf, sizeof buf, &len, NULL) ==
+        WL_STATUS_INVALID_RECORD);
+
+  /* wl_owner_id */
+  CHECK(wl_owner_id(S("ci-runner-7"), 4242, 0xc0ffee, buf, sizeof buf, &len, &err) == WL_STATUS_OK);
+  CHECK(strcmp(buf, "ci-runner-7:4242:0000000000c0ffee") == 0 && len == strlen(buf));
+  CHECK(wl_owner_id(S("a:b c"), 1, 0, buf, sizeof buf, &len, &err) == WL_STATUS_OK && strcmp(buf, "a_b_c:1:0000000000000000") == 0);
+  CHECK(wl_owner_id(NULL, 3, 1, 0, buf, sizeof buf, &len, &err) == WL_STATUS_NULL_ARGUMENT && strcmp(err.path, "host") == 0);
+  CHECK(wl_owner_id(S("\xc3\x28"), 1, 0, buf, sizeof buf, &len, &err) == WL_STATUS_INVALID_UTF8 && strcmp(err.path, "host") == 0);
+  CHECK(wl_owner_id(S("h"), 1, 0, buf, sizeof buf, NULL, &err) == WL_STATUS_NULL_ARGUMENT && strcmp(err.path, "out_len") == 0);
+  CHECK(wl_owner_id(S("h"), 1, 0, small, sizeof small, &len, &err) == WL_STATUS_BUFFER_TOO_SMALL && len == 20);
+
+  /* wl_force_release_plan: a held record gives a compare-and-swap to carry out. */
+  CHECK(wl_force_release_plan(S("role/a"), S(RECORD), false, 0, 42, &swap, op, sizeof op, &oplen, &err) == WL_STATUS_OK);
+  CHECK(swap && oplen == strlen(op) && strstr(op, "\"op\":\"compare_and_swap\"") && strstr(op, "\"expected_rvn\":77") &&
+        strstr(op, "\"epoch\":4") && strstr(op, "\"owner\":\"\"") && strstr(op, "\"holder\":null"));
+  CHECK(wl_force_release_plan(S("role/a"), NULL, 0, false, 0, 42, &swap, buf, sizeof buf, &len, &err) == WL_STATUS_OK);
+  CHECK(!swap && strcmp(buf, "{\"result\":\"no_record\"}") == 0);
+  CHECK(wl_force_release_plan(S("role/a"), S(RECORD), true, 76, 42, &swap, buf, sizeof buf, &len, &err) == WL_STATUS_OK);
+  CHECK(!swap && strncmp(buf, "{\"result\":\"changed\",\"current\":{", 31) == 0);
+  CHECK(wl_force_release_plan(NULL, 3, S(RECORD), false, 0, 42, &swap, buf, sizeof buf, &len, &err) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(strcmp(err.path, "key") == 0);
+  CHECK(wl_force_release_plan("", 0, S(RECORD), false, 0, 42, &swap, buf, sizeof buf, &len, &err) == WL_STATUS_INVALID_ARGUMENT);
+  CHECK(strcmp(err.path, "key") == 0);
+  CHECK(wl_force_release_plan(S("role/\xff"), S(RECORD), false, 0, 42, &swap, buf, sizeof buf, &len, &err) ==
+        WL_STATUS_INVALID_UTF8);
+  CHECK(wl_force_release_plan(S("role/a"), NULL, 5, false, 0, 42, &swap, buf, sizeof buf, &len, &err) ==
+        WL_STATUS_INVALID_ARGUMENT);
+  CHECK(strcmp(err.path, "found") == 0);
+  CHECK(wl_force_release_plan(S("role/a"), S("{\"owner\":\"x\",\"epoch\":0,\"rvn\":1,\"lease_ms\":5}"), false, 0, 42, &swap, buf,
+                              sizeof buf, &len, &err) == WL_STATUS_INVALID_RECORD);
+  CHECK(strcmp(err.path, "found.epoch") == 0 && strstr(err.message, "found"));
+  CHECK(wl_force_release_plan(S("role/a"), S("[]"), false, 0, 42, &swap, buf, sizeof buf, &len, &err) ==
+        WL_STATUS_INVALID_RECORD);
+  CHECK(strcmp(err.path, "found") == 0);
+  CHECK(wl_force_release_plan(S("role/a"), S(RECORD), false, 0, 42, NULL, buf, sizeof buf, &len, &err) ==
+        WL_STATUS_NULL_ARGUMENT);
+  CHECK(strcmp(err.path, "out_swap") == 0);
+  CHECK(wl_force_release_plan(S("role/a"), S(RECORD), false, 0, 42, &swap, small, sizeof small, &len, &err) ==
+        WL_STATUS_BUFFER_TOO_SMALL);
+  CHECK(swap && len == oplen);
+
+  /* wl_force_release_finish */
+  CHECK(wl_force_release_finish(op, oplen, S("{\"reply\":\"done\"}"), &known, buf, sizeof buf, &len, &err) == WL_STATUS_OK);
+  CHECK(known && strncmp(buf, "{\"result\":\"released\",\"record\":{\"owner\":\"\",\"epoch\":4,", 50) == 0);
+  CHECK(wl_force_release_finish(op, oplen, S("{\"reply\":\"lost\"}"), &known, buf, sizeof buf, &len, &err) == WL_STATUS_OK);
+  CHECK(!known && len == 0 && buf[0] == 0);
+  CHECK(wl_force_release_finish(op, oplen, S("{\"reply\":\"unavailable\"}"), &known, buf, sizeof buf, &len, &err) ==
+        WL_STATUS_OK && !known);
+  CHECK(wl_force_release_finish(op, oplen, S("{\"reply\":\"refused\",\"current\":" RECORD "}"), &known, buf, sizeof buf, &len,
+                                &err) == WL_STATUS_OK);
+  CHECK(known && strncmp(buf, "{\"result\":\"changed\",\"current\":{\"owner\":\"host-b", 45) == 0);
+  CHECK(wl_force_release_finish(NULL, 2, S("{\"reply\":\"done\"}"), &known, buf, sizeof buf, &len, &err) ==
+        WL_STATUS_NULL_ARGUMENT);
+  CHECK(strcmp(err.path, "operation") == 0);
+  CHECK(wl_force_release_finish(op, oplen, NULL, 2, &known, buf, sizeof buf, &len, &err) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(strcmp(err.path, "reply") == 0);
+  CHECK(wl_force_release_finish(op, oplen, S("{\"reply\":\"done\"}"), NULL, buf, sizeof buf, &len, &err) ==
+        WL_STATUS_NULL_ARGUMENT);
+  CHECK(strcmp(err.path, "out_known") == 0);
+  CHECK(wl_force_release_finish(S("{\"op\":\"get\",\"key\":\"role/a\"}"), S("{\"reply\":\"done\"}"), &known, buf, sizeof buf, &len,
+                                &err) == WL_STATUS_INVALID_ARGUMENT);
+  CHECK(strcmp(err.path, "operation") == 0 && strstr(err.message, "compare_and_swap"));
+  CHECK(wl_force_release_finish(S("not json"), S("{\"reply\":\"done\"}"), &known, buf, sizeof buf, &len, &err) ==
+        WL_STATUS_INVALID_ARGUMENT);
+  CHECK(strcmp(err.path, "operation") == 0);
+  CHECK(wl_force_release_finish(op, oplen, S("{\"reply\":\"maybe\"}"), &known, buf, sizeof buf, &len, &err) ==
+        WL_STATUS_INVALID_ARGUMENT);
+  CHECK(strcmp(err.path, "reply") == 0 && strstr(err.message, "maybe"));
+  CHECK(wl_force_release_finish(op, oplen, S("\"\xff\""), &known, buf, sizeof buf, &len, &err) == WL_STATUS_INVALID_UTF8);
+  CHECK(strcmp(err.path, "reply") == 0);
+  CHECK(wl_force_release_finish(op, oplen, S("{\"reply\":\"done\"}"), &known, small, sizeof small, &len, &err) ==
+        WL_STATUS_BUFFER_TOO_SMALL);
+  CHECK(known && len > sizeof small);
+
+  /* wl_engine_new_for_store: aws-standard (lanes none) with a store is shared. */
+  CHECK(wl_engine_new_for_store(S("\"aws-standard\""), 1, NULL, 3, &e, &err) == WL_STATUS_NULL_ARGUMENT);
+  CHECK(e == NULL && strcmp(err.path, "owner") == 0);
+  CHECK(wl_engine_new_for_store(S("\"aws-standard\""), 1, "", 0, &e, &err) == WL_STATUS_USAGE_ERROR);
+  CHECK(e == NULL && err.usage == WL_USAGE_INVALID_OWNER);
+  CHECK(wl_engine_new_for_store(NULL, 3, 1, S("host-a"), &e, &err) == WL_STATUS_NULL_ARGUMENT && e == NULL);
+  CHECK(wl_engine_new_for_store(S("{\"lanes\": {\"mode\": \"sideways\"}}"), 1, S("host-a"), &e, &err) ==
+        WL_STATUS_INVALID_POLICY);
+  CHECK(e == NULL && strcmp(err.path, "lanes.mode") == 0);
+  CHECK(wl_engine_new_for_store(S("\"aws-standard\""), 1, S("host-a"), &e, &err) == WL_STATUS_OK);
+  CHECK(wl_engine_policy_json(e, NULL, 0, &len) == WL_STATUS_BUFFER_TOO_SMALL);
+  {
+    char *policy = malloc(len + 1);
+    CHECK(policy && wl_engine_policy_json(e, policy, len + 1, &len) == WL_STATUS_OK);
+    CHECK(policy && strstr(policy, "\"mode\": \"shared\"") != NULL);
+    free(policy);
+  }
+  CHECK(wl_engine_submit(e, S("role/a"), 0, NULL, &id) == WL_STATUS_OK);
+  CHECK(wl_engine_poll_command(e, &c) == WL_STATUS_OK && c.kind == WL_COMMAND_KIND_STORE);
+  wl_engine_free(e);
+
+  /* no_read: never a read; with an expected token the submit is refused. */
+  CHECK(wl_engine_new(S("\"iam\""), 1, &e, &err) == WL_STATUS_OK);
+  memset(&o, 0, sizeof o);
+  o.no_read = true;
+  o.expected = (wl_str){"v1", 2};
+  CHECK(fails_with(e, wl_engine_submit(e, S("role/a"), 0, &o, &id), WL_STATUS_USAGE_ERROR, NULL));
+  CHECK(err.usage == WL_USAGE_EXPECTED_NEEDS_READ && strcmp(wl_usage_name(err.usage), "expected_needs_read") == 0);
+  o.expected = (wl_str){NULL, 0};
+  CHECK(wl_engine_submit(e, S("role/a"), 0, &o, &id) == WL_STATUS_OK);
+  CHECK(wl_engine_poll_command(e, &c) == WL_STATUS_OK && c.kind == WL_COMMAND_KIND_WRITE && c.base_token.ptr == NULL);
+  wl_engine_free(e);
+}
+
 int main(void) {
   wl_engine *e = NULL;
   names_and_versions();
@@ -512,6 +671,7 @@ int main(void) {
   wl_engine_free(e);
   delays_and_classes();
   shared_lanes();
+  lease_helpers();
   two_threads();
   printf("bad_input: %d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;

@@ -213,6 +213,7 @@ static int run_engine(const jv *v) {
       memset(&opts, 0, sizeof opts);
       opts.expected = str_of(json_get(sub, "expected"));
       opts.holder = str_of(json_get(sub, "holder"));
+      opts.no_read = json_get(sub, "no_read") && json_get(sub, "no_read")->t == J_BOOL && json_get(sub, "no_read")->b;
       if (!json_is_null(dl)) {
         opts.has_deadline = true;
         opts.deadline_ms = json_u64(dl);
