@@ -84,6 +84,24 @@ func NewEngineWithOwner(policy string, seed uint64, owner string) (*Engine, erro
 	return newEngine(h), nil
 }
 
+// NewEngineForStore builds an engine, as NewEngineWithOwner does, for a host that
+// carries out its store commands with a lease store: the policy's lanes are shared
+// whatever it said (a store means shared lanes; "aws-standard", whose lanes are none, and
+// an explicit local mode included), a rule of the core every driver applies.
+func NewEngineForStore(policy string, seed uint64, owner string) (*Engine, error) {
+	var h *C.wl_engine
+	var cerr C.wl_error
+	p, n := cstr(policy)
+	o, on := cstr(owner)
+	st := Status(C.wl_engine_new_for_store(p, n, C.uint64_t(seed), o, on, &h, &cerr))
+	runtime.KeepAlive(policy)
+	runtime.KeepAlive(owner)
+	if st != StatusOK {
+		return nil, errorFrom(errorOf(&cerr))
+	}
+	return newEngine(h), nil
+}
+
 func newEngine(h *C.wl_engine) *Engine {
 	e := &Engine{h: h, s: (*scratch)(C.calloc(1, C.size_t(unsafe.Sizeof(scratch{}))))}
 	runtime.SetFinalizer(e, (*Engine).Close)
@@ -166,6 +184,9 @@ type SubmitOptions struct {
 	// bytes), stored in the lease record with shared lanes for people debugging a stuck
 	// lease.
 	Holder *string
+	// NoRead says the writer has no read function: the engine never commands a read for
+	// this operation. Together with Expected it is a *UsageError (expected_needs_read).
+	NoRead bool
 }
 
 // Submit starts one logical write of entity at now and returns its operation id.
@@ -183,6 +204,7 @@ func (e *Engine) submitLocked(entity string, now uint64, opts SubmitOptions) (ui
 	o := &e.s.opts
 	o.expected = e.put(opts.Expected)
 	o.holder = e.put(opts.Holder)
+	o.no_read = C.bool(opts.NoRead)
 	o.has_deadline = opts.DeadlineMs != nil
 	o.deadline_ms = 0
 	if opts.DeadlineMs != nil {

@@ -26,6 +26,7 @@ const (
 	StatusPoisoned        Status = C.WL_STATUS_POISONED
 	StatusInvalidDocument Status = C.WL_STATUS_INVALID_DOCUMENT
 	StatusInvalidArgument Status = C.WL_STATUS_INVALID_ARGUMENT
+	StatusInvalidRecord   Status = C.WL_STATUS_INVALID_RECORD
 )
 
 // String is the status's name in writelane.h (WL_STATUS_BUSY).
@@ -128,6 +129,18 @@ type DocumentError struct {
 
 func (e *DocumentError) Error() string { return "writelane: " + e.Message }
 
+// RecordError is a lease record that the core refused (ParseLeaseRecord, ForceRelease):
+// it is not one writelane wrote. Store adapters report it as an unavailable store.
+type RecordError struct {
+	// Field is the field at fault (epoch, rvn, ...; found.epoch for the record
+	// ForceRelease read), or $ (found for ForceRelease) for the whole record.
+	Field string
+	// Message names the field and the rule.
+	Message string
+}
+
+func (e *RecordError) Error() string { return "writelane: " + e.Message }
+
 // StatusError is any other failure reported by libwritelane (a bad argument, a poisoned
 // handle after an internal panic).
 type StatusError struct {
@@ -156,7 +169,26 @@ func errorFrom(status Status, usage, path, message string) error {
 		return &UsageError{Kind: usage, Message: message}
 	case StatusInvalidDocument:
 		return &DocumentError{Path: path, Message: message}
+	case StatusInvalidRecord:
+		return &RecordError{Field: path, Message: message}
 	default:
 		return &StatusError{Status: status, Path: path, Message: message}
 	}
+}
+
+// outcomeError is the error Run returns for how the engine finished the operation: nil
+// when committed, else a *GaveUpError carrying the last error seen.
+func outcomeError(op uint64, entity string, o *Outcome, lastErr error) error {
+	if o.Committed {
+		return nil
+	}
+	e := &GaveUpError{
+		Op: op, Entity: entity, Reason: o.Reason, Class: o.Class, Scope: o.Scope,
+		HTTPStatus: o.HTTPStatus, Attempts: o.Attempts, Expected: o.Expected, Found: o.Found,
+		Cause: lastErr,
+	}
+	if o.Code != nil {
+		e.Code = *o.Code
+	}
+	return e
 }

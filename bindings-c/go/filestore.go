@@ -20,21 +20,23 @@ import (
 // Python binding's FileStore, so processes in both languages can share one store. The
 // directory must be writable by every process that uses the store; files are created
 // with mode 0600 (use NewFileStoreMode for a group-shared store). flock is not dependable
-// over NFS. Safe for concurrent use.
+// over NFS. Waiting for the lock is bounded by the context only (a Lane gives every store
+// operation lease.store_timeout_ms): pass one with a deadline when calling it yourself.
+// A record is handed to the core as the file holds it (ParseLeaseRecord); one that is not
+// a lease record makes the store unavailable. Safe for concurrent use.
 type FileStore struct {
-	path        string
-	mode        os.FileMode
-	lockTimeout time.Duration
+	path string
+	mode os.FileMode
 }
 
 // NewFileStore returns a store kept in the file at path (created on first write).
 func NewFileStore(path string) *FileStore {
-	return &FileStore{path: path, mode: 0o600, lockTimeout: 5 * time.Second}
+	return &FileStore{path: path, mode: 0o600}
 }
 
 // NewFileStoreMode is NewFileStore with the permission bits new files get.
 func NewFileStoreMode(path string, mode os.FileMode) *FileStore {
-	return &FileStore{path: path, mode: mode, lockTimeout: 5 * time.Second}
+	return &FileStore{path: path, mode: mode}
 }
 
 // Path returns the file's path.
@@ -45,14 +47,12 @@ func (f *FileStore) unavailable(what string, err error) error {
 }
 
 // lock opens the lock file and takes a flock on it, waiting for other holders while ctx
-// allows and at most 5 seconds (a process stopped while holding it must not hang
-// everyone): the store is then unavailable.
+// allows: the store is then unavailable (nothing was written).
 func (f *FileStore) lock(ctx context.Context, how int) (*os.File, error) {
 	file, err := os.OpenFile(f.path+".lock", os.O_RDWR|os.O_CREATE, f.mode)
 	if err != nil {
 		return nil, f.unavailable("open the lock file of", err)
 	}
-	deadline := time.Now().Add(f.lockTimeout)
 	wait := 500 * time.Microsecond
 	for {
 		err = syscall.Flock(int(file.Fd()), how|syscall.LOCK_NB)
@@ -62,10 +62,6 @@ func (f *FileStore) lock(ctx context.Context, how int) (*os.File, error) {
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
 			file.Close()
 			return nil, f.unavailable("lock", err)
-		}
-		if time.Now().After(deadline) {
-			file.Close()
-			return nil, f.unavailable("lock", fmt.Errorf("still locked after %v", f.lockTimeout))
 		}
 		select {
 		case <-ctx.Done():
@@ -79,9 +75,10 @@ func (f *FileStore) lock(ctx context.Context, how int) (*os.File, error) {
 	}
 }
 
-// read loads the store; a missing file is an empty store. The caller holds the lock.
-func (f *FileStore) read() (map[string]*LeaseRecord, error) {
-	records := map[string]*LeaseRecord{}
+// read loads the store, one record per key as the file holds it; a missing file is an
+// empty store. The caller holds the lock.
+func (f *FileStore) read() (map[string]json.RawMessage, error) {
+	records := map[string]json.RawMessage{}
 	b, err := os.ReadFile(f.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return records, nil
@@ -98,8 +95,21 @@ func (f *FileStore) read() (map[string]*LeaseRecord, error) {
 	return records, nil
 }
 
+// record is the record at key checked by the core; nil when there is none.
+func (f *FileStore) record(records map[string]json.RawMessage, key string) (*LeaseRecord, error) {
+	raw, ok := records[key]
+	if !ok || string(raw) == "null" {
+		return nil, nil
+	}
+	rec, err := ParseLeaseRecord(raw)
+	if err != nil {
+		return nil, f.unavailable(fmt.Sprintf("the record of %q in", key), err)
+	}
+	return rec, nil
+}
+
 // write replaces the file's content atomically; the caller holds the lock.
-func (f *FileStore) write(records map[string]*LeaseRecord) error {
+func (f *FileStore) write(records map[string]json.RawMessage) error {
 	b, err := json.Marshal(records)
 	if err != nil {
 		return f.unavailable("encode", err)
@@ -144,7 +154,7 @@ func (f *FileStore) Get(ctx context.Context, key string) (*LeaseRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	return records[key], nil
+	return f.record(records, key)
 }
 
 func (f *FileStore) update(ctx context.Context, key string, record LeaseRecord, ok func(cur *LeaseRecord) bool) (bool, *LeaseRecord, error) {
@@ -157,11 +167,16 @@ func (f *FileStore) update(ctx context.Context, key string, record LeaseRecord, 
 	if err != nil {
 		return false, nil, err
 	}
-	cur := records[key]
+	cur, err := f.record(records, key)
+	if err != nil {
+		return false, nil, err
+	}
 	if !ok(cur) {
 		return false, cur, nil
 	}
-	records[key] = &record
+	if records[key], err = json.Marshal(record); err != nil {
+		return false, nil, f.unavailable("encode", err)
+	}
 	if err := f.write(records); err != nil {
 		return false, nil, err
 	}

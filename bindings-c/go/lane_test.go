@@ -422,3 +422,149 @@ func TestEventsReachTheHandler(t *testing.T) {
 		t.Fatal("events were left queued")
 	}
 }
+
+// Only the Run whose operation has work is woken: runs queued behind a holder of one
+// entity sleep through everything another entity's run does (fifty conflicts, retries
+// and back-offs), and each is woken once, when the lane is its turn.
+func TestOnlyTheRunWithWorkIsWoken(t *testing.T) {
+	l := newLane(t, `{"preset": "iam", "retry": {"conflict": {"base_ms": 1, "cap_ms": 1, "jitter": "none", "max_attempts": 60}}, "spike": {"enabled": false}, "budget": {"enabled": false}}`)
+	const queued = 20
+	holding, release := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = l.Run(context.Background(), "role/a", func(context.Context, Attempt) error {
+			close(holding)
+			<-release
+			return nil
+		})
+	}()
+	<-holding
+	for i := 0; i < queued; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.Run(context.Background(), "role/a", func(context.Context, Attempt) error { return nil }); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	var ops []uint64 // the queued runs and the holder's
+	waitFor(t, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		ops = ops[:0]
+		sleeping := 0
+		for op, r := range l.runs {
+			ops = append(ops, op)
+			if r.sleeping {
+				sleeping++
+			}
+		}
+		return sleeping == queued
+	})
+	n := 0
+	if err := l.Run(context.Background(), "role/b", func(context.Context, Attempt) error {
+		if n++; n < 50 {
+			return conflict()
+		}
+		return nil
+	}); err != nil || n != 50 {
+		t.Fatalf("role/b: %v after %d writes", err, n)
+	}
+	l.mu.Lock()
+	wakes := 0
+	for _, op := range ops {
+		wakes += l.runs[op].wakes
+	}
+	l.mu.Unlock()
+	if wakes != 0 {
+		t.Fatalf("the runs queued on role/a were woken %d times by role/b's work", wakes)
+	}
+	close(release)
+	wg.Wait()
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A Run queued behind a writer that sets off a conflict spike is granted the lane into
+// the spike's cool-down: the engine gives it a timer and no command, and the lane wakes
+// it for that timer (it has no deadline of its own to wake it).
+func TestAQueuedRunWakesForTheCoolDownItIsGranted(t *testing.T) {
+	l := newLane(t, `{"preset": "iam", "retry": {"conflict": {"base_ms": 1, "cap_ms": 1, "jitter": "none"}},
+ "spike": {"enabled": true, "window_ms": 10000, "threshold": 2, "cooldown_ms": 200}}`)
+	entered := make(chan struct{})
+	second := make(chan error, 1)
+	var started time.Time
+	err := l.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error {
+		if a.Number == 1 {
+			close(entered)
+			go func() {
+				second <- l.Run(context.Background(), "role/app", func(context.Context, Attempt) error { return nil })
+			}()
+			waitFor(t, func() bool { // the second run is queued and asleep
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				return len(l.runs) == 2 && l.runs[2] != nil && l.runs[2].sleeping
+			})
+		}
+		if a.Number <= 2 {
+			return conflict()
+		}
+		started = time.Now()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(started); d < 150*time.Millisecond {
+			t.Fatalf("the second run wrote %v after the first, inside the 200 ms cool-down", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the run granted into a cool-down was never woken")
+	}
+}
+
+// WithClock: the engine's time is the clock's, and every wait is the clock's After, so a
+// virtual clock runs a minute of back-offs in no real time, and deadlines count on it.
+func TestInjectedClock(t *testing.T) {
+	clock := &virtualClock{base: time.Unix(1_700_000_000, 0)}
+	l, err := New(`{"preset": "iam", "retry": {"conflict": {"base_ms": 30000, "cap_ms": 30000, "jitter": "none", "max_attempts": 5}}, "deadline_ms": 100000}`,
+		WithSeed(1), WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	start := time.Now()
+	var at []uint64
+	var o Outcome
+	err = l.Run(context.Background(), "role/app", func(ctx context.Context, a Attempt) error {
+		at = append(at, clock.now())
+		return conflict()
+	}, WithOutcome(&o))
+	var gu *GaveUpError
+	if !errors.As(err, &gu) || gu.Reason != "deadline_exceeded" || o.Reason != "deadline_exceeded" {
+		t.Fatalf("got %v (%+v), want deadline_exceeded on the virtual clock", err, o)
+	}
+	if fmt.Sprint(at) != "[0 30000 60000 90000]" {
+		t.Fatalf("writes at %v ms of virtual time, want every 30 s until the 100 s deadline", at)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("90 s of virtual back-offs took %v of real time", d)
+	}
+}

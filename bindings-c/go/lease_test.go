@@ -218,9 +218,6 @@ func TestSharedLanePolicyChecks(t *testing.T) {
 	if _, err := writelane.New(`{"lanes": {"mode": "shared"}}`); !errors.As(err, &pe) || pe.Path != "lanes.mode" {
 		t.Fatalf("shared lanes without a store: %v", err)
 	}
-	if _, err := writelane.New(`{"lanes": {"mode": "local"}}`, writelane.WithStore(writelane.NewMemoryStore())); !errors.As(err, &pe) || pe.Path != "lanes.mode" {
-		t.Fatalf("a store with local lanes: %v", err)
-	}
 	if _, err := writelane.New(`"iam"`, writelane.WithStore(writelane.NewMemoryStore()), writelane.WithOwner(strings.Repeat("o", 300))); err == nil {
 		t.Fatal("an owner over 256 bytes was accepted")
 	} else if ue := (*writelane.UsageError)(nil); !errors.As(err, &ue) || ue.Kind != "invalid_owner" {
@@ -229,8 +226,9 @@ func TestSharedLanePolicyChecks(t *testing.T) {
 	if _, err := writelane.New(`{"preset": "iam", "lease": {"lease_ms": 1000, "renew_ms": 600}}`, writelane.WithStore(writelane.NewMemoryStore())); !errors.As(err, &pe) || pe.Path != "lease.lease_ms" {
 		t.Fatalf("lease shorter than twice the renewal: %v", err)
 	}
-	// A preset name or an object without lanes becomes shared.
-	for _, p := range []string{`"iam"`, `{"preset": "iam", "deadline_ms": 30000}`} {
+	// A store means shared lanes, whatever the policy said (the core's rule): a preset,
+	// an object without lanes, aws-standard (lanes none) and an explicit local mode.
+	for _, p := range []string{`"iam"`, `{"preset": "iam", "deadline_ms": 30000}`, `"aws-standard"`, `{"lanes": {"mode": "local"}}`} {
 		l, err := writelane.New(p, writelane.WithStore(writelane.NewMemoryStore()))
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
@@ -322,23 +320,31 @@ func laneHelper(dir string) error {
 func TestForceRelease(t *testing.T) {
 	store := writelane.NewMemoryStore()
 	ctx := context.Background()
-	if _, err := writelane.ForceRelease(ctx, store, "role/app"); !errors.Is(err, writelane.ErrNoLease) {
-		t.Fatalf("no record: %v", err)
+	if res, err := writelane.ForceRelease(ctx, store, "role/app"); err != nil || res.Result != writelane.ForceNoRecord {
+		t.Fatalf("no record: %+v %v", res, err)
 	}
 	token, holder := "c1:sha256:old", "gone pipeline"
 	ghost := writelane.LeaseRecord{Owner: "ghost", Epoch: 7, Rvn: 70, LeaseMs: 3600000, CommittedToken: &token, Holder: &holder}
 	if ok, _, err := store.PutIfAbsent(ctx, "role/app", ghost); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
-	rec, err := writelane.ForceRelease(ctx, store, "role/app")
-	if err != nil || rec.Owner != "" || rec.Epoch != 8 || rec.Rvn == 70 || rec.CommittedToken != nil || rec.Holder != nil {
-		t.Fatalf("force-released record %+v %v", rec, err)
+	// Not the holding the operator inspected: nothing is written.
+	if res, err := writelane.ForceRelease(ctx, store, "role/app", writelane.ExpectedRvn(69)); err != nil ||
+		res.Result != writelane.ForceChanged || !res.Current.Equal(&ghost) {
+		t.Fatalf("expected rvn 69: %+v %v", res, err)
+	}
+	res, err := writelane.ForceRelease(ctx, store, "role/app", writelane.ExpectedRvn(70))
+	rec := res.Record
+	if err != nil || res.Result != writelane.ForceReleased || rec.Owner != "" || rec.Epoch != 8 || rec.Rvn == 70 ||
+		rec.CommittedToken != nil || rec.Holder != nil {
+		t.Fatalf("force-released: %+v %v", res, err)
 	}
 	if got, _ := store.Get(ctx, "role/app"); !got.Equal(rec) {
 		t.Fatalf("stored %+v, returned %+v", got, rec)
 	}
 	// Releasing a released record changes nothing.
-	if again, err := writelane.ForceRelease(ctx, store, "role/app"); err != nil || !again.Equal(rec) {
+	if again, err := writelane.ForceRelease(ctx, store, "role/app"); err != nil || again.Result != writelane.ForceAlreadyFree ||
+		!again.Record.Equal(rec) {
 		t.Fatalf("second force-release: %+v %v", again, err)
 	}
 	// The ghost's renewal (compare-and-swap on its rvn) is refused.
@@ -360,6 +366,39 @@ func TestForceRelease(t *testing.T) {
 	if got.Epoch != 9 {
 		t.Fatalf("epoch %d, want 9", got.Epoch)
 	}
+	// A store that does not answer the swap: the outcome is unknown, an error.
+	if _, err := writelane.ForceRelease(ctx, &faulty{Store: store, fail: writelane.ErrStoreUnavailable}, "role/app"); err != nil {
+		t.Fatalf("an already free record needs no swap: %v", err)
+	}
+	ok, _, _ := store.CompareAndSwap(ctx, "role/app", got.Rvn, ghost)
+	if !ok {
+		t.Fatal("could not put the ghost back")
+	}
+	_, err = writelane.ForceRelease(ctx, &faulty{Store: store, fail: writelane.ErrStoreLost}, "role/app")
+	if !errors.Is(err, writelane.ErrForceReleaseUnknown) || !errors.Is(err, writelane.ErrStoreLost) {
+		t.Fatalf("a lost swap: %v", err)
+	}
+	// A malformed record is refused by the core, naming the field.
+	bad := ghost
+	bad.Epoch = 0
+	bad.Rvn = 71
+	if ok, _, _ := store.CompareAndSwap(ctx, "role/app", 70, bad); !ok {
+		t.Fatal("could not store the bad record")
+	}
+	var re *writelane.RecordError
+	if _, err := writelane.ForceRelease(ctx, store, "role/app"); !errors.As(err, &re) || re.Field != "found.epoch" {
+		t.Fatalf("a record with epoch 0: %v", err)
+	}
+}
+
+// faulty fails every compare-and-swap with fail (wrapped), after nothing was applied.
+type faulty struct {
+	writelane.Store
+	fail error
+}
+
+func (f *faulty) CompareAndSwap(context.Context, string, uint64, writelane.LeaseRecord) (bool, *writelane.LeaseRecord, error) {
+	return false, nil, fmt.Errorf("test: %w", f.fail)
 }
 
 // dropping applies every operation to the store underneath, then loses the reply of
@@ -422,5 +461,31 @@ func TestSharedLaneLostRepliesAreReadBack(t *testing.T) {
 	rec, _ := mem.Get(context.Background(), "role/app")
 	if rec == nil || rec.Owner != "" {
 		t.Fatalf("final record %+v, want released", rec)
+	}
+}
+
+// A write that panics under a lease: the panic reaches the caller, and the lane still
+// carries out the release the engine commands, so the next writer does not wait a lease.
+func TestSharedLanePanicReleasesTheLease(t *testing.T) {
+	store := writelane.NewMemoryStore()
+	l := newSharedLane(t, store)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the panic must reach the caller")
+			}
+		}()
+		_ = l.Run(context.Background(), "role/app", func(context.Context, writelane.Attempt) error { panic("boom") })
+	}()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		rec, _ := store.Get(context.Background(), "role/app")
+		if rec != nil && rec.Owner == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lease was not released after the panic: %+v", rec)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

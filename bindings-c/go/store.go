@@ -3,8 +3,6 @@ package writelane
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -277,13 +275,14 @@ func writeReply(ok bool, cur *LeaseRecord, err error) StoreReply {
 	}
 }
 
-// failedReply maps an adapter error: wrapped sentinels decide; otherwise a write whose
-// fate is unknown is lost (the engine reads back) and a get is unavailable.
+// failedReply maps an adapter error: wrapped sentinels decide; otherwise a call that ran
+// out of time (the lane bounds each by lease.store_timeout_ms) or a write whose fate is
+// unknown is lost (the engine reads back), and a get is unavailable.
 func failedReply(err error, write bool) StoreReply {
 	switch {
 	case errors.Is(err, ErrStoreUnavailable):
 		return StoreReply{Reply: ReplyUnavailable, Err: err}
-	case errors.Is(err, ErrStoreLost), write:
+	case errors.Is(err, ErrStoreLost), errors.Is(err, context.DeadlineExceeded), write:
 		return StoreReply{Reply: ReplyLost, Err: err}
 	default:
 		return StoreReply{Reply: ReplyUnavailable, Err: err}
@@ -301,51 +300,3 @@ func ApplyStoreJSON(ctx context.Context, s Store, operation string) (string, err
 	b, err := json.Marshal(ApplyStoreOp(ctx, s, op))
 	return string(b), err
 }
-
-// ForceRelease frees a stuck lease at key for people who know its holder is gone: it
-// reads the record and replaces it, by compare-and-swap on the rvn it read, with one that
-// has no owner, the epoch plus one (so the old holder's fence is behind every later
-// writer's, and its next renewal is refused) and no committed token (the next holder
-// reads the entity first, since the old holder may have written). The record is never
-// deleted. It returns the record written (or the record as found when it is already
-// released, which is left alone); a record that changed meanwhile is an error
-// wrapping ErrForceReleaseRaced (read it again and decide again), and a missing record
-// is ErrNoLease.
-func ForceRelease(ctx context.Context, s Store, key string) (*LeaseRecord, error) {
-	cur, err := s.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	if cur == nil {
-		return nil, ErrNoLease
-	}
-	if cur.Owner == "" {
-		return cur, nil // already released: nothing to free
-	}
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, err
-	}
-	next := LeaseRecord{
-		Epoch:   cur.Epoch + 1,
-		Rvn:     binary.LittleEndian.Uint64(b[:])&(1<<53-1) | 1,
-		LeaseMs: cur.LeaseMs,
-	}
-	ok, found, err := s.CompareAndSwap(ctx, key, cur.Rvn, next)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		got, _ := json.Marshal(found)
-		return nil, fmt.Errorf("%w: the record is now %s", ErrForceReleaseRaced, got)
-	}
-	return &next, nil
-}
-
-var (
-	// ErrNoLease is returned by ForceRelease when there is no record at the key.
-	ErrNoLease = errors.New("writelane: no lease record at this key")
-	// ErrForceReleaseRaced is returned by ForceRelease when the record changed between
-	// its read and its compare-and-swap.
-	ErrForceReleaseRaced = errors.New("writelane: the lease record changed during the force-release")
-)

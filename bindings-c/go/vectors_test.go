@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -63,8 +64,8 @@ func optStr(v any) *string {
 }
 
 func u64(v any) uint64 {
-	n, _ := v.(json.Number).Int64()
-	return uint64(n)
+	n, _ := strconv.ParseUint(v.(json.Number).String(), 10, 64)
+	return n
 }
 
 func failureFrom(v any) *Failure {
@@ -236,7 +237,8 @@ func runEngineVector(t *testing.T, v map[string]any, policy string) {
 		switch {
 		case step["submit"] != nil:
 			sub := step["submit"].(map[string]any)
-			opts := SubmitOptions{Expected: optStr(sub["expected"]), Holder: optStr(sub["holder"])}
+			noRead, _ := sub["no_read"].(bool)
+			opts := SubmitOptions{Expected: optStr(sub["expected"]), Holder: optStr(sub["holder"]), NoRead: noRead}
 			if d, ok := sub["deadline_ms"].(json.Number); ok {
 				ms := u64(d)
 				opts.DeadlineMs = &ms

@@ -14,6 +14,7 @@ package dynamodbstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -87,40 +88,34 @@ func Item(key string, r writelane.LeaseRecord) map[string]types.AttributeValue {
 	}
 }
 
-// Record reads a lease record from a DynamoDB item (nil for an empty item). An absent
-// or NULL committed_token or holder is nil.
+// Record reads a lease record from a DynamoDB item (nil for an empty item): the six
+// attributes become the record's JSON object (S as a string, N as a number, NULL or an
+// absent committed_token or holder as null), which the core parses and checks
+// (writelane.ParseLeaseRecord). An item that is not a lease record is a
+// *writelane.RecordError naming the field.
 func Record(item map[string]types.AttributeValue) (*writelane.LeaseRecord, error) {
 	if len(item) == 0 {
 		return nil, nil
 	}
-	var r writelane.LeaseRecord
-	s, ok := item["owner"].(*types.AttributeValueMemberS)
-	if !ok {
-		return nil, fmt.Errorf("lease item attribute 'owner' is not a string")
-	}
-	r.Owner = s.Value
-	for name, dst := range map[string]*uint64{"epoch": &r.Epoch, "rvn": &r.Rvn, "lease_ms": &r.LeaseMs} {
-		n, ok := item[name].(*types.AttributeValueMemberN)
-		if !ok {
-			return nil, fmt.Errorf("lease item attribute '%s' is not a number", name)
-		}
-		v, err := strconv.ParseUint(n.Value, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("lease item attribute '%s': %w", name, err)
-		}
-		*dst = v
-	}
-	for name, dst := range map[string]**string{"committed_token": &r.CommittedToken, "holder": &r.Holder} {
+	obj := map[string]any{}
+	for _, name := range []string{"owner", "epoch", "rvn", "lease_ms", "committed_token", "holder"} {
 		switch v := item[name].(type) {
-		case nil, *types.AttributeValueMemberNULL:
+		case nil:
 		case *types.AttributeValueMemberS:
-			text := v.Value
-			*dst = &text
+			obj[name] = v.Value
+		case *types.AttributeValueMemberN:
+			obj[name] = json.RawMessage(v.Value)
+		case *types.AttributeValueMemberNULL:
+			obj[name] = nil
 		default:
-			return nil, fmt.Errorf("lease item attribute '%s' is neither a string nor NULL", name)
+			obj[name] = map[string]any{} // no lease field has this type: the core refuses it
 		}
 	}
-	return &r, nil
+	text, err := json.Marshal(obj)
+	if err != nil { // an N attribute that is not a JSON number
+		return nil, &writelane.RecordError{Field: "$", Message: fmt.Sprintf("invalid lease record: %v", err)}
+	}
+	return writelane.ParseLeaseRecord(text)
 }
 
 // classify wraps err with writelane.ErrStoreUnavailable when the request surely did not
@@ -161,9 +156,9 @@ func (s *Store) Get(ctx context.Context, key string) (*writelane.LeaseRecord, er
 }
 
 // put writes record at key under condition. When the condition fails it returns the item
-// found (from ALL_OLD, else by a consistent read). A refusal that finds exactly record
-// (same rvn: rvns are random) means an earlier attempt of this very request landed and
-// its reply was lost, so it counts as done.
+// found (from ALL_OLD, else by a consistent read), as it is: a refusal by the very record
+// this request wrote (the SDK retried it after its first try landed) is the core's to
+// read as done.
 func (s *Store) put(ctx context.Context, key string, record writelane.LeaseRecord, condition string, values map[string]types.AttributeValue) (bool, *writelane.LeaseRecord, error) {
 	in := &dynamodb.PutItemInput{
 		TableName:                           aws.String(s.table),
@@ -195,9 +190,6 @@ func (s *Store) put(ctx context.Context, key string, record writelane.LeaseRecor
 	} else if cur, err = s.Get(ctx, key); err != nil {
 		// The condition failed, so nothing was written; only the record is unknown.
 		return false, nil, fmt.Errorf("%w: reading the record after a refused write: %w", writelane.ErrStoreLost, err)
-	}
-	if cur.Equal(&record) {
-		return true, nil, nil
 	}
 	return false, cur, nil
 }

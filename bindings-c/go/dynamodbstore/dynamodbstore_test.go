@@ -225,16 +225,17 @@ func TestLostReply(t *testing.T) {
 	if got, err := s.Get(ctx, "role/lost-1"); err != nil || !got.Equal(&rec) {
 		t.Fatalf("the write did not land: %+v %v", got, err)
 	}
-	// With SDK retries, the retry is refused with our own record: the adapter knows it
-	// landed and answers done.
+	// With SDK retries, the retry is refused with our own record. The adapter reports the
+	// refusal as it is, with the record found; the core reads a refusal by the record it
+	// intended as done (tests/vectors-lease/010), so no adapter decides it.
 	drop.n.Store(1)
 	s = dynamodbstore.New(client(server.endpoint, drop, 3), table)
 	next := rec
 	next.Rvn = 78
 	expected := uint64(77)
 	r = writelane.ApplyStoreOp(ctx, s, writelane.StoreOp{Op: "compare_and_swap", Key: "role/lost-1", ExpectedRvn: &expected, Record: &next})
-	if r.Reply != writelane.ReplyDone {
-		t.Fatalf("got %s %v, want done", r.Reply, r.Err)
+	if r.Reply != writelane.ReplyRefused || !r.Current.Equal(&next) {
+		t.Fatalf("got %s %+v %v, want refused with our own record (rvn 78)", r.Reply, r.Current, r.Err)
 	}
 	// Someone else's record is still a refusal.
 	other := rec
@@ -253,5 +254,47 @@ func TestMissingTableIsUnavailable(t *testing.T) {
 		if err != nil || reply != `{"reply":"unavailable"}` {
 			t.Fatalf("%s: %s %v", op, reply, err)
 		}
+	}
+}
+
+// An item that is not a lease record is refused by the core (the adapter only maps the
+// attributes to the record's JSON): a read of it is an unavailable store naming the field.
+func TestMalformedItemIsUnavailable(t *testing.T) {
+	good := dynamodbstore.Item("role/bad", writelane.LeaseRecord{Owner: "o", Epoch: 1, Rvn: 5, LeaseMs: 1000})
+	for _, c := range []struct {
+		name, field string
+		attr        types.AttributeValue
+	}{
+		{"epoch", "epoch", &types.AttributeValueMemberN{Value: "0"}},
+		{"rvn", "rvn", &types.AttributeValueMemberN{Value: "9007199254740992"}},
+		{"epoch", "$", &types.AttributeValueMemberS{Value: "1"}},
+		{"owner", "$", &types.AttributeValueMemberBOOL{Value: true}},
+		{"lease_ms", "$", &types.AttributeValueMemberN{Value: "1.5"}},
+	} {
+		item := map[string]types.AttributeValue{}
+		for k, v := range good {
+			item[k] = v
+		}
+		item[c.name] = c.attr
+		_, err := dynamodbstore.Record(item)
+		var re *writelane.RecordError
+		if !errors.As(err, &re) || re.Field != c.field {
+			t.Errorf("%s = %#v: got %v, want a RecordError on %q", c.name, c.attr, err, c.field)
+		}
+	}
+	ctx := context.Background()
+	c := client(server.endpoint, nil, 1)
+	item := map[string]types.AttributeValue{}
+	for k, v := range good {
+		item[k] = v
+	}
+	item["epoch"] = &types.AttributeValueMemberN{Value: "0"}
+	if _, err := c.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: item}); err != nil {
+		t.Fatal(err)
+	}
+	r := writelane.ApplyStoreOp(ctx, dynamodbstore.New(c, table), writelane.StoreOp{Op: writelane.StoreGet, Key: "role/bad"})
+	var re *writelane.RecordError
+	if r.Reply != writelane.ReplyUnavailable || !errors.Is(r.Err, writelane.ErrStoreUnavailable) || !errors.As(r.Err, &re) || re.Field != "epoch" {
+		t.Fatalf("reading a record with epoch 0: %s %v", r.Reply, r.Err)
 	}
 }

@@ -331,7 +331,7 @@ func TestStoreStoppedMidRun(t *testing.T) {
 	}
 	policy := strings.Replace(leasePolicy, `"unavailable_ms": 3000`, `"unavailable_ms": 1000`, 1)
 	lane := func(owner string) *writelane.Lane {
-		l, err := writelane.New(policy, writelane.WithOwner(owner), writelane.WithStoreTimeout(time.Second),
+		l, err := writelane.New(policy, writelane.WithOwner(owner),
 			writelane.WithStore(dynamodbstore.New(dynamo(endpoint), leaseTable)))
 		if err != nil {
 			t.Fatal(err)

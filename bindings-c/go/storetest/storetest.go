@@ -126,7 +126,7 @@ func Run(t *testing.T, h Harness) {
 	})
 	t.Run("RoundTrip", func(t *testing.T) {
 		s, key := h.Open(t), uniqueKey(t)
-		nulls := writelane.LeaseRecord{Owner: "", Epoch: 0, Rvn: 1<<53 - 1, LeaseMs: 1}
+		nulls := writelane.LeaseRecord{Owner: "", Epoch: 1, Rvn: 1<<53 - 1, LeaseMs: 1} // the smallest valid values
 		wantReply(t, apply(t, s, put(key, nulls)), writelane.ReplyDone, nil)
 		wantFound(t, apply(t, s, get(key)), &nulls)
 		full := writelane.LeaseRecord{Owner: "host:4242:9f3a", Epoch: 1<<53 - 1, Rvn: 7, LeaseMs: 86400000,
