@@ -3,16 +3,35 @@
 # Python test (conformance vectors, boto3 against the IAM lab, strategy, errors, threads,
 # typing, packaging, README, lease stores against redis-server and moto, shared lanes in
 # one process and across processes), the lab's self-test, and smoke runs of the benchmarks.
-# Run bindings-python/setup.sh first.
+#
+#   bash bindings-python/test.sh           everything
+#   bash bindings-python/test.sh --quick   the wheel, then the unit tests and conformance
+#                                          vectors only: no IAM lab, no redis-server, no moto,
+#                                          no writer processes, no benchmarks
+#
+# With WRITELANE_RUST_CHECKED=1 (scripts/test-all.sh sets it once its rust suite, which runs
+# fmt and clippy over the whole workspace, has passed) the crate's fmt and clippy checks
+# are not run again here. Run bindings-python/setup.sh first.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
+quick=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) quick=1 ;;
+        *) echo "usage: bash bindings-python/test.sh [--quick]" >&2; exit 2 ;;
+    esac
+done
 py="$here/.venv/bin/python"
 [ -x "$py" ] || { echo "test.sh: run bindings-python/setup.sh first" >&2; exit 1; }
 
 # The extension crate must be lint-clean like the rest of the workspace.
-(cd "$root" && cargo fmt -p writelane-python -- --check)
-(cd "$root" && cargo clippy -p writelane-python --all-targets -- -D warnings)
+if [ "${WRITELANE_RUST_CHECKED:-}" = 1 ]; then
+    echo "test.sh: fmt and clippy skipped: the rust suite of scripts/test-all.sh ran them (WRITELANE_RUST_CHECKED=1)"
+else
+    (cd "$root" && cargo fmt -p writelane-python -- --check)
+    (cd "$root" && cargo clippy -p writelane-python --all-targets -- -D warnings)
+fi
 
 rm -rf "$here/dist"
 "$here/.venv/bin/maturin" build --release --quiet -i "$py" -m "$here/Cargo.toml" -o "$here/dist"
@@ -26,6 +45,15 @@ esac
 
 # Run from outside the source tree so that the installed wheel is what gets imported.
 cd "$here/tests"
+if [ "$quick" = 1 ]; then
+    # Files that start no server and no process, plus the memory and file store cases of
+    # the store and shared-lane files (-k drops their Redis, DynamoDB and process cases).
+    quick_files=(test_vectors.py test_strategy.py test_errors.py test_lane.py test_threads.py
+                 test_shared_lane.py test_stores.py test_packaging.py)
+    WRITELANE_WHEEL="$wheel" "$py" -m pytest -p no:cacheprovider -q \
+        -k "not redis and not dynamodb and not processes" "${quick_files[@]}"
+    exit
+fi
 # A smoke run of the benchmark keeps it working; its figures come from a full run.
 "$py" "$here/bench/overhead.py" --quick
 "$py" "$here/bench/shared.py" --quick
