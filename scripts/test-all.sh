@@ -2,8 +2,55 @@
 # Every test in every language: the Rust workspace (format, lints, unit, snapshot and
 # property tests, the conformance-vector regeneration check), then each binding's own
 # set-up and tests. Installs what it needs from the package registries; safe to re-run.
+#
+#   bash scripts/test-all.sh               every suite (what CI runs)
+#   bash scripts/test-all.sh SUITE...      only the named suites, always in the order below
+#   bash scripts/test-all.sh --list        the suites and what each runs
+#
+# Suites:
+#   rust    cargo fmt --check, clippy and cargo test of the whole workspace
+#   python  bindings-python: setup.sh, then test.sh
+#   node    bindings-wasm: setup.sh, then test.sh
+#   c       bindings-c (the C ABI): setup.sh, then test.sh
+#   go      the Go package: bindings-c/setup.sh, then bindings-c/go/test.sh
+#   mixed   Python, Node and Go writers sharing one lease (uses what python, node and
+#           go built: run it with them, e.g. `bash scripts/test-all.sh python node go mixed`)
+#
+# Each setup.sh runs at most once per run (c and go share bindings-c/setup.sh). Once the
+# rust suite has passed, WRITELANE_RUST_CHECKED=1 is exported so the bindings' test.sh do not
+# repeat its fmt, clippy and cargo test of their crates. An unknown suite name exits 2.
+# Each binding's test.sh also has a --quick tier (no servers) for use on its own.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+suites=(rust python node c go mixed)
+
+describe() {
+  case $1 in
+    rust) echo "rust: fmt, clippy, tests, vectors" ;;
+    python) echo "python: bindings-python" ;;
+    node) echo "node: bindings-wasm" ;;
+    c) echo "c: bindings-c, the C ABI" ;;
+    go) echo "go: bindings-c/go, the Go package and its e2e tests" ;;
+    mixed) echo "mixed: Python, Node and Go writers sharing one lease" ;;
+  esac
+}
+
+selected=" "
+for arg in "$@"; do
+  case " ${suites[*]} " in
+    *" ${arg} "*) selected+="${arg} " ;;
+    *)
+      if [ "${arg}" = --list ]; then
+        for name in "${suites[@]}"; do describe "${name}"; done
+        exit 0
+      fi
+      echo "test-all.sh: unknown suite '${arg}' (suites: ${suites[*]}; or --list)" >&2
+      exit 2
+      ;;
+  esac
+done
+[ "${selected}" = " " ] && selected=" ${suites[*]} "
 
 passed=0
 failed=0
@@ -13,7 +60,7 @@ suite() {
   local name=$1
   shift
   echo
-  echo "=== ${name}"
+  echo "=== $(describe "${name}")"
   local start=$SECONDS
   if "$@"; then
     passed=$((passed + 1))
@@ -22,35 +69,52 @@ suite() {
     failed=$((failed + 1))
     failures+=("${name}")
     echo "=== ${name}: FAILED ($((SECONDS - start)) s)"
+    return 1
   fi
 }
 
-rust() {
+# setup DIR: DIR/setup.sh, once per run.
+set_up=" "
+setup() {
+  case "${set_up}" in *" $1 "*) return 0 ;; esac
+  bash "$1/setup.sh" && set_up+="$1 "
+}
+
+suite_rust() {
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
   cargo fmt --all -- --check &&
     cargo clippy --workspace --all-targets --locked -- -D warnings &&
     cargo test --workspace --locked
 }
+suite_python() { setup bindings-python && bash bindings-python/test.sh; }
+suite_node() { setup bindings-wasm && bash bindings-wasm/test.sh; }
+suite_c() { setup bindings-c && bash bindings-c/test.sh; }
+suite_go() { setup bindings-c && bash bindings-c/go/test.sh; }
 
-binding() {
-  local dir=$1
-  bash "${dir}/setup.sh" && bash "${dir}/test.sh"
+# Writers in three languages sharing one lease store: needs the Python wheel installed, the
+# npm package built and the C library the Go writer links.
+suite_mixed() {
+  local missing=""
+  bindings-python/.venv/bin/python -c 'import writelane' 2>/dev/null || missing+=", the Python binding (python suite)"
+  [ -f bindings-wasm/pkg/writelane_wasm.js ] && [ -d bindings-wasm/node_modules ] || missing+=", the npm package (node suite)"
+  [ -f target/release/libwritelane.a ] || missing+=", the C library (c or go suite)"
+  if [ -n "${missing}" ]; then
+    echo "mixed: not built: ${missing#, }; run it with them: bash scripts/test-all.sh python node go mixed"
+    return 1
+  fi
+  node bindings-wasm/test/mixed-languages.js
 }
 
-suite "rust: fmt, clippy, tests, vectors" rust
-for dir in bindings-python bindings-wasm bindings-c; do
-  if [ -f "${dir}/test.sh" ]; then
-    suite "${dir}" binding "${dir}"
+for name in "${suites[@]}"; do
+  case "${selected}" in *" ${name} "*) ;; *) continue ;; esac
+  if suite "${name}" "suite_${name}" && [ "${name}" = rust ]; then
+    export WRITELANE_RUST_CHECKED=1
   fi
 done
 
-# Writers in three languages sharing one lease store (needs every binding built above).
-suite "mixed languages: Python, Node and Go writers sharing one lease" \
-  node bindings-wasm/test/mixed-languages.js
-
 echo
 if [ "${failed}" -gt 0 ]; then
-  echo "failed suites: ${failures[*]}"
+  echo "failed suites: ${failures[*]} (re-run them: bash scripts/test-all.sh ${failures[*]})"
 fi
 echo "suites: ${passed} passed, ${failed} failed"
 [ "${failed}" -eq 0 ]
