@@ -6,13 +6,14 @@
 //! Python objects. Errors are raised as the public exception classes of
 //! `writelane._errors`, never as `RuntimeError` or a panic.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyBytes, PyDict, PyString};
 use writelane_core as core;
+use writelane_core::lease::{self, LeaseRecord, StoreOp, StoreReply};
 use writelane_core::{Command, Engine, Input, OpId, Outcome, Policy, SubmitOptions};
 
 /// A command in the tuple form the Python driver reads: `(kind, number, text, fence)`.
@@ -96,9 +97,20 @@ fn cmd_tuple(cmd: Command) -> Cmd {
     }
 }
 
-/// An engine under `policy`, writing lease records as `owner` when one is given.
-fn build_engine(py: Python<'_>, policy: &str, seed: u64, owner: Option<&str>) -> PyResult<Engine> {
-    let policy = parse_policy(py, policy)?;
+/// An engine under `policy`, writing lease records as `owner` when one is given. With
+/// `store` (the host carries out store commands) the policy is the core's
+/// [`Policy::for_store`]: lanes are shared whatever the policy said.
+fn build_engine(
+    py: Python<'_>,
+    policy: &str,
+    seed: u64,
+    owner: Option<&str>,
+    store: bool,
+) -> PyResult<Engine> {
+    let mut policy = parse_policy(py, policy)?;
+    if store {
+        policy = policy.for_store();
+    }
     match owner {
         None => Ok(Engine::new(policy, seed)),
         Some(owner) => Engine::with_owner(policy, seed, owner).map_err(|e| usage_error(py, &e)),
@@ -106,8 +118,145 @@ fn build_engine(py: Python<'_>, policy: &str, seed: u64, owner: Option<&str>) ->
 }
 
 /// Parse a store reply given as the core's JSON form.
-fn parse_reply(py: Python<'_>, reply: &str) -> PyResult<core::lease::StoreReply> {
+fn parse_reply(py: Python<'_>, reply: &str) -> PyResult<StoreReply> {
     serde_json::from_str(reply).map_err(|e| bad_input(py, "reply", &e))
+}
+
+fn record_error(py: Python<'_>, e: &lease::RecordError) -> PyErr {
+    raise(py, "RecordError", (e.field.clone(), e.rule.clone()))
+}
+
+/// A lease record as a Python dict of its six fields.
+fn record_dict<'py>(py: Python<'py>, record: &LeaseRecord) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("owner", &record.owner)?;
+    d.set_item("epoch", record.epoch)?;
+    d.set_item("rvn", record.rvn)?;
+    d.set_item("lease_ms", record.lease_ms)?;
+    d.set_item("committed_token", &record.committed_token)?;
+    d.set_item("holder", &record.holder)?;
+    Ok(d)
+}
+
+/// The bytes of a `bytes` or `str` argument.
+fn bytes_of(py: Python<'_>, what: &str, data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(b) = data.downcast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    if let Ok(s) = data.downcast::<PyString>() {
+        return Ok(s.to_cow()?.as_bytes().to_vec());
+    }
+    let found = data.get_type().name()?.to_string();
+    Err(raise(
+        py,
+        "UsageError",
+        (
+            "invalid_argument",
+            format!("{what}: expected bytes or str, found {found}"),
+        ),
+    ))
+}
+
+/// Parse and validate a lease record as a store holds it (JSON text or bytes): the core's
+/// `LeaseRecord::from_json`. Returns the record as a dict; raises `RecordError` naming the
+/// field and the rule.
+#[pyfunction]
+fn parse_record<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    let parsed = LeaseRecord::from_json(&bytes_of(py, "data", data)?);
+    match parsed {
+        Ok(record) => record_dict(py, &record),
+        Err(e) => Err(record_error(py, &e)),
+    }
+}
+
+/// A store operation in the core's JSON form, parsed and its record validated by the core:
+/// `(op, key, expected_rvn, record)`, with `record` a dict (`None` for `get`). Raises
+/// `RecordError` for a bad record and `UsageError` for anything else malformed.
+/// A store operation as `store_op` returns it: `(op, key, expected_rvn, record)`.
+type StoreOpTuple<'py> = (
+    &'static str,
+    String,
+    Option<u64>,
+    Option<Bound<'py, PyDict>>,
+);
+
+#[pyfunction]
+fn store_op<'py>(py: Python<'py>, text: &str) -> PyResult<StoreOpTuple<'py>> {
+    let op: StoreOp = serde_json::from_str(text).map_err(|e| bad_input(py, "operation", &e))?;
+    let (kind, key, rvn, record) = match op {
+        StoreOp::Get { key } => ("get", key, None, None),
+        StoreOp::PutIfAbsent { key, record } => ("put_if_absent", key, None, Some(record)),
+        StoreOp::CompareAndSwap {
+            key,
+            expected_rvn,
+            record,
+        } => ("compare_and_swap", key, Some(expected_rvn), Some(record)),
+    };
+    let record = match record {
+        None => None,
+        Some(r) => {
+            if let Err(e) = r.validate() {
+                return Err(record_error(py, &e));
+            }
+            Some(record_dict(py, &r)?)
+        }
+    };
+    Ok((kind, key, rvn, record))
+}
+
+/// The owner id of this process in lease records, formatted by the core from the host
+/// name, the process id and 64 random bits: `HOST:PID:16-hex-digits`.
+#[pyfunction]
+fn owner_id(host: &str, pid: u32, entropy: u64) -> String {
+    lease::owner_id(host, pid, entropy)
+}
+
+/// Check an owner id given by the user (the core's rule); raises `UsageError`
+/// (`invalid_owner`).
+#[pyfunction]
+fn check_owner(py: Python<'_>, owner: &str) -> PyResult<()> {
+    lease::check_owner(owner).map_err(|e| usage_error(py, &e))
+}
+
+/// The policy a lane with a lease store runs (`Policy::for_store`), as JSON.
+#[pyfunction]
+fn policy_for_store(py: Python<'_>, text: &str) -> PyResult<String> {
+    Ok(parse_policy(py, text)?.for_store().to_json())
+}
+
+/// Plan a force-release of `key` from the record a `get` found (JSON, or `None`):
+/// `(True, result JSON)` when nothing is to be written, else `(False, the
+/// compare-and-swap operation as JSON)`.
+#[pyfunction]
+#[pyo3(signature = (key, found, expected_rvn, entropy))]
+fn plan_force_release(
+    py: Python<'_>,
+    key: &str,
+    found: Option<&str>,
+    expected_rvn: Option<u64>,
+    entropy: u64,
+) -> PyResult<(bool, String)> {
+    let found = match found {
+        None => None,
+        Some(text) => {
+            Some(LeaseRecord::from_json(text.as_bytes()).map_err(|e| record_error(py, &e))?)
+        }
+    };
+    Ok(
+        match lease::plan_force_release(key, found, expected_rvn, entropy) {
+            lease::ForceReleasePlan::Done(result) => (true, to_json(&result)),
+            lease::ForceReleasePlan::Swap(op) => (false, to_json(&op)),
+        },
+    )
+}
+
+/// The result of a force-release's compare-and-swap (`swap` as planned, `reply` the
+/// store's reply, both JSON): the result as JSON, or `None` when the outcome is unknown.
+#[pyfunction]
+fn finish_force_release(py: Python<'_>, swap: &str, reply: &str) -> PyResult<Option<String>> {
+    let swap: StoreOp = serde_json::from_str(swap).map_err(|e| bad_input(py, "swap", &e))?;
+    let reply = parse_reply(py, reply)?;
+    Ok(lease::finish_force_release(&swap, reply).map(|r| to_json(&r)))
 }
 
 /// The effective policy for JSON text (a preset name as a JSON string, or an object of
@@ -150,12 +299,14 @@ impl NativeEngine {
     #[pyo3(signature = (policy, seed, owner=None))]
     fn new(py: Python<'_>, policy: &str, seed: u64, owner: Option<&str>) -> PyResult<Self> {
         Ok(NativeEngine {
-            engine: Mutex::new(build_engine(py, policy, seed, owner)?),
+            engine: Mutex::new(build_engine(py, policy, seed, owner, false)?),
         })
     }
 
-    /// Start one logical write; returns its op id.
-    #[pyo3(signature = (entity, now, expected=None, deadline_ms=None, holder=None))]
+    /// Start one logical write; returns its op id. `no_read`: the writer has no read
+    /// function (the engine never commands a read for it).
+    #[pyo3(signature = (entity, now, expected=None, deadline_ms=None, holder=None, no_read=false))]
+    #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
         py: Python<'_>,
@@ -164,12 +315,13 @@ impl NativeEngine {
         expected: Option<String>,
         deadline_ms: Option<u64>,
         holder: Option<String>,
+        no_read: bool,
     ) -> PyResult<u64> {
         let options = SubmitOptions {
             expected,
             deadline_ms,
             holder,
-            no_read: false,
+            no_read,
         };
         let result = lock(&self.engine).submit(entity, now, options);
         result.map(|op| op.0).map_err(|e| usage_error(py, &e))
@@ -243,8 +395,6 @@ struct LaneInner {
     engine: Engine,
     /// Commands drained for ops whose driver has not taken them yet.
     mailbox: HashMap<u64, Command, OpBuild>,
-    /// Ops whose caller has no read function: their reads are answered "no token" here.
-    no_read: HashSet<u64, OpBuild>,
     last_now: u64,
 }
 
@@ -383,52 +533,35 @@ impl Attempt {
 
 impl LaneInner {
     /// Drain every command into the mailbox; hand back `me`'s, else its timer.
-    fn collect(&mut self, me: u64) -> Result<Step, core::UsageError> {
+    fn collect(&mut self, me: u64) -> Step {
         let mut woken: Option<Vec<u64>> = None;
-        loop {
-            // The op's own command usually comes straight out of the engine: keep it off
-            // the mailbox then.
-            let mut own = if self.mailbox.is_empty() {
-                None
-            } else {
-                self.mailbox.remove(&me)
-            };
-            while let Some(cmd) = self.engine.poll_command() {
-                let op = cmd.op().0;
-                if op == me && own.is_none() {
-                    own = Some(cmd);
-                    continue;
-                }
-                if op != me {
-                    woken.get_or_insert_with(Vec::new).push(op);
-                }
-                self.mailbox.insert(op, cmd);
+        // The op's own command usually comes straight out of the engine: keep it off the
+        // mailbox then.
+        let mut own = if self.mailbox.is_empty() {
+            None
+        } else {
+            self.mailbox.remove(&me)
+        };
+        while let Some(cmd) = self.engine.poll_command() {
+            let op = cmd.op().0;
+            if op == me && own.is_none() {
+                own = Some(cmd);
+                continue;
             }
-            match own {
-                Some(Command::Read { .. }) if self.no_read.contains(&me) => {
-                    // The caller gave no read function: it observes no token. The op is
-                    // waiting for exactly this input, so the engine accepts it.
-                    let now = self.last_now;
-                    self.engine.handle(
-                        now,
-                        Input::ReadDone {
-                            op: OpId(me),
-                            token: None,
-                        },
-                    )?;
-                }
-                Some(cmd) => {
-                    if matches!(cmd, Command::Finish { .. }) && !self.no_read.is_empty() {
-                        self.no_read.remove(&me);
-                    }
-                    // A write's fence travels in the timer slot (a command has no timer).
-                    let (kind, number, text, fence) = cmd_tuple(cmd);
-                    return Ok((kind as i8, number, text, fence, woken));
-                }
-                None => {
-                    let timer = self.engine.poll_timeout_for(OpId(me));
-                    return Ok((-1, 0, None, timer, woken));
-                }
+            if op != me {
+                woken.get_or_insert_with(Vec::new).push(op);
+            }
+            self.mailbox.insert(op, cmd);
+        }
+        match own {
+            Some(cmd) => {
+                // A write's fence travels in the timer slot (a command has no timer).
+                let (kind, number, text, fence) = cmd_tuple(cmd);
+                (kind as i8, number, text, fence, woken)
+            }
+            None => {
+                let timer = self.engine.poll_timeout_for(OpId(me));
+                (-1, 0, None, timer, woken)
             }
         }
     }
@@ -457,12 +590,15 @@ impl std::hash::Hasher for OpHasher {
 type OpBuild = std::hash::BuildHasherDefault<OpHasher>;
 
 /// The engine behind a `writelane.Lane`, shared by the threads and tasks that drive one
-/// operation each. The lane's clock is read here, under the lock, so time never runs
-/// backwards between threads: milliseconds since the lane was created.
+/// operation each. The lane's clock is read before the lock is taken and kept monotonic
+/// under it, so time never runs backwards between threads: milliseconds since the lane was
+/// created, or what the injected clock's `now_ms()` says.
 #[pyclass(module = "writelane._native", frozen)]
 struct NativeLane {
     inner: Mutex<LaneInner>,
     origin: Instant,
+    /// An injected clock (an object with `now_ms()`), or `None` for the monotonic clock.
+    clock: Option<Py<PyAny>>,
 }
 
 impl NativeLane {
@@ -470,21 +606,43 @@ impl NativeLane {
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Lock the engine and advance its clock.
-    fn locked(&self) -> (MutexGuard<'_, LaneInner>, u64) {
+    /// The injected clock's reading (Python code: called before any lock is taken).
+    fn clock_ms(&self, py: Python<'_>) -> PyResult<Option<u64>> {
+        let Some(clock) = &self.clock else {
+            return Ok(None);
+        };
+        let value = clock.bind(py).call_method0(pyo3::intern!(py, "now_ms"))?;
+        match value.extract::<u64>() {
+            Ok(ms) => Ok(Some(ms)),
+            Err(_) => Err(raise(
+                py,
+                "UsageError",
+                (
+                    "invalid_argument",
+                    format!(
+                        "clock.now_ms: must return an int of milliseconds in 0..2**64, returned {}",
+                        value.repr()?
+                    ),
+                ),
+            )),
+        }
+    }
+
+    /// Lock the engine and advance its clock (`clock`: the injected clock's reading).
+    fn locked(&self, clock: Option<u64>) -> (MutexGuard<'_, LaneInner>, u64) {
         let mut inner = lock(&self.inner);
-        let now = self.elapsed_ms().max(inner.last_now);
+        let now = clock
+            .unwrap_or_else(|| self.elapsed_ms())
+            .max(inner.last_now);
         inner.last_now = now;
         (inner, now)
     }
 
     fn input(&self, py: Python<'_>, op: u64, input: Input) -> PyResult<Step> {
+        let clock = self.clock_ms(py)?;
         let result = {
-            let (mut inner, now) = self.locked();
-            inner
-                .engine
-                .handle(now, input)
-                .and_then(|()| inner.collect(op))
+            let (mut inner, now) = self.locked(clock);
+            inner.engine.handle(now, input).map(|()| inner.collect(op))
         };
         result.map_err(|e| usage_error(py, &e))
     }
@@ -493,24 +651,35 @@ impl NativeLane {
 #[pymethods]
 impl NativeLane {
     /// A lane engine under the policy given as JSON text, writing lease records as
-    /// `owner` (needed by shared lanes).
+    /// `owner` (needed by shared lanes). `store`: the host carries out store commands, so
+    /// the policy runs as the core's `Policy::for_store` (shared lanes). `clock`: an object
+    /// whose `now_ms()` gives the time instead of the lane's monotonic clock.
     #[new]
-    #[pyo3(signature = (policy, seed, owner=None))]
-    fn new(py: Python<'_>, policy: &str, seed: u64, owner: Option<&str>) -> PyResult<Self> {
+    #[pyo3(signature = (policy, seed, owner=None, store=false, clock=None))]
+    fn new(
+        py: Python<'_>,
+        policy: &str,
+        seed: u64,
+        owner: Option<&str>,
+        store: bool,
+        clock: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
         Ok(NativeLane {
             inner: Mutex::new(LaneInner {
-                engine: build_engine(py, policy, seed, owner)?,
+                engine: build_engine(py, policy, seed, owner, store)?,
                 mailbox: HashMap::default(),
-                no_read: HashSet::default(),
                 last_now: 0,
             }),
             origin: Instant::now(),
+            clock,
         })
     }
 
     /// Milliseconds on the lane's clock.
-    fn now_ms(&self) -> u64 {
-        lock(&self.inner).last_now.max(self.elapsed_ms())
+    fn now_ms(&self, py: Python<'_>) -> PyResult<u64> {
+        let clock = self.clock_ms(py)?;
+        let last = lock(&self.inner).last_now;
+        Ok(last.max(clock.unwrap_or_else(|| self.elapsed_ms())))
     }
 
     /// Nanoseconds until the lane's clock reaches `at_ms` (0 if it has).
@@ -520,7 +689,7 @@ impl NativeLane {
     }
 
     /// Submit one logical write: `(op, kind, number, text, timer, woken, result)`. With
-    /// `has_read` false the op's reads are answered "no token" without a round trip.
+    /// `has_read` false the op is submitted `no_read` (the engine never commands a read).
     /// With `write`, a first command that is a write is carried out here, saving a round
     /// trip: `result` is then what `write` returned and the step is the one after it, or,
     /// if `write` raised, `kind` is [`RAISED`] and `result` the exception.
@@ -537,20 +706,19 @@ impl NativeLane {
         holder: Option<String>,
     ) -> PyResult<Submitted> {
         let name = entity.to_cow()?;
+        let clock = self.clock_ms(py)?;
         let submitted = {
-            let (mut inner, now) = self.locked();
+            let (mut inner, now) = self.locked(clock);
             let options = SubmitOptions {
                 expected,
                 deadline_ms,
                 holder,
-                no_read: false,
+                no_read: !has_read,
             };
-            inner.engine.submit(&name, now, options).and_then(|op| {
-                if !has_read {
-                    inner.no_read.insert(op.0);
-                }
-                Ok((op.0, inner.collect(op.0)?))
-            })
+            inner
+                .engine
+                .submit(&name, now, options)
+                .map(|op| (op.0, inner.collect(op.0)))
         };
         let (op, (kind, number, text, timer, woken)) =
             submitted.map_err(|e| usage_error(py, &e))?;
@@ -567,18 +735,12 @@ impl NativeLane {
         );
         match called {
             Ok((value, token)) => {
-                let step = {
-                    let (mut inner, now) = self.locked();
-                    let done = Input::WriteDone {
-                        op: OpId(op),
-                        token,
-                    };
-                    inner
-                        .engine
-                        .handle(now, done)
-                        .and_then(|()| inner.collect(op))
+                let done = Input::WriteDone {
+                    op: OpId(op),
+                    token,
                 };
-                let (kind, number, text, timer, more) = step.map_err(|e| usage_error(py, &e))?;
+                let step = self.input(py, op, done);
+                let (kind, number, text, timer, more) = step?;
                 let woken = match (woken, more) {
                     (Some(mut a), Some(b)) => {
                         a.extend(b);
@@ -677,27 +839,22 @@ impl NativeLane {
 
     /// Fire due timers, then report `op`'s command or timer.
     fn timeout(&self, py: Python<'_>, op: u64) -> PyResult<Step> {
+        let clock = self.clock_ms(py)?;
         let result = {
-            let (mut inner, now) = self.locked();
-            inner
-                .engine
-                .handle_timeout(now)
-                .and_then(|()| inner.collect(op))
+            let (mut inner, now) = self.locked(clock);
+            inner.engine.handle_timeout(now).map(|()| inner.collect(op))
         };
         result.map_err(|e| usage_error(py, &e))
     }
 
     /// `op`'s command if another thread drained it, else its timer.
-    fn poll(&self, py: Python<'_>, op: u64) -> PyResult<Step> {
-        let result = lock(&self.inner).collect(op);
-        result.map_err(|e| usage_error(py, &e))
+    fn poll(&self, op: u64) -> Step {
+        lock(&self.inner).collect(op)
     }
 
     /// Forget `op`'s leftovers after its driver gave up on it.
     fn forget(&self, op: u64) {
-        let mut inner = lock(&self.inner);
-        inner.mailbox.remove(&op);
-        inner.no_read.remove(&op);
+        lock(&self.inner).mailbox.remove(&op);
     }
 
     /// Every queued event as a JSON array.
@@ -881,10 +1038,21 @@ impl NativeStrategy {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CORE_VERSION", core::VERSION)?;
     m.add("PRESETS", core::policy::PRESETS.to_vec())?;
+    m.add("DEFAULT_STORE_TIMEOUT_MS", lease::DEFAULT_STORE_TIMEOUT_MS)?;
+    m.add("MAX_RVN", lease::MAX_RVN)?;
+    m.add("MAX_OWNER_LEN", lease::MAX_OWNER_LEN)?;
+    m.add("MAX_HOLDER_LEN", lease::MAX_HOLDER_LEN)?;
     m.add_function(wrap_pyfunction!(policy_json, m)?)?;
     m.add_function(wrap_pyfunction!(policy_token, m)?)?;
     m.add_function(wrap_pyfunction!(canonical_policy, m)?)?;
     m.add_function(wrap_pyfunction!(parse_retry_after, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_record, m)?)?;
+    m.add_function(wrap_pyfunction!(store_op, m)?)?;
+    m.add_function(wrap_pyfunction!(owner_id, m)?)?;
+    m.add_function(wrap_pyfunction!(check_owner, m)?)?;
+    m.add_function(wrap_pyfunction!(policy_for_store, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_force_release, m)?)?;
+    m.add_function(wrap_pyfunction!(finish_force_release, m)?)?;
     m.add_class::<NativeEngine>()?;
     m.add_class::<NativeLane>()?;
     m.add_class::<NativeStrategy>()?;

@@ -49,9 +49,14 @@ def run_engine(v: Dict[str, Any]) -> None:
             if "submit" in step:
                 s = step["submit"]
                 op = engine.submit(
-                    s["entity"], at, expected=s.get("expected"), deadline_ms=s.get("deadline_ms"), holder=s.get("holder")
+                    s["entity"],
+                    at,
+                    expected=s.get("expected"),
+                    deadline_ms=s.get("deadline_ms"),
+                    holder=s.get("holder"),
+                    no_read=s.get("no_read", False),
                 )
-                assert op == step["op"], f"step {i}: op id"
+                assert op == step.get("op"), f"step {i}: op id"
             elif "input" in step:
                 engine.handle(at, step["input"])
             elif step.get("timeout"):

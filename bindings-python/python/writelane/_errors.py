@@ -4,7 +4,8 @@ Every exception writelane raises derives from :class:`Error`. Misconfiguration i
 :class:`PolicyError` (also a ``ValueError``) naming the field; misuse of the API is a
 :class:`UsageError`; a write that could not be committed raises :class:`GaveUp` or
 :class:`StaleRevision`; the decision-only strategy refuses a retry with
-:class:`RetryRefused`. This module imports nothing native so that the extension can raise
+:class:`RetryRefused`; the core refuses a malformed lease record with :class:`RecordError`.
+This module imports nothing native so that the extension can raise
 these classes itself.
 """
 
@@ -110,6 +111,19 @@ class StaleRevision(Error):
         super().__init__(f"stale revision{where}: expected {expected!r}, found {found!r}")
 
 
+class RecordError(Error, ValueError):
+    """A lease record the core refused (a store holds something writelane did not write):
+    ``field`` is the field at fault (``$`` for the whole record), ``rule`` what is wrong.
+    """
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"invalid lease record: {field} {rule}")
+        #: the field at fault
+        self.field = field
+        #: what is wrong with it
+        self.rule = rule
+
+
 class RetryRefused(Error):
     """The decision-only strategy refused a retry; ``reason`` is ``not_retryable``,
     ``attempts_exhausted``, ``budget_exhausted`` or ``deadline_exceeded`` and ``detail``
@@ -135,4 +149,5 @@ __all__ = [
     "GaveUp",
     "StaleRevision",
     "RetryRefused",
+    "RecordError",
 ]

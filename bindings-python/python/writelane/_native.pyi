@@ -1,23 +1,38 @@
 """Type stubs of the pyo3 extension `writelane._native` (conversions only)."""
 
-from typing import Any, Callable, List, Optional, Tuple, final
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, final
 
 __all__ = [
     "Attempt",
     "CORE_VERSION",
+    "DEFAULT_STORE_TIMEOUT_MS",
+    "MAX_HOLDER_LEN",
+    "MAX_OWNER_LEN",
+    "MAX_RVN",
     "PRESETS",
     "NativeEngine",
     "NativeLane",
     "NativeStrategy",
     "RetryToken",
     "canonical_policy",
+    "check_owner",
+    "finish_force_release",
+    "owner_id",
+    "parse_record",
     "parse_retry_after",
+    "plan_force_release",
+    "policy_for_store",
     "policy_json",
     "policy_token",
+    "store_op",
 ]
 
 CORE_VERSION: str
 PRESETS: List[str]
+DEFAULT_STORE_TIMEOUT_MS: int
+MAX_RVN: int
+MAX_OWNER_LEN: int
+MAX_HOLDER_LEN: int
 
 _Step = Tuple[int, int, Optional[str], Optional[int], Optional[List[int]]]
 
@@ -25,6 +40,13 @@ def policy_json(text: str) -> str: ...
 def policy_token(document: str) -> str: ...
 def canonical_policy(document: str) -> str: ...
 def parse_retry_after(text: str) -> Optional[int]: ...
+def parse_record(data: Union[bytes, str]) -> Dict[str, Any]: ...
+def store_op(text: str) -> Tuple[str, str, Optional[int], Optional[Dict[str, Any]]]: ...
+def owner_id(host: str, pid: int, entropy: int) -> str: ...
+def check_owner(owner: str) -> None: ...
+def policy_for_store(text: str) -> str: ...
+def plan_force_release(key: str, found: Optional[str], expected_rvn: Optional[int], entropy: int) -> Tuple[bool, str]: ...
+def finish_force_release(swap: str, reply: str) -> Optional[str]: ...
 
 @final
 class Attempt:
@@ -57,6 +79,7 @@ class NativeEngine:
         expected: Optional[str] = None,
         deadline_ms: Optional[int] = None,
         holder: Optional[str] = None,
+        no_read: bool = False,
     ) -> int: ...
     def handle(self, now: int, input: str) -> None: ...
     def handle_timeout(self, now: int) -> None: ...
@@ -72,7 +95,9 @@ class NativeEngine:
 
 @final
 class NativeLane:
-    def __new__(cls, policy: str, seed: int, owner: Optional[str] = None) -> "NativeLane": ...
+    def __new__(
+        cls, policy: str, seed: int, owner: Optional[str] = None, store: bool = False, clock: Any = None
+    ) -> "NativeLane": ...
     def now_ms(self) -> int: ...
     def remaining_ns(self, at_ms: int) -> int: ...
     def submit(
