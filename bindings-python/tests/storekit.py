@@ -20,26 +20,31 @@ from writelane import stores
 
 
 def open_store(spec: Dict[str, Any]) -> Any:
-    """The adapter a spec names."""
+    """The adapter a spec names; ``timeout_ms`` bounds its requests as a lane's policy
+    would (``lease.store_timeout_ms``)."""
     kind = spec["kind"]
+    store: Any
     if kind == "none":
         return None
     if kind == "memory":
         return stores.MemoryStore()
     if kind == "file":
-        return stores.FileStore(spec["path"])
-    if kind == "redis":
-        return stores.RedisStore(spec["url"], prefix=spec.get("prefix", "writelane:lease:"), timeout_s=spec.get("timeout_s", 2.0))
-    if kind == "dynamodb":
-        return stores.DynamoDBStore(
+        store = stores.FileStore(spec["path"])
+    elif kind == "redis":
+        store = stores.RedisStore(spec["url"], prefix=spec.get("prefix", "writelane:lease:"))
+    elif kind == "dynamodb":
+        store = stores.DynamoDBStore(
             spec["table"],
             endpoint_url=spec["endpoint"],
             region="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
-            timeout_s=spec.get("timeout_s", 2.0),
         )
-    raise ValueError(f"unknown store kind {kind!r}")
+    else:
+        raise ValueError(f"unknown store kind {kind!r}")
+    if "timeout_ms" in spec:
+        store.use_timeout_ms(spec["timeout_ms"])
+    return store
 
 
 def free_port() -> int:

@@ -156,7 +156,7 @@ def test_a_holder_killed_mid_write_is_taken_over_after_the_lease(
 
 def test_the_store_stopped_mid_run_makes_writers_give_up_without_writing(lab: Lab) -> None:
     server = RedisServer()
-    spec = {"kind": "redis", "url": server.url, "timeout_s": 0.3}
+    spec = {"kind": "redis", "url": server.url, "timeout_ms": 300}
     role = new_role(lab)
     start = time.time() + 2.5
     procs = [

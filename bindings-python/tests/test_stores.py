@@ -131,7 +131,7 @@ def test_compare_and_swap_on_a_missing_key_is_refused_with_none(store: Any) -> N
         {"owner": "", "committed_token": None, "holder": None},
         {"owner": "h:42:ab", "committed_token": "c1:sha256:" + "ab" * 32, "holder": "pipeline deploy #7 / run 9 — ü"},
         {"epoch": (1 << 53) - 1, "rvn": (1 << 53) - 1, "lease_ms": 1, "committed_token": "", "holder": ""},
-        {"epoch": 0, "rvn": 0, "lease_ms": 86_400_000},
+        {"epoch": 1, "rvn": 1, "lease_ms": 86_400_000, "owner": "o" * 256, "holder": "h" * 1024},
     ],
 )
 def test_records_round_trip_all_six_fields(store: Any, fields: Dict[str, Any]) -> None:
@@ -139,8 +139,34 @@ def test_records_round_trip_all_six_fields(store: Any, fields: Dict[str, Any]) -
     r = record(**fields)
     assert put(store, k, r) == {"reply": "done"}
     found = get(store, k)["record"]
-    assert found == r and list(sorted(found)) == sorted(stores.FIELDS)
+    assert found == r and sorted(found) == sorted(r)
     assert type(found["epoch"]) is int and type(found["rvn"]) is int
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"epoch": 0}, "epoch"),
+        ({"rvn": 0}, "rvn"),
+        ({"rvn": 1 << 53}, "rvn"),
+        ({"lease_ms": 0}, "lease_ms"),
+        ({"owner": "o" * 257}, "owner"),
+        ({"holder": "h" * 1025}, "holder"),
+        ({"committed_token": "t" * 1025}, "committed_token"),
+    ],
+)
+def test_the_core_refuses_a_record_it_did_not_write(fields: Dict[str, Any], field: str) -> None:
+    # Going in through apply: a usage error naming the field (the core's rule).
+    with pytest.raises(writelane.UsageError) as info:
+        put(stores.MemoryStore(), key(), record(**fields))
+    assert info.value.kind == "invalid_record" and f"operation.record.{field}:" in str(info.value)
+    # Coming out of a store: the core's RecordError, as StoreCorrupt naming the field.
+    with pytest.raises(stores.StoreCorrupt) as corrupt:
+        stores.parse_record(json.dumps(record(**fields)), "role/x")
+    assert corrupt.value.field == field and "'role/x'" in str(corrupt.value)
+    with pytest.raises(writelane.RecordError) as direct:
+        writelane._native.parse_record(json.dumps(record(**fields)).encode())
+    assert direct.value.field == field and direct.value.rule
 
 
 def test_concurrent_compare_and_swap_from_many_threads_has_one_winner(spec: Dict[str, Any], store: Any) -> None:
@@ -204,7 +230,7 @@ def all_ops(s: Any) -> List[Dict[str, Any]]:
 
 def test_a_stopped_redis_server_gives_unavailable() -> None:
     server = RedisServer()
-    s = open_store({"kind": "redis", "url": server.url, "timeout_s": 0.5})
+    s = open_store({"kind": "redis", "url": server.url, "timeout_ms": 500})
     k = key()
     assert put(s, k, record()) == {"reply": "done"}
     server.stop()
@@ -213,7 +239,7 @@ def test_a_stopped_redis_server_gives_unavailable() -> None:
 
 def test_a_stopped_dynamodb_server_gives_unavailable() -> None:
     server = MotoServer(sys.executable)
-    s = open_store({"kind": "dynamodb", "endpoint": server.endpoint, "table": TABLE, "timeout_s": 0.5})
+    s = open_store({"kind": "dynamodb", "endpoint": server.endpoint, "table": TABLE, "timeout_ms": 500})
     s.create_table()
     assert put(s, key(), record()) == {"reply": "done"}
     server.stop()
@@ -231,7 +257,8 @@ def test_an_unwritable_file_store_gives_unavailable(tmp_path: Any) -> None:
 
 
 def test_a_file_store_locked_too_long_gives_unavailable(tmp_path: Any) -> None:
-    s = stores.FileStore(str(tmp_path / "leases.json"), lock_timeout_s=0.2)
+    s = stores.FileStore(str(tmp_path / "leases.json"))
+    s.use_timeout_ms(200)  # a lane hands over its policy's lease.store_timeout_ms
     with open(s.lock_path, "w") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
         t0 = time.monotonic()
@@ -266,8 +293,8 @@ class Blackhole:
 
 def test_a_write_whose_reply_is_dropped_gives_lost() -> None:
     hole = Blackhole()
-    r = open_store({"kind": "redis", "url": f"redis://127.0.0.1:{hole.port}/0", "timeout_s": 1})
-    d = open_store({"kind": "dynamodb", "endpoint": f"http://127.0.0.1:{hole.port}", "table": TABLE, "timeout_s": 1})
+    r = open_store({"kind": "redis", "url": f"redis://127.0.0.1:{hole.port}/0", "timeout_ms": 1000})
+    d = open_store({"kind": "dynamodb", "endpoint": f"http://127.0.0.1:{hole.port}", "table": TABLE, "timeout_ms": 1000})
     for s in (r, d):
         k = key()
         assert get(s, k) == {"reply": "unavailable"}
@@ -280,7 +307,7 @@ def test_a_corrupt_stored_value_gives_unavailable(spec: Dict[str, Any], store: A
     k = key()
     kind = spec["kind"]
     if kind == "memory":
-        store._records[k] = {"owner": 5}
+        store._records[k] = '{"owner": 5}'
     elif kind == "file":
         with open(spec["path"], "w") as f:
             json.dump({k: {"owner": "x"}}, f)
@@ -288,12 +315,8 @@ def test_a_corrupt_stored_value_gives_unavailable(spec: Dict[str, Any], store: A
         store.client.set(spec["prefix"] + k, b"not json")
     else:
         store.client.put_item(TableName=TABLE, Item={"key": {"S": k}, "owner": {"S": "x"}})
-    replies = all_ops_at(store, k)
-    if kind == "memory":
-        # The memory store trusts what it holds; apply still checks what comes out.
-        assert replies[0] == {"reply": "unavailable"}
-    else:
-        assert replies == [{"reply": "unavailable"}] * 3
+    # Every adapter hands what it holds to the core, which refuses it.
+    assert all_ops_at(store, k) == [{"reply": "unavailable"}] * 3
 
 
 def all_ops_at(s: Any, k: str) -> List[Dict[str, Any]]:
@@ -329,20 +352,23 @@ def test_no_adapter_failure_escapes_apply(adapter: Any, expected: List[str]) -> 
 
 
 @pytest.mark.parametrize(
-    "operation, field",
+    "operation, kind, words",
     [
-        ("nope", "operation"),
-        ({"op": "get"}, "key"),
-        ({"op": "delete", "key": "k"}, "operation.op"),
-        ({"op": "put_if_absent", "key": "k", "record": {}}, "operation.record.owner"),
-        ({"op": "put_if_absent", "key": "k", "record": record(extra=1)}, "operation.record.extra"),
-        ({"op": "put_if_absent", "key": "k", "record": record(epoch=-1)}, "operation.record.epoch"),
-        ({"op": "put_if_absent", "key": "k", "record": record(rvn=True)}, "operation.record.rvn"),
-        ({"op": "put_if_absent", "key": "k", "record": record(holder=3)}, "operation.record.holder"),
-        ({"op": "compare_and_swap", "key": "k", "record": record()}, "expected_rvn"),
+        ("nope", "invalid_argument", "operation"),
+        ({"op": "get"}, "invalid_input", "`key`"),
+        ({"op": "delete", "key": "k"}, "invalid_input", "`delete`"),
+        ({"op": "put_if_absent", "key": "k", "record": {}}, "invalid_input", "`owner`"),
+        ({"op": "put_if_absent", "key": "k", "record": record(extra=1)}, "invalid_input", "`extra`"),
+        ({"op": "put_if_absent", "key": "k", "record": record(epoch=-1)}, "invalid_input", "`-1`"),
+        ({"op": "put_if_absent", "key": "k", "record": record(rvn=True)}, "invalid_input", "boolean"),
+        ({"op": "put_if_absent", "key": "k", "record": record(holder=3)}, "invalid_input", "expected a string"),
+        ({"op": "compare_and_swap", "key": "k", "record": record()}, "invalid_input", "`expected_rvn`"),
+        ({"op": "put_if_absent", "key": "k", "record": record(epoch=0)}, "invalid_record", "operation.record.epoch"),
     ],
 )
-def test_a_malformed_operation_is_a_usage_error_naming_the_field(operation: Any, field: str) -> None:
+def test_a_malformed_operation_is_a_usage_error(operation: Any, kind: str, words: str) -> None:
+    # The core parses the operation (serde names missing and unknown fields, not the field
+    # of a wrong type) and validates its record (naming the field).
     with pytest.raises(writelane.UsageError) as info:
         stores.apply(stores.MemoryStore(), operation)
-    assert field in str(info.value)
+    assert info.value.kind == kind and words in str(info.value), str(info.value)

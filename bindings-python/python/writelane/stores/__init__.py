@@ -6,38 +6,41 @@ A lease store keeps ONE record per key (the entity's name)::
      "committed_token": str | None, "holder": str | None}
 
 and offers exactly three consistent primitives (see :class:`LeaseStore`): ``get``,
-``put_if_absent`` and ``compare_and_swap``. The engine decides everything else; it sends
-store operations in the core's JSON form, and :func:`apply` carries one out with an
-adapter and returns the reply, turning the adapter's failures into ``lost`` (the request
-may have been carried out, no reply came) or ``unavailable`` (it surely was not). No
-exception escapes :func:`apply` for a failing store.
+``put_if_absent`` and ``compare_and_swap``. The core decides everything else, the record's
+format and validation included: adapters keep the record as the store holds it and hand
+what they read to :func:`parse_record` (the core's parser), never checking a field
+themselves. The engine sends store operations in the core's JSON form, and :func:`apply`
+carries one out with an adapter and returns the reply, turning the adapter's failures into
+``lost`` (the request may have been carried out, no reply came) or ``unavailable`` (it
+surely was not). No exception escapes :func:`apply` for a failing store.
 
 Adapters: :class:`MemoryStore` (one process, for tests), :class:`FileStore` (processes on
 one host, an ``flock``-guarded JSON file), :class:`RedisStore` (redis-py) and
-:class:`DynamoDBStore` (boto3). Adapters never retry on their own: a retried conditional
-write whose first try landed would be refused with the writer's own record, and a lease
-renewal refused that way is taken as a lost lease.
+:class:`DynamoDBStore` (boto3). Adapters never retry on their own, and bound every request
+by the policy's ``lease.store_timeout_ms``, which a :class:`writelane.Lane` hands them with
+``use_timeout_ms`` (standalone, they use the core's default).
 """
 
 from __future__ import annotations
 
-import copy
+import json
+import secrets
 import threading
-from typing import Any, Callable, Dict, Optional, Protocol, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple, Union
 
-from .._errors import Error, UsageError
+from .. import _native
+from .._errors import Error, RecordError, UsageError
 
-#: A lease record as a dict of the six fields.
+#: A lease record as a dict of its six fields.
 Record = Dict[str, Any]
 
 #: What a conditional write returns: ``(True, None)`` when it was carried out, else
 #: ``(False, record found)`` (``None`` when there is no record).
 WriteResult = Tuple[bool, Optional[Record]]
 
-#: The fields of a record, in order.
-FIELDS = ("owner", "epoch", "rvn", "lease_ms", "committed_token", "holder")
-
-_MAX_INT = (1 << 53) - 1
+#: The store timeout of an adapter no lane has configured: the core's default.
+DEFAULT_TIMEOUT_MS: int = _native.DEFAULT_STORE_TIMEOUT_MS
 
 
 class StoreError(Error):
@@ -56,38 +59,32 @@ class StoreLost(StoreError):
 
 
 class StoreCorrupt(StoreUnavailable):
-    """The store holds a value under the key that is not a lease record (someone wrote it
-    by hand?). Treated as unavailable: writers wait, then give up without writing."""
+    """The store holds a value under the key that the core does not accept as a lease
+    record (someone wrote it by hand?); ``field`` and ``rule`` say why. Treated as
+    unavailable: writers wait, then give up without writing."""
+
+    def __init__(self, message: str, field: str = "$", rule: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+        self.rule = rule
 
 
-def check_record(record: Any, what: str = "record") -> Record:
-    """Check that ``record`` is a lease record and return a plain copy of it.
-
-    Raises :class:`writelane.UsageError` (kind ``invalid_record``) naming the field.
-    """
-    if not isinstance(record, dict):
-        raise UsageError("invalid_record", f"{what}: expected a dict, found {type(record).__name__}")
-    extra = sorted(set(record) - set(FIELDS))
-    if extra:
-        raise UsageError("invalid_record", f"{what}.{extra[0]}: unknown field")
-    out: Record = {}
-    for name in FIELDS:
-        if name not in record:
-            raise UsageError("invalid_record", f"{what}.{name}: missing")
-        value = record[name]
-        if name == "owner":
-            if not isinstance(value, str):
-                raise UsageError("invalid_record", f"{what}.owner: expected str, found {type(value).__name__}")
-        elif name in ("committed_token", "holder"):
-            if value is not None and not isinstance(value, str):
-                raise UsageError("invalid_record", f"{what}.{name}: expected str or None, found {type(value).__name__}")
-        else:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise UsageError("invalid_record", f"{what}.{name}: expected int, found {type(value).__name__}")
-            if not 0 <= value <= _MAX_INT:
-                raise UsageError("invalid_record", f"{what}.{name}: must be in 0..2**53, found {value}")
-        out[name] = value
-    return out
+def parse_record(data: Union[bytes, str, Record], key: Optional[str] = None) -> Record:
+    """The record as a store holds it — JSON text or bytes, or (DynamoDB) the object built
+    from an item's attributes — parsed and validated by the core. A value the core refuses
+    raises :class:`StoreCorrupt` naming the key, the field and the rule."""
+    where = f"stored record at {key!r}" if key is not None else "stored record"
+    if isinstance(data, dict):
+        try:
+            data = json.dumps(data)
+        except (TypeError, ValueError) as exc:
+            raise StoreCorrupt(f"{where}: not representable as JSON: {exc}") from None
+    try:
+        return _native.parse_record(data)
+    except RecordError as exc:
+        raise StoreCorrupt(f"{where}: {exc}", exc.field, exc.rule) from None
+    except UsageError as exc:
+        raise StoreCorrupt(f"{where}: {exc}") from None
 
 
 def check_key(key: Any) -> str:
@@ -98,19 +95,33 @@ def check_key(key: Any) -> str:
 
 
 def check_rvn(rvn: Any) -> int:
-    """Check an expected record version number."""
-    if isinstance(rvn, bool) or not isinstance(rvn, int) or not 0 <= rvn <= _MAX_INT:
-        raise UsageError("invalid_argument", f"expected_rvn: expected an int in 0..2**53, found {rvn!r}")
+    """Check an expected record version number (an int in ``0..2**64``)."""
+    if isinstance(rvn, bool) or not isinstance(rvn, int) or not 0 <= rvn < 1 << 64:
+        raise UsageError("invalid_argument", f"expected_rvn: expected an int in 0..2**64, found {rvn!r}")
     return rvn
 
 
-def stored_record(value: Any, key: str) -> Record:
-    """Check a record read back from a store; a malformed one raises
-    :class:`StoreCorrupt` naming the key and field."""
-    try:
-        return check_record(value, f"stored record at {key!r}")
-    except UsageError as exc:
-        raise StoreCorrupt(str(exc)) from None
+class TimeoutBound:
+    """The store timeout of an adapter: the core's default until a lane hands over its
+    policy's ``lease.store_timeout_ms`` with :meth:`use_timeout_ms` (several lanes: the
+    shortest)."""
+
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+    _bound: bool = False
+
+    def use_timeout_ms(self, timeout_ms: int) -> None:
+        """Bound every request by ``timeout_ms`` milliseconds."""
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
+            raise UsageError("invalid_argument", f"timeout_ms: expected a positive int, found {timeout_ms!r}")
+        if self._bound and timeout_ms >= self.timeout_ms:
+            return
+        changed = timeout_ms != self.timeout_ms
+        self.timeout_ms, self._bound = timeout_ms, True
+        if changed:
+            self._timeout_changed()
+
+    def _timeout_changed(self) -> None:
+        """Rebuild what depends on the timeout (a client)."""
 
 
 class LeaseStore(Protocol):
@@ -118,7 +129,10 @@ class LeaseStore(Protocol):
 
     Each raises :class:`StoreUnavailable` when the store could not be reached (the
     operation surely did not happen) and :class:`StoreLost` when a request went out and no
-    reply came back. Records are plain dicts of the six :data:`FIELDS`.
+    reply came back. Records go in as dicts; a record read back may be returned as the
+    dict :func:`parse_record` gives, or as the JSON text or bytes the store holds. An
+    adapter may also have ``use_timeout_ms(ms)``: a lane calls it with its policy's
+    ``lease.store_timeout_ms``.
     """
 
     def get(self, key: str) -> Optional[Record]:
@@ -135,6 +149,48 @@ class LeaseStore(Protocol):
         ...
 
 
+def _checked(found: Any) -> Optional[Record]:
+    return None if found is None else parse_record(found)
+
+
+def _carry_out(store: LeaseStore, kind: str, key: str, rvn: Optional[int], record: Optional[Record]) -> Dict[str, Any]:
+    """Carry out one parsed operation; the reply in the core's JSON form."""
+    call: Callable[[], Any]
+    if kind == "get":
+        call = lambda: store.get(key)  # noqa: E731
+    elif kind == "put_if_absent":
+        call = lambda: store.put_if_absent(key, record)  # type: ignore[arg-type]  # noqa: E731
+    else:
+        call = lambda: store.compare_and_swap(key, rvn, record)  # type: ignore[arg-type]  # noqa: E731
+    unknown = {"reply": "lost" if kind != "get" else "unavailable"}
+    try:
+        result = call()
+    except StoreLost:
+        return {"reply": "lost"}
+    except StoreUnavailable:
+        return {"reply": "unavailable"}
+    except Exception:  # noqa: BLE001 - an adapter bug or an unmapped client error
+        # Whether a write went out is unknown: reading back is always safe.
+        return unknown
+    try:
+        if kind == "get":
+            return {"reply": "found", "record": _checked(result)}
+        ok, current = result  # type: ignore[misc]
+        if ok:
+            return {"reply": "done"}
+        return {"reply": "refused", "current": _checked(current)}
+    except (StoreCorrupt, TypeError, ValueError):
+        # The adapter answered something that is not a reply: treat as no reply.
+        return unknown
+
+
+def _operation(text: str) -> Tuple[str, str, Optional[int], Optional[Record]]:
+    try:
+        return _native.store_op(text)
+    except RecordError as exc:
+        raise UsageError("invalid_record", f"operation.record.{exc.field}: {exc.rule}") from None
+
+
 def apply(store: LeaseStore, operation: Dict[str, Any]) -> Dict[str, Any]:
     """Carry out one store operation in the core's JSON form with ``store``; return the
     reply in the core's JSON form.
@@ -144,112 +200,146 @@ def apply(store: LeaseStore, operation: Dict[str, Any]) -> Dict[str, Any]:
     ``{"op": "compare_and_swap", "key": K, "expected_rvn": N, "record": R}`` ->
     ``{"reply": "done"}`` or ``{"reply": "refused", "current": R | None}``. A store that
     fails gives ``{"reply": "lost"}`` or ``{"reply": "unavailable"}``; no exception the
-    adapter raises escapes. A malformed operation raises :class:`writelane.UsageError`.
+    adapter raises escapes. The core parses the operation: a malformed one raises
+    :class:`writelane.UsageError` (``invalid_input``, or ``invalid_record`` naming the
+    record's field).
     """
     if not isinstance(operation, dict):
         raise UsageError("invalid_argument", f"operation: expected a dict, found {type(operation).__name__}")
-    kind = operation.get("op")
-    key = check_key(operation.get("key"))
-    call: Callable[[], Any]
-    if kind == "get":
-        call = lambda: store.get(key)  # noqa: E731
-    elif kind == "put_if_absent":
-        record = check_record(operation.get("record"), "operation.record")
-        call = lambda: store.put_if_absent(key, record)  # noqa: E731
-    elif kind == "compare_and_swap":
-        record = check_record(operation.get("record"), "operation.record")
-        rvn = check_rvn(operation.get("expected_rvn"))
-        call = lambda: store.compare_and_swap(key, rvn, record)  # noqa: E731
-    else:
-        raise UsageError("invalid_argument", f"operation.op: expected get, put_if_absent or compare_and_swap, found {kind!r}")
     try:
-        result = call()
-    except StoreLost:
-        return {"reply": "lost"}
-    except StoreUnavailable:
-        return {"reply": "unavailable"}
-    except Exception:  # noqa: BLE001 - an adapter bug or an unmapped client error
-        # Whether a write went out is unknown: reading back is always safe.
-        return {"reply": "lost" if kind != "get" else "unavailable"}
-    try:
-        if kind == "get":
-            return {"reply": "found", "record": None if result is None else check_record(result, "get result")}
-        ok, current = result  # type: ignore[misc]
-        if ok:
-            return {"reply": "done"}
-        return {"reply": "refused", "current": None if current is None else check_record(current, "refused record")}
-    except (UsageError, TypeError, ValueError):
-        # The adapter answered something that is not a reply: treat as no reply.
-        return {"reply": "lost" if kind != "get" else "unavailable"}
+        text = json.dumps(operation)
+    except (TypeError, ValueError) as exc:
+        raise UsageError("invalid_argument", f"operation: not representable as JSON: {exc}") from None
+    return _carry_out(store, *_operation(text))
 
 
-def force_release(store: LeaseStore, key: str, *, expected_rvn: Optional[int] = None) -> Optional[Record]:
-    """Free a stuck lease at ``key`` safely; return the record written (``None`` if there
-    is no record, or it was already released).
+def apply_json(store: LeaseStore, operation: str) -> str:
+    """:func:`apply` on the core's JSON text, giving the reply's JSON text (what a lane's
+    driver exchanges with the engine)."""
+    return json.dumps(_carry_out(store, *_operation(operation)))
 
-    The record is replaced by compare-and-swap, never deleted: the owner is cleared, the
-    epoch bumped (so the stuck holder's fence is stale), the committed token cleared (the
-    stuck holder's write may or may not have landed: the next writer reads the entity
-    before writing). With ``expected_rvn`` the release applies only to the record you
-    inspected (raises :class:`StoreError` if it changed meanwhile). Other failures of the
-    store raise :class:`StoreError`.
+
+@dataclass(frozen=True)
+class ForceReleaseResult:
+    """What a :func:`force_release` came to, decided by the core; one of four ``result``\\s:
+
+    * ``"no_record"``: the store holds no record for the key; nothing to release;
+    * ``"already_free"``: the record has no owner; ``record`` is the record found, left
+      unchanged;
+    * ``"released"``: ``record`` is the free record written (epoch bumped; a holder that
+      still runs finds out at its next renewal and stops);
+    * ``"changed"``: the record was not at the expected rvn, or changed between the read
+      and the compare-and-swap; nothing was written; ``current`` is the record found
+      (``None`` if gone). Read it again and decide again.
     """
-    import secrets
 
+    result: str
+    record: Optional[Record] = None
+    current: Optional[Record] = None
+
+    @property
+    def released(self) -> bool:
+        """Whether this call freed the lease."""
+        return self.result == "released"
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "ForceReleaseResult":
+        """From the core's JSON form (``{"result": ..., "record"/"current": ...}``)."""
+        return cls(str(data["result"]), data.get("record"), data.get("current"))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The core's JSON form."""
+        out: Dict[str, Any] = {"result": self.result}
+        if self.result in ("already_free", "released"):
+            out["record"] = self.record
+        elif self.result == "changed":
+            out["current"] = self.current
+        return out
+
+
+def force_release(
+    store: LeaseStore, key: str, *, expected_rvn: Optional[int] = None, entropy: Optional[int] = None
+) -> ForceReleaseResult:
+    """Free a stuck lease at ``key`` safely, as the core plans it: read the record, then
+    replace it by compare-and-swap (never delete it) with a free one whose epoch is bumped
+    (so the stuck holder's fence is stale) and whose committed token is cleared (the next
+    writer reads the entity first). With ``expected_rvn`` only the holding you inspected is
+    released (else the result is ``changed``). ``entropy`` (64 bits) draws the new rvn;
+    by default it is random.
+
+    Returns a :class:`ForceReleaseResult`. Raises :class:`StoreUnavailable` when the read
+    gets no answer, and :class:`StoreLost` (or :class:`StoreUnavailable`) when the
+    compare-and-swap's outcome is unknown: read the record again.
+    """
     check_key(key)
-    current = store.get(key)
-    if current is None or current["owner"] == "":
-        return None
-    rvn = current["rvn"] if expected_rvn is None else check_rvn(expected_rvn)
-    released = dict(current, owner="", holder=None, committed_token=None, epoch=current["epoch"] + 1,
-                    rvn=secrets.randbelow(_MAX_INT) + 1)
-    ok, found = store.compare_and_swap(key, rvn, released)
-    if not ok:
-        raise StoreError(f"{key!r}: the record changed meanwhile (now {found!r}); inspect it again")
-    return released
+    if expected_rvn is not None:
+        check_rvn(expected_rvn)
+    if entropy is None:
+        entropy = secrets.randbits(64)
+    elif isinstance(entropy, bool) or not isinstance(entropy, int) or not 0 <= entropy < 1 << 64:
+        raise UsageError("invalid_argument", f"entropy: expected an int in 0..2**64, found {entropy!r}")
+    read = _carry_out(store, "get", key, None, None)
+    if read["reply"] != "found":
+        raise StoreUnavailable(f"{key!r}: the store did not answer the read; nothing was written")
+    found = read["record"]
+    done, text = _native.plan_force_release(key, None if found is None else json.dumps(found), expected_rvn, entropy)
+    if not done:
+        reply = apply_json(store, text)
+        finished = _native.finish_force_release(text, reply)
+        if finished is None:
+            lost = json.loads(reply)["reply"] == "lost"
+            exc = StoreLost if lost else StoreUnavailable
+            raise exc(f"{key!r}: the compare-and-swap got no answer ({'lost' if lost else 'unavailable'}); read the record again")
+        text = finished
+    return ForceReleaseResult.from_dict(json.loads(text))
 
 
 class MemoryStore:
     """A lease store in a dict, for tests and for writers in one process.
 
-    Thread-safe; records are copied in and out.
+    Thread-safe; keeps each record as the JSON text the other stores keep, parsed by the
+    core on the way out.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._records: Dict[str, Record] = {}
+        self._records: Dict[str, Union[str, bytes]] = {}
 
     def get(self, key: str) -> Optional[Record]:
         """The record at ``key``, or ``None``."""
         with self._lock:
             found = self._records.get(check_key(key))
-            return None if found is None else dict(found)
+        return None if found is None else parse_record(found, key)
 
     def put_if_absent(self, key: str, record: Record) -> WriteResult:
         """Create the record if there is none; refused with the record found."""
-        record = check_record(record)
+        text = json.dumps(record)
         with self._lock:
             found = self._records.get(check_key(key))
-            if found is not None:
-                return False, dict(found)
-            self._records[key] = record
-            return True, None
+            if found is None:
+                self._records[key] = text
+                return True, None
+        return False, parse_record(found, key)
 
     def compare_and_swap(self, key: str, expected_rvn: int, record: Record) -> WriteResult:
         """Replace the record if its ``rvn`` is ``expected_rvn``."""
-        record = check_record(record)
         check_rvn(expected_rvn)
+        text = json.dumps(record)
         with self._lock:
             found = self._records.get(check_key(key))
-            if found is None or found["rvn"] != expected_rvn:
-                return False, None if found is None else dict(found)
-            self._records[key] = record
+            if found is None:
+                return False, None
+            current = parse_record(found, key)
+            if current["rvn"] != expected_rvn:
+                return False, current
+            self._records[key] = text
             return True, None
 
     def snapshot(self) -> Dict[str, Record]:
-        """A copy of every record, by key."""
+        """Every record, by key."""
         with self._lock:
-            return copy.deepcopy(self._records)
+            items = list(self._records.items())
+        return {k: parse_record(v, k) for k, v in items}
 
 
 def __getattr__(name: str) -> Any:
@@ -270,20 +360,24 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "FIELDS",
+    "DEFAULT_TIMEOUT_MS",
     "DynamoDBStore",
     "FileStore",
+    "ForceReleaseResult",
     "LeaseStore",
     "MemoryStore",
     "Record",
+    "RecordError",
     "RedisStore",
     "StoreCorrupt",
     "StoreError",
     "StoreLost",
     "StoreUnavailable",
+    "TimeoutBound",
     "WriteResult",
     "apply",
-    "check_record",
+    "apply_json",
     "create_table",
     "force_release",
+    "parse_record",
 ]

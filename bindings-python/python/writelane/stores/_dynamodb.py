@@ -6,8 +6,10 @@ attributes ``owner`` (S), ``epoch``, ``rvn``, ``lease_ms`` (N), ``committed_toke
 ``put_if_absent`` is ``PutItem`` with ``attribute_not_exists(#k)``; ``compare_and_swap`` is
 ``PutItem`` with ``#rvn = :expected``; both ask for
 ``ReturnValuesOnConditionCheckFailure=ALL_OLD`` to learn the record found when refused
-(falling back to a consistent ``GetItem`` if the service does not return it). Expiry never
-relies on DynamoDB TTL. IAM permissions on the table: ``dynamodb:GetItem`` and
+(falling back to a consistent ``GetItem`` if the service does not return it). An item read
+back becomes the JSON object of its attributes (S as text, N as a number, NULL as null),
+which the core parses and validates. Every request is bounded by the store timeout (the
+lane's ``lease.store_timeout_ms``). Expiry never relies on DynamoDB TTL. IAM permissions on the table: ``dynamodb:GetItem`` and
 ``dynamodb:PutItem`` (plus ``dynamodb:CreateTable`` and ``dynamodb:DescribeTable`` for
 :func:`create_table`).
 """
@@ -15,6 +17,7 @@ relies on DynamoDB TTL. IAM permissions on the table: ``dynamodb:GetItem`` and
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import Any, Dict, Optional
 
 from . import (
@@ -22,11 +25,11 @@ from . import (
     StoreCorrupt,
     StoreLost,
     StoreUnavailable,
+    TimeoutBound,
     WriteResult,
     check_key,
-    check_record,
     check_rvn,
-    stored_record,
+    parse_record,
 )
 
 #: Error codes that mean DynamoDB refused the request without carrying it out.
@@ -42,13 +45,13 @@ _REFUSED_OUTRIGHT = {
 }
 
 
-def _client(endpoint_url: Optional[str], region: Optional[str], timeout_s: float, **kwargs: Any) -> Any:
+def _client(endpoint_url: Optional[str], region: Optional[str], timeout_ms: int, **kwargs: Any) -> Any:
     # Loaded by name: boto3 and botocore are optional and ship no type information.
     boto3 = importlib.import_module("boto3")
     config = importlib.import_module("botocore.config").Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
-        connect_timeout=timeout_s,
-        read_timeout=timeout_s,
+        connect_timeout=timeout_ms / 1000,
+        read_timeout=timeout_ms / 1000,
     )
     return boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=region, config=config, **kwargs)
 
@@ -72,48 +75,49 @@ def create_table(client: Any, table: str, *, wait: bool = True) -> None:
 
 
 def _item(key: str, record: Record) -> Dict[str, Any]:
-    def text(value: Optional[str]) -> Dict[str, Any]:
-        return {"NULL": True} if value is None else {"S": value}
-
-    return {
-        "key": {"S": key},
-        "owner": {"S": record["owner"]},
-        "epoch": {"N": str(record["epoch"])},
-        "rvn": {"N": str(record["rvn"])},
-        "lease_ms": {"N": str(record["lease_ms"])},
-        "committed_token": text(record["committed_token"]),
-        "holder": text(record["holder"]),
-    }
+    """The item of a record: text as S, numbers as N, null as NULL."""
+    item: Dict[str, Any] = {"key": {"S": key}}
+    for name, value in record.items():
+        if value is None:
+            item[name] = {"NULL": True}
+        elif isinstance(value, str):
+            item[name] = {"S": value}
+        else:
+            item[name] = {"N": str(value)}
+    return item
 
 
-def _record(item: Dict[str, Any], key: str) -> Record:
+def _record(item: Any, key: str) -> Record:
+    """The record of an item: its attributes as a JSON object, parsed by the core."""
+    if not isinstance(item, dict):
+        raise StoreCorrupt(f"item {key!r}: not a map of attributes")
     out: Dict[str, Any] = {}
-    try:
-        for name in ("owner", "epoch", "rvn", "lease_ms", "committed_token", "holder"):
-            value = item.get(name)
-            if value is None:
-                raise StoreCorrupt(f"item {key!r}: attribute {name} missing")
-            if "NULL" in value:
-                out[name] = None
-            elif "S" in value:
-                out[name] = value["S"]
-            elif "N" in value:
-                out[name] = int(value["N"])
-            else:
-                raise StoreCorrupt(f"item {key!r}: attribute {name} has an unexpected type")
-    except (TypeError, ValueError, AttributeError):
-        raise StoreCorrupt(f"item {key!r}: not a lease record") from None
-    return stored_record(out, key)
+    for name, value in item.items():
+        if name == "key":
+            continue
+        if not isinstance(value, dict) or len(value) != 1:
+            raise StoreCorrupt(f"item {key!r}: attribute {name} is not one typed value")
+        ((kind, data),) = value.items()
+        if kind == "N":
+            try:
+                data = int(data)
+            except (TypeError, ValueError):
+                pass  # the core refuses it, naming the field
+        elif kind == "NULL":
+            data = None
+        out[name] = data
+    return parse_record(out, key)
 
 
-class DynamoDBStore:
+class DynamoDBStore(TimeoutBound):
     """A lease store in the DynamoDB table ``table``.
 
     Pass ``endpoint_url``/``region`` (and any other ``boto3.client`` arguments): the
-    adapter builds a client that makes one attempt per request with ``timeout_s``
-    timeouts. Or pass your own ``client``; configure it without retries
-    (``Config(retries={"total_max_attempts": 1})``), because a conditional write retried
-    after its first try landed is refused with the writer's own record.
+    adapter builds a client that makes one attempt per request, with connect and read
+    timeouts of the store timeout (``timeout_ms``: the core's default until a lane hands
+    over its policy's ``lease.store_timeout_ms``). Or pass your own ``client``; configure
+    it without retries (``Config(retries={"total_max_attempts": 1})``) and with timeouts
+    no longer than the lane's store timeout.
     """
 
     def __init__(
@@ -123,13 +127,37 @@ class DynamoDBStore:
         client: Any = None,
         endpoint_url: Optional[str] = None,
         region: Optional[str] = None,
-        timeout_s: float = 2.0,
         **client_args: Any,
     ) -> None:
         exceptions = importlib.import_module("botocore.exceptions")
         self.table = table
-        self.client = client if client is not None else _client(endpoint_url, region, timeout_s, **client_args)
+        self._given = client
+        self._built: Any = None
+        self._build_args: Dict[str, Any] = dict(endpoint_url=endpoint_url, region=region, **client_args)
+        self._lock = threading.Lock()
         self._exc = exceptions
+        if client is None:
+            self._build()  # fail early on bad client arguments
+
+    def _build(self) -> Any:
+        args = dict(self._build_args)
+        with self._lock:
+            if self._built is None:
+                self._built = _client(args.pop("endpoint_url"), args.pop("region"), self.timeout_ms, **args)
+            return self._built
+
+    @property
+    def client(self) -> Any:
+        """The boto3 DynamoDB client."""
+        if self._given is not None:
+            return self._given
+        return self._built if self._built is not None else self._build()
+
+    def _timeout_changed(self) -> None:
+        # The next request builds a client with the new timeouts (a client given to the
+        # constructor keeps its own configuration).
+        with self._lock:
+            self._built = None
 
     def create_table(self) -> None:
         """Create the table if it does not exist (see :func:`create_table`)."""
@@ -164,7 +192,7 @@ class DynamoDBStore:
     def _put(self, key: str, record: Record, condition: str, names: Dict[str, str], values: Optional[Dict[str, Any]]) -> WriteResult:
         args: Dict[str, Any] = {
             "TableName": self.table,
-            "Item": _item(key, check_record(record)),
+            "Item": _item(key, record),
             "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",

@@ -3,7 +3,8 @@
 Every operation takes an exclusive ``flock`` of a lock file beside the store
 (``PATH.lock``), reads the JSON file, and writes a changed store atomically (a temporary
 file in the same directory, fsync, rename), so a process killed mid-write leaves the old
-or the new store, never half of one. The lock is per open file, so threads of one process
+or the new store, never half of one. Waiting for the lock is bounded by the store timeout
+(the lane's ``lease.store_timeout_ms``); records read back go to the core's parser. The lock is per open file, so threads of one process
 exclude each other as well as other processes. Works on local file systems; ``flock`` over
 NFS is not dependable.
 """
@@ -23,35 +24,36 @@ from . import (
     StoreCorrupt,
     StoreLost,
     StoreUnavailable,
+    TimeoutBound,
     WriteResult,
     check_key,
-    check_record,
     check_rvn,
-    stored_record,
+    parse_record,
 )
 
 
-class FileStore:
+class FileStore(TimeoutBound):
     """A lease store in the JSON file ``path`` (created on first write), guarded by an
     ``flock`` of ``path + ".lock"``.
 
-    ``lock_timeout_s``: how long an operation waits for the lock before reporting the
-    store unavailable (a process stopped while holding it must not hang everyone).
+    An operation that cannot take the lock within the store timeout (``timeout_ms``: the
+    core's default until a lane hands over its policy's ``lease.store_timeout_ms``) reports
+    the store unavailable: a process stopped while holding it must not hang everyone.
     Directory permissions: every writer needs read and write access to the directory
     (for the lock file and the atomic rename).
     """
 
-    def __init__(self, path: "str | os.PathLike[str]", *, lock_timeout_s: float = 5.0) -> None:
+    def __init__(self, path: "str | os.PathLike[str]") -> None:
         self.path = os.fspath(path)
         self.lock_path = self.path + ".lock"
-        self.lock_timeout_s = float(lock_timeout_s)
 
     def _locked(self) -> int:
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StoreUnavailable(f"cannot open {self.lock_path}: {exc}") from exc
-        deadline = time.monotonic() + self.lock_timeout_s
+        wait_s = self.timeout_ms / 1000
+        deadline = time.monotonic() + wait_s
         delay = 0.0005
         while True:
             try:
@@ -63,7 +65,7 @@ class FileStore:
                     raise StoreUnavailable(f"cannot lock {self.lock_path}: {exc}") from exc
             if time.monotonic() >= deadline:
                 os.close(fd)
-                raise StoreUnavailable(f"{self.lock_path}: still locked after {self.lock_timeout_s}s")
+                raise StoreUnavailable(f"{self.lock_path}: still locked after {wait_s}s")
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
 
@@ -115,7 +117,7 @@ class FileStore:
 
     def _current(self, records: Dict[str, Any], key: str) -> Optional[Record]:
         found = records.get(key)
-        return None if found is None else stored_record(found, key)
+        return None if found is None else parse_record(found, key)
 
     def get(self, key: str) -> Optional[Record]:
         """The record at ``key``, or ``None``."""
@@ -129,7 +131,6 @@ class FileStore:
     def put_if_absent(self, key: str, record: Record) -> WriteResult:
         """Create the record if there is none; refused with the record found."""
         check_key(key)
-        record = check_record(record)
         fd = self._locked()
         try:
             records = self._load()
@@ -146,7 +147,6 @@ class FileStore:
         """Replace the record if its ``rvn`` is ``expected_rvn``."""
         check_key(key)
         check_rvn(expected_rvn)
-        record = check_record(record)
         fd = self._locked()
         try:
             records = self._load()

@@ -4,14 +4,17 @@ Layout: one string per entity at ``prefix + key`` holding the record as JSON. Bo
 conditional writes run as Lua scripts, so each is atomic on the server:
 ``put_if_absent`` (GET, SET if missing, else return what was found) and
 ``compare_and_swap`` (GET, decode, compare ``rvn``, SET, else return what was found).
-Records never expire (no TTL): expiry is the lease protocol's business, judged by the
-observers' own clocks. Permissions (ACL): ``GET``, ``SET``, ``EVALSHA`` and ``EVAL`` (or
+The value read back is handed to the core's parser as it is. Every request is bounded by
+the store timeout (socket timeouts of the lane's ``lease.store_timeout_ms``). Records never
+expire (no TTL): expiry is the lease protocol's business, judged by the observers' own
+clocks. Permissions (ACL): ``GET``, ``SET``, ``EVALSHA`` and ``EVAL`` (or
 ``SCRIPT LOAD``) on the keys under the prefix.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any, Optional
 
 from . import (
@@ -19,11 +22,11 @@ from . import (
     StoreCorrupt,
     StoreLost,
     StoreUnavailable,
+    TimeoutBound,
     WriteResult,
     check_key,
-    check_record,
     check_rvn,
-    stored_record,
+    parse_record,
 )
 
 #: Create the record if the key is empty: 1 when created, else the value found.
@@ -55,13 +58,14 @@ def _connect_failure(exc: BaseException) -> bool:
     return " connecting to " in text or text.startswith("Timeout connecting")
 
 
-class RedisStore:
+class RedisStore(TimeoutBound):
     """A lease store in Redis, one JSON string per key under ``prefix``.
 
     Pass ``url`` (``redis://127.0.0.1:6379/0``): the adapter then builds a client without
-    retries and with ``timeout_s`` socket timeouts. Or pass your own redis-py ``client``;
-    turn its retries off (``retry=Retry(NoBackoff(), 0)``), because a conditional write
-    retried after its first try landed is refused with the writer's own record.
+    retries and with socket timeouts of the store timeout (``timeout_ms``: the core's
+    default until a lane hands over its policy's ``lease.store_timeout_ms``). Or pass your
+    own redis-py ``client``; turn its retries off (``retry=Retry(NoBackoff(), 0)``) and
+    keep its timeouts no longer than the lane's store timeout.
     """
 
     def __init__(
@@ -70,28 +74,45 @@ class RedisStore:
         *,
         client: Any = None,
         prefix: str = "writelane:lease:",
-        timeout_s: float = 2.0,
     ) -> None:
         import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
 
         if (url is None) == (client is None):
             from .._errors import UsageError
 
             raise UsageError("invalid_argument", "url, client: pass exactly one")
-        if url is not None:
-            client = redis.Redis.from_url(
-                url,
-                socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
-                retry=Retry(NoBackoff(), 0),
-            )
         self._redis = redis
-        self.client = client
+        self._url = url
+        self._lock = threading.Lock()
+        self._built: Any = client
         self.prefix = prefix
-        self._put = client.register_script(PUT_IF_ABSENT)
-        self._cas = client.register_script(COMPARE_AND_SWAP)
+        self._scripts: Any = None
+        self.client  # build now: a bad url fails here
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client."""
+        with self._lock:
+            if self._built is None:
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry
+
+                timeout = self.timeout_ms / 1000
+                assert self._url is not None  # a client given to the constructor is kept
+                self._built = self._redis.Redis.from_url(
+                    self._url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+                )
+                self._scripts = None
+            if self._scripts is None:
+                self._scripts = (self._built.register_script(PUT_IF_ABSENT), self._built.register_script(COMPARE_AND_SWAP))
+            return self._built
+
+    def _timeout_changed(self) -> None:
+        # The next request connects with the new timeouts (a client given to the
+        # constructor keeps its own configuration).
+        if self._url is not None:
+            with self._lock:
+                self._built = None
 
     def _fail(self, exc: BaseException, wrote: bool) -> Exception:
         errors = self._redis.exceptions
@@ -104,12 +125,6 @@ class RedisStore:
         # Refused outright by the server (READONLY, OOM, NOPERM, LOADING ...).
         return StoreUnavailable(str(exc))
 
-    def _decode(self, value: Any, key: str) -> Record:
-        try:
-            return stored_record(json.loads(value), key)
-        except ValueError:
-            raise StoreCorrupt(f"value at {key!r} is not JSON") from None
-
     def get(self, key: str) -> Optional[Record]:
         """The record at ``key``, or ``None`` (a consistent read from the primary)."""
         check_key(key)
@@ -117,34 +132,36 @@ class RedisStore:
             value = self.client.get(self.prefix + key)
         except self._redis.exceptions.RedisError as exc:
             raise self._fail(exc, False) from exc
-        return None if value is None else self._decode(value, key)
+        return None if value is None else parse_record(value, key)
 
     def put_if_absent(self, key: str, record: Record) -> WriteResult:
         """Create the record if there is none; refused with the record found."""
         check_key(key)
-        text = json.dumps(check_record(record), sort_keys=True)
+        text = json.dumps(record)
+        client = self.client
         try:
-            found = self._put(keys=[self.prefix + key], args=[text])
+            found = self._scripts[0](keys=[self.prefix + key], args=[text], client=client)
         except self._redis.exceptions.RedisError as exc:
             raise self._fail(exc, True) from exc
         if found == 1:
             return True, None
-        return False, self._decode(found, key)
+        return False, parse_record(found, key)
 
     def compare_and_swap(self, key: str, expected_rvn: int, record: Record) -> WriteResult:
         """Replace the record if its ``rvn`` is ``expected_rvn``."""
         check_key(key)
         check_rvn(expected_rvn)
-        text = json.dumps(check_record(record), sort_keys=True)
+        text = json.dumps(record)
+        client = self.client
         try:
-            found = self._cas(keys=[self.prefix + key], args=[str(expected_rvn), text])
+            found = self._scripts[1](keys=[self.prefix + key], args=[str(expected_rvn), text], client=client)
         except self._redis.exceptions.RedisError as exc:
             raise self._fail(exc, True) from exc
         if found == 1:
             return True, None
         if found == 0:
             return False, None
-        return False, self._decode(found, key)
+        return False, parse_record(found, key)
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self.prefix!r})"
