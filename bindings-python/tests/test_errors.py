@@ -83,7 +83,7 @@ def test_policy_round_trip() -> None:
         ({"entity": "x" * 5000}, "invalid_entity", None),
         ({"write": "not callable"}, "invalid_argument", "write"),
         ({"read": 3}, "invalid_argument", "read"),
-        ({"expected": "v1"}, "invalid_argument", "expected"),
+        ({"expected": "v1"}, "expected_needs_read", "expected"),
         ({"expected": 1, "read": lambda: None}, "invalid_argument", "expected"),
         ({"deadline_ms": -1}, "invalid_argument", "deadline_ms"),
         ({"deadline_ms": 1.5}, "invalid_argument", "deadline_ms"),

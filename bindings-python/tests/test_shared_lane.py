@@ -4,6 +4,7 @@ lease store; the sans-IO `Engine` does the same for hosts with their own clock."
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import uuid
@@ -27,7 +28,10 @@ def test_a_lane_with_a_store_takes_and_releases_the_entity_lease() -> None:
     store = stores.MemoryStore()
     lane = writelane.Lane(fast(), store=store, holder="deploy pipeline #7")
     assert lane.policy.to_dict()["lanes"]["mode"] == "shared"
-    assert lane.owner is not None and lane.owner.count(":") == 2
+    # The core's owner format: HOST:PID:16 hex digits of random bits.
+    assert lane.owner is not None
+    host, pid, entropy = lane.owner.split(":")
+    assert int(pid) == os.getpid() and len(entropy) == 16 and int(entropy, 16) >= 0
     seen: List[Any] = []
 
     def write(attempt: writelane.Attempt) -> int:
@@ -56,7 +60,6 @@ def test_a_lane_without_a_store_has_no_fence() -> None:
     [
         ({"policy": {"preset": "iam", "lanes": {"mode": "shared"}}}, "invalid_argument", "store"),
         ({"store": object()}, "invalid_argument", "store"),
-        ({"store": stores.MemoryStore(), "policy": {"preset": "iam", "lanes": {"mode": "none"}}}, "invalid_argument", "store"),
         ({"store": stores.MemoryStore(), "owner": 5}, "invalid_argument", "owner"),
         ({"store": stores.MemoryStore(), "owner": ""}, "invalid_owner", "owner"),
         ({"store": stores.MemoryStore(), "holder": b"x"}, "invalid_argument", "holder"),
@@ -66,6 +69,75 @@ def test_bad_shared_lane_arguments_are_usage_errors(kwargs: Dict[str, Any], kind
     with pytest.raises(writelane.UsageError) as info:
         writelane.Lane(**kwargs)
     assert info.value.kind == kind and words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    ["aws-standard", {"preset": "iam", "lanes": {"mode": "none"}}, {"preset": "iam", "lanes": {"mode": "local"}}],
+    ids=["aws-standard", "mode-none", "mode-local"],
+)
+def test_a_store_means_shared_lanes_whatever_the_policy_said(policy: Any) -> None:
+    # The core's rule (Policy::for_store), the same in every binding.
+    store = stores.MemoryStore()
+    lane = writelane.Lane(policy, store=store, seed=1)
+    assert lane.policy.to_dict()["lanes"]["mode"] == "shared"
+    assert lane.policy == writelane.Policy.from_json(writelane.Lane(policy).policy.to_json()).for_store()
+    assert lane.run("role/app", lambda a: a.fence) == 1
+    assert store.get("role/app")["epoch"] == 1  # type: ignore[index]
+
+
+def test_the_store_timeout_is_the_policys_and_reaches_the_adapters(tmp_path: Any) -> None:
+    # lease.store_timeout_ms: 2 s by default, or half of what a lease leaves after a
+    # renewal interval when that is shorter; a lane hands it to the adapter.
+    assert writelane.Policy.preset("iam").to_dict()["lease"]["store_timeout_ms"] == 2000
+    assert fast().to_dict()["lease"]["store_timeout_ms"] == 500
+    file_store = stores.FileStore(str(tmp_path / "leases.json"))
+    assert file_store.timeout_ms == stores.DEFAULT_TIMEOUT_MS == 2000
+    writelane.Lane(fast(), store=file_store)
+    assert file_store.timeout_ms == 500
+    writelane.Lane(writelane.Policy.preset("iam", lease={"store_timeout_ms": 120}), store=file_store)
+    assert file_store.timeout_ms == 120, "a store shared by lanes keeps the shortest bound"
+
+
+class Slow:
+    """A store whose writes hang far longer than the store timeout."""
+
+    def __init__(self, inner: Any, hang_s: float) -> None:
+        self.inner, self.hang_s, self.calls = inner, hang_s, 0
+
+    def get(self, key: str) -> Any:
+        return self.inner.get(key)
+
+    def put_if_absent(self, key: str, record: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            time.sleep(self.hang_s)  # lands late: the lane has stopped waiting
+        return self.inner.put_if_absent(key, record)
+
+    def compare_and_swap(self, key: str, rvn: int, record: Any) -> Any:
+        return self.inner.compare_and_swap(key, rvn, record)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_store_call_with_no_reply_within_the_store_timeout_is_lost(mode: str) -> None:
+    inner = stores.MemoryStore()
+    store = Slow(inner, 1.0)
+    policy = writelane.Policy.preset("iam", lease={**FAST["lease"], "store_timeout_ms": 100})
+    lane = writelane.Lane(policy, store=store)
+    started = time.monotonic()
+    if mode == "sync":
+        fence = lane.run("role/app", lambda a: a.fence)
+    else:
+
+        async def write(attempt: writelane.Attempt) -> Optional[int]:
+            return attempt.fence
+
+        fence = asyncio.run(lane.run_async("role/app", write))
+    # The put got no reply within 100 ms: lost, so the lane read the record back (the put
+    # had not landed yet), and went on acquiring; the late put then found a record.
+    assert fence is not None and time.monotonic() - started < 0.9
+    time.sleep(1.2)
+    assert store.calls >= 2
 
 
 def test_two_lanes_sharing_a_store_never_write_at_once() -> None:
@@ -186,15 +258,28 @@ def test_force_release_bumps_the_epoch_and_never_deletes() -> None:
     store = stores.MemoryStore()
     stuck = {"owner": "gone:1:x", "epoch": 4, "rvn": 99, "lease_ms": 10000, "committed_token": "c1:x", "holder": "old"}
     store.put_if_absent("role/app", stuck)
-    with pytest.raises(stores.StoreError):
-        stores.force_release(store, "role/app", expected_rvn=98)
+    changed = stores.force_release(store, "role/app", expected_rvn=98)
+    assert changed == stores.ForceReleaseResult("changed", current=stuck) and not changed.released
+    assert store.get("role/app") == stuck
     released = stores.force_release(store, "role/app", expected_rvn=99)
-    assert released is not None and store.get("role/app") == released
-    assert released["owner"] == "" and released["epoch"] == 5 and released["committed_token"] is None
-    assert released["rvn"] != 99
-    assert stores.force_release(store, "role/app") is None
+    assert released.result == "released" and released.released and released.record is not None
+    assert store.get("role/app") == released.record
+    record = released.record
+    assert record["owner"] == "" and record["epoch"] == 5 and record["committed_token"] is None
+    assert record["holder"] is None and record["rvn"] != 99
+    assert released.to_dict() == {"result": "released", "record": record}
+    again = stores.force_release(store, "role/app")
+    assert again == stores.ForceReleaseResult("already_free", record=record)
+    assert stores.force_release(store, "role/none") == stores.ForceReleaseResult("no_record")
     lane = writelane.Lane(fast(), store=store)
     assert lane.run("role/app", lambda a: a.fence) == 6
+
+
+def test_force_release_with_an_unreachable_store_raises() -> None:
+    with pytest.raises(stores.StoreUnavailable):
+        stores.force_release(Unreachable(), "role/app")
+    with pytest.raises(writelane.UsageError):
+        stores.force_release(stores.MemoryStore(), "role/app", expected_rvn=-1)
 
 
 # -- the change token in the lease record --------------------------------------------------

@@ -14,11 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from . import events
+from ._clock import Clock, ManualClock
 from ._engine import Engine
 from ._errors import (
     Error,
     GaveUp,
     PolicyError,
+    RecordError,
     RetryRefused,
     StaleRevision,
     TokenError,
@@ -88,15 +90,18 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Attempt",
+    "Clock",
     "Engine",
     "Error",
     "ErrorClass",
     "Failure",
     "GaveUp",
     "Lane",
+    "ManualClock",
     "PRESETS",
     "Policy",
     "PolicyError",
+    "RecordError",
     "RetryPlan",
     "RetryRefused",
     "RetryStrategy",

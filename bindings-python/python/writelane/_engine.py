@@ -37,7 +37,8 @@ class Engine:
 
     Shared lanes (``lanes.mode = "shared"``) need an ``owner`` (unique per process); they
     emit ``store`` commands, which the host carries out with a lease store
-    (:func:`writelane.stores.apply`) and answers with a ``store_reply`` input.
+    (:func:`writelane.stores.apply`) and answers with a ``store_reply`` input. A host with a
+    store runs :meth:`writelane.Policy.for_store` of its policy, as ``Lane`` does.
     """
 
     def __init__(self, policy: PolicyLike = None, *, seed: Optional[int] = 0, owner: Optional[str] = None) -> None:
@@ -58,9 +59,12 @@ class Engine:
         expected: Optional[str] = None,
         deadline_ms: Optional[int] = None,
         holder: Optional[str] = None,
+        no_read: bool = False,
     ) -> int:
         """Start one logical write of ``entity``; returns its op id (from 1). ``holder``
-        describes the writer in lease records (shared lanes)."""
+        describes the writer in lease records (shared lanes); ``no_read``: the writer has
+        no read function, so the engine never commands a read (``expected`` is then
+        refused with ``expected_needs_read``)."""
         if not isinstance(entity, str):
             raise UsageError("invalid_argument", f"entity: expected str, found {type(entity).__name__}")
         if expected is not None and not isinstance(expected, str):
@@ -69,7 +73,9 @@ class Engine:
             _ms(deadline_ms, "deadline_ms")
         if holder is not None and not isinstance(holder, str):
             raise UsageError("invalid_argument", "holder: expected str or None")
-        return int(self._native.submit(entity, _ms(now, "now"), expected, deadline_ms, holder))
+        if not isinstance(no_read, bool):
+            raise UsageError("invalid_argument", "no_read: expected bool")
+        return int(self._native.submit(entity, _ms(now, "now"), expected, deadline_ms, holder, no_read))
 
     def handle(self, now: int, input: Dict[str, Any]) -> None:  # noqa: A002
         """Feed one input: ``{"type": "read_done", "op": 1, "token": "v1"}``, ``write_done``,

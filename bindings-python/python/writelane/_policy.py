@@ -75,6 +75,11 @@ class Policy:
             raise PolicyError("$", f"expected JSON text, found {_kind(text)}")
         return cls(_native.policy_json(text))
 
+    def for_store(self) -> "Policy":
+        """The policy a lane with a lease store runs, by the core's rule: the same policy
+        with ``lanes.mode = "shared"``, whatever the preset or the overrides said."""
+        return Policy(_native.policy_for_store(self._json))
+
     def to_json(self) -> str:
         """The effective policy as JSON; :meth:`from_json` gives the same policy back."""
         return self._json
