@@ -29,8 +29,9 @@
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use writelane_core::{
-    lease::StoreReply, parse_retry_after, policy_token as core_policy_token, Command, Engine,
-    EngineState, ErrorClass, Failure, Input, OpId, Outcome, Policy, Refusal, RetryStrategy,
+    lease::{self, ForceReleasePlan, LeaseRecord, RecordError, StoreOp, StoreReply, MAX_RVN},
+    parse_retry_after, policy_token as core_policy_token, Command, Engine, EngineState,
+    ErrorClass, Failure, Input, OpId, Outcome, Policy, PolicyError, Refusal, RetryStrategy,
     RetryToken, SubmitOptions, UsageError, MAX_ENTITY_LEN,
 };
 
@@ -191,7 +192,19 @@ enum PolicyResult {
 /// complete effective policy, or `{"ok": false, "path": ..., "rule": ...}`.
 #[wasm_bindgen(js_name = parsePolicy)]
 pub fn parse_policy(text: &str) -> String {
-    json(&match Policy::from_json(text) {
+    policy_result(Policy::from_json(text))
+}
+
+/// The policy a lane given a lease store runs (`Policy::for_store`: `lanes.mode` becomes
+/// `shared`, whatever the text said), parsed from JSON text as [`parse_policy`] parses it
+/// and answered in the same JSON form.
+#[wasm_bindgen(js_name = policyForStore)]
+pub fn policy_for_store(text: &str) -> String {
+    policy_result(Policy::from_json(text).map(Policy::for_store))
+}
+
+fn policy_result(result: Result<Policy, PolicyError>) -> String {
+    json(&match result {
         Ok(policy) => PolicyResult::Ok {
             ok: true,
             policy: Box::new(policy),
@@ -240,6 +253,180 @@ pub fn parse_retry_after_header(text: &str) -> f64 {
     match parse_retry_after(text) {
         Some(ms) if ms as f64 <= MAX_SAFE_INTEGER => ms as f64,
         _ => -1.0,
+    }
+}
+
+/// The owner id of one process in lease records, formatted by the core
+/// (`HOST:PID:16-hex-digits`) from the host name, process id and 64 random bits the
+/// JavaScript layer supplies (`entropy` is a BigInt).
+#[wasm_bindgen(js_name = ownerId)]
+pub fn owner_id(host: &str, pid: u32, entropy: u64) -> String {
+    lease::owner_id(host, pid, entropy)
+}
+
+/// Check an owner id the user chose: `undefined` when the core accepts it, else the error
+/// as JSON `{"kind": "invalid_owner", "message": ...}`.
+#[wasm_bindgen(js_name = checkOwner)]
+pub fn check_owner(owner: &str) -> Option<String> {
+    lease::check_owner(owner)
+        .err()
+        .map(|e| Fault::from(e).to_json())
+}
+
+/// Outcome of parsing a lease record or a store operation, as JSON for JavaScript.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Parsed<T> {
+    Ok { ok: bool, value: T },
+    Err { ok: bool, field: String, rule: String },
+}
+
+impl<T> Parsed<T> {
+    fn err(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Parsed::Err {
+            ok: false,
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+
+    fn record_err(prefix: &str, e: RecordError) -> Self {
+        let field = if e.field == "$" {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{}", e.field)
+        };
+        Parsed::err(field, e.rule)
+    }
+}
+
+impl<T: Serialize> Parsed<T> {
+    fn ok(value: T) -> String {
+        json(&Parsed::Ok { ok: true, value })
+    }
+}
+
+/// Parse and validate a lease record as a store adapter read it (the JSON text the store
+/// keeps, or the object built from DynamoDB attributes, as text). Returns JSON:
+/// `{"ok": true, "value": RECORD}` or `{"ok": false, "field": ..., "rule": ...}` with the
+/// field named by the core (`epoch`, `rvn`, ...; `record` for the record as a whole).
+#[wasm_bindgen(js_name = parseRecord)]
+pub fn parse_record(text: &str) -> String {
+    match LeaseRecord::from_json(text.as_bytes()) {
+        Ok(record) => Parsed::ok(record),
+        Err(e) => json(&Parsed::<()>::record_err("record", e)),
+    }
+}
+
+/// Parse a store operation in the core's JSON form (`{"op": "get", "key": ...}`) given by
+/// a host that carries out operations itself. Returns JSON: `{"ok": true, "value": OP}`
+/// or `{"ok": false, "field": ..., "rule": ...}` naming the field
+/// (`operation.key`, `operation.expected_rvn`, `operation.record.rvn`, ...).
+#[wasm_bindgen(js_name = parseStoreOp)]
+pub fn parse_store_op(text: &str) -> String {
+    match store_op(text) {
+        Ok(op) => Parsed::ok(op),
+        Err(e) => json(&e),
+    }
+}
+
+fn store_op(text: &str) -> Result<StoreOp, Parsed<()>> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Parsed::err("operation", format!("is not JSON: {e}")))?;
+    let Some(map) = value.as_object() else {
+        return Err(Parsed::err("operation", "must be an object"));
+    };
+    let key = match map.get("key").and_then(|k| k.as_str()) {
+        Some(k) if !k.is_empty() && k.len() <= MAX_ENTITY_LEN => k.to_string(),
+        _ => {
+            return Err(Parsed::err(
+                "operation.key",
+                format!("must be a string of 1 to {MAX_ENTITY_LEN} bytes"),
+            ))
+        }
+    };
+    let record = || -> Result<LeaseRecord, Parsed<()>> {
+        let raw = map.get("record").cloned().unwrap_or(serde_json::Value::Null);
+        LeaseRecord::from_json(raw.to_string().as_bytes())
+            .map_err(|e| Parsed::record_err("operation.record", e))
+    };
+    match map.get("op").and_then(|o| o.as_str()) {
+        Some("get") => Ok(StoreOp::Get { key }),
+        Some("put_if_absent") => Ok(StoreOp::PutIfAbsent {
+            key,
+            record: record()?,
+        }),
+        Some("compare_and_swap") => {
+            let expected_rvn = map
+                .get("expected_rvn")
+                .and_then(|r| r.as_u64())
+                .filter(|r| *r <= MAX_RVN)
+                .ok_or_else(|| {
+                    Parsed::err(
+                        "operation.expected_rvn",
+                        format!("must be a whole number from 0 to {MAX_RVN}"),
+                    )
+                })?;
+            Ok(StoreOp::CompareAndSwap {
+                key,
+                expected_rvn,
+                record: record()?,
+            })
+        }
+        _ => Err(Parsed::err(
+            "operation.op",
+            "must be get, put_if_absent or compare_and_swap",
+        )),
+    }
+}
+
+/// The next step of a force-release, as JSON: `{"done": RESULT}` (the core's
+/// `ForceReleaseResult`) or `{"swap": OP}` (a compare-and-swap to carry out, then pass
+/// with its reply to [`finish_force_release`]), or `{"error": {"kind", "message"}}` for a
+/// bad argument. `found` is the record the store's `get` returned, as JSON (`undefined`:
+/// none), already validated; `expected_rvn` negative means "any"; `entropy` is 64 random
+/// bits (a BigInt) for the new rvn.
+#[wasm_bindgen(js_name = planForceRelease)]
+pub fn plan_force_release(
+    key: &str,
+    found: Option<String>,
+    expected_rvn: f64,
+    entropy: u64,
+) -> String {
+    let result = (|| -> Result<ForceReleasePlan, Fault> {
+        let expected = optional_whole(expected_rvn, "expectedRvn")?;
+        let found = match found {
+            Some(text) => Some(
+                LeaseRecord::from_json(text.as_bytes())
+                    .map_err(|e| Fault::argument(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(lease::plan_force_release(key, found, expected, entropy))
+    })();
+    match result {
+        Ok(ForceReleasePlan::Done(r)) => json(&serde_json::json!({ "done": r })),
+        Ok(ForceReleasePlan::Swap(op)) => json(&serde_json::json!({ "swap": op })),
+        Err(f) => json(&serde_json::json!({ "error": f })),
+    }
+}
+
+/// The result of a force-release's compare-and-swap `swap` (as [`plan_force_release`]
+/// gave it) given the store's `reply`, both JSON: the core's `ForceReleaseResult` as JSON,
+/// `null` when the outcome is unknown (the reply was lost or the store unavailable), or
+/// `{"error": {"kind", "message"}}` for malformed arguments.
+#[wasm_bindgen(js_name = finishForceRelease)]
+pub fn finish_force_release(swap: &str, reply: &str) -> String {
+    let parsed = serde_json::from_str::<StoreOp>(swap)
+        .map_err(|e| Fault::argument(format!("swap does not match the schema: {e}")))
+        .and_then(|swap| {
+            serde_json::from_str::<StoreReply>(reply)
+                .map(|reply| (swap, reply))
+                .map_err(|e| Fault::argument(format!("reply does not match the schema: {e}")))
+        });
+    match parsed {
+        Ok((swap, reply)) => json(&lease::finish_force_release(&swap, reply)),
+        Err(f) => json(&serde_json::json!({ "error": f })),
     }
 }
 
@@ -370,7 +557,8 @@ impl RawEngine {
     /// Submit a write of the interned entity `entity` at `now`; `expected` is the token
     /// the writer based its change on, `deadline_ms` (negative: the policy's) overrides
     /// the policy's deadline, `holder` describes the writer in lease records (shared
-    /// lanes). Returns the operation id, or `-1`.
+    /// lanes), `no_read` says the writer has no read function (the engine then never
+    /// commands a read). Returns the operation id, or `-1`.
     pub fn submit(
         &mut self,
         entity: u32,
@@ -378,6 +566,7 @@ impl RawEngine {
         expected: Option<String>,
         deadline_ms: f64,
         holder: Option<String>,
+        no_read: bool,
     ) -> f64 {
         let result = (|| {
             let now = whole(now, "now")?;
@@ -390,7 +579,7 @@ impl RawEngine {
                 expected,
                 deadline_ms,
                 holder,
-                no_read: false,
+                no_read,
             };
             self.engine.submit(name, now, options).map_err(Fault::from)
         })();
@@ -410,6 +599,7 @@ impl RawEngine {
         expected: Option<String>,
         deadline_ms: f64,
         holder: Option<String>,
+        no_read: bool,
     ) -> f64 {
         let result = (|| {
             let now = whole(now, "now")?;
@@ -418,7 +608,7 @@ impl RawEngine {
                 expected,
                 deadline_ms,
                 holder,
-                no_read: false,
+                no_read,
             };
             self.engine
                 .submit(entity, now, options)
@@ -971,7 +1161,7 @@ mod tests {
         let mut e = engine("\"iam\"");
         let h = e.intern_entity("role/app".into());
         assert_eq!(h, 0);
-        let op = e.submit(h as u32, 0.0, None, -1.0, None);
+        let op = e.submit(h as u32, 0.0, None, -1.0, None, false);
         assert_eq!(op, 1.0);
         assert_eq!(e.poll_command(), CMD_READ);
         assert_eq!(e.cmd_op(), 1.0);
@@ -1007,12 +1197,12 @@ mod tests {
         let policy = r#"{"lanes":{"mode":"shared"}}"#;
         let mut plain = engine(policy);
         let h = plain.intern_entity("role/app".into()) as u32;
-        assert_eq!(plain.submit(h, 0.0, None, -1.0, None), -1.0);
+        assert_eq!(plain.submit(h, 0.0, None, -1.0, None, false), -1.0);
         assert!(plain.take_error().unwrap().contains("invalid_owner"));
 
         let mut e = RawEngine::create(policy, 7.0, Some("host-a:1:x".into())).unwrap();
         let h = e.intern_entity("role/app".into()) as u32;
-        let op = e.submit(h, 0.0, None, -1.0, Some("deploy run 4".into()));
+        let op = e.submit(h, 0.0, None, -1.0, Some("deploy run 4".into()), false);
         assert_eq!(e.poll_command(), CMD_STORE);
         let get: serde_json::Value = serde_json::from_str(&e.cmd_store_json().unwrap()).unwrap();
         assert_eq!(get["op"], "get");
@@ -1039,7 +1229,7 @@ mod tests {
         assert_eq!(e.intern_entity(String::new()), -1);
         let err: serde_json::Value = serde_json::from_str(&e.take_error().unwrap()).unwrap();
         assert_eq!(err["kind"], "invalid_entity");
-        assert_eq!(e.submit(99, 0.0, None, -1.0, None), -1.0);
+        assert_eq!(e.submit(99, 0.0, None, -1.0, None, false), -1.0);
         assert!(e.take_error().unwrap().contains("entity handle"));
         assert_eq!(e.read_done(0.0, 5.0, None), STATUS_ERROR);
         assert!(e.take_error().unwrap().contains("unknown_op"));
@@ -1126,5 +1316,76 @@ mod tests {
         assert_eq!(bad["ok"], false);
         assert_eq!(parse_retry_after_header(" 250 "), 250.0);
         assert_eq!(parse_retry_after_header("soon"), -1.0);
+    }
+    #[test]
+    fn a_store_makes_lanes_shared_and_the_timeout_is_in_the_policy() {
+        let v: serde_json::Value =
+            serde_json::from_str(&policy_for_store("\"aws-standard\"")).unwrap();
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["policy"]["lanes"]["mode"], "shared");
+        assert_eq!(v["policy"]["lease"]["store_timeout_ms"], 2000);
+        let bad: serde_json::Value =
+            serde_json::from_str(&policy_for_store(r#"{"lanes":{"mode":"x"}}"#)).unwrap();
+        assert_eq!(bad["path"], "lanes.mode");
+    }
+
+    #[test]
+    fn a_writer_without_read_is_never_asked_to_read() {
+        let mut e = engine("\"iam\"");
+        let h = e.intern_entity("role/app".into()) as u32;
+        let op = e.submit(h, 0.0, None, -1.0, None, true);
+        assert_eq!(e.poll_command(), CMD_WRITE);
+        assert_eq!(e.write_done(0.0, op, None), STATUS_OK);
+        assert_eq!(e.submit(h, 0.0, Some("v1".into()), -1.0, None, true), -1.0);
+        assert!(e.take_error().unwrap().contains("expected_needs_read"));
+    }
+
+    #[test]
+    fn owners_records_and_operations_go_through_the_core() {
+        assert_eq!(owner_id("ci 7", 42, 0xc0ffee), "ci_7:42:0000000000c0ffee");
+        assert_eq!(check_owner("runner-1"), None);
+        assert!(check_owner("").unwrap().contains("invalid_owner"));
+        let good = r#"{"owner":"a","epoch":1,"rvn":5,"lease_ms":400,"committed_token":null,"holder":null}"#;
+        let ok: serde_json::Value = serde_json::from_str(&parse_record(good)).unwrap();
+        assert_eq!(ok["value"]["rvn"], 5);
+        let bad: serde_json::Value =
+            serde_json::from_str(&parse_record(&good.replace("\"epoch\":1", "\"epoch\":0"))).unwrap();
+        assert_eq!((bad["ok"].clone(), bad["field"].clone()), (false.into(), "record.epoch".into()));
+        let garbage: serde_json::Value = serde_json::from_str(&parse_record("{")).unwrap();
+        assert_eq!(garbage["field"], "record");
+        for (op, field) in [
+            ("7", "operation"),
+            (r#"{"op":"get"}"#, "operation.key"),
+            (r#"{"op":"delete","key":"k"}"#, "operation.op"),
+            (r#"{"op":"compare_and_swap","key":"k","expected_rvn":-1}"#, "operation.expected_rvn"),
+            (r#"{"op":"put_if_absent","key":"k","record":{}}"#, "operation.record"),
+        ] {
+            let v: serde_json::Value = serde_json::from_str(&parse_store_op(op)).unwrap();
+            assert_eq!(v["field"], field, "{op}");
+        }
+        let get: serde_json::Value =
+            serde_json::from_str(&parse_store_op(r#"{"op":"get","key":"k"}"#)).unwrap();
+        assert_eq!(get["value"]["op"], "get");
+    }
+
+    #[test]
+    fn force_release_is_planned_and_finished_by_the_core() {
+        let held = r#"{"owner":"a:1:00","epoch":5,"rvn":9,"lease_ms":400,"committed_token":"v","holder":null}"#;
+        let none: serde_json::Value =
+            serde_json::from_str(&plan_force_release("k", None, -1.0, 7)).unwrap();
+        assert_eq!(none["done"]["result"], "no_record");
+        let changed: serde_json::Value =
+            serde_json::from_str(&plan_force_release("k", Some(held.into()), 8.0, 7)).unwrap();
+        assert_eq!(changed["done"]["result"], "changed");
+        let plan: serde_json::Value =
+            serde_json::from_str(&plan_force_release("k", Some(held.into()), 9.0, 7)).unwrap();
+        let swap = plan["swap"].to_string();
+        assert_eq!(plan["swap"]["record"]["epoch"], 6);
+        let done: serde_json::Value =
+            serde_json::from_str(&finish_force_release(&swap, r#"{"reply":"done"}"#)).unwrap();
+        assert_eq!(done["result"], "released");
+        assert_eq!(finish_force_release(&swap, r#"{"reply":"lost"}"#), "null");
+        assert!(finish_force_release("{}", "{}").contains("error"));
+        assert!(plan_force_release("k", Some("{".into()), -1.0, 1).contains("error"));
     }
 }
