@@ -61,6 +61,11 @@ export interface PolicyDocument {
     poll_ms: number;
     unavailable_ms: number;
     max_write_ms: number;
+    /**
+     * The longest one store operation may take before it counts as a lost reply: 2000, or
+     * (lease_ms - renew_ms) / 2 when that is shorter, unless set.
+     */
+    store_timeout_ms: number;
   };
   /** Change-token validation and hand-off between lane holders. */
   tokens: { validate: boolean; handoff: boolean };
@@ -133,9 +138,11 @@ export declare class PolicyError extends WritelaneError {
 export declare class UsageError extends WritelaneError {
   readonly code: 'ERR_WRITELANE_USAGE';
   /**
-   * `invalid_argument`, or the core's kind: `time_went_backwards`, `unknown_op`,
-   * `unexpected_input`, `command_not_drained`, `invalid_entity`, `invalid_token`,
-   * `invalid_code`, `invalid_state`, `unknown_scope`, `too_many_scopes`.
+   * `invalid_argument`, `invalid_record` (from `checkRecord`), or the core's kind:
+   * `time_went_backwards`, `unknown_op`, `unexpected_input`, `command_not_drained`,
+   * `invalid_entity`, `invalid_token`, `invalid_code`, `invalid_owner`,
+   * `expected_needs_read` (an `expected` token without a `read`), `invalid_state`,
+   * `unknown_scope`, `too_many_scopes`.
    */
   readonly kind: string;
   /** The argument or option at fault (`options.deadlineMs`), when one is. */
@@ -327,7 +334,7 @@ export type WritelaneEvent =
   | (EventBase & { type: 'budget_refused'; op: number; scope: 'engine' | 'entity'; needed: number; available: number })
   | (EventBase & { type: 'stale_revision'; op: number; expected: string | null; found: string | null })
   | (EventBase & { type: 'committed'; op: number; attempts: number })
-  | (EventBase & { type: 'gave_up'; op: number; attempts: number; reason: string })
+  | (EventBase & { type: 'gave_up'; op: number; attempts: number; reason: GiveUpReason | 'stale_revision' })
   | (EventBase & { type: 'spike_started'; conflicts: number; until: number })
   | (EventBase & { type: 'spike_ended' })
   | (EventBase & { type: 'lease_acquired'; op: number; epoch: number; takeover: boolean })
@@ -352,6 +359,20 @@ export interface AbortSignalLike {
   removeEventListener(type: 'abort', listener: () => void): void;
 }
 
+/**
+ * The clock a `Lane` reads and sleeps on: the process's monotonic clock and `setTimeout`
+ * by default. Inject one to run lanes in virtual time (tests, simulations).
+ */
+export interface Clock {
+  /** Whole milliseconds on a clock that never goes back. */
+  nowMs(): number;
+  /**
+   * Resolve after `ms` milliseconds on this clock, or soon after `signal` aborts (the lane
+   * aborts a sleep it no longer needs).
+   */
+  sleep(ms: number, signal: AbortSignal): Promise<void>;
+}
+
 /** Options of a `Lane`. */
 export interface LaneOptions {
   /** Seed of the jitter generator (whole number below 2^53); random by default. */
@@ -360,15 +381,20 @@ export interface LaneOptions {
   classify?: Classify;
   /**
    * A lease store shared with writers in other processes and on other machines: with
-   * one, the lane runs shared lanes (the policy's `lanes.mode` becomes `shared`).
+   * one, lanes are shared whatever the policy said (`lanes.mode` becomes `shared`, for
+   * `aws-standard` too). Each store operation is bounded by the policy's
+   * `lease.store_timeout_ms`.
    */
   store?: LeaseStore;
-  /** This lane's name in lease records; `host:pid:random` by default. Unique per lane. */
+  /**
+   * This lane's name in lease records, 1 to 256 bytes; `HOST:PID:16-hex-digits` (64
+   * random bits) by default. Unique per lane.
+   */
   owner?: string;
   /** Who writes, in words (host, pipeline, run id), shown in the lease record. */
   holder?: string;
-  /** Longest wait for one store operation before it counts as a lost reply (default 10000). */
-  storeTimeoutMs?: number;
+  /** Replaces the monotonic clock and its timers. */
+  clock?: Clock;
 }
 
 /** What `write` receives besides the attempt number (a new one for every attempt). */
@@ -392,7 +418,10 @@ export interface WriteContext {
 export interface RunOptions {
   /** Resolves to the entity's current change token, or null when it does not exist. */
   read?: () => Promise<string | null | undefined>;
-  /** The token the change was based on; a different revision is refused. Needs `read`. */
+  /**
+   * The token the change was based on; a different revision is refused. Needs `read`
+   * (without one, `run` rejects with `UsageError` kind `expected_needs_read`).
+   */
   expected?: string;
   /** Overrides the policy's deadline for this write. */
   deadlineMs?: number;
@@ -563,7 +592,13 @@ export declare class Engine {
   submit(
     entity: string,
     now: number,
-    options?: { expected?: string | null; deadlineMs?: number | null; holder?: string | null },
+    options?: {
+      expected?: string | null;
+      deadlineMs?: number | null;
+      holder?: string | null;
+      /** The writer has no read function: the engine never commands a read. */
+      noRead?: boolean;
+    },
   ): number;
   /** Feed what the host observed. Throws `UsageError`. */
   handle(now: number, input: Input): void;
@@ -639,22 +674,41 @@ export type StoreReply =
 
 /** A lease store operation failed: `unavailable` (surely not carried out) or `lost` (no reply). */
 export declare class StoreError extends WritelaneError {
-  constructor(kind: 'unavailable' | 'lost' | 'changed', message: string, options?: { cause?: unknown });
+  constructor(kind: 'unavailable' | 'lost', message: string, options?: { cause?: unknown });
   readonly code: 'ERR_WRITELANE_STORE';
-  /** `changed` only from `forceRelease`: the record changed since it was read. */
-  readonly kind: 'unavailable' | 'lost' | 'changed';
+  /** `unavailable`: surely not carried out; `lost`: sent, and no reply came. */
+  readonly kind: 'unavailable' | 'lost';
 }
 
+/** What a force-release came to (the core's result, the same in every binding). */
+export type ForceReleaseResult =
+  /** The store holds no record for the key. */
+  | { result: 'no_record' }
+  /** The record has no owner already; left unchanged. */
+  | { result: 'already_free'; record: LeaseRecord }
+  /** The record written: owner empty, epoch plus one, a new rvn, no token, no holder. */
+  | { result: 'released'; record: LeaseRecord }
+  /** Not at the expected rvn, or changed under the release: nothing written. */
+  | { result: 'changed'; current: LeaseRecord | null };
+
 /**
- * Free a stuck lease by compare-and-swap (owner cleared, epoch bumped, never deleted).
- * Resolves to the record written, or null when there was nothing to free.
+ * Free a stuck lease by compare-and-swap (owner cleared, epoch bumped, never deleted), as
+ * the core plans it. With `expectedRvn`, only the holding you inspected. Rejects with
+ * `StoreError` when the store failed and the outcome is unknown.
  */
-export declare function forceRelease(store: LeaseStore, key: string, options?: { expectedRvn?: number }): Promise<LeaseRecord | null>;
+export declare function forceRelease(store: LeaseStore, key: string, options?: { expectedRvn?: number }): Promise<ForceReleaseResult>;
 
-/** Carry out one store operation with `store`; adapter failures become `lost`/`unavailable`. */
-export declare function applyStoreOp(store: LeaseStore, operation: StoreOp): Promise<StoreReply>;
+/**
+ * Carry out one store operation with `store`; adapter failures, and no reply within
+ * `timeoutMs` (default: the default policy's `lease.store_timeout_ms`), become
+ * `lost`/`unavailable`. A malformed operation throws `UsageError` naming the field.
+ */
+export declare function applyStoreOp(store: LeaseStore, operation: StoreOp, options?: { timeoutMs?: number }): Promise<StoreReply>;
 
-/** Check a lease record and return a copy; throws `UsageError` (`invalid_record`) naming the field. */
+/**
+ * Check a lease record by the core's rules and return the core's copy; throws `UsageError`
+ * (`invalid_record`) naming the field (`record.epoch`).
+ */
 export declare function checkRecord(record: unknown, what?: string): LeaseRecord;
 
 /** A lease store in this process's memory (tests; lanes of one process). */
@@ -662,7 +716,7 @@ export declare class MemoryStore implements LeaseStore {
   get(key: string): Promise<LeaseRecord | null>;
   putIfAbsent(key: string, record: LeaseRecord): Promise<WriteResult>;
   compareAndSwap(key: string, expectedRvn: number, record: LeaseRecord): Promise<WriteResult>;
-  /** A copy of every record, by key. */
+  /** Every record as stored (not checked), by key. */
   snapshot(): Record<string, LeaseRecord>;
 }
 
@@ -676,9 +730,9 @@ export interface RedisStoreOptions {
   port?: number;
   /** Goes before every key (default `writelane:lease:`, as in every writelane binding). */
   prefix?: string;
-  /** Command timeout of a client the store makes (default 2000). */
+  /** Command timeout of a client the store makes (default: the core's store timeout, 2000). */
   commandTimeoutMs?: number;
-  /** How long an operation waits for a connection before `unavailable` (default 2000). */
+  /** How long an operation waits for a connection before `unavailable` (default as above). */
   connectTimeoutMs?: number;
 }
 
@@ -703,7 +757,7 @@ export interface DynamoDBStoreOptions {
   region?: string;
   endpoint?: string;
   credentials?: unknown;
-  /** Request timeout of a client the store makes (default 2000). */
+  /** Request timeout of a client the store makes (default: the core's store timeout, 2000). */
   requestTimeoutMs?: number;
 }
 

@@ -1,13 +1,9 @@
 'use strict';
 /**
- * Lease stores: where writers on different processes or machines share a lease.
+ * Lease-store adapters: where writers on different processes or machines share a lease.
  *
- * A lease store keeps ONE record per key (the entity's name):
- *
- *     {owner: string, epoch: number, rvn: number, lease_ms: number,
- *      committed_token: string | null, holder: string | null}
- *
- * and offers exactly three strongly consistent primitives, all async:
+ * A lease store keeps ONE record per key (the entity's name) and offers exactly three
+ * strongly consistent primitives, all async:
  *
  * - `get(key)` resolves to the record or `null`;
  * - `putIfAbsent(key, record)` creates the record if there is none;
@@ -17,82 +13,22 @@
  * A conditional write resolves to `{done: true}`, or `{done: false, current}` with the
  * record found (`null` when there is none). An adapter that cannot carry an operation out
  * throws `StoreError` with `kind` `unavailable` (surely not carried out) or `lost` (sent,
- * no reply). The engine decides everything else: it emits operations in the core's JSON
- * form and `applyStoreOp` carries one out and returns the reply; no error thrown by a
- * failing store escapes it.
+ * no reply). Adapters never interpret a record: they keep what they are given as JSON and
+ * pass what they read back to the core (`recordFromText`), which parses and validates it.
+ * The lane bounds every call by the policy's `lease.store_timeout_ms` (see `lease.js`).
  *
- * Adapters never retry on their own (the clients they build are set up that way): a
+ * Adapters never retry on their own (the clients they build are set up that way); a
  * retried conditional write whose first try landed would be refused with the writer's own
- * record. `applyStoreOp` also recognises that case (a refusal that found exactly the
- * record written) and reports it as done, so a client that does retry stays correct.
+ * record, which the core counts as done.
  *
  * @module writelane/stores
  */
 
-const { randomInt } = require('node:crypto');
 const { UsageError, StoreError, describe } = require('./errors.js');
-
-/** The fields of a record, in order. */
-const FIELDS = Object.freeze(['owner', 'epoch', 'rvn', 'lease_ms', 'committed_token', 'holder']);
-const FIELD_SET = new Set(FIELDS);
-const NUMBER_FIELDS = new Set(['epoch', 'rvn', 'lease_ms']);
-const NULLABLE_FIELDS = new Set(['committed_token', 'holder']);
+const { DEFAULT_STORE_TIMEOUT_MS, recordFromText } = require('./lease.js');
 
 /** Node socket errors raised before a request was sent: the store surely did nothing. */
 const BEFORE_SEND = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
-
-function recordError(what, rule) {
-  return new UsageError(`${what}: ${rule}`, 'invalid_record', what);
-}
-
-/**
- * Check that `record` is a lease record (the six fields, nothing else, integers from 0 to
- * 2^53-1) and return a plain copy of it. Throws `UsageError` (kind `invalid_record`)
- * naming the field.
- * @param {unknown} record
- * @param {string} [what] how to name the record in messages
- * @returns {LeaseRecord}
- */
-function checkRecord(record, what = 'record') {
-  if (record === null || typeof record !== 'object' || Array.isArray(record)) {
-    throw recordError(what, `expected an object, found ${describe(record)}`);
-  }
-  for (const name in record) {
-    if (!FIELD_SET.has(name) && Object.hasOwn(record, name)) throw recordError(`${what}.${name}`, 'unknown field');
-  }
-  const out = {};
-  for (const name of FIELDS) {
-    if (!(name in record)) throw recordError(`${what}.${name}`, 'missing');
-    const value = record[name];
-    if (name === 'owner') {
-      if (typeof value !== 'string') throw recordError(`${what}.owner`, `expected a string, found ${describe(value)}`);
-    } else if (NULLABLE_FIELDS.has(name)) {
-      if (value !== null && typeof value !== 'string') {
-        throw recordError(`${what}.${name}`, `expected a string or null, found ${describe(value)}`);
-      }
-    } else if (!Number.isSafeInteger(value) || value < 0) {
-      throw recordError(`${what}.${name}`, `expected a whole number from 0 to 2^53-1, found ${typeof value === 'number' ? value : describe(value)}`);
-    }
-    out[name] = value;
-  }
-  return out;
-}
-
-/**
- * Check a record read back from a store: a malformed one (written by hand, or by
- * something else) throws `StoreError` (`unavailable`) naming the key and the field, so
- * writers wait and then give up without writing.
- * @param {unknown} value
- * @param {string} key
- * @returns {LeaseRecord}
- */
-function storedRecord(value, key) {
-  try {
-    return checkRecord(value, `stored record at ${JSON.stringify(key)}`);
-  } catch (e) {
-    throw new StoreError('unavailable', e.message);
-  }
-}
 
 /** Check a store key: a non-empty string. */
 function checkKey(key) {
@@ -102,149 +38,22 @@ function checkKey(key) {
   return key;
 }
 
-/** Check an expected record version number. */
+/** Check an expected record version number (a JavaScript number holds it exactly). */
 function checkRvn(rvn) {
   if (!Number.isSafeInteger(rvn) || rvn < 0) {
-    throw new UsageError(`expected_rvn must be a whole number from 0 to 2^53-1, got ${typeof rvn === 'number' ? rvn : describe(rvn)}`,
-      'invalid_argument', 'expected_rvn');
+    throw new UsageError(`expectedRvn must be a whole number from 0 to 2^53-1, got ${typeof rvn === 'number' ? rvn : describe(rvn)}`,
+      'invalid_argument', 'expectedRvn');
   }
   return rvn;
 }
 
-function sameRecord(a, b) {
-  return a !== null && b !== null && FIELDS.every((f) => a[f] === b[f]);
-}
-
-/** Check what an adapter's conditional write resolved to. */
-function writeResult(result, key) {
-  if (result === null || typeof result !== 'object' || typeof result.done !== 'boolean') {
-    throw new StoreError('lost', `the adapter resolved a conditional write to ${describe(result)}, not {done, current}`);
+/** A record as the JSON text stores keep. */
+function recordText(record) {
+  const text = JSON.stringify(record);
+  if (typeof text !== 'string') {
+    throw new UsageError(`record must be a lease record, got ${describe(record)}`, 'invalid_argument', 'record');
   }
-  if (result.done) return { done: true, current: null };
-  const current = result.current === null || result.current === undefined ? null : storedRecord(result.current, key);
-  return { done: false, current };
-}
-
-/**
- * Check an operation in the core's JSON form; throws `UsageError` naming the field.
- * @param {unknown} operation
- */
-function checkOperation(operation) {
-  if (operation === null || typeof operation !== 'object' || Array.isArray(operation)) {
-    throw new UsageError(`operation must be an object, got ${describe(operation)}`, 'invalid_argument', 'operation');
-  }
-  const key = checkKey(operation.key);
-  switch (operation.op) {
-    case 'get':
-      return { op: 'get', key };
-    case 'put_if_absent':
-      return { op: 'put_if_absent', key, record: checkRecord(operation.record, 'operation.record') };
-    case 'compare_and_swap':
-      return {
-        op: 'compare_and_swap',
-        key,
-        expected_rvn: checkRvn(operation.expected_rvn),
-        record: checkRecord(operation.record, 'operation.record'),
-      };
-    default:
-      throw new UsageError(`operation.op must be get, put_if_absent or compare_and_swap, got ${JSON.stringify(operation.op)}`,
-        'invalid_argument', 'operation.op');
-  }
-}
-
-/** Settle with the adapter's promise, or reject with a `lost` StoreError after `ms`. */
-function withTimeout(promise, ms) {
-  if (ms === undefined) return promise;
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new StoreError('lost', `no reply within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/**
- * Carry out one store operation and report the error behind a `lost` or `unavailable`
- * reply as well (the lane keeps it as the cause of a give-up). `trusted`: the operation
- * comes straight from the engine (already in the checked form), so it is not checked
- * again. `timeoutMs`: an adapter that has not answered by then counts as `lost` (its
- * late answer is ignored; the engine reads the record back).
- * @param {LeaseStore} store
- * @param {object} operation
- * @param {boolean} [trusted]
- * @param {number} [timeoutMs]
- * @returns {Promise<{reply: object, error: unknown}>}
- */
-async function applyStoreOpDetailed(store, operation, trusted = false, timeoutMs = undefined) {
-  const op = trusted ? operation : checkOperation(operation);
-  try {
-    if (op.op === 'get') {
-      const found = await withTimeout(store.get(op.key), timeoutMs);
-      const record = found === null || found === undefined ? null : storedRecord(found, op.key);
-      return { reply: { reply: 'found', record }, error: undefined };
-    }
-    const result = writeResult(await withTimeout(op.op === 'put_if_absent'
-      ? store.putIfAbsent(op.key, op.record)
-      : store.compareAndSwap(op.key, op.expected_rvn, op.record), timeoutMs), op.key);
-    // Refused by exactly the record we wrote (its rvn is random): an earlier try landed.
-    if (result.done || sameRecord(result.current, op.record)) return { reply: { reply: 'done' }, error: undefined };
-    return { reply: { reply: 'refused', current: result.current }, error: undefined };
-  } catch (e) {
-    // Anything but a StoreError may have happened after the request went out.
-    const kind = e instanceof StoreError ? e.kind : 'lost';
-    return { reply: { reply: kind }, error: e };
-  }
-}
-
-/**
- * Carry out one store operation in the core's JSON form with `store` and resolve to the
- * reply in the core's JSON form:
- *
- * - `{op: "get", key}` -> `{reply: "found", record}` (`record` is `null` when none);
- * - `{op: "put_if_absent", key, record}` and `{op: "compare_and_swap", key, expected_rvn,
- *   record}` -> `{reply: "done"}` or `{reply: "refused", current}`;
- * - a store that fails gives `{reply: "unavailable"}` or `{reply: "lost"}`: no error the
- *   adapter throws escapes (a malformed operation rejects with `UsageError`).
- * @param {LeaseStore} store
- * @param {object} operation
- * @returns {Promise<object>}
- */
-async function applyStoreOp(store, operation) {
-  return (await applyStoreOpDetailed(store, operation)).reply;
-}
-
-/**
- * Free a stuck lease at `key` safely, for an operator who has made sure its holder is
- * gone. The record is replaced by compare-and-swap, never deleted: the owner and holder
- * are cleared, the epoch bumped (so the stuck holder's fence is stale), the committed
- * token cleared (the stuck holder's write may or may not have landed: the next writer
- * reads the entity first). Resolves to the record written, or `null` when there is no
- * record or it is already released. With `expectedRvn` it frees only the record you
- * inspected. Rejects with `StoreError` (`kind` `changed`) if the record changed
- * meanwhile, or with the adapter's `StoreError`.
- * @param {LeaseStore} store
- * @param {string} key
- * @param {{expectedRvn?: number}} [options]
- * @returns {Promise<LeaseRecord | null>}
- */
-async function forceRelease(store, key, options = {}) {
-  checkKey(key);
-  const found = await store.get(key);
-  const current = found === null || found === undefined ? null : storedRecord(found, key);
-  if (current === null || current.owner === '') return null;
-  const expected = options?.expectedRvn === undefined ? current.rvn : checkRvn(options.expectedRvn);
-  const released = {
-    ...current,
-    owner: '',
-    holder: null,
-    committed_token: null,
-    epoch: current.epoch + 1,
-    rvn: randomInt(1, 2 ** 48) * 32 + randomInt(0, 32),
-  };
-  const result = writeResult(await store.compareAndSwap(key, expected, released), key);
-  if (!result.done) {
-    throw new StoreError('changed', `${JSON.stringify(key)}: the record changed meanwhile (now ${JSON.stringify(result.current)}); inspect it again`);
-  }
-  return released;
+  return text;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -256,6 +65,7 @@ async function forceRelease(store, key, options = {}) {
  * process that should share leases the way separate machines would.
  */
 class MemoryStore {
+  /** Per key: the record's JSON text and the rvn it was written with. */
   #records = new Map();
 
   /**
@@ -265,7 +75,7 @@ class MemoryStore {
    */
   async get(key) {
     const found = this.#records.get(checkKey(key));
-    return found === undefined ? null : { ...found };
+    return found === undefined ? null : recordFromText(found.text, key);
   }
 
   /**
@@ -276,10 +86,10 @@ class MemoryStore {
    */
   async putIfAbsent(key, record) {
     checkKey(key);
-    const copy = checkRecord(record);
+    const text = recordText(record);
     const found = this.#records.get(key);
-    if (found !== undefined) return { done: false, current: { ...found } };
-    this.#records.set(key, copy);
+    if (found !== undefined) return { done: false, current: recordFromText(found.text, key) };
+    this.#records.set(key, { text, rvn: record.rvn });
     return { done: true };
   }
 
@@ -293,18 +103,18 @@ class MemoryStore {
   async compareAndSwap(key, expectedRvn, record) {
     checkKey(key);
     checkRvn(expectedRvn);
-    const copy = checkRecord(record);
+    const text = recordText(record);
     const found = this.#records.get(key);
     if (found === undefined || found.rvn !== expectedRvn) {
-      return { done: false, current: found === undefined ? null : { ...found } };
+      return { done: false, current: found === undefined ? null : recordFromText(found.text, key) };
     }
-    this.#records.set(key, copy);
+    this.#records.set(key, { text, rvn: record.rvn });
     return { done: true };
   }
 
-  /** A copy of every record, by key. */
+  /** Every record as stored (parsed JSON, not checked), by key. */
   snapshot() {
-    return Object.fromEntries([...this.#records].map(([k, r]) => [k, { ...r }]));
+    return Object.fromEntries([...this.#records].map(([k, r]) => [k, JSON.parse(r.text)]));
   }
 }
 
@@ -368,9 +178,11 @@ class RedisStore {
    *   `client`: an ioredis client of yours (use `enableOfflineQueue: false` and
    *   `autoResendUnfulfilledCommands: false` so that nothing is sent twice); otherwise
    *   one is made from `url` or `host`/`port` (127.0.0.1:6379), with those settings and
-   *   `commandTimeoutMs` (default 2000) as its command timeout. `prefix` (default
-   *   `writelane:lease:`) goes before every key. `connectTimeoutMs` (default 2000) bounds the wait for a
-   *   connection before an operation reports `unavailable`.
+   *   `commandTimeoutMs` as its command timeout. `prefix` (default `writelane:lease:`)
+   *   goes before every key. `connectTimeoutMs` bounds the wait for a connection before
+   *   an operation reports `unavailable`. Both default to the core's store timeout (the
+   *   default policy's `lease.store_timeout_ms`); a lane bounds every call by its own
+   *   policy's `lease.store_timeout_ms` in any case.
    */
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') {
@@ -379,8 +191,8 @@ class RedisStore {
     const prefix = options.prefix ?? DEFAULT_REDIS_PREFIX;
     if (typeof prefix !== 'string') throw new UsageError(`options.prefix must be a string, got ${describe(prefix)}`, 'invalid_argument', 'options.prefix');
     this.#prefix = prefix;
-    this.#connectTimeoutMs = positiveMs(options.connectTimeoutMs, 'options.connectTimeoutMs', 2000);
-    const commandTimeout = positiveMs(options.commandTimeoutMs, 'options.commandTimeoutMs', 2000);
+    this.#connectTimeoutMs = positiveMs(options.connectTimeoutMs, 'options.connectTimeoutMs', DEFAULT_STORE_TIMEOUT_MS);
+    const commandTimeout = positiveMs(options.commandTimeoutMs, 'options.commandTimeoutMs', DEFAULT_STORE_TIMEOUT_MS);
     if (options.client !== undefined && options.client !== null) {
       const c = options.client;
       if (typeof c !== 'object' || typeof c.eval !== 'function' || typeof c.set !== 'function') {
@@ -462,13 +274,7 @@ class RedisStore {
 
   #parse(text, key) {
     if (text === null || text === undefined) return null;
-    let value;
-    try {
-      value = JSON.parse(text);
-    } catch (e) {
-      throw new StoreError('unavailable', `stored record at ${JSON.stringify(key)} is not JSON: ${e.message}`);
-    }
-    return storedRecord(value, key);
+    return recordFromText(String(text), key);
   }
 
   /**
@@ -489,7 +295,7 @@ class RedisStore {
    */
   async putIfAbsent(key, record) {
     checkKey(key);
-    const text = JSON.stringify(checkRecord(record));
+    const text = recordText(record);
     const old = await this.#call((c) => c.set(this.#prefix + key, text, 'NX', 'GET'));
     if (old === null) return { done: true };
     return { done: false, current: this.#parse(old, key) };
@@ -505,7 +311,7 @@ class RedisStore {
   async compareAndSwap(key, expectedRvn, record) {
     checkKey(key);
     checkRvn(expectedRvn);
-    const text = JSON.stringify(checkRecord(record));
+    const text = recordText(record);
     const out = await this.#call((c) => c.eval(CAS_SCRIPT, 1, this.#prefix + key, String(expectedRvn), text));
     if (!Array.isArray(out)) throw new StoreError('lost', `the compare-and-swap script returned ${describe(out)}`);
     if (out[0] === 1) return { done: true };
@@ -540,26 +346,27 @@ function toItem(key, record) {
   };
 }
 
-function fromItem(item, key) {
-  const bad = (field, rule) => new StoreError('unavailable', `stored record at ${JSON.stringify(key)}.${field}: ${rule}`);
-  const record = {};
-  for (const field of FIELDS) {
-    const a = item[field];
-    if (NULLABLE_FIELDS.has(field)) {
-      if (a === undefined || a.NULL === true) record[field] = null;
-      else if (typeof a.S === 'string') record[field] = a.S;
-      else throw bad(field, 'expected a string (S) or NULL');
-    } else if (NUMBER_FIELDS.has(field)) {
-      if (a === undefined || typeof a.N !== 'string' || !/^\d+$/.test(a.N)) throw bad(field, 'expected a whole number (N)');
-      const n = Number(a.N);
-      if (!Number.isSafeInteger(n)) throw bad(field, 'must be at most 2^53-1');
-      record[field] = n;
-    } else {
-      if (a === undefined || typeof a.S !== 'string') throw bad(field, 'expected a string (S)');
-      record[field] = a.S;
-    }
+/**
+ * The record of an item as JSON text, for the core to parse and validate: `S` becomes a
+ * JSON string, `N` (digits) a JSON number with its digits unchanged, `NULL` null; a
+ * missing attribute is left out. Nothing is checked here.
+ */
+function itemText(item) {
+  const fields = [];
+  for (const [name, a] of Object.entries(item)) {
+    if (name === 'key' || a === null || typeof a !== 'object') continue;
+    let value;
+    if (typeof a.S === 'string') value = JSON.stringify(a.S);
+    else if (typeof a.N === 'string') value = /^\d+$/.test(a.N) ? a.N : JSON.stringify(a.N);
+    else if (a.NULL === true) value = 'null';
+    else value = JSON.stringify(a);
+    fields.push(`${JSON.stringify(name)}:${value}`);
   }
-  return record;
+  return `{${fields.join(',')}}`;
+}
+
+function fromItem(item, key) {
+  return recordFromText(itemText(item), key);
 }
 
 /** `unavailable` or `lost` for an error of an AWS SDK v3 call. */
@@ -596,7 +403,8 @@ class DynamoDBStore {
    *   `client`: a `DynamoDBClient` of yours (give it `maxAttempts: 1`: the engine does
    *   its own retrying); otherwise one is made with `maxAttempts: 1` from `region`,
    *   `endpoint` and `credentials` (the SDK's defaults when absent) and a request
-   *   timeout of `requestTimeoutMs` (default 2000).
+   *   timeout of `requestTimeoutMs` (default: the core's store timeout, the default
+   *   policy's `lease.store_timeout_ms`).
    */
   constructor(options) {
     if (options === null || typeof options !== 'object') {
@@ -607,7 +415,7 @@ class DynamoDBStore {
     }
     this.#table = options.table;
     this.#sdk = optionalModule('@aws-sdk/client-dynamodb', 'DynamoDBStore');
-    const timeout = positiveMs(options.requestTimeoutMs, 'options.requestTimeoutMs', 2000);
+    const timeout = positiveMs(options.requestTimeoutMs, 'options.requestTimeoutMs', DEFAULT_STORE_TIMEOUT_MS);
     if (options.client !== undefined && options.client !== null) {
       if (typeof options.client.send !== 'function') {
         throw new UsageError('options.client must be a DynamoDBClient', 'invalid_argument', 'options.client');
@@ -691,7 +499,7 @@ class DynamoDBStore {
   async #put(key, record, condition, names, values) {
     const input = {
       TableName: this.#table,
-      Item: toItem(key, checkRecord(record)),
+      Item: toItem(key, record),
       ConditionExpression: condition,
       ExpressionAttributeNames: names,
       ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
@@ -752,11 +560,6 @@ class DynamoDBStore {
  */
 
 module.exports = {
-  FIELDS,
-  checkRecord,
-  applyStoreOp,
-  applyStoreOpDetailed,
-  forceRelease,
   MemoryStore,
   RedisStore,
   DynamoDBStore,

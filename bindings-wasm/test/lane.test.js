@@ -268,16 +268,32 @@ test('an abort while queued, or before the call, gives up without writing', asyn
   assert.equal(wrote, false);
 });
 
-test('an abort during a write waits for the write: a landed write is reported', async () => {
+test('an abort during a write holds the lane until the write settles, then gives up cancelled', async () => {
+  // The lane cannot know whether an aborted write landed: it waits for the write (so no
+  // other writer overlaps it), does not use its result, and the next writer reads first.
   const lane = new Lane('iam', { seed: 1 });
   const controller = new AbortController();
+  const log = [];
   const run = lane.run('role/app', async (_, ctx) => {
     assert.equal(ctx.signal, controller.signal);
-    controller.abort();
+    controller.abort(new Error('deploy cancelled'));
     await sleep(10);
+    log.push('first settled');
+    ctx.setToken('t1');
     return 'landed';
-  }, { signal: controller.signal });
-  assert.equal(await run, 'landed');
+  }, { signal: controller.signal, read: async () => 'v1' });
+  const next = lane.run('role/app', async (_, ctx) => {
+    log.push(`second writes on ${ctx.baseToken}`);
+  }, { read: async () => 'v2' });
+  await assert.rejects(run, (e) => {
+    assert.ok(e instanceof GaveUpError, String(e));
+    assert.equal(e.reason, 'cancelled');
+    assert.equal(e.attempts, 1);
+    assert.equal(e.cause.message, 'deploy cancelled');
+    return true;
+  });
+  await next;
+  assert.deepEqual(log, ['first settled', 'second writes on v2'], 'the token of the aborted write was not handed on');
 });
 
 test('bad arguments are refused with UsageError naming the field', async () => {

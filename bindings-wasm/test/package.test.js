@@ -50,15 +50,27 @@ test('the tarball holds the runtime files only', () => {
   const listing = run('tar', ['-tzf', tarball]).trim().split('\n').sort();
   assert.deepEqual(listing, [
     'package/README.md',
+    'package/js/clock.js',
+    'package/js/engine.js',
     'package/js/errors.js',
+    'package/js/failure.js',
     'package/js/index.d.ts',
     'package/js/index.js',
     'package/js/index.mjs',
+    'package/js/lane.js',
+    'package/js/lease.js',
+    'package/js/native.js',
+    'package/js/policy.js',
+    'package/js/run.js',
     'package/js/stores.js',
+    'package/js/strategy.js',
     'package/package.json',
     'package/pkg/writelane_wasm.js',
     'package/pkg/writelane_wasm_bg.wasm',
   ]);
+  for (const file of fs.readdirSync(path.join(root, 'js'))) {
+    assert.ok(listing.includes(`package/js/${file}`), `js/${file} is packed (package.json "files")`);
+  }
   const manifest = JSON.parse(fs.readFileSync(path.join(app, 'node_modules', 'writelane', 'package.json'), 'utf8'));
   assert.equal(manifest.types, './js/index.d.ts');
   assert.deepEqual(Object.keys(manifest.exports['.']).sort(), ['import', 'require', 'types']);

@@ -54,6 +54,15 @@ test('a store given to a lane turns on shared lanes; shared lanes need a store',
   const lane = new Lane('iam', { store: new MemoryStore(), owner: 'runner-7' });
   assert.equal(lane.policy.toJSON().lanes.mode, 'shared');
   assert.equal(lane.owner, 'runner-7');
+  // Whatever the policy said: aws-standard has no lanes, an explicit local mode is local.
+  for (const policy of ['aws-standard', { lanes: { mode: 'local' } }, { lanes: { mode: 'none' } }]) {
+    assert.equal(new Lane(policy, { store: new MemoryStore() }).policy.toJSON().lanes.mode, 'shared');
+  }
+  // The default owner is the core's HOST:PID:16-hex-digits, different per lane.
+  const a = new Lane('iam', { store: new MemoryStore() });
+  const b = new Lane('iam', { store: new MemoryStore() });
+  assert.match(a.owner, new RegExp(`^[!-9;-~]+:${process.pid}:[0-9a-f]{16}$`));
+  assert.notEqual(a.owner, b.owner);
   assert.throws(() => new Lane({ lanes: { mode: 'shared' } }), (e) => e instanceof UsageError && e.field === 'options.store');
   assert.throws(() => new Lane('iam', { store: { get() {} } }), (e) => e instanceof UsageError && e.field === 'options.store');
   assert.throws(() => new Lane('iam', { store: new MemoryStore(), owner: '' }), (e) => e instanceof UsageError && e.kind === 'invalid_owner');
@@ -204,7 +213,8 @@ test('dropped store replies are resolved by reading the record back', async () =
 test('a store that never answers: each operation times out as lost and the writer gives up without writing', async () => {
   const hang = () => new Promise(() => {});
   const store = { get: hang, putIfAbsent: hang, compareAndSwap: hang };
-  const lane = new Lane({ ...FAST }, { store, storeTimeoutMs: 50 });
+  const lane = new Lane({ ...FAST, lease: { ...FAST.lease, store_timeout_ms: 50 } }, { store });
+  assert.equal(lane.policy.toJSON().lease.store_timeout_ms, 50);
   let writes = 0;
   const started = Date.now();
   await assert.rejects(lane.run('role/app', async () => { writes += 1; }), (e) => {
@@ -215,5 +225,7 @@ test('a store that never answers: each operation times out as lost and the write
   });
   assert.equal(writes, 0);
   assert.ok(Date.now() - started < 5000, 'bounded by unavailable_ms and the store timeout');
-  assert.throws(() => new Lane('iam', { store: new MemoryStore(), storeTimeoutMs: 0 }), (e) => e.field === 'options.storeTimeoutMs');
+  // The bound is the policy's, one field for every binding; the old per-lane option is refused.
+  assert.throws(() => new Lane('iam', { store: new MemoryStore(), storeTimeoutMs: 50 }), (e) => e instanceof UsageError && e.field === 'options.storeTimeoutMs');
+  assert.throws(() => new Lane({ ...FAST, lease: { ...FAST.lease, store_timeout_ms: 1500 } }, { store }), (e) => e.path === 'lease.store_timeout_ms');
 });

@@ -196,12 +196,12 @@ for (const adapter of adapters) {
       assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: null });
     });
 
-    test('records round-trip all six fields, nulls, empty owner and 2^53-1', async () => {
+    test('records round-trip all six fields, nulls, empty owner and the largest values', async () => {
       const key = freshKey();
       const samples = [
         record({ committed_token: null, holder: null }),
-        record({ owner: '', epoch: 0, rvn: Number.MAX_SAFE_INTEGER, lease_ms: 1, committed_token: 'c1:sha256:00ff', holder: 'host é ☃ "quoted" \\ run 12' }),
-        record({ epoch: Number.MAX_SAFE_INTEGER, rvn: 0, committed_token: '', holder: '' }),
+        record({ owner: '', epoch: 1, rvn: Number.MAX_SAFE_INTEGER, lease_ms: 1, committed_token: 'c1:sha256:00ff', holder: 'host é ☃ "quoted" \\ run 12' }),
+        record({ epoch: Number.MAX_SAFE_INTEGER, rvn: 1, committed_token: '', holder: '' }),
       ];
       await applyStoreOp(store, put(key, samples[0]));
       assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: samples[0] });
@@ -231,23 +231,21 @@ for (const adapter of adapters) {
     });
 
     test('forceRelease frees a stuck lease by compare-and-swap, bumping the epoch', async () => {
-      assert.equal(await forceRelease(store, freshKey()), null, 'no record: nothing to free');
+      assert.deepEqual(await forceRelease(store, freshKey()), { result: 'no_record' });
       const key = freshKey();
       const stuck = record({ epoch: 7, committed_token: 'c1:sha256:cd' });
       await applyStoreOp(store, put(key, stuck));
-      await assert.rejects(forceRelease(store, key, { expectedRvn: stuck.rvn + 1 }), (e) => {
-        assert.ok(e instanceof StoreError, String(e));
-        assert.equal(e.kind, 'changed');
-        return true;
-      });
+      assert.deepEqual(await forceRelease(store, key, { expectedRvn: stuck.rvn + 1 }), { result: 'changed', current: stuck });
       assert.deepEqual((await applyStoreOp(store, get(key))).record, stuck, 'a refused force-release changes nothing');
       const freed = await forceRelease(store, key, { expectedRvn: stuck.rvn });
-      assert.deepEqual({ ...freed, rvn: 0 }, { ...stuck, owner: '', holder: null, committed_token: null, epoch: 8, rvn: 0 });
-      assert.notEqual(freed.rvn, stuck.rvn);
-      assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: freed });
-      assert.equal(await forceRelease(store, key), null, 'already released');
+      assert.equal(freed.result, 'released');
+      assert.deepEqual({ ...freed.record, rvn: 0 }, { ...stuck, owner: '', holder: null, committed_token: null, epoch: 8, rvn: 0 });
+      assert.notEqual(freed.record.rvn, stuck.rvn);
+      assert.ok(Number.isSafeInteger(freed.record.rvn) && freed.record.rvn > 0);
+      assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: freed.record });
+      assert.deepEqual(await forceRelease(store, key), { result: 'already_free', record: freed.record });
       // The stuck holder's renewal or release is refused now.
-      assert.deepEqual(await applyStoreOp(store, cas(key, stuck.rvn, { ...stuck, rvn: 1 })), { reply: 'refused', current: freed });
+      assert.deepEqual(await applyStoreOp(store, cas(key, stuck.rvn, { ...stuck, rvn: 1 })), { reply: 'refused', current: freed.record });
     });
 
     test('concurrent put_if_absent: exactly one creates the record', async () => {
@@ -389,17 +387,19 @@ for (const adapter of adapters) {
 }
 
 describe('applyStoreOp', () => {
-  test('a malformed operation is a UsageError naming the field', async () => {
+  test('a malformed operation is a UsageError naming the field, as the core checks it', async () => {
     const store = new MemoryStore();
     const cases = [
       [null, 'operation'],
-      [{ op: 'get' }, 'key'],
+      [{ op: 'get' }, 'operation.key'],
       [{ op: 'delete', key: 'k' }, 'operation.op'],
-      [{ op: 'compare_and_swap', key: 'k', expected_rvn: -1, record: record() }, 'expected_rvn'],
-      [{ op: 'compare_and_swap', key: 'k', expected_rvn: 1.5, record: record() }, 'expected_rvn'],
+      [{ op: 'compare_and_swap', key: 'k', expected_rvn: -1, record: record() }, 'operation.expected_rvn'],
+      [{ op: 'compare_and_swap', key: 'k', expected_rvn: 1.5, record: record() }, 'operation.expected_rvn'],
       [{ op: 'put_if_absent', key: 'k', record: { ...record(), rvn: 2 ** 53 } }, 'operation.record.rvn'],
-      [{ op: 'put_if_absent', key: 'k', record: { ...record(), extra: 1 } }, 'operation.record.extra'],
-      [{ op: 'put_if_absent', key: 'k', record: { ...record(), holder: 3 } }, 'operation.record.holder'],
+      [{ op: 'put_if_absent', key: 'k', record: { ...record(), epoch: 0 } }, 'operation.record.epoch'],
+      [{ op: 'put_if_absent', key: 'k', record: { ...record(), extra: 1 } }, 'operation.record'],
+      [{ op: 'put_if_absent', key: 'k', record: { ...record(), holder: 3 } }, 'operation.record'],
+      [{ op: 'get', key: 10n }, 'operation'],
     ];
     for (const [op, field] of cases) {
       await assert.rejects(applyStoreOp(store, op), (e) => {
@@ -408,6 +408,14 @@ describe('applyStoreOp', () => {
         return true;
       });
     }
+    await assert.rejects(applyStoreOp(store, get('k'), { timeoutMs: 0 }), (e) => e.field === 'options.timeoutMs');
+  });
+
+  test('an adapter that does not answer within the timeout is a lost reply', async () => {
+    const hang = { get: () => new Promise(() => {}), putIfAbsent: async () => ({ done: true }), compareAndSwap: async () => ({ done: true }) };
+    const started = Date.now();
+    assert.deepEqual(await applyStoreOp(hang, get('k'), { timeoutMs: 30 }), { reply: 'lost' });
+    assert.ok(Date.now() - started < 1000);
   });
 
   test('errors of an adapter become unavailable or lost replies', async () => {
@@ -434,27 +442,30 @@ describe('applyStoreOp', () => {
     assert.deepEqual(await applyStoreOp(garbage, cas('k', 1, r)), { reply: 'unavailable' });
   });
 
-  test('a refusal that found exactly the record written is done (a retried write landed)', async () => {
+  test('a refusal is passed on as it is: the core decides what a refusal by our own record means', async () => {
     const r = record();
     const retried = {
+      get: async () => null,
       putIfAbsent: async (key, rec) => ({ done: false, current: { ...rec } }),
       compareAndSwap: async (key, rvn, rec) => ({ done: false, current: { ...rec } }),
     };
-    assert.deepEqual(await applyStoreOp(retried, put('k', r)), { reply: 'done' });
-    assert.deepEqual(await applyStoreOp(retried, cas('k', 1, r)), { reply: 'done' });
-    const other = { compareAndSwap: async () => ({ done: false, current: { ...r, rvn: r.rvn + 1 } }) };
-    assert.deepEqual(await applyStoreOp(other, cas('k', 1, r)), { reply: 'refused', current: { ...r, rvn: r.rvn + 1 } });
+    assert.deepEqual(await applyStoreOp(retried, put('k', r)), { reply: 'refused', current: r });
+    assert.deepEqual(await applyStoreOp(retried, cas('k', 1, r)), { reply: 'refused', current: r });
   });
 
-  test('checkRecord copies a valid record and names the broken field', () => {
+  test('records an adapter returns are checked by the core, naming the field', async () => {
     const r = record();
+    const bad = { get: async () => ({ ...r, lease_ms: 0 }), putIfAbsent: async () => ({ done: true }), compareAndSwap: async () => ({ done: true }) };
+    assert.deepEqual(await applyStoreOp(bad, get('k')), { reply: 'unavailable' });
     const copy = checkRecord(r);
     assert.deepEqual(copy, r);
     assert.notEqual(copy, r);
     const { holder, ...noHolder } = r;
     assert.equal(holder, r.holder);
-    assert.throws(() => checkRecord(noHolder), (e) => e instanceof UsageError && e.kind === 'invalid_record' && e.field === 'record.holder');
-    assert.throws(() => checkRecord({ ...r, epoch: -1 }), (e) => e.field === 'record.epoch');
+    assert.deepEqual(checkRecord(noHolder), { ...r, holder: null }, 'a missing holder is none');
+    assert.throws(() => checkRecord({ ...r, epoch: 0 }), (e) => e instanceof UsageError && e.kind === 'invalid_record' && e.field === 'record.epoch');
+    assert.throws(() => checkRecord({ ...r, rvn: 2 ** 53 }, 'lease'), (e) => e.field === 'lease.rvn');
+    assert.throws(() => checkRecord({ ...r, owner: 'x'.repeat(257) }), (e) => e.field === 'record.owner');
     assert.throws(() => checkRecord([]), (e) => e.field === 'record');
   });
 

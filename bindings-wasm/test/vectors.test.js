@@ -58,7 +58,9 @@ function runEngine(v) {
     try {
       if (step.submit !== undefined) {
         const s = step.submit;
-        const op = engine.submit(s.entity, step.at, { expected: s.expected, deadlineMs: s.deadline_ms, holder: s.holder });
+        const op = engine.submit(s.entity, step.at, {
+          expected: s.expected, deadlineMs: s.deadline_ms, holder: s.holder, noRead: s.no_read,
+        });
         if (step.op !== undefined) assert.equal(op, step.op, `${where}: op id`);
       } else if (step.input !== undefined) {
         engine.handle(step.at, step.input);

@@ -7,7 +7,7 @@ import {
   WritelaneError, GaveUpError, StaleRevisionError, PolicyError, UsageError, RetryRefusedError,
   type Command, type WritelaneEvent, type Stats, type Failure, type RunOptions,
   MemoryStore, RedisStore, DynamoDBStore, StoreError, applyStoreOp, forceRelease,
-  type LeaseStore, type LeaseRecord, type StoreReply,
+  type LeaseStore, type LeaseRecord, type StoreReply, type ForceReleaseResult, type Clock,
 } from 'writelane';
 
 const lane = new Lane('iam', { seed: 42 });
@@ -62,6 +62,7 @@ async function attach(document: string, signal: AbortSignal): Promise<PutRolePol
 
 function drive(engine: Engine, now: number): number | null {
   const op: number = engine.submit('role/app', now, { expected: null });
+  engine.submit('role/blind', now, { noRead: true });
   for (let c: Command | null = engine.pollCommand(); c !== null; c = engine.pollCommand()) {
     switch (c.type) {
       case 'read':
@@ -127,8 +128,9 @@ async function leases(): Promise<void> {
     if (!created.done) console.log(created.current?.owner);
     const reply: StoreReply = await applyStoreOp(store, { op: 'compare_and_swap', key: 'role/app', expected_rvn: 7, record });
     if (reply.reply === 'refused') console.log(reply.current?.epoch);
-    const freed: LeaseRecord | null = await forceRelease(store, 'role/app', { expectedRvn: 7 });
-    void freed;
+    const freed: ForceReleaseResult = await forceRelease(store, 'role/app', { expectedRvn: 7 });
+    if (freed.result === 'released') console.log(freed.record.epoch);
+    else if (freed.result === 'changed') console.log(freed.current?.rvn);
   }
   try {
     await new DynamoDBStore({ table: 't' }).createTable({ waitMs: 1000 });
@@ -137,3 +139,14 @@ async function leases(): Promise<void> {
   }
 }
 void leases;
+
+// A lane on an injected clock: virtual time for tests and simulations.
+let virtualNow = 0;
+const clock: Clock = {
+  nowMs: () => virtualNow,
+  sleep: async (ms: number, signal: AbortSignal) => {
+    if (!signal.aborted) virtualNow += ms;
+  },
+};
+const timed = new Lane({ lease: { store_timeout_ms: 500 } }, { clock, store: new MemoryStore() });
+void timed.run('role/app', async (attempt) => attempt).then((n: number) => n + timed.policy.toJSON().lease.store_timeout_ms);
