@@ -47,4 +47,21 @@ function clockOf(options, field = 'options.clock') {
   return clock;
 }
 
-module.exports = { systemClock, clockOf };
+/**
+ * Call `wake` once `ms` have passed on `clock`; returns a function that cancels it. On
+ * the system clock this is a bare timer (an AbortController costs more than a decision).
+ */
+function startTimer(clock, ms, wake) {
+  if (clock === systemClock) {
+    const handle = setTimeout(wake, ms);
+    return () => clearTimeout(handle);
+  }
+  const controller = new AbortController();
+  const fire = () => {
+    if (!controller.signal.aborted) wake();
+  };
+  Promise.resolve(clock.sleep(ms, controller.signal)).then(fire, fire);
+  return () => controller.abort();
+}
+
+module.exports = { systemClock, clockOf, startTimer };

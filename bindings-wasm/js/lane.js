@@ -29,7 +29,7 @@ const {
 const { resolvePolicy, policyForStore } = require('./policy.js');
 const { failureOf, checkClassify, feedFailure } = require('./failure.js');
 const { WriteContext, settleContext, Run } = require('./run.js');
-const { clockOf } = require('./clock.js');
+const { clockOf, startTimer } = require('./clock.js');
 const { checkStore, carryOut, defaultOwner } = require('./lease.js');
 const { RetryStrategy } = require('./strategy.js');
 
@@ -67,7 +67,7 @@ class Lane {
   #entities = new Map();
   #codes = new Map();
   #runs = new Map();
-  #timer = null;
+  #cancelTimer = null;
   #timerAt = -1;
   #strategy = null;
 
@@ -152,27 +152,29 @@ class Lane {
   #arm() {
     const at = this.#runs.size === 0 ? -1 : this.#raw.pollTimeout();
     if (at === this.#timerAt) return;
-    this.#timer?.abort();
-    this.#timer = null;
+    this.#cancelTimer?.();
+    this.#cancelTimer = null;
     this.#timerAt = -1;
     if (at < 0) return;
     const now = this.#clock.nowMs();
     if (at <= now) {
-      this.#raw.handleTimeout(now);
-      this.#pump();
+      this.#fire();
       return;
     }
-    const timer = new AbortController();
-    this.#timer = timer;
     this.#timerAt = at;
-    const fire = () => {
-      if (timer.signal.aborted) return;
-      this.#timer = null;
-      this.#timerAt = -1;
-      if (this.#raw.handleTimeout(this.#clock.nowMs()) === STATUS_ERROR) this.#raw.takeError();
-      this.#pump();
-    };
-    Promise.resolve(this.#clock.sleep(at - now, timer.signal)).then(fire, fire);
+    this.#cancelTimer = startTimer(this.#clock, at - now, this.#onTimer);
+  }
+
+  #onTimer = () => {
+    this.#cancelTimer = null;
+    this.#timerAt = -1;
+    this.#fire();
+  };
+
+  /** Fire the engine's due timers and hand out what they made ready. */
+  #fire() {
+    if (this.#raw.handleTimeout(this.#clock.nowMs()) === STATUS_ERROR) this.#raw.takeError();
+    else this.#pump();
   }
 
   #cancel(run) {

@@ -19,7 +19,7 @@ const os = require('node:os');
 const { randomBytes } = require('node:crypto');
 const { native, isWhole } = require('./native.js');
 const { UsageError, StoreError, describe, argumentError } = require('./errors.js');
-const { systemClock } = require('./clock.js');
+const { systemClock, startTimer } = require('./clock.js');
 
 /** The store timeout of the default policy (the core's), for calls made outside a lane. */
 const DEFAULT_STORE_TIMEOUT_MS = JSON.parse(native.parsePolicy('null')).policy.lease.store_timeout_ms;
@@ -89,16 +89,12 @@ function checkStore(store, field) {
 }
 
 /** The adapter's promise, or a `lost` StoreError once `ms` have passed on `clock`. */
-async function bounded(promise, ms, clock) {
-  const timer = new AbortController();
-  const timeout = clock.sleep(ms, timer.signal).then(() => {
-    if (!timer.signal.aborted) throw new StoreError('lost', `no reply within ${ms} ms (lease.store_timeout_ms)`);
+function bounded(promise, ms, clock) {
+  let cancel;
+  const timeout = new Promise((_, reject) => {
+    cancel = startTimer(clock, ms, () => reject(new StoreError('lost', `no reply within ${ms} ms (lease.store_timeout_ms)`)));
   });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    timer.abort();
-  }
+  return Promise.race([promise, timeout]).finally(cancel);
 }
 
 const DONE = Object.freeze({ reply: 'done' });
