@@ -1,13 +1,30 @@
 """Typed telemetry events, one class per kind of decision the engine records.
 
 :meth:`writelane.Lane.events` drains them. Every event has ``at`` (milliseconds on the
-lane's clock) and ``to_dict()``, which gives the core's JSON form (with ``type``).
+lane's clock) and ``to_dict()``, which gives the core's JSON form (with ``type``). The types
+are checked against the schema the core generates (``tests/schema/events.json``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Dict, Optional, Type
+from typing import Any, ClassVar, Dict, Literal, Optional, Type
+
+#: The budget a retry was refused by.
+BudgetScope = Literal["engine", "entity"]
+#: Why a write gave up.
+GiveUpReason = Literal[
+    "attempts_exhausted",
+    "budget_exhausted",
+    "deadline_exceeded",
+    "fatal",
+    "stale_revision",
+    "cancelled",
+    "lease_lost",
+    "lock_unavailable",
+]
+#: The class the policy put a failure in.
+ErrorClassName = Literal["conflict", "throttle", "transient", "unknown", "fatal"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +95,7 @@ class RetryScheduled(Event):
     at: int
     failures: int
     delay_ms: int
-    error_class: str
+    error_class: ErrorClassName
     cost: int
 
 
@@ -90,7 +107,7 @@ class BudgetRefused(Event):
     op: int
     entity: str
     at: int
-    scope: str
+    scope: BudgetScope
     needed: int
     available: int
 
@@ -127,7 +144,7 @@ class GaveUp(Event):
     entity: str
     at: int
     attempts: int
-    reason: str
+    reason: GiveUpReason
 
 
 @dataclass(frozen=True)
@@ -220,6 +237,9 @@ def from_dict(data: Dict[str, Any]) -> Event:
 
 
 __all__ = [
+    "BudgetScope",
+    "ErrorClassName",
+    "GiveUpReason",
     "Event",
     "Submitted",
     "LaneWaitStarted",
