@@ -3,6 +3,72 @@
 //! The host submits logical writes, drains [`Command`]s and carries them out, feeds back
 //! what it observed as [`Input`]s, and calls [`Engine::handle_timeout`] when
 //! [`Engine::poll_timeout`] says so. The engine never reads a clock, sleeps or performs IO.
+//! The contract the host keeps is written on [`Engine`].
+//!
+//! # Phases
+//!
+//! Each operation is in one phase, and the phase is the whole of where it is: which
+//! command is out, which timer runs, what follows a lease step. What an operation has
+//! learned (attempts, failures, the token its next write is based on) is kept beside it.
+//!
+//! | phase | the operation | command it carries | its timer |
+//! |---|---|---|---|
+//! | `queued` | waits for the entity's lane | — | its deadline, if any |
+//! | `cooling` | holds the lane, waits out a conflict cool-down | — | the end of the cool-down |
+//! | `reading` | reads the entity before a write | `read` | — |
+//! | `reading (readback)` | reads whether a write whose outcome was unknown landed | `read` | — |
+//! | `writing` | writes | `write` | — |
+//! | `backoff` | waits before the next call | — | the end of the backoff, or a lease renewal before it |
+//! | `leasing (store)` | shared lanes: a lease-store operation is out | `store` | — |
+//! | `leasing (timer)` | shared lanes: the lease client waits (a held record, a lock-delay, an unavailable store) | — | the lease client's |
+//! | `finishing` | is over; polling its `finish` command forgets it | `finish` | — |
+//!
+//! # Transitions
+//!
+//! Every transition an input causes, in one table. [`Engine::handle`] and
+//! [`Engine::handle_timeout`] are one `match` each over (phase, input), with an arm per
+//! row naming its step; `timeout` is the operation's timer firing in
+//! [`Engine::handle_timeout`]. A cell not in the table is refused with
+//! [`UsageError::UnexpectedInput`](crate::UsageError::UnexpectedInput) naming what the
+//! phase waits for, and an answer to a command the host has not polled yet with
+//! [`UsageError::CommandNotDrained`](crate::UsageError::CommandNotDrained); both change
+//! nothing. `finishing` accepts no input. A test drives real engines into every phase,
+//! feeds each of the seven inputs, and checks that exactly these cells are accepted and
+//! lead where the table says.
+//!
+//! "Retry" means: the policy allows another call (class, attempts, budgets, deadline) and
+//! the operation enters `backoff`, or reads or writes at once when the delay is 0; else it
+//! gives up. "Write" means: with a shared lease too short for the write, `leasing (store)`
+//! renews it first; else `writing`. Wherever an operation finishes while it holds a shared
+//! lease, it passes through `leasing (store)` to release it first.
+//!
+//! | phase | input | step | next phase | commands |
+//! |---|---|---|---|---|
+//! | `queued` | `timeout` | `lane_deadline`: the deadline came in the queue, give up | `finishing` | `finish` |
+//! | `queued` | `cancel` | `cancel`: give up | `finishing` | `finish` |
+//! | `cooling` | `timeout` | `begin`: acquire the lease (shared lanes), or read, or write | `reading`, `writing`, `leasing (store)` | `read`, `write`, `store` |
+//! | `cooling` | `cancel` | `cancel`: give up | `finishing` | `finish` |
+//! | `reading` | `read_done` | `read_done`: the expected revision, write on it; another, give up | `writing`, `leasing (store)`, `finishing` | `write`, `store`, `finish` |
+//! | `reading` | `read_failed` | `read_failed`: retry, or give up | `backoff`, `reading`, `writing`, `leasing (store)`, `finishing` | `read`, `write`, `store`, `finish` |
+//! | `reading` | `cancel` | `cancel`: give up | `finishing`, `leasing (store)` | `finish`, `store` |
+//! | `reading (readback)` | `read_done` | `read_done`: the write landed, commit; it did not, retry | `finishing`, `leasing (store)`, `backoff`, `reading`, `writing` | `finish`, `store`, `read`, `write` |
+//! | `reading (readback)` | `read_failed` | `read_failed`: retry, or give up | `backoff`, `reading`, `writing`, `leasing (store)`, `finishing` | `read`, `write`, `store`, `finish` |
+//! | `reading (readback)` | `cancel` | `cancel`: give up | `finishing`, `leasing (store)` | `finish`, `store` |
+//! | `writing` | `write_done` | `commit` | `finishing`, `leasing (store)` | `finish`, `store` |
+//! | `writing` | `write_failed` | `write_failed`: unknown outcome, read back; else retry, or give up | `reading (readback)`, `backoff`, `reading`, `writing`, `leasing (store)`, `finishing` | `read`, `write`, `store`, `finish` |
+//! | `writing` | `cancel` | `cancel`: give up | `finishing`, `leasing (store)` | `finish`, `store` |
+//! | `backoff` | `timeout` | `renew_in_backoff`: a renewal falls due first; else `after_backoff`: read or write | `leasing (store)`, `reading`, `writing` | `store`, `read`, `write` |
+//! | `backoff` | `cancel` | `cancel`: give up | `finishing`, `leasing (store)` | `finish`, `store` |
+//! | `leasing (store)` | `store_reply` | `store_replied`: the lease client goes on, or the operation resumes, or gives up (lease lost, store unavailable) | `leasing (store)`, `leasing (timer)`, `reading`, `writing`, `backoff`, `finishing` | `store`, `read`, `write`, `finish` |
+//! | `leasing (store)` | `cancel` | `cancel`: give up, abandoning the store operation | `finishing` | `finish` |
+//! | `leasing (timer)` | `timeout` | `lease_timer`: poll the record again, or the lock-delay is over | `leasing (store)`, `reading`, `writing` | `store`, `read`, `write` |
+//! | `leasing (timer)` | `cancel` | `cancel`: give up | `finishing` | `finish` |
+//!
+//! Two transitions follow no input of the operation's own. [`Engine::submit`] puts an
+//! operation in `queued` when its entity's lane is busy and grants it the lane at once
+//! otherwise; when an operation finishes, the first `queued` one of its entity is granted
+//! the lane. Granting enters `cooling` while a cool-down runs (or gives up at once when the
+//! deadline falls inside it), and otherwise begins as in `cooling`'s `timeout` row.
 
 mod entity;
 mod op;
@@ -16,20 +82,66 @@ use crate::backoff::{plan_retry, refill_on_success, Bucket, Refusal, RetryReques
 use crate::classify::{classify, ErrorClass, Failure};
 use crate::entities::{Entities, EntityId};
 use crate::error::UsageError;
-use crate::lease::{LeaseClient, LeaseEvent};
+use crate::lease::{LeaseClient, LeaseEvent, StoreReply};
 use crate::limits::MAX_ENTITY_LEN;
 use crate::policy::{LaneMode, Policy};
 use crate::rng::DecisionRng;
 
 use entity::{Counter, Entity};
-use op::{Op, Phase, Resume, Shared, Timer};
+use op::{LeaseWait, Op, Phase, Resume, Shared, Timer};
 use types::{check_code, check_token};
 pub use types::{
     Command, Counters, EngineState, EntityRecord, EntityStats, Event, GiveUpReason, Input, OpId,
     Outcome, Stats, SubmitOptions, MAX_QUEUED_EVENTS, STATE_VERSION,
 };
 
-/// The write-discipline engine. See the module documentation for the run loop.
+/// The write-discipline engine: every operation of one host, on every entity.
+///
+/// # The sans-IO contract
+///
+/// The engine performs no IO, reads no clock, never sleeps and draws no OS randomness. The
+/// host tells it the time, carries out its commands and reports what happened. Its
+/// methods come in groups:
+///
+/// - **constructors**: [`Engine::new`], [`Engine::with_owner`] (shared lanes need an
+///   owner id);
+/// - **getters**, which change nothing: [`Engine::policy`], [`Engine::stats`],
+///   [`Engine::export_state`], [`Engine::entity_of`];
+/// - **mutators**: [`Engine::submit`] starts an operation, [`Engine::import_state`]
+///   restores what an earlier engine learned;
+/// - **`handle_*`**: [`Engine::handle`] feeds what the host observed for one operation,
+///   [`Engine::handle_timeout`] fires every timer that is due;
+/// - **`poll_*`**, which drain what the engine decided: [`Engine::poll_command`] (or
+///   [`Engine::poll_command_for`] one operation), [`Engine::poll_timeout`] (or
+///   [`Engine::poll_timeout_for`]), [`Engine::poll_event`].
+///
+/// The rules:
+///
+/// 1. **Time** is a `u64` of milliseconds on a monotonic clock the host chooses, passed as
+///    `now` to every call that can change state. It never goes backwards: an earlier
+///    `now` is refused with [`UsageError::TimeWentBackwards`].
+/// 2. **Drain commands after every call** to `submit`, `handle` or `handle_timeout`: poll
+///    until [`Engine::poll_command`] returns `None` and carry each command out. Each
+///    operation has **at most one pending command** (a `Read`, a `Write`, a `Store` or its
+///    `Finish`), and an answer to a command is accepted only once the command has been
+///    polled ([`UsageError::CommandNotDrained`]); a `Cancel` is accepted at any time
+///    before the finish.
+/// 3. **Answer each command** with the matching input: `Read` with `ReadDone` or
+///    `ReadFailed`, `Write` with `WriteDone` or `WriteFailed`, `Store` with `StoreReply`.
+///    `Finish` needs no answer; once it is polled the operation is forgotten.
+/// 4. **Then ask for the time**: [`Engine::poll_timeout`] is the earliest time at which
+///    [`Engine::handle_timeout`] must be called. Waiting for a lane, backing off, cooling
+///    down and lease polling are all timeouts, never sleeps inside the engine. Calling
+///    `handle_timeout` early or late is safe: it fires what is due at `now`.
+/// 5. **Drain events** with [`Engine::poll_event`] when convenient; at most
+///    [`MAX_QUEUED_EVENTS`] are kept, the oldest dropped first and counted.
+///
+/// Misuse is a typed [`UsageError`] and changes nothing: an unknown operation, an input its
+/// phase does not wait for (see the transition table in the module documentation), a
+/// malformed token, code, entity or owner. No input sequence makes the engine panic.
+///
+/// The same policy, seed and inputs give the same commands, on every platform and in every
+/// binding.
 #[derive(Debug)]
 pub struct Engine {
     policy: Policy,
@@ -40,7 +152,9 @@ pub struct Engine {
     /// randomness.
     ops: HashMap<OpId, Op, BuildHasherDefault<DefaultHasher>>,
     entities: Entities<Entity>,
+    /// Operations whose phase carries a command not polled yet, in the order they got it.
     ready: VecDeque<OpId>,
+    /// Every armed timer: each operation's phase timer ([`Op::timer`]) and cool-down ends.
     timers: BTreeSet<(u64, Timer)>,
     events: VecDeque<Event>,
     dropped_events: u64,
@@ -50,6 +164,17 @@ pub struct Engine {
     owner: Option<String>,
 }
 
+/// What the engine checks in an input before it acts on it.
+enum Check<'a> {
+    /// Nothing (a cancel; a store reply, whose record the lease client judges).
+    Nothing,
+    /// The length of a change token.
+    Token(Option<&'a str>),
+    /// The lengths of a failure's intended token and error code.
+    Failure(&'a Failure),
+}
+
+/// Constructors.
 impl Engine {
     /// An engine under `policy`, drawing jitter from a ChaCha generator seeded with `seed`.
     pub fn new(policy: Policy, seed: u64) -> Engine {
@@ -82,57 +207,77 @@ impl Engine {
         engine.owner = Some(owner.to_string());
         Ok(engine)
     }
+}
 
+/// Getters: they change nothing.
+impl Engine {
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
 
-    fn advance(&mut self, now: u64) -> Result<(), UsageError> {
-        if now < self.now {
-            return Err(UsageError::TimeWentBackwards {
-                last: self.now,
-                now,
-            });
+    /// Counters and budget levels now.
+    pub fn stats(&self) -> Stats {
+        let now = self.now;
+        Stats {
+            global: self.counters,
+            budget: self.bucket.map(|b| b.level),
+            active_ops: self.ops.len() as u64,
+            dropped_events: self.dropped_events,
+            entities: self
+                .entities
+                .iter()
+                .map(|(name, e)| {
+                    (
+                        name.to_string(),
+                        EntityStats {
+                            counters: e.counters(),
+                            budget: e.bucket.map(|b| b.level),
+                            queued: e.queued() as u32,
+                            busy: e.busy,
+                            cooling: e.cooling_until().is_some_and(|u| u > now),
+                            committed_token: e.committed.as_deref().map(String::from),
+                        },
+                    )
+                })
+                .collect(),
         }
-        self.now = now;
-        Ok(())
     }
 
-    fn entity_id(&mut self, name: &str) -> EntityId {
-        let budget = &self.policy.budget;
-        let bucket = match (budget.enabled, budget.per_entity_capacity) {
-            (true, Some(cap)) => Some(Bucket::new(cap, cap)),
-            _ => None,
-        };
-        self.entities.find_or_insert_with(name, || Entity {
-            bucket,
-            ..Entity::default()
-        })
-    }
-
-    fn emit(&mut self, event: Event) {
-        if self.events.len() >= MAX_QUEUED_EVENTS {
-            self.events.pop_front();
-            self.dropped_events += 1;
+    /// What the engine learned: committed tokens and budget levels.
+    pub fn export_state(&self) -> EngineState {
+        EngineState {
+            version: STATE_VERSION,
+            budget: self.bucket.map(|b| b.level),
+            entities: self
+                .entities
+                .iter()
+                .filter(|(_, e)| {
+                    e.committed.is_some() || e.bucket.is_some_and(|b| b.level < b.capacity)
+                })
+                .map(|(name, e)| {
+                    (
+                        name.to_string(),
+                        EntityRecord {
+                            committed_token: e.committed.as_deref().map(String::from),
+                            budget: e.bucket.map(|b| b.level),
+                        },
+                    )
+                })
+                .collect(),
         }
-        self.events.push_back(event);
     }
 
-    fn name(&self, entity: EntityId) -> Arc<str> {
-        self.entities.name(entity).clone()
+    /// The name of the entity an operation writes, while the operation is live.
+    pub fn entity_of(&self, id: OpId) -> Option<&str> {
+        self.ops.get(&id).map(|op| &**self.entities.name(op.entity))
     }
+}
 
-    fn count(&mut self, entity: EntityId, which: Counter) {
-        self.count_by(entity, which, 1);
-    }
-
-    fn count_by(&mut self, entity: EntityId, which: Counter, n: u64) {
-        *self.counters.field_mut(which) += n;
-        *self.entities[entity].counter_mut(which) += n;
-    }
-
-    /// Start one logical write of `entity` at `now`.
+/// Mutators.
+impl Engine {
+    /// Start one logical write of `entity` at `now`. Drain commands afterwards: the
+    /// operation may already have one.
     pub fn submit(
         &mut self,
         entity: &str,
@@ -177,18 +322,14 @@ impl Engine {
                 entity: eid,
                 expected: options.expected,
                 deadline_at: deadline_ms.map(|d| now.saturating_add(d)),
-                phase: Phase::Queued,
-                polled: false,
-                pending: None,
-                timer: None,
+                // Not entered yet: the grant below, or queueing, enters the first phase.
+                phase: Phase::Queued { since: now },
                 writes: 0,
                 failures: 0,
                 last_delay_ms: 0,
                 last_cost: 0,
                 base: None,
                 last_failure: None,
-                holds_lane: false,
-                queued_at: now,
                 holder: options.holder,
                 no_read: options.no_read,
                 shared: None,
@@ -214,60 +355,329 @@ impl Engine {
                 at: now,
                 ahead,
             });
-            if let Some(d) = self.ops[&op_id].deadline_at {
-                self.set_timer(op_id, d);
-            }
+            // Entering arms the deadline, if there is one.
+            self.enter(op_id, Phase::Queued { since: now });
         } else {
             self.grant(op_id);
         }
         Ok(op_id)
     }
 
+    /// Restore what an earlier engine exported. Levels are clamped to this policy's
+    /// capacities; tokens replace what this engine knows.
+    pub fn import_state(&mut self, state: &EngineState) -> Result<(), UsageError> {
+        if state.version != STATE_VERSION {
+            return Err(UsageError::InvalidState {
+                reason: format!("version {} is not {STATE_VERSION}", state.version),
+            });
+        }
+        for (name, rec) in &state.entities {
+            if name.is_empty() || name.len() > MAX_ENTITY_LEN {
+                return Err(UsageError::InvalidState {
+                    reason: format!("entity name of {} bytes", name.len()),
+                });
+            }
+            check_token(rec.committed_token.as_deref())?;
+        }
+        if let (Some(b), Some(level)) = (self.bucket.as_mut(), state.budget) {
+            b.level = level.min(b.capacity);
+        }
+        for (name, rec) in &state.entities {
+            let id = self.entity_id(name);
+            let e = &mut self.entities[id];
+            e.committed = rec.committed_token.as_deref().map(Box::from);
+            if let (Some(b), Some(level)) = (e.bucket.as_mut(), rec.budget) {
+                b.level = level.min(b.capacity);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `handle_*`: what the host observed, and the passing of time. Each is one `match` over
+/// (phase, input), the transition table of the module documentation.
+impl Engine {
+    /// Feed what the host observed for one operation. Drain commands afterwards.
+    ///
+    /// Refused, changing nothing, in this order: an unknown operation; an input the
+    /// operation's phase does not wait for; an answer to a command not polled yet; a token
+    /// or code over its length limit; a `now` earlier than the last.
+    pub fn handle(&mut self, now: u64, input: Input) -> Result<(), UsageError> {
+        let id = input.op();
+        let Some(op) = self.ops.get(&id) else {
+            return Err(UsageError::UnknownOp { op: id });
+        };
+        let name = input.name();
+        match (&op.phase, input) {
+            // An answer to a command the host has not taken yet.
+            (
+                Phase::Reading { polled: false, .. },
+                Input::ReadDone { .. } | Input::ReadFailed { .. },
+            )
+            | (
+                Phase::Writing { polled: false },
+                Input::WriteDone { .. } | Input::WriteFailed { .. },
+            )
+            | (
+                Phase::Leasing {
+                    wait: LeaseWait::Reply { operation: Some(_) },
+                    ..
+                },
+                Input::StoreReply { .. },
+            ) => {
+                return Err(UsageError::CommandNotDrained {
+                    op: id,
+                    input: name,
+                })
+            }
+            (phase, Input::Cancel { .. }) if !matches!(phase, Phase::Finishing { .. }) => {
+                self.admit(now, Check::Nothing)?.cancel(id)
+            }
+            (&Phase::Reading { readback, .. }, Input::ReadDone { token, .. }) => self
+                .admit(now, Check::Token(token.as_deref()))?
+                .read_done(id, readback, token),
+            (Phase::Reading { .. }, Input::ReadFailed { failure, .. }) => self
+                .admit(now, Check::Failure(&failure))?
+                .read_failed(id, failure),
+            (Phase::Writing { .. }, Input::WriteDone { token, .. }) => self
+                .admit(now, Check::Token(token.as_deref()))?
+                .commit(id, token),
+            (Phase::Writing { .. }, Input::WriteFailed { failure, .. }) => self
+                .admit(now, Check::Failure(&failure))?
+                .write_failed(id, failure),
+            (
+                Phase::Leasing {
+                    wait: LeaseWait::Reply { .. },
+                    ..
+                },
+                Input::StoreReply { reply, .. },
+            ) => self.admit(now, Check::Nothing)?.store_replied(id, reply),
+            (phase, _) => {
+                return Err(UsageError::UnexpectedInput {
+                    op: id,
+                    input: name,
+                    waiting_for: phase.waiting_for(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Fire every timer due at or before `now`: ends of backoffs, cool-downs, lane-wait
+    /// deadlines, lease renewals and polls. Drain commands afterwards.
+    pub fn handle_timeout(&mut self, now: u64) -> Result<(), UsageError> {
+        self.advance(now)?;
+        while let Some(&(at, timer)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, timer));
+            let phase = match timer {
+                Timer::Op(id) => self.ops.get(&id).map(|op| &op.phase),
+                Timer::SpikeEnd(_) => None,
+            };
+            match (timer, phase) {
+                (Timer::SpikeEnd(eid), _) => self.spike_over(eid, at),
+                (Timer::Op(id), Some(Phase::Queued { .. })) => self.lane_deadline(id),
+                (Timer::Op(id), Some(Phase::Cooling { .. })) => self.begin(id),
+                (
+                    Timer::Op(id),
+                    Some(&Phase::Backoff {
+                        wake_at,
+                        renew_at: Some(_),
+                    }),
+                ) if now < wake_at => self.renew_in_backoff(id, wake_at),
+                (Timer::Op(id), Some(Phase::Backoff { .. })) => self.after_backoff(id),
+                (
+                    Timer::Op(id),
+                    Some(Phase::Leasing {
+                        wait: LeaseWait::Timer { .. },
+                        ..
+                    }),
+                ) => self.lease_timer(id),
+                // No other phase arms a timer, and a finished operation has none.
+                (Timer::Op(_), _) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `poll_*`: what the engine decided. Drain them after every call that changes state.
+impl Engine {
+    /// The next command for any operation, in the order they became ready.
+    #[must_use]
+    pub fn poll_command(&mut self) -> Option<Command> {
+        while let Some(id) = self.ready.pop_front() {
+            if let Some(cmd) = self.take_command(id) {
+                return Some(cmd);
+            }
+        }
+        None
+    }
+
+    /// The pending command of one operation, for hosts that drive each operation from
+    /// its own thread or task.
+    #[must_use]
+    pub fn poll_command_for(&mut self, id: OpId) -> Option<Command> {
+        let cmd = self.take_command(id)?;
+        if let Some(pos) = self.ready.iter().position(|&r| r == id) {
+            self.ready.remove(pos);
+        }
+        Some(cmd)
+    }
+
+    /// When [`Engine::handle_timeout`] must next be called, if anything waits on time.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.timers.first().map(|&(at, _)| at)
+    }
+
+    /// When one operation's timer fires, if it waits on time.
+    #[must_use]
+    pub fn poll_timeout_for(&self, id: OpId) -> Option<u64> {
+        self.ops.get(&id).and_then(Op::timer)
+    }
+
+    /// The next telemetry event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
+
+/// Bookkeeping.
+impl Engine {
+    fn advance(&mut self, now: u64) -> Result<(), UsageError> {
+        if now < self.now {
+            return Err(UsageError::TimeWentBackwards {
+                last: self.now,
+                now,
+            });
+        }
+        self.now = now;
+        Ok(())
+    }
+
+    /// Admit an input the transition table accepts: check its fields, then the time.
+    /// Nothing has changed when this fails.
+    fn admit(&mut self, now: u64, check: Check<'_>) -> Result<&mut Self, UsageError> {
+        match check {
+            Check::Nothing => {}
+            Check::Token(token) => check_token(token)?,
+            Check::Failure(failure) => {
+                check_token(failure.intended_token.as_deref())?;
+                check_code(failure.code.as_deref())?;
+            }
+        }
+        self.advance(now)?;
+        Ok(self)
+    }
+
+    fn entity_id(&mut self, name: &str) -> EntityId {
+        let budget = &self.policy.budget;
+        let bucket = match (budget.enabled, budget.per_entity_capacity) {
+            (true, Some(cap)) => Some(Bucket::new(cap, cap)),
+            _ => None,
+        };
+        self.entities.find_or_insert_with(name, || Entity {
+            bucket,
+            ..Entity::default()
+        })
+    }
+
+    fn emit(&mut self, event: Event) {
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.events.pop_front();
+            self.dropped_events += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    fn name(&self, entity: EntityId) -> Arc<str> {
+        self.entities.name(entity).clone()
+    }
+
+    fn count(&mut self, entity: EntityId, which: Counter) {
+        self.count_by(entity, which, 1);
+    }
+
+    fn count_by(&mut self, entity: EntityId, which: Counter, n: u64) {
+        *self.counters.field_mut(which) += n;
+        *self.entities[entity].counter_mut(which) += n;
+    }
+
     fn op_mut(&mut self, id: OpId) -> &mut Op {
         self.ops.get_mut(&id).expect("live op")
     }
 
-    fn set_timer(&mut self, id: OpId, at: u64) {
+    fn shared_mut(&mut self, id: OpId) -> &mut Shared {
+        self.op_mut(id)
+            .shared
+            .as_mut()
+            .expect("an op of shared lanes")
+    }
+
+    /// Whether an operation holds its entity's lane now.
+    fn holds_lane(&self, id: OpId) -> bool {
+        self.policy.lanes.mode != LaneMode::None && self.ops[&id].phase.holds_lane()
+    }
+
+    /// Put an operation in `phase`: the one place phases change. The old phase's timer is
+    /// disarmed (if it has not fired) and the new one's armed, and a command the new phase
+    /// carries is queued for polling.
+    fn enter(&mut self, id: OpId, phase: Phase) {
         let op = self.ops.get_mut(&id).expect("live op");
-        if let Some(old) = op.timer.replace(at) {
-            self.timers.remove(&(old, Timer::Op(id)));
+        if let Some(at) = op.timer() {
+            self.timers.remove(&(at, Timer::Op(id)));
         }
-        self.timers.insert((at, Timer::Op(id)));
-    }
-
-    fn clear_timer(&mut self, id: OpId) {
-        if let Some(op) = self.ops.get_mut(&id) {
-            if let Some(old) = op.timer.take() {
-                self.timers.remove(&(old, Timer::Op(id)));
-            }
+        op.phase = phase;
+        if let Some(at) = op.timer() {
+            self.timers.insert((at, Timer::Op(id)));
+        }
+        if op.phase.has_command() {
+            self.ready.push_back(id);
         }
     }
 
-    fn queue_command(&mut self, id: OpId, cmd: Command) {
-        let op = self.op_mut(id);
-        op.pending = Some(cmd);
-        op.polled = false;
-        self.ready.push_back(id);
+    /// The pending command of one operation, marked as polled; a polled `Finish` forgets
+    /// the operation.
+    fn take_command(&mut self, id: OpId) -> Option<Command> {
+        let op = self.ops.get_mut(&id)?;
+        if let Phase::Finishing { .. } = op.phase {
+            return self.ops.remove(&id)?.into_finish(id);
+        }
+        op.take_command(id)
     }
+}
 
-    /// The op holds the lane (or needs none): wait out a cool-down, or start.
+/// Steps: each names one row (or part of a row) of the transition table.
+impl Engine {
+    /// The op holds the lane (or needs none): wait out a cool-down, or begin.
     fn grant(&mut self, id: OpId) {
         let now = self.now;
         let eid = self.ops[&id].entity;
         if self.policy.lanes.mode != LaneMode::None {
             self.entities[eid].busy = true;
-            self.op_mut(id).holds_lane = true;
         }
         if let Some(until) = self.entities[eid].cooling_until().filter(|&u| u > now) {
+            // Holding the lane from here on, so that giving up hands it on.
+            self.enter(id, Phase::Cooling { until });
             if self.ops[&id].deadline_at.is_some_and(|d| d < until) {
                 self.give_up(id, GiveUpReason::DeadlineExceeded { code: None });
-                return;
             }
-            self.op_mut(id).phase = Phase::Cooling;
-            self.set_timer(id, until);
             return;
         }
         self.begin(id);
+    }
+
+    /// `queued` + `timeout`: the deadline came while waiting for the lane.
+    fn lane_deadline(&mut self, id: OpId) {
+        let code = self.ops[&id]
+            .last_failure
+            .as_ref()
+            .and_then(|f| f.code.clone());
+        self.give_up(id, GiveUpReason::DeadlineExceeded { code });
     }
 
     /// Start the operation in earnest: acquire the shared lease first when lanes are
@@ -286,31 +696,23 @@ impl Engine {
         client.acquire();
         op.shared = Some(Box::new(Shared {
             client,
-            resume: Resume::Start,
-            wake_at: None,
             fence: None,
         }));
-        self.pump_lease(id);
-    }
-
-    fn shared_mut(&mut self, id: OpId) -> &mut Shared {
-        self.op_mut(id)
-            .shared
-            .as_mut()
-            .expect("an op of shared lanes")
+        self.pump_lease(id, Resume::Start);
     }
 
     /// Act on what the operation's lease client did: forward its store operation, react to
-    /// its events, or resume the operation once the lease is usable.
-    fn pump_lease(&mut self, id: OpId) {
+    /// its events, or, once the lease is usable, go on with `then`.
+    fn pump_lease(&mut self, id: OpId, then: Resume) {
         let now = self.now;
         let eid = self.ops[&id].entity;
         loop {
             if let Some(operation) = self.shared_mut(id).client.poll_op() {
-                self.clear_timer(id);
-                self.op_mut(id).phase = Phase::Leasing;
                 self.count(eid, Counter::StoreOps);
-                self.queue_command(id, Command::Store { op: id, operation });
+                let wait = LeaseWait::Reply {
+                    operation: Some(operation),
+                };
+                self.enter(id, Phase::Leasing { then, wait });
                 return;
             }
             let Some(event) = self.shared_mut(id).client.poll_event() else {
@@ -335,9 +737,7 @@ impl Engine {
                     });
                 }
                 LeaseEvent::Released => {
-                    if let Resume::Finish(outcome) =
-                        std::mem::replace(&mut self.shared_mut(id).resume, Resume::Start)
-                    {
+                    if let Resume::Finish(outcome) = then {
                         self.finish(id, outcome);
                     }
                     return;
@@ -351,7 +751,7 @@ impl Engine {
                             at: now,
                         });
                     }
-                    match std::mem::replace(&mut self.shared_mut(id).resume, Resume::Start) {
+                    match then {
                         // Releasing after the outcome was decided: the outcome stands.
                         Resume::Finish(outcome) => self.finish(id, outcome),
                         _ if lost => self.give_up(id, GiveUpReason::LeaseLost),
@@ -361,37 +761,56 @@ impl Engine {
                 }
             }
         }
-        let shared = self.shared_mut(id);
-        if !shared.client.holding() {
-            // Polling a held lease, or waiting out a lock-delay.
-            let at = shared.client.poll_timeout();
-            self.op_mut(id).phase = Phase::Leasing;
-            if let Some(at) = at {
-                self.set_timer(id, at);
-            }
+        let client = &self.shared_mut(id).client;
+        if !client.holding() {
+            // Polling a held lease, or waiting out a lock-delay; with no timer, the client
+            // could not use the last reply and waits for another.
+            let wait = match client.poll_timeout() {
+                Some(at) => LeaseWait::Timer { at },
+                None => LeaseWait::Reply { operation: None },
+            };
+            self.enter(id, Phase::Leasing { then, wait });
             return;
         }
-        match std::mem::replace(&mut shared.resume, Resume::Start) {
+        match then {
             Resume::Start => self.start_attempt(id),
             Resume::Write(base) => self.issue_write(id, base),
-            Resume::Backoff => self.wait_backoff(id),
+            Resume::Backoff { wake_at } => self.wait_backoff(id, wake_at),
             Resume::Finish(outcome) => self.finish(id, outcome),
         }
     }
 
-    /// Wait out a backoff whose end is `wake_at`, waking for lease renewals on the way.
-    fn wait_backoff(&mut self, id: OpId) {
-        let op = self.op_mut(id);
-        op.phase = Phase::Backoff;
-        let Some(shared) = op.shared.as_ref() else {
-            return;
-        };
-        let wake = shared.wake_at.unwrap_or(0);
-        let at = shared
-            .client
-            .poll_timeout()
-            .map_or(wake, |renew| renew.min(wake));
-        self.set_timer(id, at);
+    /// `leasing (store)` + `store_reply`: the lease client judges the reply.
+    fn store_replied(&mut self, id: OpId, reply: StoreReply) {
+        let now = self.now;
+        let then = self.op_mut(id).phase.take_then();
+        self.shared_mut(id).client.handle(now, reply);
+        self.pump_lease(id, then);
+    }
+
+    /// `leasing (timer)` + `timeout`: the lease client's timer fired.
+    fn lease_timer(&mut self, id: OpId) {
+        let now = self.now;
+        let then = self.op_mut(id).phase.take_then();
+        self.shared_mut(id).client.handle_timeout(now);
+        self.pump_lease(id, then);
+    }
+
+    /// Wait out a backoff that ends at `wake_at`, waking for lease renewals on the way.
+    fn wait_backoff(&mut self, id: OpId, wake_at: u64) {
+        let renew_at = self.ops[&id]
+            .shared
+            .as_ref()
+            .and_then(|s| s.client.poll_timeout());
+        self.enter(id, Phase::Backoff { wake_at, renew_at });
+    }
+
+    /// `backoff` + `timeout`, a lease renewal falling due before `wake_at`: renew, then
+    /// go on waiting.
+    fn renew_in_backoff(&mut self, id: OpId, wake_at: u64) {
+        let now = self.now;
+        self.shared_mut(id).client.handle_timeout(now);
+        self.pump_lease(id, Resume::Backoff { wake_at });
     }
 
     /// Read before writing, or write at once on a token the engine already trusts.
@@ -428,9 +847,9 @@ impl Engine {
             return;
         }
         let eid = self.ops[&id].entity;
-        self.op_mut(id).phase = Phase::Reading { readback };
         self.count(eid, Counter::Reads);
-        self.queue_command(id, Command::Read { op: id });
+        let polled = false;
+        self.enter(id, Phase::Reading { readback, polled });
     }
 
     fn issue_write(&mut self, id: OpId, base: Option<String>) {
@@ -440,60 +859,50 @@ impl Engine {
             // Never start a write the lease might not outlast: renew first.
             if !shared.client.may_write(now, max_write) {
                 shared.client.renew_now(now);
-                shared.resume = Resume::Write(base);
-                self.pump_lease(id);
+                self.pump_lease(id, Resume::Write(base));
                 return;
             }
         }
-        let fence = op.shared.as_ref().and_then(|s| s.fence);
-        op.phase = Phase::Writing;
         op.writes += 1;
-        op.base = base.clone();
-        let (attempt, eid) = (op.writes, op.entity);
+        op.base = base;
+        let eid = op.entity;
         self.count(eid, Counter::Writes);
-        self.queue_command(
-            id,
-            Command::Write {
-                op: id,
-                attempt,
-                base_token: base,
-                fence,
-            },
-        );
+        self.enter(id, Phase::Writing { polled: false });
     }
 
-    fn release_lane(&mut self, id: OpId) {
-        let op = self.op_mut(id);
-        if !std::mem::take(&mut op.holds_lane) {
-            return;
-        }
-        let eid = op.entity;
+    /// Hand the entity's lane to the first operation waiting for it.
+    fn release_lane(&mut self, eid: EntityId) {
         self.entities[eid].busy = false;
-        if let Some(next) = self.entities[eid].pop_waiting() {
-            self.clear_timer(next);
-            let waited = self.now.saturating_sub(self.ops[&next].queued_at);
-            self.count_by(eid, Counter::LaneWaitMs, waited);
-            let name = self.name(eid);
-            self.emit(Event::LaneWaitEnded {
-                op: next,
-                entity: name,
-                at: self.now,
-                waited_ms: waited,
-            });
-            self.grant(next);
-        }
+        let Some(next) = self.entities[eid].pop_waiting() else {
+            return;
+        };
+        let since = match self.ops[&next].phase {
+            Phase::Queued { since } => since,
+            _ => self.now,
+        };
+        let waited = self.now.saturating_sub(since);
+        self.count_by(eid, Counter::LaneWaitMs, waited);
+        let name = self.name(eid);
+        self.emit(Event::LaneWaitEnded {
+            op: next,
+            entity: name,
+            at: self.now,
+            waited_ms: waited,
+        });
+        self.grant(next);
     }
 
     fn finish(&mut self, id: OpId, outcome: Outcome) {
-        self.clear_timer(id);
-        let op = self.op_mut(id);
-        op.phase = Phase::Finishing;
+        let held = self.holds_lane(id);
         if let Some(pos) = self.ready.iter().position(|&r| r == id) {
             // A superseded command (cancel before polling) must not be delivered.
             self.ready.remove(pos);
         }
-        self.queue_command(id, Command::Finish { op: id, outcome });
-        self.release_lane(id);
+        self.enter(id, Phase::Finishing { outcome });
+        if held {
+            let eid = self.ops[&id].entity;
+            self.release_lane(eid);
+        }
     }
 
     /// Finish, releasing the shared lease first when the operation holds one.
@@ -515,11 +924,18 @@ impl Engine {
             Outcome::GaveUp { .. } if self.ops[&id].writes > 0 => Some(None),
             Outcome::GaveUp { .. } => None,
         };
-        self.clear_timer(id);
-        let shared = self.shared_mut(id);
-        shared.client.release(now, written);
-        shared.resume = Resume::Finish(outcome);
-        self.pump_lease(id);
+        self.shared_mut(id).client.release(now, written);
+        self.pump_lease(id, Resume::Finish(outcome));
+    }
+
+    /// Any phase but `finishing` + `cancel`: give up. A store operation in flight is
+    /// abandoned with the operation; a lease it may still win expires on its own.
+    fn cancel(&mut self, id: OpId) {
+        let op = self.op_mut(id);
+        if let Phase::Leasing { .. } = op.phase {
+            op.shared = None;
+        }
+        self.give_up(id, GiveUpReason::Cancelled);
     }
 
     fn give_up(&mut self, id: OpId, reason: GiveUpReason) {
@@ -540,6 +956,7 @@ impl Engine {
         self.conclude(id, Outcome::GaveUp { reason, attempts });
     }
 
+    /// `writing` + `write_done` (and a read-back that found the write landed).
     fn commit(&mut self, id: OpId, token: Option<String>) {
         let (eid, attempts, last_cost, failures) = {
             let op = &self.ops[&id];
@@ -617,7 +1034,18 @@ impl Engine {
         }
     }
 
-    /// Decide what follows a failed call of `class`.
+    /// The cool-down of an entity that ended at `at` is over (unless a later one replaced
+    /// it).
+    fn spike_over(&mut self, eid: EntityId, at: u64) {
+        let spike = self.entities[eid].spike_mut();
+        if let Some(spike) = spike.filter(|s| s.cooling_until == Some(at)) {
+            spike.cooling_until = None;
+            let name = self.name(eid);
+            self.emit(Event::SpikeEnded { entity: name, at });
+        }
+    }
+
+    /// Decide what follows a failed call of `class`: the table's "retry, or give up".
     fn retry_or_give_up(&mut self, id: OpId, class: ErrorClass, failure: Failure) {
         let now = self.now;
         let policy = &self.policy;
@@ -643,7 +1071,6 @@ impl Engine {
             Ok(plan) => {
                 op.last_delay_ms = plan.delay_ms;
                 op.last_cost = plan.cost;
-                op.phase = Phase::Backoff;
                 let failures = op.failures;
                 self.count(eid, Counter::Retries);
                 let name = self.name(eid);
@@ -658,11 +1085,8 @@ impl Engine {
                 });
                 if plan.delay_ms == 0 {
                     self.after_backoff(id);
-                } else if let Some(shared) = self.op_mut(id).shared.as_mut() {
-                    shared.wake_at = Some(now + plan.delay_ms);
-                    self.wait_backoff(id);
                 } else {
-                    self.set_timer(id, now + plan.delay_ms);
+                    self.wait_backoff(id, now + plan.delay_ms);
                 }
             }
             Err(refusal) => {
@@ -699,6 +1123,7 @@ impl Engine {
         }
     }
 
+    /// `backoff` + `timeout` (or a delay of 0): the next call.
     fn after_backoff(&mut self, id: OpId) {
         if self.policy.tokens.validate {
             self.issue_read(id, false);
@@ -708,8 +1133,9 @@ impl Engine {
         }
     }
 
-    /// A read found the entity at `token`: after an unknown write outcome (`readback`),
-    /// see whether that write landed; else check the revision and write on it.
+    /// `reading` + `read_done`: a read found the entity at `token`. After an unknown write
+    /// outcome (`readback`), see whether that write landed; else check the revision and
+    /// write on it.
     fn read_done(&mut self, id: OpId, readback: bool, token: Option<String>) {
         let now = self.now;
         if readback {
@@ -754,303 +1180,51 @@ impl Engine {
         }
     }
 
-    /// Feed what the host observed for one operation.
-    pub fn handle(&mut self, now: u64, input: Input) -> Result<(), UsageError> {
-        let id = input.op();
-        let Some(op) = self.ops.get(&id) else {
-            return Err(UsageError::UnknownOp { op: id });
-        };
-        let waiting_for = match op.phase {
-            Phase::Queued => "the lane",
-            Phase::Cooling => "a conflict cool-down",
-            Phase::Reading { .. } => "read_done or read_failed",
-            Phase::Writing => "write_done or write_failed",
-            Phase::Backoff => "a backoff timeout",
-            Phase::Leasing if op.timer.is_some() => "a lease timeout",
-            Phase::Leasing => "store_reply",
-            Phase::Finishing => "its finish command to be polled",
-        };
-        let fits = matches!(
-            (&input, op.phase),
-            (Input::Cancel { .. }, p) if p != Phase::Finishing
-        ) || matches!(
-            (&input, op.phase),
-            (
-                Input::ReadDone { .. } | Input::ReadFailed { .. },
-                Phase::Reading { .. }
-            ) | (
-                Input::WriteDone { .. } | Input::WriteFailed { .. },
-                Phase::Writing
-            )
-        ) || (matches!(input, Input::StoreReply { .. })
-            && op.phase == Phase::Leasing
-            && op.timer.is_none());
-        if !fits {
-            return Err(UsageError::UnexpectedInput {
-                op: id,
-                input: input.name(),
-                waiting_for,
-            });
-        }
-        if !matches!(input, Input::Cancel { .. }) && !op.polled {
-            return Err(UsageError::CommandNotDrained {
-                op: id,
-                input: input.name(),
-            });
-        }
-        match &input {
-            Input::ReadDone { token, .. } | Input::WriteDone { token, .. } => {
-                check_token(token.as_deref())?
-            }
-            Input::ReadFailed { failure, .. } | Input::WriteFailed { failure, .. } => {
-                check_token(failure.intended_token.as_deref())?;
-                check_code(failure.code.as_deref())?;
-            }
-            Input::Cancel { .. } | Input::StoreReply { .. } => {}
-        }
-        let readback = matches!(op.phase, Phase::Reading { readback: true });
-        self.advance(now)?;
-        match input {
-            Input::Cancel { .. } => {
-                if self.ops[&id].phase == Phase::Leasing {
-                    // The store operation in flight is abandoned with the operation; a lease
-                    // it may still win expires on its own.
-                    self.op_mut(id).shared = None;
-                }
-                self.give_up(id, GiveUpReason::Cancelled)
-            }
-            Input::StoreReply { reply, .. } => {
-                self.shared_mut(id).client.handle(now, reply);
-                self.pump_lease(id);
-            }
-            Input::ReadDone { token, .. } => self.read_done(id, readback, token),
-            Input::ReadFailed { failure, .. } => {
-                self.op_mut(id).failures += 1;
-                let class = classify(&self.policy.codes, &failure);
-                if class == ErrorClass::Fatal {
-                    self.give_up(
-                        id,
-                        GiveUpReason::Fatal {
-                            code: failure.code,
-                            http_status: failure.status,
-                        },
-                    );
-                } else {
-                    // Retry the read: an unknown read outcome is just a failed read.
-                    let class = if class == ErrorClass::Unknown {
-                        ErrorClass::Transient
-                    } else {
-                        class
-                    };
-                    self.retry_or_give_up(id, class, failure);
-                }
-            }
-            Input::WriteDone { token, .. } => self.commit(id, token),
-            Input::WriteFailed { failure, .. } => {
-                self.op_mut(id).failures += 1;
-                let class = classify(&self.policy.codes, &failure);
-                match class {
-                    ErrorClass::Fatal => self.give_up(
-                        id,
-                        GiveUpReason::Fatal {
-                            code: failure.code,
-                            http_status: failure.status,
-                        },
-                    ),
-                    ErrorClass::Unknown => {
-                        self.op_mut(id).last_failure = Some(Box::new(failure));
-                        self.issue_read(id, true);
-                    }
-                    ErrorClass::Conflict => {
-                        self.note_conflict(id, &failure);
-                        self.retry_or_give_up(id, class, failure);
-                    }
-                    _ => self.retry_or_give_up(id, class, failure),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Fire every timer due at or before `now`: ends of backoffs, cool-downs, lane-wait
-    /// deadlines.
-    pub fn handle_timeout(&mut self, now: u64) -> Result<(), UsageError> {
-        self.advance(now)?;
-        while let Some(&(at, timer)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.remove(&(at, timer));
-            match timer {
-                Timer::SpikeEnd(eid) => {
-                    let spike = self.entities[eid].spike_mut();
-                    if let Some(spike) = spike.filter(|s| s.cooling_until == Some(at)) {
-                        spike.cooling_until = None;
-                        let name = self.name(eid);
-                        self.emit(Event::SpikeEnded { entity: name, at });
-                    }
-                }
-                Timer::Op(id) => {
-                    let Some(op) = self.ops.get_mut(&id) else {
-                        continue;
-                    };
-                    op.timer = None;
-                    match op.phase {
-                        Phase::Queued => {
-                            let code = op.last_failure.as_ref().and_then(|f| f.code.clone());
-                            self.give_up(id, GiveUpReason::DeadlineExceeded { code });
-                        }
-                        Phase::Cooling => self.begin(id),
-                        Phase::Leasing => {
-                            self.shared_mut(id).client.handle_timeout(now);
-                            self.pump_lease(id);
-                        }
-                        Phase::Backoff => match op.shared.as_mut() {
-                            // A renewal falls due before the backoff ends.
-                            Some(s) if s.wake_at.is_some_and(|w| now < w) => {
-                                s.client.handle_timeout(now);
-                                s.resume = Resume::Backoff;
-                                self.pump_lease(id);
-                            }
-                            _ => self.after_backoff(id),
-                        },
-                        _ => {}
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The next command for any operation, in the order they became ready.
-    pub fn poll_command(&mut self) -> Option<Command> {
-        while let Some(id) = self.ready.pop_front() {
-            if let Some(cmd) = self.take_command(id) {
-                return Some(cmd);
-            }
-        }
-        None
-    }
-
-    /// The pending command of one operation, for hosts that drive each operation from
-    /// its own thread or task.
-    pub fn poll_command_for(&mut self, id: OpId) -> Option<Command> {
-        let cmd = self.take_command(id)?;
-        if let Some(pos) = self.ready.iter().position(|&r| r == id) {
-            self.ready.remove(pos);
-        }
-        Some(cmd)
-    }
-
-    fn take_command(&mut self, id: OpId) -> Option<Command> {
-        let op = self.ops.get_mut(&id)?;
-        let cmd = op.pending.take()?;
-        op.polled = true;
-        if matches!(cmd, Command::Finish { .. }) {
-            self.ops.remove(&id);
-        }
-        Some(cmd)
-    }
-
-    /// When [`Engine::handle_timeout`] must next be called, if anything waits on time.
-    pub fn poll_timeout(&self) -> Option<u64> {
-        self.timers.first().map(|&(at, _)| at)
-    }
-
-    /// When one operation's timer fires, if it waits on time.
-    pub fn poll_timeout_for(&self, id: OpId) -> Option<u64> {
-        self.ops.get(&id).and_then(|op| op.timer)
-    }
-
-    /// The next telemetry event.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
-    /// Counters and budget levels now.
-    pub fn stats(&self) -> Stats {
-        let now = self.now;
-        Stats {
-            global: self.counters,
-            budget: self.bucket.map(|b| b.level),
-            active_ops: self.ops.len() as u64,
-            dropped_events: self.dropped_events,
-            entities: self
-                .entities
-                .iter()
-                .map(|(name, e)| {
-                    (
-                        name.to_string(),
-                        EntityStats {
-                            counters: e.counters(),
-                            budget: e.bucket.map(|b| b.level),
-                            queued: e.queued() as u32,
-                            busy: e.busy,
-                            cooling: e.cooling_until().is_some_and(|u| u > now),
-                            committed_token: e.committed.as_deref().map(String::from),
-                        },
-                    )
-                })
-                .collect(),
+    /// `reading` + `read_failed`: a fatal failure gives up; any other is retried as a
+    /// failed read (an unknown read outcome is just a failed read).
+    fn read_failed(&mut self, id: OpId, failure: Failure) {
+        self.op_mut(id).failures += 1;
+        let class = classify(&self.policy.codes, &failure);
+        if class == ErrorClass::Fatal {
+            self.give_up(
+                id,
+                GiveUpReason::Fatal {
+                    code: failure.code,
+                    http_status: failure.status,
+                },
+            );
+        } else {
+            let class = if class == ErrorClass::Unknown {
+                ErrorClass::Transient
+            } else {
+                class
+            };
+            self.retry_or_give_up(id, class, failure);
         }
     }
 
-    /// What the engine learned: committed tokens and budget levels.
-    pub fn export_state(&self) -> EngineState {
-        EngineState {
-            version: STATE_VERSION,
-            budget: self.bucket.map(|b| b.level),
-            entities: self
-                .entities
-                .iter()
-                .filter(|(_, e)| {
-                    e.committed.is_some() || e.bucket.is_some_and(|b| b.level < b.capacity)
-                })
-                .map(|(name, e)| {
-                    (
-                        name.to_string(),
-                        EntityRecord {
-                            committed_token: e.committed.as_deref().map(String::from),
-                            budget: e.bucket.map(|b| b.level),
-                        },
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    /// Restore what an earlier engine exported. Levels are clamped to this policy's
-    /// capacities; tokens replace what this engine knows.
-    pub fn import_state(&mut self, state: &EngineState) -> Result<(), UsageError> {
-        if state.version != STATE_VERSION {
-            return Err(UsageError::InvalidState {
-                reason: format!("version {} is not {STATE_VERSION}", state.version),
-            });
-        }
-        for (name, rec) in &state.entities {
-            if name.is_empty() || name.len() > MAX_ENTITY_LEN {
-                return Err(UsageError::InvalidState {
-                    reason: format!("entity name of {} bytes", name.len()),
-                });
+    /// `writing` + `write_failed`: by class, give up, read back, or retry (a conflict is
+    /// counted for spike detection first).
+    fn write_failed(&mut self, id: OpId, failure: Failure) {
+        self.op_mut(id).failures += 1;
+        let class = classify(&self.policy.codes, &failure);
+        match class {
+            ErrorClass::Fatal => self.give_up(
+                id,
+                GiveUpReason::Fatal {
+                    code: failure.code,
+                    http_status: failure.status,
+                },
+            ),
+            ErrorClass::Unknown => {
+                self.op_mut(id).last_failure = Some(Box::new(failure));
+                self.issue_read(id, true);
             }
-            check_token(rec.committed_token.as_deref())?;
-        }
-        if let (Some(b), Some(level)) = (self.bucket.as_mut(), state.budget) {
-            b.level = level.min(b.capacity);
-        }
-        for (name, rec) in &state.entities {
-            let id = self.entity_id(name);
-            let e = &mut self.entities[id];
-            e.committed = rec.committed_token.as_deref().map(Box::from);
-            if let (Some(b), Some(level)) = (e.bucket.as_mut(), rec.budget) {
-                b.level = level.min(b.capacity);
+            ErrorClass::Conflict => {
+                self.note_conflict(id, &failure);
+                self.retry_or_give_up(id, class, failure);
             }
+            _ => self.retry_or_give_up(id, class, failure),
         }
-        Ok(())
-    }
-
-    /// The name of the entity an operation writes, while the operation is live.
-    pub fn entity_of(&self, id: OpId) -> Option<&str> {
-        self.ops.get(&id).map(|op| &**self.entities.name(op.entity))
     }
 }

@@ -1,69 +1,184 @@
-//! One logical write: its options, its progress and its phase.
+//! One logical write: what it was given, what it has done so far, and its [`Phase`], the
+//! one value that says where it is.
+//!
+//! Everything that says where an operation is lives in its phase: whether a command waits
+//! to be polled, which timer runs and until when, what follows once the lease client is
+//! done, when it joined the lane's queue. The rest of [`Op`] is what the operation has
+//! learned (attempts, failures, the base token), which no phase contradicts. The engine
+//! changes phases in one place, [`super::Engine`]'s `enter`, which also moves the
+//! operation's timer and queues the command the new phase carries.
 
 use super::types::{Command, OpId, Outcome};
 use crate::classify::Failure;
 use crate::entities::EntityId;
-use crate::lease::LeaseClient;
+use crate::lease::{LeaseClient, StoreOp};
 
+/// What a timer entry in the engine's timer set stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Timer {
+    /// The timer of an operation's phase (see [`Op::timer`]).
     Op(OpId),
+    /// The end of an entity's conflict cool-down.
     SpikeEnd(EntityId),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where an operation is. The names in parentheses are the phase names of the transition
+/// table in the engine's module documentation.
+#[derive(Debug)]
 pub(super) enum Phase {
-    /// Waiting for the entity's lane; the timer, if any, is the deadline.
-    Queued,
-    /// Waiting out a conflict cool-down.
-    Cooling,
-    /// A read is outstanding; `readback` when it checks whether an unknown write landed.
-    Reading { readback: bool },
-    /// A write is outstanding.
-    Writing,
-    /// Waiting before the next call.
-    Backoff,
-    /// Shared lanes: a lease-store operation is outstanding, or the lease client waits
-    /// (polling a held lease, a lock-delay); what follows is in `Shared::resume`.
-    Leasing,
-    /// Over; the `Finish` command is queued.
-    Finishing,
+    /// (`queued`) Waiting for the entity's lane since `since`; the timer is the
+    /// operation's deadline, if it has one.
+    Queued {
+        /// When it joined the queue (its submission).
+        since: u64,
+    },
+    /// (`cooling`) Holding the lane, waiting out a conflict cool-down.
+    Cooling {
+        /// The end of the cool-down: the timer.
+        until: u64,
+    },
+    /// (`reading`, `reading (readback)`) A `Read` command is out.
+    Reading {
+        /// The read checks whether a write whose outcome was unknown landed.
+        readback: bool,
+        /// The host has taken the command; only then is an answer accepted.
+        polled: bool,
+    },
+    /// (`writing`) A `Write` command is out; it is built from the operation's attempt
+    /// count, base token and fence when the host polls it.
+    Writing {
+        /// The host has taken the command; only then is an answer accepted.
+        polled: bool,
+    },
+    /// (`backoff`) Waiting before the next call.
+    Backoff {
+        /// The end of the backoff.
+        wake_at: u64,
+        /// Shared lanes: when the lease falls due for renewal. The timer is the earlier of
+        /// the two; a renewal on the way passes through `Leasing` and comes back here.
+        renew_at: Option<u64>,
+    },
+    /// (`leasing (store)`, `leasing (timer)`) Shared lanes: the lease client is at work
+    /// (acquiring, renewing, releasing) and the operation waits for it.
+    Leasing {
+        /// What the operation does once the lease client is done.
+        then: Resume,
+        /// What the lease client waits for.
+        wait: LeaseWait,
+    },
+    /// (`finishing`) Over. The `Finish` command waits to be polled; polling it forgets the
+    /// operation.
+    Finishing {
+        /// How the operation ended.
+        outcome: Outcome,
+    },
+}
+
+/// What a [`Phase::Leasing`] operation waits for.
+#[derive(Debug)]
+pub(super) enum LeaseWait {
+    /// A store operation: `Some` until the host polls the `Store` command, then its
+    /// `StoreReply`. `None` also when the client could not use a reply (one of the wrong
+    /// kind) and waits for another.
+    Reply {
+        /// The store operation, until polled.
+        operation: Option<StoreOp>,
+    },
+    /// Time: polling a record another owner holds, a lock-delay after a takeover, a retry
+    /// of an unavailable store.
+    Timer {
+        /// When the lease client's timer fires: the operation's timer.
+        at: u64,
+    },
 }
 
 /// What an operation does once its lease client is done with the store.
 #[derive(Debug)]
 pub(super) enum Resume {
-    /// The lease was just acquired: start the first attempt.
+    /// The lease was being acquired: start the first attempt.
     Start,
     /// A renewal before a write: issue the write on this base.
     Write(Option<String>),
-    /// A renewal during a backoff: go on waiting.
-    Backoff,
+    /// A renewal during a backoff: go on waiting until `wake_at`.
+    Backoff {
+        /// The end of the backoff.
+        wake_at: u64,
+    },
     /// The release before finishing with this outcome.
     Finish(Outcome),
 }
 
-/// Per-operation state of shared lanes, boxed so local operations do not pay for it.
+impl Phase {
+    /// What the phase waits for, in words, for [`crate::UsageError::UnexpectedInput`].
+    pub(super) fn waiting_for(&self) -> &'static str {
+        match self {
+            Phase::Queued { .. } => "the lane",
+            Phase::Cooling { .. } => "a conflict cool-down",
+            Phase::Reading { .. } => "read_done or read_failed",
+            Phase::Writing { .. } => "write_done or write_failed",
+            Phase::Backoff { .. } => "a backoff timeout",
+            Phase::Leasing {
+                wait: LeaseWait::Timer { .. },
+                ..
+            } => "a lease timeout",
+            Phase::Leasing {
+                wait: LeaseWait::Reply { .. },
+                ..
+            } => "store_reply",
+            Phase::Finishing { .. } => "its finish command to be polled",
+        }
+    }
+
+    /// Whether the phase carries a command the host has not polled yet.
+    pub(super) fn has_command(&self) -> bool {
+        match self {
+            Phase::Reading { polled, .. } | Phase::Writing { polled } => !polled,
+            Phase::Leasing {
+                wait: LeaseWait::Reply { operation },
+                ..
+            } => operation.is_some(),
+            Phase::Finishing { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether an operation in this phase holds its entity's lane, when lanes are on: from
+    /// the grant to the finish.
+    pub(super) fn holds_lane(&self) -> bool {
+        !matches!(self, Phase::Queued { .. } | Phase::Finishing { .. })
+    }
+
+    /// What follows the lease client's work, taken out of a `Leasing` phase to resume
+    /// with (`Start` is left behind). The caller enters the next phase straight after.
+    pub(super) fn take_then(&mut self) -> Resume {
+        match self {
+            Phase::Leasing { then, .. } => std::mem::replace(then, Resume::Start),
+            _ => Resume::Start,
+        }
+    }
+}
+
+/// Per-operation state of shared lanes, boxed so local operations do not pay for it. It
+/// lives from the start of the acquisition to the finish (or a cancel abandons it).
 #[derive(Debug)]
 pub(super) struct Shared {
+    /// The lease client of this operation's entity.
     pub(super) client: LeaseClient,
-    pub(super) resume: Resume,
-    /// End of the current backoff, while the lease is renewed during it.
-    pub(super) wake_at: Option<u64>,
+    /// The epoch of the holding: the fence of every write.
     pub(super) fence: Option<u64>,
 }
 
+/// One logical write.
 #[derive(Debug)]
 pub(super) struct Op {
     pub(super) entity: EntityId,
     pub(super) expected: Option<String>,
     pub(super) deadline_at: Option<u64>,
+    /// Where the operation is.
     pub(super) phase: Phase,
-    /// The pending command has been polled (inputs are accepted only then).
-    pub(super) polled: bool,
-    pub(super) pending: Option<Command>,
-    pub(super) timer: Option<u64>,
+    /// Write commands issued.
     pub(super) writes: u32,
+    /// Failed calls (reads and writes).
     pub(super) failures: u32,
     pub(super) last_delay_ms: u64,
     pub(super) last_cost: u32,
@@ -71,10 +186,62 @@ pub(super) struct Op {
     pub(super) base: Option<String>,
     /// Boxed: only operations that failed once pay for it.
     pub(super) last_failure: Option<Box<Failure>>,
-    pub(super) holds_lane: bool,
-    pub(super) queued_at: u64,
     pub(super) holder: Option<String>,
-    /// The writer has no read function (see [`SubmitOptions::no_read`]).
+    /// The writer has no read function (see [`super::SubmitOptions::no_read`]).
     pub(super) no_read: bool,
     pub(super) shared: Option<Box<Shared>>,
+}
+
+impl Op {
+    /// When the operation's timer fires, if its phase waits on time.
+    pub(super) fn timer(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Queued { .. } => self.deadline_at,
+            Phase::Cooling { until } => Some(until),
+            Phase::Backoff { wake_at, renew_at } => {
+                Some(renew_at.map_or(wake_at, |renew| renew.min(wake_at)))
+            }
+            Phase::Leasing {
+                wait: LeaseWait::Timer { at },
+                ..
+            } => Some(at),
+            _ => None,
+        }
+    }
+
+    /// The command the phase carries, marked as polled; `None` when there is none or it was
+    /// already taken. A `Finish` is taken with [`Op::into_finish`] instead, since it ends
+    /// the operation.
+    pub(super) fn take_command(&mut self, id: OpId) -> Option<Command> {
+        match &mut self.phase {
+            Phase::Reading { polled, .. } if !*polled => {
+                *polled = true;
+                Some(Command::Read { op: id })
+            }
+            Phase::Writing { polled } if !*polled => {
+                *polled = true;
+                Some(Command::Write {
+                    op: id,
+                    attempt: self.writes,
+                    base_token: self.base.clone(),
+                    fence: self.shared.as_ref().and_then(|s| s.fence),
+                })
+            }
+            Phase::Leasing {
+                wait: LeaseWait::Reply { operation },
+                ..
+            } => operation
+                .take()
+                .map(|operation| Command::Store { op: id, operation }),
+            _ => None,
+        }
+    }
+
+    /// The `Finish` command of a finished operation.
+    pub(super) fn into_finish(self, id: OpId) -> Option<Command> {
+        match self.phase {
+            Phase::Finishing { outcome } => Some(Command::Finish { op: id, outcome }),
+            _ => None,
+        }
+    }
 }
