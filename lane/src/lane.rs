@@ -1,0 +1,512 @@
+//! The driver: one engine behind a mutex, shared by every run of a [`Lane`]. Each run
+//! carries out its own operation's commands; after every engine call the lane hands each
+//! new command to the run of its operation and wakes that run only (or a sleeping run
+//! whose timer moved), never every waiter.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+use writelane_core::lease::{owner_id, StoreOp, StoreReply};
+use writelane_core::policy::LaneMode;
+use writelane_core::{
+    Command, Engine, Event, Failure, GiveUpReason, Input, OpId, Outcome, Policy, PolicyError,
+    Stats, SubmitOptions, UsageError,
+};
+
+use crate::clock::{Clock, TokioClock};
+use crate::store::{apply, Store};
+
+/// Why a lane could not be built or a run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The engine refused a call: a malformed entity, token or owner, or an expected token
+    /// without a read function. Nothing was changed.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// The policy cannot drive this lane (shared lanes without a store).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+/// How an error of a user's `read` or `write` is classified: the error code as the
+/// service sent it, the HTTP status, a retry-after hint, or an unknown outcome. The
+/// policy then decides whether it is retried.
+pub trait Classify {
+    /// What the engine is told about this error.
+    fn failure(&self) -> Failure;
+}
+
+impl Classify for Failure {
+    fn failure(&self) -> Failure {
+        self.clone()
+    }
+}
+
+/// Any other error of the user's: no code, no status, so the policy classifies it fatal.
+impl Classify for Box<dyn std::error::Error + Send + Sync> {
+    fn failure(&self) -> Failure {
+        Failure::default()
+    }
+}
+
+/// One write attempt, as the engine commands it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The logical write this attempt belongs to (op ids grow in submission order).
+    pub op: OpId,
+    /// Attempt number, from 1.
+    pub number: u32,
+    /// The revision the write must be based on, if known.
+    pub base_token: Option<String>,
+    /// With shared lanes, the lease epoch this write is made under.
+    pub fence: Option<u64>,
+    produced: Arc<Mutex<Option<String>>>,
+}
+
+impl Attempt {
+    /// Report the change token of the revision this write produced; the engine hands it
+    /// to the next writer (and, with shared lanes, stores it in the lease record).
+    pub fn set_token(&self, token: impl Into<String>) {
+        *lock(&self.produced) = Some(token.into());
+    }
+}
+
+/// The type of an absent read function: `None::<NoRead<MyError>>`.
+pub type NoRead<E> = fn() -> std::future::Ready<Result<Option<String>, E>>;
+
+/// How a [`Lane`] is built. Every field is optional.
+#[derive(Clone, Default)]
+pub struct LaneOptions {
+    /// A lease store shared with writers on other machines: the lane then runs
+    /// `policy.for_store()` (shared lanes, whatever the policy said).
+    pub store: Option<Arc<dyn Store>>,
+    /// This process in lease records; default [`default_owner`] when there is a store.
+    pub owner: Option<String>,
+    /// Who holds the lease, in words, for people debugging a stuck lease (every run's
+    /// default; [`RunOptions::holder`] overrides it).
+    pub holder: Option<String>,
+    /// The clock; default [`TokioClock`].
+    pub clock: Option<Arc<dyn Clock>>,
+    /// The engine's seed; default random.
+    pub seed: Option<u64>,
+}
+
+/// Options of one [`Lane::run`].
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The change token the writer based its change on (needs a read function).
+    pub expected: Option<String>,
+    /// Overrides the policy's deadline, in milliseconds from the start of the run.
+    pub deadline_ms: Option<u64>,
+    /// Overrides the lane's holder text for this run.
+    pub holder: Option<String>,
+}
+
+/// How a run ended: the engine's outcome (data, not an error), and the last error the
+/// user's functions returned, carried.
+#[derive(Debug)]
+pub struct RunReport<E> {
+    /// Committed, or gave up and why.
+    pub outcome: Outcome,
+    /// The last error `read` or `write` returned, if any.
+    pub last_error: Option<E>,
+}
+
+impl<E> RunReport<E> {
+    /// The committed token, or the reason the run gave up as an error (for `?`).
+    pub fn into_result(self) -> Result<Option<String>, GaveUp<E>> {
+        match self.outcome {
+            Outcome::Committed { token, .. } => Ok(token),
+            Outcome::GaveUp { reason, attempts } => Err(GaveUp {
+                reason,
+                attempts,
+                last_error: self.last_error,
+            }),
+        }
+    }
+}
+
+/// A run that gave up, as an error: the reason, the attempts made and the user's last
+/// error.
+#[derive(Debug, thiserror::Error)]
+#[error("gave up after {attempts} attempts: {}", reason.name())]
+pub struct GaveUp<E> {
+    /// Why.
+    pub reason: GiveUpReason,
+    /// Write attempts made.
+    pub attempts: u32,
+    /// The last error `read` or `write` returned, if any.
+    #[source]
+    pub last_error: Option<E>,
+}
+
+/// The owner id of this process in lease records: `HOST:PID:RANDOM` (the core's
+/// [`owner_id`]).
+pub fn default_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_default();
+    owner_id(host.trim(), std::process::id(), entropy())
+}
+
+/// 64 random bits from the standard library's randomly keyed hasher.
+pub(crate) fn entropy() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs logical writes under the write discipline. Clone it freely: clones share one
+/// engine, so writes to one entity from every task go one at a time, first come first
+/// served. `Send + Sync`; it needs a tokio runtime to run.
+#[derive(Clone)]
+pub struct Lane {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+    store: Option<Arc<dyn Store>>,
+    store_timeout_ms: u64,
+    holder: Option<String>,
+}
+
+struct State {
+    engine: Engine,
+    now: u64,
+    runs: HashMap<OpId, Slot>,
+}
+
+/// What one run shares with the lane: the command the engine has for it, and whether it
+/// sleeps (on which timer).
+struct Slot {
+    cmd: Option<Command>,
+    wake: Arc<Notify>,
+    asleep: Option<Option<u64>>,
+}
+
+impl Shared {
+    /// Lock the state; the clock is read under the lock, so times never go backwards.
+    fn enter(&self) -> (MutexGuard<'_, State>, u64) {
+        let mut st = lock(&self.state);
+        st.now = st.now.max(self.clock.now_ms());
+        let now = st.now;
+        (st, now)
+    }
+}
+
+impl State {
+    /// After every engine call: hand each new command to its run, and wake the sleeping
+    /// runs that got one or whose timer moved.
+    fn route(&mut self) {
+        while let Some(cmd) = self.engine.poll_command() {
+            if let Some(slot) = self.runs.get_mut(&cmd.op()) {
+                slot.cmd = Some(cmd);
+                if slot.asleep.take().is_some() {
+                    slot.wake.notify_one();
+                }
+            }
+        }
+        let engine = &self.engine;
+        for (&op, slot) in self.runs.iter_mut() {
+            if slot
+                .asleep
+                .is_some_and(|at| at != engine.poll_timeout_for(op))
+            {
+                slot.asleep = None;
+                slot.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// Cancels its operation when a run is dropped before its finish.
+struct RunGuard {
+    lane: Lane,
+    op: OpId,
+    finished: bool,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let op = self.op;
+        {
+            let (mut st, now) = self.lane.shared.enter();
+            let Some(slot) = st.runs.get_mut(&op) else {
+                return;
+            };
+            if matches!(slot.cmd, Some(Command::Finish { .. })) {
+                st.runs.remove(&op);
+                return;
+            }
+            // A command not carried out is superseded by the cancel.
+            slot.cmd = None;
+            let _ = st.engine.handle(now, Input::Cancel { op });
+            st.route();
+        }
+        // What the engine still asks (releasing the lease) is carried out in the background.
+        match &self.runtime {
+            Some(rt) => drop(rt.spawn(self.lane.clone().drain(op))),
+            None => drop(lock(&self.lane.shared.state).runs.remove(&op)),
+        }
+    }
+}
+
+impl Lane {
+    /// A lane under `policy`. With a store the lane runs `policy.for_store()`; without
+    /// one, a policy with shared lanes is refused.
+    pub fn new(policy: Policy, options: LaneOptions) -> Result<Lane, Error> {
+        let LaneOptions {
+            store,
+            owner,
+            holder,
+            clock,
+            seed,
+        } = options;
+        let policy = match store {
+            Some(_) => policy.for_store(),
+            None if policy.lanes.mode == LaneMode::Shared => {
+                return Err(Error::Policy(PolicyError {
+                    path: "lanes.mode".into(),
+                    rule: "shared lanes need a lease store (LaneOptions::store)".into(),
+                }))
+            }
+            None => policy,
+        };
+        let store_timeout_ms = policy.lease.store_timeout_ms;
+        let seed = seed.unwrap_or_else(entropy);
+        let engine = match owner.or_else(|| store.as_ref().map(|_| default_owner())) {
+            Some(owner) => Engine::with_owner(policy, seed, &owner)?,
+            None => Engine::new(policy, seed),
+        };
+        let state = State {
+            engine,
+            now: 0,
+            runs: HashMap::new(),
+        };
+        Ok(Lane {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                clock: clock.unwrap_or_else(|| Arc::new(TokioClock::new())),
+                store,
+                store_timeout_ms,
+                holder,
+            }),
+        })
+    }
+
+    /// The policy in force (after `for_store`).
+    pub fn policy(&self) -> Policy {
+        lock(&self.shared.state).engine.policy().clone()
+    }
+
+    /// Counters and budget levels now.
+    pub fn stats(&self) -> Stats {
+        lock(&self.shared.state).engine.stats()
+    }
+
+    /// Drain the telemetry events queued so far.
+    pub fn events(&self) -> Vec<Event> {
+        let mut st = lock(&self.shared.state);
+        std::iter::from_fn(|| st.engine.poll_event()).collect()
+    }
+
+    /// Perform one logical write of `entity`: wait for its lane (or lease), call `read`
+    /// and `write` as the engine commands, sleep out backoffs, and report the outcome.
+    /// Without a read function the engine never asks for one. Dropping the future cancels
+    /// the write and releases the lane or the lease (in the background).
+    pub async fn run<W, WF, R, RF, E>(
+        &self,
+        entity: &str,
+        mut write: W,
+        mut read: Option<R>,
+        options: RunOptions,
+    ) -> Result<RunReport<E>, Error>
+    where
+        W: FnMut(Attempt) -> WF,
+        WF: Future<Output = Result<(), E>>,
+        R: FnMut() -> RF,
+        RF: Future<Output = Result<Option<String>, E>>,
+        E: Classify,
+    {
+        let mut guard = self.submit(entity, options, read.is_none())?;
+        let mut last_error = None;
+        loop {
+            let input = match self.next_command(guard.op).await {
+                Command::Finish { outcome, .. } => {
+                    guard.finished = true;
+                    return Ok(RunReport {
+                        outcome,
+                        last_error,
+                    });
+                }
+                Command::Store { op, operation } => Input::StoreReply {
+                    op,
+                    reply: self.store_call(operation).await,
+                },
+                Command::Read { op } => match read.as_mut() {
+                    Some(read) => match read().await {
+                        Ok(token) => Input::ReadDone { op, token },
+                        Err(e) => Input::ReadFailed {
+                            op,
+                            failure: last_error.insert(e).failure(),
+                        },
+                    },
+                    // Never commanded without a read function (`no_read`).
+                    None => Input::ReadDone { op, token: None },
+                },
+                Command::Write {
+                    op,
+                    attempt,
+                    base_token,
+                    fence,
+                } => {
+                    let produced = Arc::new(Mutex::new(None));
+                    let number = attempt;
+                    let attempt = Attempt {
+                        op,
+                        number,
+                        base_token,
+                        fence,
+                        produced: Arc::clone(&produced),
+                    };
+                    match write(attempt).await {
+                        Ok(()) => Input::WriteDone {
+                            op,
+                            token: lock(&produced).take(),
+                        },
+                        Err(e) => Input::WriteFailed {
+                            op,
+                            failure: last_error.insert(e).failure(),
+                        },
+                    }
+                }
+            };
+            self.step(input)?;
+        }
+    }
+
+    fn submit(&self, entity: &str, options: RunOptions, no_read: bool) -> Result<RunGuard, Error> {
+        let holder = options.holder.or_else(|| self.shared.holder.clone());
+        let submit = SubmitOptions {
+            expected: options.expected,
+            deadline_ms: options.deadline_ms,
+            holder,
+            no_read,
+        };
+        let (mut st, now) = self.shared.enter();
+        let op = st.engine.submit(entity, now, submit)?;
+        let wake = Arc::new(Notify::new());
+        let slot = Slot {
+            cmd: None,
+            wake,
+            asleep: None,
+        };
+        st.runs.insert(op, slot);
+        st.route();
+        Ok(RunGuard {
+            lane: self.clone(),
+            op,
+            finished: false,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        })
+    }
+
+    /// The next command of `op`, sleeping until the engine has one: on the operation's
+    /// timer (then firing the timers that are due) or until the lane wakes it.
+    async fn next_command(&self, op: OpId) -> Command {
+        loop {
+            let (wake, at) = {
+                let mut st = lock(&self.shared.state);
+                let st = &mut *st;
+                let slot = st.runs.get_mut(&op).expect("a live run has a slot");
+                if let Some(cmd) = slot.cmd.take() {
+                    if let Command::Finish { .. } = cmd {
+                        st.runs.remove(&op);
+                    }
+                    return cmd;
+                }
+                let at = st.engine.poll_timeout_for(op);
+                slot.asleep = Some(at);
+                (Arc::clone(&slot.wake), at)
+            };
+            let Some(at) = at else {
+                wake.notified().await;
+                continue;
+            };
+            tokio::select! {
+                biased;
+                () = wake.notified() => {}
+                () = self.shared.clock.sleep_until(at) => {
+                    let (mut st, now) = self.shared.enter();
+                    if let Some(slot) = st.runs.get_mut(&op) {
+                        slot.asleep = None;
+                    }
+                    // Refused only for time going backwards, which `enter` rules out.
+                    let _ = st.engine.handle_timeout(now);
+                    st.route();
+                }
+            }
+        }
+    }
+
+    /// Feed what was observed. A refusal ends the run with the error, and its guard
+    /// cancels the operation.
+    fn step(&self, input: Input) -> Result<(), UsageError> {
+        let (mut st, now) = self.shared.enter();
+        let result = st.engine.handle(now, input);
+        st.route();
+        result
+    }
+
+    async fn store_call(&self, operation: StoreOp) -> StoreReply {
+        match &self.shared.store {
+            Some(store) => apply(store.as_ref(), operation, self.shared.store_timeout_ms).await,
+            None => StoreReply::Unavailable,
+        }
+    }
+
+    /// Carry out what a cancelled operation still asks (a release) until its finish.
+    async fn drain(self, op: OpId) {
+        loop {
+            let input = match self.next_command(op).await {
+                Command::Finish { .. } => return,
+                Command::Store { op, operation } => Input::StoreReply {
+                    op,
+                    reply: self.store_call(operation).await,
+                },
+                // A cancelled operation calls no user function; were it to ask, it ends.
+                Command::Read { op } => Input::ReadFailed {
+                    op,
+                    failure: Failure::default(),
+                },
+                Command::Write { op, .. } => Input::WriteFailed {
+                    op,
+                    failure: Failure::default(),
+                },
+            };
+            if self.step(input).is_err() {
+                lock(&self.shared.state).runs.remove(&op);
+                return;
+            }
+        }
+    }
+}

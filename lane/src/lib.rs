@@ -1,0 +1,61 @@
+//! # writelane
+//!
+//! The Rust driver of [`writelane_core`]: an async [`Lane`] on tokio that runs logical
+//! writes of cloud entities (IAM roles, users, policies) under the write discipline, and
+//! lease-store adapters that let writers on different machines share one lane per entity.
+//!
+//! ```no_run
+//! use writelane::{Lane, LaneOptions, Policy, RunOptions};
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let lane = Lane::new(Policy::preset("iam")?, LaneOptions::default())?;
+//! let report = lane
+//!     .run(
+//!         "arn:aws:iam::123456789012:role/deploy",
+//!         |attempt| async move { attempt.set_token("v2"); Ok::<_, writelane::Failure>(()) },
+//!         Some(|| async { Ok(Some("v1".to_string())) }),
+//!         RunOptions::default(),
+//!     )
+//!     .await?;
+//! let token = report.into_result()?; // Ok(Some("v2")), or the reason it gave up
+//! # let _ = token; Ok(()) }
+//! ```
+//!
+//! The driver is thin: the engine decides every step (lanes, leases, backoff, budgets,
+//! what a store reply means); the lane sleeps where the engine says, calls your `read`
+//! and `write` and the store adapter, and feeds back what happened. A [`Store`] has three
+//! operations (get, put-if-absent, compare-and-swap) and turns its failures into
+//! [`StoreReply::Lost`] or [`StoreReply::Unavailable`]. Adapters: [`MemoryStore`] (always),
+//! `FileStore` (feature `file`, on by default), `RedisStore` (`redis`), `DynamoDbStore`
+//! (`dynamodb`) and `S3Store` (`s3`).
+
+#![deny(missing_docs)]
+
+mod clock;
+mod lane;
+mod store;
+
+pub use clock::{Clock, TokioClock};
+pub use lane::{
+    default_owner, Attempt, Classify, Error, GaveUp, Lane, LaneOptions, NoRead, RunOptions,
+    RunReport,
+};
+pub use store::{apply, force_release, BoxFuture, ForceReleaseError, MemoryStore, Store};
+
+#[cfg(all(unix, feature = "file"))]
+pub use store::file::FileStore;
+
+#[cfg(feature = "redis")]
+pub use store::redis::RedisStore;
+
+#[cfg(feature = "dynamodb")]
+pub use store::dynamodb::DynamoDbStore;
+
+#[cfg(feature = "s3")]
+pub use store::s3::S3Store;
+
+pub use writelane_core::lease::{
+    owner_id, ForceReleaseResult, LeaseRecord, StoreOp, StoreReply, DEFAULT_STORE_TIMEOUT_MS,
+};
+pub use writelane_core::{
+    Event, Failure, GiveUpReason, OpId, Outcome, Policy, PolicyError, Stats, UsageError,
+};

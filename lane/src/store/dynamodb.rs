@@ -1,0 +1,248 @@
+//! The DynamoDB store (aws-sdk-dynamodb), sharing its table layout with the Python, Node
+//! and Go bindings.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
+};
+use aws_sdk_dynamodb::Client;
+use serde_json::{Map, Value};
+use writelane_core::lease::{LeaseRecord, StoreReply};
+
+use super::aws::{had_no_effect, sdk_config};
+use super::{BoxFuture, Store};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// A lease store in a DynamoDB table: partition key `key` (S, the entity name), one item
+/// per entity with the attributes `owner` (S), `epoch`, `rvn`, `lease_ms` (N),
+/// `committed_token` and `holder` (S, or NULL when absent) — the layout of every
+/// writelane binding, so processes in all languages share one table. Reads are
+/// consistent `GetItem`s; `put_if_absent` is `PutItem` on `attribute_not_exists(#k)` and
+/// `compare_and_swap` `PutItem` on `#rvn = :expected`, both asking for the item found
+/// (`ReturnValuesOnConditionCheckFailure = ALL_OLD`, else a consistent read). An item read
+/// back becomes the JSON object of its attributes, which the core parses and validates.
+/// No TTL. IAM: `dynamodb:GetItem`, `dynamodb:PutItem` (and `CreateTable`,
+/// `DescribeTable` for [`DynamoDbStore::create_table`]).
+///
+/// Failures: any failed `get`, a request that surely was not sent (no connection) and a
+/// 4xx answer are `Unavailable`; a write whose reply did not come back (a timeout, a
+/// dropped connection, a 5xx) is `Lost`.
+#[derive(Debug, Clone)]
+pub struct DynamoDbStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDbStore {
+    /// A store in `table` through `client`. Build the client without SDK retries and with
+    /// timeouts no longer than the lane's `lease.store_timeout_ms` (or use
+    /// [`DynamoDbStore::connect`]).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoDbStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// A store in `table` with a client from the standard credential and region chain,
+    /// `endpoint` overriding the service's URL (a local DynamoDB, moto), one attempt per
+    /// request and every request bounded by `timeout_ms`.
+    pub async fn connect(
+        table: impl Into<String>,
+        endpoint: Option<&str>,
+        timeout_ms: u64,
+    ) -> Self {
+        let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk_config(timeout_ms).await);
+        if let Some(url) = endpoint {
+            config = config.endpoint_url(url);
+        }
+        Self::new(Client::from_conf(config.build()), table)
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Create the table (partition key `key`, S, on-demand) if it does not exist, and
+    /// wait until it is active.
+    pub async fn create_table(&self) -> Result<(), aws_sdk_dynamodb::Error> {
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("key")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("key")
+                    .key_type(KeyType::Hash)
+                    .build()?,
+            )
+            .send()
+            .await;
+        if let Err(e) = created {
+            if e.code() != Some("ResourceInUseException") {
+                return Err(e.into());
+            }
+        }
+        for _ in 0..120 {
+            let table = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await?;
+            let status = table.table().and_then(|t| t.table_status());
+            if status.is_some_and(|s| s.as_str() == "ACTIVE") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok(())
+    }
+
+    async fn put(&self, key: &str, record: &LeaseRecord, expected: Option<u64>) -> StoreReply {
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item(key, record)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let request = match expected {
+            None => request
+                .condition_expression("attribute_not_exists(#k)")
+                .expression_attribute_names("#k", "key"),
+            Some(rvn) => request
+                .condition_expression("#rvn = :expected")
+                .expression_attribute_names("#rvn", "rvn")
+                .expression_attribute_values(":expected", AttributeValue::N(rvn.to_string())),
+        };
+        let err = match request.send().await {
+            Ok(_) => return StoreReply::Done,
+            Err(err) => err,
+        };
+        if let Some(PutItemError::ConditionalCheckFailedException(failed)) = err.as_service_error()
+        {
+            return match failed.item() {
+                Some(found) if !found.is_empty() => match record_of(found) {
+                    Some(r) => StoreReply::Refused { current: Some(r) },
+                    None => StoreReply::Unavailable,
+                },
+                // The service did not return the item found: read it, consistently. The
+                // condition failed, so nothing was written either way.
+                _ => match self.get_record(key).await {
+                    StoreReply::Found { record } => StoreReply::Refused { current: record },
+                    _ => StoreReply::Unavailable,
+                },
+            };
+        }
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        if had_no_effect(&err, status) {
+            StoreReply::Unavailable
+        } else {
+            StoreReply::Lost
+        }
+    }
+
+    async fn get_record(&self, key: &str) -> StoreReply {
+        let reply = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("key", AttributeValue::S(key.to_string()))
+            .consistent_read(true)
+            .send()
+            .await;
+        match reply {
+            Ok(out) => match out.item() {
+                None => StoreReply::Found { record: None },
+                Some(found) if found.is_empty() => StoreReply::Found { record: None },
+                Some(found) => match record_of(found) {
+                    Some(r) => StoreReply::Found { record: Some(r) },
+                    None => StoreReply::Unavailable,
+                },
+            },
+            Err(_) => StoreReply::Unavailable,
+        }
+    }
+}
+
+/// The item of `record` at `key`.
+fn item(key: &str, record: &LeaseRecord) -> Item {
+    let optional = |v: &Option<String>| match v {
+        Some(s) => AttributeValue::S(s.clone()),
+        None => AttributeValue::Null(true),
+    };
+    HashMap::from([
+        ("key".to_string(), AttributeValue::S(key.to_string())),
+        ("owner".to_string(), AttributeValue::S(record.owner.clone())),
+        (
+            "epoch".to_string(),
+            AttributeValue::N(record.epoch.to_string()),
+        ),
+        ("rvn".to_string(), AttributeValue::N(record.rvn.to_string())),
+        (
+            "lease_ms".to_string(),
+            AttributeValue::N(record.lease_ms.to_string()),
+        ),
+        (
+            "committed_token".to_string(),
+            optional(&record.committed_token),
+        ),
+        ("holder".to_string(), optional(&record.holder)),
+    ])
+}
+
+/// The record of an item: its attributes (but `key`) as a JSON object — S as a string,
+/// N as a number when it is one, NULL as null, anything else as an object — parsed and
+/// validated by the core. `None` when the core refuses it.
+fn record_of(found: &Item) -> Option<LeaseRecord> {
+    let mut object = Map::new();
+    for (name, value) in found.iter().filter(|(n, _)| n.as_str() != "key") {
+        let value = match value {
+            AttributeValue::S(s) => Value::String(s.clone()),
+            AttributeValue::N(n) => n
+                .parse::<u64>()
+                .map_or_else(|_| Value::String(n.clone()), Value::from),
+            AttributeValue::Null(_) => Value::Null,
+            _ => Value::Object(Map::new()),
+        };
+        object.insert(name.clone(), value);
+    }
+    LeaseRecord::from_json(Value::Object(object).to_string().as_bytes()).ok()
+}
+
+impl Store for DynamoDbStore {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, StoreReply> {
+        Box::pin(self.get_record(key))
+    }
+
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        record: &'a LeaseRecord,
+    ) -> BoxFuture<'a, StoreReply> {
+        Box::pin(self.put(key, record, None))
+    }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected_rvn: u64,
+        record: &'a LeaseRecord,
+    ) -> BoxFuture<'a, StoreReply> {
+        Box::pin(self.put(key, record, Some(expected_rvn)))
+    }
+}
