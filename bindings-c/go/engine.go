@@ -544,6 +544,19 @@ func (e *Engine) pollTimeoutForLocked(op uint64) (at uint64, ok bool, err error)
 	return uint64(e.s.at), bool(e.s.has), err
 }
 
+// pollTimeoutsFor writes the timer of each of ops to at (math.MaxUint64 for none), in one
+// call into the library. The caller holds e.mu.
+func (e *Engine) pollTimeoutsForLocked(ops, at []uint64) error {
+	if e.h == nil {
+		return ErrClosed
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	st := C.wl_engine_poll_timeouts_for(e.h, (*C.uint64_t)(unsafe.Pointer(&ops[0])), C.size_t(len(ops)), (*C.uint64_t)(unsafe.Pointer(&at[0])))
+	return e.lastError(st)
+}
+
 // PollTimeoutFor says when one operation's timer fires; ok is false when it waits on none.
 func (e *Engine) PollTimeoutFor(op uint64) (at uint64, ok bool, err error) {
 	e.mu.Lock()

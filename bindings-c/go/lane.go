@@ -3,6 +3,7 @@ package writelane
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"sync"
 	"time"
@@ -30,6 +31,11 @@ type Lane struct {
 	mu     sync.Mutex
 	closed bool
 	runs   map[uint64]*run
+	armed  map[uint64]int // how many sleeping runs wait for a timer at each time
+	// The sleeping runs whose timers afterChange checks, and the timers found.
+	check []*run
+	ops   []uint64
+	ats   []uint64
 }
 
 // run is what one Run shares with its lane (under Lane.mu): the command the engine has
@@ -91,7 +97,7 @@ func New(policy string, opts ...Option) (*Lane, error) {
 	}
 	return &Lane{eng: eng, clock: cfg.clock, start: cfg.clock.Now(), events: cfg.events, store: cfg.store,
 		storeTimeout: time.Duration(p.Lease.StoreTimeoutMs) * time.Millisecond, holder: cfg.holder,
-		runs: map[uint64]*run{}}, nil
+		runs: map[uint64]*run{}, armed: map[uint64]int{}}, nil
 }
 
 // Engine returns the engine inside the lane (for stats, events and state export). Do not
@@ -137,10 +143,26 @@ func (l *Lane) afterChange(self *run) []string {
 			}
 		}
 	}
-	for _, r := range l.runs {
-		if r.sleeping && r != self && r.cmd == nil {
-			if at, timed, _ := l.eng.PollTimeoutFor(r.op); at != r.at || timed != r.timed {
-				signal(r)
+	// A sleeping run must wake when its operation's timer moves earlier (a run granted the
+	// lane into a cool-down). Then the engine's earliest timer is one no sleeper waits for;
+	// while a sleeper does wait for it, that sleeper wakes then and the check runs again.
+	// So read the sleepers' timers only in that case, all in one call.
+	if g, ok, _ := l.eng.PollTimeout(); ok && l.armed[g] == 0 {
+		l.check, l.ops = l.check[:0], l.ops[:0]
+		for _, r := range l.runs {
+			if r.sleeping && r != self && r.cmd == nil {
+				l.check, l.ops = append(l.check, r), append(l.ops, r.op)
+			}
+		}
+		if len(l.ops) > 0 {
+			l.ats = append(l.ats[:0], l.ops...)
+			l.eng.mu.Lock()
+			err := l.eng.pollTimeoutsForLocked(l.ops, l.ats)
+			l.eng.mu.Unlock()
+			for i, r := range l.check {
+				if err != nil || (l.ats[i] != math.MaxUint64) != r.timed || (r.timed && l.ats[i] != r.at) {
+					signal(r)
+				}
 			}
 		}
 	}
@@ -158,11 +180,24 @@ func (l *Lane) afterChange(self *run) []string {
 	}
 }
 
+// sleep marks r asleep on its operation's timer at, if timed, or awake (with l.mu held).
+func (l *Lane) sleep(r *run, asleep, timed bool, at uint64) {
+	if r.sleeping && r.timed {
+		if l.armed[r.at]--; l.armed[r.at] == 0 {
+			delete(l.armed, r.at)
+		}
+	}
+	r.sleeping, r.timed, r.at = asleep, timed, at
+	if asleep && timed {
+		l.armed[at]++
+	}
+}
+
 // step feeds in to the engine at the clock's now (nil: fire the timers that are due)
 // and hands out what changed; events are delivered outside the lock.
 func (l *Lane) step(r *run, in *Input) error {
 	l.mu.Lock()
-	r.sleeping = false
+	l.sleep(r, false, false, 0)
 	var err error
 	if in == nil {
 		err = l.eng.HandleTimeout(l.now())
@@ -229,10 +264,14 @@ func (l *Lane) drive(ctx context.Context, r *run, entity string, write func(cont
 			return ErrClosed
 		}
 		cmd, now := r.cmd, l.now()
-		r.cmd, r.sleeping = nil, cmd == nil
+		r.cmd = nil
+		l.sleep(r, false, false, 0)
 		var err error
 		if cmd == nil {
-			r.at, r.timed, err = l.eng.PollTimeoutFor(r.op)
+			var at uint64
+			var timed bool
+			at, timed, err = l.eng.PollTimeoutFor(r.op)
+			l.sleep(r, err == nil, timed, at)
 		}
 		l.mu.Unlock()
 		if err != nil {

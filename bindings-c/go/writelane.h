@@ -1043,6 +1043,21 @@ wl_status wl_engine_poll_timeout_for(const struct wl_engine *engine,
                                      uint64_t *out_at_ms);
 
 /**
+ * When each of `n` operations' timers fires, in one call (for drivers that keep many
+ * operations waiting and must notice when one's timer moves): `out_at_ms[i]` receives
+ * the time of `ops[i]`'s timer as `wl_engine_poll_timeout_for` reports it, or
+ * `UINT64_MAX` when that operation waits on no timer or is unknown. `ops` and
+ * `out_at_ms` may be NULL when `n` is 0.
+ *
+ * Errors: `WL_STATUS_NULL_ARGUMENT` (`ops`, `out_at_ms` with `n > 0`),
+ * `WL_STATUS_INVALID_ARGUMENT` (`n` above `PTRDIFF_MAX / 8`).
+ */
+wl_status wl_engine_poll_timeouts_for(const struct wl_engine *engine,
+                                      const uint64_t *ops,
+                                      size_t n,
+                                      uint64_t *out_at_ms);
+
+/**
  * Take the next telemetry event as JSON text (the core's form, tagged by `type`) into
  * `*out_json`, NUL-terminated and borrowed until the next call on this handle; `ptr` is
  * NULL when no event is queued.

@@ -601,6 +601,46 @@ pub unsafe extern "C" fn wl_engine_poll_timeout_for(
     }
 }
 
+/// When each of `n` operations' timers fires, in one call (for drivers that keep many
+/// operations waiting and must notice when one's timer moves): `out_at_ms[i]` receives
+/// the time of `ops[i]`'s timer as `wl_engine_poll_timeout_for` reports it, or
+/// `UINT64_MAX` when that operation waits on no timer or is unknown. `ops` and
+/// `out_at_ms` may be NULL when `n` is 0.
+///
+/// Errors: `WL_STATUS_NULL_ARGUMENT` (`ops`, `out_at_ms` with `n > 0`),
+/// `WL_STATUS_INVALID_ARGUMENT` (`n` above `PTRDIFF_MAX / 8`).
+#[no_mangle]
+pub unsafe extern "C" fn wl_engine_poll_timeouts_for(
+    engine: *const wl_engine,
+    ops: *const u64,
+    n: usize,
+    out_at_ms: *mut u64,
+) -> wl_status {
+    unsafe {
+        with_handle(engine, Access::Normal, |inner| {
+            if n == 0 {
+                return Ok(());
+            }
+            if n > isize::MAX as usize / 8 {
+                return Err(Fail::invalid("n", format!("{n} is above PTRDIFF_MAX / 8")));
+            }
+            if ops.is_null() {
+                return Err(Fail::null("ops"));
+            }
+            if out_at_ms.is_null() {
+                return Err(Fail::null("out_at_ms"));
+            }
+            // SAFETY: the caller promises `n` readable and `n` writable u64s.
+            let ops = std::slice::from_raw_parts(ops, n);
+            let out = std::slice::from_raw_parts_mut(out_at_ms, n);
+            for (op, at) in ops.iter().zip(out.iter_mut()) {
+                *at = inner.engine.poll_timeout_for(OpId(*op)).unwrap_or(u64::MAX);
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Serialise into the handle's scratch text, NUL-terminated, and borrow it.
 fn scratch_json<T: serde::Serialize>(inner: &mut Inner, value: &T, out: &mut wl_str) {
     let mut buf = std::mem::take(&mut inner.scratch).into_bytes();

@@ -331,6 +331,16 @@ fn random_calls_never_panic() {
                             wl_engine_retry_delay(e, (rnd() % 20) as u32, &failure, at, &mut d)
                         }
                     }
+                    _ if rnd() % 2 == 0 => {
+                        let ops = [rnd() % 12, rnd() % 12, rnd()];
+                        let mut at = [0u64; 3];
+                        wl_engine_poll_timeouts_for(
+                            e,
+                            ops.as_ptr(),
+                            (rnd() % 4) as usize,
+                            at.as_mut_ptr(),
+                        )
+                    }
                     _ => {
                         let mut s = wl_str::ABSENT;
                         wl_engine_poll_event(e, &mut s)

@@ -646,6 +646,28 @@ static void lease_helpers(void) {
   CHECK(wl_engine_poll_command(e, &c) == WL_STATUS_OK && c.kind == WL_COMMAND_KIND_STORE);
   wl_engine_free(e);
 
+  /* wl_engine_poll_timeouts_for: many operations' timers in one call. */
+  {
+    uint64_t ops[3], at[3] = {0, 0, 0};
+    bool has;
+    uint64_t one;
+    CHECK(wl_engine_new(S("{\"deadline_ms\": 5000}"), 1, &e, &err) == WL_STATUS_OK);
+    CHECK(wl_engine_submit(e, S("role/a"), 10, NULL, &ops[0]) == WL_STATUS_OK);
+    CHECK(wl_engine_submit(e, S("role/a"), 20, NULL, &ops[1]) == WL_STATUS_OK); /* queued: its deadline */
+    ops[2] = 999;                                                               /* unknown */
+    CHECK(wl_engine_poll_timeouts_for(e, ops, 3, at) == WL_STATUS_OK);
+    CHECK(wl_engine_poll_timeout_for(e, ops[1], &has, &one) == WL_STATUS_OK && has && at[1] == one && one == 5020);
+    CHECK(at[2] == UINT64_MAX);
+    CHECK(wl_engine_poll_command(e, &c) == WL_STATUS_OK && c.kind == WL_COMMAND_KIND_READ); /* op 1: no timer now */
+    CHECK(wl_engine_poll_timeouts_for(e, ops, 1, at) == WL_STATUS_OK && at[0] == UINT64_MAX);
+    CHECK(wl_engine_poll_timeouts_for(e, NULL, 0, NULL) == WL_STATUS_OK);
+    CHECK(fails_with(e, wl_engine_poll_timeouts_for(e, NULL, 2, at), WL_STATUS_NULL_ARGUMENT, "ops"));
+    CHECK(fails_with(e, wl_engine_poll_timeouts_for(e, ops, 2, NULL), WL_STATUS_NULL_ARGUMENT, "out_at_ms"));
+    CHECK(fails_with(e, wl_engine_poll_timeouts_for(e, ops, SIZE_MAX, at), WL_STATUS_INVALID_ARGUMENT, "n"));
+    CHECK(wl_engine_poll_timeouts_for(NULL, ops, 1, at) == WL_STATUS_NULL_ARGUMENT);
+    wl_engine_free(e);
+  }
+
   /* no_read: never a read; with an expected token the submit is refused. */
   CHECK(wl_engine_new(S("\"iam\""), 1, &e, &err) == WL_STATUS_OK);
   memset(&o, 0, sizeof o);
