@@ -1,6 +1,11 @@
 package writelane
 
-import "testing"
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+	"testing"
+)
 
 // Per-decision cost through Go and cgo, against a bare cgo call (wl_abi_version). bench.sh
 // runs these with the Rust and C measurements and prints the ratios.
@@ -79,4 +84,46 @@ func BenchmarkStrategyDecision(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*3), "ns/call")
+}
+
+// The driver's cost of one uncontended Run (submit, one write without a read, finish),
+// all of it lane bookkeeping and engine calls.
+func BenchmarkLaneRun(b *testing.B) {
+	l, err := New(benchPolicy, WithSeed(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	write := func(context.Context, Attempt) error { return nil }
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := l.Run(ctx, "role/a", write); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// 64 goroutines writing 4 entities through one Lane: most writers wait queued, and each
+// finished write hands its entity to the next (the wake-ups the driver pays for).
+func BenchmarkLaneRunContended(b *testing.B) {
+	l, err := New(benchPolicy, WithSeed(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	entities := []string{"role/a", "role/b", "role/c", "role/d"}
+	ctx := context.Background()
+	write := func(context.Context, Attempt) error { return nil }
+	var n atomic.Int64
+	b.SetParallelism(64 / runtime.GOMAXPROCS(0))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := l.Run(ctx, entities[n.Add(1)%4], write); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
