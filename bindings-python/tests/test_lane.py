@@ -193,7 +193,7 @@ def test_state_export_and_import() -> None:
 def test_never_waits_for_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    import writelane._lane as lane_mod
+    import writelane._driver as lane_mod
 
     waits: List[Optional[float]] = []
 
