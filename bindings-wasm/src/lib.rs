@@ -30,9 +30,9 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use writelane_core::{
     lease::{self, ForceReleasePlan, LeaseRecord, RecordError, StoreOp, StoreReply, MAX_RVN},
-    parse_retry_after, policy_token as core_policy_token, Command, Engine, EngineState,
-    ErrorClass, Failure, Input, OpId, Outcome, Policy, PolicyError, Refusal, RetryStrategy,
-    RetryToken, SubmitOptions, UsageError, MAX_ENTITY_LEN,
+    parse_retry_after, policy_token as core_policy_token, Command, Engine, EngineState, ErrorClass,
+    Failure, Input, OpId, Outcome, Policy, PolicyError, Refusal, RetryStrategy, RetryToken,
+    SubmitOptions, UsageError, MAX_ENTITY_LEN,
 };
 
 /// The largest integer a JavaScript number holds exactly.
@@ -277,8 +277,15 @@ pub fn check_owner(owner: &str) -> Option<String> {
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Parsed<T> {
-    Ok { ok: bool, value: T },
-    Err { ok: bool, field: String, rule: String },
+    Ok {
+        ok: bool,
+        value: T,
+    },
+    Err {
+        ok: bool,
+        field: String,
+        rule: String,
+    },
 }
 
 impl<T> Parsed<T> {
@@ -346,7 +353,10 @@ fn store_op(text: &str) -> Result<StoreOp, Parsed<()>> {
         }
     };
     let record = || -> Result<LeaseRecord, Parsed<()>> {
-        let raw = map.get("record").cloned().unwrap_or(serde_json::Value::Null);
+        let raw = map
+            .get("record")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
         LeaseRecord::from_json(raw.to_string().as_bytes())
             .map_err(|e| Parsed::record_err("operation.record", e))
     };
@@ -1349,16 +1359,26 @@ mod tests {
         let ok: serde_json::Value = serde_json::from_str(&parse_record(good)).unwrap();
         assert_eq!(ok["value"]["rvn"], 5);
         let bad: serde_json::Value =
-            serde_json::from_str(&parse_record(&good.replace("\"epoch\":1", "\"epoch\":0"))).unwrap();
-        assert_eq!((bad["ok"].clone(), bad["field"].clone()), (false.into(), "record.epoch".into()));
+            serde_json::from_str(&parse_record(&good.replace("\"epoch\":1", "\"epoch\":0")))
+                .unwrap();
+        assert_eq!(
+            (bad["ok"].clone(), bad["field"].clone()),
+            (false.into(), "record.epoch".into())
+        );
         let garbage: serde_json::Value = serde_json::from_str(&parse_record("{")).unwrap();
         assert_eq!(garbage["field"], "record");
         for (op, field) in [
             ("7", "operation"),
             (r#"{"op":"get"}"#, "operation.key"),
             (r#"{"op":"delete","key":"k"}"#, "operation.op"),
-            (r#"{"op":"compare_and_swap","key":"k","expected_rvn":-1}"#, "operation.expected_rvn"),
-            (r#"{"op":"put_if_absent","key":"k","record":{}}"#, "operation.record"),
+            (
+                r#"{"op":"compare_and_swap","key":"k","expected_rvn":-1}"#,
+                "operation.expected_rvn",
+            ),
+            (
+                r#"{"op":"put_if_absent","key":"k","record":{}}"#,
+                "operation.record",
+            ),
         ] {
             let v: serde_json::Value = serde_json::from_str(&parse_store_op(op)).unwrap();
             assert_eq!(v["field"], field, "{op}");
