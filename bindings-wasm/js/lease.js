@@ -143,8 +143,7 @@ async function carryOut(store, op, timeoutMs, clock) {
  * @returns {Promise<object>}
  */
 async function applyStoreOp(store, operation, options) {
-  checkStore(store, 'store');
-  if (store === undefined) throw argumentError('store', 'must be a lease store', store);
+  if (checkStore(store, 'store') === undefined) throw argumentError('store', 'must be a lease store', store);
   let text;
   try {
     text = JSON.stringify(operation);
