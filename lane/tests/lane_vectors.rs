@@ -153,10 +153,11 @@ async fn replay_lane(v: &Value) -> Value {
         async move {
             let call = json!({"at": clock.now(), "call": "write", "attempt": a.number,
                               "base_token": a.base_token, "fence": a.fence});
-            let mut s = script.lock().unwrap();
-            let result = s.writes.pop_front();
-            let scripted = s.call(call, result);
-            drop(s);
+            let scripted = {
+                let mut s = script.lock().unwrap();
+                let result = s.writes.pop_front();
+                s.call(call, result)
+            };
             match scripted {
                 Scripted::Token(t) => {
                     if let Some(t) = t {
@@ -175,10 +176,11 @@ async fn replay_lane(v: &Value) -> Value {
     let read = || {
         let (script, cancelled, clock) = (script.clone(), cancelled.clone(), clock.clone());
         async move {
-            let mut s = script.lock().unwrap();
-            let result = s.reads.pop_front();
-            let scripted = s.call(json!({"at": clock.now(), "call": "read"}), result);
-            drop(s);
+            let scripted = {
+                let mut s = script.lock().unwrap();
+                let result = s.reads.pop_front();
+                s.call(json!({"at": clock.now(), "call": "read"}), result)
+            };
             match scripted {
                 Scripted::Token(t) => Ok(t),
                 Scripted::Raise(e) => Err(e),
