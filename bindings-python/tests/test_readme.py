@@ -25,7 +25,7 @@ def _blocks() -> List[str]:
 
 def test_readme_examples_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = _blocks()
-    assert len(blocks) >= 2
+    assert len(blocks) == 6
     # Aim an unmodified `boto3.client("iam")` at the lab.
     monkeypatch.setenv("AWS_ENDPOINT_URL_IAM", lab.endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -50,18 +50,21 @@ def test_readme_examples_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     lab.post("/_lab/config", {"inject_conflicts": 1})
     namespace["iam"].tag_role(RoleName="deploy", Tags=[{"Key": "k", "Value": "v"}])
     assert lab.stats()["conflicts"] == 1
+    # The virtual clock: its own assertion checks the back-off in virtual time.
+    exec(compile(blocks[2], "README.md", "exec"), namespace)
+    assert namespace["clock"].now_ms() == 500
     # Shared lanes, with an unmodified DynamoDBStore aimed at a local DynamoDB.
     moto = MotoServer(sys.executable)
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint)
-        exec(compile(blocks[2], "README.md", "exec"), namespace)
+        exec(compile(blocks[3], "README.md", "exec"), namespace)
         doc = client.get_role_policy(RoleName="deploy", PolicyName="inline")["PolicyDocument"]
         assert len(doc["Statement"]) == 3
         record = namespace["store"].get("role/deploy")
         assert record["owner"] == "" and record["epoch"] == 1
         # The reporting write: the record holds exactly what read() returns now, and the
         # next holder (another owner on the same table) writes on it without reading.
-        exec(compile(blocks[3], "README.md", "exec"), namespace)
+        exec(compile(blocks[4], "README.md", "exec"), namespace)
         doc = client.get_role_policy(RoleName="deploy", PolicyName="inline")["PolicyDocument"]
         assert len(doc["Statement"]) == 4
         record = namespace["store"].get("role/deploy")
@@ -70,5 +73,9 @@ def test_readme_examples_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
         other = writelane.Lane("iam", store=namespace["store"], owner="other:1:x")
         base = other.run("role/deploy", lambda a: a.base_token, read=lambda: reads.append("read"))
         assert base == record["committed_token"] and reads == []
+        # Force-release, as an operator would: the lease is free, so nothing is written.
+        exec(compile(blocks[5], "README.md", "exec"), namespace)
+        assert namespace["result"].result == "already_free"
+        assert namespace["store"].get("role/deploy") == namespace["found"]
     finally:
         moto.stop()

@@ -40,6 +40,14 @@ policy = writelane.Policy.preset("iam", deadline_ms=5000)
 text: str = policy.to_json()
 events: list[writelane.events.Event] = lane.events()
 t: str = writelane.policy_token({"Statement": []})
+clock = writelane.ManualClock()
+virtual = writelane.Lane("iam", clock=clock, store=writelane.stores.MemoryStore())
+m: int = virtual.run("role/a", write)
+now: int = clock.now_ms()
+released = writelane.stores.force_release(writelane.stores.MemoryStore(), "role/a", expected_rvn=1)
+outcome: str = released.result
+freed: bool = released.released
+shared_policy: writelane.Policy = policy.for_store()
 '''
 
 
