@@ -72,6 +72,8 @@
 
 mod entity;
 mod op;
+#[cfg(test)]
+mod tests;
 mod types;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};

@@ -109,6 +109,30 @@ pub(super) enum Resume {
 }
 
 impl Phase {
+    /// The phase's name in the transition table.
+    #[cfg(test)]
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Phase::Queued { .. } => "queued",
+            Phase::Cooling { .. } => "cooling",
+            Phase::Reading {
+                readback: false, ..
+            } => "reading",
+            Phase::Reading { readback: true, .. } => "reading (readback)",
+            Phase::Writing { .. } => "writing",
+            Phase::Backoff { .. } => "backoff",
+            Phase::Leasing {
+                wait: LeaseWait::Reply { .. },
+                ..
+            } => "leasing (store)",
+            Phase::Leasing {
+                wait: LeaseWait::Timer { .. },
+                ..
+            } => "leasing (timer)",
+            Phase::Finishing { .. } => "finishing",
+        }
+    }
+
     /// What the phase waits for, in words, for [`crate::UsageError::UnexpectedInput`].
     pub(super) fn waiting_for(&self) -> &'static str {
         match self {
