@@ -52,6 +52,22 @@ impl Classify for Box<dyn std::error::Error + Send + Sync> {
     }
 }
 
+/// A connection that dropped or timed out after the request went out is an unknown
+/// outcome; one refused before it went out is `ConnectionError` (transient by default);
+/// any other IO error has no code (fatal by default).
+impl Classify for std::io::Error {
+    fn failure(&self) -> Failure {
+        use std::io::ErrorKind::*;
+        match self.kind() {
+            TimedOut | ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+                Failure::unknown_outcome()
+            }
+            ConnectionRefused => Failure::code("ConnectionError"),
+            _ => Failure::default(),
+        }
+    }
+}
+
 /// One write attempt, as the engine commands it.
 #[derive(Debug, Clone)]
 pub struct Attempt {

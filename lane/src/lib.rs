@@ -4,20 +4,21 @@
 //! writes of cloud entities (IAM roles, users, policies) under the write discipline, and
 //! lease-store adapters that let writers on different machines share one lane per entity.
 //!
-//! ```no_run
+//! ```
 //! use writelane::{Lane, LaneOptions, Policy, RunOptions};
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let lane = Lane::new(Policy::preset("iam")?, LaneOptions::default())?;
 //! let report = lane
 //!     .run(
 //!         "arn:aws:iam::123456789012:role/deploy",
-//!         |attempt| async move { attempt.set_token("v2"); Ok::<_, writelane::Failure>(()) },
+//!         |attempt| async move { attempt.set_token("v2"); Ok::<_, std::io::Error>(()) },
 //!         Some(|| async { Ok(Some("v1".to_string())) }),
 //!         RunOptions::default(),
 //!     )
 //!     .await?;
-//! let token = report.into_result()?; // Ok(Some("v2")), or the reason it gave up
-//! # let _ = token; Ok(()) }
+//! let token = report.into_result()?; // Some("v2"), or the reason it gave up as an error
+//! # assert_eq!(token.as_deref(), Some("v2")); Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(demo()).unwrap();
 //! ```
 //!
 //! The driver is thin: the engine decides every step (lanes, leases, backoff, budgets,
