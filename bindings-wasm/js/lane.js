@@ -33,19 +33,13 @@ const { clockOf, startTimer } = require('./clock.js');
 const { checkStore, carryOut, defaultOwner } = require('./lease.js');
 const { RetryStrategy } = require('./strategy.js');
 
-const CMD_NONE = 0;
-const CMD_READ = 1;
-const CMD_WRITE = 2;
-const CMD_FINISH = 3;
-const CMD_STORE = 4;
+/** Command kinds of the native register (see `bindings-wasm/src/lib.rs`). */
+const [CMD_NONE, CMD_READ, CMD_WRITE, CMD_FINISH, CMD_STORE] = [0, 1, 2, 3, 4];
 const READ = Object.freeze({ kind: CMD_READ });
 const COMMITTED = Object.freeze({ kind: CMD_FINISH, committed: true });
 /** The option a refused submit is about, by the core's usage-error kind. */
 const SUBMIT_FIELDS = {
-  invalid_entity: 'entity',
-  expected_needs_read: 'options.expected',
-  invalid_token: 'options.expected',
-  invalid_owner: 'options.holder',
+  invalid_entity: 'entity', expected_needs_read: 'options.expected', invalid_token: 'options.expected', invalid_owner: 'options.holder',
 };
 
 /**
@@ -72,15 +66,9 @@ class Lane {
   #strategy = null;
 
   /**
-   * @param {string | object | Policy} [policy] a preset name, an object of overrides,
-   *   JSON text or a Policy; the `iam` preset by default
-   * @param {{seed?: number, classify?: Function, store?: object, owner?: string,
-   *   holder?: string, clock?: {nowMs(): number, sleep(ms: number, signal: AbortSignal): Promise<void>}}} [options]
-   *   `store`: a lease store shared with writers on other processes or machines; with
-   *   one, lanes are shared whatever the policy said (the core's `Policy::for_store`).
-   *   `owner` names this lane in lease records (default `HOST:PID:random`); `holder`
-   *   describes the writer for people debugging a stuck lease. `clock` replaces the
-   *   monotonic clock and its timers (tests run lanes in virtual time with it).
+   * @param {string | object | Policy} [policy] a preset name, overrides, JSON text or a Policy
+   * @param {object} [options] `seed`, `classify`, `store` (lanes are then shared, the core's
+   *   `Policy::for_store`), `owner`, `holder`, `clock` (see `LaneOptions` in index.d.ts)
    */
   constructor(policy, options) {
     checkOptions(options);
@@ -254,17 +242,10 @@ class Lane {
   }
 
   /**
-   * Run one logical write of `entity`. Writes to one entity go one at a time, FIFO; with a
-   * lease store, one at a time across every process and machine sharing the store.
-   * Resolves to what `write(attempt, context)` resolved to; rejects with `GaveUpError` or
-   * `StaleRevisionError` (or `UsageError` for bad arguments).
-   *
-   * @template T
-   * @param {string} entity the entity name (an ARN or `role/NAME`)
-   * @param {(attempt: number, context: WriteContext) => Promise<T>} write
-   * @param {{read?: () => Promise<string | null>, expected?: string, deadlineMs?: number,
-   *   signal?: AbortSignal, classify?: Function, holder?: string}} [options]
-   * @returns {Promise<T>}
+   * Run one logical write of `entity` (one at a time per entity, FIFO; with a store, across
+   * every process sharing it). Resolves to what `write(attempt, context)` resolved to;
+   * rejects with `GaveUpError`, `StaleRevisionError` or `UsageError`. Options: `read`,
+   * `expected`, `deadlineMs`, `signal`, `classify`, `holder` (`RunOptions` in index.d.ts).
    */
   async run(entity, write, options) {
     const raw = this.#raw;
@@ -316,21 +297,13 @@ class Lane {
   /** What the lane learned (committed tokens, budget levels), to persist. */
   exportState() { return JSON.parse(this.#raw.exportState()); }
 
-  /**
-   * Restore state exported earlier (by this or another binding).
-   * @param {object | string} state
-   */
+  /** Restore state exported earlier (by this or another binding). */
   importState(state) {
     const text = typeof state === 'string' ? state : jsonText(state, 'state');
     if (this.#raw.importState(text) === STATUS_ERROR) throw nativeError(this.#raw, 'state');
   }
 
-  /**
-   * An AWS SDK v3 retry strategy under this lane's policy and seed, for clients whose
-   * calls do not go through `run`: `new IAMClient({ retryStrategy: lane.retryStrategy() })`.
-   * The same strategy is returned on every call, so its budgets are shared.
-   * @returns {RetryStrategy}
-   */
+  /** The AWS SDK v3 retry strategy under this lane's policy and seed (one, so budgets are shared). */
   retryStrategy() {
     if (this.#strategy === null) {
       this.#strategy = new RetryStrategy(this.#policy, { seed: this.#seed, classify: this.#classify });
