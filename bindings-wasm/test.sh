@@ -43,7 +43,8 @@ else
 fi
 
 if [ "$quick" = 1 ]; then
-  node --test test/vectors.test.js test/engine.test.js test/lane.test.js test/strategy.test.js test/shared.test.js
+  node --test test/vectors.test.js test/engine.test.js test/lane.test.js test/strategy.test.js test/shared.test.js \
+    test/lane-vectors.test.js test/schema.test.js
 else
   node --test test/*.test.js
 fi
