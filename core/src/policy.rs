@@ -483,108 +483,16 @@ impl Policy {
     }
 
     /// Check ranges and consistency. Policies built by [`Policy::from_json`] are already
-    /// validated; call this after changing fields by hand.
+    /// validated; call this after changing fields by hand. Sections are checked in the
+    /// order of the fields, and the first broken rule is reported.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        if let Some(d) = self.deadline_ms {
-            range_u64("deadline_ms", d, 1, MAX_DELAY_MS)?;
-        }
-        for (name, rule) in [
-            ("conflict", &self.retry.conflict),
-            ("throttle", &self.retry.throttle),
-            ("transient", &self.retry.transient),
-            ("unknown", &self.retry.unknown),
-        ] {
-            let p = |f: &str| format!("retry.{name}.{f}");
-            if rule.max_attempts == 0 {
-                return Err(PolicyError::new(
-                    p("max_attempts"),
-                    "must be at least 1 (the first call counts as an attempt)",
-                ));
-            }
-            range_u64(
-                &p("max_attempts"),
-                rule.max_attempts.into(),
-                1,
-                MAX_ATTEMPTS.into(),
-            )?;
-            range_u64(&p("base_ms"), rule.base_ms, 0, MAX_DELAY_MS)?;
-            range_u64(&p("cap_ms"), rule.cap_ms, 0, MAX_DELAY_MS)?;
-            if rule.base_ms > rule.cap_ms {
-                return Err(PolicyError::new(
-                    p("base_ms"),
-                    format!(
-                        "must not exceed cap_ms ({} > {})",
-                        rule.base_ms, rule.cap_ms
-                    ),
-                ));
-            }
-            range_u64(&p("cost"), rule.cost.into(), 0, MAX_TOKENS.into())?;
-        }
-        range_u64(
-            "retry_after.max_extra_ms",
-            self.retry_after.max_extra_ms,
-            0,
-            MAX_DELAY_MS,
-        )?;
-        let b = &self.budget;
-        range_u64("budget.capacity", b.capacity.into(), 0, MAX_TOKENS.into())?;
-        if b.initial > b.capacity {
-            return Err(PolicyError::new(
-                "budget.initial",
-                format!(
-                    "must not exceed budget.capacity ({} > {})",
-                    b.initial, b.capacity
-                ),
-            ));
-        }
-        range_u64(
-            "budget.success_reward",
-            b.success_reward.into(),
-            0,
-            MAX_TOKENS.into(),
-        )?;
-        if let Some(c) = b.per_entity_capacity {
-            range_u64("budget.per_entity_capacity", c.into(), 0, MAX_TOKENS.into())?;
-        }
-        let s = &self.spike;
-        range_u64("spike.window_ms", s.window_ms, 1, MAX_DELAY_MS)?;
-        range_u64(
-            "spike.threshold",
-            s.threshold.into(),
-            1,
-            MAX_SPIKE_THRESHOLD.into(),
-        )?;
-        range_u64("spike.cooldown_ms", s.cooldown_ms, 0, MAX_DELAY_MS)?;
+        validate_deadline(self.deadline_ms)?;
+        validate_retry(&self.retry)?;
+        validate_retry_after(&self.retry_after)?;
+        validate_budget(&self.budget)?;
+        validate_spike(&self.spike)?;
         self.lease.validate()?;
-        for (name, list) in [
-            ("conflict", &self.codes.conflict),
-            ("throttle", &self.codes.throttle),
-            ("transient", &self.codes.transient),
-            ("fatal", &self.codes.fatal),
-        ] {
-            for (i, code) in list.iter().enumerate() {
-                if code.is_empty() || code.len() > 128 {
-                    return Err(PolicyError::new(
-                        format!("codes.{name}[{i}]"),
-                        "must be a non-empty code of at most 128 characters",
-                    ));
-                }
-            }
-        }
-        for (name, list) in [
-            ("throttle_statuses", &self.codes.throttle_statuses),
-            ("transient_statuses", &self.codes.transient_statuses),
-        ] {
-            for (i, status) in list.iter().enumerate() {
-                if !(100..=599).contains(status) {
-                    return Err(PolicyError::new(
-                        format!("codes.{name}[{i}]"),
-                        format!("must be an HTTP status in 100..=599, found {status}"),
-                    ));
-                }
-            }
-        }
-        Ok(())
+        validate_codes(&self.codes)
     }
 
     /// The retry rule of a retryable class.
@@ -604,6 +512,137 @@ impl Default for Policy {
     fn default() -> Self {
         Self::iam()
     }
+}
+
+/// `deadline_ms`: none, or `1..=MAX_DELAY_MS`.
+fn validate_deadline(deadline_ms: Option<u64>) -> Result<(), PolicyError> {
+    match deadline_ms {
+        Some(d) => range_u64("deadline_ms", d, 1, MAX_DELAY_MS),
+        None => Ok(()),
+    }
+}
+
+/// `retry.*`: each class's rule, in class order.
+fn validate_retry(retry: &RetryRules) -> Result<(), PolicyError> {
+    for (name, rule) in [
+        ("conflict", &retry.conflict),
+        ("throttle", &retry.throttle),
+        ("transient", &retry.transient),
+        ("unknown", &retry.unknown),
+    ] {
+        validate_retry_rule(name, rule)?;
+    }
+    Ok(())
+}
+
+/// `retry.<class>`: at least one attempt, delays in range with the base under the cap, a
+/// cost in range.
+fn validate_retry_rule(class: &str, rule: &RetryRule) -> Result<(), PolicyError> {
+    let p = |f: &str| format!("retry.{class}.{f}");
+    if rule.max_attempts == 0 {
+        return Err(PolicyError::new(
+            p("max_attempts"),
+            "must be at least 1 (the first call counts as an attempt)",
+        ));
+    }
+    range_u64(
+        &p("max_attempts"),
+        rule.max_attempts.into(),
+        1,
+        MAX_ATTEMPTS.into(),
+    )?;
+    range_u64(&p("base_ms"), rule.base_ms, 0, MAX_DELAY_MS)?;
+    range_u64(&p("cap_ms"), rule.cap_ms, 0, MAX_DELAY_MS)?;
+    if rule.base_ms > rule.cap_ms {
+        return Err(PolicyError::new(
+            p("base_ms"),
+            format!(
+                "must not exceed cap_ms ({} > {})",
+                rule.base_ms, rule.cap_ms
+            ),
+        ));
+    }
+    range_u64(&p("cost"), rule.cost.into(), 0, MAX_TOKENS.into())
+}
+
+/// `retry_after`: the extra a hint may add is at most a day.
+fn validate_retry_after(rule: &RetryAfterRule) -> Result<(), PolicyError> {
+    range_u64(
+        "retry_after.max_extra_ms",
+        rule.max_extra_ms,
+        0,
+        MAX_DELAY_MS,
+    )
+}
+
+/// `budget`: capacities and the reward in range, the initial level within the capacity.
+fn validate_budget(b: &BudgetRule) -> Result<(), PolicyError> {
+    range_u64("budget.capacity", b.capacity.into(), 0, MAX_TOKENS.into())?;
+    if b.initial > b.capacity {
+        return Err(PolicyError::new(
+            "budget.initial",
+            format!(
+                "must not exceed budget.capacity ({} > {})",
+                b.initial, b.capacity
+            ),
+        ));
+    }
+    range_u64(
+        "budget.success_reward",
+        b.success_reward.into(),
+        0,
+        MAX_TOKENS.into(),
+    )?;
+    if let Some(c) = b.per_entity_capacity {
+        range_u64("budget.per_entity_capacity", c.into(), 0, MAX_TOKENS.into())?;
+    }
+    Ok(())
+}
+
+/// `spike`: a window of at least 1 ms, a threshold of at least one conflict, a cool-down
+/// of at most a day.
+fn validate_spike(s: &SpikeRule) -> Result<(), PolicyError> {
+    range_u64("spike.window_ms", s.window_ms, 1, MAX_DELAY_MS)?;
+    range_u64(
+        "spike.threshold",
+        s.threshold.into(),
+        1,
+        MAX_SPIKE_THRESHOLD.into(),
+    )?;
+    range_u64("spike.cooldown_ms", s.cooldown_ms, 0, MAX_DELAY_MS)
+}
+
+/// `codes`: non-empty codes of at most 128 characters, HTTP statuses in `100..=599`.
+fn validate_codes(codes: &CodeTable) -> Result<(), PolicyError> {
+    for (name, list) in [
+        ("conflict", &codes.conflict),
+        ("throttle", &codes.throttle),
+        ("transient", &codes.transient),
+        ("fatal", &codes.fatal),
+    ] {
+        for (i, code) in list.iter().enumerate() {
+            if code.is_empty() || code.len() > 128 {
+                return Err(PolicyError::new(
+                    format!("codes.{name}[{i}]"),
+                    "must be a non-empty code of at most 128 characters",
+                ));
+            }
+        }
+    }
+    for (name, list) in [
+        ("throttle_statuses", &codes.throttle_statuses),
+        ("transient_statuses", &codes.transient_statuses),
+    ] {
+        for (i, status) in list.iter().enumerate() {
+            if !(100..=599).contains(status) {
+                return Err(PolicyError::new(
+                    format!("codes.{name}[{i}]"),
+                    format!("must be an HTTP status in 100..=599, found {status}"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn range_u64(path: &str, v: u64, lo: u64, hi: u64) -> Result<(), PolicyError> {
@@ -852,6 +891,52 @@ mod tests {
             err(r#"{"codes":{"throttle_statuses":[99]}}"#).path,
             "codes.throttle_statuses[0]"
         );
+    }
+
+    #[test]
+    fn each_section_reports_its_first_broken_rule_word_for_word() {
+        // Bindings and vectors compare these texts: one case per section validator.
+        for (policy, message) in [
+            (
+                r#"{"deadline_ms":0}"#,
+                "policy field `deadline_ms`: must be in 1..=86400000, found 0",
+            ),
+            (
+                r#"{"retry":{"conflict":{"max_attempts":0}}}"#,
+                "policy field `retry.conflict.max_attempts`: must be at least 1 (the first call counts as an attempt)",
+            ),
+            (
+                r#"{"retry":{"unknown":{"cost":1000001}}}"#,
+                "policy field `retry.unknown.cost`: must be in 0..=1000000, found 1000001",
+            ),
+            (
+                r#"{"retry_after":{"max_extra_ms":86400001}}"#,
+                "policy field `retry_after.max_extra_ms`: must be in 0..=86400000, found 86400001",
+            ),
+            (
+                r#"{"budget":{"initial":600}}"#,
+                "policy field `budget.initial`: must not exceed budget.capacity (600 > 500)",
+            ),
+            (
+                r#"{"spike":{"threshold":1001}}"#,
+                "policy field `spike.threshold`: must be in 1..=1000, found 1001",
+            ),
+            (
+                r#"{"lease":{"renew_ms":6000}}"#,
+                "policy field `lease.lease_ms`: must be at least twice renew_ms (10000 < 2 x 6000)",
+            ),
+            (
+                r#"{"codes":{"transient_statuses":[500,600]}}"#,
+                "policy field `codes.transient_statuses[1]`: must be an HTTP status in 100..=599, found 600",
+            ),
+            // Sections are checked in field order: the earliest broken one is reported.
+            (
+                r#"{"deadline_ms":0,"retry":{"conflict":{"max_attempts":0}},"codes":{"fatal":[""]}}"#,
+                "policy field `deadline_ms`: must be in 1..=86400000, found 0",
+            ),
+        ] {
+            assert_eq!(err(policy).to_string(), message, "{policy}");
+        }
     }
 
     #[test]
