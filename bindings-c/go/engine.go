@@ -544,9 +544,14 @@ func (e *Engine) pollTimeoutForLocked(op uint64) (at uint64, ok bool, err error)
 	return uint64(e.s.at), bool(e.s.has), err
 }
 
-// pollTimeoutsFor writes the timer of each of ops to at (math.MaxUint64 for none), in one
-// call into the library. The caller holds e.mu.
-func (e *Engine) pollTimeoutsForLocked(ops, at []uint64) error {
+// PollTimeoutsFor writes when each of ops's timers fires to at (len(ops) entries;
+// math.MaxUint64 for an operation that waits on no timer), in one call into the library.
+func (e *Engine) PollTimeoutsFor(ops, at []uint64) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(at) < len(ops) {
+		return &StatusError{Status: StatusInvalidArgument, Path: "at", Message: "at is shorter than ops"}
+	}
 	if e.h == nil {
 		return ErrClosed
 	}

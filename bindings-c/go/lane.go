@@ -32,10 +32,6 @@ type Lane struct {
 	closed bool
 	runs   map[uint64]*run
 	armed  map[uint64]int // how many sleeping runs wait for a timer at each time
-	// The sleeping runs whose timers afterChange checks, and the timers found.
-	check []*run
-	ops   []uint64
-	ats   []uint64
 }
 
 // run is what one Run shares with its lane (under Lane.mu): the command the engine has
@@ -148,21 +144,18 @@ func (l *Lane) afterChange(self *run) []string {
 	// while a sleeper does wait for it, that sleeper wakes then and the check runs again.
 	// So read the sleepers' timers only in that case, all in one call.
 	if g, ok, _ := l.eng.PollTimeout(); ok && l.armed[g] == 0 {
-		l.check, l.ops = l.check[:0], l.ops[:0]
+		var check []*run
+		var ops []uint64
 		for _, r := range l.runs {
 			if r.sleeping && r != self && r.cmd == nil {
-				l.check, l.ops = append(l.check, r), append(l.ops, r.op)
+				check, ops = append(check, r), append(ops, r.op)
 			}
 		}
-		if len(l.ops) > 0 {
-			l.ats = append(l.ats[:0], l.ops...)
-			l.eng.mu.Lock()
-			err := l.eng.pollTimeoutsForLocked(l.ops, l.ats)
-			l.eng.mu.Unlock()
-			for i, r := range l.check {
-				if err != nil || (l.ats[i] != math.MaxUint64) != r.timed || (r.timed && l.ats[i] != r.at) {
-					signal(r)
-				}
+		at := make([]uint64, len(ops))
+		err := l.eng.PollTimeoutsFor(ops, at)
+		for i, r := range check {
+			if err != nil || (at[i] != math.MaxUint64) != r.timed || (r.timed && at[i] != r.at) {
+				signal(r)
 			}
 		}
 	}
