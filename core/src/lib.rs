@@ -32,6 +32,44 @@
 //!
 //! Decisions are integer arithmetic on a seeded ChaCha generator: the same policy, seed and
 //! inputs give the same commands in every language binding.
+//!
+//! # The contract
+//!
+//! [`Engine`]'s documentation states it in full; in short, in the manner of quinn-proto
+//! and str0m:
+//!
+//! 1. the methods come in groups: constructors, getters, mutators (`submit`,
+//!    `import_state`), `handle_*` (`handle`, `handle_timeout`) and `poll_*`
+//!    (`poll_command`, `poll_timeout`, `poll_event`, each `#[must_use]`);
+//! 2. time is a `u64` of milliseconds on a monotonic clock the host chooses, and never goes
+//!    backwards;
+//! 3. after every `submit`, `handle` or `handle_timeout`, drain the commands; an operation
+//!    has at most one pending command, answered by exactly one input once polled;
+//! 4. then sleep until [`Engine::poll_timeout`] and call [`Engine::handle_timeout`];
+//! 5. misuse is a typed [`UsageError`] that changes nothing; no input makes the engine
+//!    panic.
+//!
+//! # The state machine
+//!
+//! Each operation is in one phase, and the phase is all of its state: `queued` (for the
+//! lane), `cooling` (a conflict cool-down), `reading` (plain, or a read-back after an
+//! unknown write outcome), `writing`, `backoff`, `leasing` (a lease-store operation, or the
+//! lease client's timer; shared lanes only) and `finishing`. In the manner of h11, every
+//! transition is in one table, in the module documentation of the engine (`src/engine/`,
+//! shown by `cargo doc --document-private-items`): phase, input, step, next phase and the
+//! commands emitted. [`Engine::handle`] and [`Engine::handle_timeout`] are one `match` each
+//! over (phase, input) with an arm per row, and a test drives real engines into every phase
+//! and checks that exactly the listed cells are accepted.
+//!
+//! # Modules
+//!
+//! The engine (`engine/`: public data types, entities, the operation and its phase, the
+//! engine itself) sits on top; below it, with no cycles between them: [`policy`] (presets,
+//! overrides, validation), [`lease`] (the shared-lease client and record), `backoff`
+//! (delays and budgets), `classify` (error classes), `strategy` ([`RetryStrategy`]),
+//! `token` (canonical policy tokens), and the leaves `limits` (every bound on inputs),
+//! `rng` (the seeded generator), `ids` ([`OpId`]) and `error` ([`UsageError`],
+//! [`PolicyError`]).
 
 #![deny(missing_docs)]
 

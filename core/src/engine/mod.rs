@@ -29,9 +29,8 @@
 //! [`Engine::handle_timeout`] are one `match` each over (phase, input), with an arm per
 //! row naming its step; `timeout` is the operation's timer firing in
 //! [`Engine::handle_timeout`]. A cell not in the table is refused with
-//! [`UsageError::UnexpectedInput`](crate::UsageError::UnexpectedInput) naming what the
-//! phase waits for, and an answer to a command the host has not polled yet with
-//! [`UsageError::CommandNotDrained`](crate::UsageError::CommandNotDrained); both change
+//! [`UsageError::UnexpectedInput`] naming what the phase waits for, and an answer to a
+//! command the host has not polled yet with [`UsageError::CommandNotDrained`]; both change
 //! nothing. `finishing` accepts no input. A test drives real engines into every phase,
 //! feeds each of the seven inputs, and checks that exactly these cells are accepted and
 //! lead where the table says.
@@ -139,8 +138,9 @@ pub use types::{
 ///    [`MAX_QUEUED_EVENTS`] are kept, the oldest dropped first and counted.
 ///
 /// Misuse is a typed [`UsageError`] and changes nothing: an unknown operation, an input its
-/// phase does not wait for (see the transition table in the module documentation), a
-/// malformed token, code, entity or owner. No input sequence makes the engine panic.
+/// phase does not wait for (the transition table is in the documentation of
+/// `src/engine/mod.rs`), a malformed token, code, entity or owner. No input sequence makes
+/// the engine panic.
 ///
 /// The same policy, seed and inputs give the same commands, on every platform and in every
 /// binding.

@@ -41,7 +41,7 @@ pub struct SubmitOptions {
     pub no_read: bool,
 }
 
-/// What the host observed, fed back with [`Engine::handle`].
+/// What the host observed, fed back with [`crate::Engine::handle`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Input {
@@ -249,7 +249,7 @@ impl GiveUpReason {
     }
 }
 
-/// Telemetry: one record per decision, drained with [`Engine::poll_event`].
+/// Telemetry: one record per decision, drained with [`crate::Engine::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
