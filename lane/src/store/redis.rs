@@ -120,7 +120,8 @@ impl RedisStore {
     /// The failure of a request: the server's error reply did nothing; anything else may
     /// have, and the connection is remade.
     async fn failed(&self, err: RedisError) -> Failure {
-        if let ErrorKind::Server(_) = err.kind() {
+        // An error reply of the server, with a known code or not (the script's WLCORRUPT).
+        if let ErrorKind::Server(_) | ErrorKind::Extension = err.kind() {
             return Failure::NotSent;
         }
         *self.connection.lock().await = None;

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The Rust driver crate's whole suite: fmt and clippy with every feature, then
+# `cargo test -p writelane --all-features` against real servers this script starts and
+# stops: redis-server (Debian's) and a moto server (DynamoDB and S3) behind
+# tests/iamlab/moto_atomic.py, which carries requests out one at a time as the real
+# services' conditional writes are atomic.
+#
+#   bash lane/test.sh           everything
+#   bash lane/test.sh --quick   default features only, no servers (memory and file stores)
+#
+# Python with moto: $PYTHON, else bindings-python/.venv/bin/python, else lane/.venv
+# (created here from tests/iamlab/requirements.txt). redis-server: installed with apt-get
+# when missing.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+cd "$root"
+
+if [ "${1:-}" = --quick ]; then
+  cargo test -p writelane --locked
+  exit
+fi
+
+if [ -z "${WRITELANE_RUST_CHECKED:-}" ]; then
+  cargo fmt -p writelane -- --check
+  cargo clippy -p writelane --all-targets --all-features --locked -- -D warnings
+fi
+
+has_moto() { "$1" -c 'import moto.server, werkzeug' >/dev/null 2>&1; }
+py="${PYTHON:-}"
+if [ -z "$py" ] || ! has_moto "$py"; then
+  py="$root/bindings-python/.venv/bin/python"
+fi
+if ! [ -x "$py" ] || ! has_moto "$py"; then
+  py="$here/.venv/bin/python"
+  if ! [ -x "$py" ] || ! has_moto "$py"; then
+    python3 -m venv "$here/.venv"
+    PYTHON="$py" bash "$root/tests/iamlab/setup.sh"
+  fi
+fi
+if ! command -v redis-server >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null
+fi
+
+free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 200); do
+    if "$py" -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "lane/test.sh: $2 did not listen on port $1" >&2
+  return 1
+}
+
+pids=()
+stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap stop EXIT
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
+pids+=($!)
+moto_port=$(free_port)
+PYTHONWARNINGS=ignore "$py" "$root/tests/iamlab/moto_atomic.py" "$moto_port" >/dev/null 2>&1 &
+pids+=($!)
+wait_port "$redis_port" redis-server
+wait_port "$moto_port" "moto server"
+
+export WRITELANE_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0"
+export WRITELANE_TEST_MOTO_ENDPOINT="http://127.0.0.1:$moto_port"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+cargo test -p writelane --all-features --locked
