@@ -34,13 +34,14 @@
 mod clock;
 mod lane;
 mod store;
+mod types;
 
 pub use clock::{Clock, TokioClock};
-pub use lane::{
-    default_owner, Attempt, Classify, Error, GaveUp, Lane, LaneOptions, NoRead, RunOptions,
-    RunReport,
-};
+pub use lane::Lane;
 pub use store::{apply, force_release, BoxFuture, ForceReleaseError, MemoryStore, Store};
+pub use types::{
+    default_owner, Attempt, Classify, Error, GaveUp, LaneOptions, NoRead, RunOptions, RunReport,
+};
 
 #[cfg(all(unix, feature = "file"))]
 pub use store::file::FileStore;

@@ -173,7 +173,7 @@ impl Inner {
             _ => PathBuf::from("."),
         };
         let name = self.path.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = dir.join(format!(".{name}.tmp{:016x}", crate::lane::entropy()));
+        let tmp = dir.join(format!(".{name}.tmp{:016x}", crate::types::entropy()));
         let written = (|| {
             let mut f = OpenOptions::new()
                 .write(true)

@@ -124,7 +124,7 @@ pub async fn force_release(
             key: key.to_string(),
         });
     };
-    let entropy = entropy.unwrap_or_else(crate::lane::entropy);
+    let entropy = entropy.unwrap_or_else(crate::types::entropy);
     match plan_force_release(key, record, expected_rvn, entropy) {
         ForceReleasePlan::Done(result) => Ok(result),
         ForceReleasePlan::Swap(swap) => {
