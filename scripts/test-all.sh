@@ -13,6 +13,9 @@
 #   node    bindings-wasm: setup.sh, then test.sh
 #   c       bindings-c (the C ABI): setup.sh, then test.sh
 #   go      the Go package: bindings-c/setup.sh, then bindings-c/go/test.sh
+#   lane    the Rust driver crate and the writelane CLI with every store feature, against
+#           redis-server and a moto server that lane/test.sh starts (moto from the python
+#           suite's venv when it exists)
 #   mixed   Python, Node and Go writers sharing one lease (uses what python, node and
 #           go built: run it with them, e.g. `bash scripts/test-all.sh python node go mixed`)
 #
@@ -23,7 +26,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-suites=(rust python node c go mixed)
+suites=(rust python node c go lane mixed)
 
 describe() {
   case $1 in
@@ -32,6 +35,7 @@ describe() {
     node) echo "node: bindings-wasm" ;;
     c) echo "c: bindings-c, the C ABI" ;;
     go) echo "go: bindings-c/go, the Go package and its e2e tests" ;;
+    lane) echo "lane: the Rust driver and the CLI with every store (redis, DynamoDB and S3 on moto)" ;;
     mixed) echo "mixed: Python, Node and Go writers sharing one lease" ;;
   esac
 }
@@ -90,6 +94,7 @@ suite_python() { setup bindings-python && bash bindings-python/test.sh; }
 suite_node() { setup bindings-wasm && bash bindings-wasm/test.sh; }
 suite_c() { setup bindings-c && bash bindings-c/test.sh; }
 suite_go() { setup bindings-c && bash bindings-c/go/test.sh; }
+suite_lane() { bash lane/test.sh; }
 
 # Writers in three languages sharing one lease store: needs the Python wheel installed, the
 # npm package built and the C library the Go writer links.
