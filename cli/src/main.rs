@@ -1,230 +1,242 @@
-//! `writelane`: the contention simulator, canonical policy tokens, policy checks, and the
-//! conformance-vector generator.
+//! `writelane`: the contention simulator, canonical policy tokens, policy checks, the
+//! conformance-vector generator, and shell completions.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{CommandFactory, Parser, Subcommand};
+use writelane_cli::exit::{self, Failure};
 use writelane_cli::{lanevectors, schema, sim, vectors};
 use writelane_core::{policy_token, Policy};
 
-const USAGE: &str = "\
-writelane — the write discipline for cloud control planes
+/// writelane: the write discipline for cloud control planes.
+///
+/// With no subcommand, runs `writelane simulate` on its defaults.
+#[derive(Debug, Parser)]
+#[command(
+    name = "writelane",
+    version = writelane_core::VERSION,
+    propagate_version = true,
+    after_help = exit::HELP
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-usage:
-  writelane simulate [--model iam|brooker] [--writers N[,N...]] [--runs R] [--seed S]
-                     [--strategies a,b,...] [--json]
-      Deterministic contention lab in virtual time: N writers, one read-modify-write
-      each, on one entity; every strategy side by side. Defaults: --model iam
-      --writers 10,100 --runs 5 --seed 1, all strategies.
-  writelane token [FILE]      canonical change token of an IAM policy document (stdin if no FILE)
-  writelane check [FILE]      validate a policy (JSON; stdin if no FILE) and print the effective policy
-  writelane vectors --out DIR [--lease-out DIR2 [--lane-out DIR3]]
-                              regenerate the conformance vectors (the shared-lane ones,
-                              and the lane-driver ones)
-  writelane --help | --version
-";
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Deterministic contention lab in virtual time: N writers, one read-modify-write each,
+    /// on one entity; every strategy side by side.
+    Simulate(SimulateArgs),
+    /// Print the canonical change token of an IAM policy document.
+    Token(InputArgs),
+    /// Validate a policy (JSON) and print the effective policy; exits 1 naming the field
+    /// when it is invalid.
+    Check(InputArgs),
+    /// Regenerate the conformance vectors (the shared-lane ones, and the lane-driver ones).
+    Vectors(VectorsArgs),
+    /// Print a shell completion script to stdout.
+    ///
+    /// bash: `writelane completions bash > ~/.local/share/bash-completion/completions/writelane`;
+    /// zsh: `writelane completions zsh > "${fpath[1]}/_writelane"`;
+    /// fish: `writelane completions fish > ~/.config/fish/completions/writelane.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
 
-fn read_input(path: Option<&String>) -> Result<String, String> {
-    match path.map(String::as_str) {
-        None | Some("-") => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| format!("reading stdin: {e}"))?;
-            Ok(s)
+#[derive(Debug, clap::Args)]
+struct SimulateArgs {
+    /// The contention model: iam (writes hold the entity for a service time) or brooker
+    /// (optimistic concurrency on a version number).
+    #[arg(long, default_value = "iam", value_parser = parse_model)]
+    model: sim::Model,
+    /// Writer counts to simulate, comma-separated, each in 1..=10000.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10,100",
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
+    )]
+    writers: Vec<u32>,
+    /// Runs per writer count (seeds SEED, SEED+1, ...), in 1..=1000.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    runs: u32,
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Strategies to compare, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(sim::STRATEGIES.iter().copied()))]
+    strategies: Vec<String>,
+    /// Print the reports as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Default for SimulateArgs {
+    fn default() -> Self {
+        SimulateArgs {
+            model: sim::Model::Iam,
+            writers: vec![10, 100],
+            runs: 5,
+            seed: 1,
+            strategies: Vec::new(),
+            json: false,
         }
-        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("reading {p}: {e}")),
     }
 }
 
-fn usage_error(msg: &str) -> ExitCode {
-    eprintln!("writelane: {msg}\n\n{USAGE}");
-    ExitCode::from(2)
+#[derive(Debug, clap::Args)]
+struct InputArgs {
+    /// The JSON file to read; stdin when absent or `-`.
+    file: Option<PathBuf>,
 }
 
-fn simulate(args: &[String]) -> ExitCode {
-    let mut model = sim::Model::Iam;
-    let mut writers = vec![10u32, 100];
-    let mut runs = 5u32;
-    let mut seed = 1u64;
-    let mut json = false;
-    let mut strategies: Vec<String> = sim::STRATEGIES.iter().map(|s| s.to_string()).collect();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| -> Result<String, ExitCode> {
-            it.next()
-                .cloned()
-                .ok_or_else(|| usage_error(&format!("{name} needs a value")))
-        };
-        let parsed: Result<(), ExitCode> = (|| {
-            match flag.as_str() {
-                "--model" => {
-                    let v = value("--model")?;
-                    model = sim::Model::parse(&v).ok_or_else(|| {
-                        usage_error(&format!(
-                            "--model: unknown model {v:?}; expected iam or brooker"
-                        ))
-                    })?;
-                }
-                "--writers" => {
-                    let v = value("--writers")?;
-                    writers = v
-                        .split(',')
-                        .map(|n| match n.trim().parse::<u32>() {
-                            Ok(n) if (1..=10_000).contains(&n) => Ok(n),
-                            _ => Err(usage_error(&format!(
-                                "--writers: {n:?} is not a count in 1..=10000"
-                            ))),
-                        })
-                        .collect::<Result<_, _>>()?;
-                }
-                "--runs" => {
-                    let v = value("--runs")?;
-                    runs = match v.parse::<u32>() {
-                        Ok(n) if (1..=1000).contains(&n) => n,
-                        _ => {
-                            return Err(usage_error(&format!(
-                                "--runs: {v:?} is not a count in 1..=1000"
-                            )))
-                        }
-                    };
-                }
-                "--seed" => {
-                    let v = value("--seed")?;
-                    seed = v.parse().map_err(|_| {
-                        usage_error(&format!("--seed: {v:?} is not a non-negative integer"))
-                    })?;
-                }
-                "--strategies" => {
-                    let v = value("--strategies")?;
-                    strategies = v.split(',').map(|s| s.trim().to_string()).collect();
-                    if let Some(bad) = strategies
-                        .iter()
-                        .find(|s| !sim::STRATEGIES.contains(&s.as_str()))
-                    {
-                        return Err(usage_error(&format!(
-                            "--strategies: unknown strategy {bad:?}; expected some of {}",
-                            sim::STRATEGIES.join(",")
-                        )));
-                    }
-                }
-                "--json" => json = true,
-                other => return Err(usage_error(&format!("simulate: unknown option {other:?}"))),
-            }
-            Ok(())
-        })();
-        if let Err(code) = parsed {
-            return code;
-        }
+#[derive(Debug, clap::Args)]
+struct VectorsArgs {
+    /// Directory for the lane vectors (the event schema goes to DIR/../schema/events.json).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Directory for the shared-lane (lease) vectors.
+    #[arg(long, value_name = "DIR2")]
+    lease_out: Option<PathBuf>,
+    /// Directory for the lane-driver vectors (needs --lease-out).
+    #[arg(long, value_name = "DIR3", requires = "lease_out")]
+    lane_out: Option<PathBuf>,
+}
+
+fn parse_model(text: &str) -> Result<sim::Model, String> {
+    sim::Model::parse(text)
+        .ok_or_else(|| format!("unknown model {text:?}; expected iam or brooker"))
+}
+
+fn read_input(path: Option<&Path>) -> Result<String, Failure> {
+    match path {
+        None => read_stdin(),
+        Some(p) if p == Path::new("-") => read_stdin(),
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| Failure::usage(format!("cannot read {}: {e}", p.display()))),
     }
-    let names: Vec<&str> = strategies.iter().map(String::as_str).collect();
-    let reports: Vec<sim::Report> = writers
+}
+
+fn read_stdin() -> Result<String, Failure> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| Failure::usage(format!("cannot read stdin: {e}")))?;
+    Ok(s)
+}
+
+fn simulate(args: SimulateArgs) -> Result<ExitCode, Failure> {
+    let names: Vec<&str> = if args.strategies.is_empty() {
+        sim::STRATEGIES.to_vec()
+    } else {
+        args.strategies.iter().map(String::as_str).collect()
+    };
+    let reports: Vec<sim::Report> = args
+        .writers
         .iter()
-        .map(|&n| sim::compare(model, n, runs, seed, &names))
+        .map(|&n| sim::compare(args.model, n, args.runs, args.seed, &names))
         .collect();
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&reports).expect("reports serialise")
-        );
+    if args.json {
+        let text = serde_json::to_string_pretty(&reports)
+            .map_err(|e| Failure::software(format!("cannot encode the reports as JSON: {e}")))?;
+        println!("{text}");
     } else {
         for r in &reports {
             println!("{}", sim::render(r));
         }
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `token` and `check` exit 1 for an invalid document: their verdict, not a usage error.
+fn verdict<T, E: std::fmt::Display>(
+    context: &str,
+    result: Result<T, E>,
+    show: impl FnOnce(T) -> String,
+) -> ExitCode {
+    match result {
+        Ok(value) => {
+            println!("{}", show(value));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{context}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn write_vectors(args: VectorsArgs) -> Result<ExitCode, Failure> {
+    let dir = &args.out;
+    let failed = |e: std::io::Error| Failure::new(1, e.to_string());
+    let n = vectors::write_all(dir).map_err(failed)?;
+    let Some(ldir) = &args.lease_out else {
+        println!("wrote {n} vectors to {}", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    let m = vectors::write_lease(ldir).map_err(failed)?;
+    let Some(lanedir) = &args.lane_out else {
+        println!(
+            "wrote {n} vectors to {} and {m} to {}",
+            dir.display(),
+            ldir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    let k = lanevectors::write_lane(lanedir).map_err(failed)?;
+    // The event schema sits beside the vectors it describes.
+    let root = dir.parent().unwrap_or(Path::new("."));
+    schema::write_events(&root.join("schema/events.json")).map_err(failed)?;
+    println!(
+        "wrote {n} vectors to {}, {m} to {} and {k} to {}",
+        dir.display(),
+        ldir.display(),
+        lanedir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else {
-        // The main job: the simulator on its defaults.
-        return simulate(&[]);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout and succeed; every other parse error is a usage
+            // error, with writelane's usage code (see exit.rs for why not clap's 2).
+            let code = if e.use_stderr() { exit::EX_USAGE } else { 0 };
+            // Printing can only fail when stderr/stdout is closed; nothing is left to say.
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
     };
-    let rest = &args[1..];
-    match cmd.as_str() {
-        "simulate" => simulate(rest),
-        "token" => match read_input(rest.first()).map(|doc| policy_token(&doc)) {
-            Ok(Ok(t)) => {
-                println!("{t}");
-                ExitCode::SUCCESS
-            }
-            Ok(Err(e)) => {
-                eprintln!("writelane token: {e}");
-                ExitCode::from(1)
-            }
-            Err(e) => usage_error(&e),
-        },
-        "check" => match read_input(rest.first()).map(|text| Policy::from_json(&text)) {
-            Ok(Ok(p)) => {
-                println!("{}", p.to_json());
-                ExitCode::SUCCESS
-            }
-            Ok(Err(e)) => {
-                eprintln!("writelane check: {e}");
-                ExitCode::from(1)
-            }
-            Err(e) => usage_error(&e),
-        },
-        "vectors" => match rest {
-            [flag, dir, lflag, ldir, laneflag, lanedir]
-                if flag == "--out" && lflag == "--lease-out" && laneflag == "--lane-out" =>
-            {
-                let written = vectors::write_all(std::path::Path::new(dir)).and_then(|n| {
-                    let m = vectors::write_lease(std::path::Path::new(ldir))?;
-                    let k = lanevectors::write_lane(std::path::Path::new(lanedir))?;
-                    // The event schema sits beside the vectors it describes.
-                    let root = std::path::Path::new(dir)
-                        .parent()
-                        .unwrap_or(std::path::Path::new("."));
-                    schema::write_events(&root.join("schema/events.json"))?;
-                    Ok((n, m, k))
-                });
-                match written {
-                    Ok((n, m, k)) => {
-                        println!("wrote {n} vectors to {dir}, {m} to {ldir} and {k} to {lanedir}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprintln!("writelane vectors: {e}");
-                        ExitCode::from(1)
-                    }
-                }
-            }
-            [flag, dir, lflag, ldir] if flag == "--out" && lflag == "--lease-out" => {
-                let written = vectors::write_all(std::path::Path::new(dir))
-                    .and_then(|n| vectors::write_lease(std::path::Path::new(ldir)).map(|m| (n, m)));
-                match written {
-                    Ok((n, m)) => {
-                        println!("wrote {n} vectors to {dir} and {m} to {ldir}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprintln!("writelane vectors: {e}");
-                        ExitCode::from(1)
-                    }
-                }
-            }
-            [flag, dir] if flag == "--out" => match vectors::write_all(std::path::Path::new(dir)) {
-                Ok(n) => {
-                    println!("wrote {n} vectors to {dir}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("writelane vectors: {e}");
-                    ExitCode::from(1)
-                }
-            },
-            _ => usage_error("vectors needs --out DIR"),
-        },
-        "--help" | "-h" | "help" => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
+    let (context, result) = match cli.command {
+        // The main job: the simulator on its defaults.
+        None => ("writelane simulate", simulate(SimulateArgs::default())),
+        Some(Command::Simulate(args)) => ("writelane simulate", simulate(args)),
+        Some(Command::Token(args)) => (
+            "writelane token",
+            read_input(args.file.as_deref())
+                .map(|doc| verdict("writelane token", policy_token(&doc), |t| t)),
+        ),
+        Some(Command::Check(args)) => (
+            "writelane check",
+            read_input(args.file.as_deref())
+                .map(|text| verdict("writelane check", Policy::from_json(&text), |p| p.to_json())),
+        ),
+        Some(Command::Vectors(args)) => ("writelane vectors", write_vectors(args)),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "writelane",
+                &mut std::io::stdout(),
+            );
+            ("writelane completions", Ok(ExitCode::SUCCESS))
         }
-        "--version" | "-V" => {
-            println!("writelane {}", writelane_core::VERSION);
-            ExitCode::SUCCESS
-        }
-        other => usage_error(&format!("unknown command {other:?}")),
-    }
+    };
+    result.unwrap_or_else(|failure| failure.report(context))
 }

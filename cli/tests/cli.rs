@@ -115,9 +115,79 @@ fn bad_options_are_usage_errors() {
         vec!["simulate", "--runs"],
         vec!["simulate", "--strategies", "yolo"],
         vec!["frobnicate"],
+        vec!["vectors"],
+        vec!["vectors", "--out", "x", "--lane-out", "y"],
     ] {
         let out = run(&args, "");
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(text(&out.stderr).contains("usage:"), "{args:?}");
+        // writelane's usage code is sysexits' EX_USAGE, not clap's 2 (see exit.rs).
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
     }
+}
+
+#[test]
+fn every_subcommand_answers_help() {
+    for args in [
+        vec!["--help"],
+        vec!["simulate", "--help"],
+        vec!["token", "--help"],
+        vec!["check", "--help"],
+        vec!["vectors", "--help"],
+        vec!["completions", "--help"],
+        vec!["help", "simulate"],
+    ] {
+        let out = run(&args, "");
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(text(&out.stdout).contains("Usage: writelane"), "{args:?}");
+    }
+    let out = run(&["--version"], "");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("writelane {}", writelane_core::VERSION)
+    );
+}
+
+#[test]
+fn simulate_keeps_the_order_of_the_strategies_given() {
+    let out = run(
+        &[
+            "simulate",
+            "--writers",
+            "5",
+            "--runs",
+            "1",
+            "--strategies",
+            "writelane,immediate",
+            "--json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let names: Vec<&str> = reports[0]["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["strategy"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["writelane", "immediate"]);
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "_writelane()"),
+        ("zsh", "#compdef writelane"),
+        ("fish", "complete -c writelane"),
+    ] {
+        let out = run(&["completions", shell], "");
+        assert!(out.status.success(), "{shell}");
+        let script = text(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("simulate"), "{shell}");
+    }
+    let out = run(&["completions", "tcsh"], "");
+    assert_eq!(out.status.code(), Some(64));
 }
