@@ -28,15 +28,22 @@
 //! [`StoreReply::Lost`] or [`StoreReply::Unavailable`]. Adapters: [`MemoryStore`] (always),
 //! `FileStore` (feature `file`, on by default), `RedisStore` (`redis`), `DynamoDbStore`
 //! (`dynamodb`) and `S3Store` (`s3`).
+//!
+//! A writer that is one piece of work of unknown length (a command, as `writelane hold`
+//! runs) takes its leases with a [`LeaseHolder`] instead: the same records and rules, with
+//! several entities acquired in sorted order, renewals until the work ends, and a signal
+//! when a lease is lost ([`Holding::lost`]).
 
 #![deny(missing_docs)]
 
 mod clock;
+mod hold;
 mod lane;
 mod store;
 mod types;
 
 pub use clock::{Clock, TokioClock};
+pub use hold::{HoldError, HoldOptions, Holding, LeaseHolder, LeaseStatus};
 pub use lane::Lane;
 pub use store::{apply, force_release, BoxFuture, ForceReleaseError, MemoryStore, Store};
 pub use types::{
@@ -56,7 +63,8 @@ pub use store::dynamodb::DynamoDbStore;
 pub use store::s3::S3Store;
 
 pub use writelane_core::lease::{
-    owner_id, ForceReleaseResult, LeaseRecord, StoreOp, StoreReply, DEFAULT_STORE_TIMEOUT_MS,
+    owner_id, ForceReleaseResult, LeaseRecord, LeaseRule, StoreOp, StoreReply,
+    DEFAULT_STORE_TIMEOUT_MS, MAX_HOLDER_LEN,
 };
 pub use writelane_core::{
     Event, Failure, GiveUpReason, OpId, Outcome, Policy, PolicyError, Stats, UsageError,
