@@ -76,6 +76,45 @@ pub fn parse_entity(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+/// A parse error of clap as one line prefixed with the program's name, like every other
+/// writelane error: the error itself, the values it would take or its tip, and where the
+/// help is (`writelane: unexpected argument '--x' found; try 'writelane lease --help'`).
+/// `command` is the (sub)command the arguments named, as [`command_path`] finds it.
+pub fn usage_line(error: &clap::Error, command: &str) -> String {
+    let rendered = error.render().to_string();
+    let mut text = String::new();
+    for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("Usage: ") || line.starts_with("For more information") {
+            continue;
+        }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        if !text.is_empty() {
+            // "...were not provided:" continues on the next line.
+            text.push_str(if text.ends_with(':') { " " } else { "; " });
+        }
+        text.push_str(line);
+    }
+    format!("writelane: {text}; try '{command} --help'")
+}
+
+/// The (sub)command path `args` (without the program name) names in `command`, such as
+/// `writelane lease show`: the help a usage error points to.
+pub fn command_path(command: &clap::Command, args: &[String]) -> String {
+    let mut path = vec![command.get_name().to_string()];
+    let mut current = command;
+    for arg in args {
+        match current.find_subcommand(arg) {
+            Some(sub) => {
+                path.push(sub.get_name().to_string());
+                current = sub;
+            }
+            None if arg == "--" => break,
+            None => continue,
+        }
+    }
+    path.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,10 +207,15 @@ fn main() -> ExitCode {
         Err(e) => {
             // Help and version go to stdout and succeed; every other parse error is a usage
             // error, with writelane's usage code (see exit.rs for why not clap's 2).
-            let code = if e.use_stderr() { exit::EX_USAGE } else { 0 };
-            // Printing can only fail when stderr/stdout is closed; nothing is left to say.
-            let _ = e.print();
-            return ExitCode::from(code);
+            if !e.use_stderr() {
+                // Printing can only fail when stdout is closed; nothing is left to say.
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let argv: Vec<String> = std::env::args().skip(1).collect();
+            let command = writelane_cli::args::command_path(&Cli::command(), &argv);
+            eprintln!("{}", writelane_cli::args::usage_line(&e, &command));
+            return ExitCode::from(exit::EX_USAGE);
         }
     };
     let (context, result) = match cli.command {

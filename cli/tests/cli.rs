@@ -122,7 +122,12 @@ fn bad_options_are_usage_errors() {
         // writelane's usage code is sysexits' EX_USAGE, not clap's 2 (see exit.rs).
         assert_eq!(out.status.code(), Some(64), "{args:?}");
         let err = text(&out.stderr);
-        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert!(err.starts_with("writelane: "), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("try 'writelane {} --help'", args[0])) || args[0] == "frobnicate",
+            "{args:?}: {err}"
+        );
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
