@@ -153,16 +153,23 @@ impl LeaseHolder {
     }
 
     /// Acquire the lease of every entity, one at a time in sorted order (duplicates
-    /// dropped), keeping those already held renewed while waiting for the next.
-    /// `on_wait(entity, status)` is called with each [`LeaseStatus::Waiting`] report of
-    /// the entity being acquired (one per poll of a held record). Resolves once all are
-    /// held; bound it with a timeout to bound the wait: dropping the future releases what
-    /// was acquired. Needs a tokio runtime.
+    /// dropped), keeping those already held renewed while waiting for the next: the same
+    /// as [`LeaseHolder::holding`] then [`Holding::acquire`]. Dropping the future releases
+    /// what was acquired, in the background; to wait for that release, use the two steps
+    /// and [`Holding::release`].
     pub async fn acquire<S: AsRef<str>>(
         &self,
         entities: &[S],
-        mut on_wait: impl FnMut(&str, &LeaseStatus),
+        on_wait: impl FnMut(&str, &LeaseStatus),
     ) -> Result<Holding, HoldError> {
+        let mut holding = self.holding(entities)?;
+        holding.acquire(on_wait).await?;
+        Ok(holding)
+    }
+
+    /// A holding of `entities` (sorted, duplicates dropped), nothing acquired yet. Refuses
+    /// an empty entity or one over `MAX_ENTITY_LEN` bytes.
+    pub fn holding<S: AsRef<str>>(&self, entities: &[S]) -> Result<Holding, HoldError> {
         let mut names: Vec<String> = Vec::with_capacity(entities.len());
         for entity in entities {
             let entity = entity.as_ref();
@@ -179,36 +186,14 @@ impl LeaseHolder {
         names.sort();
         names.dedup();
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut holding = Holding {
-            leases: Vec::with_capacity(names.len()),
+        Ok(Holding {
+            holder: self.clone(),
+            entities: names,
+            acquired: 0,
+            leases: Vec::new(),
+            sender: tx,
             reports: rx,
-        };
-        for (index, entity) in names.into_iter().enumerate() {
-            holding.leases.push(self.spawn(index, &entity, tx.clone()));
-            loop {
-                let (from, status) = holding.next_report().await;
-                let from_entity = holding.leases[from].entity.clone();
-                match status {
-                    LeaseStatus::Held { epoch } if from == index => {
-                        holding.leases[index].epoch = epoch;
-                        break;
-                    }
-                    LeaseStatus::Waiting { .. } if from == index => on_wait(&from_entity, &status),
-                    LeaseStatus::Unavailable => {
-                        return Err(HoldError::Unavailable {
-                            entity: from_entity,
-                        })
-                    }
-                    LeaseStatus::Lost | LeaseStatus::Released => {
-                        return Err(HoldError::Lost {
-                            entity: from_entity,
-                        })
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Ok(holding)
+        })
     }
 
     fn spawn(
@@ -244,11 +229,28 @@ impl LeaseHolder {
     }
 }
 
-/// Leases held, renewed in the background until [`Holding::release`] or a drop.
-#[derive(Debug)]
+/// The leases of a set of entities: acquired in sorted order by [`Holding::acquire`],
+/// renewed in the background until [`Holding::release`] or a drop.
 pub struct Holding {
+    holder: LeaseHolder,
+    /// Sorted, without duplicates.
+    entities: Vec<String>,
+    /// How many of `entities` are held (a prefix).
+    acquired: usize,
+    /// One per entity whose acquisition started.
     leases: Vec<Lease>,
+    sender: mpsc::UnboundedSender<(usize, LeaseStatus)>,
     reports: mpsc::UnboundedReceiver<(usize, LeaseStatus)>,
+}
+
+impl std::fmt::Debug for Holding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Holding")
+            .field("entities", &self.entities)
+            .field("acquired", &self.acquired)
+            .field("fences", &self.fences())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -261,10 +263,57 @@ struct Lease {
 }
 
 impl Holding {
-    /// Each entity held, in acquisition (sorted) order, with the epoch (fence) of our
-    /// holding.
+    /// The entities of this holding, sorted, without duplicates.
+    pub fn entities(&self) -> &[String] {
+        &self.entities
+    }
+
+    /// Acquire every lease not yet held, in order, keeping those already held renewed.
+    /// `on_wait(entity, status)` is called with each [`LeaseStatus::Waiting`] report of
+    /// the entity being acquired (one per poll of a record held by someone else).
+    /// Cancel-safe: dropped (under a timeout that bounds the wait, say), it can be called
+    /// again to go on, and [`Holding::release`] releases whatever was acquired, the lease
+    /// being acquired included. Needs a tokio runtime.
+    pub async fn acquire(
+        &mut self,
+        mut on_wait: impl FnMut(&str, &LeaseStatus),
+    ) -> Result<(), HoldError> {
+        while self.acquired < self.entities.len() {
+            let index = self.acquired;
+            if self.leases.len() == index {
+                let lease = self
+                    .holder
+                    .spawn(index, &self.entities[index], self.sender.clone());
+                self.leases.push(lease);
+            }
+            let (from, status) = self.next_report().await;
+            let entity = &self.entities[from];
+            match status {
+                LeaseStatus::Held { epoch } if from == index => {
+                    self.leases[index].epoch = epoch;
+                    self.acquired += 1;
+                }
+                LeaseStatus::Waiting { .. } if from == index => on_wait(entity, &status),
+                LeaseStatus::Unavailable => {
+                    return Err(HoldError::Unavailable {
+                        entity: entity.clone(),
+                    })
+                }
+                LeaseStatus::Lost | LeaseStatus::Released => {
+                    return Err(HoldError::Lost {
+                        entity: entity.clone(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Each entity held so far, in acquisition (sorted) order, with the epoch (fence) of
+    /// our holding.
     pub fn fences(&self) -> Vec<(String, u64)> {
-        self.leases
+        self.leases[..self.acquired]
             .iter()
             .map(|l| (l.entity.clone(), l.epoch))
             .collect()
@@ -285,8 +334,9 @@ impl Holding {
     }
 
     /// Release every lease by compare-and-swap (epoch kept, owner and token cleared) and
-    /// wait for the store's answers. The error names the first lease that could not be
-    /// released cleanly (lost before or during the release).
+    /// wait for the store's answers; a lease still being acquired stops being acquired
+    /// (or is released, if it was just granted). The error names the first lease that
+    /// could not be released cleanly (lost before or during the release).
     pub async fn release(mut self) -> Result<(), HoldError> {
         for lease in &mut self.leases {
             if let Some(release) = lease.release.take() {

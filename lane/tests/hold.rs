@@ -227,3 +227,29 @@ async fn bad_input_is_refused_before_anything_is_written() {
     let store: Arc<dyn Store> = store;
     assert!(LeaseHolder::new(store, &Policy::preset("iam").unwrap(), too_long).is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_cut_short_then_released_leaves_every_record_free() {
+    let store = Arc::new(MemoryStore::new());
+    let other = holder(&store, "other");
+    let blocker = other.acquire(&["m"], |_, _| {}).await.unwrap();
+    let h = holder(&store, "mine");
+    let mut holding = h.holding(&["m", "b", "m"]).unwrap();
+    assert_eq!(holding.entities(), ["b", "m"]);
+    let cut = tokio::time::timeout(Duration::from_secs(2), holding.acquire(|_, _| {})).await;
+    assert!(cut.is_err(), "m is held by the other");
+    assert_eq!(holding.fences(), vec![("b".to_string(), 1)]);
+    assert_eq!(store.record("b").unwrap().owner, h.owner());
+    holding.release().await.unwrap();
+    assert_eq!(
+        store.record("b").unwrap().owner,
+        "",
+        "released before release() returned"
+    );
+    assert_eq!(
+        store.record("m").unwrap().owner,
+        other.owner(),
+        "never ours"
+    );
+    blocker.release().await.unwrap();
+}
