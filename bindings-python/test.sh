@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the abi3 wheel with maturin, installs it into bindings-python/.venv, and runs every
 # Python test (conformance vectors, boto3 against the IAM lab, strategy, errors, threads,
-# typing, packaging, README, lease stores against redis-server and moto, shared lanes in
+# typing, packaging, README, lease stores against redis-server and moto (DynamoDB and S3,
+# behind tests/iamlab/moto_atomic.py), shared lanes in
 # one process and across processes), the lab's self-test, and smoke runs of the benchmarks.
 #
 #   bash bindings-python/test.sh           everything
@@ -47,12 +48,12 @@ esac
 cd "$here/tests"
 if [ "$quick" = 1 ]; then
     # Files that start no server and no process, plus the memory and file store cases of
-    # the store and shared-lane files (-k drops their Redis, DynamoDB and process cases).
+    # the store and shared-lane files (-k drops their Redis, DynamoDB, S3 and process cases).
     quick_files=(test_vectors.py test_strategy.py test_errors.py test_lane.py test_threads.py
                  test_shared_lane.py test_stores.py test_packaging.py test_lane_vectors.py
                  test_event_schema.py)
     WRITELANE_WHEEL="$wheel" "$py" -m pytest -p no:cacheprovider -q \
-        -k "not redis and not dynamodb and not processes" "${quick_files[@]}"
+        -k "not redis and not dynamodb and not s3 and not processes" "${quick_files[@]}"
     exit
 fi
 # A smoke run of the benchmark keeps it working; its figures come from a full run.

@@ -4,7 +4,7 @@ shared-lane benchmark.
 A *spec* is a JSON-able dict naming a store so that another process can open the same
 one: ``{"kind": "none"}`` (no store: local lanes only), ``{"kind": "memory"}``, ``{"kind": "file", "path": P}``,
 ``{"kind": "redis", "url": U, "prefix": X}``, ``{"kind": "dynamodb", "endpoint": E,
-"table": T}``.
+"table": T}``, ``{"kind": "s3", "endpoint": E, "bucket": B, "prefix": X}``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,15 @@ def open_store(spec: Dict[str, Any]) -> Any:
     elif kind == "dynamodb":
         store = stores.DynamoDBStore(
             spec["table"],
+            endpoint_url=spec["endpoint"],
+            region="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+    elif kind == "s3":
+        store = stores.S3Store(
+            spec["bucket"],
+            spec.get("prefix", ""),
             endpoint_url=spec["endpoint"],
             region="us-east-1",
             aws_access_key_id="testing",
@@ -102,16 +111,16 @@ class RedisServer(_Server):
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
 
-# moto checks a DynamoDB condition and stores the item in separate steps without a lock;
-# this launcher carries requests out one at a time, as DynamoDB's conditional writes are
-# atomic. Shared with the Node and Go tests.
+# moto checks a DynamoDB condition (and an S3 If-None-Match or If-Match) and stores the
+# item in separate steps without a lock; this launcher carries requests out one at a time,
+# as DynamoDB's and S3's conditional writes are atomic. Shared with the Node and Go tests.
 MOTO_ATOMIC = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "iamlab", "moto_atomic.py"
 )
 
 
 class MotoServer(_Server):
-    """A moto server (DynamoDB and the rest) on a free loopback port, in its own
+    """A moto server (DynamoDB, S3 and the rest) on a free loopback port, in its own
     process, with conditional writes made atomic."""
 
     def __init__(self, python: str) -> None:

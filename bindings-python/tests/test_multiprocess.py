@@ -39,6 +39,8 @@ def redis_url() -> Iterator[str]:
 def dynamodb_endpoint() -> Iterator[str]:
     server = MotoServer(sys.executable)
     open_store({"kind": "dynamodb", "endpoint": server.endpoint, "table": TABLE}).create_table()
+    # The same server plays S3 for the S3 cases.
+    open_store({"kind": "s3", "endpoint": server.endpoint, "bucket": TABLE}).client.create_bucket(Bucket=TABLE)
     yield server.endpoint
     server.stop()
 
@@ -46,6 +48,9 @@ def dynamodb_endpoint() -> Iterator[str]:
 def spec_for(kind: str, request: Any, tmp_path: Any) -> Dict[str, Any]:
     if kind == "dynamodb":
         return {"kind": "dynamodb", "endpoint": request.getfixturevalue("dynamodb_endpoint"), "table": TABLE}
+    if kind == "s3":
+        return {"kind": "s3", "endpoint": request.getfixturevalue("dynamodb_endpoint"), "bucket": TABLE,
+                "prefix": f"mp-{uuid.uuid4().hex[:6]}/"}
     if kind == "redis":
         return {"kind": "redis", "url": request.getfixturevalue("redis_url"), "prefix": f"mp-{uuid.uuid4().hex[:6]}:"}
     return {"kind": "file", "path": str(tmp_path / "leases.json")}
@@ -76,7 +81,7 @@ def entity(lab: Lab, role: str) -> Dict[str, int]:
     return {"writes": c["writes"] - 1, "conflicts": c["conflicts"]}
 
 
-@pytest.mark.parametrize("kind", ["dynamodb", "redis", "file"])
+@pytest.mark.parametrize("kind", ["dynamodb", "s3", "redis", "file"])
 def test_four_processes_append_forty_statements_without_a_conflict(
     kind: str, lab: Lab, request: Any, tmp_path: Any
 ) -> None:
@@ -107,7 +112,7 @@ def test_four_processes_append_forty_statements_without_a_conflict(
     assert record is not None and record["owner"] == "" and record["epoch"] == WORKERS * WRITES
 
 
-@pytest.mark.parametrize("kind", ["dynamodb", "redis"])
+@pytest.mark.parametrize("kind", ["dynamodb", "s3", "redis"])
 def test_a_holder_killed_mid_write_is_taken_over_after_the_lease(
     kind: str, lab: Lab, request: Any, tmp_path: Any
 ) -> None:

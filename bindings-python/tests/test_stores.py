@@ -1,4 +1,4 @@
-"""One conformance suite for every lease store adapter (memory, file, Redis, DynamoDB),
+"""One conformance suite for every lease store adapter (memory, file, Redis, DynamoDB, S3),
 through :func:`writelane.stores.apply` as the engine uses them, against real servers
 started here (``redis-server``, a moto server)."""
 
@@ -22,8 +22,11 @@ import writelane
 from writelane import stores
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-KINDS = ["memory", "file", "redis", "dynamodb"]
+KINDS = ["memory", "file", "redis", "dynamodb", "s3"]
 TABLE = "writelane-leases"
+BUCKET = "writelane-leases"
+#: What the S3 tests keep their objects under (a fresh folder per test below it).
+S3_PREFIX = "writelane/leases/"
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +41,7 @@ def moto_server() -> Iterator[MotoServer]:
     server = MotoServer(sys.executable)
     store = open_store({"kind": "dynamodb", "endpoint": server.endpoint, "table": TABLE})
     store.create_table()
+    open_store(s3_spec(server)).client.create_bucket(Bucket=BUCKET)
     yield server
     server.stop()
 
@@ -52,7 +56,15 @@ def make_spec(kind: str, request: Any, tmp_path: Any) -> Dict[str, Any]:
         server = request.getfixturevalue("redis_server")
         return {"kind": "redis", "url": server.url, "prefix": f"t-{uuid.uuid4().hex[:8]}:"}
     server = request.getfixturevalue("moto_server")
+    if kind == "s3":
+        return s3_spec(server)
     return {"kind": "dynamodb", "endpoint": server.endpoint, "table": TABLE}
+
+
+def s3_spec(server: MotoServer, **fields: Any) -> Dict[str, Any]:
+    """An S3 store in the test bucket, under a prefix of its own."""
+    return {"kind": "s3", "endpoint": server.endpoint, "bucket": BUCKET,
+            "prefix": f"{S3_PREFIX}{uuid.uuid4().hex[:8]}/", **fields}
 
 
 @pytest.fixture(params=KINDS)
@@ -246,6 +258,114 @@ def test_a_stopped_dynamodb_server_gives_unavailable() -> None:
     assert all_ops(s) == [{"reply": "unavailable"}] * 3
 
 
+def test_a_stopped_s3_server_gives_unavailable() -> None:
+    server = MotoServer(sys.executable)
+    s = open_store(s3_spec(server, timeout_ms=500))
+    s.client.create_bucket(Bucket=BUCKET)
+    assert put(s, key(), record()) == {"reply": "done"}
+    server.stop()
+    assert all_ops(s) == [{"reply": "unavailable"}] * 3
+
+
+def test_a_missing_s3_bucket_gives_unavailable(moto_server: MotoServer) -> None:
+    s = open_store({"kind": "s3", "endpoint": moto_server.endpoint, "bucket": "no-such-bucket", "prefix": "p/"})
+    assert all_ops(s) == [{"reply": "unavailable"}] * 3
+
+
+def test_the_s3_layout_is_one_object_per_entity_holding_the_core_record(moto_server: MotoServer) -> None:
+    spec = s3_spec(moto_server)
+    s = open_store(spec)
+    k = "arn:aws:iam::123456789012:role/deploy"
+    r = record(rvn=5, committed_token="c1:sha256:01", holder="deploy pipeline — run 7")
+    assert put(s, k, r) == {"reply": "done"}
+    got = s.client.get_object(Bucket=BUCKET, Key=spec["prefix"] + k)
+    body = got["Body"].read()
+    # The core's JSON text of the record, byte for byte (what the Rust, Node and Go
+    # adapters write), and nothing else under the prefix.
+    assert stores.parse_record(body) == r
+    assert body.decode("utf-8") == (
+        '{"owner":"host-a:1:x","epoch":1,"rvn":5,"lease_ms":10000,'
+        '"committed_token":"c1:sha256:01","holder":"deploy pipeline — run 7"}'
+    )
+    assert got["ContentType"] == "application/json"
+    listed = s.client.list_objects_v2(Bucket=BUCKET, Prefix=spec["prefix"])
+    assert [o["Key"] for o in listed["Contents"]] == [spec["prefix"] + k]
+    # Another prefix in the same bucket is another namespace.
+    other = open_store(s3_spec(moto_server))
+    assert get(other, k) == {"reply": "found", "record": None}
+
+
+def test_an_s3_swap_behind_a_stale_etag_is_refused_with_the_record_found(moto_server: MotoServer) -> None:
+    spec = s3_spec(moto_server)
+    mine, theirs = open_store(spec), open_store(spec)
+    k = key()
+    assert put(mine, k, record(rvn=5)) == {"reply": "done"}  # mine keeps the ETag of rvn 5
+    # Another writer (another process) swaps first: its own read finds rvn 5.
+    assert cas(theirs, k, 5, record(rvn=6, owner="b")) == {"reply": "done"}
+    # Mine still holds the ETag of rvn 5: S3 answers 412 and the refusal carries what
+    # is there now; nothing was written over it.
+    assert cas(mine, k, 5, record(rvn=7, owner="a")) == {"reply": "refused", "current": record(rvn=6, owner="b")}
+    assert get(theirs, k)["record"] == record(rvn=6, owner="b")
+    # Having read rvn 6, mine swaps from it.
+    assert cas(mine, k, 6, record(rvn=8, owner="a")) == {"reply": "done"}
+
+
+def test_an_s3_object_gone_behind_a_cached_etag_is_refused_with_none(moto_server: MotoServer) -> None:
+    spec = s3_spec(moto_server)
+    s = open_store(spec)
+    k = key()
+    assert put(s, k, record(rvn=5)) == {"reply": "done"}
+    # Removed by hand (writelane itself never deletes): If-Match finds no object.
+    s.client.delete_object(Bucket=BUCKET, Key=spec["prefix"] + k)
+    assert cas(s, k, 5, record(rvn=6)) == {"reply": "refused", "current": None}
+
+
+class S3Answers:
+    """An S3 client whose puts fail with a given error, as S3 can answer and moto does
+    not (409 ConditionalRequestConflict), reads passing through to a real client."""
+
+    def __init__(self, real: Any, code: str, status: int) -> None:
+        self.real, self.code, self.status = real, code, status
+
+    def get_object(self, **kwargs: Any) -> Any:
+        return self.real.get_object(**kwargs)
+
+    def put_object(self, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        raise ClientError(
+            {"Error": {"Code": self.code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": self.status}},
+            "PutObject",
+        )
+
+
+@pytest.mark.parametrize(
+    "code, status, reply",
+    [
+        ("ConditionalRequestConflict", 409, "unavailable"),
+        ("SlowDown", 503, "lost"),
+        ("InternalError", 500, "lost"),
+        ("AccessDenied", 403, "unavailable"),
+    ],
+)
+def test_s3_write_errors_map_to_unavailable_or_lost(moto_server: MotoServer, code: str, status: int, reply: str) -> None:
+    spec = s3_spec(moto_server)
+    real = open_store(spec)
+    k = key()
+    assert put(real, k, record(rvn=5)) == {"reply": "done"}
+    s = stores.S3Store(BUCKET, spec["prefix"], client=S3Answers(real.client, code, status))
+    assert put(s, key(), record()) == {"reply": reply}
+    assert cas(s, k, 5, record(rvn=6)) == {"reply": reply}
+    assert get(s, k) == {"reply": "found", "record": record(rvn=5)}
+
+
+def test_s3_store_refuses_a_bad_bucket_or_prefix() -> None:
+    with pytest.raises(writelane.UsageError, match="bucket"):
+        stores.S3Store("", client=object())
+    with pytest.raises(writelane.UsageError, match="prefix"):
+        stores.S3Store("b", 3, client=object())  # type: ignore[arg-type]
+
+
 def test_a_missing_dynamodb_table_gives_unavailable(moto_server: MotoServer) -> None:
     s = open_store({"kind": "dynamodb", "endpoint": moto_server.endpoint, "table": "no-such-table"})
     assert all_ops(s) == [{"reply": "unavailable"}] * 3
@@ -295,11 +415,14 @@ def test_a_write_whose_reply_is_dropped_gives_lost() -> None:
     hole = Blackhole()
     r = open_store({"kind": "redis", "url": f"redis://127.0.0.1:{hole.port}/0", "timeout_ms": 1000})
     d = open_store({"kind": "dynamodb", "endpoint": f"http://127.0.0.1:{hole.port}", "table": TABLE, "timeout_ms": 1000})
-    for s in (r, d):
+    b = open_store({"kind": "s3", "endpoint": f"http://127.0.0.1:{hole.port}", "bucket": BUCKET, "timeout_ms": 1000})
+    for s in (r, d, b):
         k = key()
         assert get(s, k) == {"reply": "unavailable"}
         assert put(s, k, record()) == {"reply": "lost"}
-        assert cas(s, k, 11, record(rvn=12)) == {"reply": "lost"}
+        # S3 reads the object's ETag before a swap it has none cached for: that read got
+        # no reply, so nothing was sent (the S3 answer tests cover a lost swap).
+        assert cas(s, k, 11, record(rvn=12)) == {"reply": "unavailable" if s is b else "lost"}
     hole.sock.close()
 
 
@@ -313,6 +436,8 @@ def test_a_corrupt_stored_value_gives_unavailable(spec: Dict[str, Any], store: A
             json.dump({k: {"owner": "x"}}, f)
     elif kind == "redis":
         store.client.set(spec["prefix"] + k, b"not json")
+    elif kind == "s3":
+        store.client.put_object(Bucket=BUCKET, Key=spec["prefix"] + k, Body=b'{"owner": "x"}')
     else:
         store.client.put_item(TableName=TABLE, Item={"key": {"S": k}, "owner": {"S": "x"}})
     # Every adapter hands what it holds to the core, which refuses it.

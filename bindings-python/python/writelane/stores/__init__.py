@@ -15,10 +15,11 @@ carries one out with an adapter and returns the reply, turning the adapter's fai
 surely was not). No exception escapes :func:`apply` for a failing store.
 
 Adapters: :class:`MemoryStore` (one process, for tests), :class:`FileStore` (processes on
-one host, an ``flock``-guarded JSON file), :class:`RedisStore` (redis-py) and
-:class:`DynamoDBStore` (boto3). Adapters never retry on their own, and bound every request
-by the policy's ``lease.store_timeout_ms``, which a :class:`writelane.Lane` hands them with
-``use_timeout_ms`` (standalone, they use the core's default).
+one host, an ``flock``-guarded JSON file), :class:`RedisStore` (redis-py),
+:class:`DynamoDBStore` and :class:`S3Store` (boto3). Adapters never retry on their own,
+and bound every request by the policy's ``lease.store_timeout_ms``, which a
+:class:`writelane.Lane` hands them with ``use_timeout_ms`` (standalone, they use the
+core's default).
 """
 
 from __future__ import annotations
@@ -356,6 +357,10 @@ def __getattr__(name: str) -> Any:
         from . import _dynamodb
 
         return getattr(_dynamodb, name)
+    if name == "S3Store":
+        from ._s3 import S3Store
+
+        return S3Store
     raise AttributeError(f"module 'writelane.stores' has no attribute {name!r}")
 
 
@@ -369,6 +374,7 @@ __all__ = [
     "Record",
     "RecordError",
     "RedisStore",
+    "S3Store",
     "StoreCorrupt",
     "StoreError",
     "StoreLost",
