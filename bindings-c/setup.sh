@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the C and Go tests of bindings-c need (idempotent):
 # a C compiler, valgrind and pkg-config (apt), cbindgen =0.29.4 (cargo), a Go toolchain,
-# the AWS SDK for Go v2 of the e2e and dynamodbstore modules (Go module proxy) and the
+# the AWS SDK for Go v2 of the e2e, dynamodbstore and s3store modules (Go module proxy) and the
 # IAM lab's Python packages (moto[server], which the DynamoDB store tests also run).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,6 +28,7 @@ fi
 export PATH="$PATH:/usr/local/go/bin"
 (cd "$here/go/e2e" && go mod download)
 (cd "$here/go/dynamodbstore" && go mod download)
+(cd "$here/go/s3store" && go mod download)
 
 bash "$root/tests/iamlab/setup.sh"
 echo "bindings-c: setup done"

@@ -2,7 +2,8 @@
 # Every test of the Go package (bindings-c/go), which links the C library of bindings-c:
 # gofmt, go vet, go test -race (vectors, driver, concurrency, cancellation, Retryer,
 # examples, file-store processes), the README's Go examples, the end-to-end tests with the
-# AWS SDK for Go v2 against the IAM lab, and the DynamoDB lease store against a moto server.
+# AWS SDK for Go v2 against the IAM lab, and the DynamoDB and S3 lease stores against a moto
+# server (behind tests/iamlab/moto_atomic.py).
 #
 #   bash bindings-c/go/test.sh           everything (what scripts/test-all.sh's go suite runs)
 #   bash bindings-c/go/test.sh --quick   gofmt, go vet and go test -race of the package only:
@@ -106,6 +107,14 @@ go vet ./...
 go test -race -count=1 -v ./... 2>&1 | tee "$work/dynamodb.log" | grep -E '^(\s*--- |ok|FAIL|PASS)' || true
 grep -q '^ok' "$work/dynamodb.log" || { tail -40 "$work/dynamodb.log"; exit 1; }
 gotally "$work/dynamodb.log"
+
+step "Go: the S3 lease store (AWS SDK for Go v2) against a moto server, same conformance suite"
+cd "$here/s3store"
+gofmt_check "$here/s3store"
+go vet ./...
+go test -race -count=1 -v ./... 2>&1 | tee "$work/s3.log" | grep -E '^(\s*--- |ok|FAIL|PASS)' || true
+grep -q '^ok' "$work/s3.log" || { tail -40 "$work/s3.log"; exit 1; }
+gotally "$work/s3.log"
 
 echo
 echo "bindings-c/go: ${passed} passed, ${failed} failed"
