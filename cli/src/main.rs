@@ -5,6 +5,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod hold;
+
 use clap::{CommandFactory, Parser, Subcommand};
 use writelane_cli::exit::{self, Failure};
 use writelane_cli::{lanevectors, schema, sim, vectors};
@@ -37,6 +39,9 @@ enum Command {
     Check(InputArgs),
     /// Regenerate the conformance vectors (the shared-lane ones, and the lane-driver ones).
     Vectors(VectorsArgs),
+    /// Run a command while holding the leases of entities, so jobs that write them (a
+    /// pipeline's `terraform apply`, a remediator's `Lane`) go one at a time.
+    Hold(hold::HoldArgs),
     /// Print a shell completion script to stdout.
     ///
     /// bash: `writelane completions bash > ~/.local/share/bash-completion/completions/writelane`;
@@ -233,6 +238,7 @@ fn main() -> ExitCode {
                 .map(|text| verdict("writelane check", Policy::from_json(&text), |p| p.to_json())),
         ),
         Some(Command::Vectors(args)) => ("writelane vectors", write_vectors(args)),
+        Some(Command::Hold(args)) => ("writelane hold", hold::run(args)),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
                 shell,

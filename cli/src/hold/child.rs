@@ -1,0 +1,91 @@
+//! The command `hold` runs: started in a process group of its own, so signals reach
+//! everything it started; stopped when its holder dies (Linux) or loses the lease.
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+/// A running command, the leader of its own process group.
+pub struct Child {
+    child: tokio::process::Child,
+    pgid: libc::pid_t,
+}
+
+/// Start `argv` with `env` added to the environment, in a new process group. On Linux
+/// the command gets SIGKILL if `hold` dies first (`PR_SET_PDEATHSIG`), so a `kill -9` of
+/// `hold` never leaves it running without a lease.
+pub fn spawn(argv: &[String], env: &[(String, String)]) -> io::Result<Child> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command"))?;
+    let mut command = tokio::process::Command::new(program);
+    command.args(args);
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    command.process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getpid has no preconditions.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: the closure runs in the forked child before exec and calls only
+        // async-signal-safe functions (prctl, getppid), allocating nothing.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The parent may have died between the fork and the prctl: then the
+                // signal never comes, so do not start the command at all.
+                if libc::getppid() != parent {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    let child = command.spawn()?;
+    let pgid = child
+        .id()
+        .and_then(|id| libc::pid_t::try_from(id).ok())
+        .ok_or_else(|| io::Error::other("the command exited before its id was read"))?;
+    Ok(Child { child, pgid })
+}
+
+impl Child {
+    /// Send `signal` to the command's whole process group. A group already gone is not an
+    /// error: there is nothing left to stop.
+    pub fn signal_group(&self, signal: libc::c_int) {
+        // SAFETY: kill has no memory-safety preconditions; a negative pid names a group.
+        unsafe {
+            libc::kill(-self.pgid, signal);
+        }
+    }
+
+    /// Wait for the command to exit. Cancel-safe.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.child.wait().await
+    }
+
+    /// Stop the command: SIGTERM to its group, SIGKILL after `grace` if it has not exited
+    /// by then. Returns its status and whether SIGKILL was needed.
+    pub async fn stop(&mut self, grace: Duration) -> (io::Result<ExitStatus>, bool) {
+        self.signal_group(libc::SIGTERM);
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(status) => (status, false),
+            Err(_) => {
+                self.signal_group(libc::SIGKILL);
+                (self.child.wait().await, true)
+            }
+        }
+    }
+}
+
+/// The exit code a shell would give for `status`: the command's own code, or 128 + the
+/// signal that ended it.
+pub fn exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => (code & 0xff) as u8,
+        (None, Some(signal)) => (128 + signal).clamp(0, 255) as u8,
+        (None, None) => 255,
+    }
+}
