@@ -349,7 +349,7 @@ impl Progress {
     fn waiting(&mut self, entity: &str, status: &LeaseStatus) {
         if self
             .last_print
-            .is_none_or(|t| t.elapsed() >= PROGRESS_EVERY)
+            .map_or(true, |t| t.elapsed() >= PROGRESS_EVERY)
         {
             eprintln!("writelane hold: {}", describe(entity, status));
             self.last_print = Some(Instant::now());
