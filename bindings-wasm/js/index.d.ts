@@ -776,3 +776,41 @@ export declare class DynamoDBStore implements LeaseStore {
   /** Close the client if the store made it. */
   close(): void;
 }
+
+/** Options of `S3Store`. */
+export interface S3StoreOptions {
+  /** The bucket (it must exist). */
+  bucket: string;
+  /** Goes before every key (default none; end it with `/` for a folder). */
+  prefix?: string;
+  /** An S3Client of yours (give it `maxAttempts: 1`). */
+  client?: unknown;
+  region?: string;
+  /** A local server's URL (the client the store makes then addresses buckets by path). */
+  endpoint?: string;
+  credentials?: unknown;
+  /** Request timeout of a client the store makes (default: the core's store timeout, 2000). */
+  requestTimeoutMs?: number;
+}
+
+/**
+ * A lease store in an S3 bucket: one object per entity at `prefix + key` holding the
+ * record's JSON (rvn inside); conditional PutObject with `If-None-Match: *` or
+ * `If-Match: <etag>`; never a delete.
+ */
+export declare class S3Store implements LeaseStore {
+  constructor(options: S3StoreOptions);
+  /** The bucket name. */
+  readonly bucket: string;
+  /** What goes before every key. */
+  readonly prefix: string;
+  /** The S3Client in use. */
+  readonly client: any;
+  /** The object that holds the record of `key`: `prefix + key`. */
+  objectKey(key: string): string;
+  get(key: string): Promise<LeaseRecord | null>;
+  putIfAbsent(key: string, record: LeaseRecord): Promise<WriteResult>;
+  compareAndSwap(key: string, expectedRvn: number, record: LeaseRecord): Promise<WriteResult>;
+  /** Close the client if the store made it. */
+  close(): void;
+}

@@ -12,7 +12,7 @@
  * - `policy.js`: `Policy` and `policyToken`;
  * - `failure.js`: what an AWS SDK v3 or Node socket error means to the engine;
  * - `lease.js`: carrying out store operations, `forceRelease`, owner ids;
- * - `stores.js`: the lease-store adapters (memory, Redis, DynamoDB);
+ * - `stores.js`: the lease-store adapters (memory, Redis, DynamoDB, S3);
  * - `clock.js`, `errors.js`, `native.js`: the clock, the error classes, the wasm module.
  *
  * @module writelane
@@ -26,7 +26,9 @@ const { Lane } = require('./lane.js');
 const { Engine } = require('./engine.js');
 const { RetryStrategy, RetryToken } = require('./strategy.js');
 const { applyStoreOp, forceRelease, checkRecord } = require('./lease.js');
-const { MemoryStore, RedisStore, DynamoDBStore } = require('./stores.js');
+const {
+  MemoryStore, RedisStore, DynamoDBStore, S3Store,
+} = require('./stores.js');
 
 /** The version of the writelane core inside this package. */
 const coreVersion = native.coreVersion();
@@ -51,6 +53,7 @@ module.exports = {
   MemoryStore,
   RedisStore,
   DynamoDBStore,
+  S3Store,
   applyStoreOp,
   forceRelease,
   checkRecord,

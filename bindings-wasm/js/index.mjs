@@ -25,6 +25,7 @@ export const {
   MemoryStore,
   RedisStore,
   DynamoDBStore,
+  S3Store,
   applyStoreOp,
   forceRelease,
   checkRecord,

@@ -550,6 +550,240 @@ class DynamoDBStore {
   }
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* S3                                                                                   */
+/* ------------------------------------------------------------------------------------ */
+
+/** The record's fields in the order the core writes them. */
+const RECORD_FIELDS = ['owner', 'epoch', 'rvn', 'lease_ms', 'committed_token', 'holder'];
+
+/**
+ * The object body of a record: the core's JSON text of it (compact, fields in the core's
+ * order), byte for byte what the Rust, Python and Go adapters write.
+ */
+function recordBody(record) {
+  if (record === null || typeof record !== 'object') recordText(record);
+  const ordered = {};
+  for (const name of RECORD_FIELDS) if (name in record) ordered[name] = record[name];
+  return recordText({ ...ordered, ...record });
+}
+
+/** The HTTP status of an AWS SDK v3 error, when a reply came. */
+function statusOf(e) {
+  const status = e?.$metadata?.httpStatusCode ?? e?.$response?.statusCode;
+  return Number.isInteger(status) ? status : undefined;
+}
+
+/**
+ * A lease store in an S3 bucket (through `@aws-sdk/client-s3`): one object per entity at
+ * `prefix + key`, whose body is the record's JSON text as the core writes it (the six
+ * fields in the core's order), the same object every writelane binding reads and writes.
+ *
+ * The rvn lives inside the object (every binding reads the same record); the ETag is only
+ * the condition. `get` is `GetObject` (S3 reads are strongly consistent; no object is no
+ * record); `putIfAbsent` is `PutObject` with `If-None-Match: *`; `compareAndSwap` is
+ * `PutObject` with `If-Match: <etag>`, the ETag of the object whose body holds
+ * `expectedRvn` (the one this store last read or wrote for the key, or else read now; a
+ * record at another rvn is refused without writing). An ETag names the exact body and
+ * every write draws a fresh rvn, so the put lands only if the record still has the
+ * expected rvn. A 412 (`PreconditionFailed`) is a refusal with the record read right
+ * after it (a 404 on `If-Match`: refused, no record); a 409 `ConditionalRequestConflict`
+ * is `unavailable` (nothing was written; the lease client tries again after a poll).
+ * Nothing is ever deleted: a release is a compare-and-swap to a free record. A failed
+ * read, a request never sent and a 4xx are `unavailable`; a write with no reply (a
+ * timeout, a dropped connection, a 5xx) is `lost`. IAM: `s3:GetObject` and
+ * `s3:PutObject` on `arn:aws:s3:::BUCKET/PREFIX*`; the bucket must exist.
+ */
+class S3Store {
+  #client;
+  #owned;
+  #bucket;
+  #prefix;
+  #sdk;
+  /** Per key: the rvn and ETag of the object as last read or written here. */
+  #etags = new Map();
+
+  /**
+   * @param {{bucket: string, prefix?: string, client?: object, region?: string,
+   *   endpoint?: string, credentials?: object, requestTimeoutMs?: number}} options
+   *   `prefix` (default none; end it with `/` for a folder) goes before every key.
+   *   `client`: an `S3Client` of yours (give it `maxAttempts: 1`: the engine does its
+   *   own retrying); otherwise one is made with `maxAttempts: 1` from `region`,
+   *   `endpoint` (then with path-style addressing, as local servers need) and
+   *   `credentials` (the SDK's defaults when absent), checksums only where S3 requires
+   *   them, and a request timeout of `requestTimeoutMs` (default: the core's store
+   *   timeout, the default policy's `lease.store_timeout_ms`).
+   */
+  constructor(options) {
+    if (options === null || typeof options !== 'object') {
+      throw new UsageError(`options must be an object with a bucket, got ${describe(options)}`, 'invalid_argument', 'options');
+    }
+    if (typeof options.bucket !== 'string' || options.bucket === '') {
+      throw new UsageError(`options.bucket must be a non-empty string, got ${describe(options.bucket)}`, 'invalid_argument', 'options.bucket');
+    }
+    const prefix = options.prefix ?? '';
+    if (typeof prefix !== 'string') throw new UsageError(`options.prefix must be a string, got ${describe(prefix)}`, 'invalid_argument', 'options.prefix');
+    this.#bucket = options.bucket;
+    this.#prefix = prefix;
+    const timeout = positiveMs(options.requestTimeoutMs, 'options.requestTimeoutMs', DEFAULT_STORE_TIMEOUT_MS);
+    this.#sdk = optionalModule('@aws-sdk/client-s3', 'S3Store');
+    if (options.client !== undefined && options.client !== null) {
+      if (typeof options.client.send !== 'function') {
+        throw new UsageError('options.client must be an S3Client', 'invalid_argument', 'options.client');
+      }
+      this.#client = options.client;
+      this.#owned = false;
+    } else {
+      const config = {
+        maxAttempts: 1,
+        requestHandler: { requestTimeout: timeout, connectionTimeout: timeout },
+        // As the Rust adapter: a lease record is a few hundred bytes, and S3-compatible
+        // servers differ on the checksums S3 does not require.
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+      };
+      for (const name of ['region', 'endpoint', 'credentials']) {
+        if (options[name] !== undefined) config[name] = options[name];
+      }
+      if (options.endpoint !== undefined) config.forcePathStyle = true;
+      this.#client = new this.#sdk.S3Client(config);
+      this.#owned = true;
+    }
+  }
+
+  /** The bucket name. */
+  get bucket() {
+    return this.#bucket;
+  }
+
+  /** What goes before every key. */
+  get prefix() {
+    return this.#prefix;
+  }
+
+  /** The S3Client in use. */
+  get client() {
+    return this.#client;
+  }
+
+  /**
+   * The object that holds the record of `key`: `prefix + key`.
+   * @param {string} key
+   */
+  objectKey(key) {
+    return this.#prefix + checkKey(key);
+  }
+
+  #remember(key, rvn, etag) {
+    if (typeof etag === 'string' && etag !== '' && Number.isSafeInteger(rvn)) this.#etags.set(key, { rvn, etag });
+    else this.#etags.delete(key);
+  }
+
+  /** The record at `key` and its ETag (`{record: null}` without an object). */
+  async #read(key) {
+    let out;
+    let text;
+    try {
+      out = await this.#client.send(new this.#sdk.GetObjectCommand({ Bucket: this.#bucket, Key: this.objectKey(key) }));
+      text = await out.Body.transformToString('utf-8');
+    } catch (e) {
+      if (e?.name === 'NoSuchKey') {
+        this.#etags.delete(key);
+        return { record: null, etag: null };
+      }
+      // A read changes nothing, whatever happened to it.
+      throw new StoreError('unavailable', `${e?.name ?? 'Error'}: ${e?.message ?? String(e)}`, { cause: e });
+    }
+    const record = recordFromText(text, key);
+    this.#remember(key, record.rvn, out.ETag);
+    return { record, etag: out.ETag ?? null };
+  }
+
+  /**
+   * The record at `key`, or `null` (S3 reads are strongly consistent).
+   * @param {string} key
+   * @returns {Promise<LeaseRecord | null>}
+   */
+  async get(key) {
+    checkKey(key);
+    return (await this.#read(key)).record;
+  }
+
+  /** A refused write: the record found now. */
+  async #refused(key) {
+    try {
+      return { done: false, current: (await this.#read(key)).record };
+    } catch (g) {
+      // The condition failed, so nothing was written; only the record is unknown.
+      throw new StoreError('unavailable', `refused, and the record could not be read: ${g.message}`, { cause: g });
+    }
+  }
+
+  async #put(key, record, ifMatch) {
+    const input = {
+      Bucket: this.#bucket,
+      Key: this.objectKey(key),
+      Body: recordBody(record),
+      ContentType: 'application/json',
+    };
+    if (ifMatch === null) input.IfNoneMatch = '*';
+    else input.IfMatch = ifMatch;
+    let out;
+    try {
+      out = await this.#client.send(new this.#sdk.PutObjectCommand(input));
+    } catch (e) {
+      const status = statusOf(e);
+      if (status === 412 || e?.name === 'PreconditionFailed') return this.#refused(key);
+      if (e?.name === 'NoSuchKey' || (status === 404 && e?.name !== 'NoSuchBucket')) return { done: false, current: null };
+      if (e?.name === 'ConditionalRequestConflict') {
+        throw new StoreError('unavailable', 'ConditionalRequestConflict: a concurrent conditional write; nothing was written', { cause: e });
+      }
+      throw awsStoreError(e);
+    }
+    this.#remember(key, record.rvn, out.ETag);
+    return { done: true };
+  }
+
+  /**
+   * Create the record if there is none (`If-None-Match: *`).
+   * @param {string} key
+   * @param {LeaseRecord} record
+   * @returns {Promise<WriteResult>}
+   */
+  async putIfAbsent(key, record) {
+    checkKey(key);
+    return this.#put(key, record, null);
+  }
+
+  /**
+   * Replace the record if its `rvn` is `expectedRvn` (`If-Match` on the ETag of the
+   * object that holds it).
+   * @param {string} key
+   * @param {number} expectedRvn
+   * @param {LeaseRecord} record
+   * @returns {Promise<WriteResult>}
+   */
+  async compareAndSwap(key, expectedRvn, record) {
+    checkKey(key);
+    checkRvn(expectedRvn);
+    const cached = this.#etags.get(key);
+    let etag = cached !== undefined && cached.rvn === expectedRvn ? cached.etag : null;
+    if (etag === null) {
+      const found = await this.#read(key);
+      if (found.record === null) return { done: false, current: null };
+      if (found.record.rvn !== expectedRvn) return { done: false, current: found.record };
+      if (!found.etag) throw new StoreError('unavailable', `${key}: the object came back without an ETag; nothing was written`);
+      etag = found.etag;
+    }
+    return this.#put(key, record, etag);
+  }
+
+  /** Close the client if this store made it (a client passed in is left open). */
+  close() {
+    if (this.#owned) this.#client.destroy();
+  }
+}
+
 /**
  * @typedef {{owner: string, epoch: number, rvn: number, lease_ms: number,
  *   committed_token: string | null, holder: string | null}} LeaseRecord
@@ -563,4 +797,5 @@ module.exports = {
   MemoryStore,
   RedisStore,
   DynamoDBStore,
+  S3Store,
 };

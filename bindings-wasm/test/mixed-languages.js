@@ -1,10 +1,10 @@
 'use strict';
 // Node, Python and Go writers sharing one lease: 2 Node processes
 // (test/helpers/appender.js), 2 Python processes (bindings-python/tests/laneworker.py) and,
-// with DynamoDB, 2 Go processes (bindings-c/go/e2e/laneworker) x 10 read-modify-write
-// appends to one role at the IAM lab, through one DynamoDB table and then one Redis (which
-// the Go binding has no adapter for). Passes when the lab saw no conflict, every statement
-// is there and every write had its own fence.
+// with DynamoDB and S3, 2 Go processes (bindings-c/go/e2e/laneworker) x 10 read-modify-write
+// appends to one role at the IAM lab, through one DynamoDB table, then one S3 bucket and
+// prefix, then one Redis (which the Go binding has no adapter for). Passes when the lab saw
+// no conflict, every statement is there and every write had its own fence.
 //
 // Not part of bindings-wasm/test.sh: it needs the Python binding installed and the C library
 // built (each binding's setup.sh and test.sh do that). scripts/test-all.sh runs it after
@@ -19,7 +19,7 @@ const { spawn } = require('node:child_process');
 const path = require('node:path');
 const readline = require('node:readline');
 const { IAMClient, CreateRoleCommand, GetRolePolicyCommand } = require('@aws-sdk/client-iam');
-const { DynamoDBStore } = require('..');
+const { DynamoDBStore, S3Store } = require('..');
 const { startLab } = require('./helpers/iamlab');
 const { startRedis, startMoto, AWS_TEST_CONFIG } = require('./helpers/servers');
 
@@ -29,6 +29,8 @@ const AWS_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing'
 const repo = path.resolve(__dirname, '../..');
 const python = process.env.WRITELANE_PYTHON || path.join(repo, 'bindings-python', '.venv', 'bin', 'python');
 const TABLE = 'writelane-leases';
+const BUCKET = 'writelane-leases';
+const PREFIX = 'writelane/leases/mixed/';
 const goModule = path.join(repo, 'bindings-c', 'go', 'e2e');
 
 /** Build the Go writer once; it links the C library from the workspace's target dir. */
@@ -59,14 +61,25 @@ async function main() {
     const admin = new DynamoDBStore({ table: TABLE, endpoint: moto.endpoint, ...AWS_TEST_CONFIG });
     await admin.createTable();
     admin.close();
-    for (const kind of ['dynamodb', 'redis']) {
+    const bucketAdmin = new S3Store({ bucket: BUCKET, endpoint: moto.endpoint, ...AWS_TEST_CONFIG });
+    const { CreateBucketCommand } = require('@aws-sdk/client-s3');
+    await bucketAdmin.client.send(new CreateBucketCommand({ Bucket: BUCKET }));
+    bucketAdmin.close();
+    for (const kind of ['dynamodb', 's3', 'redis']) {
       const role = `mixed-${kind}`;
       await iam.send(new CreateRoleCommand({ RoleName: role, AssumeRolePolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [] }) }));
       await lab.reset();
-      const nodeStore = kind === 'redis'
-        ? { kind, options: { url: redis.url } }
-        : { kind, options: { table: TABLE, endpoint: moto.endpoint, ...AWS_TEST_CONFIG } };
-      const pySpec = kind === 'redis' ? { kind, url: `${redis.url}/0` } : { kind, table: TABLE, endpoint: moto.endpoint };
+      // Each language's own spelling of the same store.
+      const nodeStore = {
+        redis: { kind, options: { url: redis.url } },
+        dynamodb: { kind, options: { table: TABLE, endpoint: moto.endpoint, ...AWS_TEST_CONFIG } },
+        s3: { kind, options: { bucket: BUCKET, prefix: PREFIX, endpoint: moto.endpoint, ...AWS_TEST_CONFIG } },
+      }[kind];
+      const spec = {
+        redis: { kind, url: `${redis.url}/0` },
+        dynamodb: { kind, table: TABLE, endpoint: moto.endpoint },
+        s3: { kind, bucket: BUCKET, prefix: PREFIX, endpoint: moto.endpoint },
+      }[kind];
       const runs = [];
       for (const writer of [0, 1]) {
         const config = { endpoint: lab.endpoint, role, writer, rounds: 10, policy: 'iam', store: nodeStore };
@@ -75,14 +88,14 @@ async function main() {
         })));
       }
       for (const id of ['P0', 'P1']) {
-        const config = { endpoint: lab.endpoint, role, id, count: 10, spec: pySpec };
+        const config = { endpoint: lab.endpoint, role, id, count: 10, spec };
         runs.push(lines(spawn(python, [path.join(repo, 'bindings-python', 'tests', 'laneworker.py'), JSON.stringify(config)], {
           cwd: path.join(repo, 'bindings-python', 'tests'),
         })));
       }
-      if (kind === 'dynamodb') {
+      if (kind !== 'redis') {
         for (const id of ['G0', 'G1']) {
-          const config = { endpoint: lab.endpoint, role, id, count: 10, spec: { kind, table: TABLE, endpoint: moto.endpoint } };
+          const config = { endpoint: lab.endpoint, role, id, count: 10, spec };
           runs.push(lines(spawn(goWorker, [JSON.stringify(config)], {
             env: { ...process.env, ...AWS_ENV },
           })));

@@ -1,6 +1,6 @@
 'use strict';
 // One lease-store conformance suite, run with the same expectations against every adapter:
-// memory, Redis (a real redis-server) and DynamoDB (a real moto server). Every operation
+// memory, Redis (a real redis-server), DynamoDB and S3 (a real moto server each). Every operation
 // goes through `applyStoreOp`, the path the engine's store commands take, so the replies
 // checked are the core's JSON form.
 
@@ -10,7 +10,7 @@ const { spawn } = require('node:child_process');
 const path = require('node:path');
 const readline = require('node:readline');
 const {
-  Lane, MemoryStore, RedisStore, DynamoDBStore, applyStoreOp, checkRecord, forceRelease, StoreError, UsageError,
+  Lane, MemoryStore, RedisStore, DynamoDBStore, S3Store, applyStoreOp, checkRecord, forceRelease, StoreError, UsageError,
 } = require('..');
 const { startRedis, startMoto, AWS_TEST_CONFIG } = require('./helpers/servers');
 
@@ -114,6 +114,41 @@ const adapters = [
         raw: async (key) => {
           const out = await admin.client.send(new GetItemCommand({ TableName: table, Key: { key: { S: key } }, ConsistentRead: true }));
           return out.Item;
+        },
+        close: async () => {
+          opened.forEach((s) => s.close());
+          await server.stop();
+        },
+      };
+    },
+  },
+  {
+    name: 's3',
+    async setup() {
+      const server = await startMoto();
+      const bucket = 'writelane-leases';
+      const config = { bucket, prefix: `writelane/leases/${process.pid}/`, endpoint: server.endpoint, ...AWS_TEST_CONFIG, requestTimeoutMs: 2000 };
+      const admin = new S3Store(config);
+      const { CreateBucketCommand, GetObjectCommand, PutObjectCommand } = require('@aws-sdk/client-s3');
+      const createBucket = () => admin.client.send(new CreateBucketCommand({ Bucket: bucket }));
+      await createBucket();
+      const opened = [admin];
+      return {
+        server,
+        open: () => {
+          const s = new S3Store(config);
+          opened.push(s);
+          return s;
+        },
+        child: { kind: 's3', options: config },
+        // moto keeps everything in memory: a restarted server needs the bucket again.
+        restarted: createBucket,
+        corrupt: async (key, text) => {
+          await admin.client.send(new PutObjectCommand({ Bucket: bucket, Key: admin.objectKey(key), Body: text }));
+        },
+        raw: async (key) => {
+          const out = await admin.client.send(new GetObjectCommand({ Bucket: bucket, Key: admin.objectKey(key) }));
+          return { contentType: out.ContentType, body: await out.Body.transformToString('utf-8') };
         },
         close: async () => {
           opened.forEach((s) => s.close());
@@ -301,6 +336,19 @@ for (const adapter of adapters) {
           assert.deepEqual(await applyStoreOp(other, put(key, record())), { reply: 'done' });
           assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: r });
           await other.close();
+        } else if (adapter.name === 's3') {
+          // One object at prefix + key holding the core's JSON text of the record, byte
+          // for byte what the Rust, Python and Go adapters write.
+          assert.deepEqual(raw, {
+            contentType: 'application/json',
+            body: `{"owner":${JSON.stringify(r.owner)},"epoch":1,"rvn":${r.rvn},"lease_ms":10000,"committed_token":"c1:sha256:01","holder":null}`,
+          });
+          // Another prefix in the same bucket is another namespace.
+          const other = new S3Store({ ...env.child.options, prefix: 'team-b/' });
+          assert.deepEqual(await applyStoreOp(other, get(key)), { reply: 'found', record: null });
+          assert.deepEqual(await applyStoreOp(other, put(key, record())), { reply: 'done' });
+          assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: r });
+          other.close();
         } else {
           assert.deepEqual(raw, {
             key: { S: key },
@@ -349,6 +397,62 @@ for (const adapter of adapters) {
           assert.deepEqual(await applyStoreOp(s, cas(key, first.rvn + 1, record())), { reply: 'refused', current: first });
           s.close(); // a client passed in stays open
           assert.deepEqual(await applyStoreOp(s, get(key)), { reply: 'found', record: first });
+        });
+      }
+
+      if (adapter.name === 's3') {
+        test('a swap behind a stale ETag is refused with the record found; a gone object with none', async () => {
+          const mine = env.open();
+          const theirs = env.open();
+          const key = freshKey();
+          const first = record();
+          assert.deepEqual(await applyStoreOp(mine, put(key, first)), { reply: 'done' }); // mine keeps its ETag
+          const second = record({ owner: 'host-b:1:1' });
+          assert.deepEqual(await applyStoreOp(theirs, cas(key, first.rvn, second)), { reply: 'done' });
+          // Mine still holds the ETag of the first record: a 412, answered with what is there.
+          assert.deepEqual(await applyStoreOp(mine, cas(key, first.rvn, record())), { reply: 'refused', current: second });
+          const third = record();
+          assert.deepEqual(await applyStoreOp(mine, cas(key, second.rvn, third)), { reply: 'done' });
+          // Removed by hand (writelane never deletes): If-Match finds no object.
+          const { DeleteObjectCommand } = require('@aws-sdk/client-s3');
+          await mine.client.send(new DeleteObjectCommand({ Bucket: mine.bucket, Key: mine.objectKey(key) }));
+          assert.deepEqual(await applyStoreOp(mine, cas(key, third.rvn, record())), { reply: 'refused', current: null });
+        });
+
+        test('S3 answers map to refused, unavailable or lost', async () => {
+          const real = env.open();
+          const key = freshKey();
+          const first = record();
+          assert.deepEqual(await applyStoreOp(real, put(key, first)), { reply: 'done' });
+          const { PutObjectCommand } = require('@aws-sdk/client-s3');
+          for (const [name, status, reply] of [
+            ['ConditionalRequestConflict', 409, 'unavailable'],
+            ['AccessDenied', 403, 'unavailable'],
+            ['SlowDown', 503, 'lost'],
+            ['InternalError', 500, 'lost'],
+          ]) {
+            // A client whose puts get the answer S3 can give (moto never sends a 409).
+            const answering = {
+              send: async (command) => {
+                if (command instanceof PutObjectCommand) {
+                  const e = new Error('m');
+                  e.name = name;
+                  e.$metadata = { httpStatusCode: status };
+                  throw e;
+                }
+                return real.client.send(command);
+              },
+            };
+            const s = new S3Store({ bucket: real.bucket, prefix: real.prefix, client: answering });
+            assert.deepEqual(await applyStoreOp(s, put(freshKey(), record())), { reply }, name);
+            assert.deepEqual(await applyStoreOp(s, cas(key, first.rvn, record())), { reply }, name);
+            assert.deepEqual(await applyStoreOp(s, get(key)), { reply: 'found', record: first });
+          }
+          const missing = new S3Store({ ...env.child.options, bucket: 'no-such-bucket' });
+          for (const op of [get(key), put(key, record()), cas(key, 1, record())]) {
+            assert.deepEqual(await applyStoreOp(missing, op), { reply: 'unavailable' }, op.op);
+          }
+          missing.close();
         });
       }
 
@@ -473,6 +577,10 @@ describe('applyStoreOp', () => {
     assert.throws(() => new DynamoDBStore({}), (e) => e instanceof UsageError && e.field === 'options.table');
     assert.throws(() => new DynamoDBStore({ table: 't', requestTimeoutMs: 0 }), (e) => e.field === 'options.requestTimeoutMs');
     assert.throws(() => new RedisStore({ prefix: 3 }), (e) => e.field === 'options.prefix');
+    assert.throws(() => new S3Store({}), (e) => e instanceof UsageError && e.field === 'options.bucket');
+    assert.throws(() => new S3Store({ bucket: 'b', prefix: 3 }), (e) => e.field === 'options.prefix');
+    assert.throws(() => new S3Store({ bucket: 'b', requestTimeoutMs: -1 }), (e) => e.field === 'options.requestTimeoutMs');
+    assert.throws(() => new S3Store({ bucket: 'b', client: {} }), (e) => e.field === 'options.client');
     assert.throws(() => new RedisStore({ client: {} }), (e) => e.field === 'options.client');
   });
 });

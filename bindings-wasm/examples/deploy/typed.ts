@@ -6,7 +6,7 @@ import {
   Lane, Engine, RetryStrategy, Policy, policyToken, failureFromError,
   WritelaneError, GaveUpError, StaleRevisionError, PolicyError, UsageError, RetryRefusedError,
   type Command, type WritelaneEvent, type Stats, type Failure, type RunOptions,
-  MemoryStore, RedisStore, DynamoDBStore, StoreError, applyStoreOp, forceRelease,
+  MemoryStore, RedisStore, DynamoDBStore, S3Store, StoreError, applyStoreOp, forceRelease,
   type LeaseStore, type LeaseRecord, type StoreReply, type ForceReleaseResult, type Clock,
 } from 'writelane';
 
@@ -119,7 +119,12 @@ async function leases(): Promise<void> {
     new MemoryStore(),
     new RedisStore({ url: 'redis://127.0.0.1:6379', prefix: 'leases:' }),
     new DynamoDBStore({ table: 'writelane-leases', region: 'us-east-1' }),
+    new S3Store({ bucket: 'writelane-leases', prefix: 'leases/', region: 'us-east-1', requestTimeoutMs: 2000 }),
   ];
+  const bucketStore = new S3Store({ bucket: 'writelane-leases' });
+  const objectKey: string = bucketStore.objectKey('role/app');
+  console.log(objectKey, bucketStore.bucket, bucketStore.prefix);
+  bucketStore.close();
   const record: LeaseRecord = {
     owner: 'host:1:a', epoch: 1, rvn: 7, lease_ms: 10_000, committed_token: null, holder: 'deploy run 3',
   };

@@ -1,7 +1,7 @@
 'use strict';
 // One writer process of the multi-process tests: appends its own statements to one role's
 // inline policy at the IAM lab, each append a read-modify-write through a Lane whose
-// lease store (Redis or DynamoDB) it shares with the other processes.
+// lease store (Redis, DynamoDB or S3) it shares with the other processes.
 //
 //   node appender.js CONFIG_JSON
 //
@@ -12,7 +12,11 @@
 // `hangOnRound` it stops inside that round's write, holding the lease, until killed.
 
 const { IAMClient, GetRolePolicyCommand, PutRolePolicyCommand } = require('@aws-sdk/client-iam');
-const { Lane, RedisStore, DynamoDBStore, policyToken } = require('../..');
+const {
+  Lane, RedisStore, DynamoDBStore, S3Store, policyToken,
+} = require('../..');
+
+const ADAPTERS = { redis: RedisStore, dynamodb: DynamoDBStore, s3: S3Store };
 
 const POLICY_NAME = 'appended';
 
@@ -24,7 +28,7 @@ async function main() {
     credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
     maxAttempts: 1,
   });
-  const store = config.store.kind === 'redis' ? new RedisStore(config.store.options) : new DynamoDBStore(config.store.options);
+  const store = new ADAPTERS[config.store.kind](config.store.options);
   const lane = new Lane(config.policy, { store, holder: `appender ${config.writer} pid ${process.pid}` });
   const key = { RoleName: config.role, PolicyName: POLICY_NAME };
   let doc = null;

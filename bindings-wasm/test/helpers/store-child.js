@@ -5,13 +5,17 @@
 // and prints the reply as one JSON line.
 
 const readline = require('node:readline');
-const { RedisStore, DynamoDBStore, applyStoreOp } = require('../..');
+const {
+  RedisStore, DynamoDBStore, S3Store, applyStoreOp,
+} = require('../..');
+
+const ADAPTERS = { redis: RedisStore, dynamodb: DynamoDBStore, s3: S3Store };
 
 async function main() {
   const [kind, optionsText, operationText] = process.argv.slice(2);
   const options = JSON.parse(optionsText);
-  const store = kind === 'redis' ? new RedisStore(options) : new DynamoDBStore(options);
-  // Connect (Redis) or warm the client (DynamoDB) before the start signal.
+  const store = new ADAPTERS[kind](options);
+  // Connect (Redis) or warm the client (DynamoDB, S3) before the start signal.
   await applyStoreOp(store, { op: 'get', key: 'warm-up' });
   process.stdout.write('ready\n');
   const lines = readline.createInterface({ input: process.stdin });

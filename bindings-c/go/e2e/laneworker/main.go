@@ -4,8 +4,8 @@
 //	laneworker CONFIG_JSON
 //
 // CONFIG_JSON: {"endpoint": IAM lab URL, "role": R, "id": ID, "count": N,
-// "spec": {"kind": "dynamodb", "endpoint": URL, "table": T} | {"kind": "file", "path": P}
-// | {"kind": "none"}, "policy": overrides of the "iam" preset, "start": unix time to start
+// "spec": {"kind": "dynamodb", "endpoint": URL, "table": T} | {"kind": "s3", "endpoint":
+// URL, "bucket": B, "prefix": P} | {"kind": "file", "path": P} | {"kind": "none"}, "policy": overrides of the "iam" preset, "start": unix time to start
 // at, "hang_at": j, "stop_on_give_up": bool}.
 //
 // It makes N read-modify-write appends of statement "W{id}N{n}" to the role's inline
@@ -29,10 +29,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
 	"writelane"
 	"writelane/dynamodbstore"
+	"writelane/s3store"
 )
 
 const policyName = "appended"
@@ -46,6 +48,8 @@ type config struct {
 		Kind     string `json:"kind"`
 		Endpoint string `json:"endpoint"`
 		Table    string `json:"table"`
+		Bucket   string `json:"bucket"`
+		Prefix   string `json:"prefix"`
 		Path     string `json:"path"`
 	} `json:"spec"`
 	Policy       map[string]any `json:"policy"`
@@ -104,6 +108,11 @@ func run() error {
 		d := dynamodb.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials()},
 			func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(cfg.Spec.Endpoint) })
 		opts = append(opts, writelane.WithStore(dynamodbstore.New(d, cfg.Spec.Table)))
+	case "s3":
+		b := s3.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials(), RetryMaxAttempts: 1,
+			RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired},
+			func(o *s3.Options) { o.BaseEndpoint = aws.String(cfg.Spec.Endpoint); o.UsePathStyle = true })
+		opts = append(opts, writelane.WithStore(s3store.New(b, cfg.Spec.Bucket, cfg.Spec.Prefix)))
 	case "file":
 		opts = append(opts, writelane.WithStore(writelane.NewFileStore(cfg.Spec.Path)))
 	case "none":
