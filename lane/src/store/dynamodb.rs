@@ -14,7 +14,8 @@ use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Value};
 use writelane_core::lease::{LeaseRecord, StoreReply};
 
-use super::aws::{had_no_effect, sdk_config};
+use super::admin::{AdminError, Entry, InitReport, StoreAdmin};
+use super::aws::{cause_of, had_no_effect, sdk_config, Cause};
 use super::{BoxFuture, Store};
 
 type Item = HashMap<String, AttributeValue>;
@@ -28,7 +29,8 @@ type Item = HashMap<String, AttributeValue>;
 /// (`ReturnValuesOnConditionCheckFailure = ALL_OLD`, else a consistent read). An item read
 /// back becomes the JSON object of its attributes, which the core parses and validates.
 /// No TTL. IAM: `dynamodb:GetItem`, `dynamodb:PutItem` (and `CreateTable`,
-/// `DescribeTable` for [`DynamoDbStore::create_table`]).
+/// `DescribeTable` for [`DynamoDbStore::create_table`] and [`StoreAdmin::init`], `Scan`
+/// for [`StoreAdmin::list`]).
 ///
 /// Failures: any failed `get`, a request that surely was not sent (no connection) and a
 /// 4xx answer are `Unavailable`; a write whose reply did not come back (a timeout, a
@@ -58,11 +60,7 @@ impl DynamoDbStore {
         endpoint: Option<&str>,
         timeout_ms: u64,
     ) -> Self {
-        let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk_config(timeout_ms).await);
-        if let Some(url) = endpoint {
-            config = config.endpoint_url(url);
-        }
-        Self::new(Client::from_conf(config.build()), table)
+        Self::new(client(None, endpoint, timeout_ms).await, table)
     }
 
     /// The client.
@@ -179,6 +177,21 @@ impl DynamoDbStore {
     }
 }
 
+/// A client from the standard credential and region chain, `region` and `endpoint`
+/// overriding the chain's region and the service's URL, one attempt per request and every
+/// request bounded by `timeout_ms`.
+pub(crate) async fn client(
+    region: Option<&str>,
+    endpoint: Option<&str>,
+    timeout_ms: u64,
+) -> Client {
+    let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk_config(timeout_ms, region).await);
+    if let Some(url) = endpoint {
+        config = config.endpoint_url(url);
+    }
+    Client::from_conf(config.build())
+}
+
 /// The item of `record` at `key`.
 fn item(key: &str, record: &LeaseRecord) -> Item {
     let optional = |v: &Option<String>| match v {
@@ -209,6 +222,11 @@ fn item(key: &str, record: &LeaseRecord) -> Item {
 /// N as a number when it is one, NULL as null, anything else as an object — parsed and
 /// validated by the core. `None` when the core refuses it.
 fn record_of(found: &Item) -> Option<LeaseRecord> {
+    LeaseRecord::from_json(record_json(found).as_bytes()).ok()
+}
+
+/// The JSON object of an item's attributes but `key` (see [`record_of`]).
+fn record_json(found: &Item) -> String {
     let mut object = Map::new();
     for (name, value) in found.iter().filter(|(n, _)| n.as_str() != "key") {
         let value = match value {
@@ -221,7 +239,7 @@ fn record_of(found: &Item) -> Option<LeaseRecord> {
         };
         object.insert(name.clone(), value);
     }
-    LeaseRecord::from_json(Value::Object(object).to_string().as_bytes()).ok()
+    Value::Object(object).to_string()
 }
 
 impl Store for DynamoDbStore {
@@ -244,5 +262,212 @@ impl Store for DynamoDbStore {
         record: &'a LeaseRecord,
     ) -> BoxFuture<'a, StoreReply> {
         Box::pin(self.put(key, record, Some(expected_rvn)))
+    }
+}
+
+/// How long `init` waits for a new table to become active.
+const TABLE_ACTIVE_WAIT: Duration = Duration::from_secs(120);
+
+impl DynamoDbStore {
+    /// An administrative request's failure, for an operator: `needs` names the IAM
+    /// actions the request takes.
+    fn admin_error<E, R>(
+        &self,
+        err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+        needs: &str,
+    ) -> AdminError
+    where
+        E: std::error::Error + ProvideErrorMetadata + 'static,
+        R: std::fmt::Debug,
+    {
+        let code = err.code();
+        let store = self.describe();
+        if code == Some("ResourceNotFoundException") {
+            return AdminError::Missing {
+                store,
+                hint: format!(
+                    "create it with `writelane lease init dynamodb://{}` (add ?region=R for \
+                     another region than the default chain's)",
+                    self.table
+                ),
+            };
+        }
+        let (cause, detail) = cause_of(err, code);
+        match cause {
+            Cause::Credentials => AdminError::Credentials {
+                store,
+                detail,
+                hint: "set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run \
+                       with an instance or task role"
+                    .into(),
+            },
+            Cause::Denied => AdminError::Denied {
+                store,
+                detail,
+                hint: format!("the caller needs {needs} on the table"),
+            },
+            Cause::Other => AdminError::Unavailable { store, detail },
+        }
+    }
+
+    async fn admin_entry(&self, key: &str) -> Result<Option<Entry>, AdminError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("key", AttributeValue::S(key.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.admin_error(&e, "dynamodb:GetItem"))?;
+        Ok(out.item().filter(|i| !i.is_empty()).map(|item| Entry {
+            key: key.to_string(),
+            record: LeaseRecord::from_json(record_json(item).as_bytes()),
+            modified_ms_ago: None,
+        }))
+    }
+
+    async fn admin_list(&self, prefix: &str) -> Result<Vec<Entry>, AdminError> {
+        let mut entries = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut scan = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            if !prefix.is_empty() {
+                scan = scan
+                    .filter_expression("begins_with(#k, :prefix)")
+                    .expression_attribute_names("#k", "key")
+                    .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_string()));
+            }
+            let page = scan
+                .send()
+                .await
+                .map_err(|e| self.admin_error(&e, "dynamodb:Scan"))?;
+            for item in page.items() {
+                let key = match item.get("key") {
+                    Some(AttributeValue::S(k)) => k.clone(),
+                    // The table's key schema makes `key` a string; another table is
+                    // reported by `init`.
+                    _ => continue,
+                };
+                entries.push(Entry {
+                    record: LeaseRecord::from_json(record_json(item).as_bytes()),
+                    key,
+                    modified_ms_ago: None,
+                });
+            }
+            match page.last_evaluated_key() {
+                Some(next) if !next.is_empty() => start = Some(next.clone()),
+                _ => break,
+            }
+        }
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(entries)
+    }
+
+    async fn admin_init(&self) -> Result<InitReport, AdminError> {
+        let needs = "dynamodb:CreateTable and dynamodb:DescribeTable";
+        let request = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_attribute_definitions(Some(vec![AttributeDefinition::builder()
+                .attribute_name("key")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| AdminError::Unavailable {
+                    store: self.describe(),
+                    detail: e.to_string(),
+                })?]))
+            .set_key_schema(Some(vec![KeySchemaElement::builder()
+                .attribute_name("key")
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| AdminError::Unavailable {
+                    store: self.describe(),
+                    detail: e.to_string(),
+                })?]));
+        let created = match request.send().await {
+            Ok(_) => true,
+            Err(e) if e.code() == Some("ResourceInUseException") => false,
+            Err(e) => return Err(self.admin_error(&e, needs)),
+        };
+        let started = std::time::Instant::now();
+        loop {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| self.admin_error(&e, needs))?;
+            let Some(table) = described.table() else {
+                return Err(AdminError::Unavailable {
+                    store: self.describe(),
+                    detail: "DescribeTable returned no table".into(),
+                });
+            };
+            let key_ok = table.key_schema().len() == 1
+                && table.key_schema()[0].attribute_name() == "key"
+                && table.key_schema()[0].key_type() == &KeyType::Hash
+                && table.attribute_definitions().iter().any(|d| {
+                    d.attribute_name() == "key" && d.attribute_type() == &ScalarAttributeType::S
+                });
+            if !key_ok {
+                return Err(AdminError::Incompatible {
+                    store: self.describe(),
+                    detail: "its key is not one partition key `key` of type S (the layout every \
+                             writelane binding shares): use another table"
+                        .into(),
+                });
+            }
+            if table.table_status().is_some_and(|s| s.as_str() == "ACTIVE") {
+                let detail = if created {
+                    format!(
+                        "created {} (on-demand, partition key `key`); it is active",
+                        self.describe()
+                    )
+                } else {
+                    format!(
+                        "{} exists with partition key `key` and is active",
+                        self.describe()
+                    )
+                };
+                return Ok(InitReport { created, detail });
+            }
+            if started.elapsed() >= TABLE_ACTIVE_WAIT {
+                return Err(AdminError::Unavailable {
+                    store: self.describe(),
+                    detail: format!(
+                        "the table is still not ACTIVE after {} s: run init again later",
+                        TABLE_ACTIVE_WAIT.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+impl StoreAdmin for DynamoDbStore {
+    fn describe(&self) -> String {
+        format!("DynamoDB table {:?}", self.table)
+    }
+
+    fn entry<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Entry>, AdminError>> {
+        Box::pin(self.admin_entry(key))
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Entry>, AdminError>> {
+        Box::pin(self.admin_list(prefix))
+    }
+
+    fn init(&self) -> BoxFuture<'_, Result<InitReport, AdminError>> {
+        Box::pin(self.admin_init())
     }
 }

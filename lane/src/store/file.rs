@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use writelane_core::lease::{LeaseRecord, StoreReply, DEFAULT_STORE_TIMEOUT_MS};
 
+use super::admin::{entry_of, AdminError, Entry, InitReport, StoreAdmin};
 use super::{BoxFuture, Store};
 
 /// A lease store in the JSON file `path`: `{key: record, ...}`, keys sorted, each record
@@ -245,5 +246,130 @@ impl Store for FileStore {
                 cur.is_some_and(|c| c.rvn == expected_rvn)
             })
         })
+    }
+}
+
+impl FileStore {
+    /// Run an administrative `f` on a blocking thread.
+    async fn admin<T, F>(&self, f: F) -> Result<T, AdminError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, String) -> Result<T, AdminError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let store = self.describe();
+        let failed = store.clone();
+        tokio::task::spawn_blocking(move || f(&inner, store))
+            .await
+            .unwrap_or_else(|e| {
+                Err(AdminError::Unavailable {
+                    store: failed,
+                    detail: format!("the file operation stopped: {e}"),
+                })
+            })
+    }
+}
+
+impl Inner {
+    /// The records under a shared lock, for an administrative read; an error names the
+    /// file and what to do.
+    fn admin_read(&self, store: &str) -> Result<Records, AdminError> {
+        let unavailable = |detail: String| AdminError::Unavailable {
+            store: store.to_string(),
+            detail,
+        };
+        let _lock = self.lock(libc::LOCK_SH).map_err(|_| {
+            unavailable(format!(
+                "cannot take the lock {}: check the directory exists and is writable \
+                 (`writelane lease init` creates it), or another process holds the lock",
+                self.lock_path.display()
+            ))
+        })?;
+        let bytes = match std::fs::read(&self.path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Records::new()),
+            Err(e) => return Err(unavailable(format!("cannot read it: {e}"))),
+            Ok(b) => b,
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Records::new());
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            unavailable(format!(
+                "it is not a JSON object of records ({e}): restore it or point the store elsewhere"
+            ))
+        })
+    }
+
+    fn admin_entry(records: &Records, key: &str) -> Option<Entry> {
+        match records.get(key).map(|raw| raw.get()) {
+            None | Some("null") => None,
+            Some(text) => Some(entry_of(key, text.as_bytes(), None)),
+        }
+    }
+}
+
+impl StoreAdmin for FileStore {
+    fn describe(&self) -> String {
+        format!("file store {}", self.inner.path.display())
+    }
+
+    fn entry<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Entry>, AdminError>> {
+        let key = key.to_string();
+        Box::pin(
+            self.admin(move |inner, store| {
+                Ok(Inner::admin_entry(&inner.admin_read(&store)?, &key))
+            }),
+        )
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Entry>, AdminError>> {
+        let prefix = prefix.to_string();
+        Box::pin(self.admin(move |inner, store| {
+            let records = inner.admin_read(&store)?;
+            // The map is sorted, so the entries are too.
+            Ok(records
+                .keys()
+                .filter(|k| k.starts_with(&prefix))
+                .filter_map(|k| Inner::admin_entry(&records, k))
+                .collect())
+        }))
+    }
+
+    fn init(&self) -> BoxFuture<'_, Result<InitReport, AdminError>> {
+        Box::pin(self.admin(|inner, store| {
+            let dir = match inner.path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let created = !dir.is_dir();
+            std::fs::create_dir_all(&dir).map_err(|e| AdminError::NotWritable {
+                store: store.clone(),
+                detail: format!("cannot create the directory {}: {e}", dir.display()),
+            })?;
+            // Taking the exclusive lock creates the lock file: the check that writers can.
+            inner
+                .lock(libc::LOCK_EX)
+                .map_err(|_| AdminError::NotWritable {
+                    store: store.clone(),
+                    detail: format!(
+                        "cannot create or lock {}: every process needs read and write access \
+                     to {}",
+                        inner.lock_path.display(),
+                        dir.display()
+                    ),
+                })?;
+            let records = inner.admin_read(&store)?;
+            let detail = format!(
+                "{}{} holds {} record(s)",
+                if created {
+                    format!("created the directory {}; ", dir.display())
+                } else {
+                    String::new()
+                },
+                store,
+                records.len()
+            );
+            Ok(InitReport { created, detail })
+        }))
     }
 }

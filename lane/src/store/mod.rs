@@ -1,5 +1,6 @@
 //! Lease stores: the three operations every adapter implements, the call a lane makes
-//! (bounded by the policy's store timeout), a safe force-release, and the memory store.
+//! (bounded by the policy's store timeout), a safe force-release, the memory store, store
+//! URLs ([`open`]) and the administrative operations beside the three ([`StoreAdmin`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +11,12 @@ use writelane_core::lease::{
     finish_force_release, plan_force_release, ForceReleasePlan, ForceReleaseResult, LeaseRecord,
     StoreOp, StoreReply,
 };
+
+pub mod admin;
+pub mod url;
+
+pub use admin::{AdminError, Entry, InitReport, StoreAdmin};
+pub use url::{open, OpenError, OpenOptions, OpenedStore, StoreLocation};
 
 #[cfg(all(unix, feature = "file"))]
 pub mod file;

@@ -8,6 +8,7 @@ use redis::{AsyncConnectionConfig, ErrorKind, RedisError, Script, Value};
 use tokio::sync::Mutex;
 use writelane_core::lease::{LeaseRecord, StoreReply, DEFAULT_STORE_TIMEOUT_MS};
 
+use super::admin::{entry_of, AdminError, Entry, InitReport, StoreAdmin};
 use super::{BoxFuture, Store};
 
 /// The key prefix every writelane binding uses, so that they share leases.
@@ -48,6 +49,9 @@ return 1
 /// core's [`DEFAULT_STORE_TIMEOUT_MS`]). No request is retried. A failure to connect, an
 /// error reply of the server, or any failure of a `get`, is `Unavailable`; a write whose
 /// reply did not come back is `Lost`; a stored value the core refuses is `Unavailable`.
+///
+/// [`StoreAdmin`] lists records with `SCAN ... MATCH` over the prefix (ACL: also `SCAN`,
+/// `PING`).
 pub struct RedisStore {
     client: redis::Client,
     prefix: String,
@@ -202,5 +206,144 @@ impl Store for RedisStore {
             let args = [expected_rvn.to_string(), record.to_json()];
             Self::written(self.script(&self.cas_script, key, &args).await)
         })
+    }
+}
+
+/// Keys fetched per `SCAN` step of a listing.
+const SCAN_COUNT: usize = 500;
+
+/// `text` with Redis glob characters escaped, to match it literally in `SCAN MATCH`.
+fn glob_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl RedisStore {
+    /// A connection for an administrative request, its failure kept for the operator.
+    async fn admin_connection(&self) -> Result<MultiplexedConnection, AdminError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.admin_error(&e))
+    }
+
+    /// An administrative request's failure, for an operator.
+    fn admin_error(&self, err: &RedisError) -> AdminError {
+        let store = self.describe();
+        let detail = err.to_string().replace(['\n', '\r'], " ");
+        match err.code() {
+            Some("NOAUTH" | "WRONGPASS") => AdminError::Credentials {
+                store,
+                detail,
+                hint: "give the password in the URL: redis://:PASSWORD@HOST:PORT/DB, or \
+                       redis://USER:PASSWORD@HOST:PORT/DB for an ACL user"
+                    .into(),
+            },
+            Some("NOPERM") => AdminError::Denied {
+                store,
+                detail,
+                hint: "the ACL user needs GET, SET, EVAL, EVALSHA, SCAN and PING on the \
+                       writelane:lease:* keys"
+                    .into(),
+            },
+            _ => AdminError::Unavailable { store, detail },
+        }
+    }
+
+    async fn admin_get(
+        &self,
+        con: &mut MultiplexedConnection,
+        key: &str,
+    ) -> Result<Option<Entry>, AdminError> {
+        let found: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(format!("{}{key}", self.prefix))
+            .query_async(con)
+            .await
+            .map_err(|e| self.admin_error(&e))?;
+        Ok(found.map(|bytes| entry_of(key, &bytes, None)))
+    }
+
+    async fn admin_entry(&self, key: &str) -> Result<Option<Entry>, AdminError> {
+        let mut con = self.admin_connection().await?;
+        self.admin_get(&mut con, key).await
+    }
+
+    async fn admin_list(&self, prefix: &str) -> Result<Vec<Entry>, AdminError> {
+        let mut con = self.admin_connection().await?;
+        let pattern = format!("{}*", glob_literal(&format!("{}{prefix}", self.prefix)));
+        let mut keys = std::collections::BTreeSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut con)
+                .await
+                .map_err(|e| self.admin_error(&e))?;
+            // SCAN may return a key twice; the set keeps it once.
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut entries = Vec::new();
+        for full in keys {
+            let Some(key) = full.strip_prefix(&self.prefix) else {
+                continue;
+            };
+            // A key deleted between the scan and the read is no record.
+            if let Some(entry) = self.admin_get(&mut con, key).await? {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn admin_init(&self) -> Result<InitReport, AdminError> {
+        let mut con = self.admin_connection().await?;
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| self.admin_error(&e))?;
+        Ok(InitReport {
+            created: false,
+            detail: format!(
+                "{} answers PING ({pong}); records live at {}<entity>",
+                self.describe(),
+                self.prefix
+            ),
+        })
+    }
+}
+
+impl StoreAdmin for RedisStore {
+    fn describe(&self) -> String {
+        // The address only: the URL may hold a password.
+        format!("Redis at {}", self.client.get_connection_info().addr())
+    }
+
+    fn entry<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Entry>, AdminError>> {
+        Box::pin(self.admin_entry(key))
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Entry>, AdminError>> {
+        Box::pin(self.admin_list(prefix))
+    }
+
+    fn init(&self) -> BoxFuture<'_, Result<InitReport, AdminError>> {
+        Box::pin(self.admin_init())
     }
 }

@@ -9,7 +9,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use writelane_core::lease::{LeaseRecord, StoreReply};
 
-use super::aws::{had_no_effect, sdk_config};
+use super::admin::{entry_of, AdminError, Entry, InitReport, StoreAdmin};
+use super::aws::{cause_of, had_no_effect, sdk_config, Cause};
 use super::{BoxFuture, Store};
 
 /// A lease store in an S3 bucket: one object per entity at `PREFIX + entity`, whose body
@@ -34,7 +35,9 @@ use super::{BoxFuture, Store};
 ///
 /// Other failures: a failed `get`, a request never sent and a 4xx are `Unavailable`; a
 /// write with no reply (a timeout, a dropped connection, a 5xx) is `Lost`. IAM:
-/// `s3:GetObject` and `s3:PutObject` on `arn:aws:s3:::BUCKET/PREFIX*`.
+/// `s3:GetObject` and `s3:PutObject` on `arn:aws:s3:::BUCKET/PREFIX*` (and for
+/// [`StoreAdmin`]: `s3:ListBucket` on the bucket for `list` and `init`, `s3:DeleteObject`
+/// for `init`'s probe).
 #[derive(Debug)]
 pub struct S3Store {
     client: Client,
@@ -72,14 +75,7 @@ impl S3Store {
         endpoint: Option<&str>,
         timeout_ms: u64,
     ) -> Self {
-        let mut config = aws_sdk_s3::config::Builder::from(&sdk_config(timeout_ms).await)
-            .request_checksum_calculation(
-                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-            );
-        if let Some(url) = endpoint {
-            config = config.endpoint_url(url).force_path_style(true);
-        }
-        Self::new(Client::from_conf(config.build()), bucket, prefix)
+        Self::new(client(None, endpoint, timeout_ms).await, bucket, prefix)
     }
 
     /// The client.
@@ -219,5 +215,240 @@ impl Store for S3Store {
             };
             self.put(key, record, Some(etag)).await
         })
+    }
+}
+
+/// A client from the standard credential and region chain, `region` and `endpoint`
+/// overriding the chain's region and the service's URL (path-style addressing then, as
+/// local servers such as moto need), request checksums only when required, one attempt
+/// per request and every request bounded by `timeout_ms`.
+pub(crate) async fn client(
+    region: Option<&str>,
+    endpoint: Option<&str>,
+    timeout_ms: u64,
+) -> Client {
+    let mut config = aws_sdk_s3::config::Builder::from(&sdk_config(timeout_ms, region).await)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired);
+    if let Some(url) = endpoint {
+        config = config.endpoint_url(url).force_path_style(true);
+    }
+    Client::from_conf(config.build())
+}
+
+/// Milliseconds from `then` to now on our clock (0 when `then` is ahead of it).
+fn ms_since(then: &aws_sdk_s3::primitives::DateTime) -> Option<u64> {
+    let then_ms = then.to_millis().ok()?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis();
+    let now_ms = i64::try_from(now_ms).ok()?;
+    Some(u64::try_from(now_ms.saturating_sub(then_ms)).unwrap_or(0))
+}
+
+impl S3Store {
+    /// An administrative request's failure, for an operator: `needs` names the IAM
+    /// actions the request takes.
+    fn admin_error<E, R>(
+        &self,
+        err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+        status: Option<u16>,
+        needs: &str,
+    ) -> AdminError
+    where
+        E: std::error::Error + ProvideErrorMetadata + 'static,
+        R: std::fmt::Debug,
+    {
+        let code = err.code();
+        let store = self.describe();
+        if code == Some("NoSuchBucket") || (code.is_none() && status == Some(404)) {
+            return AdminError::Missing {
+                store,
+                hint: format!(
+                    "writelane does not create buckets: create it (aws s3 mb s3://{}) or fix the \
+                     name or region (?region=R)",
+                    self.bucket
+                ),
+            };
+        }
+        let (cause, detail) = cause_of(err, code);
+        match cause {
+            Cause::Credentials => AdminError::Credentials {
+                store,
+                detail,
+                hint: "set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run \
+                       with an instance or task role"
+                    .into(),
+            },
+            Cause::Other if status != Some(403) => AdminError::Unavailable { store, detail },
+            _ => AdminError::Denied {
+                store,
+                detail,
+                hint: format!("the caller needs {needs}"),
+            },
+        }
+    }
+
+    /// The object at `object` (a full object key) as an entry for `key`.
+    async fn admin_object(&self, key: &str, object: &str) -> Result<Option<Entry>, AdminError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(object)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) => {
+                return Ok(None)
+            }
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                // A missing key of an existing bucket is NoSuchKey (above); a bare 404
+                // here is the bucket.
+                return Err(self.admin_error(&e, status, "s3:GetObject on the prefix"));
+            }
+        };
+        let age = out.last_modified().and_then(ms_since);
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| AdminError::Unavailable {
+                store: self.describe(),
+                detail: format!("reading the object {object:?}: {e}"),
+            })?;
+        Ok(Some(entry_of(key, &body.into_bytes(), age)))
+    }
+
+    async fn admin_list(&self, prefix: &str) -> Result<Vec<Entry>, AdminError> {
+        let full = format!("{}{prefix}", self.prefix);
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .set_continuation_token(token.take())
+                .send()
+                .await;
+            let page = page.map_err(|e| {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                self.admin_error(&e, status, "s3:ListBucket on the bucket")
+            })?;
+            objects.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        let mut entries = Vec::new();
+        for object in objects {
+            let Some(key) = object.strip_prefix(&self.prefix) else {
+                continue;
+            };
+            // An object deleted between the listing and the read is no record.
+            if let Some(entry) = self.admin_object(key, &object).await? {
+                entries.push(entry);
+            }
+        }
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(entries)
+    }
+
+    async fn admin_init(&self) -> Result<InitReport, AdminError> {
+        if let Err(e) = self.client.head_bucket().bucket(&self.bucket).send().await {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            return Err(self.admin_error(&e, status, "s3:ListBucket on the bucket"));
+        }
+        // A probe object of our own name: a conditional create, then a conditional delete
+        // of exactly what we wrote, so no record is ever touched.
+        let probe = format!(
+            "{}.writelane-init-probe-{:016x}",
+            self.prefix,
+            crate::types::entropy()
+        );
+        let put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&probe)
+            .if_none_match("*")
+            .body(ByteStream::from_static(b"{}"))
+            .send()
+            .await;
+        let etag = match put {
+            Ok(out) => out.e_tag().map(str::to_string),
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                return Err(
+                    match self.admin_error(&e, status, "s3:PutObject on the prefix") {
+                        AdminError::Unavailable { store, detail } => AdminError::NotWritable {
+                            store,
+                            detail: format!("a conditional put of {probe:?} failed: {detail}"),
+                        },
+                        other => other,
+                    },
+                );
+            }
+        };
+        let Some(etag) = etag else {
+            return Err(AdminError::NotWritable {
+                store: self.describe(),
+                detail: format!(
+                    "the put of {probe:?} returned no ETag, so conditional writes cannot work; \
+                     the probe object is left behind"
+                ),
+            });
+        };
+        let deleted = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&probe)
+            .if_match(etag)
+            .send()
+            .await;
+        let detail = match deleted {
+            Ok(_) => format!(
+                "{} exists and takes conditional writes (probe {probe:?} written and deleted)",
+                self.describe()
+            ),
+            Err(e) => format!(
+                "{} exists and takes conditional writes; the probe {probe:?} could not be \
+                 deleted ({}): delete it by hand (the store itself never deletes)",
+                self.describe(),
+                cause_of(&e, e.code()).1
+            ),
+        };
+        Ok(InitReport {
+            created: false,
+            detail,
+        })
+    }
+}
+
+impl StoreAdmin for S3Store {
+    fn describe(&self) -> String {
+        format!("S3 bucket {:?} under prefix {:?}", self.bucket, self.prefix)
+    }
+
+    fn entry<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Entry>, AdminError>> {
+        Box::pin(async move { self.admin_object(key, &self.object(key)).await })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Entry>, AdminError>> {
+        Box::pin(self.admin_list(prefix))
+    }
+
+    fn init(&self) -> BoxFuture<'_, Result<InitReport, AdminError>> {
+        Box::pin(self.admin_init())
     }
 }
