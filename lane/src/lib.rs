@@ -39,7 +39,7 @@
 mod clock;
 mod hold;
 mod lane;
-mod store;
+pub mod store;
 mod types;
 
 pub use clock::{Clock, TokioClock};
