@@ -25,7 +25,7 @@ def _blocks() -> List[str]:
 
 def test_readme_examples_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = _blocks()
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     # Aim an unmodified `boto3.client("iam")` at the lab.
     monkeypatch.setenv("AWS_ENDPOINT_URL_IAM", lab.endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -73,8 +73,20 @@ def test_readme_examples_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
         other = writelane.Lane("iam", store=namespace["store"], owner="other:1:x")
         base = other.run("role/deploy", lambda a: a.base_token, read=lambda: reads.append("read"))
         assert base == record["committed_token"] and reads == []
-        # Force-release, as an operator would: the lease is free, so nothing is written.
+        # The S3 store, unmodified, aimed at the same server's S3 (the bucket must exist).
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto.endpoint)
+        import boto3
+
+        boto3.client("s3", endpoint_url=moto.endpoint).create_bucket(Bucket="my-leases-bucket")
         exec(compile(blocks[5], "README.md", "exec"), namespace)
+        doc = client.get_role_policy(RoleName="deploy", PolicyName="inline")["PolicyDocument"]
+        assert len(doc["Statement"]) == 5
+        leases = namespace["leases"]
+        body = leases.client.get_object(Bucket="my-leases-bucket", Key="writelane/leases/role/deploy")["Body"].read()
+        assert json.loads(body) == leases.get("role/deploy")
+        assert leases.get("role/deploy")["owner"] == "" and leases.get("role/deploy")["epoch"] == 1
+        # Force-release, as an operator would: the lease is free, so nothing is written.
+        exec(compile(blocks[6], "README.md", "exec"), namespace)
         assert namespace["result"].result == "already_free"
         assert namespace["store"].get("role/deploy") == namespace["found"]
     finally:
