@@ -425,6 +425,14 @@ fn bad_input_gets_one_line_and_the_usage_code() {
             "30s",
         ),
         (vec!["hold", "--store", &url, "--", "true"], "ENTITY"),
+        (
+            vec!["hold", "--store", "dynamodb://", "a", "--", "true"],
+            "table",
+        ),
+        (
+            vec!["hold", "--store", "s3://?region=x", "a", "--", "true"],
+            "bucket",
+        ),
     ];
     for (args, needle) in cases {
         let out = Command::new(BIN)
@@ -478,4 +486,44 @@ fn the_store_comes_from_writelane_store_and_a_missing_command_exits_127() {
     assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
     let rec = dir.record("role/e").unwrap();
     assert_eq!(rec.owner, "", "released after the failed start");
+}
+
+#[test]
+#[cfg(not(feature = "redis"))]
+fn a_store_not_built_in_exits_78_naming_the_feature() {
+    let out = Command::new(BIN)
+        .args([
+            "hold",
+            "--store",
+            "redis://127.0.0.1:1/0",
+            "a",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("redis"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1);
+}
+
+#[test]
+#[cfg(feature = "dynamodb")]
+fn a_missing_table_exits_78_before_anything_runs() {
+    let Ok(endpoint) = std::env::var("WRITELANE_TEST_MOTO_ENDPOINT") else {
+        panic!("WRITELANE_TEST_MOTO_ENDPOINT must name a moto server (lane/test.sh sets it)");
+    };
+    let url = format!(
+        "dynamodb://no-such-table-{}?region=us-east-1&endpoint={endpoint}",
+        std::process::id()
+    );
+    let out = Command::new(BIN)
+        .args(["hold", "--store", &url, "a", "--", "echo", "ran"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "nothing ran");
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }

@@ -91,7 +91,6 @@ pub fn run(args: HoldArgs) -> Result<ExitCode, Failure> {
     }
     let policy = load_policy(args.policy.as_deref())?;
     let url = store::store_url(args.store)?;
-    let store = store::open(&url, policy.lease.store_timeout_ms)?;
     let holder_text = match args.holder {
         Some(text) if text.len() > writelane::MAX_HOLDER_LEN => {
             return Err(Failure::usage(format!(
@@ -103,15 +102,6 @@ pub fn run(args: HoldArgs) -> Result<ExitCode, Failure> {
         Some(text) => text,
         None => holder::default_holder(&args.command, |k| std::env::var(k).ok()),
     };
-    let options = HoldOptions {
-        holder: Some(holder_text.clone()),
-        ..HoldOptions::default()
-    };
-    let leases =
-        LeaseHolder::new(store, &policy, options).map_err(|e| Failure::usage(format!("{e}")))?;
-    let holding = leases
-        .holding(&args.entities)
-        .map_err(|e| Failure::usage(format!("{e}")))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -122,7 +112,22 @@ pub fn run(args: HoldArgs) -> Result<ExitCode, Failure> {
         wait: args.wait,
         grace: args.grace,
     };
-    runtime.block_on(job.run(holding))
+    runtime.block_on(async move {
+        let opened = store::open(&url, policy.lease.store_timeout_ms).await?;
+        let options = HoldOptions {
+            holder: Some(job.holder.clone()),
+            ..HoldOptions::default()
+        };
+        let leases = LeaseHolder::new(opened.store.clone(), &policy, options)
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        let holding = leases
+            .holding(&args.entities)
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        if let Some(first) = holding.entities().first() {
+            store::preflight(&opened, first).await?;
+        }
+        job.run(holding).await
+    })
 }
 
 /// `--policy`: JSON text (an object, or a preset name as a JSON string), else a file

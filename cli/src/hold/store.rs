@@ -1,9 +1,9 @@
-//! The store a hold uses, from its URL (`--store`, else `WRITELANE_STORE`).
+//! The store a hold uses, from its URL (`--store`, else `WRITELANE_STORE`), opened by
+//! [`writelane::store::open`], and a first read that turns a missing table or bucket, or
+//! missing credentials, into a one-line error before anything is acquired.
 
-use std::sync::Arc;
-
-use writelane::Store;
-use writelane_cli::exit::Failure;
+use writelane::store::{AdminError, OpenError, OpenOptions, OpenedStore};
+use writelane_cli::exit::{Failure, EX_CONFIG, EX_NOPERM, EX_USAGE};
 
 /// The environment variable naming the default store.
 pub const STORE_VAR: &str = "WRITELANE_STORE";
@@ -21,42 +21,31 @@ pub fn store_url(given: Option<String>) -> Result<String, Failure> {
         })
 }
 
-/// Open the store at `url`, each request bounded by `timeout_ms`.
-pub fn open(url: &str, timeout_ms: u64) -> Result<Arc<dyn Store>, Failure> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        Failure::usage(format!(
-            "store URL {url:?} has no scheme: use file:///PATH, redis://HOST:PORT/DB, \
-             dynamodb://TABLE or s3://BUCKET/PREFIX"
-        ))
-    })?;
-    match scheme {
-        "file" => open_file(url, rest, timeout_ms),
-        "redis" | "dynamodb" | "s3" => Err(Failure::new(
-            writelane_cli::exit::EX_CONFIG,
-            format!("the {scheme} store is not built into this writelane"),
-        )),
-        other => Err(Failure::usage(format!(
-            "unknown store scheme {other:?} in {url:?}: use file, redis, dynamodb or s3"
-        ))),
-    }
+/// Open the store at `url`, each request bounded by `timeout_ms`. Nothing is sent yet.
+pub async fn open(url: &str, timeout_ms: u64) -> Result<OpenedStore, Failure> {
+    writelane::store::open(url, &OpenOptions { timeout_ms })
+        .await
+        .map_err(|err| {
+            let code = match err {
+                OpenError::FeatureNotBuilt { .. } => EX_CONFIG,
+                _ => EX_USAGE,
+            };
+            Failure::new(code, err.to_string())
+        })
 }
 
-#[cfg(feature = "file")]
-fn open_file(url: &str, rest: &str, timeout_ms: u64) -> Result<Arc<dyn Store>, Failure> {
-    if !rest.starts_with('/') || rest.len() < 2 {
-        return Err(Failure::usage(format!(
-            "file store URL {url:?} needs an absolute path: file:///PATH"
-        )));
+/// Read `key` once: a store that is not set up (no such table or bucket) or refuses our
+/// credentials fails here, with its own code, before any lease is taken. A store that
+/// does not answer is left to the lease protocol, which waits `lease.unavailable_ms`.
+pub async fn preflight(store: &OpenedStore, key: &str) -> Result<(), Failure> {
+    match store.admin.entry(key).await {
+        Ok(_) | Err(AdminError::Unavailable { .. }) => Ok(()),
+        Err(err) => {
+            let code = match err {
+                AdminError::Missing { .. } | AdminError::Incompatible { .. } => EX_CONFIG,
+                _ => EX_NOPERM,
+            };
+            Err(Failure::new(code, err.to_string()))
+        }
     }
-    Ok(Arc::new(
-        writelane::FileStore::new(rest).with_timeout_ms(timeout_ms),
-    ))
-}
-
-#[cfg(not(feature = "file"))]
-fn open_file(_url: &str, _rest: &str, _timeout_ms: u64) -> Result<Arc<dyn Store>, Failure> {
-    Err(Failure::new(
-        writelane_cli::exit::EX_CONFIG,
-        "the file store is not built into this writelane (cargo feature file)",
-    ))
 }
