@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+use writelane_core::Policy;
+
+use crate::exit::Failure;
+
 /// Parse a duration written as a whole number and a unit: `250ms`, `30s`, `5m`, `2h`, or
 /// several such parts in decreasing order such as `1m30s`. A bare number is refused, since
 /// seconds and milliseconds are both plausible readings of it. Used as a clap value parser,
@@ -113,6 +117,26 @@ pub fn command_path(command: &clap::Command, args: &[String]) -> String {
         }
     }
     path.join(" ")
+}
+
+/// `--policy`: JSON text (an object, or a preset name as a JSON string such as
+/// `"iam"`), else a file holding it. Default: the `iam` preset. An invalid policy is a
+/// usage error naming its field path (`--policy: lease.renew_ms ...`).
+pub fn load_policy(arg: Option<&str>) -> Result<Policy, Failure> {
+    let Some(arg) = arg else {
+        return Policy::preset("iam").map_err(|e| Failure::software(e.to_string()));
+    };
+    let trimmed = arg.trim_start();
+    let text = if trimmed.starts_with('{') || trimmed.starts_with('"') {
+        arg.to_string()
+    } else {
+        std::fs::read_to_string(arg).map_err(|e| {
+            Failure::usage(format!(
+                "--policy {arg:?} is neither JSON nor a readable file: {e}"
+            ))
+        })?
+    };
+    Policy::from_json(&text).map_err(|e| Failure::usage(format!("--policy: {e}")))
 }
 
 #[cfg(test)]

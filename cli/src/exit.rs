@@ -9,6 +9,7 @@
 //! | code | name | meaning |
 //! |---:|---|---|
 //! | 64 | `EX_USAGE` | bad usage: an unknown option, a bad value, an unknown store scheme, a store URL with no table or bucket, no store given, an empty entity, a policy error (its field path is named) |
+//! | 65 | `EX_DATAERR` | the store holds a record for the entity that writelane cannot read (`lease release` writes nothing then) |
 //! | 69 | `EX_UNAVAILABLE` | the lease store did not answer (unreachable, timed out, throttled) |
 //! | 70 | `EX_SOFTWARE` | an internal error of writelane (a bug: please report it) |
 //! | 75 | `EX_TEMPFAIL` | the lease is held by someone else: `hold` did not acquire it within `--wait`; `lease release` without `--force` refused to evict a live holder |
@@ -24,6 +25,8 @@ use std::process::ExitCode;
 
 /// Bad usage: fix the command line (sysexits `EX_USAGE`).
 pub const EX_USAGE: u8 = 64;
+/// The store holds a record writelane cannot read (sysexits `EX_DATAERR`).
+pub const EX_DATAERR: u8 = 65;
 /// The lease store did not answer (sysexits `EX_UNAVAILABLE`).
 pub const EX_UNAVAILABLE: u8 = 69;
 /// An internal error of writelane (sysexits `EX_SOFTWARE`).
@@ -46,6 +49,7 @@ pub const HELP: &str = "\
 Exit codes (sysexits):
   64  usage: bad option or value, unknown store scheme, no store given, empty entity,
       policy error (its field path is named)
+  65  the store holds a record writelane cannot read (nothing is written)
   69  the lease store did not answer
   70  internal error (a bug: please report it)
   75  the lease is held by someone else (hold: not acquired within --wait;

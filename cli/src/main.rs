@@ -9,7 +9,7 @@ mod hold;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use writelane_cli::exit::{self, Failure};
-use writelane_cli::{lanevectors, schema, sim, vectors};
+use writelane_cli::{lanevectors, lease, schema, sim, vectors};
 use writelane_core::{policy_token, Policy};
 
 /// writelane: the write discipline for cloud control planes.
@@ -42,6 +42,8 @@ enum Command {
     /// Run a command while holding the leases of entities, so jobs that write them (a
     /// pipeline's `terraform apply`, a remediator's `Lane`) go one at a time.
     Hold(hold::HoldArgs),
+    /// Look at and administer the lease records in a store: show, list, release, init.
+    Lease(lease::LeaseArgs),
     /// Print a shell completion script to stdout.
     ///
     /// bash: `writelane completions bash > ~/.local/share/bash-completion/completions/writelane`;
@@ -239,6 +241,7 @@ fn main() -> ExitCode {
         ),
         Some(Command::Vectors(args)) => ("writelane vectors", write_vectors(args)),
         Some(Command::Hold(args)) => ("writelane hold", hold::run(args)),
+        Some(Command::Lease(args)) => (args.context(), lease::run(args)),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
                 shell,
