@@ -1,7 +1,7 @@
 'use strict';
 // Writers in separate processes share a lease store: 4 Node processes x 10
 // read-modify-write appends to one role's inline policy at the IAM contention lab, through
-// a DynamoDB lease store (a moto server) and through Redis (a redis-server). Nothing
+// a DynamoDB lease store, an S3 one (a moto server playing both) and Redis (a redis-server). Nothing
 // conflicts at the lab and all 40 statements land. Then the faults: a holder killed with
 // SIGKILL in the middle of its write is taken over after the lease with a higher epoch and
 // nothing is lost; a store stopped mid-run makes writers give up without writing.
@@ -12,7 +12,7 @@ const { spawn } = require('node:child_process');
 const path = require('node:path');
 const readline = require('node:readline');
 const { IAMClient, CreateRoleCommand, GetRolePolicyCommand } = require('@aws-sdk/client-iam');
-const { DynamoDBStore, RedisStore } = require('..');
+const { DynamoDBStore, RedisStore, S3Store } = require('..');
 const { startLab } = require('./helpers/iamlab');
 const { startRedis, startMoto, AWS_TEST_CONFIG } = require('./helpers/servers');
 
@@ -41,6 +41,10 @@ before(async () => {
   const admin = new DynamoDBStore({ table: TABLE, endpoint: moto.endpoint, ...AWS_TEST_CONFIG });
   await admin.createTable();
   admin.close();
+  const bucketAdmin = new S3Store({ bucket: TABLE, endpoint: moto.endpoint, ...AWS_TEST_CONFIG });
+  const { CreateBucketCommand } = require('@aws-sdk/client-s3');
+  await bucketAdmin.client.send(new CreateBucketCommand({ Bucket: TABLE }));
+  bucketAdmin.close();
   iam = new IAMClient({ region: 'us-east-1', endpoint: lab.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
 });
 
@@ -50,10 +54,12 @@ after(async () => {
 });
 
 function storeConfig(kind) {
-  return kind === 'redis'
-    ? { kind, options: { url: redis.url, connectTimeoutMs: 300, commandTimeoutMs: 1000 } }
-    : { kind, options: { table: TABLE, endpoint: moto.endpoint, ...AWS_TEST_CONFIG, requestTimeoutMs: 1000 } };
+  if (kind === 'redis') return { kind, options: { url: redis.url, connectTimeoutMs: 300, commandTimeoutMs: 1000 } };
+  if (kind === 's3') return { kind, options: { bucket: TABLE, prefix: 'mp/', endpoint: moto.endpoint, ...AWS_TEST_CONFIG, requestTimeoutMs: 1000 } };
+  return { kind, options: { table: TABLE, endpoint: moto.endpoint, ...AWS_TEST_CONFIG, requestTimeoutMs: 1000 } };
 }
+
+const ADAPTERS = { redis: RedisStore, dynamodb: DynamoDBStore, s3: S3Store };
 
 /** Start one appender process; `lines` collects its JSON lines with arrival times. */
 function appender(config) {
@@ -100,7 +106,7 @@ async function sids(role) {
 }
 
 async function leaseRecord(kind, key) {
-  const store = kind === 'redis' ? new RedisStore(storeConfig(kind).options) : new DynamoDBStore(storeConfig(kind).options);
+  const store = new ADAPTERS[kind](storeConfig(kind).options);
   try {
     return await store.get(key);
   } finally {
@@ -109,7 +115,7 @@ async function leaseRecord(kind, key) {
 }
 
 const REPEAT = Number(process.env.WL_REPEAT || 1);
-for (const kind of ['dynamodb', 'redis']) for (let rep = 0; rep < REPEAT; rep += 1) {
+for (const kind of ['dynamodb', 's3', 'redis']) for (let rep = 0; rep < REPEAT; rep += 1) {
   test(`4 processes x 10 appends through a ${kind} lease store: no conflicts, all 40 statements`, async () => {
     const role = `mp-${kind}-${rep}`;
     await createRole(role);
