@@ -395,12 +395,20 @@ fn a_record_writelane_cannot_read_is_reported_not_touched() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// Arguments, environment, exit code, the stderr line's prefix, words the line holds.
+type BadCase<'a> = (
+    Vec<&'a str>,
+    Vec<(&'a str, &'a str)>,
+    u8,
+    &'a str,
+    Vec<&'a str>,
+);
+
 #[test]
 fn bad_input_gets_one_line_and_its_exit_code() {
     let dir = temp_dir();
     let file = format!("file://{}/leases.json", dir.display());
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, u8, &str, Vec<&str>)> = vec![
-        // (args, env, exit code, stderr prefix, words the message holds)
+    let cases: Vec<BadCase> = vec![
         (
             vec!["lease", "show", "e"],
             vec![],
