@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The Rust driver crate's whole suite: fmt and clippy with every feature, then
-# `cargo test -p writelane --all-features` against real servers this script starts and
-# stops: redis-server (Debian's) and a moto server (DynamoDB and S3) behind
-# tests/iamlab/moto_atomic.py, which carries requests out one at a time as the real
-# services' conditional writes are atomic.
+# The Rust driver crate's and the writelane command's whole suites: fmt and clippy with
+# every feature, then `cargo test -p writelane --all-features` and
+# `cargo test -p writelane-cli --all-features` (writelane lease and hold on every store)
+# against real servers this script starts and stops: redis-server (Debian's) and a moto
+# server (DynamoDB and S3) behind tests/iamlab/moto_atomic.py, which carries requests out
+# one at a time as the real services' conditional writes are atomic. The command's
+# default-feature tests (the file store, and the messages of stores not built in) run
+# too.
 #
 #   bash lane/test.sh           everything
 #   bash lane/test.sh --quick   default features only, no servers (memory and file stores)
@@ -18,12 +21,14 @@ cd "$root"
 
 if [ "${1:-}" = --quick ]; then
   cargo test -p writelane --locked
+  cargo test -p writelane-cli --locked
   exit
 fi
 
 if [ -z "${WRITELANE_RUST_CHECKED:-}" ]; then
-  cargo fmt -p writelane -- --check
+  cargo fmt -p writelane -p writelane-cli -- --check
   cargo clippy -p writelane --all-targets --all-features --locked -- -D warnings
+  cargo clippy -p writelane-cli --all-targets --all-features --locked -- -D warnings
 fi
 
 has_moto() { "$1" -c 'import moto.server, werkzeug' >/dev/null 2>&1; }
@@ -70,3 +75,6 @@ export WRITELANE_TEST_MOTO_ENDPOINT="http://127.0.0.1:$moto_port"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 cargo test -p writelane --all-features --locked
+# One set of servers serves both crates.
+cargo test -p writelane-cli --all-features --locked
+cargo test -p writelane-cli --locked

@@ -33,6 +33,9 @@ use crate::args::{load_policy, parse_entity};
 use crate::exit::{self, Failure, EX_TEMPFAIL, EX_UNAVAILABLE};
 use crate::store::{admin_failure, open, store_url};
 
+/// How many times a release swaps against a holding that keeps renewing under it.
+const FORCE_TRIES: u32 = 5;
+
 /// The `--json` shape's version.
 pub const JSON_VERSION: u64 = 1;
 
@@ -446,15 +449,33 @@ async fn release(
             }
         }
     };
-    let result = writelane::force_release(
-        store.store.as_ref(),
-        entity,
-        Some(target.rvn),
-        None,
-        timeout_ms,
-    )
-    .await
-    .map_err(|e| Failure::new(EX_UNAVAILABLE, format!("{describe}: {e}")))?;
+    let mut target = target;
+    let mut tries = 0;
+    let result = loop {
+        let result = writelane::force_release(
+            store.store.as_ref(),
+            entity,
+            Some(target.rvn),
+            None,
+            timeout_ms,
+        )
+        .await
+        .map_err(|e| Failure::new(EX_UNAVAILABLE, format!("{describe}: {e}")))?;
+        tries += 1;
+        match result {
+            // The same holding renewed between our read and our swap (same owner, same
+            // epoch): the operator's choice still stands, so swap against the renewal.
+            ForceReleaseResult::Changed { current: Some(now) }
+                if tries < FORCE_TRIES
+                    && !now.owner.is_empty()
+                    && now.owner == target.owner
+                    && now.epoch == target.epoch =>
+            {
+                target = now;
+            }
+            other => break other,
+        }
+    };
     match result {
         ForceReleaseResult::Released { record } => {
             if json {

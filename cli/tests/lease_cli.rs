@@ -119,11 +119,14 @@ struct Renewer {
 }
 
 impl Renewer {
-    fn start(store: Arc<dyn Store>, key: &str, first: LeaseRecord) -> Renewer {
+    /// Renew from a store of its own: a client made on one runtime (a Redis connection)
+    /// does not work from another.
+    fn start(url: &str, key: &str, first: LeaseRecord) -> Renewer {
         let stop = Arc::new(AtomicBool::new(false));
-        let (flag, key) = (Arc::clone(&stop), key.to_string());
+        let (flag, key, url) = (Arc::clone(&stop), key.to_string(), url.to_string());
         let thread = std::thread::spawn(move || {
-            let rt = runtime();
+            let (rt, opened) = stage(&url);
+            let store = opened.store;
             let mut current = first;
             let mut renewals = 0;
             while !flag.load(Ordering::Relaxed) {
@@ -256,7 +259,7 @@ fn lease_commands(url: &str) {
     // A live holder is not evicted without --force; it is with --force.
     let live = record("host-c:12:y", Some("deploy job 9"), 6, 500, 800);
     put(&rt, store.as_ref(), &c, &live);
-    let renewer = Renewer::start(Arc::clone(&store), &c, live);
+    let renewer = Renewer::start(url, &c, live);
     let out = writelane(&["lease", "release", &c], &env);
     assert_eq!(out.status.code(), Some(75), "{}", text(&out.stderr));
     let err = text(&out.stderr);
@@ -599,6 +602,8 @@ fn lease_commands_on_redis() {
 #[cfg(any(feature = "dynamodb", feature = "s3"))]
 fn moto() -> (String, Vec<(&'static str, &'static str)>) {
     let endpoint = server_env("WRITELANE_TEST_MOTO_ENDPOINT");
+    // This process stages records too, with the credentials lane/test.sh exports.
+    server_env("AWS_ACCESS_KEY_ID");
     let env = vec![
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -659,9 +664,6 @@ fn lease_commands_on_dynamodb() {
     let v = json_of(&writelane(&["lease", "init", &url, "--json"], &env));
     assert_eq!(v["created"], false, "{v}");
 
-    for (k, val) in &env {
-        std::env::set_var(k, val);
-    }
     lease_commands(&url);
 
     let out = no_credentials(&["lease", "show", "e", "--store", &url]);
@@ -693,9 +695,6 @@ fn lease_commands_on_s3() {
     let out = writelane(&["lease", "show", "e", "--store", &missing], &env);
     assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
 
-    for (k, val) in &env {
-        std::env::set_var(k, val);
-    }
     let rt = runtime();
     rt.block_on(async {
         let s3 = writelane::S3Store::connect(bucket.clone(), "", Some(&endpoint), 2_000).await;

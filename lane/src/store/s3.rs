@@ -261,7 +261,10 @@ impl S3Store {
     {
         let code = err.code();
         let store = self.describe();
-        if code == Some("NoSuchBucket") || (code.is_none() && status == Some(404)) {
+        // HeadBucket has no body, so its 404 comes as a bare `NotFound`.
+        if matches!(code, Some("NoSuchBucket" | "NotFound"))
+            || (code.is_none() && status == Some(404))
+        {
             return AdminError::Missing {
                 store,
                 hint: format!(
