@@ -225,6 +225,15 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::EX_USAGE);
         }
     };
+    if !matches!(cli.command, Some(Command::Hold(_))) {
+        // Output piped into `head` that closes early ends the program quietly, as it does
+        // any Unix filter, instead of a panic on the failed print. Not for `hold`, whose
+        // own stdout and stderr closing must not end it while its command runs.
+        // SAFETY: setting a signal's disposition to the default, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let (context, result) = match cli.command {
         // The main job: the simulator on its defaults.
         None => ("writelane simulate", simulate(SimulateArgs::default())),

@@ -196,3 +196,18 @@ fn completions_are_generated_for_each_shell() {
     let out = run(&["completions", "tcsh"], "");
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[test]
+fn output_cut_short_by_a_reader_ends_quietly() {
+    // `writelane simulate | head -1`: the reader goes away; no panic, no backtrace.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_writelane"))
+        .args(["simulate", "--writers", "10,20,30,40", "--runs", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("exit");
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+}
