@@ -39,9 +39,28 @@ const FORCE_TRIES: u32 = 5;
 /// The `--json` shape's version.
 pub const JSON_VERSION: u64 = 1;
 
+/// The `--json` output, as `writelane lease --help` describes it.
+const JSON_HELP: &str = "\
+JSON output (--json): one object per run, versioned by its \"version\" field (1; fields are
+only ever added within a version).
+  LEASE   {\"entity\", \"state\": \"free\"|\"held\"|\"invalid\", \"owner\", \"holder\", \"epoch\",
+           \"rvn\", \"lease_ms\", \"committed_token\", \"age_ms\", \"error\"}
+          owner is null when free; age_ms is how long ago the store last wrote the record
+          where it keeps that (S3), else null; \"invalid\" is a record writelane cannot
+          read, named in \"error\". No record at all: \"free\", the other fields null.
+  show    {\"version\", \"store\", \"lease\": LEASE}
+  list    {\"version\", \"store\", \"prefix\", \"leases\": [LEASE...]} sorted by entity
+  release {\"version\", \"store\", \"entity\", \"result\", \"evicted\", \"record\"}: result is
+          released (evicted: the holder's record; record: the free record written),
+          already_free, no_record, changed (nothing written) or refused_live (exit 75)
+  init    {\"version\", \"store\", \"created\", \"detail\"}";
+
 /// `writelane lease`: the lease records in a store.
 #[derive(Debug, clap::Args)]
-#[command(after_help = exit::HELP)]
+#[command(
+    after_help = exit::HELP,
+    after_long_help = format!("{JSON_HELP}\n\n{}", exit::HELP)
+)]
 pub struct LeaseArgs {
     #[command(subcommand)]
     command: LeaseCommand,

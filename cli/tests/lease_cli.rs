@@ -334,6 +334,10 @@ fn every_lease_subcommand_answers_help() {
         assert!(help.contains("Usage: writelane lease"), "{args:?}: {help}");
         assert!(help.contains("Exit codes (sysexits)"), "{args:?}");
     }
+    let help = text(&writelane(&["lease", "--help"], &[]).stdout);
+    for shape in ["\"version\"", "refused_live", "\"leases\": [LEASE...]"] {
+        assert!(help.contains(shape), "{shape} in {help}");
+    }
 }
 
 #[test]
