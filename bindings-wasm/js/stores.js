@@ -562,7 +562,9 @@ const RECORD_FIELDS = ['owner', 'epoch', 'rvn', 'lease_ms', 'committed_token', '
  * order), byte for byte what the Rust, Python and Go adapters write.
  */
 function recordBody(record) {
-  if (record === null || typeof record !== 'object') recordText(record);
+  if (record === null || typeof record !== 'object' || Array.isArray(record)) {
+    throw new UsageError(`record must be a lease record, got ${describe(record)}`, 'invalid_argument', 'record');
+  }
   const ordered = {};
   for (const name of RECORD_FIELDS) if (name in record) ordered[name] = record[name];
   return recordText({ ...ordered, ...record });

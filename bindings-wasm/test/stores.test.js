@@ -573,6 +573,15 @@ describe('applyStoreOp', () => {
     assert.throws(() => checkRecord([]), (e) => e.field === 'record');
   });
 
+  test('an S3 store refuses a record that is not an object before sending anything', async () => {
+    let sent = 0;
+    const s = new S3Store({ bucket: 'b', client: { send: async () => { sent += 1; } } });
+    for (const bad of [5, null, [], 'text']) {
+      await assert.rejects(s.putIfAbsent('k', bad), (e) => e instanceof UsageError && e.field === 'record');
+    }
+    assert.equal(sent, 0);
+  });
+
   test('the store adapters refuse bad options with the field named', () => {
     assert.throws(() => new DynamoDBStore({}), (e) => e instanceof UsageError && e.field === 'options.table');
     assert.throws(() => new DynamoDBStore({ table: 't', requestTimeoutMs: 0 }), (e) => e.field === 'options.requestTimeoutMs');
