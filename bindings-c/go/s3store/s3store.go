@@ -84,7 +84,8 @@ func New(client API, bucket, prefix string) *Store {
 func (s *Store) ObjectKey(key string) string { return s.prefix + key }
 
 // Body is the object body of record r: the core's JSON text of it, byte for byte what the
-// other bindings write (HTML characters unescaped, as the core leaves them).
+// other bindings write (HTML characters and U+2028, U+2029 unescaped, as the core leaves
+// them).
 func Body(r writelane.LeaseRecord) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -92,7 +93,32 @@ func Body(r writelane.LeaseRecord) ([]byte, error) {
 	if err := enc.Encode(r); err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return unescapeSeparators(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))), nil
+}
+
+// unescapeSeparators turns the \u2028 and \u2029 escapes encoding/json always writes back
+// into the characters, which the core (serde_json), Python and JavaScript write as they
+// are. It walks escape by escape, so an escaped backslash followed by "u2028" is kept.
+func unescapeSeparators(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 >= len(b) {
+			out = append(out, b[i])
+			continue
+		}
+		if rest := b[i+1:]; len(rest) >= 5 && (string(rest[:5]) == "u2028" || string(rest[:5]) == "u2029") {
+			if rest[4] == '8' {
+				out = append(out, "\u2028"...)
+			} else {
+				out = append(out, "\u2029"...)
+			}
+			i += 5
+			continue
+		}
+		out = append(out, b[i], b[i+1])
+		i++
+	}
+	return out
 }
 
 func (s *Store) remember(key string, rvn uint64, etag *string) {

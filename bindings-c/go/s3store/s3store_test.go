@@ -388,4 +388,19 @@ func TestBodyIsTheCoreJSON(t *testing.T) {
 	if err != nil || !back.Equal(&rec) {
 		t.Fatalf("parsed back %+v %v", back, err)
 	}
+	// The line and paragraph separators as they are (encoding/json escapes them, the core
+	// does not), a backslash before "u2028" kept, control characters as the core escapes them.
+	rec.Holder = str("a\u2028b\u2029c \\u2028 \n\t\x01\b\f\x7f é")
+	b, err = s3store.Body(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = "{\"owner\":\"h:1:2\",\"epoch\":1,\"rvn\":2,\"lease_ms\":3,\"committed_token\":null," +
+		"\"holder\":\"a\u2028b\u2029c \\\\u2028 \\n\\t\\u0001\\b\\f\x7f é\"}"
+	if string(b) != want {
+		t.Fatalf("body %q\nwant %q", b, want)
+	}
+	if back, err := writelane.ParseLeaseRecord(b); err != nil || !back.Equal(&rec) {
+		t.Fatalf("parsed back %+v %v", back, err)
+	}
 }
