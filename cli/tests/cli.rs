@@ -209,5 +209,8 @@ fn output_cut_short_by_a_reader_ends_quietly() {
     drop(child.stdout.take());
     let out = child.wait_with_output().expect("exit");
     let err = text(&out.stderr);
-    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
 }
