@@ -53,7 +53,7 @@ if [ "$quick" = 1 ]; then
                  test_shared_lane.py test_stores.py test_packaging.py test_lane_vectors.py
                  test_event_schema.py)
     WRITELANE_WHEEL="$wheel" "$py" -m pytest -p no:cacheprovider -q \
-        -k "not redis and not dynamodb and not s3 and not processes" "${quick_files[@]}"
+        -k "not redis and not dynamodb and not s3_store and not processes" "${quick_files[@]}"
     exit
 fi
 # A smoke run of the benchmark keeps it working; its figures come from a full run.

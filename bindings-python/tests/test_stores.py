@@ -67,12 +67,17 @@ def s3_spec(server: MotoServer, **fields: Any) -> Dict[str, Any]:
             "prefix": f"{S3_PREFIX}{uuid.uuid4().hex[:8]}/", **fields}
 
 
-@pytest.fixture(params=KINDS)
+def kind_id(kind: str) -> str:
+    """A test id per kind that ``-k`` can tell apart ("s3" alone matches "kwargs3")."""
+    return "s3_store" if kind == "s3" else kind
+
+
+@pytest.fixture(params=KINDS, ids=kind_id)
 def spec(request: Any, tmp_path: Any) -> Dict[str, Any]:
     return make_spec(request.param, request, tmp_path)
 
 
-@pytest.fixture(params=KINDS[1:])
+@pytest.fixture(params=KINDS[1:], ids=kind_id)
 def shared_spec(request: Any, tmp_path: Any) -> Dict[str, Any]:
     """A store that several processes can open."""
     return make_spec(request.param, request, tmp_path)
@@ -258,7 +263,7 @@ def test_a_stopped_dynamodb_server_gives_unavailable() -> None:
     assert all_ops(s) == [{"reply": "unavailable"}] * 3
 
 
-def test_a_stopped_s3_server_gives_unavailable() -> None:
+def test_a_stopped_s3_store_server_gives_unavailable() -> None:
     server = MotoServer(sys.executable)
     s = open_store(s3_spec(server, timeout_ms=500))
     s.client.create_bucket(Bucket=BUCKET)
@@ -267,12 +272,12 @@ def test_a_stopped_s3_server_gives_unavailable() -> None:
     assert all_ops(s) == [{"reply": "unavailable"}] * 3
 
 
-def test_a_missing_s3_bucket_gives_unavailable(moto_server: MotoServer) -> None:
+def test_a_missing_bucket_of_an_s3_store_gives_unavailable(moto_server: MotoServer) -> None:
     s = open_store({"kind": "s3", "endpoint": moto_server.endpoint, "bucket": "no-such-bucket", "prefix": "p/"})
     assert all_ops(s) == [{"reply": "unavailable"}] * 3
 
 
-def test_the_s3_layout_is_one_object_per_entity_holding_the_core_record(moto_server: MotoServer) -> None:
+def test_the_s3_store_layout_is_one_object_per_entity_holding_the_core_record(moto_server: MotoServer) -> None:
     spec = s3_spec(moto_server)
     s = open_store(spec)
     k = "arn:aws:iam::123456789012:role/deploy"
@@ -295,7 +300,7 @@ def test_the_s3_layout_is_one_object_per_entity_holding_the_core_record(moto_ser
     assert get(other, k) == {"reply": "found", "record": None}
 
 
-def test_an_s3_swap_behind_a_stale_etag_is_refused_with_the_record_found(moto_server: MotoServer) -> None:
+def test_an_s3_store_swap_behind_a_stale_etag_is_refused_with_the_record_found(moto_server: MotoServer) -> None:
     spec = s3_spec(moto_server)
     mine, theirs = open_store(spec), open_store(spec)
     k = key()
@@ -310,7 +315,7 @@ def test_an_s3_swap_behind_a_stale_etag_is_refused_with_the_record_found(moto_se
     assert cas(mine, k, 6, record(rvn=8, owner="a")) == {"reply": "done"}
 
 
-def test_an_s3_object_gone_behind_a_cached_etag_is_refused_with_none(moto_server: MotoServer) -> None:
+def test_an_s3_store_object_gone_behind_a_cached_etag_is_refused_with_none(moto_server: MotoServer) -> None:
     spec = s3_spec(moto_server)
     s = open_store(spec)
     k = key()
@@ -348,7 +353,7 @@ class S3Answers:
         ("AccessDenied", 403, "unavailable"),
     ],
 )
-def test_s3_write_errors_map_to_unavailable_or_lost(moto_server: MotoServer, code: str, status: int, reply: str) -> None:
+def test_s3_store_write_errors_map_to_unavailable_or_lost(moto_server: MotoServer, code: str, status: int, reply: str) -> None:
     spec = s3_spec(moto_server)
     real = open_store(spec)
     k = key()
@@ -359,7 +364,7 @@ def test_s3_write_errors_map_to_unavailable_or_lost(moto_server: MotoServer, cod
     assert get(s, k) == {"reply": "found", "record": record(rvn=5)}
 
 
-def test_s3_store_refuses_a_bad_bucket_or_prefix() -> None:
+def test_s3store_refuses_a_bad_bucket_or_prefix() -> None:
     with pytest.raises(writelane.UsageError, match="bucket"):
         stores.S3Store("", client=object())
     with pytest.raises(writelane.UsageError, match="prefix"):
