@@ -527,3 +527,22 @@ fn a_missing_table_exits_78_before_anything_runs() {
     assert!(out.stdout.is_empty(), "nothing ran");
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }
+
+#[test]
+fn a_store_that_never_answers_exits_69_within_the_wait() {
+    let dir = Dir::new("unanswered");
+    // A store path under a regular file: every read fails, as an unreachable server's.
+    std::fs::write(dir.path("not-a-dir"), "").unwrap();
+    let url = format!("file://{}/leases.json", dir.path("not-a-dir").display());
+    let start = Instant::now();
+    let out = Command::new(BIN)
+        .args([
+            "hold", "--store", &url, "--wait", "1s", "a", "--", "echo", "ran",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "nothing ran");
+    assert!(stderr(&out).contains("did not answer"), "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(5));
+}

@@ -303,14 +303,23 @@ impl Job {
             Acquired::Done(Err(e @ HoldError::Usage(_))) => Some(Failure::usage(e.to_string())),
             Acquired::TimedOut => {
                 let wait = format_ms(self.wait.unwrap_or_default().as_millis() as u64);
-                let who = match &progress.last {
-                    Some((entity, status)) => format!(": {}", describe(entity, status)),
-                    None => String::new(),
-                };
-                Some(Failure::new(
-                    EX_TEMPFAIL,
-                    format!("not all leases were held within --wait {wait}{who}; nothing was run"),
-                ))
+                Some(match &progress.last {
+                    Some((entity, status)) => Failure::new(
+                        EX_TEMPFAIL,
+                        format!(
+                            "not all leases were held within --wait {wait}: {}; nothing was run",
+                            describe(entity, status)
+                        ),
+                    ),
+                    // A record held by someone else is reported at every poll: none means
+                    // no read of the store was answered.
+                    None => Failure::new(
+                        EX_UNAVAILABLE,
+                        format!(
+                            "the lease store did not answer within --wait {wait}; nothing was run"
+                        ),
+                    ),
+                })
             }
             Acquired::Signalled(sig) => Some(Failure::new(
                 (128 + sig).clamp(0, 255) as u8,
@@ -352,10 +361,11 @@ impl Progress {
     }
 
     fn waiting(&mut self, entity: &str, status: &LeaseStatus) {
-        if self
-            .last_print
-            .map_or(true, |t| t.elapsed() >= PROGRESS_EVERY)
-        {
+        let due = match self.last_print {
+            None => true,
+            Some(t) => t.elapsed() >= PROGRESS_EVERY,
+        };
+        if due {
             eprintln!("writelane hold: {}", describe(entity, status));
             self.last_print = Some(Instant::now());
             self.printed = true;
