@@ -369,6 +369,15 @@ def test_s3store_refuses_a_bad_bucket_or_prefix() -> None:
         stores.S3Store("", client=object())
     with pytest.raises(writelane.UsageError, match="prefix"):
         stores.S3Store("b", 3, client=object())  # type: ignore[arg-type]
+    # A botocore too old to send the conditions: refused up front, not a failure per write.
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(input_shape=SimpleNamespace(members={"Bucket": None, "Key": None, "IfMatch": None}))
+    old = SimpleNamespace(meta=SimpleNamespace(service_model=SimpleNamespace(operation_model=lambda name: model)))
+    with pytest.raises(writelane.UsageError, match="IfNoneMatch on PutObject.*botocore 1.36"):
+        stores.S3Store("b", client=old)
+    # The botocore installed here sends both.
+    assert stores.S3Store("b", region="us-east-1").client.meta.service_model.operation_model("PutObject")
 
 
 def test_a_missing_dynamodb_table_gives_unavailable(moto_server: MotoServer) -> None:

@@ -84,6 +84,23 @@ def _error(exc: BaseException) -> Tuple[str, int]:
     return code, int(status or 0)
 
 
+def _check_conditional_puts(client: Any) -> None:
+    """Refuse a boto3 client whose PutObject cannot send ``If-Match``/``If-None-Match``
+    (botocore before 1.36): every write would fail before it is sent."""
+    try:
+        members = client.meta.service_model.operation_model("PutObject").input_shape.members
+    except AttributeError:
+        return  # not a boto3 client (a test double): its puts say what they do
+    missing = [name for name in ("IfMatch", "IfNoneMatch") if name not in members]
+    if missing:
+        botocore = importlib.import_module("botocore")
+        raise UsageError(
+            "invalid_argument",
+            f"client: this botocore ({botocore.__version__}) cannot send {' or '.join(missing)} on PutObject;"
+            " the S3 store needs botocore 1.36 or later (pip install -U boto3)",
+        )
+
+
 class S3Store(TimeoutBound):
     """A lease store in the S3 bucket ``bucket``, one object per entity at
     ``prefix + key`` (``prefix`` defaults to none; end it with ``/`` to keep the objects
@@ -121,8 +138,7 @@ class S3Store(TimeoutBound):
         self._lock = threading.Lock()
         # Per key: the rvn and ETag of the object as last read or written here.
         self._etags: Dict[str, Tuple[int, str]] = {}
-        if client is None:
-            self._build()  # fail early on bad client arguments
+        _check_conditional_puts(self.client)  # fail early on bad client arguments, or an old one
 
     def _build(self) -> Any:
         args = dict(self._build_args)
@@ -168,7 +184,7 @@ class S3Store(TimeoutBound):
             if 400 <= status < 500 or not wrote:
                 return StoreUnavailable(f"{code or status}: {exc}")
             return StoreLost(f"{code or status}: {exc}")
-        if isinstance(exc, (e.EndpointConnectionError, e.ConnectTimeoutError)):
+        if isinstance(exc, (e.EndpointConnectionError, e.ConnectTimeoutError, e.ParamValidationError)):
             return StoreUnavailable(str(exc))
         return StoreLost(str(exc)) if wrote else StoreUnavailable(str(exc))
 
