@@ -56,8 +56,9 @@ def hold(entity, script):
     return subprocess.Popen(argv, stderr=subprocess.DEVNULL)
 gaps = []
 for i in range(trials):
-    entity = f"bench/handoff/{label}/{os.getpid()}/{i}"
-    started, exited, b_start = (os.path.join(tmp, f"{label}-{i}-{n}") for n in ("a", "x", "b"))
+    entity = f"bench/handoff/{label.replace(' ', '/')}/{os.getpid()}/{i}"
+    stem = "".join(c if c.isalnum() else "_" for c in label)
+    started, exited, b_start = (os.path.join(tmp, f"{stem}-{i}-{n}") for n in ("a", "x", "b"))
     a = hold(entity, f"touch {started}; sleep 0.4; date +%s%N > {exited}")
     while not os.path.exists(started):
         if a.poll() is not None:
