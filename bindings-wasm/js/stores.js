@@ -570,6 +570,21 @@ function recordBody(record) {
   return recordText({ ...ordered, ...record });
 }
 
+/**
+ * A middleware that refuses to send a PutObject without its condition header. A
+ * `@aws-sdk/client-s3` from before S3's conditional writes (2024) drops the `IfNoneMatch`
+ * and `IfMatch` inputs it does not know, and the put would go out unconditional.
+ */
+function requireCondition(header) {
+  return (next) => async (args) => {
+    const headers = args.request?.headers ?? {};
+    if (!Object.keys(headers).some((name) => name.toLowerCase() === header)) {
+      throw new StoreError('unavailable', `this @aws-sdk/client-s3 did not put the ${header} header on PutObject (a version from before S3's conditional writes): upgrade it; nothing was sent`);
+    }
+    return next(args);
+  };
+}
+
 /** The HTTP status of an AWS SDK v3 error, when a reply came. */
 function statusOf(e) {
   const status = e?.$metadata?.httpStatusCode ?? e?.$response?.statusCode;
@@ -730,10 +745,15 @@ class S3Store {
     };
     if (ifMatch === null) input.IfNoneMatch = '*';
     else input.IfMatch = ifMatch;
+    const command = new this.#sdk.PutObjectCommand(input);
+    command.middlewareStack?.add(requireCondition(ifMatch === null ? 'if-none-match' : 'if-match'), {
+      step: 'build', priority: 'low', name: 'writelaneRequireCondition',
+    });
     let out;
     try {
-      out = await this.#client.send(new this.#sdk.PutObjectCommand(input));
+      out = await this.#client.send(command);
     } catch (e) {
+      if (e instanceof StoreError) throw e;
       const status = statusOf(e);
       if (status === 412 || e?.name === 'PreconditionFailed') return this.#refused(key);
       if (e?.name === 'NoSuchKey' || (status === 404 && e?.name !== 'NoSuchBucket')) return { done: false, current: null };

@@ -419,6 +419,29 @@ for (const adapter of adapters) {
           assert.deepEqual(await applyStoreOp(mine, cas(key, third.rvn, record())), { reply: 'refused', current: null });
         });
 
+        test('a client that would send a put without its condition sends nothing', async () => {
+          const { S3Client } = require('@aws-sdk/client-s3');
+          const { bucket, prefix, endpoint, region, credentials } = env.child.options;
+          const client = new S3Client({ endpoint, region, credentials, forcePathStyle: true, maxAttempts: 1 });
+          // As a client-s3 from before conditional writes serialises PutObject: no condition.
+          client.middlewareStack.add((next) => async (args) => {
+            for (const name of Object.keys(args.request.headers)) {
+              if (/^if-(none-)?match$/i.test(name)) delete args.request.headers[name];
+            }
+            return next(args);
+          }, { step: 'build', priority: 'high', name: 'dropConditions' });
+          const s = new S3Store({ bucket, prefix, client });
+          const key = freshKey();
+          const first = record();
+          assert.deepEqual(await applyStoreOp(s, put(key, first)), { reply: 'unavailable' });
+          assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: null }, 'nothing was written');
+          await assert.rejects(s.putIfAbsent(key, first), (e) => e instanceof StoreError && e.kind === 'unavailable' && /if-none-match/.test(e.message));
+          assert.deepEqual(await applyStoreOp(store, put(key, first)), { reply: 'done' });
+          assert.deepEqual(await applyStoreOp(s, cas(key, first.rvn, record())), { reply: 'unavailable' });
+          assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: first }, 'nothing was written over it');
+          client.destroy();
+        });
+
         test('S3 answers map to refused, unavailable or lost', async () => {
           const real = env.open();
           const key = freshKey();
