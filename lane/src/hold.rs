@@ -100,6 +100,35 @@ pub enum HoldError {
 
 /// Acquires the leases of entities for work of any length, under one policy's lease rule
 /// on one store. Cheap to clone.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use writelane::{HoldOptions, LeaseHolder, LeaseStatus, MemoryStore, Policy, Store};
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+/// let options = HoldOptions { holder: Some("ci job 7".into()), ..HoldOptions::default() };
+/// let holder = LeaseHolder::new(store, &Policy::preset("iam")?, options)?;
+/// let mut holding = holder.holding(&["role/b", "role/a"])?;
+/// let wait = holding.acquire(|entity, status| {
+///     if let LeaseStatus::Waiting { current: Some(r), held_for_ms } = status {
+///         eprintln!("waiting for {entity}: held by {:?} for {held_for_ms} ms", r.holder);
+///     }
+/// });
+/// if tokio::time::timeout(Duration::from_secs(60), wait).await.is_err() {
+///     holding.release().await?; // gave up: free what was acquired
+///     return Ok(());
+/// }
+/// assert_eq!(holding.fences(), [("role/a".to_string(), 1), ("role/b".to_string(), 1)]);
+/// let ended = tokio::select! {
+///     () = tokio::time::sleep(Duration::from_millis(10)) => Ok(()), // the work
+///     lost = holding.lost() => Err(lost), // stop the work: another holder may write now
+/// };
+/// assert!(ended.is_ok());
+/// holding.release().await?; // compare-and-swap, epoch kept, no token
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(demo()).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct LeaseHolder {
     store: Arc<dyn Store>,
