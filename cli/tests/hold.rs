@@ -531,9 +531,9 @@ fn a_missing_table_exits_78_before_anything_runs() {
 #[test]
 fn a_store_that_never_answers_exits_69_within_the_wait() {
     let dir = Dir::new("unanswered");
-    // A store path under a regular file: every read fails, as an unreachable server's.
-    std::fs::write(dir.path("not-a-dir"), "").unwrap();
-    let url = format!("file://{}/leases.json", dir.path("not-a-dir").display());
+    // A store "file" that is a directory: every read fails, as an unreachable server's.
+    std::fs::create_dir(dir.path("leases.json")).unwrap();
+    let url = dir.store_url();
     let start = Instant::now();
     let out = Command::new(BIN)
         .args([
@@ -545,4 +545,17 @@ fn a_store_that_never_answers_exits_69_within_the_wait() {
     assert!(out.stdout.is_empty(), "nothing ran");
     assert!(stderr(&out).contains("did not answer"), "{}", stderr(&out));
     assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_file_store_in_a_missing_directory_exits_78() {
+    let dir = Dir::new("nodir");
+    let url = format!("file://{}/leases.json", dir.path("missing").display());
+    let out = Command::new(BIN)
+        .args(["hold", "--store", &url, "a", "--", "echo", "ran"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
 }

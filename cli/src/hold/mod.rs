@@ -15,8 +15,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use writelane::{HoldError, HoldOptions, Holding, LeaseHolder, LeaseStatus, Policy};
-use writelane_cli::args::{parse_duration, parse_entity};
+use writelane::{HoldError, HoldOptions, Holding, LeaseHolder, LeaseStatus};
+use writelane_cli::args::{load_policy, parse_duration, parse_entity};
 use writelane_cli::exit::{Failure, EX_LEASE_LOST, EX_TEMPFAIL, EX_UNAVAILABLE};
 
 /// How often a progress line is printed while waiting.
@@ -90,7 +90,7 @@ pub fn run(args: HoldArgs) -> Result<ExitCode, Failure> {
         ));
     }
     let policy = load_policy(args.policy.as_deref())?;
-    let url = store::store_url(args.store)?;
+    let url = writelane_cli::store::store_url(args.store)?;
     let holder_text = match args.holder {
         Some(text) if text.len() > writelane::MAX_HOLDER_LEN => {
             return Err(Failure::usage(format!(
@@ -113,7 +113,7 @@ pub fn run(args: HoldArgs) -> Result<ExitCode, Failure> {
         grace: args.grace,
     };
     runtime.block_on(async move {
-        let opened = store::open(&url, policy.lease.store_timeout_ms).await?;
+        let opened = writelane_cli::store::open(&url, policy.lease.store_timeout_ms).await?;
         let options = HoldOptions {
             holder: Some(job.holder.clone()),
             ..HoldOptions::default()
@@ -128,25 +128,6 @@ pub fn run(args: HoldArgs) -> Result<ExitCode, Failure> {
         }
         job.run(holding).await
     })
-}
-
-/// `--policy`: JSON text (an object, or a preset name as a JSON string), else a file
-/// holding it. Default: the iam preset.
-fn load_policy(arg: Option<&str>) -> Result<Policy, Failure> {
-    let Some(arg) = arg else {
-        return Policy::preset("iam").map_err(|e| Failure::software(e.to_string()));
-    };
-    let trimmed = arg.trim_start();
-    let text = if trimmed.starts_with('{') || trimmed.starts_with('"') {
-        arg.to_string()
-    } else {
-        std::fs::read_to_string(arg).map_err(|e| {
-            Failure::usage(format!(
-                "--policy {arg:?} is neither JSON nor a readable file: {e}"
-            ))
-        })?
-    };
-    Policy::from_json(&text).map_err(|e| Failure::usage(format!("--policy: {e}")))
 }
 
 struct Job {
@@ -436,21 +417,5 @@ mod tests {
         assert_eq!(format_ms(250), "250ms");
         assert_eq!(format_ms(12_400), "12s");
         assert_eq!(format_ms(245_000), "4m05s");
-    }
-
-    #[test]
-    fn a_policy_is_json_or_a_file_and_errors_name_the_field() {
-        assert_eq!(
-            load_policy(Some(r#"{"lease":{"lease_ms":20000}}"#))
-                .unwrap()
-                .lease
-                .lease_ms,
-            20_000
-        );
-        let err = load_policy(Some(r#"{"lease":{"renew_ms":6000}}"#)).unwrap_err();
-        assert_eq!(err.code, writelane_cli::exit::EX_USAGE);
-        assert!(err.message.contains("lease.lease_ms"), "{}", err.message);
-        let missing = load_policy(Some("/no/such/policy.json")).unwrap_err();
-        assert_eq!(missing.code, writelane_cli::exit::EX_USAGE);
     }
 }

@@ -1,51 +1,32 @@
-//! The store a hold uses, from its URL (`--store`, else `WRITELANE_STORE`), opened by
-//! [`writelane::store::open`], and a first read that turns a missing table or bucket, or
-//! missing credentials, into a one-line error before anything is acquired.
+//! A first read of the store before any lease is taken, so a missing table or bucket, or
+//! missing credentials, is a one-line error with its own code rather than a wait.
 
-use writelane::store::{AdminError, OpenError, OpenOptions, OpenedStore};
-use writelane_cli::exit::{Failure, EX_CONFIG, EX_NOPERM, EX_USAGE};
+use writelane::store::{AdminError, OpenedStore, StoreLocation};
+use writelane_cli::exit::{Failure, EX_CONFIG};
+use writelane_cli::store::admin_failure;
 
-/// The environment variable naming the default store.
-pub const STORE_VAR: &str = "WRITELANE_STORE";
-
-/// The store URL given, else the one in [`STORE_VAR`]; a usage error when there is none.
-pub fn store_url(given: Option<String>) -> Result<String, Failure> {
-    given
-        .or_else(|| std::env::var(STORE_VAR).ok())
-        .filter(|u| !u.trim().is_empty())
-        .ok_or_else(|| {
-            Failure::usage(format!(
-                "no lease store: give --store URL or set {STORE_VAR} (file:///PATH, \
-                 redis://HOST:PORT/DB, dynamodb://TABLE, s3://BUCKET/PREFIX)"
-            ))
-        })
-}
-
-/// Open the store at `url`, each request bounded by `timeout_ms`. Nothing is sent yet.
-pub async fn open(url: &str, timeout_ms: u64) -> Result<OpenedStore, Failure> {
-    writelane::store::open(url, &OpenOptions { timeout_ms })
-        .await
-        .map_err(|err| {
-            let code = match err {
-                OpenError::FeatureNotBuilt { .. } => EX_CONFIG,
-                _ => EX_USAGE,
-            };
-            Failure::new(code, err.to_string())
-        })
-}
-
-/// Read `key` once: a store that is not set up (no such table or bucket) or refuses our
-/// credentials fails here, with its own code, before any lease is taken. A store that
-/// does not answer is left to the lease protocol, which waits `lease.unavailable_ms`.
+/// Read `key` once: a store that is not set up (no such table or bucket, 78) or refuses
+/// our credentials (77) fails here, before any lease is taken. A store that does not
+/// answer is left to the lease protocol, which waits `lease.unavailable_ms` (or `--wait`).
 pub async fn preflight(store: &OpenedStore, key: &str) -> Result<(), Failure> {
+    // The file store creates its file, not its directory: reading a file in a missing
+    // directory looks like a store that does not answer.
+    if let StoreLocation::File { path } = &store.location {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) {
+            return Err(Failure::new(
+                EX_CONFIG,
+                format!(
+                    "the directory of the file store {} does not exist: create it, or run \
+                     `writelane lease init file://{}`",
+                    path.display(),
+                    path.display()
+                ),
+            ));
+        }
+    }
     match store.admin.entry(key).await {
         Ok(_) | Err(AdminError::Unavailable { .. }) => Ok(()),
-        Err(err) => {
-            let code = match err {
-                AdminError::Missing { .. } | AdminError::Incompatible { .. } => EX_CONFIG,
-                _ => EX_NOPERM,
-            };
-            Err(Failure::new(code, err.to_string()))
-        }
+        Err(err) => Err(admin_failure(err)),
     }
 }
