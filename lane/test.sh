@@ -76,5 +76,5 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-eas
 export AWS_EC2_METADATA_DISABLED=true
 cargo test -p writelane --all-features --locked
 # One set of servers serves both crates.
-cargo test -p writelane-cli --all-features --locked
-cargo test -p writelane-cli --locked
+cargo test -p writelane-cli --all-features --locked --no-fail-fast
+cargo test -p writelane-cli --locked --no-fail-fast
