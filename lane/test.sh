@@ -76,5 +76,8 @@ export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-eas
 export AWS_EC2_METADATA_DISABLED=true
 cargo test -p writelane --all-features --locked
 # One set of servers serves both crates.
-cargo test -p writelane-cli --all-features --locked --no-fail-fast
-cargo test -p writelane-cli --locked --no-fail-fast
+# Both runs happen even when the first fails; the script fails if either does.
+status=0
+cargo test -p writelane-cli --all-features --locked --no-fail-fast || status=$?
+cargo test -p writelane-cli --locked --no-fail-fast || status=$?
+exit "$status"
