@@ -373,3 +373,67 @@ impl StoreAdmin for FileStore {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(owner: &str, rvn: u64) -> LeaseRecord {
+        LeaseRecord {
+            owner: owner.into(),
+            epoch: 1,
+            rvn,
+            lease_ms: 1_000,
+            committed_token: None,
+            holder: None,
+        }
+    }
+
+    #[test]
+    fn admin_lists_under_a_prefix_and_reports_unreadable_records() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let dir = std::env::temp_dir().join(format!(
+            "writelane-file-admin-{}-{:x}",
+            std::process::id(),
+            crate::types::entropy()
+        ));
+        let store = FileStore::new(dir.join("sub/leases.json"));
+        let report = rt.block_on(store.init()).expect("init");
+        assert!(report.created, "{report:?}");
+        assert!(dir.join("sub").is_dir());
+        assert!(!rt.block_on(store.init()).expect("init again").created);
+        for (key, rvn) in [("role/b", 2), ("role/a", 1), ("user/c", 3)] {
+            assert_eq!(
+                rt.block_on(store.put_if_absent(key, &record("o", rvn))),
+                StoreReply::Done
+            );
+        }
+        let listed = rt.block_on(store.list("role/")).expect("list");
+        let keys: Vec<&str> = listed.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["role/a", "role/b"]);
+        assert_eq!(listed[1].record.as_ref().map(|r| r.rvn), Ok(2));
+        assert_eq!(rt.block_on(store.list("")).expect("all").len(), 3);
+        assert!(rt.block_on(store.entry("none")).expect("entry").is_none());
+
+        // A record the core refuses is listed with the reason, not dropped.
+        std::fs::write(
+            dir.join("sub/leases.json"),
+            r#"{"bad":{"owner":"o","epoch":0,"rvn":1,"lease_ms":1,"committed_token":null,"holder":null}}"#,
+        )
+        .unwrap();
+        let listed = rt.block_on(store.list("")).expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].record.as_ref().unwrap_err().field, "epoch");
+
+        // A file that is not a JSON object of records names the file and what to do.
+        std::fs::write(dir.join("sub/leases.json"), "[1,2]").unwrap();
+        let err = rt.block_on(store.list("")).unwrap_err();
+        assert!(
+            matches!(&err, AdminError::Unavailable { detail, .. } if detail.contains("not a JSON object")),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -347,3 +347,25 @@ impl StoreAdmin for RedisStore {
         Box::pin(self.admin_init())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_is_matched_literally() {
+        assert_eq!(
+            glob_literal("writelane:lease:role/a"),
+            "writelane:lease:role/a"
+        );
+        assert_eq!(glob_literal("a*b?[c]\\d"), "a\\*b\\?\\[c\\]\\\\d");
+    }
+
+    #[test]
+    fn the_description_hides_the_password() {
+        let store = RedisStore::new("redis://:s3cret@127.0.0.1:6390/2").expect("url");
+        let text = store.describe();
+        assert!(text.contains("127.0.0.1:6390"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+}
