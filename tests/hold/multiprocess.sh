@@ -8,6 +8,10 @@
 #   bash tests/hold/multiprocess.sh                        file redis dynamodb s3
 #   bash tests/hold/multiprocess.sh file                   any subset
 #
+# Then a mixed run per AWS store: two holds and two Python processes using
+# `writelane.Lane(store=DynamoDBStore/S3Store)` (tests/hold/lane_append.py) on the same
+# table or prefix and entity, ten appends each.
+#
 # Servers: redis-server and a moto server are started here unless WRITELANE_TEST_REDIS_URL
 # and WRITELANE_TEST_MOTO_ENDPOINT name running ones (lane/test.sh sets both). Python:
 # $PYTHON, else bindings-python/.venv/bin/python. Binary: $WRITELANE_BIN, else a release
@@ -66,12 +70,31 @@ writer() {
   echo "$failed" >"$tmp/$role.w$w"
 }
 
+# One Python Lane writer: APPENDS appends in one process.
+lane_writer() {
+  local role="$1" w="$2" url="$3" kind="${3%%://*}" where
+  where="${url#*://}"
+  where="${where%%\?*}"
+  if "$py" "$here/lane_append.py" "$lab" "$role" "W$w" "$appends" "$kind" "$where" \
+    "$WRITELANE_TEST_MOTO_ENDPOINT" 2>>"$tmp/$role.err"; then
+    echo 0 >"$tmp/$role.w$w"
+  else
+    echo 1 >"$tmp/$role.w$w"
+  fi
+}
+
+# A run: writers 1..4 under hold (or bare for the control); with MIXED set, writers 3
+# and 4 are Python Lanes on the same store instead.
 run() {
-  local label="$1" url="$2" role="mp-$1-$$" start ms w f failed=0 wpids=()
+  local label="$1" url="$2" role="mp-${1// /-}-$$" start ms w f failed=0 wpids=()
   create_role "$role"
   start=$(date +%s%N)
   for w in $(seq "$writers"); do
-    writer "$role" "$w" "$url" &
+    if [ -n "${MIXED:-}" ] && [ "$w" -gt 2 ]; then
+      lane_writer "$role" "$w" "$url" &
+    else
+      writer "$role" "$w" "$url" &
+    fi
     wpids+=($!)
   done
   wait "${wpids[@]}"
@@ -79,7 +102,7 @@ run() {
   read -r conflicts present < <(verdict "$role")
   for f in "$tmp/$role".w*; do failed=$((failed + $(cat "$f"))); done
   total=$((writers * appends))
-  printf '%-10s %d writers x %d appends: %3d ConcurrentModification, %2d/%d statements present, %2d failed runs, %d.%01d s\n' \
+  printf '%-16s %d writers x %d appends: %3d ConcurrentModification, %2d/%d statements present, %2d failed runs, %d.%01d s\n' \
     "$label" "$writers" "$appends" "$conflicts" "$present" "$total" "$failed" $((ms / 1000)) $((ms % 1000 / 100))
   if [ "$label" != control ] && { [ "$conflicts" -ne 0 ] || [ "$present" -ne "$total" ] || [ "$failed" -ne 0 ]; }; then
     echo "FAIL: $label: expected 0 conflicts, $total/$total statements, 0 failed runs" >&2
@@ -93,5 +116,10 @@ run control "" || true
 for store in $stores; do
   url="$(store_url "$store")"
   run "$store" "$url" || status=1
+done
+for store in $stores; do
+  case "$store" in dynamodb | s3) ;; *) continue ;; esac
+  url="$(store_url "$store")"
+  MIXED=1 run "$store mixed" "$url" || status=1
 done
 exit $status
