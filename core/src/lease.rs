@@ -694,6 +694,16 @@ impl LeaseClient {
         self.held.as_ref().map(|h| h.epoch)
     }
 
+    /// When the current holding runs out on our clock (the send time of the last acquire
+    /// or renewal that landed, plus the lease), or `None` when nothing is held. A host
+    /// whose work is not a sequence of commanded writes (a command run under the lease)
+    /// stops that work at this time if no renewal has landed since: from then on another
+    /// client may take the lease over, and the reply that would tell this client so may
+    /// still be on its way.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.held.as_ref().map(|_| self.expires_at)
+    }
+
     /// The next store operation to carry out.
     pub fn poll_op(&mut self) -> Option<StoreOp> {
         self.pending.take()

@@ -602,3 +602,30 @@ mod rules {
         assert_eq!(Policy::from_json(&p.to_json()).unwrap(), p);
     }
 }
+
+#[test]
+fn expires_at_runs_from_the_send_time_of_the_last_landed_write() {
+    let mut store = Store::default();
+    let mut a = client("a", 1);
+    assert_eq!(a.expires_at(), None, "nothing held");
+    a.acquire();
+    settle(&mut a, &mut store, 10);
+    assert_eq!(a.expires_at(), Some(10 + RULE.lease_ms));
+    // The renewal at 10 + renew_ms lands: the lease runs from its send time.
+    run_until(&mut a, &mut store, 10 + RULE.renew_ms);
+    assert_eq!(a.expires_at(), Some(10 + RULE.renew_ms + RULE.lease_ms));
+    // A renewal that gets no answer does not move it.
+    let renew_at = a.poll_timeout().unwrap();
+    a.handle_timeout(renew_at);
+    assert!(matches!(a.poll_op(), Some(StoreOp::CompareAndSwap { .. })));
+    a.handle(renew_at + RULE.store_timeout_ms, StoreReply::Lost);
+    assert_eq!(a.expires_at(), Some(10 + RULE.renew_ms + RULE.lease_ms));
+    // Released: nothing held.
+    let mut c = client("c", 3);
+    c.acquire();
+    let mut fresh = Store::default();
+    settle(&mut c, &mut fresh, 0);
+    c.release(5, None);
+    settle(&mut c, &mut fresh, 5);
+    assert_eq!(c.expires_at(), None);
+}
