@@ -1,0 +1,1 @@
+//! writelane-trail: find who collides with whom on IAM entities, from CloudTrail.
