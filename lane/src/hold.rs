@@ -458,7 +458,12 @@ impl Keeper {
                 let epoch = self.client.epoch().unwrap_or(0);
                 self.report(LeaseStatus::Held { epoch });
             }
-            let at = self.client.poll_timeout();
+            // Wake at the client's next timer, or when the holding runs out if that is
+            // sooner (a renewal being retried may not be answered before it).
+            let at = match (self.client.poll_timeout(), self.client.expires_at()) {
+                (Some(t), Some(e)) => Some(t.min(e)),
+                (t, e) => t.or(e),
+            };
             let clock = Arc::clone(&self.clock);
             let timer = async move {
                 match at {
@@ -471,6 +476,10 @@ impl Keeper {
                 _ = &mut release, if !releasing => releasing = true,
                 () = timer => {
                     let now = self.now();
+                    if self.expired(now) {
+                        self.report(LeaseStatus::Lost);
+                        return LeaseStatus::Lost;
+                    }
                     self.client.handle_timeout(now);
                 }
             }
@@ -492,11 +501,31 @@ impl Keeper {
             }
             let op = self.client.poll_op()?;
             let is_write = !matches!(op, StoreOp::Get { .. });
-            let reply = apply(self.store.as_ref(), op, self.timeout_ms).await;
+            let call = apply(self.store.as_ref(), op, self.timeout_ms);
+            let reply = match self.client.expires_at() {
+                // Holding: a reply that comes after the holding ran out is too late.
+                Some(at) => {
+                    tokio::select! {
+                        reply = call => reply,
+                        () = self.clock.sleep_until(at) => return Some(LeaseStatus::Lost),
+                    }
+                }
+                None => call.await,
+            };
             let now = self.now();
             self.observe(now, is_write, &reply);
             self.client.handle(now, reply);
+            if self.expired(now) {
+                return Some(LeaseStatus::Lost);
+            }
         }
+    }
+
+    /// Whether our holding has run out on our clock with no renewal landed: another
+    /// client may take the lease over from now on, so the work must stop whatever the
+    /// store says later.
+    fn expired(&self, now: u64) -> bool {
+        self.client.expires_at().is_some_and(|at| now >= at)
     }
 
     /// Note what a reply shows: whether a write's fate is unknown, and, while acquiring,

@@ -253,3 +253,80 @@ async fn a_wait_cut_short_then_released_leaves_every_record_free() {
     );
     blocker.release().await.unwrap();
 }
+
+/// A store that can stop answering (a partition): calls then never return.
+struct Partition {
+    inner: MemoryStore,
+    cut: std::sync::atomic::AtomicBool,
+    /// When the last compare-and-swap that landed was sent.
+    last_swap_sent: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Store for Partition {
+    fn get<'a>(&'a self, key: &'a str) -> writelane::BoxFuture<'a, writelane::StoreReply> {
+        if self.cut.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(std::future::pending());
+        }
+        self.inner.get(key)
+    }
+
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        record: &'a LeaseRecord,
+    ) -> writelane::BoxFuture<'a, writelane::StoreReply> {
+        if self.cut.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(std::future::pending());
+        }
+        *self.last_swap_sent.lock().unwrap() = Some(tokio::time::Instant::now());
+        self.inner.put_if_absent(key, record)
+    }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected_rvn: u64,
+        record: &'a LeaseRecord,
+    ) -> writelane::BoxFuture<'a, writelane::StoreReply> {
+        if self.cut.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(std::future::pending());
+        }
+        *self.last_swap_sent.lock().unwrap() = Some(tokio::time::Instant::now());
+        self.inner.compare_and_swap(key, expected_rvn, record)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_cut_off_loses_the_lease_when_it_runs_out_not_later() {
+    let store = Arc::new(Partition {
+        inner: MemoryStore::new(),
+        cut: false.into(),
+        last_swap_sent: std::sync::Mutex::new(None),
+    });
+    let h = LeaseHolder::new(
+        Arc::clone(&store) as Arc<dyn Store>,
+        &Policy::preset("iam").unwrap(),
+        HoldOptions::default(),
+    )
+    .unwrap();
+    let mut held = h.acquire(&["role/p"], |_, _| {}).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(7_500)).await;
+    store.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    let lost = tokio::time::timeout(Duration::from_secs(30), held.lost())
+        .await
+        .expect("lost");
+    assert_eq!(
+        lost,
+        HoldError::Lost {
+            entity: "role/p".into()
+        }
+    );
+    let last = store.last_swap_sent.lock().unwrap().unwrap();
+    let after = last.elapsed();
+    // The iam preset: a 10 s lease. Lost at once when it runs out (no reply is waited
+    // for: retries after a lost renewal may take a store timeout and a poll longer).
+    assert!(
+        after >= Duration::from_secs(10) && after <= Duration::from_millis(10_010),
+        "lost {after:?} after the last renewal landed"
+    );
+}
