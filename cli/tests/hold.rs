@@ -261,8 +261,19 @@ fn a_command_that_ignores_sigterm_gets_sigkill_after_the_grace() {
         ),
     );
     wait_for_file(&log);
-    let store = FileStore::new(dir.path("leases.json"));
-    force_release(&store, "role/g");
+    // The operator's command this time.
+    let release = Command::new(BIN)
+        .args([
+            "lease",
+            "release",
+            "--force",
+            "--store",
+            &dir.store_url(),
+            "role/g",
+        ])
+        .output()
+        .unwrap();
+    assert!(release.status.success(), "{}", stderr(&release));
     let released = Instant::now();
     let out = wait_output(child, Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(76), "{}", stderr(&out));
