@@ -67,7 +67,8 @@
 //! engine itself) sits on top; below it, with no cycles between them: [`policy`] (presets,
 //! overrides, validation), [`lease`] (the shared-lease client and record), `backoff`
 //! (delays and budgets), `classify` (error classes), `strategy` ([`RetryStrategy`]),
-//! `token` (canonical policy tokens), and the leaves `limits` (every bound on inputs),
+//! `token` (canonical policy tokens), [`iam`] (which entity each IAM write touches, generated
+//! from the IAM API model), and the leaves `limits` (every bound on inputs),
 //! `rng` (the seeded generator), `ids` ([`OpId`]) and `error` ([`UsageError`],
 //! [`PolicyError`]).
 
@@ -78,6 +79,7 @@ mod classify;
 mod engine;
 mod entities;
 mod error;
+pub mod iam;
 mod ids;
 pub mod lease;
 mod limits;

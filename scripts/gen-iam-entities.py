@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Generates writelane-core's IAM entity table from botocore's IAM API model.
+
+Writes two files:
+
+- core/src/iam/operations.txt: every operation of the model, its class (read or write) and
+  its request members (`*` marks a required one). The Rust tests check the table against
+  this list, so `cargo test --workspace` needs no Python and no botocore.
+- core/src/iam/table.rs: for each write operation, the entities it touches and which
+  request parameter names each one.
+
+The read rule: an operation whose name starts with Get, List, Simulate or Generate is a
+read. Get/List/Simulate change nothing; Generate* (credential report, last-accessed
+details, organizations access report) start a report job about the account and change no
+IAM entity, so no two writers can collide on them. Every other operation is a write and
+must have a rule below; a new write operation in a newer botocore makes this script fail
+and name it, rather than pass unmapped.
+
+Usage:
+    bindings-python/.venv/bin/python scripts/gen-iam-entities.py          # regenerate
+    bindings-python/.venv/bin/python scripts/gen-iam-entities.py --check  # diff only
+"""
+
+import glob
+import gzip
+import hashlib
+import json
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OPS_TXT = os.path.join(ROOT, "core/src/iam/operations.txt")
+TABLE_RS = os.path.join(ROOT, "core/src/iam/table.rs")
+
+READ_PREFIXES = ("Get", "List", "Simulate", "Generate")
+
+# Request members that name an entity in every operation that has them:
+# member -> (entity type, form of the value).
+PARAMS = {
+    "RoleName": ("Role", "Name"),
+    "UserName": ("User", "Name"),
+    "NewUserName": ("User", "Name"),
+    "GroupName": ("Group", "Name"),
+    "NewGroupName": ("Group", "Name"),
+    "PolicyArn": ("Policy", "Arn"),
+    "InstanceProfileName": ("InstanceProfile", "Name"),
+    "OpenIDConnectProviderArn": ("OidcProvider", "Arn"),
+    "SAMLProviderArn": ("SamlProvider", "Arn"),
+    "ServerCertificateName": ("ServerCertificate", "Name"),
+    "NewServerCertificateName": ("ServerCertificate", "Name"),
+    "SerialNumber": ("MfaDevice", "MfaSerial"),
+    "VirtualMFADeviceName": ("MfaDevice", "Name"),
+    "DelegationRequestId": ("DelegationRequest", "Name"),
+    "AWSServiceName": ("ServiceLinkedRole", "Name"),
+}
+
+# Members whose meaning depends on the operation (a generic `Name` or `Url`).
+OP_PARAMS = {
+    "CreatePolicy": {"PolicyName": ("Policy", "Name")},
+    "CreateSAMLProvider": {"Name": ("SamlProvider", "Name")},
+    "CreateOpenIDConnectProvider": {"Url": ("OidcProvider", "OidcUrl")},
+}
+
+# Account-wide settings: the operation names no entity; the setting is the entity.
+ACCOUNT_SETTINGS = {
+    "CreateAccountAlias": "alias",
+    "DeleteAccountAlias": "alias",
+    "UpdateAccountPasswordPolicy": "password-policy",
+    "DeleteAccountPasswordPolicy": "password-policy",
+    "SetSecurityTokenServicePreferences": "sts-preferences",
+    "EnableOrganizationsRootCredentialsManagement": "organizations-root-credentials-management",
+    "DisableOrganizationsRootCredentialsManagement": "organizations-root-credentials-management",
+    "EnableOrganizationsRootSessions": "organizations-root-sessions",
+    "DisableOrganizationsRootSessions": "organizations-root-sessions",
+    "EnableOutboundWebIdentityFederation": "outbound-web-identity-federation",
+    "DisableOutboundWebIdentityFederation": "outbound-web-identity-federation",
+}
+
+# Operations on the calling IAM user that name no user at all.
+CALLER_USER = {"ChangePassword"}
+
+# Operations whose entity only exists once the response names it: nothing in the request
+# can collide with another writer.
+RESPONSE_NAMED = {"CreateDelegationRequest": "DelegationRequest"}
+
+# A missing UserName means the user who signs the request (IAM's documented default).
+CALLER_IF_ABSENT = {"UserName"}
+
+
+def find_model():
+    pattern = os.path.join(
+        ROOT,
+        "bindings-python/.venv/lib/python*/site-packages/botocore/data/iam/*/service-2.json*",
+    )
+    paths = sorted(glob.glob(pattern))
+    if not paths:
+        sys.exit("gen-iam-entities: no botocore IAM model under bindings-python/.venv")
+    path = paths[-1]
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        model = json.load(f)
+    version = "unknown"
+    for dist in glob.glob(os.path.join(os.path.dirname(path), "../../../../botocore-*.dist-info")):
+        version = os.path.basename(dist)[len("botocore-") : -len(".dist-info")]
+    return model, version
+
+
+def lower_camel(name):
+    # CloudTrail lowers only the first character: RoleName -> roleName,
+    # SAMLProviderArn -> sAMLProviderArn, AWSServiceName -> aWSServiceName.
+    return name[:1].lower() + name[1:]
+
+
+def render_ops(model, version):
+    lines = [
+        "# Operations of botocore's IAM model (botocore %s, API %s)."
+        % (version, model["metadata"]["apiVersion"]),
+        "# Generated by scripts/gen-iam-entities.py; do not edit.",
+        "# <read|write> <Operation> <request members, * = required>",
+    ]
+    for name in sorted(model["operations"]):
+        op = model["operations"][name]
+        shape = op.get("input", {}).get("shape")
+        members = []
+        if shape:
+            s = model["shapes"][shape]
+            req = set(s.get("required", []))
+            members = [m + ("*" if m in req else "") for m in s["members"]]
+        cls = "read" if name.startswith(READ_PREFIXES) else "write"
+        lines.append(" ".join([cls, name] + ([",".join(members)] if members else ["-"])))
+    return "\n".join(lines) + "\n"
+
+
+def parse_ops(text):
+    ops = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        cls, name, members = line.split(" ")
+        members = [] if members == "-" else members.split(",")
+        ops.append((cls, name, [(m.rstrip("*"), m.endswith("*")) for m in members]))
+    return ops
+
+
+def slots_for(name, members):
+    if name in ACCOUNT_SETTINGS:
+        return ['Slot { entity: AccountSetting, source: Fixed("%s") }' % ACCOUNT_SETTINGS[name]]
+    if name in CALLER_USER:
+        return ["Slot { entity: User, source: Caller }"]
+    if name in RESPONSE_NAMED:
+        return []
+    slots = []
+    for member, required in members:
+        rule = OP_PARAMS.get(name, {}).get(member) or PARAMS.get(member)
+        if rule is None:
+            continue
+        entity, form = rule
+        if required:
+            presence = "Required"
+        elif member in CALLER_IF_ABSENT:
+            presence = "CallerIfAbsent"
+        else:
+            presence = "Optional"
+        slots.append(
+            "Slot { entity: %s, source: Param { upper: \"%s\", lower: \"%s\", form: %s, presence: %s } }"
+            % (entity, member, lower_camel(member), form, presence)
+        )
+    if not slots:
+        sys.exit("gen-iam-entities: write operation %s names no known entity: add a rule" % name)
+    return slots
+
+
+def render_table(ops_text):
+    digest = hashlib.sha256(ops_text.encode("utf-8")).hexdigest()
+    out = [
+        "// @generated by scripts/gen-iam-entities.py from operations.txt; do not edit.",
+        "// operations.txt sha256: %s" % digest,
+        "",
+        "use super::EntityType::*;",
+        "use super::NameForm::*;",
+        "use super::Presence::*;",
+        "use super::Source::*;",
+        "use super::{Operation, Slot};",
+        "",
+        "/// Every IAM write operation, sorted by name, with the entities it touches.",
+        "pub(super) static IAM_OPERATIONS: &[Operation] = &[",
+    ]
+    for cls, name, members in parse_ops(ops_text):
+        if cls != "write":
+            continue
+        slots = slots_for(name, members)
+        out.append("    Operation {")
+        out.append('        name: "%s",' % name)
+        if name in RESPONSE_NAMED:
+            out.append("        response_named: Some(%s)," % RESPONSE_NAMED[name])
+        else:
+            out.append("        response_named: None,")
+        if slots:
+            out.append("        slots: &[")
+            for s in slots:
+                out.append("            %s," % s)
+            out.append("        ],")
+        else:
+            out.append("        slots: &[],")
+        out.append("    },")
+    out.append("];")
+    return "\n".join(out) + "\n"
+
+
+def main():
+    check = "--check" in sys.argv[1:]
+    model, version = find_model()
+    ops_text = render_ops(model, version)
+    table = render_table(ops_text)
+    stale = []
+    for path, text in ((OPS_TXT, ops_text), (TABLE_RS, table)):
+        old = open(path, encoding="utf-8").read() if os.path.exists(path) else None
+        if old != text:
+            stale.append(os.path.relpath(path, ROOT))
+            if not check:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(text)
+    if check and stale:
+        sys.exit("gen-iam-entities: stale: %s (run scripts/gen-iam-entities.py)" % ", ".join(stale))
+    print("gen-iam-entities: %s" % ("up to date" if not stale else "wrote " + ", ".join(stale)))
+
+
+if __name__ == "__main__":
+    main()
