@@ -570,3 +570,51 @@ fn a_file_store_in_a_missing_directory_exits_78() {
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
     assert!(out.stdout.is_empty());
 }
+
+/// Run `line` in a shell on a new terminal (util-linux `script`), typing each of `input`
+/// into it a second apart; returns what the terminal showed.
+fn on_a_terminal(line: &str, input: &[&[u8]]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("script")
+        .args(["-qec", line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux script runs a command on a terminal");
+    let mut stdin = child.stdin.take().unwrap();
+    for chunk in input {
+        std::thread::sleep(Duration::from_secs(1));
+        stdin.write_all(chunk).unwrap();
+        stdin.flush().unwrap();
+    }
+    let out = wait_output(child, Duration::from_secs(15));
+    drop(stdin);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn on_a_terminal_the_command_can_read_it_and_ctrl_c_reaches_it() {
+    let dir = Dir::new("tty");
+    let url = dir.store_url();
+    // The command prompts and reads, as `terraform apply` asks for "yes".
+    let shown = on_a_terminal(
+        &format!("{BIN} hold --store {url} role/t -- sh -c 'read x; echo got:$x'; echo hold:$?"),
+        &[b"yes\n"],
+    );
+    assert!(shown.contains("got:yes"), "{shown}");
+    assert!(shown.contains("hold:0"), "{shown}");
+    // Ctrl-C goes to the command; hold exits 130 and releases, and the shell has its
+    // terminal back (it reads the next line).
+    let shown = on_a_terminal(
+        &format!(
+            "{BIN} hold --store {url} role/t -- sleep 10; echo hold:$?; read y; echo shell:$y"
+        ),
+        &[b"\x03", b"back\n"],
+    );
+    assert!(shown.contains("hold:130"), "{shown}");
+    assert!(shown.contains("shell:back"), "{shown}");
+    let rec = dir.record("role/t").unwrap();
+    assert_eq!(rec.owner, "");
+    assert_eq!(rec.epoch, 2);
+}

@@ -10,6 +10,33 @@ use std::time::Duration;
 pub struct Child {
     child: tokio::process::Child,
     pgid: libc::pid_t,
+    /// The command's group was given the terminal (hold was in its foreground): hold
+    /// takes it back when the command ends.
+    terminal: bool,
+}
+
+/// Whether stdin is a terminal whose foreground process group is hold's: then the command
+/// gets the terminal, so it can prompt and read (`terraform apply` asking for "yes") and
+/// Ctrl-C reaches it directly.
+fn owns_terminal() -> bool {
+    // SAFETY: isatty, tcgetpgrp and getpgrp only read process and terminal state.
+    unsafe {
+        libc::isatty(libc::STDIN_FILENO) == 1
+            && libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp()
+    }
+}
+
+/// Make `pgid` the terminal's foreground group. SIGTTOU is ignored around the call, since
+/// a background group (the command's before, hold's after) that sets it gets SIGTTOU.
+/// Async-signal-safe: used in the child before exec too.
+fn give_terminal(pgid: libc::pid_t) {
+    // SAFETY: signal and tcsetpgrp are async-signal-safe; the previous disposition is
+    // restored, so the command starts with the one it inherited.
+    unsafe {
+        let previous = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+        libc::tcsetpgrp(libc::STDIN_FILENO, pgid);
+        libc::signal(libc::SIGTTOU, previous);
+    }
 }
 
 /// Start `argv` with `env` added to the environment, in a new process group. On Linux
@@ -23,6 +50,18 @@ pub fn spawn(argv: &[String], env: &[(String, String)]) -> io::Result<Child> {
     command.args(args);
     command.envs(env.iter().map(|(k, v)| (k, v)));
     command.process_group(0);
+    let terminal = owns_terminal();
+    if terminal {
+        // SAFETY: the closure runs in the forked child before exec and calls only
+        // async-signal-safe functions. The child takes the terminal itself, before exec,
+        // so the command never reads it from a background group (and stops on SIGTTIN).
+        unsafe {
+            command.pre_exec(|| {
+                give_terminal(libc::getpgrp());
+                Ok(())
+            });
+        }
+    }
     #[cfg(target_os = "linux")]
     {
         // SAFETY: getpid has no preconditions.
@@ -48,7 +87,15 @@ pub fn spawn(argv: &[String], env: &[(String, String)]) -> io::Result<Child> {
         .id()
         .and_then(|id| libc::pid_t::try_from(id).ok())
         .ok_or_else(|| io::Error::other("the command exited before its id was read"))?;
-    Ok(Child { child, pgid })
+    if terminal {
+        // Also from this side, as shells do, whichever runs first.
+        give_terminal(pgid);
+    }
+    Ok(Child {
+        child,
+        pgid,
+        terminal,
+    })
 }
 
 impl Child {
@@ -64,6 +111,14 @@ impl Child {
     /// Wait for the command to exit. Cancel-safe.
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         self.child.wait().await
+    }
+
+    /// Take the terminal back, if the command was given it.
+    pub fn take_terminal(&mut self) {
+        if std::mem::take(&mut self.terminal) {
+            // SAFETY: getpgrp has no preconditions.
+            give_terminal(unsafe { libc::getpgrp() });
+        }
     }
 
     /// Stop the command: SIGTERM to its group, SIGKILL after `grace` if it has not exited

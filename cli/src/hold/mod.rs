@@ -30,8 +30,9 @@ The command runs in a process group of its own, with these variables added:
   WRITELANE_ENTITY_<n> the n-th entity (n from 1)
   WRITELANE_FENCE_<n>  the epoch (fence) of our lease on it: it grows with every holder
   WRITELANE_HOLDER     the holder text stored in the lease records
-SIGINT, SIGTERM and SIGHUP sent to hold are forwarded to the command's group. On Linux the
-command gets SIGKILL if hold dies. If a lease is lost while the command runs, its group
+SIGINT, SIGTERM and SIGHUP sent to hold are forwarded to the command's group. Run from a
+terminal, the command's group gets the terminal while it runs (it can prompt; Ctrl-C
+reaches it). On Linux the command gets SIGKILL if hold dies. If a lease is lost while the command runs, its group
 gets SIGTERM, then SIGKILL after --grace, and hold exits 76.
 
 hold exits with the command's exit code, or 128+n when signal n ended it; 126 when the
@@ -217,6 +218,9 @@ impl Job {
                 sig = signals.recv() => child.signal_group(sig),
             }
         };
+        if ended.is_ok() {
+            child.take_terminal();
+        }
         match ended {
             Ok(Ok(status)) => {
                 // Anything the command left running in its group would outlive the lease.
@@ -249,6 +253,7 @@ impl Job {
                     format_ms(self.grace.as_millis() as u64)
                 );
                 let (status, killed) = child.stop(self.grace).await;
+                child.take_terminal();
                 let _ = holding.release().await;
                 let how = match (status, killed) {
                     (_, true) => "it was killed after the grace period".to_string(),
