@@ -1,3 +1,6 @@
 //! writelane-trail: find who collides with whom on IAM entities, from CloudTrail.
 
+pub mod extract;
+pub mod record;
 pub mod report;
+pub mod time;
