@@ -81,6 +81,10 @@ struct SimulateArgs {
     /// Print the reports as JSON.
     #[arg(long)]
     json: bool,
+    /// Also write each strategy's IAM calls as CloudTrail log files under DIR (one folder
+    /// and account per strategy), for `writelane trail`.
+    #[arg(long, value_name = "DIR")]
+    trail: Option<std::path::PathBuf>,
 }
 
 impl Default for SimulateArgs {
@@ -92,6 +96,7 @@ impl Default for SimulateArgs {
             seed: 1,
             strategies: Vec::new(),
             json: false,
+            trail: None,
         }
     }
 }
@@ -155,6 +160,23 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode, Failure> {
     } else {
         for r in &reports {
             println!("{}", sim::render(r));
+        }
+    }
+    if let Some(dir) = &args.trail {
+        let written =
+            sim::trail::write_trail(dir, args.model, &args.writers, args.runs, args.seed, &names)
+                .map_err(|e| Failure::usage(format!("--trail: {e}")))?;
+        for s in &written {
+            eprintln!(
+                "trail: {} in account {}: {} file(s), {} read(s), {} write(s), {} conflict(s) under {}",
+                s.strategy,
+                s.account,
+                s.files,
+                s.reads,
+                s.writes,
+                s.conflicts,
+                s.folder.display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

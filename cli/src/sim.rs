@@ -16,6 +16,8 @@ use serde::Serialize;
 use writelane_core::lease::{MemoryStore, StoreOp, StoreReply};
 use writelane_core::{Command, Engine, Failure, Input, OpId, Outcome, Policy, SubmitOptions};
 
+pub mod trail;
+
 /// Which server the writers contend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -86,6 +88,34 @@ pub struct RunResult {
     /// Completion times of successful writers, sorted.
     #[serde(skip)]
     pub completions: Vec<u64>,
+    /// Every call that reached the server, in the order the server handled it; recorded
+    /// only by [`run_traced`].
+    #[serde(skip)]
+    pub calls: Vec<Call>,
+}
+
+/// What a call that reached the server did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    /// A read of the entity.
+    Read,
+    /// A write that landed.
+    Write,
+    /// A write refused with `ConcurrentModification`.
+    Conflict,
+}
+
+/// One call as the server saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Call {
+    /// Virtual time at which the call completed at the server: a read or a refused write
+    /// on arrival, a landed write when it commits.
+    pub at_ms: u64,
+    /// The writer that made it, `0..writers`.
+    pub writer: usize,
+    /// What it did.
+    pub kind: CallKind,
 }
 
 /// A strategy's results averaged over runs.
@@ -220,6 +250,8 @@ struct World {
     net: Net,
     server: Server,
     result: RunResult,
+    /// Whether to record every call in `result.calls`.
+    trace: bool,
 }
 
 impl World {
@@ -236,6 +268,17 @@ impl World {
                 busy_until: 0,
             },
             result: RunResult::default(),
+            trace: false,
+        }
+    }
+
+    fn record(&mut self, at_ms: u64, writer: usize, kind: CallKind) {
+        if self.trace {
+            self.result.calls.push(Call {
+                at_ms,
+                writer,
+                kind,
+            });
         }
     }
 
@@ -264,6 +307,7 @@ impl World {
         match ev {
             Ev::ServerRead { writer } => {
                 self.result.reads += 1;
+                self.record(now, writer, CallKind::Read);
                 let v = self.server.version;
                 self.reply(now, writer, Reply::Version(v));
                 None
@@ -275,16 +319,19 @@ impl World {
                         if base == self.server.version {
                             self.server.version += 1;
                             self.result.successes += 1;
+                            self.record(now, writer, CallKind::Write);
                             let v = self.server.version;
                             self.reply(now, writer, Reply::Written(v));
                         } else {
                             self.result.conflicts += 1;
+                            self.record(now, writer, CallKind::Conflict);
                             self.reply(now, writer, Reply::Conflict);
                         }
                     }
                     Model::Iam => {
                         if now < self.server.busy_until {
                             self.result.conflicts += 1;
+                            self.record(now, writer, CallKind::Conflict);
                             self.reply(now, writer, Reply::Conflict);
                         } else {
                             let svc = self.net.service();
@@ -301,6 +348,7 @@ impl World {
                 }
                 self.server.version += 1;
                 self.result.successes += 1;
+                self.record(now, writer, CallKind::Write);
                 let v = self.server.version;
                 self.reply(now, writer, Reply::Written(v));
                 None
@@ -340,8 +388,15 @@ fn post_delay(strategy: &str, attempt: u32, previous: u64, rng: &mut Net) -> u64
     }
 }
 
-fn run_uncoordinated(model: Model, strategy: &str, writers: usize, seed: u64) -> RunResult {
+fn run_uncoordinated(
+    model: Model,
+    strategy: &str,
+    writers: usize,
+    seed: u64,
+    trace: bool,
+) -> RunResult {
     let mut w = World::new(model, seed);
+    w.trace = trace;
     let mut attempts = vec![0u32; writers];
     let mut sleep = vec![POST_BASE; writers];
     for i in 0..writers {
@@ -375,8 +430,16 @@ fn run_uncoordinated(model: Model, strategy: &str, writers: usize, seed: u64) ->
 
 /// Engines drive the writers: `shared` puts every writer on one engine (writelane's
 /// lanes); otherwise each writer has its own (a separate process per writer).
-fn run_engine(model: Model, policy: &Policy, shared: bool, writers: usize, seed: u64) -> RunResult {
+fn run_engine(
+    model: Model,
+    policy: &Policy,
+    shared: bool,
+    writers: usize,
+    seed: u64,
+    trace: bool,
+) -> RunResult {
     let mut w = World::new(model, seed);
+    w.trace = trace;
     let engine_count = if shared { 1 } else { writers };
     let mut engines: Vec<Engine> = (0..engine_count)
         .map(|i| {
@@ -516,8 +579,9 @@ fn lease_policy() -> Policy {
 /// Writers on N machines: each has its own engine with shared lanes; they share a
 /// simulated lease store with network latency. The committed token travels in the lease
 /// record, so the next holder on any machine writes without reading.
-fn run_lease(model: Model, writers: usize, seed: u64) -> RunResult {
+fn run_lease(model: Model, writers: usize, seed: u64, trace: bool) -> RunResult {
     let mut w = World::new(model, seed);
+    w.trace = trace;
     let policy = lease_policy();
     let mut engines: Vec<Engine> = (0..writers)
         .map(|i| {
@@ -669,14 +733,24 @@ fn sim_policy(name: &str) -> Policy {
 
 /// Run one strategy once.
 pub fn run_once(model: Model, strategy: &str, writers: u32, seed: u64) -> RunResult {
+    run(model, strategy, writers, seed, false)
+}
+
+/// Run one strategy once and record every call the server handled in
+/// [`RunResult::calls`] (for `simulate --trail`); the figures are those of [`run_once`].
+pub fn run_traced(model: Model, strategy: &str, writers: u32, seed: u64) -> RunResult {
+    run(model, strategy, writers, seed, true)
+}
+
+fn run(model: Model, strategy: &str, writers: u32, seed: u64, trace: bool) -> RunResult {
     let n = writers as usize;
     let mut r = match strategy {
-        "aws-standard" => run_engine(model, &sim_policy(strategy), false, n, seed),
-        "writelane" => run_engine(model, &sim_policy(strategy), true, n, seed),
-        "writelane-lease" => run_lease(model, n, seed),
+        "aws-standard" => run_engine(model, &sim_policy(strategy), false, n, seed, trace),
+        "writelane" => run_engine(model, &sim_policy(strategy), true, n, seed, trace),
+        "writelane-lease" => run_lease(model, n, seed, trace),
         // One engine per writer and no store: backoff alone, sawtooth pacing.
-        "writelane-solo" => run_engine(model, &sim_policy(strategy), false, n, seed),
-        other => run_uncoordinated(model, other, n, seed),
+        "writelane-solo" => run_engine(model, &sim_policy(strategy), false, n, seed, trace),
+        other => run_uncoordinated(model, other, n, seed, trace),
     };
     r.completions.sort_unstable();
     r
