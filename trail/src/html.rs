@@ -347,9 +347,11 @@ fn timeline(out: &mut String, index: usize, e: &EntityReport, name_of: &dyn Fn(&
         let short = label.get(11..19).unwrap_or(&label);
         let _ = writeln!(
             out,
-            "<line class=\"axis\" x1=\"{x}\" y1=\"{lanes_bottom}\" x2=\"{x}\" y2=\"{}\"/><text class=\"tick\" x=\"{x}\" y=\"{}\" text-anchor=\"middle\"><title>{}</title>{}</text>",
+            "<line class=\"axis\" x1=\"{x}\" y1=\"{lanes_bottom}\" x2=\"{x}\" y2=\"{}\"/><text class=\"tick\" x=\"{x}\" y=\"{}\" text-anchor=\"{}\"><title>{}</title>{}</text>",
             lanes_bottom + 4,
             lanes_bottom + 17,
+            // The last label ends at its tick, so it stays inside the chart.
+            if i == ticks && ticks > 0 { "end" } else { "middle" },
             esc(&label),
             esc(short)
         );
