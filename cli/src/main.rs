@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod hold;
+mod trail_cmd;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use writelane_cli::exit::{self, Failure};
@@ -44,6 +45,9 @@ enum Command {
     Hold(hold::HoldArgs),
     /// Look at and administer the lease records in a store: show, list, release, init.
     Lease(lease::LeaseArgs),
+    /// Find who collides with whom on IAM entities, from CloudTrail: writers per entity,
+    /// conflicts, overlap incidents, immediate replays, policy fights, writer pairs.
+    Trail(trail_cmd::TrailArgs),
     /// Print a shell completion script to stdout.
     ///
     /// bash: `writelane completions bash > ~/.local/share/bash-completion/completions/writelane`;
@@ -273,6 +277,7 @@ fn main() -> ExitCode {
         Some(Command::Vectors(args)) => ("writelane vectors", write_vectors(args)),
         Some(Command::Hold(args)) => ("writelane hold", hold::run(args)),
         Some(Command::Lease(args)) => (args.context(), lease::run(args)),
+        Some(Command::Trail(args)) => ("writelane trail", trail_cmd::run(args)),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
                 shell,
