@@ -116,6 +116,11 @@ pub struct Call {
     pub writer: usize,
     /// What it did.
     pub kind: CallKind,
+    /// For a write, the version it was based on, when the writer had one.
+    pub base: Option<u64>,
+    /// The server's version after the call: the version a read saw, the version a landed
+    /// write made, the version a refused write met.
+    pub version: u64,
 }
 
 /// A strategy's results averaged over runs.
@@ -272,12 +277,16 @@ impl World {
         }
     }
 
-    fn record(&mut self, at_ms: u64, writer: usize, kind: CallKind) {
+    /// Records a call after the server handled it; `base` is the version a write was
+    /// based on (`u64::MAX` when the writer had none).
+    fn record(&mut self, at_ms: u64, writer: usize, kind: CallKind, base: Option<u64>) {
         if self.trace {
             self.result.calls.push(Call {
                 at_ms,
                 writer,
                 kind,
+                base: base.filter(|b| *b != u64::MAX),
+                version: self.server.version,
             });
         }
     }
@@ -307,7 +316,7 @@ impl World {
         match ev {
             Ev::ServerRead { writer } => {
                 self.result.reads += 1;
-                self.record(now, writer, CallKind::Read);
+                self.record(now, writer, CallKind::Read, None);
                 let v = self.server.version;
                 self.reply(now, writer, Reply::Version(v));
                 None
@@ -319,19 +328,19 @@ impl World {
                         if base == self.server.version {
                             self.server.version += 1;
                             self.result.successes += 1;
-                            self.record(now, writer, CallKind::Write);
+                            self.record(now, writer, CallKind::Write, Some(base));
                             let v = self.server.version;
                             self.reply(now, writer, Reply::Written(v));
                         } else {
                             self.result.conflicts += 1;
-                            self.record(now, writer, CallKind::Conflict);
+                            self.record(now, writer, CallKind::Conflict, Some(base));
                             self.reply(now, writer, Reply::Conflict);
                         }
                     }
                     Model::Iam => {
                         if now < self.server.busy_until {
                             self.result.conflicts += 1;
-                            self.record(now, writer, CallKind::Conflict);
+                            self.record(now, writer, CallKind::Conflict, Some(base));
                             self.reply(now, writer, Reply::Conflict);
                         } else {
                             let svc = self.net.service();
@@ -348,7 +357,7 @@ impl World {
                 }
                 self.server.version += 1;
                 self.result.successes += 1;
-                self.record(now, writer, CallKind::Write);
+                self.record(now, writer, CallKind::Write, Some(base));
                 let v = self.server.version;
                 self.reply(now, writer, Reply::Written(v));
                 None

@@ -174,11 +174,38 @@ fn write_file(path: &Path, run: &Run<'_>, calls: &[super::Call]) -> io::Result<(
     let file = std::fs::File::create(path)?;
     let mut gz = GzEncoder::new(io::BufWriter::new(file), Compression::fast());
     gz.write_all(b"{\"Records\":[")?;
+    // The document at each version: the writers whose statements it holds. A write puts
+    // what it read plus its own statement, so a write based on a stale version drops the
+    // statements written since (a lost update the trail shows).
+    let mut contents: Vec<Vec<usize>> = vec![Vec::new()];
     for (seq, call) in calls.iter().enumerate() {
         if seq > 0 {
             gz.write_all(b",")?;
         }
-        serde_json::to_writer(&mut gz, &record(run, seq as u64, call))?;
+        let document = match call.kind {
+            CallKind::Read => None,
+            CallKind::Write | CallKind::Conflict => {
+                let fallback = match call.kind {
+                    CallKind::Write => call.version.saturating_sub(1),
+                    _ => call.version,
+                };
+                let base = call.base.unwrap_or(fallback);
+                let mut writers = contents
+                    .get(base as usize)
+                    .or_else(|| contents.get(fallback as usize))
+                    .cloned()
+                    .unwrap_or_default();
+                if let Err(at) = writers.binary_search(&call.writer) {
+                    writers.insert(at, call.writer);
+                }
+                let text = policy_document(&writers, run.run);
+                if call.kind == CallKind::Write && call.version as usize == contents.len() {
+                    contents.push(writers);
+                }
+                Some(text)
+            }
+        };
+        serde_json::to_writer(&mut gz, &record(run, seq as u64, call, document))?;
     }
     gz.write_all(b"]}\n")?;
     gz.finish()?.flush()
@@ -218,7 +245,12 @@ fn user_agent(strategy: &str) -> String {
     )
 }
 
-fn record(run: &Run<'_>, seq: u64, call: &super::Call) -> serde_json::Value {
+fn record(
+    run: &Run<'_>,
+    seq: u64,
+    call: &super::Call,
+    document: Option<String>,
+) -> serde_json::Value {
     let (role, session) = identity(run, call.writer);
     let account = run.account;
     let event_s = run.start_s + call.at_ms / 1000;
@@ -227,8 +259,8 @@ fn record(run: &Run<'_>, seq: u64, call: &super::Call) -> serde_json::Value {
     let role_id = format!("AROA{:016X}", fnv(role.as_bytes()));
     let mut params = json!({"roleName": ROLE, "policyName": POLICY_NAME});
     let read = call.kind == CallKind::Read;
-    if !read {
-        params["policyDocument"] = json!(policy_document(call.writer));
+    if let Some(document) = document {
+        params["policyDocument"] = json!(document);
     }
     let mut rec = json!({
         "eventVersion": "1.09",
@@ -280,18 +312,22 @@ fn record(run: &Run<'_>, seq: u64, call: &super::Call) -> serde_json::Value {
     rec
 }
 
-/// Writer `i`'s desired policy: the same document on every attempt, as a retry sends it.
-fn policy_document(writer: usize) -> String {
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": format!("Writer{writer}"),
-            "Effect": "Allow",
-            "Action": "s3:GetObject",
-            "Resource": format!("arn:aws:s3:::bucket-{writer}/*"),
-        }],
-    })
-    .to_string()
+/// The policy holding one statement per writer in `writers`. The statement ids name the
+/// run, so each run (a deployment cycle) has revisions of its own and a later run never
+/// looks like a revert of an earlier one.
+fn policy_document(writers: &[usize], run: u32) -> String {
+    let statements: Vec<serde_json::Value> = writers
+        .iter()
+        .map(|w| {
+            json!({
+                "Sid": format!("Writer{w}Run{run}"),
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": format!("arn:aws:s3:::bucket-{w}/*"),
+            })
+        })
+        .collect();
+    json!({"Version": "2012-10-17", "Statement": statements}).to_string()
 }
 
 /// FNV-1a, for stable made-up identifiers.
