@@ -554,7 +554,12 @@ fn a_store_that_never_answers_exits_69_within_the_wait() {
         .unwrap();
     assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
     assert!(out.stdout.is_empty(), "nothing ran");
-    assert!(stderr(&out).contains("did not answer"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("writelane hold: waiting for a: the lease store does not answer\n"),
+        "a progress line says why it waits: {err}"
+    );
+    assert!(err.contains("did not answer within --wait 1s"), "{err}");
     assert!(start.elapsed() < Duration::from_secs(5));
 }
 

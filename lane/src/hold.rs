@@ -53,9 +53,9 @@ pub struct HoldOptions {
 /// Where one entity's lease stands, as its keeper reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseStatus {
-    /// Acquiring. `current` is the record last found held by someone else (`None` until
-    /// one is found), and `held_for_ms` how long that holding (its owner and epoch) has
-    /// been seen on our clock.
+    /// Acquiring. `current` is the record found held by someone else, and `held_for_ms`
+    /// how long that holding (its owner and epoch) has been seen on our clock; `None`
+    /// (and 0) when the store did not answer the read.
     Waiting {
         /// The other holder's record.
         current: Option<LeaseRecord>,
@@ -534,6 +534,13 @@ impl Keeper {
         let found = match reply {
             StoreReply::Lost | StoreReply::Unavailable => {
                 self.uncertain |= is_write;
+                if !self.held && self.client.epoch().is_none() {
+                    // Waiting on a store that does not answer: said so, with no record.
+                    self.report(LeaseStatus::Waiting {
+                        current: None,
+                        held_for_ms: 0,
+                    });
+                }
                 return;
             }
             StoreReply::Done => None,

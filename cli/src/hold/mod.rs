@@ -289,17 +289,26 @@ impl Job {
             Acquired::Done(Err(e @ HoldError::Usage(_))) => Some(Failure::usage(e.to_string())),
             Acquired::TimedOut => {
                 let wait = format_ms(self.wait.unwrap_or_default().as_millis() as u64);
+                let held_by_someone = matches!(
+                    &progress.last,
+                    Some((
+                        _,
+                        LeaseStatus::Waiting {
+                            current: Some(_),
+                            ..
+                        }
+                    ))
+                );
                 Some(match &progress.last {
-                    Some((entity, status)) => Failure::new(
+                    Some((entity, status)) if held_by_someone => Failure::new(
                         EX_TEMPFAIL,
                         format!(
                             "not all leases were held within --wait {wait}: {}; nothing was run",
                             describe(entity, status)
                         ),
                     ),
-                    // A record held by someone else is reported at every poll: none means
-                    // no read of the store was answered.
-                    None => Failure::new(
+                    // The last read got no answer (or none was ever reported).
+                    _ => Failure::new(
                         EX_UNAVAILABLE,
                         format!(
                             "the lease store did not answer within --wait {wait}; nothing was run"
@@ -374,7 +383,7 @@ fn describe(entity: &str, status: &LeaseStatus) -> String {
                 record.epoch
             )
         }
-        _ => format!("waiting for {entity}"),
+        _ => format!("waiting for {entity}: the lease store does not answer"),
     }
 }
 
