@@ -24,6 +24,10 @@ pub struct Knobs {
     pub replay_span_ms: u64,
     /// Bucket size.
     pub bucket_ms: Option<u64>,
+    /// Put every write on its entity's timeline in the report (the JSON and the HTML page
+    /// need it; the terminal report does not, and it is the one part of the report as
+    /// large as the trail's writes).
+    pub timeline: bool,
 }
 
 impl Default for Knobs {
@@ -33,6 +37,7 @@ impl Default for Knobs {
             replay_calls: 3,
             replay_span_ms: 2_000,
             bucket_ms: None,
+            timeline: true,
         }
     }
 }
@@ -60,7 +65,8 @@ pub fn merge(collectors: Vec<Collector>) -> Merged {
         .enumerate()
         .map(|(i, s)| (&**s, u32::try_from(i).unwrap_or(u32::MAX)))
         .collect();
-    let mut events = Vec::new();
+    // Reserved whole, so merging holds the result and one thread's events at most.
+    let mut events = Vec::with_capacity(collectors.iter().map(|c| c.events.len()).sum());
     let mut statements = HashMap::new();
     let mut counts = Counts::default();
     for c in collectors {
@@ -408,26 +414,30 @@ pub fn report(merged: &Merged, knobs: &Knobs, settings: Settings, reading: Readi
                 .then_with(|| a.writer.cmp(&b.writer))
         });
 
-        let timeline = group
-            .iter()
-            .zip(&replay_mark)
-            .map(|(e, &replay)| TimelineEvent {
-                time: format(e.t),
-                epoch_s: e.t,
-                writer: s(e.writer),
-                run: (e.run != 0).then(|| s(e.run)),
-                action: s(e.action),
-                outcome: match e.outcome {
-                    OK => "ok",
-                    CONFLICT => "conflict",
-                    _ => "error",
-                }
-                .to_string(),
-                error_code: (e.error != 0).then(|| s(e.error)),
-                replay,
-                revision: (e.token != 0).then(|| s(e.token)),
-            })
-            .collect();
+        let timeline = if !knobs.timeline {
+            Vec::new()
+        } else {
+            group
+                .iter()
+                .zip(&replay_mark)
+                .map(|(e, &replay)| TimelineEvent {
+                    time: format(e.t),
+                    epoch_s: e.t,
+                    writer: s(e.writer),
+                    run: (e.run != 0).then(|| s(e.run)),
+                    action: s(e.action),
+                    outcome: match e.outcome {
+                        OK => "ok",
+                        CONFLICT => "conflict",
+                        _ => "error",
+                    }
+                    .to_string(),
+                    error_code: (e.error != 0).then(|| s(e.error)),
+                    replay,
+                    revision: (e.token != 0).then(|| s(e.token)),
+                })
+                .collect()
+        };
 
         let id = s(entity);
         let key = EntityKey::from_id(&id);

@@ -155,6 +155,7 @@ pub struct EntityReport {
     /// Per bucket (empty unless a bucket size was given).
     pub buckets: Vec<Bucket>,
     /// Every write, in time order (same-second writes in a fixed but meaningless order).
+    /// Empty when the report was made without timelines (the terminal report).
     pub timeline: Vec<TimelineEvent>,
 }
 
