@@ -74,6 +74,10 @@ pub struct TrailArgs {
     /// Threads reading files (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: Option<u32>,
+    /// Also write the report as one self-contained HTML page (timelines per entity, a
+    /// swimlane per writer, details on hover; no network needed to view it).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 /// A duration as elsewhere in writelane (`250ms`, `30s`, `5m`, `2h`), plus whole days
@@ -126,6 +130,9 @@ pub fn options(args: &TrailArgs) -> Result<Options, Failure> {
             replay_calls: args.replay_calls,
             replay_span_ms: millis(args.replay_span),
             bucket_ms: args.bucket.map(millis),
+            // Only the JSON (and the HTML page) show every write; the terminal report
+            // needs no timeline, so its memory does not grow with the trail's writes.
+            timeline: args.json,
         },
         filter: Filter {
             since: args.since,
@@ -165,6 +172,10 @@ pub fn run(args: TrailArgs) -> Result<ExitCode, Failure> {
     written
         .and_then(|()| out.flush())
         .map_err(|e| Failure::software(format!("writing the report: {e}")))?;
+    if let Some(path) = &args.html {
+        std::fs::write(path, writelane_trail::html::render(&report))
+            .map_err(|e| Failure::usage(format!("--html: cannot write {}: {e}", path.display())))?;
+    }
     if report.reading.files_read == 0 {
         return Err(Failure::new(
             EX_NOINPUT,
