@@ -132,7 +132,7 @@ pub fn options(args: &TrailArgs) -> Result<Options, Failure> {
             bucket_ms: args.bucket.map(millis),
             // Only the JSON (and the HTML page) show every write; the terminal report
             // needs no timeline, so its memory does not grow with the trail's writes.
-            timeline: args.json,
+            timeline: args.json || args.html.is_some(),
         },
         filter: Filter {
             since: args.since,

@@ -13,7 +13,10 @@
 //!
 //! `eventTime` has one-second resolution, so the axis is in whole seconds: the writes of
 //! one writer within one second are spread evenly across that second in the order the
-//! report lists them, which is not a known order of the calls.
+//! report lists them, which is not a known order of the calls. The axis is cut where
+//! nothing happens for longer than three incident windows (at least a minute), so bursts
+//! hours apart (deployment cycles) each get room; each cut is marked and says how long
+//! the quiet stretch was.
 //!
 //! Pages stay bounded for huge trails: at most [`MAX_TIMELINES`] entities get a timeline
 //! (the most contended, in the report's order), a timeline draws at most
@@ -58,6 +61,7 @@ svg.timeline{display:block;margin:4px 0 8px;background:#fbfcfe;border:1px solid 
 .replay-band{fill:#8e24aa;fill-opacity:.14;stroke:#8e24aa;stroke-opacity:.5}
 .mark-ok{fill:#2e7d32}.mark-conflict{stroke:#c62828;stroke-width:2.5}.mark-error{fill:#ef6c00}
 .mark-replay{fill:none;stroke:#8e24aa;stroke-width:1.5}
+.gap-bg{fill:#eef1f6}.gap-cut{stroke:#8a93a6;stroke-width:1.5;fill:none}
 .legend span{margin-right:14px}.legend svg{vertical-align:middle}
 #tip{position:fixed;pointer-events:none;background:#1d2433;color:#fff;padding:6px 8px;border-radius:4px;
 font:12px/1.35 ui-monospace,Menlo,monospace;white-space:pre;display:none;z-index:10;max-width:640px}
@@ -92,12 +96,18 @@ pub fn render(report: &Report) -> String {
     totals(&mut out, report);
     legend(&mut out);
 
+    // Quiet stretches longer than this are cut out of a timeline's axis: three incident
+    // windows, and at least a minute.
+    let gap_s = i64::try_from(report.settings.window_ms / 1000)
+        .unwrap_or(i64::MAX / 4)
+        .saturating_mul(3)
+        .max(60);
     out.push_str("<h2 id=\"timelines\">Timelines</h2>\n");
     if report.entities.is_empty() {
         out.push_str("<p class=\"muted\">No writes to any entity.</p>\n");
     }
     for (i, entity) in report.entities.iter().take(MAX_TIMELINES).enumerate() {
-        timeline(&mut out, i, entity, &name_of);
+        timeline(&mut out, i, entity, gap_s, &name_of);
     }
     if report.entities.len() > MAX_TIMELINES {
         let _ = writeln!(
@@ -179,22 +189,137 @@ fn legend(out: &mut String) {
 <span><svg width=\"14\" height=\"14\"><rect x=\"3\" y=\"3\" width=\"8\" height=\"8\" class=\"mark-error\"/></svg> other error</span>\
 <span><svg width=\"14\" height=\"14\"><circle cx=\"7\" cy=\"7\" r=\"6\" class=\"mark-replay\"/></svg> immediate replay</span>\
 <span><svg width=\"22\" height=\"14\"><rect x=\"1\" y=\"1\" width=\"20\" height=\"12\" class=\"incident\"/></svg> overlap incident</span>\
+<span><svg width=\"14\" height=\"14\"><path d=\"M3 13L7 1M8 13L12 1\" class=\"gap-cut\"/></svg> axis cut (a quiet stretch left out)</span>\
 Times have one-second resolution; writes within one second are spread across it in no known order. Hover for details.</p>\n",
     );
 }
 
-/// The x coordinate of second `s` (plus a fraction in thousandths) on a plot of `span`
-/// seconds starting at `t0`.
-/// In `i128`, so no times in a report (even hand-edited ones) can overflow it.
-fn x_at(t0: i64, span: i64, s: i64, frac_milli: i64) -> i64 {
-    let span = i128::from(span.max(1));
-    let offset = (i128::from(s) - i128::from(t0)).clamp(0, span) * 1000
-        + i128::from(frac_milli.clamp(0, 1000));
-    let x = offset * i128::from(PLOT_W) / (span * 1000);
-    LABEL_W + i64::try_from(x).unwrap_or(PLOT_W).clamp(0, PLOT_W)
+/// Width of the cut marking a quiet stretch left out of a time axis.
+const GAP_W: i64 = 28;
+/// Most pieces a time axis is cut into; the longest quiet stretches are cut first.
+const MAX_SEGMENTS: usize = 12;
+/// Pixels per tick label.
+const TICK_SPACING: i64 = 170;
+
+/// One stretch of a time axis: seconds `start..=end`, drawn from `x0` over `width`.
+struct Segment {
+    start: i64,
+    end: i64,
+    x0: i64,
+    width: i64,
 }
 
-fn timeline(out: &mut String, index: usize, e: &EntityReport, name_of: &dyn Fn(&str) -> String) {
+/// A time axis cut at quiet stretches longer than a gap, so bursts hours apart (deployment
+/// cycles) each get room instead of a sliver. Each piece is linear; cuts are marked.
+/// Arithmetic is in `i128`, so no times in a report (even hand-edited ones) overflow it.
+struct Axis {
+    segments: Vec<Segment>,
+}
+
+impl Axis {
+    /// The axis for the seconds `seconds` (in any order), cut where nothing happens for
+    /// more than `gap_s` seconds.
+    fn new(mut seconds: Vec<i64>, gap_s: i64) -> Axis {
+        seconds.sort_unstable();
+        seconds.dedup();
+        let (Some(&first), Some(&last)) = (seconds.first(), seconds.last()) else {
+            return Axis {
+                segments: vec![Segment {
+                    start: 0,
+                    end: 0,
+                    x0: LABEL_W,
+                    width: PLOT_W,
+                }],
+            };
+        };
+        // Cut after position i where the quiet stretch to i + 1 is long, the longest first.
+        let mut cuts: Vec<(i128, usize)> = seconds
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| (i128::from(w[1]) - i128::from(w[0]), i))
+            .filter(|(gap, _)| *gap > i128::from(gap_s))
+            .collect();
+        cuts.sort_unstable_by(|a, b| b.cmp(a));
+        cuts.truncate(MAX_SEGMENTS - 1);
+        let mut at: Vec<usize> = cuts.into_iter().map(|(_, i)| i).collect();
+        at.sort_unstable();
+        let mut bounds = Vec::with_capacity(at.len() + 1);
+        let mut start = first;
+        for i in at {
+            bounds.push((start, seconds[i]));
+            start = seconds[i + 1];
+        }
+        bounds.push((start, last));
+        let n = bounds.len() as i128;
+        let spans: Vec<i128> = bounds
+            .iter()
+            .map(|(s, e)| i128::from(*e) - i128::from(*s) + 1)
+            .collect();
+        // Each piece gets its share of time plus an equal share, so a one-second burst
+        // next to a long one is still wide enough to tell its marks apart.
+        let average = spans.iter().sum::<i128>() / n;
+        let weights: Vec<i128> = spans.iter().map(|s| s + average.max(1)).collect();
+        let total: i128 = weights.iter().sum::<i128>().max(1);
+        let available = i128::from(PLOT_W - GAP_W * (bounds.len() as i64 - 1)).max(n);
+        let mut x0 = LABEL_W;
+        let mut segments = Vec::with_capacity(bounds.len());
+        for (i, ((start, end), weight)) in bounds.iter().zip(&weights).enumerate() {
+            let width = if i + 1 == bounds.len() {
+                (LABEL_W + PLOT_W - x0).max(1)
+            } else {
+                i64::try_from(available * weight / total)
+                    .unwrap_or(1)
+                    .max(1)
+            };
+            segments.push(Segment {
+                start: *start,
+                end: *end,
+                x0,
+                width,
+            });
+            x0 += width + GAP_W;
+        }
+        Axis { segments }
+    }
+
+    /// The x coordinate of second `s` plus `frac_milli` thousandths of it.
+    fn x(&self, s: i64, frac_milli: i64) -> i64 {
+        for seg in &self.segments {
+            if s > seg.end {
+                continue;
+            }
+            if s < seg.start {
+                // In a cut: its middle.
+                return seg.x0 - GAP_W / 2;
+            }
+            let span = (i128::from(seg.end) - i128::from(seg.start) + 1) * 1000;
+            let offset = (i128::from(s) - i128::from(seg.start)) * 1000
+                + i128::from(frac_milli.clamp(0, 1000));
+            let dx = offset * i128::from(seg.width) / span.max(1);
+            return seg.x0 + i64::try_from(dx).unwrap_or(seg.width).clamp(0, seg.width);
+        }
+        LABEL_W + PLOT_W
+    }
+}
+
+/// A quiet stretch for people: `45 s`, `12 min 5 s`, `3 h 20 min`, `2 d 4 h`.
+fn human(secs: i128) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, _) => format!("{m} min {s} s"),
+        (0, _, _) => format!("{h} h {m} min"),
+        _ => format!("{d} d {h} h"),
+    }
+}
+
+fn timeline(
+    out: &mut String,
+    index: usize,
+    e: &EntityReport,
+    gap_s: i64,
+    name_of: &dyn Fn(&str) -> String,
+) {
     let _ = writeln!(
         out,
         "<section class=\"entity\" id=\"entity-{index}\" data-entity=\"{}\">",
@@ -214,10 +339,17 @@ fn timeline(out: &mut String, index: usize, e: &EntityReport, name_of: &dyn Fn(&
         esc(&e.last_seen)
     );
     let drawn: &[TimelineEvent] = &e.timeline[..e.timeline.len().min(MAX_MARKS)];
-    let first = drawn.iter().map(|ev| ev.epoch_s).min().unwrap_or(0);
-    let last = drawn.iter().map(|ev| ev.epoch_s).max().unwrap_or(first);
-    // One extra second so the last second has a width of its own.
-    let span = last.saturating_sub(first).saturating_add(1).max(1);
+    let mut seconds: Vec<i64> = drawn.iter().map(|ev| ev.epoch_s).collect();
+    for (start, end) in e
+        .incidents
+        .iter()
+        .map(|i| (&i.start, &i.end))
+        .chain(e.replays.iter().map(|r| (&r.start, &r.end)))
+    {
+        seconds.extend(time::parse(start));
+        seconds.extend(time::parse(end));
+    }
+    let axis = Axis::new(seconds, gap_s);
     let mut lanes: Vec<&str> = e.writers.iter().map(|w| w.writer.as_str()).collect();
     for ev in drawn {
         if !lanes.contains(&ev.writer.as_str()) {
@@ -253,8 +385,8 @@ fn timeline(out: &mut String, index: usize, e: &EntityReport, name_of: &dyn Fn(&
         let (Some(s), Some(t)) = (time::parse(&inc.start), time::parse(&inc.end)) else {
             continue;
         };
-        let x0 = x_at(first, span, s, 0);
-        let x1 = x_at(first, span, t, 1000);
+        let x0 = axis.x(s, 0);
+        let x1 = axis.x(t, 1000);
         let names: Vec<String> = inc.writers.iter().map(|w| name_of(w)).collect();
         let tip = format!(
             "overlap incident\n{} to {}\nwriters: {}\n{} write(s), {} conflict(s)",
@@ -282,8 +414,8 @@ fn timeline(out: &mut String, index: usize, e: &EntityReport, name_of: &dyn Fn(&
         ) else {
             continue;
         };
-        let x0 = x_at(first, span, s, 0);
-        let x1 = x_at(first, span, t, 1000);
+        let x0 = axis.x(s, 0);
+        let x1 = axis.x(t, 1000);
         let y = TOP_PAD + lane as i64 * LANE_H + 3;
         let tip = format!(
             "immediate replay by {}\n{} x {}, {} conflict(s)\n{} to {}\ntool: {}{}",
@@ -328,35 +460,15 @@ fn timeline(out: &mut String, index: usize, e: &EntityReport, name_of: &dyn Fn(&
         let k = seen.entry((lane, ev.epoch_s)).or_insert(0);
         let frac = (2 * *k + 1) * 1000 / (2 * count);
         *k += 1;
-        let x = x_at(first, span, ev.epoch_s, frac);
+        let x = axis.x(ev.epoch_s, frac);
         let y = TOP_PAD + lane as i64 * LANE_H + LANE_H / 2;
         mark(out, ev, x, y, &name_of(&ev.writer));
     }
-    // The axis, with up to six ticks on whole seconds.
-    let _ = writeln!(
-        out,
-        "<line class=\"axis\" x1=\"{LABEL_W}\" y1=\"{lanes_bottom}\" x2=\"{}\" y2=\"{lanes_bottom}\"/>",
-        LABEL_W + PLOT_W
-    );
-    let ticks = span.min(5);
-    for i in 0..=ticks {
-        let step = i128::from(span) * i128::from(i) / i128::from(ticks.max(1));
-        let s = first.saturating_add(i64::try_from(step).unwrap_or(span));
-        let x = x_at(first, span, s, 0);
-        let label = time::format(s);
-        let short = label.get(11..19).unwrap_or(&label);
-        let _ = writeln!(
-            out,
-            "<line class=\"axis\" x1=\"{x}\" y1=\"{lanes_bottom}\" x2=\"{x}\" y2=\"{}\"/><text class=\"tick\" x=\"{x}\" y=\"{}\" text-anchor=\"{}\"><title>{}</title>{}</text>",
-            lanes_bottom + 4,
-            lanes_bottom + 17,
-            // The last label ends at its tick, so it stays inside the chart.
-            if i == ticks && ticks > 0 { "end" } else { "middle" },
-            esc(&label),
-            esc(short)
-        );
-    }
+    axis_lines(out, &axis, lanes_bottom);
     out.push_str("</svg>\n");
+    if e.timeline.is_empty() && e.writes > 0 {
+        out.push_str("<p class=\"muted\">This report was made without its timelines (the analysis kept none), so no write is drawn.</p>\n");
+    }
     if e.timeline.len() > drawn.len() {
         let _ = writeln!(
             out,
@@ -367,6 +479,89 @@ fn timeline(out: &mut String, index: usize, e: &EntityReport, name_of: &dyn Fn(&
     entity_writers(out, e, name_of);
     fights(out, e, name_of);
     out.push_str("</section>\n");
+}
+
+/// The axis line per piece, tick labels, and the cuts between pieces.
+fn axis_lines(out: &mut String, axis: &Axis, lanes_bottom: i64) {
+    let (first, last) = match (axis.segments.first(), axis.segments.last()) {
+        (Some(f), Some(l)) => (f.start, l.end),
+        _ => return,
+    };
+    // Labels carry the date when the axis spans more than one day.
+    let long = last.saturating_sub(first) >= 86_400;
+    let label = |s: i64| {
+        let full = time::format(s);
+        let short = if long {
+            full.get(5..19).map(|t| t.replace('T', " "))
+        } else {
+            full.get(11..19).map(str::to_owned)
+        };
+        (short.unwrap_or_else(|| full.clone()), full)
+    };
+    for (n, seg) in axis.segments.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "<line class=\"axis\" x1=\"{}\" y1=\"{lanes_bottom}\" x2=\"{}\" y2=\"{lanes_bottom}\"/>",
+            seg.x0,
+            seg.x0 + seg.width
+        );
+        let span = i128::from(seg.end) - i128::from(seg.start) + 1;
+        let count = (seg.width / TICK_SPACING).max(1);
+        let mut ticks: Vec<(i64, &str)> = (0..count)
+            .map(|k| {
+                let step = span * i128::from(k) / i128::from(count);
+                (
+                    seg.start.saturating_add(i64::try_from(step).unwrap_or(0)),
+                    "start",
+                )
+            })
+            .collect();
+        if n + 1 == axis.segments.len() && seg.width >= TICK_SPACING && seg.end > seg.start {
+            ticks.push((seg.end.saturating_add(1), "end"));
+        }
+        ticks.dedup_by_key(|t| t.0);
+        for (s, anchor) in ticks {
+            let x = if anchor == "end" {
+                seg.x0 + seg.width
+            } else {
+                axis.x(s, 0)
+            };
+            let (short, full) = label(s);
+            let _ = writeln!(
+                out,
+                "<line class=\"axis\" x1=\"{x}\" y1=\"{lanes_bottom}\" x2=\"{x}\" y2=\"{}\"/><text class=\"tick\" x=\"{x}\" y=\"{}\" text-anchor=\"{anchor}\"><title>{}</title>{}</text>",
+                lanes_bottom + 4,
+                lanes_bottom + 17,
+                esc(&full),
+                esc(&short)
+            );
+        }
+        if let Some(next) = axis.segments.get(n + 1) {
+            let quiet = i128::from(next.start) - i128::from(seg.end);
+            let gx = seg.x0 + seg.width;
+            let tip = format!(
+                "axis cut: no writes for {} ({} to {})",
+                human(quiet),
+                time::format(seg.end),
+                time::format(next.start)
+            );
+            let _ = writeln!(
+                out,
+                "<g class=\"gap\" data-mark=\"gap\" data-tip=\"{tip}\"><title>{tip}</title><rect class=\"gap-bg\" x=\"{gx}\" y=\"{TOP_PAD}\" width=\"{GAP_W}\" height=\"{}\"/>\
+<path class=\"gap-cut\" d=\"M{} {}L{} {}M{} {}L{} {}\"/></g>",
+                lanes_bottom - TOP_PAD + 6,
+                gx + 8,
+                lanes_bottom + 6,
+                gx + 14,
+                lanes_bottom - 6,
+                gx + 14,
+                lanes_bottom + 6,
+                gx + 20,
+                lanes_bottom - 6,
+                tip = esc(&tip)
+            );
+        }
+    }
 }
 
 fn mark(out: &mut String, ev: &TimelineEvent, x: i64, y: i64, writer: &str) {
@@ -767,6 +962,33 @@ mod tests {
             .collect();
         assert_eq!(xs.len(), 2);
         assert_ne!(xs[0], xs[1]);
+    }
+
+    #[test]
+    fn the_axis_cuts_quiet_stretches_and_keeps_order() {
+        let t0 = 1_767_571_200;
+        let axis = Axis::new(vec![t0, t0 + 5, t0 + 3600, t0 + 3602], 60);
+        assert_eq!(
+            axis.segments.len(),
+            2,
+            "one cut for the hour between bursts"
+        );
+        let xs: Vec<i64> = [t0, t0 + 5, t0 + 3600, t0 + 3602]
+            .iter()
+            .map(|&s| axis.x(s, 0))
+            .collect();
+        assert!(xs.windows(2).all(|w| w[0] < w[1]), "{xs:?}");
+        // Both bursts get real room, not a sliver.
+        assert!(xs[1] - xs[0] > 100 && xs[3] - xs[2] > 100, "{xs:?}");
+        assert!(xs.iter().all(|x| (LABEL_W..=LABEL_W + PLOT_W).contains(x)));
+        // A quiet stretch shorter than the gap stays on a linear axis.
+        assert_eq!(Axis::new(vec![t0, t0 + 30], 60).segments.len(), 1);
+        // Many bursts: at most MAX_SEGMENTS pieces.
+        let many: Vec<i64> = (0..100).map(|k| t0 + k * 7200).collect();
+        assert_eq!(Axis::new(many, 60).segments.len(), MAX_SEGMENTS);
+        // Extreme times do not overflow.
+        let wild = Axis::new(vec![i64::MIN, 0, i64::MAX], 60);
+        let _ = (wild.x(i64::MIN, 0), wild.x(i64::MAX, 1000), wild.x(5, 500));
     }
 
     #[test]
