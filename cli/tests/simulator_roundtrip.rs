@@ -180,3 +180,32 @@ fn replays_are_found_where_the_sdk_replays() {
     assert_eq!(calm["totals"]["replays"], 0);
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+#[test]
+fn an_unwritable_trail_directory_is_a_usage_error_naming_it() {
+    let dir = tempdir("unwritable");
+    // A file where the folder should go.
+    let blocker = dir.join("blocker");
+    std::fs::write(&blocker, "not a folder").expect("write");
+    let out = writelane()
+        .args([
+            "simulate",
+            "--writers",
+            "2",
+            "--runs",
+            "1",
+            "--strategies",
+            "writelane",
+            "--trail",
+        ])
+        .arg(&blocker)
+        .output()
+        .expect("writelane runs");
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--trail") && stderr.contains("blocker"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
