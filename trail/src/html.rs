@@ -20,7 +20,7 @@
 //!
 //! Pages stay bounded for huge trails: at most [`MAX_TIMELINES`] entities get a timeline
 //! (the most contended, in the report's order), a timeline draws at most
-//! [`MAX_MARKS`] writes, and the tables show at most [`MAX_ROWS`] rows each; the page says
+//! [`MAX_MARKS`] writes and the page at most [`MAX_PAGE_MARKS`], and the tables show at most [`MAX_ROWS`] rows each; the page says
 //! what it left out.
 
 use std::collections::BTreeMap;
@@ -33,6 +33,8 @@ use crate::time;
 pub const MAX_TIMELINES: usize = 200;
 /// Writes drawn on one timeline; later ones are counted, not drawn.
 pub const MAX_MARKS: usize = 5_000;
+/// Writes drawn on the whole page (about 1 KB of page each): later timelines draw fewer.
+pub const MAX_PAGE_MARKS: usize = 50_000;
 /// Rows per summary table.
 pub const MAX_ROWS: usize = 1_000;
 
@@ -102,12 +104,13 @@ pub fn render(report: &Report) -> String {
         .unwrap_or(i64::MAX / 4)
         .saturating_mul(3)
         .max(60);
+    let mut budget = MAX_PAGE_MARKS;
     out.push_str("<h2 id=\"timelines\">Timelines</h2>\n");
     if report.entities.is_empty() {
         out.push_str("<p class=\"muted\">No writes to any entity.</p>\n");
     }
     for (i, entity) in report.entities.iter().take(MAX_TIMELINES).enumerate() {
-        timeline(&mut out, i, entity, gap_s, &name_of);
+        timeline(&mut out, i, entity, gap_s, &mut budget, &name_of);
     }
     if report.entities.len() > MAX_TIMELINES {
         let _ = writeln!(
@@ -318,6 +321,7 @@ fn timeline(
     index: usize,
     e: &EntityReport,
     gap_s: i64,
+    budget: &mut usize,
     name_of: &dyn Fn(&str) -> String,
 ) {
     let _ = writeln!(
@@ -338,7 +342,8 @@ fn timeline(
         esc(&e.first_seen),
         esc(&e.last_seen)
     );
-    let drawn: &[TimelineEvent] = &e.timeline[..e.timeline.len().min(MAX_MARKS)];
+    let drawn: &[TimelineEvent] = &e.timeline[..e.timeline.len().min(MAX_MARKS).min(*budget)];
+    *budget -= drawn.len();
     let mut seconds: Vec<i64> = drawn.iter().map(|ev| ev.epoch_s).collect();
     for (start, end) in e
         .incidents
@@ -989,6 +994,26 @@ mod tests {
         // Extreme times do not overflow.
         let wild = Axis::new(vec![i64::MIN, 0, i64::MAX], 60);
         let _ = (wild.x(i64::MIN, 0), wild.x(i64::MAX, 1000), wild.x(5, 500));
+    }
+
+    #[test]
+    fn the_page_draws_a_bounded_number_of_marks() {
+        let mut r = report();
+        let base = r.entities[0].clone();
+        r.entities = (0..12)
+            .map(|i| {
+                let mut e = base.clone();
+                e.id = format!("111122223333:role/r{i}");
+                e.timeline = (0..MAX_MARKS as i64 + 10)
+                    .map(|k| event(1_767_571_200 + k, "w", "ok", false))
+                    .collect();
+                e
+            })
+            .collect();
+        let page = render(&r);
+        assert_eq!(page.matches("data-mark=\"write\"").count(), MAX_PAGE_MARKS);
+        assert_eq!(page.matches("<section class=\"entity\"").count(), 12);
+        assert!(page.contains("later write(s) not drawn"));
     }
 
     #[test]
