@@ -6,7 +6,8 @@
 # server (DynamoDB and S3) behind tests/iamlab/moto_atomic.py, which carries requests out
 # one at a time as the real services' conditional writes are atomic. The command's
 # default-feature tests (the file store, and the messages of stores not built in) run
-# too.
+# too, and tests/hold/multiprocess.sh: four `writelane hold` processes per store appending
+# to one role of the IAM lab, plus hold and Python writers mixed on DynamoDB and S3.
 #
 #   bash lane/test.sh           everything
 #   bash lane/test.sh --quick   default features only, no servers (memory and file stores)
@@ -79,5 +80,8 @@ cargo test -p writelane --all-features --locked
 # Both runs happen even when the first fails; the script fails if either does.
 status=0
 cargo test -p writelane-cli --all-features --locked --no-fail-fast || status=$?
+# Four `writelane hold` processes per store against the IAM lab, on these servers, with the
+# binary the run above built (every store feature; the next run rebuilds it without them).
+WRITELANE_BIN="$root/target/debug/writelane" PYTHON="$py" bash "$root/tests/hold/multiprocess.sh" || status=$?
 cargo test -p writelane-cli --locked --no-fail-fast || status=$?
 exit "$status"
