@@ -355,13 +355,20 @@ fn timeline(
         seconds.extend(time::parse(end));
     }
     let axis = Axis::new(seconds, gap_s);
-    let mut lanes: Vec<&str> = e.writers.iter().map(|w| w.writer.as_str()).collect();
-    for ev in drawn {
-        if !lanes.contains(&ev.writer.as_str()) {
-            lanes.push(&ev.writer);
+    let mut lanes: Vec<&str> = Vec::new();
+    let mut lane_index: BTreeMap<&str, usize> = BTreeMap::new();
+    for w in e
+        .writers
+        .iter()
+        .map(|w| w.writer.as_str())
+        .chain(drawn.iter().map(|ev| ev.writer.as_str()))
+    {
+        if !lane_index.contains_key(w) {
+            lane_index.insert(w, lanes.len());
+            lanes.push(w);
         }
     }
-    let lane_of = |w: &str| lanes.iter().position(|l| *l == w);
+    let lane_of = |w: &str| lane_index.get(w).copied();
     let height = TOP_PAD + lanes.len() as i64 * LANE_H + AXIS_H;
     let width = LABEL_W + PLOT_W + 20;
     let _ = writeln!(
