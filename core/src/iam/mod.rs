@@ -38,67 +38,71 @@ use crate::limits::MAX_ENTITY_LEN;
 #[rustfmt::skip]
 mod table;
 
-/// The kind of entity a write touches. [`EntityType::as_str`] is the resource type used in
-/// keys: the ARN's resource type where IAM has one.
+/// The kind of entity a write touches: a service and a resource type. It is data, not a
+/// closed list, so another service's table declares its own types; the IAM ones are the
+/// associated constants ([`EntityType::ROLE`], ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EntityType {
-    /// An IAM role (`role`).
-    Role,
-    /// An IAM user (`user`); its access keys, signing certificates, SSH keys, login
-    /// profile and service credentials are part of it.
-    User,
-    /// An IAM group (`group`).
-    Group,
-    /// A managed policy (`policy`), customer or AWS managed, with its versions.
-    Policy,
-    /// An instance profile (`instance-profile`).
-    InstanceProfile,
-    /// An OpenID Connect provider (`oidc-provider`), named by its URL without `https://`.
-    OidcProvider,
-    /// A SAML provider (`saml-provider`).
-    SamlProvider,
-    /// A server certificate (`server-certificate`).
-    ServerCertificate,
-    /// An MFA device (`mfa`), named by its device name or hardware serial number.
-    MfaDevice,
-    /// A service-linked role being created (`service-linked-role`), named by its service
-    /// (`elasticbeanstalk.amazonaws.com`): the role's own name is chosen by IAM.
-    ServiceLinkedRole,
-    /// A delegation request (`delegation-request`), named by its id.
-    DelegationRequest,
-    /// An account-wide setting (`account-setting`): the alias, the password policy, the
-    /// STS preferences, an Organizations feature.
-    AccountSetting,
+pub struct EntityType {
+    service: &'static str,
+    resource: &'static str,
+    has_arn: bool,
 }
 
 impl EntityType {
-    /// The resource type as it appears in keys and ARNs (`role`, `instance-profile`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntityType::Role => "role",
-            EntityType::User => "user",
-            EntityType::Group => "group",
-            EntityType::Policy => "policy",
-            EntityType::InstanceProfile => "instance-profile",
-            EntityType::OidcProvider => "oidc-provider",
-            EntityType::SamlProvider => "saml-provider",
-            EntityType::ServerCertificate => "server-certificate",
-            EntityType::MfaDevice => "mfa",
-            EntityType::ServiceLinkedRole => "service-linked-role",
-            EntityType::DelegationRequest => "delegation-request",
-            EntityType::AccountSetting => "account-setting",
+    /// An IAM role (`role`).
+    pub const ROLE: EntityType = EntityType::new("iam", "role", true);
+    /// An IAM user (`user`); its access keys, signing certificates, SSH keys, login
+    /// profile and service credentials are part of it.
+    pub const USER: EntityType = EntityType::new("iam", "user", true);
+    /// An IAM group (`group`).
+    pub const GROUP: EntityType = EntityType::new("iam", "group", true);
+    /// A managed policy (`policy`), customer or AWS managed, with its versions.
+    pub const POLICY: EntityType = EntityType::new("iam", "policy", true);
+    /// An instance profile (`instance-profile`).
+    pub const INSTANCE_PROFILE: EntityType = EntityType::new("iam", "instance-profile", true);
+    /// An OpenID Connect provider (`oidc-provider`), named by its URL without `https://`.
+    pub const OIDC_PROVIDER: EntityType = EntityType::new("iam", "oidc-provider", true);
+    /// A SAML provider (`saml-provider`).
+    pub const SAML_PROVIDER: EntityType = EntityType::new("iam", "saml-provider", true);
+    /// A server certificate (`server-certificate`).
+    pub const SERVER_CERTIFICATE: EntityType = EntityType::new("iam", "server-certificate", true);
+    /// An MFA device (`mfa`), named by its device name or hardware serial number.
+    pub const MFA_DEVICE: EntityType = EntityType::new("iam", "mfa", true);
+    /// A service-linked role being created (`service-linked-role`), named by its service
+    /// (`elasticbeanstalk.amazonaws.com`): the role's own name is chosen by IAM.
+    pub const SERVICE_LINKED_ROLE: EntityType =
+        EntityType::new("iam", "service-linked-role", false);
+    /// A delegation request (`delegation-request`), named by its id.
+    pub const DELEGATION_REQUEST: EntityType = EntityType::new("iam", "delegation-request", false);
+    /// An account-wide setting (`account-setting`): the alias, the password policy, the
+    /// STS preferences, an Organizations feature.
+    pub const ACCOUNT_SETTING: EntityType = EntityType::new("iam", "account-setting", false);
+
+    /// A type of `service` (its ARN namespace, `iam`) named `resource` (`role`);
+    /// `has_arn` when its ARN is `arn:PARTITION:SERVICE::ACCOUNT:RESOURCE/...`, the shape
+    /// keys and ARN parameters are read in.
+    pub const fn new(service: &'static str, resource: &'static str, has_arn: bool) -> Self {
+        EntityType {
+            service,
+            resource,
+            has_arn,
         }
     }
 
-    /// Whether IAM gives this entity an ARN of the form
-    /// `arn:<partition>:iam::<account>:<type>/<name>`.
+    /// The resource type as it appears in keys and ARNs (`role`, `instance-profile`).
+    pub fn as_str(self) -> &'static str {
+        self.resource
+    }
+
+    /// The service's ARN namespace (`iam`).
+    pub fn service(self) -> &'static str {
+        self.service
+    }
+
+    /// Whether this entity has an ARN of the form
+    /// `arn:<partition>:<service>::<account>:<type>/<name>`.
     pub fn has_arn(self) -> bool {
-        !matches!(
-            self,
-            EntityType::ServiceLinkedRole
-                | EntityType::DelegationRequest
-                | EntityType::AccountSetting
-        )
+        self.has_arn
     }
 }
 
@@ -195,8 +199,6 @@ pub enum Access {
 pub struct ServiceTable {
     /// The service's CloudTrail `eventSource` (`iam.amazonaws.com`).
     pub event_source: &'static str,
-    /// The service's ARN namespace (`iam`), checked in ARN parameters.
-    pub arn_service: &'static str,
     /// Operation name prefixes that mark a read.
     pub read_prefixes: &'static [&'static str],
     /// Every write operation, sorted by name.
@@ -206,7 +208,6 @@ pub struct ServiceTable {
 /// The IAM table, generated from botocore's IAM model.
 pub static IAM: ServiceTable = ServiceTable {
     event_source: "iam.amazonaws.com",
-    arn_service: "iam",
     read_prefixes: &["Get", "List", "Simulate", "Generate"],
     operations: table::IAM_OPERATIONS,
 };
@@ -284,7 +285,12 @@ impl Entity {
         let ty = self.entity_type.as_str();
         match &self.account {
             Some(account) if self.entity_type.has_arn() => {
-                format!("arn:{}:iam::{account}:{ty}/{}", self.partition, self.name)
+                format!(
+                    "arn:{}:{}::{account}:{ty}/{}",
+                    self.partition,
+                    self.entity_type.service(),
+                    self.name
+                )
             }
             Some(account) => format!("{account}:{ty}/{}", self.name),
             None => format!("{ty}/{}", self.name),
@@ -520,11 +526,11 @@ impl Operation {
                     .resource
                     .strip_prefix(ty)
                     .and_then(|r| r.strip_prefix('/'))
-                    .filter(|_| arn.service == "iam")
+                    .filter(|_| arn.service == slot.entity.service())
                     .ok_or_else(bad_arn)?;
                 // An OIDC provider's name is its URL host and path; other names are the
                 // last path segment, so a path never splits one entity into two keys.
-                let name = if slot.entity == EntityType::OidcProvider {
+                let name = if slot.entity == EntityType::OIDC_PROVIDER {
                     rest
                 } else {
                     rest.rsplit('/').next().unwrap_or(rest)
@@ -729,6 +735,53 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn another_service_is_table_entries_only() {
+        // A made-up service declared as data: its types, its operations, its read rule.
+        const QUEUE: EntityType = EntityType::new("sqs", "queue", true);
+        static OPS: &[Operation] = &[Operation {
+            name: "SetQueueAttributes",
+            response_named: None,
+            slots: &[Slot {
+                entity: QUEUE,
+                source: Source::Param {
+                    upper: "QueueArn",
+                    lower: "queueArn",
+                    form: NameForm::Arn,
+                    presence: Presence::Required,
+                },
+            }],
+        }];
+        static SQS: ServiceTable = ServiceTable {
+            event_source: "sqs.amazonaws.com",
+            read_prefixes: &["Get", "List"],
+            operations: OPS,
+        };
+        let Access::Write(op) = SQS.access("SetQueueAttributes") else {
+            panic!("a write")
+        };
+        let got = op
+            .entities(
+                &json!({"queueArn": "arn:aws:sqs::123456789012:queue/jobs"}),
+                &ACCOUNT,
+            )
+            .unwrap();
+        assert_eq!(got[0].key(), "arn:aws:sqs::123456789012:queue/jobs");
+        assert_eq!(
+            op.entities(
+                &json!({"queueArn": "arn:aws:iam::123456789012:queue/jobs"}),
+                &ACCOUNT
+            ),
+            Err(EntityError::BadArn {
+                operation: "SetQueueAttributes",
+                parameter: "QueueArn",
+                expected: "queue"
+            }),
+            "an ARN of another service is refused"
+        );
+        assert_eq!(SQS.access("GetQueueUrl"), Access::Read);
     }
 
     #[test]
