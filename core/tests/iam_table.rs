@@ -157,6 +157,26 @@ fn table_parameters_exist_in_the_model() {
 }
 
 #[test]
+fn table_is_not_edited_by_hand() {
+    let header = "// table sha256: ";
+    let line = TABLE_RS
+        .lines()
+        .find(|l| l.starts_with(header))
+        .expect("table.rs records its body's digest");
+    let body_at = TABLE_RS.find(line).expect("the line is in the file") + line.len() + 1;
+    let body = TABLE_RS.get(body_at..).expect("a body follows");
+    let digest: String = Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        &line[header.len()..],
+        digest,
+        "core/src/iam/table.rs was edited by hand: change scripts/gen-iam-entities.py and run it"
+    );
+}
+
+#[test]
 fn table_is_generated_from_this_list() {
     let digest: String = Sha256::digest(OPERATIONS_TXT.as_bytes())
         .iter()
