@@ -16,8 +16,9 @@
 #   lane    the Rust driver crate and the writelane CLI with every store feature, against
 #           redis-server and a moto server that lane/test.sh starts (moto from the python
 #           suite's venv when it exists)
-#   mixed   Python, Node and Go writers sharing one lease (uses what python, node and
-#           go built: run it with them, e.g. `bash scripts/test-all.sh python node go mixed`)
+#   mixed   Python, Node and Go writers and `writelane hold` sharing one lease (uses what
+#           python, node and go built: run it with them, e.g.
+#           `bash scripts/test-all.sh python node go mixed`)
 #
 # Each setup.sh runs at most once per run (c and go share bindings-c/setup.sh). Once the
 # rust suite has passed, WRITELANE_RUST_CHECKED=1 is exported so the bindings' test.sh do not
@@ -36,7 +37,7 @@ describe() {
     c) echo "c: bindings-c, the C ABI" ;;
     go) echo "go: bindings-c/go, the Go package and its e2e tests" ;;
     lane) echo "lane: the Rust driver and the CLI with every store (redis, DynamoDB and S3 on moto)" ;;
-    mixed) echo "mixed: Python, Node and Go writers sharing one lease" ;;
+    mixed) echo "mixed: Python, Node and Go writers and writelane hold sharing one lease" ;;
   esac
 }
 
@@ -107,7 +108,9 @@ suite_mixed() {
     echo "mixed: not built: ${missing#, }; run it with them: bash scripts/test-all.sh python node go mixed"
     return 1
   fi
-  node bindings-wasm/test/mixed-languages.js
+  # The writelane command with every store (the lane suite built it already: then a no-op).
+  cargo build -q -p writelane-cli --all-features --locked &&
+    WRITELANE_BIN="$PWD/target/debug/writelane" node bindings-wasm/test/mixed-languages.js
 }
 
 for name in "${suites[@]}"; do

@@ -1,13 +1,15 @@
 'use strict';
-// Node, Python and Go writers sharing one lease: 2 Node processes
-// (test/helpers/appender.js), 2 Python processes (bindings-python/tests/laneworker.py) and,
+// Node, Python and Go writers and `writelane hold` sharing one lease: 2 Node processes
+// (test/helpers/appender.js), 2 Python processes (bindings-python/tests/laneworker.py), 2
+// loops of `writelane hold -- append.py` (a plain boto3 append, tests/hold/append.py) and,
 // with DynamoDB and S3, 2 Go processes (bindings-c/go/e2e/laneworker) x 10 read-modify-write
 // appends to one role at the IAM lab, through one DynamoDB table, then one S3 bucket and
-// prefix, then one Redis (which the Go binding has no adapter for). Passes when the lab saw
-// no conflict, every statement is there and every write had its own fence.
+// prefix, then one Redis (which the Go binding has no adapter for). Passes when
+// the lab saw no conflict, every statement is there and every write had its own fence.
 //
-// Not part of bindings-wasm/test.sh: it needs the Python binding installed and the C library
-// built (each binding's setup.sh and test.sh do that). scripts/test-all.sh runs it after
+// Not part of bindings-wasm/test.sh: it needs the Python binding installed, the C library
+// built (each binding's setup.sh and test.sh do that) and the writelane command with its
+// AWS stores ($WRITELANE_BIN, else target/debug/writelane). scripts/test-all.sh runs it after
 // them:
 //
 //   node bindings-wasm/test/mixed-languages.js
@@ -32,6 +34,30 @@ const TABLE = 'writelane-leases';
 const BUCKET = 'writelane-leases';
 const PREFIX = 'writelane/leases/mixed/';
 const goModule = path.join(repo, 'bindings-c', 'go', 'e2e');
+const writelaneBin = process.env.WRITELANE_BIN || path.join(repo, 'target', 'debug', 'writelane');
+
+/**
+ * Ten `writelane hold` runs one after the other, each around one plain boto3 append that
+ * prints the fence hold gave it; resolves like a laneworker: a last line with the fences.
+ */
+async function holdLoop(id, storeUrl, role, labEndpoint) {
+  const fences = [];
+  for (let n = 0; n < 10; n += 1) {
+    const child = spawn(writelaneBin, [
+      'hold', '--store', storeUrl, '--holder', `mixed ${id}`, `role/${role}`, '--',
+      'sh', '-c', 'echo "$WRITELANE_FENCE_1" && exec "$@"', 'sh',
+      python, path.join(repo, 'tests', 'hold', 'append.py'), labEndpoint, role, `${id}x${n}`,
+    ], { env: { ...process.env, ...AWS_ENV, AWS_EC2_METADATA_DISABLED: 'true' } });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    if (code !== 0) throw new Error(`writelane hold (${id}, append ${n}) exited ${code}: ${err}`);
+    fences.push(Number(out.trim()));
+  }
+  return [{ done: true, id, fences }];
+}
 
 /** Build the Go writer once; it links the C library from the workspace's target dir. */
 function buildGoWorker(dir) {
@@ -101,12 +127,19 @@ async function main() {
           })));
         }
       }
+      const storeUrl = {
+        dynamodb: `dynamodb://${TABLE}?region=us-east-1&endpoint=${moto.endpoint}`,
+        s3: `s3://${BUCKET}/${PREFIX}?region=us-east-1&endpoint=${moto.endpoint}`,
+        redis: `${redis.url}/0`,
+      }[kind];
+      for (const id of ['H0', 'H1']) runs.push(holdLoop(id, storeUrl, role, lab.endpoint));
       const outputs = await Promise.all(runs);
       const nodeFences = outputs.slice(0, 2).flatMap((o) => o.filter((l) => l.writing !== undefined).map((l) => l.fence));
       const pyFences = outputs.slice(2, 4).flatMap((o) => o.at(-1).fences);
-      const goFences = outputs.slice(4).flatMap((o) => o.at(-1).fences);
+      const goFences = outputs.slice(4, -2).flatMap((o) => o.at(-1).fences);
+      const holdFences = outputs.slice(-2).flatMap((o) => o.at(-1).fences);
       for (const o of outputs.slice(0, 2)) assert.deepEqual(o.at(-1).errors, []);
-      const fences = [...nodeFences, ...pyFences, ...goFences];
+      const fences = [...nodeFences, ...pyFences, ...goFences, ...holdFences];
       const expected = 10 * outputs.length;
       assert.equal(fences.length, expected);
       assert.equal(new Set(fences).size, expected, `one fence per write: ${JSON.stringify(fences)}`);
@@ -116,7 +149,7 @@ async function main() {
       const stats = (await lab.stats()).entities[`role/${role}`];
       assert.equal(statements.length, expected, 'every statement of every writer landed');
       assert.equal(stats.conflicts, 0);
-      console.log(JSON.stringify({ store: kind, statements: statements.length, conflicts: stats.conflicts, writes: stats.writes, node_fences: nodeFences.length, python_fences: pyFences.length, go_fences: goFences.length }));
+      console.log(JSON.stringify({ store: kind, statements: statements.length, conflicts: stats.conflicts, writes: stats.writes, node_fences: nodeFences.length, python_fences: pyFences.length, go_fences: goFences.length, hold_fences: holdFences.length }));
     }
   } finally {
     iam.destroy();
