@@ -93,6 +93,10 @@ for e in shown:
     got = {k: m.get(k, 0) for k in want}
     assert got == want, (e["id"], got, want)
 assert dom.tip_div, "the tooltip element is in the DOM"
+if report["buckets"]:
+    page = open(dom_path, encoding="utf-8").read()
+    assert page.count('class="summary entity-buckets"') == sum(1 for e in shown if e["buckets"])
+    assert 'class="summary bucket-table"' in page
 png = open(png_path, "rb").read()
 assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, "screenshot is a PNG of %d bytes" % len(png)
 t = report["totals"]
@@ -102,7 +106,7 @@ PY
 }
 
 check fixtures "$root/trail/tests/fixtures"
-check simulated "$out/sim"
+check simulated "$out/sim" --bucket 1h
 # The simulated trail must have something to mark, or the check above proves little.
 python3 - "$out/simulated.json" <<'PY'
 import json, sys

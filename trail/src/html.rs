@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::report::{EntityReport, Report, TimelineEvent};
+use crate::report::{Bucket, EntityReport, Report, TimelineEvent};
 use crate::time;
 
 /// Entities that get a timeline, the most contended first.
@@ -489,6 +489,10 @@ fn timeline(
         );
     }
     entity_writers(out, e, name_of);
+    if !e.buckets.is_empty() {
+        out.push_str("<p class=\"muted\">Per bucket:</p>\n");
+        bucket_table(out, &e.buckets, "entity-buckets");
+    }
     fights(out, e, name_of);
     out.push_str("</section>\n");
 }
@@ -766,20 +770,8 @@ fn tables(out: &mut String, r: &Report, name_of: &dyn Fn(&str) -> String) {
     }
 
     if !r.buckets.is_empty() {
-        out.push_str("<h2 id=\"buckets\">Conflict rate over time</h2>\n<table class=\"summary\" id=\"bucket-table\"><tr><th>bucket start</th><th>writes</th><th>conflicts</th><th>conflicts per 1000 writes</th><th>incidents</th></tr>\n");
-        for b in r.buckets.iter().take(MAX_ROWS) {
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                esc(&b.start),
-                b.writes,
-                b.conflicts,
-                b.conflict_permille,
-                b.incidents
-            );
-        }
-        out.push_str("</table>\n");
-        left_out(out, r.buckets.len());
+        out.push_str("<h2 id=\"buckets\">Conflict rate over time</h2>\n");
+        bucket_table(out, &r.buckets, "bucket-table");
     }
 
     out.push_str("<h2 id=\"skipped\">Skipped</h2>\n");
@@ -829,6 +821,27 @@ fn tables(out: &mut String, r: &Report, name_of: &dyn Fn(&str) -> String) {
         }
         out.push_str("</table>\n");
     }
+}
+
+/// Writes, conflicts, their rate and incidents per time bucket.
+fn bucket_table(out: &mut String, buckets: &[Bucket], class: &str) {
+    let _ = writeln!(
+        out,
+        "<table class=\"summary {class}\"><tr><th>bucket start</th><th>writes</th><th>conflicts</th><th>conflicts per 1000 writes</th><th>incidents</th></tr>"
+    );
+    for b in buckets.iter().take(MAX_ROWS) {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            esc(&b.start),
+            b.writes,
+            b.conflicts,
+            b.conflict_permille,
+            b.incidents
+        );
+    }
+    out.push_str("</table>\n");
+    left_out(out, buckets.len());
 }
 
 fn left_out(out: &mut String, len: usize) {
@@ -1021,6 +1034,24 @@ mod tests {
         assert_eq!(page.matches("data-mark=\"write\"").count(), MAX_PAGE_MARKS);
         assert_eq!(page.matches("<section class=\"entity\"").count(), 12);
         assert!(page.contains("later write(s) not drawn"));
+    }
+
+    #[test]
+    fn buckets_show_overall_and_per_entity() {
+        let mut r = report();
+        let bucket = Bucket {
+            start: time::format(1_767_571_200),
+            writes: 4,
+            conflicts: 2,
+            conflict_permille: 500,
+            incidents: 1,
+        };
+        r.buckets = vec![bucket.clone()];
+        r.entities[0].buckets = vec![bucket];
+        let page = render(&r);
+        assert!(page.contains("class=\"summary bucket-table\""));
+        assert!(page.contains("class=\"summary entity-buckets\""));
+        assert_eq!(page.matches("<td class=\"n\">500</td>").count(), 2);
     }
 
     #[test]
