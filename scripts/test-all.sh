@@ -9,6 +9,8 @@
 #
 # Suites:
 #   rust    cargo fmt --check, clippy and cargo test of the whole workspace
+#   trail   writelane trail's HTML report in headless Chromium (Debian's, installed when
+#           missing): trail/test-html.sh
 #   python  bindings-python: setup.sh, then test.sh
 #   node    bindings-wasm: setup.sh, then test.sh
 #   c       bindings-c (the C ABI): setup.sh, then test.sh
@@ -27,11 +29,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-suites=(rust python node c go lane mixed)
+suites=(rust trail python node c go lane mixed)
 
 describe() {
   case $1 in
     rust) echo "rust: fmt, clippy, tests, vectors" ;;
+    trail) echo "trail: the HTML report of writelane trail in headless Chromium" ;;
     python) echo "python: bindings-python" ;;
     node) echo "node: bindings-wasm" ;;
     c) echo "c: bindings-c, the C ABI" ;;
@@ -91,7 +94,13 @@ suite_rust() {
     cargo clippy --workspace --all-targets --locked -- -D warnings &&
     cargo test --workspace --locked
 }
-suite_python() { setup bindings-python && bash bindings-python/test.sh; }
+suite_trail() { bash trail/test-html.sh; }
+# The IAM entity table in the core is generated from botocore's IAM model (pinned in the
+# venv): --check fails when the committed table no longer matches it.
+suite_python() {
+  setup bindings-python && bash bindings-python/test.sh &&
+    bindings-python/.venv/bin/python scripts/gen-iam-entities.py --check
+}
 suite_node() { setup bindings-wasm && bash bindings-wasm/test.sh; }
 suite_c() { setup bindings-c && bash bindings-c/test.sh; }
 suite_go() { setup bindings-c && bash bindings-c/go/test.sh; }
