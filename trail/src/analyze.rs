@@ -98,8 +98,6 @@ pub fn merge(collectors: Vec<Collector>) -> Merged {
     // The same event delivered twice (CloudTrail does at times, and inputs may overlap)
     // counts once; events without an id are never merged.
     events.dedup_by(|b, a| a.event_id != 0 && a == b);
-    let mut strings = strings;
-    strings.shrink_to_fit();
     Merged {
         strings,
         events,
@@ -114,11 +112,7 @@ fn bucket_rows(map: &BTreeMap<i64, (u64, u64, u64)>, bucket_ms: u64) -> Vec<Buck
             start: format(b * (bucket_ms as i64) / 1000),
             writes,
             conflicts,
-            conflict_permille: if writes == 0 {
-                0
-            } else {
-                conflicts * 1000 / writes
-            },
+            conflict_permille: (conflicts * 1000).checked_div(writes).unwrap_or(0),
             incidents,
         })
         .collect()
@@ -240,7 +234,7 @@ pub fn report(merged: &Merged, knobs: &Knobs, settings: Settings, reading: Readi
                 let ids: Vec<u32> = ws.iter().copied().collect();
                 for (x, &a) in ids.iter().enumerate() {
                     for &b in &ids[x + 1..] {
-                        let (a, b) = if s(a) < s(b) { (a, b) } else { (b, a) };
+                        // Ids are ranked in string order, and `ids` is sorted: a < b.
                         let p = pairs.entry((a, b)).or_default();
                         p.0 += 1;
                         p.1.insert(entity);

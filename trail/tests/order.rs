@@ -97,7 +97,7 @@ proptest! {
             specs.iter().enumerate().map(|(i, s)| record(i, *s)).collect();
 
         let one = tempfile::tempdir().unwrap();
-        write_files(one.path(), &[records.clone()]);
+        write_files(one.path(), std::slice::from_ref(&records));
         let base = analyse(one.path(), 1);
 
         // Shuffle the records (a fixed-seed Fisher-Yates) and deal them into files.
