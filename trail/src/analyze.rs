@@ -109,7 +109,7 @@ pub fn merge(collectors: Vec<Collector>) -> Merged {
 fn bucket_rows(map: &BTreeMap<i64, (u64, u64, u64)>, bucket_ms: u64) -> Vec<Bucket> {
     map.iter()
         .map(|(&b, &(writes, conflicts, incidents))| Bucket {
-            start: format(b * (bucket_ms as i64) / 1000),
+            start: format(b.saturating_mul(i64::try_from(bucket_ms).unwrap_or(i64::MAX)) / 1000),
             writes,
             conflicts,
             conflict_permille: (conflicts * 1000).checked_div(writes).unwrap_or(0),
@@ -119,8 +119,9 @@ fn bucket_rows(map: &BTreeMap<i64, (u64, u64, u64)>, bucket_ms: u64) -> Vec<Buck
 }
 
 fn bucket_of(t: i64, bucket_ms: u64) -> i64 {
-    // `t` in seconds; buckets of `bucket_ms` aligned to the epoch.
-    (t * 1000).div_euclid(bucket_ms.max(1) as i64)
+    // `t` in seconds (a 4-digit year, so `* 1000` cannot overflow); buckets of
+    // `bucket_ms` aligned to the epoch.
+    (t * 1000).div_euclid(i64::try_from(bucket_ms.max(1)).unwrap_or(i64::MAX))
 }
 
 /// Build the report. `reading` and `settings` are passed through.
