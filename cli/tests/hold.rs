@@ -1,4 +1,5 @@
-//! `writelane hold` as real processes on the file store: a killed holder, a forced release,
+//! `writelane hold` as real processes on the file store: a killed holder (and what its
+//! command started), the reaper's exit on normal paths, a forced release,
 //! SIGTERM, crossed entity orders, and bad input. Leases are short (2 s) so takeovers
 //! take seconds.
 
@@ -217,6 +218,102 @@ fn kill_9_of_hold_stops_its_command_and_the_next_holder_takes_over_after_the_lea
     assert_eq!(dir.record("role/x").unwrap().owner, "");
 }
 
+/// The reaper hold `hold_pid` started (its child run with `--internal-reaper`), if any.
+fn reaper_of(hold_pid: u32) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After "(comm)": state, then the parent's pid.
+            let ppid: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == hold_pid && is_reaper(pid)).then_some(pid)
+        })
+}
+
+/// Whether `pid` is a live reaper (a pid reused since is not).
+fn is_reaper(pid: i32) -> bool {
+    !dead(pid)
+        && std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == b"--internal-reaper"))
+}
+
+/// `dead` within `limit`, polled every 10 ms.
+fn dead_within(pid: i32, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if dead(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    dead(pid)
+}
+
+#[test]
+fn kill_9_of_hold_kills_what_its_command_started_too_and_the_next_holder_takes_over() {
+    let dir = Dir::new("kill9-grandchild");
+    let pidfile = dir.path("pid");
+    // CI steps run through a shell: the process doing the writes is the shell's child.
+    let first = spawn(
+        &dir,
+        &[],
+        &["role/gc"],
+        &format!("sleep 300 & echo $! > {}; wait", pidfile.display()),
+    );
+    let grandchild: i32 = wait_for_file(&pidfile).trim().parse().unwrap();
+    let reaper = reaper_of(first.id()).expect("a reaper runs beside the command");
+    assert!(!dead(grandchild));
+    signal(first.id(), libc::SIGKILL);
+    wait_output(first, Duration::from_secs(5));
+    assert!(
+        dead_within(grandchild, Duration::from_secs(2)),
+        "the command's child {grandchild} outlived its killed holder"
+    );
+    assert!(
+        dead_within(reaper, Duration::from_secs(2)),
+        "the reaper {reaper} stayed"
+    );
+    assert_eq!(dir.record("role/gc").unwrap().epoch, 1, "left held");
+    let out = hold(&dir, &["--wait", "20s"], &["role/gc"], &["true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rec = dir.record("role/gc").unwrap();
+    assert_eq!(
+        (rec.epoch, rec.owner.as_str()),
+        (2, ""),
+        "taken over, released"
+    );
+}
+
+#[test]
+fn a_normal_run_leaves_no_reaper_behind_and_keeps_its_exit_code() {
+    let dir = Dir::new("reaper-exits");
+    let pidfile = dir.path("hold-pid");
+    let child = spawn(
+        &dir,
+        &[],
+        &["role/r"],
+        &format!("echo $PPID > {}; sleep 0.3; exit 4", pidfile.display()),
+    );
+    let hold_pid: u32 = wait_for_file(&pidfile).trim().parse().unwrap();
+    assert_eq!(hold_pid, child.id());
+    let reaper = reaper_of(hold_pid).expect("a reaper runs beside the command");
+    let out = wait_output(child, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    // hold waits for its reaper before exiting: it is gone already, not merely orphaned.
+    assert!(!is_reaper(reaper), "reaper {reaper} left running");
+    assert_eq!(dir.record("role/r").unwrap().owner, "");
+}
+
 #[test]
 fn a_forced_release_stops_the_command_and_exits_lease_lost() {
     let dir = Dir::new("force");
@@ -231,11 +328,13 @@ fn a_forced_release_stops_the_command_and_exits_lease_lost() {
         ),
     );
     wait_for_file(&log);
+    let reaper = reaper_of(child.id()).expect("a reaper runs beside the command");
     let store = FileStore::new(dir.path("leases.json"));
     let evicted = force_release(&store, "role/f");
     assert_eq!(evicted.epoch, 2);
     let out = wait_output(child, Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(76), "{}", stderr(&out));
+    assert!(!is_reaper(reaper), "reaper {reaper} left running");
     assert!(dir.read("log").ends_with("term\n"), "{}", dir.read("log"));
     let err = stderr(&out);
     assert!(err.contains("the lease of role/f was lost"), "{err}");

@@ -1,10 +1,14 @@
 //! The command `hold` runs: started in a process group of its own, so signals reach
-//! everything it started; stopped when its holder dies (Linux) or loses the lease.
+//! everything it started; stopped when its holder loses the lease, and killed, group and
+//! all, when its holder dies (see [`super::reaper`]).
 
 use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
+
+use super::reaper;
 
 /// A running command, the leader of its own process group.
 pub struct Child {
@@ -39,10 +43,11 @@ fn give_terminal(pgid: libc::pid_t) {
     }
 }
 
-/// Start `argv` with `env` added to the environment, in a new process group. On Linux
-/// the command gets SIGKILL if `hold` dies first (`PR_SET_PDEATHSIG`), so a `kill -9` of
-/// `hold` never leaves it running without a lease.
-pub fn spawn(argv: &[String], env: &[(String, String)]) -> io::Result<Child> {
+/// Start `argv` with `env` added to the environment, in a new process group, whose id the
+/// new process writes to the reaper's pipe `reaper_fd` before `exec`. On Linux the direct
+/// child also gets SIGKILL from the kernel if `hold` dies first (`PR_SET_PDEATHSIG`), which
+/// covers a death before that write; the reaper covers the rest of the group.
+pub fn spawn(argv: &[String], env: &[(String, String)], reaper_fd: RawFd) -> io::Result<Child> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command"))?;
@@ -78,9 +83,15 @@ pub fn spawn(argv: &[String], env: &[(String, String)]) -> io::Result<Child> {
                 if libc::getppid() != parent {
                     return Err(io::Error::from_raw_os_error(libc::ESRCH));
                 }
-                Ok(())
+                reaper::announce_group(reaper_fd)
             });
         }
+    }
+    #[cfg(not(target_os = "linux"))]
+    // SAFETY: the closure runs in the forked child before exec; announce_group calls only
+    // async-signal-safe functions and allocates nothing.
+    unsafe {
+        command.pre_exec(move || reaper::announce_group(reaper_fd));
     }
     let child = command.spawn()?;
     let pgid = child

@@ -6,9 +6,15 @@
 //! entities acquired in sorted order, renewed until the command exits. This module is the
 //! process side: arguments, progress lines, the child in its own process group, signals,
 //! and exit codes.
+//!
+//! No process of the command outlives hold: when hold exits it has stopped the command,
+//! and when hold is killed (`kill -9`, OOM) a reaper process, hold's own binary run with
+//! the hidden flag `--internal-reaper` (not shown in `--help`), sends SIGKILL to the
+//! command's whole process group, grandchildren included. See [`reaper`].
 
 mod child;
 mod holder;
+mod reaper;
 mod store;
 
 use std::process::ExitCode;
@@ -32,8 +38,10 @@ The command runs in a process group of its own, with these variables added:
   WRITELANE_HOLDER     the holder text stored in the lease records
 SIGINT, SIGTERM and SIGHUP sent to hold are forwarded to the command's group. Run from a
 terminal, the command's group gets the terminal while it runs (it can prompt; Ctrl-C
-reaches it). On Linux the command gets SIGKILL if hold dies. If a lease is lost while the command runs, its group
-gets SIGTERM, then SIGKILL after --grace, and hold exits 76.
+reaches it). If hold dies (kill -9, OOM), the command's whole group, grandchildren
+included, gets SIGKILL from a small reaper process hold starts with it. If a lease is lost
+while the command runs, its group gets SIGTERM, then SIGKILL after --grace, and hold
+exits 76.
 
 hold exits with the command's exit code, or 128+n when signal n ended it; 126 when the
 command cannot be run, 127 when it is not found.
@@ -75,15 +83,26 @@ pub struct HoldArgs {
     #[arg(long, value_name = "JSON|FILE")]
     policy: Option<String>,
     /// The entities to hold (lease keys, such as role ARNs), acquired in sorted order.
-    #[arg(value_name = "ENTITY", required = true, value_parser = parse_entity)]
+    #[arg(
+        value_name = "ENTITY",
+        required_unless_present = "internal_reaper",
+        value_parser = parse_entity
+    )]
     entities: Vec<String>,
     /// The command to run while holding them, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+    /// Run as the reaper of another hold's command, reading its pipe on stdin: started by
+    /// hold itself, never by people, so hidden from `--help`.
+    #[arg(long = reaper::FLAG, hide = true, exclusive = true)]
+    internal_reaper: bool,
 }
 
 /// Run `writelane hold`.
 pub fn run(args: HoldArgs) -> Result<ExitCode, Failure> {
+    if args.internal_reaper {
+        return Ok(reaper::serve());
+    }
     if args.command.is_empty() {
         return Err(Failure::usage(
             "no command after --: write the command to run last, as in \
@@ -196,9 +215,20 @@ impl Job {
             env.push((format!("WRITELANE_ENTITY_{}", n + 1), entity.clone()));
             env.push((format!("WRITELANE_FENCE_{}", n + 1), epoch.to_string()));
         }
-        let mut child = match child::spawn(&self.command, &env) {
+        let reaper = match reaper::start() {
+            Ok(reaper) => reaper,
+            Err(e) => {
+                let _ = holding.release().await;
+                return Err(Failure::software(format!(
+                    "cannot start the process that stops the command if hold dies: {e}; \
+                     nothing was run"
+                )));
+            }
+        };
+        let mut child = match child::spawn(&self.command, &env, reaper.announce_fd()) {
             Ok(child) => child,
             Err(e) => {
+                reaper.finish().await;
                 let _ = holding.release().await;
                 let code = if e.kind() == std::io::ErrorKind::NotFound {
                     127
@@ -221,7 +251,7 @@ impl Job {
         if ended.is_ok() {
             child.take_terminal();
         }
-        match ended {
+        let result = match ended {
             Ok(Ok(status)) => {
                 // Anything the command left running in its group would outlive the lease.
                 child.signal_group(libc::SIGTERM);
@@ -265,7 +295,11 @@ impl Job {
                     format!("{}; the command was stopped: {how}", lost_text(&lost)),
                 ))
             }
-        }
+        };
+        // Only now, with the command's group dealt with and the leases released: were hold
+        // killed before this point, the reaper would kill the group.
+        reaper.finish().await;
+        result
     }
 
     /// The failure that ends a hold whose leases were not all acquired, if any.
