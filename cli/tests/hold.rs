@@ -262,19 +262,29 @@ fn kill_9_of_hold_kills_what_its_command_started_too_and_the_next_holder_takes_o
     let dir = Dir::new("kill9-grandchild");
     let pidfile = dir.path("pid");
     // CI steps run through a shell: the process doing the writes is the shell's child.
-    let first = spawn(
-        &dir,
-        &[],
-        &["role/gc"],
-        &format!("sleep 300 & echo $! > {}; wait", pidfile.display()),
-    );
+    // Its output goes nowhere, so nothing here waits on pipes a survivor would hold open.
+    let script = sh(&format!(
+        "sleep 300 & echo $! > {}; wait",
+        pidfile.display()
+    ));
+    let script: Vec<&str> = script.iter().map(String::as_str).collect();
+    let mut first = hold(&dir, &[], &["role/gc"], &script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let grandchild: i32 = wait_for_file(&pidfile).trim().parse().unwrap();
     let reaper = reaper_of(first.id()).expect("a reaper runs beside the command");
     assert!(!dead(grandchild));
     signal(first.id(), libc::SIGKILL);
-    wait_output(first, Duration::from_secs(5));
+    first.wait().unwrap();
+    let gone = dead_within(grandchild, Duration::from_secs(2));
+    if !gone {
+        // Not left running after the test fails.
+        signal(grandchild as u32, libc::SIGKILL);
+    }
     assert!(
-        dead_within(grandchild, Duration::from_secs(2)),
+        gone,
         "the command's child {grandchild} outlived its killed holder"
     );
     assert!(
