@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use flate2::read::MultiGzDecoder;
+use flate2::bufread::MultiGzDecoder;
 
 use crate::collect::{Collector, FileScan, Filter};
 use crate::record::read_records;
@@ -359,6 +359,8 @@ fn read_unit(
         }
     }
     let bytes: &[u8] = if raw.starts_with(&[0x1f, 0x8b]) {
+        // The buffered decoder reads the compressed bytes in place (no copy into a
+        // reader's buffer first).
         MultiGzDecoder::new(&raw[..])
             .read_to_end(text)
             .map_err(|e| {
