@@ -325,6 +325,21 @@ fn a_normal_run_leaves_no_reaper_behind_and_keeps_its_exit_code() {
 }
 
 #[test]
+fn the_reapers_flag_is_hidden_and_takes_nothing_else() {
+    let help = Command::new(BIN).args(["hold", "--help"]).output().unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("reaper process"), "{help}");
+    assert!(!help.contains("--internal-reaper"), "{help}");
+    let dir = Dir::new("reaper-flag");
+    let out = hold(&dir, &["--internal-reaper"], &["role/x"], &["true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert_eq!(dir.record("role/x"), None, "nothing was held");
+}
+
+#[test]
 fn a_forced_release_stops_the_command_and_exits_lease_lost() {
     let dir = Dir::new("force");
     let log = dir.path("log");

@@ -15,10 +15,12 @@
 //! pipe:
 //!
 //! - `P` and the command's process group id (4 bytes, native order), written by the
-//!   command's own process between `fork` and `exec`, after it made its group and (Linux)
-//!   armed `PR_SET_PDEATHSIG`. So the reaper knows the group before the command can start
-//!   anything, and if hold dies before that write the direct child is killed by the
-//!   kernel before it runs anything.
+//!   command's own process between `fork` and `exec`, after it made its group (and, on
+//!   Linux, armed `PR_SET_PDEATHSIG`). So the reaper knows the group before the command
+//!   can start anything. There is no window in which hold's death goes unseen: the reaper
+//!   starts before the command's `fork`, and the forked process holds its own copy of the
+//!   write end until `exec` closes it, so end of file cannot come before the group was
+//!   written (or the process failed to start).
 //! - `D`, written by hold when it has dealt with the command itself (the command exited,
 //!   was stopped after a lost lease, or never started): the reaper exits without killing.
 //!
@@ -64,9 +66,9 @@ pub struct Reaper {
 pub fn start() -> io::Result<Reaper> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: pipe writes two new descriptors into the array it is given.
-    #[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "netbsd"))]
+    #[cfg(target_os = "linux")]
     let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    #[cfg(not(any(target_os = "linux", target_os = "freebsd", target_os = "netbsd")))]
+    #[cfg(not(target_os = "linux"))]
     // SAFETY: as above; close-on-exec is set at once below, and hold starts no other
     // process meanwhile (its runtime has one thread).
     let made = unsafe {
