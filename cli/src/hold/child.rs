@@ -88,10 +88,12 @@ pub fn spawn(argv: &[String], env: &[(String, String)], reaper_fd: RawFd) -> io:
         }
     }
     #[cfg(not(target_os = "linux"))]
-    // SAFETY: the closure runs in the forked child before exec; announce_group calls only
-    // async-signal-safe functions and allocates nothing.
-    unsafe {
-        command.pre_exec(move || reaper::announce_group(reaper_fd));
+    {
+        // SAFETY: the closure runs in the forked child before exec; announce_group calls
+        // only async-signal-safe functions and allocates nothing.
+        unsafe {
+            command.pre_exec(move || reaper::announce_group(reaper_fd));
+        }
     }
     let child = command.spawn()?;
     let pgid = child
