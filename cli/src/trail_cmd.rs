@@ -161,7 +161,8 @@ pub fn run(args: TrailArgs) -> Result<ExitCode, Failure> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(failure)?;
     let report = analyze(&inputs, &options).map_err(failure)?;
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout is line-buffered, and a large report has millions of lines.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let written = if args.json {
         serde_json::to_writer_pretty(&mut out, &report)
             .map_err(std::io::Error::from)
