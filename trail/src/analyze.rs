@@ -65,11 +65,14 @@ pub fn merge(collectors: Vec<Collector>) -> Merged {
         .enumerate()
         .map(|(i, s)| (&**s, u32::try_from(i).unwrap_or(u32::MAX)))
         .collect();
-    // Reserved whole, so merging holds the result and one thread's events at most.
-    let mut events = Vec::with_capacity(collectors.iter().map(|c| c.events.len()).sum());
+    // Ids are rewritten in place and each thread's events appended to the largest
+    // thread's vector, so merging never holds two copies of the events.
+    let mut collectors = collectors;
+    collectors.sort_by_key(|c| std::cmp::Reverse(c.events.len()));
+    let mut events: Vec<Event> = Vec::new();
     let mut statements = HashMap::new();
     let mut counts = Counts::default();
-    for c in collectors {
+    for mut c in collectors {
         let map: Vec<u32> = c
             .strings
             .strings
@@ -77,18 +80,25 @@ pub fn merge(collectors: Vec<Collector>) -> Merged {
             .map(|s| if s.is_empty() { 0 } else { rank[&**s] })
             .collect();
         let m = |id: u32| map[id as usize];
-        events.extend(c.events.iter().map(|e| Event {
-            entity: m(e.entity),
-            writer: m(e.writer),
-            action: m(e.action),
-            error: m(e.error),
-            slot: m(e.slot),
-            token: m(e.token),
-            run: m(e.run),
-            tool: m(e.tool),
-            retry: m(e.retry),
-            ..*e
-        }));
+        for e in c.events.iter_mut() {
+            *e = Event {
+                entity: m(e.entity),
+                writer: m(e.writer),
+                action: m(e.action),
+                error: m(e.error),
+                slot: m(e.slot),
+                token: m(e.token),
+                run: m(e.run),
+                tool: m(e.tool),
+                retry: m(e.retry),
+                ..*e
+            };
+        }
+        if events.is_empty() {
+            events = std::mem::take(&mut c.events);
+        } else {
+            events.append(&mut c.events);
+        }
         for (token, list) in c.statements {
             statements.entry(m(token)).or_insert(list);
         }
