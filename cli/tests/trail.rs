@@ -117,7 +117,10 @@ fn wrong_arguments_exit_64() {
 #[test]
 #[cfg(not(feature = "s3"))]
 fn an_s3_input_without_the_s3_feature_exits_78() {
-    let out = writelane().args(["trail", "s3://bucket/AWSLogs/"]).output().unwrap();
+    let out = writelane()
+        .args(["trail", "s3://bucket/AWSLogs/"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("s3 feature"));
 }
