@@ -338,3 +338,49 @@ fn the_json_report_round_trips() {
     );
     assert!(text.contains("immediate replay: drift-remediator repeated PutRolePolicy 4 times"));
 }
+
+#[test]
+fn a_source_added_takes_its_entity_from_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = |t: &str, role: &str, id: &str, error: &str| {
+        format!(
+            r#"{{"eventVersion":"1.09","eventTime":"2026-11-30T12:00:{t}Z","eventSource":"s3.amazonaws.com","eventName":"PutBucketPolicy","eventID":"{id}","readOnly":false,"recipientAccountId":"111122223333",{error}"userIdentity":{{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/{role}/r","sessionContext":{{"sessionIssuer":{{"arn":"arn:aws:iam::111122223333:role/{role}"}}}}}},"requestParameters":{{"bucketName":"logs"}},"resources":[{{"accountId":"111122223333","type":"AWS::S3::Bucket","ARN":"arn:aws:s3:::logs"}}]}}"#
+        ) + "\n"
+    };
+    let body = rec("01", "deploy-pipeline", "a", "")
+        + &rec(
+            "03",
+            "drift-remediator",
+            "b",
+            r#""errorCode":"OperationAborted","#,
+        )
+        + &rec("04", "drift-remediator", "c", "");
+    std::fs::write(dir.path().join("s3.jsonl"), body).unwrap();
+    let input = [Input::Path(dir.path().to_path_buf())];
+    let without = run(&input);
+    assert_eq!(
+        (without.totals.writes, without.totals.other_sources),
+        (0, 3)
+    );
+    let with = run_with(
+        &input,
+        Knobs::default(),
+        Filter {
+            extra_sources: vec!["s3.amazonaws.com".into()],
+            ..Filter::default()
+        },
+    );
+    assert_eq!(with.totals.writes, 3);
+    assert_eq!(
+        with.settings.sources,
+        ["iam.amazonaws.com", "s3.amazonaws.com"]
+    );
+    let e = &with.entities[0];
+    assert_eq!(e.id, "111122223333:AWS::S3::Bucket/arn:aws:s3:::logs");
+    assert_eq!(
+        (e.kind.as_str(), e.name.as_str()),
+        ("AWS::S3::Bucket", "arn:aws:s3:::logs")
+    );
+    assert_eq!(e.incidents.len(), 1);
+    assert_eq!(e.other_errors.get("OperationAborted"), Some(&1));
+}
