@@ -136,6 +136,111 @@ fn bucket_of(t: i64, bucket_ms: u64) -> i64 {
 
 /// Build the report. `reading` and `settings` are passed through.
 pub fn report(merged: &Merged, knobs: &Knobs, settings: Settings, reading: Reading) -> Report {
+    build(merged, knobs, settings, reading, None)
+}
+
+/// The report without timelines, and for each merged event (in their order) whether it
+/// belongs to an immediate replay: what [`write_json_streaming`] needs.
+pub fn report_with_marks(
+    merged: &Merged,
+    knobs: &Knobs,
+    settings: Settings,
+    reading: Reading,
+) -> (Report, Vec<bool>) {
+    let mut knobs = knobs.clone();
+    knobs.timeline = false;
+    let mut marks = Vec::with_capacity(merged.events.len());
+    let report = build(merged, &knobs, settings, reading, Some(&mut marks));
+    (report, marks)
+}
+
+/// One write as a timeline entry.
+fn timeline_event(merged: &Merged, e: &Event, replay: bool) -> TimelineEvent {
+    let s = |id: u32| -> String { merged.strings[id as usize].to_string() };
+    TimelineEvent {
+        time: format(e.t),
+        epoch_s: e.t,
+        writer: s(e.writer),
+        run: (e.run != 0).then(|| s(e.run)),
+        action: s(e.action),
+        outcome: match e.outcome {
+            OK => "ok",
+            CONFLICT => "conflict",
+            _ => "error",
+        }
+        .to_string(),
+        error_code: (e.error != 0).then(|| s(e.error)),
+        replay,
+        revision: (e.token != 0).then(|| s(e.token)),
+    }
+}
+
+/// Write `report` (made without timelines) as compact JSON, each entity's timeline made
+/// entry by entry from the merged events as it is written, so the timelines never exist
+/// all at once. The text is what serializing the report with its timelines gives.
+pub fn write_json_streaming(
+    merged: &Merged,
+    report_without_timelines: &Report,
+    marks: &[bool],
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let mut ranges: HashMap<&str, (usize, usize)> = HashMap::new();
+    let mut start = 0;
+    while start < merged.events.len() {
+        let entity = merged.events[start].entity;
+        let mut end = start;
+        while end < merged.events.len() && merged.events[end].entity == entity {
+            end += 1;
+        }
+        ranges.insert(&merged.strings[entity as usize], (start, end));
+        start = end;
+    }
+    let mut shell = report_without_timelines.clone();
+    let entities = std::mem::take(&mut shell.entities);
+    let text = serde_json::to_string(&shell)?;
+    let marker = "\"entities\":[],\"writers\":";
+    let Some(at) = text.find(marker) else {
+        return serde_json::to_writer(&mut *out, report_without_timelines).map_err(Into::into);
+    };
+    let (head, tail) = text.split_at(at + "\"entities\":[".len());
+    out.write_all(head.as_bytes())?;
+    for (i, e) in entities.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        let text = serde_json::to_string(e)?;
+        let end = "\"timeline\":[]}";
+        match (text.strip_suffix(end), ranges.get(e.id.as_str())) {
+            (Some(body), Some(&(from, to))) => {
+                out.write_all(body.as_bytes())?;
+                out.write_all(b"\"timeline\":[")?;
+                for k in from..to {
+                    if k > from {
+                        out.write_all(b",")?;
+                    }
+                    let entry = timeline_event(
+                        merged,
+                        &merged.events[k],
+                        marks.get(k).copied().unwrap_or(false),
+                    );
+                    serde_json::to_writer(&mut *out, &entry)?;
+                }
+                out.write_all(b"]}")?;
+            }
+            _ => out.write_all(text.as_bytes())?,
+        }
+    }
+    out.write_all(tail.as_bytes())?;
+    Ok(())
+}
+
+fn build(
+    merged: &Merged,
+    knobs: &Knobs,
+    settings: Settings,
+    reading: Reading,
+    mut marks: Option<&mut Vec<bool>>,
+) -> Report {
     let s = |id: u32| -> String { merged.strings[id as usize].to_string() };
     let ev = &merged.events;
     let mut entities = Vec::new();
@@ -425,24 +530,12 @@ pub fn report(merged: &Merged, knobs: &Knobs, settings: Settings, reading: Readi
             group
                 .iter()
                 .zip(&replay_mark)
-                .map(|(e, &replay)| TimelineEvent {
-                    time: format(e.t),
-                    epoch_s: e.t,
-                    writer: s(e.writer),
-                    run: (e.run != 0).then(|| s(e.run)),
-                    action: s(e.action),
-                    outcome: match e.outcome {
-                        OK => "ok",
-                        CONFLICT => "conflict",
-                        _ => "error",
-                    }
-                    .to_string(),
-                    error_code: (e.error != 0).then(|| s(e.error)),
-                    replay,
-                    revision: (e.token != 0).then(|| s(e.token)),
-                })
+                .map(|(e, &replay)| timeline_event(merged, e, replay))
                 .collect()
         };
+        if let Some(marks) = marks.as_mut() {
+            marks.extend_from_slice(&replay_mark);
+        }
 
         let id = s(entity);
         let key = EntityKey::from_id(&id);

@@ -51,6 +51,12 @@ pub enum TrailError {
         /// The input as given.
         input: String,
     },
+    /// Writing the report failed (a closed pipe, a full disk).
+    #[error("writing the report: {reason}")]
+    Output {
+        /// What the system said.
+        reason: String,
+    },
     /// Listing an S3 prefix failed (no credentials, no such bucket, unreachable).
     #[error("input {input}: {reason}")]
     S3 {
@@ -90,6 +96,33 @@ impl Default for Options {
 /// Read `inputs` and analyse them. Bad files and records are skipped and listed in
 /// [`report::Reading::problems`]; only wrong inputs fail the whole run.
 pub fn analyze(inputs: &[Input], options: &Options) -> Result<Report, TrailError> {
+    let (merged, settings, reading) = read_and_merge(inputs, options)?;
+    Ok(analyze::report(&merged, &options.knobs, settings, reading))
+}
+
+/// [`analyze`], writing the report as compact JSON to `out` with every entity's timeline
+/// (whatever `options.knobs.timeline` says), made entry by entry as it is written: the
+/// timelines, which grow with the trail's writes, are never all in memory. Returns the
+/// report without its timelines.
+pub fn analyze_to_json(
+    inputs: &[Input],
+    options: &Options,
+    out: &mut dyn std::io::Write,
+) -> Result<Report, TrailError> {
+    let (merged, settings, reading) = read_and_merge(inputs, options)?;
+    let (report, marks) = analyze::report_with_marks(&merged, &options.knobs, settings, reading);
+    analyze::write_json_streaming(&merged, &report, &marks, out).map_err(|e| {
+        TrailError::Output {
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(report)
+}
+
+fn read_and_merge(
+    inputs: &[Input],
+    options: &Options,
+) -> Result<(analyze::Merged, report::Settings, report::Reading), TrailError> {
     let mut problems = Vec::new();
     let mut units = read::expand_paths(inputs, &mut problems)?;
     #[cfg(feature = "s3")]
@@ -176,5 +209,5 @@ pub fn analyze(inputs: &[Input], options: &Options) -> Result<Report, TrailError
         records_skipped: merged.counts.records_skipped,
         problems: all_problems,
     };
-    Ok(analyze::report(&merged, k, settings, reading))
+    Ok((merged, settings, reading))
 }

@@ -384,3 +384,27 @@ fn a_source_added_takes_its_entity_from_resources() {
     assert_eq!(e.incidents.len(), 1);
     assert_eq!(e.other_errors.get("OperationAborted"), Some(&1));
 }
+
+#[test]
+fn streamed_json_is_the_report_with_its_timelines() {
+    let inputs = [fixture("trail"), fixture("bad")];
+    let options = Options {
+        knobs: Knobs {
+            bucket_ms: Some(60_000),
+            ..Knobs::default()
+        },
+        ..Options::default()
+    };
+    let full = analyze(&inputs, &options).unwrap();
+    assert!(full
+        .entities
+        .iter()
+        .all(|e| e.timeline.len() as u64 == e.writes));
+    let mut out = Vec::new();
+    let shell = writelane_trail::analyze_to_json(&inputs, &options, &mut out).unwrap();
+    assert!(shell.entities.iter().all(|e| e.timeline.is_empty()));
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        serde_json::to_string(&full).unwrap()
+    );
+}
