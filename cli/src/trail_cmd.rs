@@ -160,19 +160,31 @@ pub fn run(args: TrailArgs) -> Result<ExitCode, Failure> {
         .map(|i| Input::parse(i))
         .collect::<Result<Vec<_>, _>>()
         .map_err(failure)?;
-    let report = analyze(&inputs, &options).map_err(failure)?;
     // Buffered: stdout is line-buffered, and a large report has millions of lines.
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let written = if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out))
+    let write_failed = |e: std::io::Error| Failure::software(format!("writing the report: {e}"));
+    let report = if args.json && args.html.is_none() {
+        // Streamed: every write's timeline entry is made as it is written, so memory does
+        // not grow with the trail's writes.
+        let report =
+            writelane_trail::analyze_to_json(&inputs, &options, &mut out).map_err(failure)?;
+        writeln!(out)
+            .and_then(|()| out.flush())
+            .map_err(write_failed)?;
+        report
     } else {
-        write!(out, "{}", writelane_trail::render::text(&report, args.top))
-    };
-    written
+        let report = analyze(&inputs, &options).map_err(failure)?;
+        if args.json {
+            serde_json::to_writer(&mut out, &report)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(out))
+        } else {
+            write!(out, "{}", writelane_trail::render::text(&report, args.top))
+        }
         .and_then(|()| out.flush())
-        .map_err(|e| Failure::software(format!("writing the report: {e}")))?;
+        .map_err(write_failed)?;
+        report
+    };
     if let Some(path) = &args.html {
         std::fs::write(path, writelane_trail::html::render(&report))
             .map_err(|e| Failure::usage(format!("--html: cannot write {}: {e}", path.display())))?;
@@ -196,5 +208,6 @@ fn failure(e: TrailError) -> Failure {
             Failure::new(writelane_cli::exit::EX_CONFIG, e.to_string())
         }
         TrailError::S3 { .. } => Failure::unavailable(e.to_string()),
+        TrailError::Output { .. } => Failure::software(e.to_string()),
     }
 }
