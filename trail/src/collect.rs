@@ -1,6 +1,6 @@
 //! Turning records into compact write events, one collector per reading thread.
 //!
-//! A write is kept as an [`Event`] of integers (about 80 bytes) with its strings interned
+//! A write is kept as an [`Event`] of integers (64 bytes) with its strings interned
 //! per thread, so memory grows with the number of writes, not with the bytes read. Each
 //! file's events are held apart until the file has been read to its end, so a file that
 //! fails half-way is skipped whole, as its problem report says.
