@@ -80,10 +80,22 @@ pub fn entities_of(record: &RecordIn<'_>, account: &str, source: &str) -> Entiti
     match op.entities(&params, &ctx) {
         Ok(list) if !list.is_empty() => Entities::Keys(
             list.into_iter()
-                .map(|e| EntityKey {
-                    account: e.account.unwrap_or_else(|| account.to_string()),
-                    kind: e.entity_type.as_str().to_string(),
-                    name: e.name,
+                .map(|e| {
+                    // An AWS managed policy (`arn:aws:iam::aws:policy/...`) is attached in
+                    // each account apart: its writes belong to the account they are made
+                    // in, or writers of unrelated accounts would seem to collide on it.
+                    let (account, name) = match e.account {
+                        Some(owner) if owner == "aws" => {
+                            (account.to_string(), format!("aws:{}", e.name))
+                        }
+                        Some(owner) => (owner, e.name),
+                        None => (account.to_string(), e.name),
+                    };
+                    EntityKey {
+                        account,
+                        kind: e.entity_type.as_str().to_string(),
+                        name,
+                    }
                 })
                 .collect(),
         ),
@@ -496,6 +508,16 @@ mod tests {
                 r#"{"eventName":"CreateAccessKey","requestParameters":null,"userIdentity":{"type":"IAMUser","userName":"carol"}}"#
             ),
             ["111122223333:user/carol"]
+        );
+        assert_eq!(
+            keys(
+                r#"{"eventName":"AttachRolePolicy","requestParameters":{"roleName":"deploy","policyArn":"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}}"#
+            ),
+            // In the core table's key order (the role's ARN sorts first).
+            [
+                "111122223333:role/deploy",
+                "111122223333:policy/aws:AWSLambdaBasicExecutionRole"
+            ]
         );
         assert_eq!(keys(r#"{"eventName":"AddRoleToInstanceProfile","requestParameters":{"roleName":"r","instanceProfileName":"ip"}}"#).len(), 2);
         assert_eq!(

@@ -262,7 +262,9 @@ fn filters_keep_what_they_name() {
         ..Filter::default()
     });
     assert!(r.entities.iter().all(|e| e.account == "444455556666"));
-    assert_eq!(r.entities.len(), 1);
+    // The role, and the AWS managed policy attached in that account.
+    let ids: Vec<&str> = r.entities.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, [APP_OTHER, "444455556666:policy/aws:ReadOnlyAccess"]);
     assert_eq!(r.totals.filtered_out, 10);
     let r = only(Filter {
         entities: vec!["*:role/app-*".into()],
