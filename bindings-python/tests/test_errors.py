@@ -261,7 +261,17 @@ def test_policy_token_forms_agree() -> None:
 # -- interrupts ------------------------------------------------------------------------------
 
 
-def test_keyboard_interrupt_during_backoff_releases_the_lane() -> None:
+@pytest.fixture
+def ctrl_c_raises() -> Any:
+    """SIGINT raises KeyboardInterrupt, as at a terminal. A shell starting the tests as a
+    background job (`cmd &` without job control) makes SIGINT ignored, and Python then
+    installs no handler of its own."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_keyboard_interrupt_during_backoff_releases_the_lane(ctrl_c_raises: None) -> None:
     policy = {"preset": "iam", "retry": {"conflict": {"base_ms": 3000, "cap_ms": 3000, "jitter": "none"}}}
     lane = writelane.Lane(policy, seed=1, classify=conflict_classifier)
     entity = "role/interrupted"
