@@ -9,8 +9,6 @@
 #
 # Suites:
 #   rust    cargo fmt --check, clippy and cargo test of the whole workspace
-#   trail   writelane trail's HTML report in headless Chromium (Debian's, installed when
-#           missing): trail/test-html.sh
 #   python  bindings-python: setup.sh, then test.sh
 #   node    bindings-wasm: setup.sh, then test.sh
 #   c       bindings-c (the C ABI): setup.sh, then test.sh
@@ -18,6 +16,9 @@
 #   lane    the Rust driver crate and the writelane CLI with every store feature, against
 #           redis-server and a moto server that lane/test.sh starts (moto from the python
 #           suite's venv when it exists)
+#   trail   writelane trail: its HTML report in headless Chromium (Debian's, installed when
+#           missing; trail/test-html.sh) and its s3:// input on moto (trail/test-s3.sh, with
+#           the python suite's venv)
 #   mixed   Python, Node and Go writers and `writelane hold` sharing one lease (uses what
 #           python, node and go built: run it with them, e.g.
 #           `bash scripts/test-all.sh python node go mixed`)
@@ -29,17 +30,17 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-suites=(rust trail python node c go lane mixed)
+suites=(rust python node c go lane trail mixed)
 
 describe() {
   case $1 in
     rust) echo "rust: fmt, clippy, tests, vectors" ;;
-    trail) echo "trail: the HTML report of writelane trail in headless Chromium" ;;
     python) echo "python: bindings-python" ;;
     node) echo "node: bindings-wasm" ;;
     c) echo "c: bindings-c, the C ABI" ;;
     go) echo "go: bindings-c/go, the Go package and its e2e tests" ;;
     lane) echo "lane: the Rust driver and the CLI with every store (redis, DynamoDB and S3 on moto)" ;;
+    trail) echo "trail: writelane trail's HTML report in headless Chromium and its s3:// input on moto" ;;
     mixed) echo "mixed: Python, Node and Go writers and writelane hold sharing one lease" ;;
   esac
 }
@@ -94,7 +95,6 @@ suite_rust() {
     cargo clippy --workspace --all-targets --locked -- -D warnings &&
     cargo test --workspace --locked
 }
-suite_trail() { bash trail/test-html.sh; }
 # The IAM entity table in the core is generated from botocore's IAM model (pinned in the
 # venv): --check fails when the committed table no longer matches it.
 suite_python() {
@@ -105,6 +105,7 @@ suite_node() { setup bindings-wasm && bash bindings-wasm/test.sh; }
 suite_c() { setup bindings-c && bash bindings-c/test.sh; }
 suite_go() { setup bindings-c && bash bindings-c/go/test.sh; }
 suite_lane() { bash lane/test.sh; }
+suite_trail() { bash trail/test-html.sh && bash trail/test-s3.sh; }
 
 # Writers in three languages sharing one lease store: needs the Python wheel installed, the
 # npm package built and the C library the Go writer links.
