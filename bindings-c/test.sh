@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the C ABI of bindings-c: the Rust unit tests, the header and status-table
-# checks, the conformance vectors and bad-input tests in C under plain, AddressSanitizer
-# and valgrind builds, the examples and the README's example built through pkg-config.
+# checks (every macro and enum constant compiled in C and C++), the conformance vectors and
+# bad-input tests in C under plain, AddressSanitizer and valgrind builds, the examples and
+# the README's example built through pkg-config.
 # The Go package has its own script, bindings-c/go/test.sh.
 #
 #   bash bindings-c/test.sh           everything
@@ -55,6 +56,30 @@ echo '#include "writelane.h"' | cc -std=c99 -Wall -Wextra -Werror -pedantic -I"$
 echo '#include "writelane.h"' | c++ -std=c++11 -Wall -Wextra -Werror -I"$here/include" -fsyntax-only -x c++ -
 passed=$((passed + 4))
 echo "header: 4 passed, 0 failed"
+
+step "every macro and enum constant of the header compiles and evaluates, in C and C++"
+# The list comes from the header itself, so a new #define or enum value is covered without
+# editing this script. Only the include guard is left out (it has no value).
+macros="$(grep -oE '^#define [A-Za-z_][A-Za-z0-9_]*' "$here/include/writelane.h" | awk '{print $2}' | grep -vx WRITELANE_H)"
+enums="$(grep -oE '^ +WL_[A-Z0-9_]+( = -?[0-9]+)?,?$' "$here/include/writelane.h" | sed -E 's/^ +//; s/[ ,=].*//; s/,$//')"
+[ -n "$macros" ] && [ -n "$enums" ] || { echo "found no macros or no enum constants in the header"; exit 1; }
+{
+  echo '#include <stdio.h>'
+  echo '#include "writelane.h"'
+  echo 'int main(void) {'
+  echo '  unsigned long used = 0;'
+  for name in $macros $enums; do
+    echo "  (void)($name); used++;"
+  done
+  echo '  printf("header constants: %lu passed, 0 failed\n", used);'
+  echo '  return 0;'
+  echo '}'
+} >"$work/constants.c"
+cc -std=c11 -Wall -Wextra -Werror -pedantic -I"$here/include" "$work/constants.c" -o "$work/constants-c"
+c++ -std=c++11 -Wall -Wextra -Werror -I"$here/include" -x c++ "$work/constants.c" -o "$work/constants-cxx"
+"$work/constants-c" | tee "$work/constants.log"
+"$work/constants-cxx" >/dev/null
+tally "$work/constants.log"
 
 step "status codes in the header match the committed table"
 grep -oE 'WL_STATUS_[A-Z0-9_]+ = [0-9]+' "$here/include/writelane.h" | awk '{print $3 " " $1}' >"$work/status.txt"

@@ -54,10 +54,14 @@
 #define WL_VERSION_PATCH 0
 
 /**
- * `(major << 16) | (minor << 8) | patch`: what `wl_abi_version()` returns for a library
- * built from the same sources as this header.
+ * The layout generation of the C ABI: every struct, enum and function signature of the
+ * header. It changes when a program compiled against an older header could misread the
+ * library (a struct grew or changed, a signature changed); see "ABI policy" in
+ * bindings-c/README.md. 0.1.0 spelled its ABI as `0x000100`; 2 is the ABI where
+ * `wl_submit_options`, `wl_input`, `wl_command` and `wl_counters` gained their shared-lane
+ * fields.
  */
-#define WL_ABI_VERSION (((WL_VERSION_MAJOR << 16) | (WL_VERSION_MINOR << 8)) | WL_VERSION_PATCH)
+#define WL_ABI_VERSION 2
 
 /**
  * Length of a token from `wl_policy_token` (`c1:sha256:` and 64 hex digits), without
@@ -726,10 +730,6 @@ typedef struct wl_command {
    */
   uint64_t fence;
 } wl_command;
-/**
- * No command.
- */
-#define wl_command_NONE (wl_command){ .kind = wl_command_kind_None, .op = 0, .attempt = 0, .base_token = wl_str_ABSENT, .outcome = wl_outcome_None, .attempts = 0, .token = wl_str_ABSENT, .reason = wl_give_up_reason_None, .error_class = wl_error_class_None, .budget_scope = wl_budget_scope_None, .code = wl_str_ABSENT, .http_status = 0, .expected = wl_str_ABSENT, .found = wl_str_ABSENT, .operation = wl_str_ABSENT, .has_fence = false, .fence = 0 }
 
 /**
  * Counters of an engine, over all entities.
@@ -875,7 +875,8 @@ extern "C" {
 
 /**
  * The library's `WL_ABI_VERSION`. A program checks at start-up that it equals the
- * header's `WL_ABI_VERSION`. Never fails.
+ * header's `WL_ABI_VERSION` it was compiled with, and refuses to run otherwise (the
+ * structs it passes would be misread). Never fails.
  */
 uint32_t wl_abi_version(void);
 

@@ -54,21 +54,26 @@ pub const WL_VERSION_MAJOR: u32 = 0;
 pub const WL_VERSION_MINOR: u32 = 1;
 /// Patch version of the library.
 pub const WL_VERSION_PATCH: u32 = 0;
-/// The version as text (the header spells it `#define WL_VERSION "0.1.0"`, from
-/// cbindgen.toml; the tests check that both match Cargo.toml).
-pub const WL_VERSION: &str = "0.1.0";
-/// `(major << 16) | (minor << 8) | patch`: what `wl_abi_version()` returns for a library
-/// built from the same sources as this header.
-pub const WL_ABI_VERSION: u32 =
-    (WL_VERSION_MAJOR << 16) | (WL_VERSION_MINOR << 8) | WL_VERSION_PATCH;
+/// The version as text, from Cargo.toml (the header spells it `#define WL_VERSION "..."`
+/// from cbindgen.toml; cli/tests/versions.rs checks that both follow the workspace).
+pub const WL_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The layout generation of the C ABI: every struct, enum and function signature of the
+/// header. It changes when a program compiled against an older header could misread the
+/// library (a struct grew or changed, a signature changed); see "ABI policy" in
+/// bindings-c/README.md. 0.1.0 spelled its ABI as `0x000100`; 2 is the ABI where
+/// `wl_submit_options`, `wl_input`, `wl_command` and `wl_counters` gained their shared-lane
+/// fields.
+pub const WL_ABI_VERSION: u32 = 2;
 /// Length of a token from `wl_policy_token` (`c1:sha256:` and 64 hex digits), without
 /// the NUL.
 pub const WL_POLICY_TOKEN_LEN: usize = 74;
 
-static VERSION_CSTR: &str = "0.1.0\0";
+// The same text as WL_VERSION with the NUL that C needs.
+static VERSION_CSTR: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
 /// The library's `WL_ABI_VERSION`. A program checks at start-up that it equals the
-/// header's `WL_ABI_VERSION`. Never fails.
+/// header's `WL_ABI_VERSION` it was compiled with, and refuses to run otherwise (the
+/// structs it passes would be misread). Never fails.
 #[no_mangle]
 pub extern "C" fn wl_abi_version() -> u32 {
     WL_ABI_VERSION

@@ -177,7 +177,10 @@ pub struct wl_command {
 }
 
 impl wl_command {
-    /// No command.
+    /// No command. Rust-only: C zero-fills a `wl_command` instead (cbindgen would spell this
+    /// with Rust's enum variant names, which C does not have).
+    ///
+    /// cbindgen:ignore
     pub const NONE: wl_command = wl_command {
         kind: wl_command_kind::None,
         op: 0,
