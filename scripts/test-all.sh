@@ -8,7 +8,8 @@
 #   bash scripts/test-all.sh --list        the suites and what each runs
 #
 # Suites:
-#   rust    cargo fmt --check, clippy and cargo test of the whole workspace
+#   rust    cargo fmt --check, clippy and cargo test of the whole workspace, and
+#           cargo publish --dry-run of writelane-core
 #   python  bindings-python: setup.sh, then test.sh
 #   node    bindings-wasm: setup.sh, then test.sh
 #   c       bindings-c (the C ABI): setup.sh, then test.sh
@@ -34,7 +35,7 @@ suites=(rust python node c go lane trail mixed)
 
 describe() {
   case $1 in
-    rust) echo "rust: fmt, clippy, tests, vectors" ;;
+    rust) echo "rust: fmt, clippy, tests, vectors, publish dry run" ;;
     python) echo "python: bindings-python" ;;
     node) echo "node: bindings-wasm" ;;
     c) echo "c: bindings-c, the C ABI" ;;
@@ -93,7 +94,11 @@ suite_rust() {
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
   cargo fmt --all -- --check &&
     cargo clippy --workspace --all-targets --locked -- -D warnings &&
-    cargo test --workspace --locked
+    cargo test --workspace --locked &&
+    # writelane-core packages and builds as crates.io would get it (reads the registry's
+    # index only; seconds). The crates that depend on it cannot be dry-run until it is
+    # published: crates.io has no writelane-core to resolve them against.
+    cargo publish --dry-run -q -p writelane-core --allow-dirty --locked
 }
 # The IAM entity table in the core is generated from botocore's IAM model (pinned in the
 # venv): --check fails when the committed table no longer matches it.
