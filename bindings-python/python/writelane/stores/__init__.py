@@ -125,6 +125,38 @@ class TimeoutBound:
         """Rebuild what depends on the timeout (a client)."""
 
 
+class BotoClientBound(TimeoutBound):
+    """An adapter over a boto3 client: the one given to the constructor (which keeps its own
+    configuration), or one built on first use by ``make(endpoint_url, region, timeout_ms,
+    **client_args)`` and built again after the store timeout changes."""
+
+    def _init_client(self, client: Any, make: Callable[..., Any], endpoint_url: Optional[str],
+                     region: Optional[str], client_args: Dict[str, Any]) -> None:
+        self._given = client
+        self._built: Any = None
+        self._make = make
+        self._make_args: Tuple[Optional[str], Optional[str], Dict[str, Any]] = (endpoint_url, region, client_args)
+        self._lock = threading.Lock()
+
+    def _build(self) -> Any:
+        with self._lock:
+            if self._built is None:
+                endpoint_url, region, client_args = self._make_args
+                self._built = self._make(endpoint_url, region, self.timeout_ms, **client_args)
+            return self._built
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client."""
+        if self._given is not None:
+            return self._given
+        return self._built if self._built is not None else self._build()
+
+    def _timeout_changed(self) -> None:
+        with self._lock:
+            self._built = None
+
+
 class LeaseStore(Protocol):
     """What a lease store adapter implements: three strongly consistent primitives.
 

@@ -17,7 +17,6 @@ lane's ``lease.store_timeout_ms``). Expiry never relies on DynamoDB TTL. IAM per
 from __future__ import annotations
 
 import importlib
-import threading
 from typing import Any, Dict, Optional
 
 from . import (
@@ -25,7 +24,7 @@ from . import (
     StoreCorrupt,
     StoreLost,
     StoreUnavailable,
-    TimeoutBound,
+    BotoClientBound,
     WriteResult,
     check_key,
     check_rvn,
@@ -109,7 +108,7 @@ def _record(item: Any, key: str) -> Record:
     return parse_record(out, key)
 
 
-class DynamoDBStore(TimeoutBound):
+class DynamoDBStore(BotoClientBound):
     """A lease store in the DynamoDB table ``table``.
 
     Pass ``endpoint_url``/``region`` (and any other ``boto3.client`` arguments): the
@@ -131,33 +130,10 @@ class DynamoDBStore(TimeoutBound):
     ) -> None:
         exceptions = importlib.import_module("botocore.exceptions")
         self.table = table
-        self._given = client
-        self._built: Any = None
-        self._build_args: Dict[str, Any] = dict(endpoint_url=endpoint_url, region=region, **client_args)
-        self._lock = threading.Lock()
+        self._init_client(client, _client, endpoint_url, region, client_args)
         self._exc = exceptions
         if client is None:
             self._build()  # fail early on bad client arguments
-
-    def _build(self) -> Any:
-        args = dict(self._build_args)
-        with self._lock:
-            if self._built is None:
-                self._built = _client(args.pop("endpoint_url"), args.pop("region"), self.timeout_ms, **args)
-            return self._built
-
-    @property
-    def client(self) -> Any:
-        """The boto3 DynamoDB client."""
-        if self._given is not None:
-            return self._given
-        return self._built if self._built is not None else self._build()
-
-    def _timeout_changed(self) -> None:
-        # The next request builds a client with the new timeouts (a client given to the
-        # constructor keeps its own configuration).
-        with self._lock:
-            self._built = None
 
     def create_table(self) -> None:
         """Create the table if it does not exist (see :func:`create_table`)."""

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import threading
 from typing import Any, Dict, Optional, Tuple
 
 from . import (
     Record,
     StoreLost,
     StoreUnavailable,
-    TimeoutBound,
+    BotoClientBound,
     WriteResult,
     check_key,
     check_rvn,
@@ -101,7 +100,7 @@ def _check_conditional_puts(client: Any) -> None:
         )
 
 
-class S3Store(TimeoutBound):
+class S3Store(BotoClientBound):
     """A lease store in the S3 bucket ``bucket``, one object per entity at
     ``prefix + key`` (``prefix`` defaults to none; end it with ``/`` to keep the objects
     in a folder).
@@ -132,33 +131,10 @@ class S3Store(TimeoutBound):
         self.bucket = bucket
         self.prefix = prefix
         self._exc = importlib.import_module("botocore.exceptions")
-        self._given = client
-        self._built: Any = None
-        self._build_args: Dict[str, Any] = dict(endpoint_url=endpoint_url, region=region, **client_args)
-        self._lock = threading.Lock()
+        self._init_client(client, _client, endpoint_url, region, client_args)
         # Per key: the rvn and ETag of the object as last read or written here.
         self._etags: Dict[str, Tuple[int, str]] = {}
         _check_conditional_puts(self.client)  # fail early on bad client arguments, or an old one
-
-    def _build(self) -> Any:
-        args = dict(self._build_args)
-        with self._lock:
-            if self._built is None:
-                self._built = _client(args.pop("endpoint_url"), args.pop("region"), self.timeout_ms, **args)
-            return self._built
-
-    @property
-    def client(self) -> Any:
-        """The boto3 S3 client."""
-        if self._given is not None:
-            return self._given
-        return self._built if self._built is not None else self._build()
-
-    def _timeout_changed(self) -> None:
-        # The next request builds a client with the new timeouts (a client given to the
-        # constructor keeps its own configuration).
-        with self._lock:
-            self._built = None
 
     def object_key(self, key: str) -> str:
         """The object that holds the record of ``key``: ``prefix + key``."""
