@@ -54,6 +54,10 @@ pub(crate) fn had_no_effect<E, R>(err: &SdkError<E, R>, status: Option<u16>) -> 
     }
 }
 
+/// What to do when the AWS credential chain found no credentials or they were refused.
+pub(crate) const CREDENTIALS_HINT: &str = "set AWS_PROFILE, or AWS_ACCESS_KEY_ID and \
+    AWS_SECRET_ACCESS_KEY, or run with an instance or task role";
+
 /// What an administrative request's failure means to the operator, read from the error
 /// chain: the credential chain found nothing, the service denied access, or anything
 /// else. The SDK reports a credential failure as a dispatch failure whose source is the

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use writelane_core::lease::{LeaseRecord, StoreReply};
 
 use super::admin::{AdminError, Entry, InitReport, StoreAdmin};
-use super::aws::{cause_of, had_no_effect, sdk_config, Cause};
+use super::aws::{cause_of, had_no_effect, sdk_config, Cause, CREDENTIALS_HINT};
 use super::{BoxFuture, Store};
 
 type Item = HashMap<String, AttributeValue>;
@@ -297,9 +297,7 @@ impl DynamoDbStore {
             Cause::Credentials => AdminError::Credentials {
                 store,
                 detail,
-                hint: "set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run \
-                       with an instance or task role"
-                    .into(),
+                hint: CREDENTIALS_HINT.into(),
             },
             Cause::Denied => AdminError::Denied {
                 store,

@@ -10,7 +10,7 @@ use aws_sdk_s3::Client;
 use writelane_core::lease::{LeaseRecord, StoreReply};
 
 use super::admin::{entry_of, AdminError, Entry, InitReport, StoreAdmin};
-use super::aws::{cause_of, had_no_effect, sdk_config, Cause};
+use super::aws::{cause_of, had_no_effect, sdk_config, Cause, CREDENTIALS_HINT};
 use super::{BoxFuture, Store};
 
 /// A lease store in an S3 bucket: one object per entity at `PREFIX + entity`, whose body
@@ -279,9 +279,7 @@ impl S3Store {
             Cause::Credentials => AdminError::Credentials {
                 store,
                 detail,
-                hint: "set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run \
-                       with an instance or task role"
-                    .into(),
+                hint: CREDENTIALS_HINT.into(),
             },
             Cause::Other if status != Some(403) => AdminError::Unavailable { store, detail },
             _ => AdminError::Denied {
