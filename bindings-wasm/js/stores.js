@@ -383,6 +383,19 @@ function awsStoreError(e) {
 }
 
 /**
+ * The configuration of an AWS SDK client a store builds itself: one attempt (the engine
+ * decides retries), every request bounded by `timeout` ms, and the user's `region`,
+ * `endpoint` and `credentials` when given; `extra` adds a service's own settings.
+ */
+function sdkClientConfig(options, timeout, extra = {}) {
+  const config = { maxAttempts: 1, requestHandler: { requestTimeout: timeout, connectionTimeout: timeout }, ...extra };
+  for (const name of ['region', 'endpoint', 'credentials']) {
+    if (options[name] !== undefined) config[name] = options[name];
+  }
+  return config;
+}
+
+/**
  * A lease store in a DynamoDB table (through `@aws-sdk/client-dynamodb`): partition key
  * `key` (S), one item per entity with attributes `owner` (S), `epoch`, `rvn`, `lease_ms`
  * (N), `committed_token` and `holder` (S, or NULL). Reads are consistent; writes are
@@ -423,14 +436,7 @@ class DynamoDBStore {
       this.#client = options.client;
       this.#owned = false;
     } else {
-      const config = {
-        maxAttempts: 1,
-        requestHandler: { requestTimeout: timeout, connectionTimeout: timeout },
-      };
-      for (const name of ['region', 'endpoint', 'credentials']) {
-        if (options[name] !== undefined) config[name] = options[name];
-      }
-      this.#client = new this.#sdk.DynamoDBClient(config);
+      this.#client = new this.#sdk.DynamoDBClient(sdkClientConfig(options, timeout));
       this.#owned = true;
     }
   }
@@ -651,19 +657,13 @@ class S3Store {
       this.#client = options.client;
       this.#owned = false;
     } else {
-      const config = {
-        maxAttempts: 1,
-        requestHandler: { requestTimeout: timeout, connectionTimeout: timeout },
+      this.#client = new this.#sdk.S3Client(sdkClientConfig(options, timeout, {
         // As the Rust adapter: a lease record is a few hundred bytes, and S3-compatible
         // servers differ on the checksums S3 does not require.
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
-      };
-      for (const name of ['region', 'endpoint', 'credentials']) {
-        if (options[name] !== undefined) config[name] = options[name];
-      }
-      if (options.endpoint !== undefined) config.forcePathStyle = true;
-      this.#client = new this.#sdk.S3Client(config);
+        ...(options.endpoint !== undefined ? { forcePathStyle: true } : {}),
+      }));
       this.#owned = true;
     }
   }
