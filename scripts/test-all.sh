@@ -9,7 +9,7 @@
 #
 # Suites:
 #   rust    cargo fmt --check, clippy and cargo test of the whole workspace, and
-#           cargo publish --dry-run of writelane-core
+#           cargo publish --workspace --dry-run of the publishable crates
 #   python  bindings-python: setup.sh, then test.sh
 #   node    bindings-wasm: setup.sh, then test.sh
 #   c       bindings-c (the C ABI): setup.sh, then test.sh
@@ -95,10 +95,11 @@ suite_rust() {
   cargo fmt --all -- --check &&
     cargo clippy --workspace --all-targets --locked -- -D warnings &&
     cargo test --workspace --locked &&
-    # writelane-core packages and builds as crates.io would get it (reads the registry's
-    # index only; seconds). The crates that depend on it cannot be dry-run until it is
-    # published: crates.io has no writelane-core to resolve them against.
-    cargo publish --dry-run -q -p writelane-core --allow-dirty --locked
+    # Every publishable crate (writelane-core, writelane, writelane-trail, writelane-cli)
+    # packages and builds as crates.io would get it: cargo resolves the ones that depend on
+    # each other through a local registry of the packaged crates (reads the crates.io index
+    # only; about 30 s).
+    cargo publish --workspace --dry-run -q --allow-dirty --locked
 }
 # The IAM entity table in the core is generated from botocore's IAM model (pinned in the
 # venv): --check fails when the committed table no longer matches it.
