@@ -1,6 +1,7 @@
 'use strict';
-// The package as users get it: `npm pack` produces a tarball with only the runtime files;
-// the example deploy project installs that tarball, loads it through both entry points,
+// The package as users get it: a tarball with only the runtime files (the one pack.sh made
+// when test.sh passes it in WRITELANE_TGZ, else `npm pack` of the checkout); the example
+// deploy project installs that tarball, loads it through both entry points,
 // type-checks a strict TypeScript example against the packaged index.d.ts, and runs its
 // deploy script against the IAM contention lab.
 
@@ -25,9 +26,13 @@ function run(cmd, args, options = {}) {
 
 before(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'writelane-pack-'));
-  const out = run(npm, ['pack', '--json', '--pack-destination', work], { cwd: root });
-  const [info] = JSON.parse(out);
-  tarball = path.join(work, info.filename);
+  if (process.env.WRITELANE_TGZ) {
+    tarball = process.env.WRITELANE_TGZ;
+  } else {
+    const out = run(npm, ['pack', '--json', '--pack-destination', work], { cwd: root });
+    const [info] = JSON.parse(out);
+    tarball = path.join(work, info.filename);
+  }
   app = path.join(work, 'app');
   fs.cpSync(path.join(root, 'examples', 'deploy'), app, {
     recursive: true,
@@ -48,7 +53,11 @@ after(async () => {
 
 test('the tarball holds the runtime files only', () => {
   const listing = run('tar', ['-tzf', tarball]).trim().split('\n').sort();
+  // pack.sh adds the repository's LICENSE when there is one.
+  const license = process.env.WRITELANE_TGZ
+    && [path.join(root, 'LICENSE'), path.join(root, '..', 'LICENSE')].some((f) => fs.existsSync(f)) ? ['package/LICENSE'] : [];
   assert.deepEqual(listing, [
+    ...license,
     'package/README.md',
     'package/js/clock.js',
     'package/js/engine.js',
