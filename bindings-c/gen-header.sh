@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate include/writelane.h (and its copy in go/) with the pinned cbindgen.
+# Regenerate include/writelane.h with the pinned cbindgen.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 want="0.29.4"

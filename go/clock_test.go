@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"writelane"
+	writelane "github.com/writelane/writelane/go"
 )
 
 // simHost drives one Engine (one simulated machine) against a shared store, with a

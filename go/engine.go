@@ -1,16 +1,9 @@
 package writelane
 
-/*
-#include <stdlib.h>
-#include "writelane.h"
-*/
-import "C"
-
 import (
 	"encoding/json"
 	"runtime"
 	"sync"
-	"unsafe"
 )
 
 // Engine is the sans-IO write-discipline engine: the host submits writes, drains commands,
@@ -22,47 +15,15 @@ import (
 // Close frees it; Close is idempotent.
 type Engine struct {
 	mu sync.Mutex
-	h  *C.wl_engine
-	// arena is C memory that optional strings of structs are copied into for one call,
-	// so the structs passed to C hold no Go pointers.
-	arena    unsafe.Pointer
-	arenaCap int
-	used     int
-	// s holds the structs of one call in C memory, so calls neither allocate on the Go
-	// heap nor pass Go pointers. Used under mu.
-	s *scratch
-}
-
-// scratch is allocated with C.calloc: it holds no Go pointers.
-type scratch struct {
-	in    C.wl_input
-	cmd   C.wl_command
-	fail  C.wl_failure
-	opts  C.wl_submit_options
-	dec   C.wl_retry_decision
-	tok   C.wl_retry_token
-	str   C.wl_str
-	op    C.uint64_t
-	at    C.uint64_t
-	has   C.bool
-	level C.uint32_t
-	class C.wl_error_class
-	len   C.size_t
+	// h is the library's engine in the backend (nil once closed); used under mu.
+	h *engineHandle
 }
 
 // NewEngine builds an engine from a policy given as JSON text (a preset name as a JSON
 // string such as `"iam"` with its quotes, or an object with "preset", "service" and
 // overrides) and a seed for the jitter generator. A refused policy is a *PolicyError.
 func NewEngine(policy string, seed uint64) (*Engine, error) {
-	var h *C.wl_engine
-	var cerr C.wl_error
-	p, n := cstr(policy)
-	st := Status(C.wl_engine_new(p, n, C.uint64_t(seed), &h, &cerr))
-	runtime.KeepAlive(policy)
-	if st != StatusOK {
-		return nil, errorFrom(errorOf(&cerr))
-	}
-	return newEngine(h), nil
+	return newEngine(ctorPlain, policy, seed, "")
 }
 
 // NewEngineWithOwner builds an engine, as NewEngine does, that writes lease records as
@@ -71,17 +32,7 @@ func NewEngine(policy string, seed uint64) (*Engine, error) {
 // store the writers share (CommandStore commands) before it writes. An empty or
 // oversized owner is a *UsageError of kind invalid_owner.
 func NewEngineWithOwner(policy string, seed uint64, owner string) (*Engine, error) {
-	var h *C.wl_engine
-	var cerr C.wl_error
-	p, n := cstr(policy)
-	o, on := cstr(owner)
-	st := Status(C.wl_engine_new_with_owner(p, n, C.uint64_t(seed), o, on, &h, &cerr))
-	runtime.KeepAlive(policy)
-	runtime.KeepAlive(owner)
-	if st != StatusOK {
-		return nil, errorFrom(errorOf(&cerr))
-	}
-	return newEngine(h), nil
+	return newEngine(ctorOwner, policy, seed, owner)
 }
 
 // NewEngineForStore builds an engine, as NewEngineWithOwner does, for a host that
@@ -89,23 +40,17 @@ func NewEngineWithOwner(policy string, seed uint64, owner string) (*Engine, erro
 // whatever it said (a store means shared lanes; "aws-standard", whose lanes are none, and
 // an explicit local mode included), a rule of the core every driver applies.
 func NewEngineForStore(policy string, seed uint64, owner string) (*Engine, error) {
-	var h *C.wl_engine
-	var cerr C.wl_error
-	p, n := cstr(policy)
-	o, on := cstr(owner)
-	st := Status(C.wl_engine_new_for_store(p, n, C.uint64_t(seed), o, on, &h, &cerr))
-	runtime.KeepAlive(policy)
-	runtime.KeepAlive(owner)
-	if st != StatusOK {
-		return nil, errorFrom(errorOf(&cerr))
-	}
-	return newEngine(h), nil
+	return newEngine(ctorStore, policy, seed, owner)
 }
 
-func newEngine(h *C.wl_engine) *Engine {
-	e := &Engine{h: h, s: (*scratch)(C.calloc(1, C.size_t(unsafe.Sizeof(scratch{}))))}
+func newEngine(c ctor, policy string, seed uint64, owner string) (*Engine, error) {
+	h, err := newEngineHandle(c, policy, seed, owner)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{h: h}
 	runtime.SetFinalizer(e, (*Engine).Close)
-	return e
+	return e, nil
 }
 
 // Close frees the engine. It is idempotent; later calls return ErrClosed.
@@ -113,64 +58,11 @@ func (e *Engine) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.h != nil {
-		C.wl_engine_free(e.h)
+		e.h.free()
 		e.h = nil
-		C.free(e.arena)
-		e.arena, e.arenaCap = nil, 0
-		C.free(unsafe.Pointer(e.s))
-		e.s = nil
 		runtime.SetFinalizer(e, nil)
 	}
 	return nil
-}
-
-// lastError turns a failed status into an error with the handle's details. The caller
-// holds e.mu.
-func (e *Engine) lastError(st C.wl_status) error {
-	if Status(st) == StatusOK {
-		return nil
-	}
-	var cerr C.wl_error
-	if C.wl_engine_last_error(e.h, &cerr) != C.WL_STATUS_OK || Status(cerr.status) != Status(st) {
-		return &StatusError{Status: Status(st)}
-	}
-	return errorFrom(errorOf(&cerr))
-}
-
-// reserve makes room for n bytes of strings in the arena and empties it. The caller
-// holds e.mu.
-func (e *Engine) reserve(n int) {
-	if n+1 > e.arenaCap {
-		C.free(e.arena)
-		e.arenaCap = 2*n + 64
-		e.arena = C.malloc(C.size_t(e.arenaCap))
-	}
-	e.used = 0
-}
-
-// put copies an optional string into the arena (reserve made room for it).
-func (e *Engine) put(s *string) C.wl_str {
-	if s == nil {
-		return C.wl_str{}
-	}
-	p := unsafe.Add(e.arena, e.used)
-	copy(unsafe.Slice((*byte)(p), len(*s)), *s)
-	e.used += len(*s)
-	return C.wl_str{ptr: (*C.char)(p), len: C.size_t(len(*s))}
-}
-
-func strLen(s *string) int {
-	if s == nil {
-		return 0
-	}
-	return len(*s)
-}
-
-func failureLen(f *Failure) int {
-	if f == nil {
-		return 0
-	}
-	return len(f.Code) + strLen(f.RetryAfterHeader) + strLen(f.IntendedToken)
 }
 
 // SubmitOptions are the options of one logical write.
@@ -200,20 +92,7 @@ func (e *Engine) submitLocked(entity string, now uint64, opts SubmitOptions) (ui
 	if e.h == nil {
 		return 0, ErrClosed
 	}
-	e.reserve(strLen(opts.Expected) + strLen(opts.Holder))
-	o := &e.s.opts
-	o.expected = e.put(opts.Expected)
-	o.holder = e.put(opts.Holder)
-	o.no_read = C.bool(opts.NoRead)
-	o.has_deadline = opts.DeadlineMs != nil
-	o.deadline_ms = 0
-	if opts.DeadlineMs != nil {
-		o.deadline_ms = C.uint64_t(*opts.DeadlineMs)
-	}
-	p, n := cstr(entity)
-	st := C.wl_engine_submit(e.h, p, n, C.uint64_t(now), o, &e.s.op)
-	runtime.KeepAlive(entity)
-	return uint64(e.s.op), e.lastError(st)
+	return e.h.submit(entity, now, &opts)
 }
 
 // InputKind says what an Input reports.
@@ -221,13 +100,13 @@ type InputKind uint32
 
 // Input kinds.
 const (
-	ReadDone    InputKind = C.WL_INPUT_KIND_READ_DONE
-	ReadFailed  InputKind = C.WL_INPUT_KIND_READ_FAILED
-	WriteDone   InputKind = C.WL_INPUT_KIND_WRITE_DONE
-	WriteFailed InputKind = C.WL_INPUT_KIND_WRITE_FAILED
-	Cancel      InputKind = C.WL_INPUT_KIND_CANCEL
+	ReadDone    InputKind = wlInputReadDone
+	ReadFailed  InputKind = wlInputReadFailed
+	WriteDone   InputKind = wlInputWriteDone
+	WriteFailed InputKind = wlInputWriteFailed
+	Cancel      InputKind = wlInputCancel
 	// InputStoreReply reports what the lease store answered to a CommandStore (Reply).
-	InputStoreReply InputKind = C.WL_INPUT_KIND_STORE_REPLY
+	InputStoreReply InputKind = wlInputStoreReply
 )
 
 // Failure is what the host observed when a call failed. It is also an error: a write
@@ -270,26 +149,6 @@ type Input struct {
 	Reply *StoreReply
 }
 
-// fillFailure converts f, copying its strings into the arena (reserved by the caller).
-func (e *Engine) fillFailure(f *Failure) C.wl_failure {
-	var out C.wl_failure
-	if f == nil {
-		return out
-	}
-	if f.Code != "" {
-		out.code = e.put(&f.Code)
-	}
-	out.http_status = C.uint16_t(f.HTTPStatus)
-	if f.RetryAfterMs != nil {
-		out.has_retry_after = true
-		out.retry_after_ms = C.uint64_t(*f.RetryAfterMs)
-	}
-	out.retry_after_header = e.put(f.RetryAfterHeader)
-	out.outcome_unknown = C.bool(f.OutcomeUnknown)
-	out.intended_token = e.put(f.IntendedToken)
-	return out
-}
-
 // Handle feeds what the host observed for one operation at now. Misuse is a *UsageError
 // and changes nothing.
 func (e *Engine) Handle(now uint64, in Input) error {
@@ -311,14 +170,7 @@ func (e *Engine) handleLocked(now uint64, in Input) error {
 		text := string(b)
 		reply = &text
 	}
-	e.reserve(strLen(in.Token) + failureLen(in.Failure) + strLen(reply))
-	ci := &e.s.in
-	ci.kind = C.uint32_t(in.Kind)
-	ci.op = C.uint64_t(in.Op)
-	ci.token = e.put(in.Token)
-	ci.failure = e.fillFailure(in.Failure)
-	ci.reply = e.put(reply)
-	return e.lastError(C.wl_engine_handle(e.h, C.uint64_t(now), ci))
+	return e.h.handle(now, &in, reply)
 }
 
 // HandleTimeout fires every timer due at or before now.
@@ -332,7 +184,7 @@ func (e *Engine) handleTimeoutLocked(now uint64) error {
 	if e.h == nil {
 		return ErrClosed
 	}
-	return e.lastError(C.wl_engine_handle_timeout(e.h, C.uint64_t(now)))
+	return e.h.handleTimeout(now)
 }
 
 // CommandKind says what a Command asks for.
@@ -340,12 +192,12 @@ type CommandKind uint32
 
 // Command kinds.
 const (
-	CommandRead   CommandKind = C.WL_COMMAND_KIND_READ
-	CommandWrite  CommandKind = C.WL_COMMAND_KIND_WRITE
-	CommandFinish CommandKind = C.WL_COMMAND_KIND_FINISH
+	CommandRead   CommandKind = wlCommandRead
+	CommandWrite  CommandKind = wlCommandWrite
+	CommandFinish CommandKind = wlCommandFinish
 	// CommandStore asks for a lease-store operation (shared lanes): carry out Store with
 	// the adapter (ApplyStoreOp) and report InputStoreReply.
-	CommandStore CommandKind = C.WL_COMMAND_KIND_STORE
+	CommandStore CommandKind = wlCommandStore
 )
 
 // Command is something the host must do now.
@@ -394,104 +246,6 @@ type Outcome struct {
 	Expected, Found *string
 }
 
-func commandOf(c *C.wl_command) (*Command, error) {
-	if c.kind == C.WL_COMMAND_KIND_NONE {
-		return nil, nil
-	}
-	cmd := &Command{Kind: CommandKind(c.kind), Op: uint64(c.op)}
-	switch cmd.Kind {
-	case CommandWrite:
-		cmd.Attempt = int(c.attempt)
-		cmd.BaseToken = gostr(c.base_token)
-		if c.has_fence {
-			f := uint64(c.fence)
-			cmd.Fence = &f
-		}
-	case CommandStore:
-		cmd.StoreJSON = C.GoStringN(c.operation.ptr, C.int(c.operation.len))
-		op, err := ParseStoreOp(cmd.StoreJSON)
-		if err != nil {
-			return nil, err
-		}
-		cmd.Store = &op
-	case CommandFinish:
-		o := &Outcome{Attempts: int(c.attempts)}
-		if c.outcome == C.WL_OUTCOME_COMMITTED {
-			o.Committed = true
-			o.Token = gostr(c.token)
-		} else {
-			o.Reason = reasonName(c.reason)
-			if c.error_class != C.WL_ERROR_CLASS_NONE {
-				o.Class = className(c.error_class)
-			}
-			switch c.budget_scope {
-			case C.WL_BUDGET_SCOPE_ENGINE:
-				o.Scope = "engine"
-			case C.WL_BUDGET_SCOPE_ENTITY:
-				o.Scope = "entity"
-			}
-			o.Code = gostr(c.code)
-			o.HTTPStatus = int(c.http_status)
-			o.Expected = gostr(c.expected)
-			o.Found = gostr(c.found)
-		}
-		cmd.Outcome = o
-	}
-	return cmd, nil
-}
-
-func reasonName(r C.wl_give_up_reason) string {
-	switch r {
-	case C.WL_GIVE_UP_REASON_ATTEMPTS_EXHAUSTED:
-		return "attempts_exhausted"
-	case C.WL_GIVE_UP_REASON_BUDGET_EXHAUSTED:
-		return "budget_exhausted"
-	case C.WL_GIVE_UP_REASON_DEADLINE_EXCEEDED:
-		return "deadline_exceeded"
-	case C.WL_GIVE_UP_REASON_FATAL:
-		return "fatal"
-	case C.WL_GIVE_UP_REASON_STALE_REVISION:
-		return "stale_revision"
-	case C.WL_GIVE_UP_REASON_CANCELLED:
-		return "cancelled"
-	case C.WL_GIVE_UP_REASON_LEASE_LOST:
-		return "lease_lost"
-	case C.WL_GIVE_UP_REASON_LOCK_UNAVAILABLE:
-		return "lock_unavailable"
-	}
-	return ""
-}
-
-func className(c C.wl_error_class) string {
-	switch c {
-	case C.WL_ERROR_CLASS_CONFLICT:
-		return "conflict"
-	case C.WL_ERROR_CLASS_THROTTLE:
-		return "throttle"
-	case C.WL_ERROR_CLASS_TRANSIENT:
-		return "transient"
-	case C.WL_ERROR_CLASS_UNKNOWN:
-		return "unknown"
-	case C.WL_ERROR_CLASS_FATAL:
-		return "fatal"
-	}
-	return ""
-}
-
-func refusalName(r C.wl_refusal) string {
-	switch r {
-	case C.WL_REFUSAL_NOT_RETRYABLE:
-		return "not_retryable"
-	case C.WL_REFUSAL_ATTEMPTS_EXHAUSTED:
-		return "attempts_exhausted"
-	case C.WL_REFUSAL_BUDGET_EXHAUSTED:
-		return "budget_exhausted"
-	case C.WL_REFUSAL_DEADLINE_EXCEEDED:
-		return "deadline_exceeded"
-	}
-	return ""
-}
-
 // PollCommand takes the next command for any operation; nil when none is pending.
 func (e *Engine) PollCommand() (*Command, error) {
 	e.mu.Lock()
@@ -499,11 +253,11 @@ func (e *Engine) PollCommand() (*Command, error) {
 	if e.h == nil {
 		return nil, ErrClosed
 	}
-	c := &e.s.cmd
-	if err := e.lastError(C.wl_engine_poll_command(e.h, c)); err != nil {
+	var c rawCommand
+	if err := e.h.pollCommand(false, 0, &c); err != nil {
 		return nil, err
 	}
-	return commandOf(c)
+	return commandOf(&c)
 }
 
 // PollCommandFor takes the pending command of one operation; nil when none.
@@ -517,11 +271,11 @@ func (e *Engine) pollCommandForLocked(op uint64) (*Command, error) {
 	if e.h == nil {
 		return nil, ErrClosed
 	}
-	c := &e.s.cmd
-	if err := e.lastError(C.wl_engine_poll_command_for(e.h, C.uint64_t(op), c)); err != nil {
+	var c rawCommand
+	if err := e.h.pollCommand(true, op, &c); err != nil {
 		return nil, err
 	}
-	return commandOf(c)
+	return commandOf(&c)
 }
 
 // PollTimeout says when HandleTimeout must next be called; ok is false when nothing
@@ -532,16 +286,14 @@ func (e *Engine) PollTimeout() (at uint64, ok bool, err error) {
 	if e.h == nil {
 		return 0, false, ErrClosed
 	}
-	err = e.lastError(C.wl_engine_poll_timeout(e.h, &e.s.has, &e.s.at))
-	return uint64(e.s.at), bool(e.s.has), err
+	return e.h.pollTimeout(false, 0)
 }
 
 func (e *Engine) pollTimeoutForLocked(op uint64) (at uint64, ok bool, err error) {
 	if e.h == nil {
 		return 0, false, ErrClosed
 	}
-	err = e.lastError(C.wl_engine_poll_timeout_for(e.h, C.uint64_t(op), &e.s.has, &e.s.at))
-	return uint64(e.s.at), bool(e.s.has), err
+	return e.h.pollTimeout(true, op)
 }
 
 // PollTimeoutsFor writes when each of ops's timers fires to at (len(ops) entries;
@@ -558,8 +310,7 @@ func (e *Engine) PollTimeoutsFor(ops, at []uint64) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	st := C.wl_engine_poll_timeouts_for(e.h, (*C.uint64_t)(unsafe.Pointer(&ops[0])), C.size_t(len(ops)), (*C.uint64_t)(unsafe.Pointer(&at[0])))
-	return e.lastError(st)
+	return e.h.pollTimeoutsFor(ops, at)
 }
 
 // PollTimeoutFor says when one operation's timer fires; ok is false when it waits on none.
@@ -577,8 +328,7 @@ func (e *Engine) ClearEvents() (int, error) {
 	if e.h == nil {
 		return 0, ErrClosed
 	}
-	st := C.wl_engine_clear_events(e.h, &e.s.op)
-	return int(e.s.op), e.lastError(st)
+	return e.h.clearEvents()
 }
 
 // PollEvent takes the next telemetry event as JSON text (tagged by "type"); ok is false
@@ -589,37 +339,27 @@ func (e *Engine) PollEvent() (event string, ok bool, err error) {
 	if e.h == nil {
 		return "", false, ErrClosed
 	}
-	s := &e.s.str
-	if err := e.lastError(C.wl_engine_poll_event(e.h, s)); err != nil {
-		return "", false, err
-	}
-	if s.ptr == nil {
-		return "", false, nil
-	}
-	return C.GoStringN(s.ptr, C.int(s.len)), true, nil
+	return e.h.pollEvent()
 }
 
-func (e *Engine) jsonCall(f func(*C.wl_engine, *C.wl_str) C.wl_status) (string, error) {
+// StatsJSON returns the counters, globally and per entity, as JSON text.
+func (e *Engine) StatsJSON() (string, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.h == nil {
 		return "", ErrClosed
 	}
-	s := &e.s.str
-	if err := e.lastError(f(e.h, s)); err != nil {
-		return "", err
-	}
-	return C.GoStringN(s.ptr, C.int(s.len)), nil
-}
-
-// StatsJSON returns the counters, globally and per entity, as JSON text.
-func (e *Engine) StatsJSON() (string, error) {
-	return e.jsonCall(func(h *C.wl_engine, s *C.wl_str) C.wl_status { return C.wl_engine_stats_json(h, s) })
+	return e.h.statsJSON()
 }
 
 // ExportState returns what the engine learned (committed tokens, budget levels) as JSON.
 func (e *Engine) ExportState() (string, error) {
-	return e.jsonCall(func(h *C.wl_engine, s *C.wl_str) C.wl_status { return C.wl_engine_export_state(h, s) })
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return "", ErrClosed
+	}
+	return e.h.exportState()
 }
 
 // ImportState restores state from ExportState of an earlier engine.
@@ -629,10 +369,7 @@ func (e *Engine) ImportState(state string) error {
 	if e.h == nil {
 		return ErrClosed
 	}
-	p, n := cstr(state)
-	st := C.wl_engine_import_state(e.h, p, n)
-	runtime.KeepAlive(state)
-	return e.lastError(st)
+	return e.h.importState(state)
 }
 
 // PolicyJSON returns the effective policy as JSON text.
@@ -642,23 +379,13 @@ func (e *Engine) PolicyJSON() (string, error) {
 	if e.h == nil {
 		return "", ErrClosed
 	}
-	n := &e.s.len
-	st := C.wl_engine_policy_json(e.h, nil, 0, n)
-	if Status(st) != StatusBufferTooSmall {
-		return "", e.lastError(st)
-	}
-	buf := (*C.char)(C.malloc(*n + 1))
-	defer C.free(unsafe.Pointer(buf))
-	if err := e.lastError(C.wl_engine_policy_json(e.h, buf, *n+1, n)); err != nil {
-		return "", err
-	}
-	return C.GoStringN(buf, C.int(*n)), nil
+	return e.h.policyJSON()
 }
 
 // RetryToken is the state of one logical call under the retry strategy; keep it between
 // decisions and pass it back unchanged.
 type RetryToken struct {
-	c C.wl_retry_token
+	t rawToken
 }
 
 // RetryDecision is the strategy's decision after a failure.
@@ -676,16 +403,6 @@ type RetryDecision struct {
 	Refusal string
 }
 
-func decisionOf(d *C.wl_retry_decision) RetryDecision {
-	return RetryDecision{
-		Retry:   bool(d.retry),
-		DelayMs: uint64(d.delay_ms),
-		Cost:    uint32(d.cost),
-		Class:   className(d.error_class),
-		Refusal: refusalName(d.refusal),
-	}
-}
-
 // RetryAcquire starts a logical call in scope (a budget partition) at now.
 func (e *Engine) RetryAcquire(scope string, now uint64) (RetryToken, error) {
 	e.mu.Lock()
@@ -698,11 +415,9 @@ func (e *Engine) retryAcquireLocked(scope string, now uint64) (RetryToken, error
 	if e.h == nil {
 		return t, ErrClosed
 	}
-	p, n := cstr(scope)
-	st := C.wl_engine_retry_acquire(e.h, p, n, C.uint64_t(now), &e.s.tok)
-	runtime.KeepAlive(scope)
-	t.c = e.s.tok
-	return t, e.lastError(st)
+	var err error
+	t.t, err = e.h.retryAcquire(scope, now)
+	return t, err
 }
 
 // RetryRefresh decides whether the call holding t, which just failed with f at now, may
@@ -717,15 +432,13 @@ func (e *Engine) retryRefreshLocked(t *RetryToken, f *Failure, now uint64) (Retr
 	if e.h == nil {
 		return RetryDecision{}, ErrClosed
 	}
-	e.reserve(failureLen(f))
-	e.s.fail = e.fillFailure(f)
-	e.s.tok = t.c
-	st := C.wl_engine_retry_refresh(e.h, &e.s.tok, &e.s.fail, C.uint64_t(now), &e.s.dec)
-	if err := e.lastError(st); err != nil {
+	tok := t.t
+	var d rawDecision
+	if err := e.h.retryRefresh(&tok, f, now, &d); err != nil {
 		return RetryDecision{}, err
 	}
-	t.c = e.s.tok
-	return decisionOf(&e.s.dec), nil
+	t.t = tok
+	return decisionOf(&d), nil
 }
 
 // RetrySuccess records that the call holding t succeeded (refunding the last retry's cost).
@@ -739,8 +452,7 @@ func (e *Engine) retrySuccessLocked(t *RetryToken) error {
 	if e.h == nil {
 		return ErrClosed
 	}
-	e.s.tok = t.c
-	return e.lastError(C.wl_engine_retry_success(e.h, &e.s.tok))
+	return e.h.retrySuccess(&t.t)
 }
 
 // RetryCapacity returns the tokens left in scope's budget.
@@ -750,33 +462,26 @@ func (e *Engine) RetryCapacity(scope string) (uint32, error) {
 	if e.h == nil {
 		return 0, ErrClosed
 	}
-	p, n := cstr(scope)
-	st := C.wl_engine_retry_capacity(e.h, p, n, &e.s.level)
-	runtime.KeepAlive(scope)
-	return uint32(e.s.level), e.lastError(st)
+	return e.h.retryCapacity(scope)
 }
 
 func (e *Engine) retryDelayLocked(attempt int, f *Failure, now uint64) (RetryDecision, error) {
 	if e.h == nil {
 		return RetryDecision{}, ErrClosed
 	}
-	e.reserve(failureLen(f))
-	e.s.fail = e.fillFailure(f)
-	st := C.wl_engine_retry_delay(e.h, C.uint32_t(attempt), &e.s.fail, C.uint64_t(now), &e.s.dec)
-	if err := e.lastError(st); err != nil {
+	var d rawDecision
+	if err := e.h.retryDelay(attempt, f, now, &d); err != nil {
 		return RetryDecision{}, err
 	}
-	return decisionOf(&e.s.dec), nil
+	return decisionOf(&d), nil
 }
 
 func (e *Engine) classifyLocked(f *Failure) (string, error) {
 	if e.h == nil {
 		return "", ErrClosed
 	}
-	e.reserve(failureLen(f))
-	e.s.fail = e.fillFailure(f)
-	st := C.wl_engine_classify(e.h, &e.s.fail, &e.s.class)
-	return className(e.s.class), e.lastError(st)
+	c, err := e.h.classify(f)
+	return className(c), err
 }
 
 // Classify returns the class the policy puts f in (conflict, throttle, transient,
@@ -791,14 +496,5 @@ func (e *Engine) Classify(f *Failure) (string, error) {
 // possibly URL-encoded). Semantically equal documents give equal tokens. A refused
 // document is a *DocumentError naming the path inside it.
 func PolicyToken(doc string) (string, error) {
-	var buf [C.WL_POLICY_TOKEN_LEN + 1]C.char
-	var n C.size_t
-	var cerr C.wl_error
-	p, l := cstr(doc)
-	st := C.wl_policy_token(p, l, &buf[0], C.size_t(len(buf)), &n, &cerr)
-	runtime.KeepAlive(doc)
-	if Status(st) != StatusOK {
-		return "", errorFrom(errorOf(&cerr))
-	}
-	return C.GoStringN(&buf[0], C.int(n)), nil
+	return libPolicyToken(doc)
 }

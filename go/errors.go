@@ -1,13 +1,9 @@
 package writelane
 
-/*
-#include "writelane.h"
-*/
-import "C"
-
 import (
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // Status is a libwritelane status code (wl_status). Values never change.
@@ -15,22 +11,51 @@ type Status uint32
 
 // Status values, as in writelane.h.
 const (
-	StatusOK              Status = C.WL_STATUS_OK
-	StatusNullArgument    Status = C.WL_STATUS_NULL_ARGUMENT
-	StatusInvalidUTF8     Status = C.WL_STATUS_INVALID_UTF8
-	StatusInvalidPolicy   Status = C.WL_STATUS_INVALID_POLICY
-	StatusUsageError      Status = C.WL_STATUS_USAGE_ERROR
-	StatusBufferTooSmall  Status = C.WL_STATUS_BUFFER_TOO_SMALL
-	StatusBusy            Status = C.WL_STATUS_BUSY
-	StatusPanicked        Status = C.WL_STATUS_PANICKED
-	StatusPoisoned        Status = C.WL_STATUS_POISONED
-	StatusInvalidDocument Status = C.WL_STATUS_INVALID_DOCUMENT
-	StatusInvalidArgument Status = C.WL_STATUS_INVALID_ARGUMENT
-	StatusInvalidRecord   Status = C.WL_STATUS_INVALID_RECORD
+	StatusOK              Status = 0
+	StatusNullArgument    Status = 1
+	StatusInvalidUTF8     Status = 2
+	StatusInvalidPolicy   Status = 3
+	StatusUsageError      Status = 4
+	StatusBufferTooSmall  Status = 5
+	StatusBusy            Status = 6
+	StatusPanicked        Status = 7
+	StatusPoisoned        Status = 8
+	StatusInvalidDocument Status = 9
+	StatusInvalidArgument Status = 10
+	StatusInvalidRecord   Status = 11
 )
 
-// String is the status's name in writelane.h (WL_STATUS_BUSY).
-func (s Status) String() string { return C.GoString(C.wl_status_name(C.uint32_t(s))) }
+// String is the status's name in writelane.h (WL_STATUS_BUSY), as the library spells it.
+func (s Status) String() string {
+	if n, ok := names().status[uint32(s)]; ok {
+		return n
+	}
+	return libStatusName(uint32(s))
+}
+
+// libNames are the library's names of statuses and usage kinds, read once.
+var libNames = sync.OnceValue(func() (n struct{ status, usage map[uint32]string }) {
+	n.status, n.usage = map[uint32]string{}, map[uint32]string{}
+	for v := uint32(0); v < 64; v++ {
+		if name := libStatusName(v); name != "" && name != "WL_STATUS_UNKNOWN" {
+			n.status[v] = name
+		}
+		if name := libUsageName(v); name != "" && name != "unknown" {
+			n.usage[v] = name
+		}
+	}
+	return n
+})
+
+func names() struct{ status, usage map[uint32]string } { return libNames() }
+
+// usageName is the library's snake_case name of a usage kind ("unknown" for none).
+func usageName(u uint32) string {
+	if n, ok := names().usage[u]; ok {
+		return n
+	}
+	return "unknown"
+}
 
 var (
 	// ErrGaveUp matches (with errors.Is) every error of a write that gave up.

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"writelane"
+	writelane "github.com/writelane/writelane/go"
 )
 
 // A write that meets one ConcurrentModification and commits on its second attempt.

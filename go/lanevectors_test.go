@@ -208,7 +208,7 @@ func (s *faultStore) put(t *testing.T, key string, record any) {
 }
 
 func laneVectorFiles(t *testing.T) []string {
-	files, err := filepath.Glob(filepath.Join("..", "..", "tests", "vectors-lane", "*.json"))
+	files, err := filepath.Glob(filepath.Join("..", "tests", "vectors-lane", "*.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,7 +466,7 @@ var eventSchema struct {
 // JSON types, nullable only where it says, strings within their enums.
 func checkEvent(t *testing.T, text string) {
 	eventSchema.once.Do(func() {
-		b, err := os.ReadFile(filepath.Join("..", "..", "tests", "schema", "events.json"))
+		b, err := os.ReadFile(filepath.Join("..", "tests", "schema", "events.json"))
 		if err == nil {
 			eventSchema.v, _ = decode(t, string(b)).(map[string]any)
 		}

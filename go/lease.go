@@ -1,10 +1,5 @@
 package writelane
 
-/*
-#include "writelane.h"
-*/
-import "C"
-
 import (
 	"context"
 	"crypto/rand"
@@ -12,40 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
-	"unsafe"
 )
 
 // The lease rules a store adapter or tool would otherwise write again (record checks,
 // owner ids, force-release) are the core's, through the C library.
-
-// textCall runs a library call that copies text into a caller buffer, with a larger
-// buffer when the library reports the one given too small.
-func textCall(size int, call func(buf *C.char, cap C.size_t, n *C.size_t, cerr *C.wl_error) C.wl_status) (string, error) {
-	for {
-		buf := make([]byte, size)
-		var n C.size_t
-		var cerr C.wl_error
-		st := Status(call((*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &n, &cerr))
-		switch {
-		case st == StatusOK:
-			return string(buf[:n]), nil
-		case st == StatusBufferTooSmall && int(n) >= size:
-			size = int(n) + 1
-			continue
-		}
-		return "", errorFrom(errorOf(&cerr))
-	}
-}
-
-// cbytes returns a pointer and length for b without copying (non-NULL when empty).
-func cbytes(b []byte) (*C.char, C.size_t) {
-	if len(b) == 0 {
-		return (*C.char)(unsafe.Pointer(&emptyByte)), 0
-	}
-	return (*C.char)(unsafe.Pointer(&b[0])), C.size_t(len(b))
-}
 
 // ParseLeaseRecord parses and validates a lease record exactly as a store returned it
 // (the JSON text a file store keeps; a DynamoDB adapter builds the same object from the
@@ -53,11 +19,7 @@ func cbytes(b []byte) (*C.char, C.size_t) {
 // themselves: a record that is not one writelane wrote is a *RecordError naming the
 // field and the rule.
 func ParseLeaseRecord(record []byte) (*LeaseRecord, error) {
-	text, err := textCall(len(record)+96, func(buf *C.char, cap C.size_t, n *C.size_t, cerr *C.wl_error) C.wl_status {
-		p, l := cbytes(record)
-		return C.wl_lease_record_check(p, l, buf, cap, n, cerr)
-	})
-	runtime.KeepAlive(record)
+	text, err := libLeaseRecordCheck(record)
 	if err != nil {
 		return nil, err
 	}
@@ -74,12 +36,7 @@ func ParseLeaseRecord(record []byte) (*LeaseRecord, error) {
 // WithOwner uses OwnerID(os.Hostname(), os.Getpid(), 64 random bits).
 func OwnerID(host string, pid uint32, entropy uint64) (string, error) {
 	host = strings.ToValidUTF8(host, "\uFFFD")
-	text, err := textCall(256, func(buf *C.char, cap C.size_t, n *C.size_t, cerr *C.wl_error) C.wl_status {
-		p, l := cstr(host)
-		return C.wl_owner_id(p, l, C.uint32_t(pid), C.uint64_t(entropy), buf, cap, n, cerr)
-	})
-	runtime.KeepAlive(host)
-	return text, err
+	return libOwnerID(host, pid, entropy)
 }
 
 func randomUint64() uint64 {
@@ -150,22 +107,7 @@ func forceRelease(ctx context.Context, s Store, key string, expected *uint64, en
 	if found != nil {
 		foundJSON, _ = json.Marshal(found)
 	}
-	var swap C.bool
-	text, err := textCall(len(foundJSON)+len(key)+256, func(buf *C.char, cap C.size_t, n *C.size_t, cerr *C.wl_error) C.wl_status {
-		k, kl := cstr(key)
-		var f *C.char
-		var fl C.size_t
-		if found != nil {
-			f, fl = cbytes(foundJSON)
-		}
-		var rvn uint64
-		if expected != nil {
-			rvn = *expected
-		}
-		return C.wl_force_release_plan(k, kl, f, fl, C.bool(expected != nil), C.uint64_t(rvn), C.uint64_t(entropy), &swap, buf, cap, n, cerr)
-	})
-	runtime.KeepAlive(key)
-	runtime.KeepAlive(foundJSON)
+	swap, text, err := libForceReleasePlan(key, foundJSON, found != nil, expected, entropy)
 	if err != nil {
 		return res, err
 	}
@@ -179,18 +121,11 @@ func forceRelease(ctx context.Context, s Store, key string, expected *uint64, en
 		if err != nil {
 			return res, err
 		}
-		var known C.bool
-		opText := text
-		text, err = textCall(len(opText)+256, func(buf *C.char, cap C.size_t, n *C.size_t, cerr *C.wl_error) C.wl_status {
-			o, ol := cstr(opText)
-			r, rl := cbytes(replyJSON)
-			return C.wl_force_release_finish(o, ol, r, rl, &known, buf, cap, n, cerr)
-		})
-		runtime.KeepAlive(opText)
-		runtime.KeepAlive(replyJSON)
+		known, finished, err := libForceReleaseFinish(text, replyJSON)
 		if err != nil {
 			return res, err
 		}
+		text = finished
 		if !known {
 			return res, fmt.Errorf("%w: %w", ErrForceReleaseUnknown, reply.Err)
 		}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"writelane"
+	writelane "github.com/writelane/writelane/go"
 )
 
 // fastLease is a shared-lane policy with short timings, so the tests run quickly.

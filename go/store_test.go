@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"writelane"
-	"writelane/storetest"
+	writelane "github.com/writelane/writelane/go"
+	"github.com/writelane/writelane/go/storetest"
 )
 
 func TestMemoryStoreConformance(t *testing.T) {

@@ -19,7 +19,7 @@ import (
 func vectorFiles(t *testing.T) []string {
 	var all []string
 	for _, dir := range []string{"vectors", "vectors-lease"} {
-		path := filepath.Join("..", "..", "tests", dir)
+		path := filepath.Join("..", "tests", dir)
 		if _, err := os.Stat(path); err != nil && dir != "vectors" {
 			continue
 		}

@@ -24,6 +24,8 @@ mod guard;
 mod lease;
 mod status;
 mod types;
+#[cfg(target_family = "wasm")]
+mod wasm;
 
 use std::io::Write as _;
 use std::os::raw::c_char;

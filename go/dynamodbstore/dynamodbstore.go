@@ -26,7 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 
-	"writelane"
+	writelane "github.com/writelane/writelane/go"
 )
 
 // API is the part of *dynamodb.Client the store uses.

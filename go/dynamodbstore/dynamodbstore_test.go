@@ -18,9 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"writelane"
-	"writelane/dynamodbstore"
-	"writelane/storetest"
+	writelane "github.com/writelane/writelane/go"
+	"github.com/writelane/writelane/go/dynamodbstore"
+	"github.com/writelane/writelane/go/storetest"
 )
 
 const table = "writelane-leases"
@@ -55,7 +55,7 @@ func startMoto() (*moto, error) {
 		m := &moto{endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), log: &strings.Builder{}}
 		// moto checks a condition and stores the item without a lock; this launcher
 		// carries requests out one at a time, as DynamoDB's conditional writes are atomic.
-		m.cmd = exec.Command(python, "../../../tests/iamlab/moto_atomic.py", fmt.Sprint(port))
+		m.cmd = exec.Command(python, "../../tests/iamlab/moto_atomic.py", fmt.Sprint(port))
 		m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
 		if err := m.cmd.Start(); err != nil {
 			return nil, fmt.Errorf("cannot start the moto server: %w", err)

@@ -1,14 +1,14 @@
-module writelane/dynamodbstore
+module github.com/writelane/writelane/go/dynamodbstore
 
 go 1.24
 
-replace writelane => ../
+replace github.com/writelane/writelane/go => ../
 
 require (
 	github.com/aws/aws-sdk-go-v2 v1.48.0
 	github.com/aws/aws-sdk-go-v2/service/dynamodb v1.74.0
 	github.com/aws/smithy-go v1.28.9
-	writelane v0.0.0-00010101000000-000000000000
+	github.com/writelane/writelane/go v0.0.0-00010101000000-000000000000
 )
 
 require (

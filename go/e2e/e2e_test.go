@@ -23,7 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/smithy-go"
 
-	"writelane"
+	writelane "github.com/writelane/writelane/go"
 )
 
 var lab struct {
@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	if helper := os.Getenv("WRITELANE_E2E_HELPER"); helper != "" {
 		os.Exit(runHelper(helper))
 	}
-	root, _ := filepath.Abs(filepath.Join("..", "..", ".."))
+	root, _ := filepath.Abs(filepath.Join("..", ".."))
 	python := os.Getenv("PYTHON")
 	if python == "" {
 		python = "python3"

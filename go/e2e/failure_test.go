@@ -13,7 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/smithy-go"
 
-	"writelane"
+	writelane "github.com/writelane/writelane/go"
 )
 
 // The errors of the real AWS SDK for Go v2 (smithy.OperationError wrapping the SDK's

@@ -1,4 +1,4 @@
-module writelane/e2e
+module github.com/writelane/writelane/go/e2e
 
 go 1.24
 
@@ -8,9 +8,9 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/iam v1.65.0
 	github.com/aws/aws-sdk-go-v2/service/s3 v1.116.0
 	github.com/aws/smithy-go v1.28.9
-	writelane v0.0.0
-	writelane/dynamodbstore v0.0.0
-	writelane/s3store v0.0.0
+	github.com/writelane/writelane/go v0.0.0
+	github.com/writelane/writelane/go/dynamodbstore v0.0.0
+	github.com/writelane/writelane/go/s3store v0.0.0
 )
 
 require (
@@ -25,8 +25,8 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/internal/s3shared v1.20.12 // indirect
 )
 
-replace writelane => ../
+replace github.com/writelane/writelane/go => ../
 
-replace writelane/dynamodbstore => ../dynamodbstore
+replace github.com/writelane/writelane/go/dynamodbstore => ../dynamodbstore
 
-replace writelane/s3store => ../s3store
+replace github.com/writelane/writelane/go/s3store => ../s3store

@@ -21,8 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
-	"writelane"
-	"writelane/dynamodbstore"
+	writelane "github.com/writelane/writelane/go"
+	"github.com/writelane/writelane/go/dynamodbstore"
 )
 
 // leasePolicy: shared lanes with timings short enough for a test.

@@ -1,14 +1,14 @@
-module writelane/s3store
+module github.com/writelane/writelane/go/s3store
 
 go 1.24
 
-replace writelane => ../
+replace github.com/writelane/writelane/go => ../
 
 require (
 	github.com/aws/aws-sdk-go-v2 v1.48.0
 	github.com/aws/aws-sdk-go-v2/service/s3 v1.116.0
 	github.com/aws/smithy-go v1.28.9
-	writelane v0.0.0-00010101000000-000000000000
+	github.com/writelane/writelane/go v0.0.0-00010101000000-000000000000
 )
 
 require (

@@ -43,7 +43,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
-	"writelane"
+	writelane "github.com/writelane/writelane/go"
 )
 
 // API is the part of *s3.Client the store uses.

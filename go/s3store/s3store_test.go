@@ -22,9 +22,9 @@ import (
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 
-	"writelane"
-	"writelane/s3store"
-	"writelane/storetest"
+	writelane "github.com/writelane/writelane/go"
+	"github.com/writelane/writelane/go/s3store"
+	"github.com/writelane/writelane/go/storetest"
 )
 
 const bucket = "writelane-leases"
@@ -60,7 +60,7 @@ func startMoto() (*moto, error) {
 		// moto checks If-None-Match and If-Match and stores the object in separate steps
 		// without a lock; this launcher carries requests out one at a time, as S3's
 		// conditional writes are atomic.
-		m.cmd = exec.Command(python, "../../../tests/iamlab/moto_atomic.py", fmt.Sprint(port))
+		m.cmd = exec.Command(python, "../../tests/iamlab/moto_atomic.py", fmt.Sprint(port))
 		m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
 		if err := m.cmd.Start(); err != nil {
 			return nil, fmt.Errorf("cannot start the moto server: %w", err)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"writelane"
+	writelane "github.com/writelane/writelane/go"
 )
 
 // Harness tells the suite how to reach the adapter under test.

@@ -32,9 +32,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
-	"writelane"
-	"writelane/dynamodbstore"
-	"writelane/s3store"
+	writelane "github.com/writelane/writelane/go"
+	"github.com/writelane/writelane/go/dynamodbstore"
+	"github.com/writelane/writelane/go/s3store"
 )
 
 const policyName = "appended"
