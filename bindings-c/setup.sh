@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the C and Go tests of bindings-c need (idempotent):
 # a C compiler, valgrind and pkg-config (apt), cbindgen =0.29.4 (cargo), a Go toolchain,
-# the AWS SDK for Go v2 of the e2e, dynamodbstore and s3store modules (Go module proxy) and the
-# IAM lab's Python packages (moto[server], which the DynamoDB store tests also run).
+# the wasm32 target (rustup), wazero and the AWS SDK for Go v2 of the go/ modules (Go module
+# proxy) and the IAM lab's Python packages (moto[server], which the DynamoDB store tests
+# also run).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -26,9 +27,13 @@ if [ "$(cbindgen --version 2>/dev/null | awk '{print $2}')" != "$want_cbindgen" 
 fi
 
 export PATH="$PATH:/usr/local/go/bin"
-(cd "$here/go/e2e" && go mod download)
-(cd "$here/go/dynamodbstore" && go mod download)
-(cd "$here/go/s3store" && go mod download)
+# The Go module (go/) embeds the library compiled to wasm32; go/test.sh rebuilds it to
+# check that the committed one is fresh.
+rustup target add wasm32-unknown-unknown
+(cd "$root/go" && go mod download)
+(cd "$root/go/e2e" && go mod download)
+(cd "$root/go/dynamodbstore" && go mod download)
+(cd "$root/go/s3store" && go mod download)
 
 bash "$root/tests/iamlab/setup.sh"
 echo "bindings-c: setup done"

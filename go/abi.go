@@ -55,12 +55,12 @@ type rawDecision struct {
 // rawCommand is a wl_command as Go values, its strings copied out of the library.
 type rawCommand struct {
 	kind, outcome, reason, errorClass, budgetScope uint32
-	op, fence                                       uint64
-	attempt, attempts                               uint32
-	httpStatus                                      uint16
-	hasFence                                        bool
-	baseToken, token, code, expected, found         *string
-	operation                                       string
+	op, fence                                      uint64
+	attempt, attempts                              uint32
+	httpStatus                                     uint16
+	hasFence                                       bool
+	baseToken, token, code, expected, found        *string
+	operation                                      string
 }
 
 // ctor says which wl_engine_new* function builds an engine.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 )
 
@@ -55,11 +54,11 @@ func (f *FileStore) lock(ctx context.Context, how int) (*os.File, error) {
 	}
 	wait := 500 * time.Microsecond
 	for {
-		err = syscall.Flock(int(file.Fd()), how|syscall.LOCK_NB)
-		if err == nil {
+		busy, err := tryLock(file, how)
+		if err == nil && !busy {
 			return file, nil
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+		if err != nil {
 			file.Close()
 			return nil, f.unavailable("lock", err)
 		}
@@ -145,7 +144,7 @@ func (f *FileStore) write(records map[string]json.RawMessage) error {
 
 // Get reads the record at key; nil when there is none.
 func (f *FileStore) Get(ctx context.Context, key string) (*LeaseRecord, error) {
-	file, err := f.lock(ctx, syscall.LOCK_SH)
+	file, err := f.lock(ctx, lockShared)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +157,7 @@ func (f *FileStore) Get(ctx context.Context, key string) (*LeaseRecord, error) {
 }
 
 func (f *FileStore) update(ctx context.Context, key string, record LeaseRecord, ok func(cur *LeaseRecord) bool) (bool, *LeaseRecord, error) {
-	file, err := f.lock(ctx, syscall.LOCK_EX)
+	file, err := f.lock(ctx, lockExclusive)
 	if err != nil {
 		return false, nil, err
 	}

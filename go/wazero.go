@@ -15,7 +15,6 @@ import (
 	"context"
 	_ "embed"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -93,17 +92,17 @@ const (
 	errSize                                  = 1296
 
 	optExpected, optHasDeadline, optDeadline, optHolder, optNoRead = 0, 8, 16, 24, 32
-	optSize                                                         = 40
+	optSize                                                        = 40
 
-	failCode, failHTTP, failHasRetryAfter, failRetryAfter = 0, 8, 10, 16
+	failCode, failHTTP, failHasRetryAfter, failRetryAfter  = 0, 8, 10, 16
 	failRetryAfterHeader, failOutcomeUnknown, failIntended = 24, 32, 36
 	failSize                                               = 48
 
 	inKind, inOp, inToken, inFailure, inReply = 0, 8, 16, 24, 72
 	inSize                                    = 80
 
-	cmdKind, cmdOp, cmdAttempt, cmdBaseToken, cmdOutcome, cmdAttempts = 0, 8, 16, 20, 28, 32
-	cmdToken, cmdReason, cmdErrorClass, cmdBudgetScope, cmdCode       = 36, 44, 48, 52, 56
+	cmdKind, cmdOp, cmdAttempt, cmdBaseToken, cmdOutcome, cmdAttempts   = 0, 8, 16, 20, 28, 32
+	cmdToken, cmdReason, cmdErrorClass, cmdBudgetScope, cmdCode         = 36, 44, 48, 52, 56
 	cmdHTTP, cmdExpected, cmdFound, cmdOperation, cmdHasFence, cmdFence = 64, 68, 76, 84, 92, 96
 	cmdSize                                                             = 104
 
@@ -925,4 +924,3 @@ func libForceReleaseFinish(op string, reply []byte) (bool, string, error) {
 	})
 	return known, t, err
 }
-

@@ -13,7 +13,7 @@
 #   python  bindings-python: setup.sh, then test.sh
 #   node    bindings-wasm: setup.sh, then test.sh
 #   c       bindings-c (the C ABI): setup.sh, then test.sh
-#   go      the Go package: bindings-c/setup.sh, then bindings-c/go/test.sh
+#   go      the Go package: bindings-c/setup.sh, then go/test.sh
 #   lane    the Rust driver crate and the writelane CLI with every store feature, against
 #           redis-server and a moto server that lane/test.sh starts (moto from the python
 #           suite's venv when it exists)
@@ -39,7 +39,7 @@ describe() {
     python) echo "python: bindings-python" ;;
     node) echo "node: bindings-wasm" ;;
     c) echo "c: bindings-c, the C ABI" ;;
-    go) echo "go: bindings-c/go, the Go package and its e2e tests" ;;
+    go) echo "go: go/, the Go module (both backends) and its e2e tests" ;;
     lane) echo "lane: the Rust driver and the CLI with every store (redis, DynamoDB and S3 on moto)" ;;
     trail) echo "trail: writelane trail's HTML report in headless Chromium and its s3:// input on moto" ;;
     mixed) echo "mixed: Python, Node and Go writers and writelane hold sharing one lease" ;;
@@ -109,19 +109,18 @@ suite_python() {
 }
 suite_node() { setup bindings-wasm && bash bindings-wasm/test.sh; }
 suite_c() { setup bindings-c && bash bindings-c/test.sh; }
-suite_go() { setup bindings-c && bash bindings-c/go/test.sh; }
+suite_go() { setup bindings-c && bash go/test.sh; }
 suite_lane() { bash lane/test.sh; }
 suite_trail() { bash trail/test-html.sh && bash trail/test-s3.sh; }
 
-# Writers in three languages sharing one lease store: needs the Python wheel installed, the
-# npm package built and the C library the Go writer links.
+# Writers in three languages sharing one lease store: needs the Python wheel installed and
+# the npm package built (the Go writer is pure Go: its module embeds the library).
 suite_mixed() {
   local missing=""
   bindings-python/.venv/bin/python -c 'import writelane' 2>/dev/null || missing+=", the Python binding (python suite)"
   [ -f bindings-wasm/pkg/writelane_wasm.js ] && [ -d bindings-wasm/node_modules ] || missing+=", the npm package (node suite)"
-  [ -f target/release/libwritelane.a ] || missing+=", the C library (c or go suite)"
   if [ -n "${missing}" ]; then
-    echo "mixed: not built: ${missing#, }; run it with them: bash scripts/test-all.sh python node go mixed"
+    echo "mixed: not built: ${missing#, }; run it with them: bash scripts/test-all.sh python node mixed"
     return 1
   fi
   # The writelane command with every store (the lane suite built it already: then a no-op).

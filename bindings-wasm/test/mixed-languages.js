@@ -2,7 +2,7 @@
 // Node, Python and Go writers and `writelane hold` sharing one lease: 2 Node processes
 // (test/helpers/appender.js), 2 Python processes (bindings-python/tests/laneworker.py), 2
 // loops of `writelane hold -- append.py` (a plain boto3 append, tests/hold/append.py) and,
-// with DynamoDB and S3, 2 Go processes (bindings-c/go/e2e/laneworker) x 10 read-modify-write
+// with DynamoDB and S3, 2 Go processes (go/e2e/laneworker) x 10 read-modify-write
 // appends to one role at the IAM lab, through one DynamoDB table, then one S3 bucket and
 // prefix, then one Redis (which the Go binding has no adapter for). Passes when
 // the lab saw no conflict, every statement is there and every write had its own fence.
@@ -33,7 +33,7 @@ const python = process.env.WRITELANE_PYTHON || path.join(repo, 'bindings-python'
 const TABLE = 'writelane-leases';
 const BUCKET = 'writelane-leases';
 const PREFIX = 'writelane/leases/mixed/';
-const goModule = path.join(repo, 'bindings-c', 'go', 'e2e');
+const goModule = path.join(repo, 'go', 'e2e');
 const writelaneBin = process.env.WRITELANE_BIN || path.join(repo, 'target', 'debug', 'writelane');
 
 /**

@@ -1,6 +1,6 @@
 module github.com/writelane/writelane/go/dynamodbstore
 
-go 1.24
+go 1.25.0
 
 replace github.com/writelane/writelane/go => ../
 
@@ -16,4 +16,6 @@ require (
 	github.com/aws/aws-sdk-go-v2/internal/endpoints/v2 v2.8.12 // indirect
 	github.com/aws/aws-sdk-go-v2/service/internal/accept-encoding v1.13.25 // indirect
 	github.com/aws/aws-sdk-go-v2/service/internal/endpoint-discovery v1.13.12 // indirect
+	github.com/tetratelabs/wazero v1.12.0 // indirect
+	golang.org/x/sys v0.44.0 // indirect
 )

@@ -1,6 +1,6 @@
 module github.com/writelane/writelane/go/s3store
 
-go 1.24
+go 1.25.0
 
 replace github.com/writelane/writelane/go => ../
 
@@ -20,4 +20,6 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/internal/checksum v1.11.13 // indirect
 	github.com/aws/aws-sdk-go-v2/service/internal/presigned-url v1.14.12 // indirect
 	github.com/aws/aws-sdk-go-v2/service/internal/s3shared v1.20.12 // indirect
+	github.com/tetratelabs/wazero v1.12.0 // indirect
+	golang.org/x/sys v0.44.0 // indirect
 )
