@@ -23,6 +23,9 @@
 #   mixed   Python, Node and Go writers and `writelane hold` sharing one lease (uses what
 #           python, node and go built: run it with them, e.g.
 #           `bash scripts/test-all.sh python node go mixed`)
+#   dist    the release artifacts: scripts/dist.sh (manylinux2014 wheels and sdist, the npm
+#           tarball, the C tarballs, SHA256SUMS in dist/), then scripts/test-dist.sh
+#           installs and runs each with no cargo or rustc on the PATH
 #
 # Each setup.sh runs at most once per run (c and go share bindings-c/setup.sh). Once the
 # rust suite has passed, WRITELANE_RUST_CHECKED=1 is exported so the bindings' test.sh do not
@@ -31,7 +34,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-suites=(rust python node c go lane trail mixed)
+suites=(rust python node c go lane trail mixed dist)
 
 describe() {
   case $1 in
@@ -43,6 +46,7 @@ describe() {
     lane) echo "lane: the Rust driver and the CLI with every store (redis, DynamoDB and S3 on moto)" ;;
     trail) echo "trail: writelane trail's HTML report in headless Chromium and its s3:// input on moto" ;;
     mixed) echo "mixed: Python, Node and Go writers and writelane hold sharing one lease" ;;
+    dist) echo "dist: the release artifacts (scripts/dist.sh), installed and run without a Rust toolchain (scripts/test-dist.sh)" ;;
   esac
 }
 
@@ -112,6 +116,9 @@ suite_c() { setup bindings-c && bash bindings-c/test.sh; }
 suite_go() { setup bindings-c && bash go/test.sh; }
 suite_lane() { bash lane/test.sh; }
 suite_trail() { bash trail/test-html.sh && bash trail/test-s3.sh; }
+# The C checks of test-dist.sh need cc and pkg-config (bindings-c/setup.sh); dist.sh installs
+# its own tools.
+suite_dist() { setup bindings-c && bash scripts/dist.sh && bash scripts/test-dist.sh; }
 
 # Writers in three languages sharing one lease store: needs the Python wheel installed and
 # the npm package built (the Go writer is pure Go: its module embeds the library).
