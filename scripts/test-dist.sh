@@ -15,7 +15,9 @@
 #    wheel. `auditwheel show` finds the x86_64 wheel consistent with manylinux2014
 #    (manylinux_2_17). The aarch64 wheel, which cannot run here: its tag (file name and
 #    WHEEL) is cp39-abi3-manylinux2014_aarch64 and its extension's ELF machine AArch64.
-#    Both extensions need no glibc symbol newer than 2.17 and carry no DWARF.
+#    Both extensions need no glibc symbol newer than 2.17 and carry no DWARF, and
+#    `pip install --platform manylinux2014_ARCH --python-version 3.9 --target DIR` (how a
+#    Lambda deployment package is made) takes each wheel for its architecture.
 # 3. C: the x86_64 tarball holds exactly the documented files and is extracted to a fresh
 #    prefix; bindings-c/examples/write_role.c and the README's C example compile with
 #    `pkg-config --cflags --libs writelane` (shared, run through an rpath into the
@@ -162,6 +164,14 @@ for wheel in "$x86_wheel" "$arm_wheel"; do
   glibc_at_most_2_17 "$so" "the $arch wheel's extension"
   no_dwarf "$so" "the $arch wheel's extension"
   ok "$arch wheel: tags $tags; $machine; no DWARF; $(wc -c <"$wheel") bytes"
+  # A Lambda deployment package as AWS documents it (pip --platform --target), here for the
+  # python3.9 runtime on Amazon Linux 2 (glibc 2.26): pip must take this wheel for it.
+  lambda_dir="$work/lambda-$arch"
+  "${pip[@]}" install --no-index --find-links "$dist" --platform "manylinux2014_$arch" \
+    --python-version 3.9 --only-binary=:all: --target "$lambda_dir" "writelane==$version"
+  [ "$(elf_machine "$lambda_dir/writelane/_native.abi3.so")" = "$machine" ] ||
+    fail "pip --platform manylinux2014_$arch did not install the $arch wheel"
+  ok "pip install --platform manylinux2014_$arch --python-version 3.9 --target (a Lambda package) takes the $arch wheel"
 done
 
 step "C: the tarballs"
