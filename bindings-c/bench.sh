@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Per-decision cost through the C ABI against the same decisions in Rust directly, and
-# through Go/cgo against a bare cgo call, all measured in this one run.
+# through the Go module (wazero and cgo backends) against a bare call, all measured in this
+# one run.
 #   bash bindings-c/bench.sh
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,12 +23,22 @@ cc -std=c11 -O2 -I"$here/include" "$here/tests/c/bench.c" "$target/release/libwr
 c_ns="$(sed -n 's/^c_abi_from_c_ns_per_call=//p' "$work/c.txt")"
 awk -v c="$c_ns" -v r="$rust_ns" 'BEGIN { printf "engine decision ratio C program/Rust direct: %.2fx (target <= 1.5x)\n", c / r }'
 
-echo "== Go: decisions through the Go package vs a bare cgo call"
-(cd "$here/go" && go test -run '^$' -bench . -benchtime 200000x .) | tee "$work/go.txt"
-bare="$(awk '/^BenchmarkBareCgoCall/ {print $3}' "$work/go.txt")"
-eng="$(awk '/^BenchmarkEngineDecision/ {print $5}' "$work/go.txt")"
-strat="$(awk '/^BenchmarkStrategyDecision/ {print $5}' "$work/go.txt")"
-awk -v b="$bare" -v e="$eng" -v s="$strat" -v r="$rust_ns" 'BEGIN {
-  printf "Go engine decision: %.1f ns/call = %.1fx a bare cgo call (%.1f ns), %.2fx Rust direct\n", e, e / b, b, e / r
-  printf "Go strategy decision: %.1f ns/call = %.1fx a bare cgo call\n", s, s / b
-}'
+echo "== Go: decisions through the Go module, WebAssembly (wazero) and cgo backends, vs a bare call"
+mkdir -p "$work/pkgconfig"
+sed -e "s|@PREFIX@|$root|" -e "s|@VERSION@|0|" -e "s|^libdir=.*|libdir=$target/release|" \
+  -e "s|^includedir=.*|includedir=$here/include|" "$here/writelane-static.pc.in" >"$work/pkgconfig/writelane-static.pc"
+for backend in wasm cgo; do
+  if [ "$backend" = cgo ]; then
+    (cd "$root/go" && PKG_CONFIG_PATH="$work/pkgconfig" go test -tags writelane_cgo -run '^$' -bench . -benchtime 200000x .)
+  else
+    (cd "$root/go" && CGO_ENABLED=0 go test -run '^$' -bench . -benchtime 200000x .)
+  fi | tee "$work/go-$backend.txt"
+  bare="$(awk '/^BenchmarkBareCall/ {print $3}' "$work/go-$backend.txt")"
+  eng="$(awk '/^BenchmarkEngineDecision/ {print $5}' "$work/go-$backend.txt")"
+  strat="$(awk '/^BenchmarkStrategyDecision/ {print $5}' "$work/go-$backend.txt")"
+  retry="$(awk '/^BenchmarkRetryDecision/ {print $3}' "$work/go-$backend.txt")"
+  awk -v k="$backend" -v b="$bare" -v e="$eng" -v s="$strat" -v t="$retry" -v r="$rust_ns" 'BEGIN {
+    printf "Go (%s) engine decision: %.1f ns/call = %.1fx a bare call (%.1f ns), %.2fx Rust direct\n", k, e, e / b, b, e / r
+    printf "Go (%s) strategy decision: %.1f ns/call; one retry decision %.1f ns\n", k, s, t
+  }'
+done

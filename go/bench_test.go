@@ -7,10 +7,12 @@ import (
 	"testing"
 )
 
-// Per-decision cost through Go and cgo, against a bare cgo call (wl_abi_version). bench.sh
-// runs these with the Rust and C measurements and prints the ratios.
+// Per-decision cost through Go and the backend (wazero by default, cgo with the
+// writelane_cgo tag), against a bare call into the library (wl_abi_version).
+// bindings-c/bench.sh runs these under both backends with the Rust and C measurements and
+// prints the ratios; go/README.md has the figures.
 
-func BenchmarkBareCgoCall(b *testing.B) {
+func BenchmarkBareCall(b *testing.B) {
 	var sink uint32
 	for i := 0; i < b.N; i++ {
 		sink += bareCall()
@@ -59,6 +61,7 @@ func BenchmarkEngineDecision(b *testing.B) {
 		poll(CommandFinish)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*11), "ns/call")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/write")
 }
 
 // acquire, refresh, success: 3 strategy calls.
@@ -84,6 +87,43 @@ func BenchmarkStrategyDecision(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*3), "ns/call")
+}
+
+// One retry decision alone (RetryRefresh on a token that keeps retrying under no budget):
+// the call an SDK retryer makes per failure.
+func BenchmarkRetryDecision(b *testing.B) {
+	e, err := NewEngine(`{"preset":"aws-standard","retry":{"transient":{"max_attempts":100}},"budget":{"enabled":false}}`, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	f := &Failure{Code: "InternalFailure", HTTPStatus: 500}
+	t, err := e.RetryAcquire("iam", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := t
+	for i := 0; i < b.N; i++ {
+		if i%90 == 0 {
+			t = start
+		}
+		if d, err := e.RetryRefresh(&t, f, 0); err != nil || !d.Retry {
+			b.Fatal(d, err)
+		}
+	}
+}
+
+// NewEngine and Close: with the default backend an instance comes from the pool (and
+// goes back to it), so this is the cost of a new wl_engine inside a warm instance.
+func BenchmarkNewEngine(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		e, err := NewEngine(`"iam"`, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e.Close()
+	}
 }
 
 // The driver's cost of one uncontended Run (submit, one write without a read, finish),

@@ -1,5 +1,6 @@
 // Package writelane embeds writelane, a write-discipline engine for cloud control
-// planes, through its C library (libwritelane, linked statically with cgo).
+// planes: its C library compiled to WebAssembly and run by wazero, in pure Go (or, with
+// the writelane_cgo build tag, the static C library linked with cgo).
 //
 // Automation that mutates the same IAM role, user or policy from several places at once
 // gets ConcurrentModification (HTTP 409). A Lane serialises writers per entity, re-reads
@@ -16,7 +17,7 @@
 // Lane.Retryer plugs the same policy into an AWS SDK for Go v2 client as its aws.Retryer.
 // Engine is the sans-IO engine for hosts with their own event loop.
 //
-// Build: the package links ../../target/release/libwritelane.a (relative to this
-// directory); build it first with `cargo build --release -p writelane-c` from the
-// repository root. No LD_LIBRARY_PATH is needed.
+// Build: nothing beyond `go get github.com/writelane/writelane/go`; CGO_ENABLED=0 and
+// cross-compiling work. With -tags writelane_cgo the package links libwritelane.a found
+// by pkg-config as writelane-static (see the README).
 package writelane
