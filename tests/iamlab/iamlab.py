@@ -1,382 +1,59 @@
 #!/usr/bin/env python3
-"""A local IAM that behaves like the real one under contention.
+"""Starts the IAM contention lab, ``writelane.lab`` of the Python package.
 
-The lab is a test fixture shared by every writelane binding. It forwards the IAM Query
-API to a moto server that it starts itself on a free loopback port, and it holds each
-write to an entity (role, user, group or managed policy, named by the request's
-``RoleName``, ``UserName``, ``GroupName`` or ``PolicyArn``) for a configurable service
-time. A write that arrives while another write to the same entity is in flight gets the
-error IAM itself returns: HTTP 409 with a Query-protocol XML body whose code is
-``ConcurrentModification``. Reads (``Get*``/``List*``) are forwarded without holding.
+The lab itself lives in ``bindings-python/python/writelane/lab``; this launcher keeps the
+command line every binding's tests use::
 
-Usage::
-
-    python3 tests/iamlab/iamlab.py --port 0 --service-ms 20
+    python3 tests/iamlab/iamlab.py --port 0 --service-ms 20 [--trail DIR] [--verbose]
 
 prints ONE JSON line ``{"endpoint": "http://127.0.0.1:PORT", "moto": "http://127.0.0.1:PORT2"}``
-on stdout once ready and serves until SIGTERM or SIGINT.
+on stdout once ready and serves until SIGTERM or SIGINT (``python -m writelane.lab serve``
+with the same flags).
 
-Endpoints besides the IAM Query API:
-
-* ``GET /_lab/stats`` -> ``{"calls": N, "reads": N, "writes": N, "conflicts": N,
-  "entities": {"role/NAME": {"writes": N, "conflicts": N}}}``. ``calls`` counts every IAM
-  request, ``writes`` the writes that were accepted (held and forwarded), ``conflicts`` the
-  writes refused with ``ConcurrentModification``.
-* ``POST /_lab/reset`` zeroes the counters (the moto state is kept).
-* ``POST /_lab/config`` with JSON ``{"service_ms": N, "inject_conflicts": N}`` (either
-  field optional): the service time of later writes, and a number of next writes that get
-  ``ConcurrentModification`` whatever the overlap.
-
-Use any region and fake credentials (``AWS_ACCESS_KEY_ID=testing`` and so on).
+Any Python with moto's server runs it: the lab's modules need only the standard library and
+moto, not the compiled extension, so they are loaded by path from the checkout under the
+name ``writelane_lab`` (``import writelane.lab`` would import ``writelane/__init__.py`` and
+with it ``writelane._native``). Outside a checkout (this file copied alone) the installed
+``writelane.lab`` is used.
 """
 
 from __future__ import annotations
 
-import argparse
-import http.client
-import json
-import logging
-import signal
-import socket
+import importlib
+import importlib.util
+import os
 import sys
-import threading
-import time
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Optional, Tuple
-from urllib.parse import parse_qs, urlsplit
+from types import ModuleType
 
-#: request parameters that name the entity a write is about, in order of precedence
-ENTITY_PARAMS: Tuple[Tuple[str, str], ...] = (
-    ("RoleName", "role"),
-    ("UserName", "user"),
-    ("GroupName", "group"),
-    ("PolicyArn", "policy"),
-    ("InstanceProfileName", "instance-profile"),
-)
-
-#: hop-by-hop headers that are not forwarded
-HOP_HEADERS = {
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "content-length",
-}
-
-CONFLICT_BODY = (
-    '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">\n'
-    "  <Error>\n"
-    "    <Type>Sender</Type>\n"
-    "    <Code>ConcurrentModification</Code>\n"
-    "    <Message>{message}</Message>\n"
-    "  </Error>\n"
-    "  <RequestId>{request_id}</RequestId>\n"
-    "</ErrorResponse>\n"
-)
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.join(HERE, "..", "..", "bindings-python", "python", "writelane", "lab")
 
 
-def is_read(action: str) -> bool:
-    """Whether an IAM action only reads (forwarded without holding)."""
-    return action.startswith(("Get", "List", "Simulate", "Generate")) or action == ""
-
-
-def entity_of(params: Dict[str, str]) -> Optional[str]:
-    """The entity key (``role/NAME`` ...) a request is about, or None."""
-    for param, kind in ENTITY_PARAMS:
-        value = params.get(param)
-        if value:
-            return f"{kind}/{value}"
-    if params.get("Action") == "CreatePolicy" and params.get("PolicyName"):
-        return f"policy/{params['PolicyName']}"
-    return None
-
-
-class LabState:
-    """Counters, configuration and the set of entities with a write in flight."""
-
-    def __init__(self, service_ms: int) -> None:
-        self.lock = threading.Lock()
-        self.service_ms = service_ms
-        self.inject_conflicts = 0
-        self.in_flight: set[str] = set()
-        self.reset()
-
-    def reset(self) -> None:
-        """Zero every counter (the caller holds the lock or no thread runs yet)."""
-        self.calls = 0
-        self.reads = 0
-        self.writes = 0
-        self.conflicts = 0
-        self.entities: Dict[str, Dict[str, int]] = {}
-
-    def entity(self, key: str) -> Dict[str, int]:
-        """The per-entity counters of ``key`` (created on first use)."""
-        counters = self.entities.get(key)
-        if counters is None:
-            counters = {"writes": 0, "conflicts": 0}
-            self.entities[key] = counters
-        return counters
-
-    def snapshot(self) -> Dict[str, Any]:
-        """The JSON form served by ``GET /_lab/stats``."""
-        with self.lock:
-            return {
-                "calls": self.calls,
-                "reads": self.reads,
-                "writes": self.writes,
-                "conflicts": self.conflicts,
-                "service_ms": self.service_ms,
-                "entities": {k: dict(v) for k, v in sorted(self.entities.items())},
-            }
-
-
-class Forwarder:
-    """Keeps one persistent connection to moto per handler thread."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self.local = threading.local()
-
-    def _conn(self) -> http.client.HTTPConnection:
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
-            conn.connect()
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.local.conn = conn
-        return conn
-
-    def forward(
-        self, method: str, path: str, headers: Dict[str, str], body: bytes
-    ) -> Tuple[int, list, bytes]:
-        """Send one request to moto and return (status, headers, body)."""
-        for attempt in range(2):
-            conn = self._conn()
-            try:
-                conn.request(method, path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                return resp.status, resp.getheaders(), data
-            except (http.client.HTTPException, OSError):
-                conn.close()
-                self.local.conn = None
-                if attempt == 1:
-                    raise
-        raise AssertionError("unreachable")
-
-
-def make_handler(state: LabState, forwarder: Forwarder, verbose: bool) -> type:
-    """Build the request handler class bound to one lab's state."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in separate writes: without this, Nagle's algorithm and
-        # the client's delayed ACK add about 40 ms to every keep-alive response.
-        disable_nagle_algorithm = True
-        server_version = "writelane-iamlab/1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            if verbose:
-                sys.stderr.write("iamlab: " + (format % args) + "\n")
-
-        def _send(
-            self, status: int, body: bytes, content_type: str, extra: Optional[list] = None
-        ) -> None:
-            self.send_response(status)
-            sent_type = False
-            for name, value in extra or []:
-                if name.lower() in HOP_HEADERS or name.lower() in ("server", "date"):
-                    continue
-                if name.lower() == "content-type":
-                    sent_type = True
-                self.send_header(name, value)
-            if not sent_type:
-                self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _send_json(self, status: int, value: Any) -> None:
-            self._send(status, json.dumps(value).encode(), "application/json")
-
-        def _body(self) -> bytes:
-            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                chunks = []
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                            pass  # trailers
-                        return b"".join(chunks)
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-            length = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(length) if length > 0 else b""
-
-        def do_GET(self) -> None:  # noqa: N802
-            """Lab stats, or an IAM request sent as a query string."""
-            if urlsplit(self.path).path == "/_lab/stats":
-                self._send_json(200, state.snapshot())
-                return
-            self._iam("GET", b"")
-
-        def do_POST(self) -> None:  # noqa: N802
-            """Lab control, or an IAM Query API request."""
-            body = self._body()
-            path = urlsplit(self.path).path
-            if path == "/_lab/reset":
-                with state.lock:
-                    state.reset()
-                    state.inject_conflicts = 0
-                self._send_json(200, {"ok": True})
-                return
-            if path == "/_lab/config":
-                try:
-                    conf = json.loads(body or b"{}")
-                    if not isinstance(conf, dict):
-                        raise ValueError("config must be a JSON object")
-                    for key in conf:
-                        if key not in ("service_ms", "inject_conflicts"):
-                            raise ValueError(f"unknown config field {key!r}")
-                        value = conf[key]
-                        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                            raise ValueError(f"{key} must be a non-negative integer")
-                except ValueError as exc:
-                    self._send_json(400, {"error": str(exc)})
-                    return
-                with state.lock:
-                    if "service_ms" in conf:
-                        state.service_ms = conf["service_ms"]
-                    if "inject_conflicts" in conf:
-                        state.inject_conflicts = conf["inject_conflicts"]
-                self._send_json(200, {"ok": True})
-                return
-            self._iam("POST", body)
-
-        def _iam(self, method: str, body: bytes) -> None:
-            split = urlsplit(self.path)
-            raw = split.query if method == "GET" else body.decode("utf-8", "replace")
-            if method == "POST" and split.query:
-                raw = split.query + "&" + raw
-            params = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
-            action = params.get("Action", "")
-            headers = {
-                k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS
-            }
-            headers["Host"] = f"{forwarder.host}:{forwarder.port}"
-            key = None if is_read(action) else entity_of(params)
-            with state.lock:
-                state.calls += 1
-                if is_read(action):
-                    state.reads += 1
-                conflict = False
-                if key is not None:
-                    counters = state.entity(key)
-                    if key in state.in_flight or state.inject_conflicts > 0:
-                        conflict = True
-                        if key not in state.in_flight and state.inject_conflicts > 0:
-                            state.inject_conflicts -= 1
-                        state.conflicts += 1
-                        counters["conflicts"] += 1
-                    else:
-                        state.in_flight.add(key)
-                        state.writes += 1
-                        counters["writes"] += 1
-                elif not is_read(action):
-                    state.writes += 1
-                service_ms = state.service_ms
-            if conflict:
-                message = (
-                    "Cannot perform the operation because a concurrent modification "
-                    f"of {key} is in progress."
-                )
-                body_out = CONFLICT_BODY.format(
-                    message=message, request_id=str(uuid.uuid4())
-                ).encode()
-                self._send(409, body_out, "text/xml")
-                return
-            try:
-                if key is not None and service_ms > 0:
-                    # the write takes effect at the end of its service time
-                    time.sleep(service_ms / 1000.0)
-                try:
-                    status, resp_headers, data = forwarder.forward(
-                        method, self.path, headers, body
-                    )
-                except (http.client.HTTPException, OSError) as exc:
-                    self._send_json(502, {"error": f"moto unreachable: {exc}"})
-                    return
-            finally:
-                if key is not None:
-                    with state.lock:
-                        state.in_flight.discard(key)
-            self._send(status, data, "text/xml", resp_headers)
-
-    return Handler
-
-
-def start_moto() -> Tuple[Any, str, int]:
-    """Start a moto server in this process on a free loopback port."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    return server, host, port
-
-
-def main(argv: Optional[list] = None) -> int:
-    """Run the lab until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--port", type=int, default=0, help="listen port (0: any free)")
-    parser.add_argument("--service-ms", type=int, default=20, help="hold time of a write")
-    parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
-    args = parser.parse_args(argv)
-    if args.service_ms < 0:
-        parser.error("--service-ms must be non-negative")
-
-    if not args.verbose:
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    moto, moto_host, moto_port = start_moto()
-    state = LabState(args.service_ms)
-    forwarder = Forwarder(moto_host, moto_port)
-    server = ThreadingHTTPServer(
-        ("127.0.0.1", args.port), make_handler(state, forwarder, args.verbose)
+def load_lab() -> ModuleType:
+    """The lab package: the checkout's source by path, else the installed one."""
+    init = os.path.join(SOURCE, "__init__.py")
+    if not os.path.isfile(init):
+        return importlib.import_module("writelane.lab")
+    name = "writelane_lab"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, init, submodule_search_locations=[os.path.abspath(SOURCE)]
     )
-    server.daemon_threads = True
-    stop = threading.Event()
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    serving = threading.Thread(target=server.serve_forever, daemon=True)
-    serving.start()
-    port = server.server_address[1]
-    print(
-        json.dumps(
-            {
-                "endpoint": f"http://127.0.0.1:{port}",
-                "moto": f"http://{moto_host}:{moto_port}",
-            }
-        ),
-        flush=True,
+def main(argv: "list[str] | None" = None) -> int:
+    """``serve`` with this command line's flags."""
+    load_lab()
+    cli = importlib.import_module(
+        "writelane_lab.cli" if "writelane_lab" in sys.modules else "writelane.lab.cli"
     )
-    while not stop.wait(0.5):
-        pass
-    server.shutdown()
-    server.server_close()
-    try:
-        moto.stop()
-    except Exception:  # noqa: BLE001 - best effort on the way out
-        pass
-    return 0
+    return int(cli.main(["serve"] + list(sys.argv[1:] if argv is None else argv)))
 
 
 if __name__ == "__main__":
