@@ -55,8 +55,23 @@ pub fn layout() -> Vec<u32> {
     }
     [
         at!(wl_str, ptr, len),
-        at!(wl_error, status, usage, path_len, message_len, path, message),
-        at!(wl_submit_options, expected, has_deadline, deadline_ms, holder, no_read),
+        at!(
+            wl_error,
+            status,
+            usage,
+            path_len,
+            message_len,
+            path,
+            message
+        ),
+        at!(
+            wl_submit_options,
+            expected,
+            has_deadline,
+            deadline_ms,
+            holder,
+            no_read
+        ),
         at!(
             wl_failure,
             code,

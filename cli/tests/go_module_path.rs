@@ -25,7 +25,10 @@ fn module_path() -> String {
         .lines()
         .find(|l| l.trim_start().starts_with("repository ="))
         .expect("[workspace.package] states a repository");
-    let url = line.split('"').nth(1).expect("repository is a quoted string");
+    let url = line
+        .split('"')
+        .nth(1)
+        .expect("repository is a quoted string");
     let rest = url
         .strip_prefix("https://")
         .unwrap_or_else(|| panic!("repository {url} is not an https:// URL"));
@@ -38,10 +41,7 @@ fn files(dir: &Path, suffixes: &[&str], out: &mut Vec<PathBuf>) {
         let path = entry.expect("a directory entry").path();
         if path.is_dir() {
             files(&path, suffixes, out);
-        } else if suffixes
-            .iter()
-            .any(|s| path.to_string_lossy().ends_with(s))
-        {
+        } else if suffixes.iter().any(|s| path.to_string_lossy().ends_with(s)) {
             out.push(path);
         }
     }
@@ -110,7 +110,11 @@ fn every_go_module_path_and_import_follows_the_repository() {
         }
     }
     assert!(modules >= 4, "found {modules} go.mod files under go/");
-    assert!(bad.is_empty(), "module paths disagree with Cargo.toml's repository:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "module paths disagree with Cargo.toml's repository:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
