@@ -11,7 +11,7 @@ import (
 )
 
 // The lease rules a store adapter or tool would otherwise write again (record checks,
-// owner ids, force-release) are the core's, through the C library.
+// owner ids, force-release) are the core's, through the C ABI (either backend).
 
 // ParseLeaseRecord parses and validates a lease record exactly as a store returned it
 // (the JSON text a file store keeps; a DynamoDB adapter builds the same object from the

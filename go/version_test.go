@@ -9,6 +9,6 @@ func TestPackageVersionMatchesLibrary(t *testing.T) {
 		t.Fatalf("libwritelane reports version %q, the Go package says %q", got, PackageVersion)
 	}
 	if ABIVersion() != HeaderABIVersion {
-		t.Fatalf("libwritelane has ABI %d, the header compiled into this package %d", ABIVersion(), HeaderABIVersion)
+		t.Fatalf("libwritelane has ABI %d, the layouts this package encodes %d", ABIVersion(), HeaderABIVersion)
 	}
 }
