@@ -3,6 +3,7 @@
 package writelane
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -125,6 +126,43 @@ func TestEnginesInParallel(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// A trap inside the module (here an engine pointer outside its memory; a panic in
+// writelane traps the same way) is StatusPanicked for that call and StatusPoisoned for
+// the engine's later calls; the instance is dropped, not pooled, and other engines work.
+func TestTrapPoisonsOnlyThatEngine(t *testing.T) {
+	e, err := NewEngine(`"iam"`, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := e.h.in
+	_, err = in.call(fHandleTimeout, 0xFFFFFFF0, 0)
+	var se *StatusError
+	if !errors.As(err, &se) || se.Status != StatusPanicked {
+		t.Fatalf("a trap gave %v", err)
+	}
+	if _, err := e.Submit("role/a", 0, SubmitOptions{}); !errors.As(err, &se) || se.Status != StatusPoisoned {
+		t.Fatalf("the next call gave %v", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pool.mu.Lock()
+	for _, idle := range pool.idle {
+		if idle == in {
+			t.Error("a trapped instance went back to the pool")
+		}
+	}
+	pool.mu.Unlock()
+	other, err := NewEngine(`"iam"`, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.Submit("role/a", 0, SubmitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
