@@ -13,8 +13,13 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 out="${1:-$here/internal/wasm/writelane.wasm}"
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
-cargo_home="$(cd "$cargo_home" && pwd -P)"
 target="${CARGO_TARGET_DIR:-$root/target}"
-export RUSTFLAGS="--remap-path-prefix=$root=/writelane --remap-path-prefix=$cargo_home=/cargo"
+# Both spellings of each path, as given and with symlinks resolved (rustc sees one of them).
+flags=()
+for dir in "$root=/writelane" "$(cd "$root" && pwd -P)=/writelane" \
+  "$cargo_home=/cargo" "$(cd "$cargo_home" && pwd -P)=/cargo"; do
+  case " ${flags[*]-} " in *" --remap-path-prefix=$dir "*) ;; *) flags+=("--remap-path-prefix=$dir") ;; esac
+done
+export RUSTFLAGS="${flags[*]}"
 (cd "$root" && cargo build -q --locked --target wasm32-unknown-unknown -p writelane-c --profile go-wasm)
 cp "$target/wasm32-unknown-unknown/go-wasm/writelane.wasm" "$out"
