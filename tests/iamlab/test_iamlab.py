@@ -1,6 +1,8 @@
-"""Self-test of the IAM contention lab: it must record real conflicts.
+"""Self-test of the IAM contention lab (``writelane.lab`` of the Python package): it must
+record real conflicts, and the launcher ``iamlab.py`` must keep its command line.
 
-Run with ``python3 -m pytest tests/iamlab``.
+Run with a Python that has the writelane wheel and moto (``bash bindings-python/test.sh``
+does: ``bindings-python/.venv/bin/python -m pytest tests/iamlab``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def lab() -> Iterator[Dict[str, str]]:
     """A running lab with a 20 ms service time."""
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "iamlab.py"), "--port", "0", "--service-ms", "20"],
+        [sys.executable, "-m", "writelane.lab", "serve", "--port", "0", "--service-ms", "20"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -135,3 +137,53 @@ def test_chunked_request_body(lab: Dict[str, str]) -> None:
     data = resp.read()
     assert resp.status == 200, data
     assert b"ListRolesResponse" in data
+
+
+def _fake_package(tmp: str, name: str, message: str) -> str:
+    """A directory for PYTHONPATH whose package ``name`` fails to import."""
+    pkg = os.path.join(tmp, name)
+    os.makedirs(pkg)
+    with open(os.path.join(pkg, "__init__.py"), "w") as f:
+        f.write(f"raise ImportError({message!r})\n")
+    return tmp
+
+
+def test_launcher_needs_no_extension(tmp_path: Any) -> None:
+    """iamlab.py loads the lab from the checkout by path: a writelane that cannot be
+    imported (no compiled extension) does not stop it, and it serves real conflicts."""
+    path = _fake_package(str(tmp_path), "writelane", "no writelane here")
+    env = dict(os.environ, PYTHONPATH=path)
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "iamlab.py"), "--port", "0", "--service-ms", "20"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        assert set(info) == {"endpoint", "moto"}
+        test_overlapping_writes_conflict(info)
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+
+def test_port_in_use_is_one_line(lab: Dict[str, str]) -> None:
+    port = lab["endpoint"].rsplit(":", 1)[1]
+    for cmd in ([sys.executable, os.path.join(HERE, "iamlab.py")],
+                [sys.executable, "-m", "writelane.lab", "serve"]):
+        out = subprocess.run(cmd + ["--port", port], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2
+        assert out.stdout == ""
+        assert f"port {port} is in use" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_moto_missing_names_the_extra(tmp_path: Any) -> None:
+    path = _fake_package(str(tmp_path), "moto", "No module named 'moto'")
+    env = dict(os.environ, PYTHONPATH=path)
+    for cmd in ([sys.executable, os.path.join(HERE, "iamlab.py")],
+                [sys.executable, "-m", "writelane.lab", "serve"]):
+        out = subprocess.run(cmd + ["--port", "0"], capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 2
+        assert "pip install 'writelane[lab]'" in out.stderr and "Traceback" not in out.stderr, out.stderr

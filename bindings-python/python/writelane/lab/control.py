@@ -72,7 +72,7 @@ class Lab:
     def client(self, service: str = "iam", access_key: str = "testing", **kwargs: Any) -> Any:
         """A real boto3 client aimed at the lab, with dummy credentials (``access_key``
         names the caller in the trail)."""
-        import boto3
+        import boto3  # type: ignore[import-untyped,unused-ignore]
 
         kwargs.setdefault("region_name", self.region)
         return boto3.client(

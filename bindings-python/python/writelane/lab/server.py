@@ -35,8 +35,9 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 #: request parameters that name the entity a write is about, in order of precedence
@@ -119,15 +120,21 @@ def error_of(status: int, body: bytes) -> Tuple[Optional[str], Optional[str]]:
     )
 
 
+@dataclass
 class Call:
     """One IAM call the lab served, as the trail writer gets it."""
 
-    __slots__ = ("action", "params", "access_key", "source_ip", "user_agent", "status",
-                 "error_code", "error_message", "request_id", "read_only", "time")
-
-    def __init__(self, **fields: Any) -> None:
-        for name in self.__slots__:
-            setattr(self, name, fields.get(name))
+    action: str
+    params: Dict[str, str]
+    access_key: Optional[str]
+    source_ip: str
+    user_agent: Optional[str]
+    status: int
+    error_code: Optional[str]
+    error_message: Optional[str]
+    request_id: str
+    read_only: bool
+    time: float
 
 
 class LabState:
@@ -137,7 +144,7 @@ class LabState:
         self.lock = threading.Lock()
         self.service_ms = service_ms
         self.inject_conflicts = 0
-        self.in_flight: set = set()
+        self.in_flight: Set[str] = set()
         self.reset()
 
     def reset(self) -> None:
@@ -188,7 +195,7 @@ class Forwarder:
 
     def forward(
         self, method: str, path: str, headers: Dict[str, str], body: bytes
-    ) -> Tuple[int, list, bytes]:
+    ) -> Tuple[int, List[Tuple[str, str]], bytes]:
         """Send one request to moto and return (status, headers, body)."""
         for attempt in range(2):
             conn = self._conn()
@@ -226,7 +233,7 @@ def make_handler(
                 sys.stderr.write("iamlab: " + (format % args) + "\n")
 
         def _send(
-            self, status: int, body: bytes, content_type: str, extra: Optional[list] = None
+            self, status: int, body: bytes, content_type: str, extra: Optional[List[Tuple[str, str]]] = None
         ) -> None:
             self.send_response(status)
             sent_type = False
@@ -247,7 +254,7 @@ def make_handler(
 
         def _body(self) -> bytes:
             if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                chunks = []
+                chunks: List[bytes] = []
                 while True:
                     size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                     if size == 0:

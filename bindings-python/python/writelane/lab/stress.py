@@ -27,7 +27,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .control import Lab, LabProcess
 from .server import LabError
@@ -126,9 +126,13 @@ def stress(
         lab = Lab(endpoint)
     scratch = tempfile.mkdtemp(prefix="writelane-lab-")
     try:
-        prepare(lab, role, policy)
+        lab.stats()  # a lab answers there (LabError otherwise)
+        try:
+            prepare(lab, role, policy)
+        except Exception as exc:  # noqa: BLE001 - botocore's errors, for one line
+            raise LabError(f"cannot give role {role!r} its inline policy {policy!r} in the lab: {exc}") from None
         lab.reset()
-        procs = []
+        procs: List[Tuple[int, "subprocess.Popen[bytes]", str]] = []
         t0 = time.monotonic()
         for run in range(1, runs + 1):
             out = os.path.join(scratch, f".run{run}.out")

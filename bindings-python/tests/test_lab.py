@@ -1,0 +1,132 @@
+"""writelane.lab as users get it: the iam_lab fixture, the stress harness over the README's
+example scripts, the CloudTrail trail read by `writelane trail`, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from typing import Any, Dict, List
+
+import pytest
+from conftest import ROOT
+from writelane.lab import LabProcess
+
+EXAMPLES = os.path.join(ROOT, "bindings-python", "examples", "lab")
+
+
+def _stress(*args: str) -> "tuple[int, Dict[str, Any]]":
+    out = subprocess.run(
+        [sys.executable, "-m", "writelane.lab", "stress", "--json", *args],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert "Traceback" not in out.stderr, out.stderr
+    return out.returncode, json.loads(out.stdout)
+
+
+def test_fixture_counts_conflicts_and_finds_lost_statements(iam_lab: LabProcess) -> None:
+    from botocore.exceptions import ClientError
+
+    iam = iam_lab.client()
+    iam.create_role(RoleName="fixture-role", AssumeRolePolicyDocument="{}")
+    doc = {"Version": "2012-10-17", "Statement": [{"Sid": "Seed", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}
+    iam.put_role_policy(RoleName="fixture-role", PolicyName="p", PolicyDocument=json.dumps(doc))
+    iam_lab.reset()
+    barrier = threading.Barrier(6)
+    outcomes: List[str] = []
+
+    def naive(i: int) -> None:  # read-modify-write with no discipline, from 6 threads
+        client = iam_lab.client(access_key=f"AKIATHREAD{i:010d}")
+        cur = client.get_role_policy(RoleName="fixture-role", PolicyName="p")["PolicyDocument"]
+        cur["Statement"].append({"Sid": f"T{i}", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})
+        barrier.wait()
+        try:
+            client.put_role_policy(RoleName="fixture-role", PolicyName="p", PolicyDocument=json.dumps(cur))
+            outcomes.append("ok")
+        except ClientError as exc:
+            outcomes.append(exc.response["Error"]["Code"])
+
+    threads = [threading.Thread(target=naive, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert iam_lab.writes == outcomes.count("ok")
+    assert iam_lab.conflicts == outcomes.count("ConcurrentModification") > 0
+    lost = iam_lab.lost_statements("fixture-role", "p", ["Seed"] + [f"T{i}" for i in range(6)])
+    # every writer read the seed only, so at most one T statement survives
+    assert "Seed" not in lost and len(lost) >= 5, lost
+    assert iam_lab.lost_statements("fixture-role", "p", ["Seed"]) == []
+    assert iam_lab.statements("fixture-role", "no-such-policy") == []
+
+
+def test_stress_naive_script_loses_changes() -> None:
+    code, report = _stress("-n", "8", "--", sys.executable, os.path.join(EXAMPLES, "naive.py"))
+    assert code == 1 and report["ok"] is False
+    assert report["runs"] == 8 and report["checked"] is True
+    # overlapping writes were refused, and changes are missing from the final policy
+    assert report["conflicts"] > 0 or report["lost"], report
+    assert report["lost"] and report["present"] < 9
+    assert report["failures"] == len(report["failed_runs"])
+    for run in report["failed_runs"]:
+        assert "ConcurrentModification" in run["output"], run
+    assert "Seed" not in report["lost_silently"]
+
+
+def test_stress_script_with_lane_keeps_every_change() -> None:
+    code, report = _stress("-n", "8", "--", sys.executable, os.path.join(EXAMPLES, "with_lane.py"))
+    assert code == 0 and report["ok"] is True, report
+    assert report["failures"] == 0 and report["lost"] == [] and report["present"] == 9
+    assert report["writes"] >= 8
+
+
+def _writelane_bin() -> str:
+    path = os.environ.get("WRITELANE_BIN") or os.path.join(ROOT, "target", "debug", "writelane")
+    if not os.path.exists(path):
+        subprocess.run(["cargo", "build", "-q", "-p", "writelane-cli"], cwd=ROOT, check=True)
+    return path
+
+
+def test_trail_of_a_stress_names_the_colliding_writers(tmp_path: Any) -> None:
+    trail = str(tmp_path / "trail")
+    code, report = _stress("-n", "6", "--trail", trail, "--", sys.executable, os.path.join(EXAMPLES, "naive.py"))
+    assert code == 1 and report["conflicts"] > 0, report
+    files = os.listdir(trail)
+    assert files and all(f.startswith("123456789012_CloudTrail_us-east-1_") and f.endswith(".json.gz") for f in files)
+    out = subprocess.run([_writelane_bin(), "trail", "--json", trail], capture_output=True, text=True, check=True)
+    found = json.loads(out.stdout)
+    assert found["reading"]["records_skipped"] == 0 and not found["reading"]["problems"]
+    assert found["totals"]["conflicts"] == report["conflicts"]
+    entity = next(e for e in found["entities"] if e["id"] == "123456789012:role/lab-stress")
+    assert entity["conflicts"] == report["conflicts"]
+    by_key = {w["writer"].rsplit("/", 1)[1]: w for w in entity["writers"]}
+    # the runs that got ConcurrentModification are the writers trail finds conflicted
+    conflicted = {k for k, w in by_key.items() if w["conflicts"] > 0}
+    assert conflicted == {r["access_key"] for r in report["failed_runs"]}
+    assert {f"AKIALAB{n:013d}" for n in range(1, 7)} <= set(by_key)
+    assert entity["incidents"] and found["pairs"]
+    assert all(p["a"].startswith("arn:aws:iam::123456789012:user/AKIALAB") for p in found["pairs"])
+
+
+def test_stress_bad_input_is_one_line() -> None:
+    for args, want in (
+        (["--", "no-such-command-writelane"], "cannot start 'no-such-command-writelane': no such command"),
+        ([], "no command given"),
+        (["-n", "0", "--", "true"], "-n must be at least 1"),
+        (["--endpoint", "http://127.0.0.1:9", "--", "true"], "no IAM lab answers at http://127.0.0.1:9"),
+    ):
+        out = subprocess.run([sys.executable, "-m", "writelane.lab", "stress", *args],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2, (args, out)
+        assert want in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+
+
+def test_stress_reports_failed_runs_of_a_running_lab(iam_lab: LabProcess) -> None:
+    code, report = _stress("--endpoint", iam_lab.endpoint, "-n", "3", "--role", "exit-role", "--",
+                           sys.executable, "-c", "import os, sys; sys.exit(int(os.environ['WRITELANE_LAB_RUN'][3:]) % 2)")
+    assert code == 1
+    assert [r["run"] for r in report["failed_runs"]] == ["Run1", "Run3"]
+    assert [r["exit"] for r in report["failed_runs"]] == [1, 1]
+    assert report["lost"] == ["Run1", "Run2", "Run3"] and report["lost_silently"] == ["Run2"]
