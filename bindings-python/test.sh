@@ -3,7 +3,10 @@
 # Python test (conformance vectors, boto3 against the IAM lab, strategy, errors, threads,
 # typing, packaging, README, lease stores against redis-server and moto (DynamoDB and S3,
 # behind tests/iamlab/moto_atomic.py), shared lanes in
-# one process and across processes), the lab's self-test, and smoke runs of the benchmarks.
+# one process and across processes), writelane.lab (tests/test_lab.py: the iam_lab
+# fixture, the trail read by `writelane trail`, bad input) and its self-test (tests/iamlab),
+# the lab's stress harness over examples/lab (the naive script must lose changes, the one
+# with a lane must keep every one), and smoke runs of the benchmarks.
 #
 #   bash bindings-python/test.sh           everything
 #   bash bindings-python/test.sh --quick   the wheel, then the unit tests and conformance
@@ -60,3 +63,31 @@ fi
 "$py" "$here/bench/overhead.py" --quick
 "$py" "$here/bench/shared.py" --quick
 WRITELANE_WHEEL="$wheel" "$py" -m pytest -p no:cacheprovider -q "$here/tests" "$root/tests/iamlab"
+
+# The README's "Test your automation under contention": 8 concurrent runs of each script.
+lab_out="$(mktemp -d)"
+trap 'rm -rf "$lab_out"' EXIT
+for script in naive with_lane; do
+    echo "test.sh: python -m writelane.lab stress -n 8 -- python examples/lab/$script.py"
+    set +e
+    "$py" -m writelane.lab stress -n 8 -- "$py" "$here/examples/lab/$script.py" | tee "$lab_out/$script.txt"
+    code="${PIPESTATUS[0]}"
+    set -e
+    echo "$code" >"$lab_out/$script.code"
+done
+"$py" - "$lab_out" <<'PY'
+import re, sys
+out = sys.argv[1]
+def figures(name):
+    text = open(f"{out}/{name}.txt").read()
+    code = int(open(f"{out}/{name}.code").read())
+    conflicts = int(re.search(r"conflicts \(ConcurrentModification\) (\d+)", text).group(1))
+    present = int(re.search(r"(\d+) of 9 statements present", text).group(1))
+    failed = int(re.search(r"runs that failed: (\d+)", text).group(1))
+    return code, conflicts, present, failed
+code, conflicts, present, failed = figures("naive")
+assert code == 1 and (conflicts > 0 or present < 9), ("naive.py must show conflicts or lost changes", code, conflicts, present)
+code, conflicts, present, failed = figures("with_lane")
+assert code == 0 and present == 9 and failed == 0, ("with_lane.py must keep every change", code, present, failed)
+print("test.sh: stress: naive.py loses changes, with_lane.py keeps all 9 statements")
+PY

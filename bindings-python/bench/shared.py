@@ -27,7 +27,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.join(HERE, "..", "tests")
 sys.path.insert(0, TESTS)
 
-from conftest import LAB, Lab  # noqa: E402
+from conftest import Lab  # noqa: E402
+from writelane.lab import LabProcess  # noqa: E402
 from storekit import MotoServer, RedisServer, open_store  # noqa: E402
 from test_e2e_boto3 import _sids  # noqa: E402
 
@@ -81,10 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.processes, args.writes = 2, 2
-    lab_proc = subprocess.Popen([sys.executable, LAB, "--port", "0", "--service-ms", "20"],
-                                stdout=subprocess.PIPE, text=True)
-    assert lab_proc.stdout is not None
-    lab = Lab(json.loads(lab_proc.stdout.readline())["endpoint"])
+    lab = LabProcess(service_ms=20)
     redis = RedisServer()
     moto = MotoServer(sys.executable)
     try:
@@ -101,8 +99,7 @@ def main() -> None:
     finally:
         moto.stop()
         redis.stop()
-        lab_proc.terminate()
-        lab_proc.wait(10)
+        lab.stop()
         for suffix in ("", ".lock"):
             try:
                 os.unlink(os.path.join(TESTS, f".bench-{os.getpid()}.json{suffix}"))

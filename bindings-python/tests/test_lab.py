@@ -130,3 +130,16 @@ def test_stress_reports_failed_runs_of_a_running_lab(iam_lab: LabProcess) -> Non
     assert [r["run"] for r in report["failed_runs"]] == ["Run1", "Run3"]
     assert [r["exit"] for r in report["failed_runs"]] == [1, 1]
     assert report["lost"] == ["Run1", "Run2", "Run3"] and report["lost_silently"] == ["Run2"]
+
+
+def test_readme_shows_the_example_scripts() -> None:
+    import re
+
+    with open(os.path.join(ROOT, "bindings-python", "README.md"), encoding="utf-8") as f:
+        section = f.read().split("## Test your automation under contention\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    with open(os.path.join(EXAMPLES, "naive.py"), encoding="utf-8") as f:
+        naive = f.read()
+    with open(os.path.join(EXAMPLES, "with_lane.py"), encoding="utf-8") as f:
+        with_lane = f.read()
+    assert blocks == [naive, with_lane]
