@@ -37,7 +37,15 @@ def test_wheel_is_abi3_and_typed() -> None:
             "writelane/stores/_dynamodb.py"} <= names
     with zipfile.ZipFile(path) as z:
         meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        entry_points = z.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
     assert "Requires-Python: >=3.9" in meta
+    # writelane.lab: the extra that pulls moto's server, and the pytest plugin's entry point
+    assert {f"writelane/lab/{m}.py" for m in ("__init__", "__main__", "cli", "control", "pytest_plugin",
+                                              "server", "stress", "trail")} <= names
+    assert "Provides-Extra: lab" in meta
+    assert any(line.startswith("Requires-Dist: moto[server]>=") and "extra == 'lab'" in line
+               for line in meta.splitlines()), meta
+    assert entry_points.split() == ["[pytest11]", "writelane-lab=writelane.lab.pytest_plugin"]
 
 
 def test_installed_package_is_abi3() -> None:
