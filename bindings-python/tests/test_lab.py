@@ -4,6 +4,7 @@ example scripts, the CloudTrail trail read by `writelane trail`, and bad input."
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -133,8 +134,6 @@ def test_stress_reports_failed_runs_of_a_running_lab(iam_lab: LabProcess) -> Non
 
 
 def test_readme_shows_the_example_scripts() -> None:
-    import re
-
     with open(os.path.join(ROOT, "bindings-python", "README.md"), encoding="utf-8") as f:
         section = f.read().split("## Test your automation under contention\n", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
@@ -143,3 +142,39 @@ def test_readme_shows_the_example_scripts() -> None:
     with open(os.path.join(EXAMPLES, "with_lane.py"), encoding="utf-8") as f:
         with_lane = f.read()
     assert blocks == [naive, with_lane]
+
+
+def test_serve_trail_records_look_like_cloudtrail(tmp_path: Any) -> None:
+    import gzip
+
+    from botocore.exceptions import ClientError
+
+    trail = str(tmp_path / "t")
+    with LabProcess(service_ms=1, trail=trail) as lab:
+        iam = lab.client(access_key="AKIAEXAMPLE000000001")
+        with pytest.raises(ClientError):
+            iam.get_role(RoleName="missing")
+        iam.create_role(RoleName="traced", AssumeRolePolicyDocument="{}", Path="/ci/")
+        iam.tag_role(RoleName="traced", Tags=[{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}])
+        lab.config(inject_conflicts=1)
+        with pytest.raises(ClientError):
+            iam.delete_role(RoleName="traced")
+    records: List[Dict[str, Any]] = []
+    for name in sorted(os.listdir(trail)):
+        with gzip.open(os.path.join(trail, name), "rt") as f:
+            records += json.load(f)["Records"]
+    by_name = {r["eventName"]: r for r in records}
+    assert sorted(by_name) == ["CreateRole", "DeleteRole", "GetRole", "TagRole"]
+    for r in records:
+        assert r["eventSource"] == "iam.amazonaws.com" and r["recipientAccountId"] == "123456789012"
+        assert r["userIdentity"]["accessKeyId"] == "AKIAEXAMPLE000000001"
+        assert r["userIdentity"]["arn"] == "arn:aws:iam::123456789012:user/AKIAEXAMPLE000000001"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["eventTime"])
+        assert r["userAgent"].startswith("Boto3/")
+    assert by_name["GetRole"]["readOnly"] is True and by_name["GetRole"]["errorCode"] == "NoSuchEntity"
+    assert by_name["CreateRole"]["readOnly"] is False and "errorCode" not in by_name["CreateRole"]
+    assert by_name["CreateRole"]["requestParameters"] == {
+        "roleName": "traced", "assumeRolePolicyDocument": "{}", "path": "/ci/"}
+    assert by_name["TagRole"]["requestParameters"] == {
+        "roleName": "traced", "tags": [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]}
+    assert by_name["DeleteRole"]["errorCode"] == "ConcurrentModification"
