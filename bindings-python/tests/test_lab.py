@@ -178,3 +178,20 @@ def test_serve_trail_records_look_like_cloudtrail(tmp_path: Any) -> None:
     assert by_name["TagRole"]["requestParameters"] == {
         "roleName": "traced", "tags": [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]}
     assert by_name["DeleteRole"]["errorCode"] == "ConcurrentModification"
+
+
+def test_stress_kills_runs_past_the_timeout(iam_lab: LabProcess, tmp_path: Any) -> None:
+    import time
+
+    script = tmp_path / "notexec.sh"
+    script.write_text("#!/bin/sh\n")
+    out = subprocess.run([sys.executable, "-m", "writelane.lab", "stress", "--", str(script)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "not executable" in out.stderr and "Traceback" not in out.stderr
+    t0 = time.monotonic()
+    code, report = _stress("--endpoint", iam_lab.endpoint, "-n", "2", "--role", "slow-role",
+                           "--timeout", "1", "--no-check", "--", "sh", "-c", "sleep 30")
+    assert time.monotonic() - t0 < 20
+    assert code == 1 and report["checked"] is False and report["lost"] == []
+    assert [(r["run"], r["timed_out"], r["exit"]) for r in report["failed_runs"]] == [
+        ("Run1", True, None), ("Run2", True, None)]

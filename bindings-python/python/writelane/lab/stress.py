@@ -87,6 +87,16 @@ def prepare(lab: Lab, role: str, policy: str) -> None:
     iam.put_role_policy(RoleName=role, PolicyName=policy, PolicyDocument=json.dumps(doc))
 
 
+def _kill(proc: "subprocess.Popen[bytes]") -> None:
+    """End a run and everything it started (its own session)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
 def _tail(path: str, limit: int = 2000) -> str:
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
@@ -114,9 +124,9 @@ def stress(
     if endpoint is not None and trail is not None:
         raise LabError("--trail is a setting of the lab this command starts; with --endpoint, "
                        "start that lab with --trail instead")
-    resolved = shutil.which(command[0])
-    if resolved is None:
-        raise LabError(f"cannot start {command[0]!r}: no such command")
+    if shutil.which(command[0]) is None:
+        why = "not executable" if os.path.isfile(command[0]) else "no such command"
+        raise LabError(f"cannot start {command[0]!r}: {why}")
     started = None
     lab: Lab
     if endpoint is None:
@@ -148,22 +158,26 @@ def stress(
                     )
                 except OSError as exc:
                     for _, p, _o in procs:
-                        os.killpg(p.pid, signal.SIGKILL)
-                        p.wait()
+                        _kill(p)
                     raise LabError(f"cannot start {command[0]!r}: {exc.strerror or exc}") from None
             procs.append((run, proc, out))
         deadline = t0 + timeout_s
         results: List[Dict[str, Any]] = []
-        for run, proc, out in procs:
-            try:
-                code: Optional[int] = proc.wait(max(0.0, deadline - time.monotonic()))
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                code, timed_out = None, True
-            results.append({"run": f"Run{run}", "access_key": access_key(run), "exit": code,
-                            "timed_out": timed_out, "output": _tail(out)})
+        try:
+            for run, proc, out in procs:
+                try:
+                    code: Optional[int] = proc.wait(max(0.0, deadline - time.monotonic()))
+                    timed_out = False
+                except subprocess.TimeoutExpired:
+                    _kill(proc)
+                    code, timed_out = None, True
+                results.append({"run": f"Run{run}", "access_key": access_key(run), "exit": code,
+                                "timed_out": timed_out, "output": _tail(out)})
+        except BaseException:
+            # Ctrl-C or an error here: the runs are in sessions of their own, so end them.
+            for _, proc, _ in procs:
+                _kill(proc)
+            raise
         elapsed = time.monotonic() - t0
         stats = lab.stats()
         sids = [f"Run{run}" for run in range(1, runs + 1)]
