@@ -65,7 +65,7 @@ def test_fixture_counts_conflicts_and_finds_lost_statements(iam_lab: LabProcess)
 
 def test_stress_naive_script_loses_changes() -> None:
     code, report = _stress("-n", "8", "--", sys.executable, os.path.join(EXAMPLES, "naive.py"))
-    assert code == 1 and report["ok"] is False
+    assert code == 1 and report["ok"] is False and report["schema"] == "writelane-lab-stress/1"
     assert report["runs"] == 8 and report["checked"] is True
     # overlapping writes were refused, and changes are missing from the final policy
     assert report["conflicts"] > 0 or report["lost"], report

@@ -51,8 +51,16 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _stress(args: argparse.Namespace) -> int:
     from .stress import render, stress
+
+    # SIGTERM ends the stress as Ctrl-C does: the runs (in sessions of their own) and the
+    # lab it started are stopped on the way out (status 130).
+    signal.signal(signal.SIGTERM, _interrupted)
 
     command = list(args.command)
     if command and command[0] == "--":

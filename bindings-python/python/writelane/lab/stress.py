@@ -44,6 +44,8 @@ _CLEARED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECU
             "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_ENDPOINT_URL")
 
 
+#: the version of ``stress --json``'s report (fields are only added within a major version)
+SCHEMA = "writelane-lab-stress/1"
 #: the access key of the harness's own calls (the role's set-up and the final check)
 HARNESS_KEY = "AKIALABHARNESS000000"
 
@@ -185,6 +187,7 @@ def stress(
         failures = [r for r in results if r["exit"] != 0]
         failed = {r["run"] for r in failures}
         report = {
+            "schema": SCHEMA,
             "command": list(command),
             "runs": runs,
             "role": role,
