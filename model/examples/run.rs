@@ -8,6 +8,7 @@ fn main() {
     let horizon = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
     let mut faults = Faults::default();
     let mut mutation = Mutation::None;
+    let mut max_faults = u32::MAX;
     for a in args.iter().skip(2) {
         let (k, v) = a.split_once('=').unwrap_or((a, "1"));
         let n: u32 = v.parse().expect("a count");
@@ -19,6 +20,7 @@ fn main() {
             "jumps" => faults.jumps = n,
             "stalls" => faults.stalls = n,
             "force_releases" => faults.force_releases = n,
+            "max" => max_faults = n,
             "NoLockDelay" => mutation = Mutation::NoLockDelay,
             "StoreIgnoresRvn" => mutation = Mutation::StoreIgnoresRvn,
             "ReleaseByDelete" => mutation = Mutation::ReleaseByDelete,
@@ -29,8 +31,11 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    let config = Config::new(writers, horizon).faults(faults).mutation(mutation);
-    let report = check(config, mutation != Mutation::None);
+    let config = Config::new(writers, horizon)
+        .faults(faults)
+        .mutation(mutation)
+        .max_faults(max_faults);
+    let report = check(config, None);
     print!("{report}");
     println!("covered: {:?}", report.covered);
 }

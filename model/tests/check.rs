@@ -1,0 +1,193 @@
+//! The model-checking runs: the real protocol passes every property, exhaustively within
+//! each run's bounds, and each deliberately broken variant is caught with a shortest
+//! counterexample.
+//!
+//! In a debug build (`cargo test --workspace`) the two large runs shrink (shorter horizon,
+//! fewer faults) so that the workspace's debug test run stays cheap; `cargo test -p
+//! writelane-model --release` runs them in full. The figures are printed (`--nocapture`).
+
+use writelane_model::{check, Config, Faults, Mutation, Report, P1, P2, P3, P4, P5, P6, P7};
+
+const FULL: bool = !cfg!(debug_assertions);
+
+fn all_kinds() -> Faults {
+    Faults {
+        lost_requests: 1,
+        lost_replies: 1,
+        unavailable: 1,
+        crashes: 1,
+        jumps: 2,
+        stalls: 1,
+        force_releases: 1,
+    }
+}
+
+fn passes(name: &str, config: Config) -> Report {
+    let report = check(config, None);
+    println!("{name}: {report}");
+    assert!(
+        report.failures.is_empty(),
+        "{name}: the protocol fails a property:\n{report}"
+    );
+    report
+}
+
+fn caught(name: &str, config: Config, property: &'static str) -> usize {
+    let report = check(config, Some(property));
+    println!("{name}: {report}");
+    let Some((len, _)) = report.failures.get(property) else {
+        panic!(
+            "{name}: the checker did not catch the broken variant with \"{property}\":\n{report}"
+        );
+    };
+    println!("{name}: caught by \"{property}\", counterexample of {len} steps");
+    *len
+}
+
+#[test]
+fn two_writers_every_fault_kind() {
+    // Any two faults of any kind in one run (two clock jumps may be both), writes and
+    // takeovers within 10 ticks (a lease is 4).
+    let (horizon, max) = if FULL { (10, 2) } else { (7, 1) };
+    let config = Config::new(2, horizon).faults(all_kinds()).max_faults(max);
+    let report = passes("2 writers, every fault kind", config);
+    assert!(report.covered.contains(writelane_model::SOME_TAKEOVER));
+    assert!(report.covered.contains(writelane_model::SOME_COMMIT));
+}
+
+#[test]
+fn three_writers_lost_replies_and_crashes() {
+    let horizon = if FULL { 8 } else { 5 };
+    let faults = Faults {
+        lost_replies: 1,
+        crashes: 1,
+        ..Faults::default()
+    };
+    let report = passes(
+        "3 writers, a lost reply and a crash",
+        Config::new(3, horizon).faults(faults),
+    );
+    assert!(report.covered.contains(writelane_model::SOME_COMMIT));
+}
+
+#[test]
+fn two_clock_jumps_are_covered_by_the_lock_delay() {
+    // The run in which the lock-delay matters: a holder's first write delayed by a lost
+    // reply and an unavailable store, a waiting writer's clock jumping twice.
+    let faults = Faults {
+        lost_replies: 1,
+        unavailable: 1,
+        jumps: 2,
+        ..Faults::default()
+    };
+    let horizon = if FULL { 10 } else { 6 };
+    passes(
+        "2 writers, two jumps",
+        Config::new(2, horizon).faults(faults),
+    );
+    if FULL {
+        let len = caught(
+            "no lock-delay",
+            Config::new(2, 10)
+                .faults(faults)
+                .mutation(Mutation::NoLockDelay),
+            P2,
+        );
+        assert!(len > 0);
+        // The bound is tight: a third jump skips the lock-delay too.
+        let mut three = Config::new(2, 10).faults(Faults { jumps: 3, ..faults });
+        three.real_time_jumps = 3;
+        caught("three jumps, real protocol", three, P2);
+    }
+}
+
+#[test]
+fn a_store_without_compare_and_swap_is_caught() {
+    let config = Config::new(3, 6);
+    passes("3 writers", config.clone());
+    caught(
+        "store ignores rvn",
+        config.mutation(Mutation::StoreIgnoresRvn),
+        P1,
+    );
+}
+
+#[test]
+fn release_by_delete_is_caught() {
+    let config = Config::new(2, 6);
+    passes("2 writers", config.clone());
+    caught(
+        "release by delete",
+        config.mutation(Mutation::ReleaseByDelete),
+        P3,
+    );
+}
+
+#[test]
+fn a_write_without_a_grant_is_caught() {
+    let config = Config::new(2, 6);
+    caught(
+        "write before grant",
+        config.clone().mutation(Mutation::WriteBeforeGrant),
+        P4,
+    );
+    caught(
+        "write before grant",
+        config.mutation(Mutation::WriteBeforeGrant),
+        P1,
+    );
+}
+
+#[test]
+fn a_force_release_that_keeps_the_token_is_caught() {
+    let faults = Faults {
+        force_releases: 1,
+        ..Faults::default()
+    };
+    let config = Config::new(2, 6).faults(faults);
+    passes("2 writers, a force-release", config.clone());
+    caught(
+        "force-release keeps the token",
+        config.mutation(Mutation::ForceReleaseKeepsToken),
+        P5,
+    );
+}
+
+#[test]
+fn a_commit_before_acceptance_is_caught() {
+    caught(
+        "ack before accept",
+        Config::new(2, 6).mutation(Mutation::AckBeforeAccept),
+        P6,
+    );
+}
+
+#[test]
+fn a_host_that_ignores_timers_is_caught() {
+    caught(
+        "host ignores timers",
+        Config::new(2, 8).mutation(Mutation::HostIgnoresTimers),
+        P7,
+    );
+}
+
+/// Random walks for four writers with every fault kind (opt-in: `--features deep`).
+#[cfg(feature = "deep")]
+#[test]
+fn deep_four_writers_random_walk() {
+    let secs = std::env::var("WRITELANE_MODEL_DEEP_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
+    let faults = Faults {
+        jumps: 1,
+        ..all_kinds()
+    };
+    let config = Config::new(4, 16).faults(faults).max_faults(4);
+    let report = writelane_model::simulate(config, 7, std::time::Duration::from_secs(secs));
+    println!("4 writers, random walk: {report}");
+    assert!(
+        report.failures.is_empty(),
+        "the protocol fails a property:\n{report}"
+    );
+}
