@@ -10,6 +10,42 @@
 //! because the service being written cannot check a fence. Renewal and release are
 //! compare-and-swap on the rvn, never read-compare-delete. A lost store reply is a state of
 //! its own: the client reads the record back and sees whether it is ours.
+//!
+//! # What the protocol guarantees
+//!
+//! These are the properties the `writelane-model` crate checks exhaustively, driving real
+//! [`crate::Engine`]s with shared lanes through every interleaving of store calls and entity
+//! writes within its bounds, with lost requests, lost replies, an unavailable store, crashed
+//! and restarted writers, clocks that jump forward or stand still, and force-releases
+//! (`model/README.md` has the bounds, the states explored and the limits).
+//!
+//! A *holding* is one epoch granted to one writer process. A write is *in flight* from
+//! when the host sends it until the entity applies it. A holding is *ended by the rule* when
+//! a writer replaced its record after reading that record's rvn unchanged in at least
+//! `ceil(2 × lease_ms / poll_ms) + 1` replies spanning at least `lease_ms` on the taker's
+//! own clock; it is *force-released* when an operator replaced it ([`plan_force_release`]).
+//! The host writes only when the engine commands it, each write lasts at most
+//! `max_write_ms` and each store call at most `store_timeout_ms`.
+//!
+//! 1. **Exclusion.** Whenever writes of two holdings are in flight to the entity at once,
+//!    the older holding had been ended by the rule (judged on the clock of the writer that
+//!    took it over: the newer one, or one before it) or force-released.
+//! 2. **Real-time exclusion.** When no writer's clock stood still, nobody force-released,
+//!    and clocks jumped forward (by up to a lease) at most twice, writes of two holdings are
+//!    never in flight at once: the poll count and the lock-delay cover the jumps. (A paused
+//!    holder, whose clock stands still, may write after its lease ran out: only a fence the
+//!    service checks prevents that; property 1 still holds.)
+//! 3. **Epochs only grow.** The store's epoch never decreases, and a record naming a new
+//!    holder carries an epoch greater than any the store held before.
+//! 4. **Fenced writes.** Every write the entity accepts carries (as `Command::Write`'s
+//!    `fence`) an epoch the store granted to that writer process.
+//! 5. **Released tokens.** A free record (a release, a force-release) carries the token of
+//!    the last write the entity accepted, or none — unless a write of an ended holding
+//!    landed before (the case property 1 allows).
+//! 6. **No commit without acceptance.** An operation finishes `Committed` only after the
+//!    entity accepted its write.
+//! 7. **Liveness.** With the store available and no crash, every submitted operation
+//!    finishes, committed or with a typed give-up (checked within a bounded horizon).
 
 use serde::{Deserialize, Serialize};
 
