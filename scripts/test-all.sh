@@ -99,6 +99,10 @@ suite_rust() {
   cargo fmt --all -- --check &&
     cargo clippy --workspace --all-targets --locked -- -D warnings &&
     cargo test --workspace --locked &&
+    # The lease protocol's model checker in full (the debug run above uses smaller bounds):
+    # exhaustive runs of real engines with every fault kind, and the broken variants it must
+    # catch (model/README.md; a few minutes).
+    cargo test -p writelane-model --release --locked &&
     # Every publishable crate (writelane-core, writelane, writelane-trail, writelane-cli)
     # packages and builds as crates.io would get it: cargo resolves the ones that depend on
     # each other through a local registry of the packaged crates (reads the crates.io index
