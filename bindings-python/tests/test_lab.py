@@ -64,7 +64,9 @@ def test_fixture_counts_conflicts_and_finds_lost_statements(iam_lab: LabProcess)
 
 
 def test_stress_naive_script_loses_changes() -> None:
-    code, report = _stress("-n", "8", "--", sys.executable, os.path.join(EXAMPLES, "naive.py"))
+    # Writes held 200 ms (not the default 20) so the 8 runs' writes overlap however unevenly
+    # a loaded machine starts the processes.
+    code, report = _stress("-n", "8", "--service-ms", "200", "--", sys.executable, os.path.join(EXAMPLES, "naive.py"))
     assert code == 1 and report["ok"] is False and report["schema"] == "writelane-lab-stress/1"
     assert report["runs"] == 8 and report["checked"] is True
     # overlapping writes were refused, and changes are missing from the final policy
@@ -92,7 +94,8 @@ def _writelane_bin() -> str:
 
 def test_trail_of_a_stress_names_the_colliding_writers(tmp_path: Any) -> None:
     trail = str(tmp_path / "trail")
-    code, report = _stress("-n", "6", "--trail", trail, "--", sys.executable, os.path.join(EXAMPLES, "naive.py"))
+    code, report = _stress("-n", "6", "--service-ms", "200", "--trail", trail, "--",
+                           sys.executable, os.path.join(EXAMPLES, "naive.py"))
     assert code == 1 and report["conflicts"] > 0, report
     files = os.listdir(trail)
     assert files and all(f.startswith("123456789012_CloudTrail_us-east-1_") and f.endswith(".json.gz") for f in files)
