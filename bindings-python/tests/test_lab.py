@@ -198,3 +198,15 @@ def test_stress_kills_runs_past_the_timeout(iam_lab: LabProcess, tmp_path: Any) 
     assert code == 1 and report["checked"] is False and report["lost"] == []
     assert [(r["run"], r["timed_out"], r["exit"]) for r in report["failed_runs"]] == [
         ("Run1", True, None), ("Run2", True, None)]
+
+
+def test_stress_report_into_a_closed_pipe_is_no_traceback(iam_lab: LabProcess) -> None:
+    """`stress ... | head -1`: the reader leaves early; the harness ends without a traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "writelane.lab", "stress", "--endpoint", iam_lab.endpoint,
+                             "-n", "2", "--role", "pipe-role", "--", sys.executable, "-c", "pass"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err, err
