@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes writelane's release artifacts in dist/ (emptied first), each built once under the
 # workspace's `dist` cargo profile (no debug info, LTO, one codegen unit), in the one cargo
-# target dir (target/):
+# target dir (target/, or CARGO_TARGET_DIR):
 #
 #   writelane-VERSION-cp39-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl
 #   writelane-VERSION-cp39-abi3-manylinux2014_aarch64.manylinux_2_17_aarch64.whl
@@ -15,7 +15,15 @@
 #
 # Linux code is linked by zig against glibc 2.17 symbols (manylinux2014: Amazon Linux 2,
 # CentOS 7 and everything newer) for both architectures, so no cross toolchain or
-# container is needed. Installs what it needs: the aarch64 Rust target and llvm-tools
+# container is needed. The linker is `cargo-zigbuild zig cc` (what maturin --zig and cargo
+# zigbuild run), through a wrapper per target, target/dist-tools/zig-linker/ARCH-linux-gnu.2.17,
+# named in CARGO_TARGET_<ARCH>_UNKNOWN_LINUX_GNU_RUSTFLAGS (-C linker=...), which reaches
+# only the units built for that target: build scripts and proc macros keep the default
+# linker, as in every other build of the workspace. (A linker set in
+# CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER, as maturin --zig and cargo zigbuild do, also
+# applies to those host units on an x86_64 machine, and a unit whose linker changed is
+# rebuilt with everything above it: each tool and each other build would rebuild the
+# workspace for the next.) Installs what it needs: the aarch64 Rust target and llvm-tools
 # (rustup), maturin, ziglang, cargo-zigbuild and auditwheel at the versions
 # scripts/dist-requirements.txt pins (a virtualenv in target/dist-tools), and the npm
 # package's build tools (bindings-wasm/setup.sh, when wasm-bindgen is not the pinned one).
@@ -27,7 +35,11 @@ cd "$root"
 [ "$#" -eq 0 ] || { echo "usage: bash scripts/dist.sh" >&2; exit 2; }
 
 dist="$root/dist"
-tools="$root/target/dist-tools"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+mkdir -p "$target_dir"
+target_dir="$(cd "$target_dir" && pwd)"
+export CARGO_TARGET_DIR="$target_dir"
+tools="$target_dir/dist-tools"
 arches=(x86_64 aarch64)
 start=$SECONDS
 step() { echo "== $* ($((SECONDS - start)) s)" >&2; }
@@ -43,8 +55,17 @@ objcopy="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-objcopy"
 [ -x "$objcopy" ] || { echo "dist.sh: no llvm-objcopy at $objcopy (rustup component llvm-tools)" >&2; exit 1; }
 [ -x "$tools/bin/python" ] || python3 -m venv "$tools"
 "$tools/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/scripts/dist-requirements.txt"
-# maturin finds cargo-zigbuild and zig (python-zig) on the PATH.
 export PATH="$tools/bin:$PATH"
+mkdir -p "$tools/zig-linker"
+for arch in "${arches[@]}"; do
+  linker="$tools/zig-linker/$arch-linux-gnu.2.17"
+  printf '#!/bin/sh\nexec "%s" zig cc -- -g -fno-sanitize=all -target %s "$@"\n' \
+    "$tools/bin/cargo-zigbuild" "$arch-linux-gnu.2.17" >"$linker.new"
+  chmod +x "$linker.new"
+  mv "$linker.new" "$linker"
+  upper="$(echo "$arch" | tr '[:lower:]' '[:upper:]')"
+  export "CARGO_TARGET_${upper}_UNKNOWN_LINUX_GNU_RUSTFLAGS=-Clinker=$linker"
+done
 pinned_bindgen="$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)".*/\1/p' bindings-wasm/Cargo.toml)"
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$pinned_bindgen" ]; then
   bash bindings-wasm/setup.sh
@@ -66,8 +87,9 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/writelane-dist.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 for arch in "${arches[@]}"; do
-  step "wheel $arch (maturin --zig, manylinux2014, abi3)"
-  maturin build --quiet --profile dist --locked --zig --compatibility manylinux2014 \
+  step "wheel $arch (maturin, zig, manylinux2014, abi3)"
+  # maturin checks the extension's glibc symbols against the manylinux2014 policy.
+  maturin build --quiet --profile dist --locked --compatibility manylinux2014 \
     --target "$arch-unknown-linux-gnu" -m bindings-python/Cargo.toml -o "$dist"
 done
 
@@ -80,20 +102,20 @@ sdist="$dist/writelane-$version.tar.gz"
 # writes (a cdylib's name carries no hash, so sharing target/release would overwrite the
 # tests' build of the same crate).
 cp "$sdist" "$work/"
-(cd "$work" && CARGO_TARGET_DIR="$root/target" MATURIN_PEP517_ARGS="--target $host" \
+(cd "$work" && MATURIN_PEP517_ARGS="--target $host" \
   "$tools/bin/python" -m pip wheel --quiet \
   --disable-pip-version-check --no-deps --no-build-isolation -w "$work/from-sdist" "$work/$(basename "$sdist")")
 ls "$work/from-sdist"/writelane-"$version"-*.whl >/dev/null
 
-step "C libraries (cargo zigbuild, glibc 2.17)"
-zig_targets=()
-for arch in "${arches[@]}"; do zig_targets+=(--target "$arch-unknown-linux-gnu.2.17"); done
-cargo zigbuild --quiet --profile dist --locked -p writelane-c "${zig_targets[@]}"
+step "C libraries (zig, glibc 2.17)"
+c_targets=()
+for arch in "${arches[@]}"; do c_targets+=(--target "$arch-unknown-linux-gnu"); done
+cargo build --quiet --profile dist --locked -p writelane-c "${c_targets[@]}"
 for arch in "${arches[@]}"; do
   name="writelane-$version-$arch-linux-gnu"
   step "C tarball $name.tar.gz"
   stage="$work/$name"
-  bash bindings-c/install.sh --lib-dir "target/$arch-unknown-linux-gnu/dist" --relocatable "$stage" >/dev/null
+  bash bindings-c/install.sh --lib-dir "$target_dir/$arch-unknown-linux-gnu/dist" --relocatable "$stage" >/dev/null
   # cargo strips the shared library (strip = "debuginfo") but copies the static one as
   # rustc made it: the standard library's objects carry DWARF and embedded LLVM bitcode
   # (for cross-language LTO), four fifths of the archive. Linking needs neither.
