@@ -105,7 +105,7 @@ cp "$sdist" "$work/"
 (cd "$work" && MATURIN_PEP517_ARGS="--target $host" \
   "$tools/bin/python" -m pip wheel --quiet \
   --disable-pip-version-check --no-deps --no-build-isolation -w "$work/from-sdist" "$work/$(basename "$sdist")")
-ls "$work/from-sdist"/writelane-"$version"-*.whl >/dev/null
+ls "$work/from-sdist/writelane-$version"-*.whl >/dev/null
 
 step "C libraries (zig, glibc 2.17)"
 c_targets=()
@@ -130,6 +130,7 @@ step "npm package (bindings-wasm/pack.sh)"
 bash bindings-wasm/pack.sh "$dist" >/dev/null
 
 step "SHA256SUMS"
-(cd "$dist" && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%f\n' | LC_ALL=C sort | xargs sha256sum >SHA256SUMS)
-(cd "$dist" && wc -c $(cut -d' ' -f3 SHA256SUMS)) >&2
+(cd "$dist" && find . -maxdepth 1 -type f -printf '%f\n' | LC_ALL=C sort | xargs sha256sum >"$work/SHA256SUMS")
+mv "$work/SHA256SUMS" "$dist/SHA256SUMS"
+(cd "$dist" && cut -d' ' -f3 SHA256SUMS | xargs wc -c) >&2
 step "done: dist/ ($version)"

@@ -178,24 +178,24 @@ step "C: the tarballs"
 for tarball in "$c_x86" "$c_arm"; do
   case "$tarball" in *aarch64*) arch=aarch64 machine=AArch64 ;; *) arch=x86_64 machine="Advanced Micro Devices X86-64" ;; esac
   name="writelane-$version-$arch-linux-gnu"
-  listing="$(tar tzvf "$tarball" | awk '{print $1, $6, $7, $8}' | LC_ALL=C sort)"
+  listing="$(tar tzvf "$tarball" | awk '{line = $1 " " $6; if ($7 == "->") line = line " -> " $8; print line}' | LC_ALL=C sort)"
   want="$(LC_ALL=C sort <<EOF
-drwxr-xr-x $name/  
-drwxr-xr-x $name/include/  
-drwxr-xr-x $name/lib/  
-drwxr-xr-x $name/lib/pkgconfig/  
--rw-r--r-- $name/LICENSE  
--rw-r--r-- $name/README.md  
--rw-r--r-- $name/include/writelane.h  
--rw-r--r-- $name/lib/libwritelane.a  
--rwxr-xr-x $name/lib/libwritelane.so.$version  
+drwxr-xr-x $name/
+drwxr-xr-x $name/include/
+drwxr-xr-x $name/lib/
+drwxr-xr-x $name/lib/pkgconfig/
+-rw-r--r-- $name/LICENSE
+-rw-r--r-- $name/README.md
+-rw-r--r-- $name/include/writelane.h
+-rw-r--r-- $name/lib/libwritelane.a
+-rwxr-xr-x $name/lib/libwritelane.so.$version
 lrwxrwxrwx $name/lib/libwritelane.so -> libwritelane.so.${version%%.*}
 lrwxrwxrwx $name/lib/libwritelane.so.${version%%.*} -> libwritelane.so.$version
--rw-r--r-- $name/lib/pkgconfig/writelane-static.pc  
--rw-r--r-- $name/lib/pkgconfig/writelane.pc  
+-rw-r--r-- $name/lib/pkgconfig/writelane-static.pc
+-rw-r--r-- $name/lib/pkgconfig/writelane.pc
 EOF
 )"
-  [ "$(sed 's/ *$//' <<<"$listing")" = "$(sed 's/ *$//' <<<"$want")" ] || fail "$(basename "$tarball") holds:
+  [ "$listing" = "$want" ] || fail "$(basename "$tarball") holds:
 $listing
 expected:
 $want"
