@@ -173,6 +173,8 @@ pub struct Config {
     /// Property 2 applies to runs with at most this many clock jumps (2; a test raises it to
     /// show that 3 break it).
     pub real_time_jumps: u32,
+    /// Check property 7 (the horizon must leave every writer time to finish).
+    pub liveness: bool,
 }
 
 impl Config {
@@ -201,6 +203,7 @@ impl Config {
             mutation: Mutation::None,
             max_faults: u32::MAX,
             real_time_jumps: 2,
+            liveness: true,
         }
     }
 
@@ -340,8 +343,6 @@ pub struct StoreCall {
     pub sent_clock: u64,
     /// The request, not yet at the store.
     pub request: Option<StoreOp>,
-    /// The answer on its way back (`Lost` when the request or the reply was dropped).
-    pub reply: Option<StoreReply>,
 }
 
 /// A write of the entity in flight.
@@ -440,22 +441,6 @@ fn hash_op<H: Hasher>(op: &StoreOp, h: &mut H) {
     }
 }
 
-fn hash_reply<H: Hasher>(reply: &StoreReply, h: &mut H) {
-    match reply {
-        StoreReply::Found { record } => {
-            0u8.hash(h);
-            hash_opt_record(record.as_ref(), h);
-        }
-        StoreReply::Done => 1u8.hash(h),
-        StoreReply::Refused { current } => {
-            2u8.hash(h);
-            hash_opt_record(current.as_ref(), h);
-        }
-        StoreReply::Lost => 3u8.hash(h),
-        StoreReply::Unavailable => 4u8.hash(h),
-    }
-}
-
 impl Hash for State {
     fn hash<H: Hasher>(&self, h: &mut H) {
         self.time.hash(h);
@@ -467,10 +452,6 @@ impl Hash for State {
             c.request.is_some().hash(h);
             if let Some(op) = &c.request {
                 hash_op(op, h);
-            }
-            c.reply.is_some().hash(h);
-            if let Some(reply) = &c.reply {
-                hash_reply(reply, h);
             }
         }
         self.writes.hash(h);
@@ -485,7 +466,7 @@ pub enum Action {
     Tick,
     /// The host of writer `w` (index) fires its due timers.
     Timer(usize),
-    /// The store applies call `i` and answers.
+    /// The store applies call `i`, and its answer reaches the writer.
     Apply(usize),
     /// The store applies call `i`; the reply is lost.
     ApplyLoseReply(usize),
@@ -493,8 +474,6 @@ pub enum Action {
     LoseRequest(usize),
     /// The store answers call `i` `Unavailable`.
     Unavailable(usize),
-    /// Call `i`'s answer reaches its writer.
-    Answer(usize),
     /// The entity applies write `i`.
     EntityApplies(usize),
     /// Writer `w` crashes and restarts.
@@ -595,7 +574,6 @@ impl LeaseModel {
                         op,
                         sent_clock: now,
                         request: Some(operation),
-                        reply: None,
                     }),
                     Command::Write { op, fence, .. } => {
                         let ack = self.config.mutation == Mutation::AckBeforeAccept;
@@ -647,6 +625,31 @@ impl LeaseModel {
         w.fingerprint = h.finish();
         w.timeout = engine.poll_timeout();
         w.trace = trace;
+    }
+
+    /// The store's answer (or the driver's `Lost`) to `call` reaches its writer; a crashed
+    /// process's answers go nowhere.
+    fn answer(&self, s: &mut State, call: StoreCall, reply: StoreReply) {
+        let Some(wi) = self.writer_index(s, call.writer, call.incarnation) else {
+            return;
+        };
+        let w = &mut s.writers[wi];
+        if w.op != Some(call.op) {
+            return;
+        }
+        let record = match &reply {
+            StoreReply::Found { record } => record.as_ref(),
+            StoreReply::Refused { current } => current.as_ref(),
+            _ => None,
+        };
+        if let Some(r) = record {
+            let clock = w.clock;
+            let seen = w.seen.entry(r.rvn).or_insert((clock, 0));
+            seen.1 += 1;
+        }
+        let now = w.clock;
+        let input = Input::StoreReply { op: call.op, reply };
+        self.drive(s, wi, Call::Handle(now, input));
     }
 
     fn writer_index(&self, s: &State, id: usize, incarnation: u32) -> Option<usize> {
@@ -895,11 +898,6 @@ impl LeaseModel {
                 call(*i),
                 show_op(s.calls[*i].request.as_ref().expect("a request"))
             ),
-            Action::Answer(i) => format!(
-                "{} ← {}",
-                call(*i),
-                show_reply(s.calls[*i].reply.as_ref().expect("a reply"))
-            ),
             Action::EntityApplies(i) => {
                 let w = &s.writes[*i];
                 format!(
@@ -1034,25 +1032,27 @@ impl Model for LeaseModel {
         if s.time < self.config.horizon && !busy {
             actions.push(Action::Tick);
         }
-        for (wi, w) in s.writers.iter().enumerate() {
-            if self.due(w) {
-                actions.push(Action::Timer(wi));
-            }
+        // A due timer fires before anything else happens (hosts fire timers when due): one
+        // writer at a time, the first; its store request then races the others'.
+        if let Some(wi) = s.writers.iter().position(|w| self.due(w)) {
+            actions.push(Action::Timer(wi));
+            return;
         }
         for (i, c) in s.calls.iter().enumerate() {
-            if c.request.is_some() {
-                actions.push(Action::Apply(i));
-                if self.budget_left(s, |f| f.lost_replies) {
-                    actions.push(Action::ApplyLoseReply(i));
-                }
-                if self.budget_left(s, |f| f.lost_requests) {
-                    actions.push(Action::LoseRequest(i));
-                }
-                if self.budget_left(s, |f| f.unavailable) {
-                    actions.push(Action::Unavailable(i));
-                }
-            } else {
-                actions.push(Action::Answer(i));
+            actions.push(Action::Apply(i));
+            if self.writer_index(s, c.writer, c.incarnation).is_none() {
+                // A crashed process's request may never have left the machine.
+                actions.push(Action::LoseRequest(i));
+                continue;
+            }
+            if self.budget_left(s, |f| f.lost_replies) {
+                actions.push(Action::ApplyLoseReply(i));
+            }
+            if self.budget_left(s, |f| f.lost_requests) {
+                actions.push(Action::LoseRequest(i));
+            }
+            if self.budget_left(s, |f| f.unavailable) {
+                actions.push(Action::Unavailable(i));
             }
         }
         for i in 0..s.writes.len() {
@@ -1096,48 +1096,29 @@ impl Model for LeaseModel {
                 self.drive(&mut s, wi, Call::Timeout(now));
             }
             Action::Apply(i) | Action::ApplyLoseReply(i) => {
-                let call = s.calls[i].clone();
+                let call = s.calls.remove(i);
                 let op = call.request.clone().expect("a request");
                 let reply = self.store_apply(&mut s, &call, op);
                 let lose = matches!(action, Action::ApplyLoseReply(_));
                 if lose {
                     s.ghost.used.lost_replies += 1;
                 }
-                s.calls[i].request = None;
-                s.calls[i].reply = Some(if lose { StoreReply::Lost } else { reply });
+                self.answer(&mut s, call, if lose { StoreReply::Lost } else { reply });
             }
             Action::LoseRequest(i) => {
-                s.ghost.used.lost_requests += 1;
-                s.calls[i].request = None;
-                s.calls[i].reply = Some(StoreReply::Lost);
+                let call = s.calls.remove(i);
+                if self
+                    .writer_index(&s, call.writer, call.incarnation)
+                    .is_some()
+                {
+                    s.ghost.used.lost_requests += 1;
+                }
+                self.answer(&mut s, call, StoreReply::Lost);
             }
             Action::Unavailable(i) => {
                 s.ghost.used.unavailable += 1;
-                s.calls[i].request = None;
-                s.calls[i].reply = Some(StoreReply::Unavailable);
-            }
-            Action::Answer(i) => {
                 let call = s.calls.remove(i);
-                let reply = call.reply.expect("a reply");
-                // A crashed process's answers go nowhere.
-                if let Some(wi) = self.writer_index(&s, call.writer, call.incarnation) {
-                    let w = &mut s.writers[wi];
-                    if w.op == Some(call.op) {
-                        let record = match &reply {
-                            StoreReply::Found { record } => record.as_ref(),
-                            StoreReply::Refused { current } => current.as_ref(),
-                            _ => None,
-                        };
-                        if let Some(r) = record {
-                            let clock = w.clock;
-                            let seen = w.seen.entry(r.rvn).or_insert((clock, 0));
-                            seen.1 += 1;
-                        }
-                        let now = w.clock;
-                        let input = Input::StoreReply { op: call.op, reply };
-                        self.drive(&mut s, wi, Call::Handle(now, input));
-                    }
-                }
+                self.answer(&mut s, call, StoreReply::Unavailable);
             }
             Action::EntityApplies(i) => {
                 let write = s.writes.remove(i);
@@ -1231,7 +1212,7 @@ impl Model for LeaseModel {
             Property::always(P5, |_, s: &State| !s.ghost.violations.contains_key(&5)),
             Property::always(P6, |_, s: &State| !s.ghost.violations.contains_key(&6)),
             Property::always(P7, |m: &LeaseModel, s: &State| {
-                if !LeaseModel::liveness_applies(s) {
+                if !m.config.liveness || !LeaseModel::liveness_applies(s) {
                     return true;
                 }
                 let mut next = Vec::new();

@@ -48,7 +48,7 @@ fn caught(name: &str, config: Config, property: &'static str) -> usize {
 fn two_writers_every_fault_kind() {
     // Any two faults of any kind in one run (two clock jumps may be both), writes and
     // takeovers within 10 ticks (a lease is 4).
-    let (horizon, max) = if FULL { (10, 2) } else { (7, 1) };
+    let (horizon, max) = if FULL { (10, 2) } else { (6, 1) };
     let config = Config::new(2, horizon).faults(all_kinds()).max_faults(max);
     let report = passes("2 writers, every fault kind", config);
     assert!(report.covered.contains(writelane_model::SOME_TAKEOVER));
@@ -57,16 +57,18 @@ fn two_writers_every_fault_kind() {
 
 #[test]
 fn three_writers_lost_replies_and_crashes() {
-    let horizon = if FULL { 8 } else { 5 };
+    // 6 ticks leave room for a takeover after a crash and its first write (a lease of 4,
+    // a lock-delay of 2), not for every writer to finish: liveness is checked by the other
+    // runs.
+    let horizon = if FULL { 6 } else { 4 };
     let faults = Faults {
         lost_replies: 1,
         crashes: 1,
         ..Faults::default()
     };
-    let report = passes(
-        "3 writers, a lost reply and a crash",
-        Config::new(3, horizon).faults(faults),
-    );
+    let mut config = Config::new(3, horizon).faults(faults);
+    config.liveness = false;
+    let report = passes("3 writers, a lost reply and a crash", config);
     assert!(report.covered.contains(writelane_model::SOME_COMMIT));
 }
 
