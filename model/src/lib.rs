@@ -1065,10 +1065,12 @@ impl Model for LeaseModel {
             if w.op.is_some() && self.budget_left(s, |f| f.jumps) {
                 actions.push(Action::Jump(wi));
             }
-            if w.op.is_some() && !w.stalled && s.time < self.config.horizon {
-                if self.budget_left(s, |f| f.stalls) {
-                    actions.push(Action::Stall(wi));
-                }
+            if w.op.is_some()
+                && !w.stalled
+                && s.time < self.config.horizon
+                && self.budget_left(s, |f| f.stalls)
+            {
+                actions.push(Action::Stall(wi));
             }
         }
         if self.budget_left(s, |f| f.force_releases)
