@@ -21,16 +21,19 @@
 //!   on its clock, no store call is unanswered (a store call is answered or given up as lost
 //!   within the tick: the store timeout is 1 tick), and no entity write has been in flight for
 //!   `max_write_ms` (a write takes at most that long: the protocol's assumption).
-//! - **timer wN**: the host calls `handle_timeout` at its clock (only when due).
-//! - **store deliveries**, in any order among writers: a request applied and answered; a
-//!   request lost (fault); applied with the reply lost (fault); the store unavailable
-//!   (fault). A lost request or reply reaches the engine as `StoreReply::Lost`, as the
-//!   driver reports a call with no answer by its timeout.
+//! - **timer wN**: the host calls `handle_timeout` at its clock. A due timer fires before
+//!   any other step (hosts fire timers when due), the first writer's first.
+//! - **store deliveries**, in any order among writers: a request applied and answered (one
+//!   step: another writer's step in between changes nothing the reply says); a request
+//!   lost (fault); applied with the reply lost (fault); the store unavailable (fault). A
+//!   lost request or reply reaches the engine as `StoreReply::Lost`, as the driver reports
+//!   a call with no answer by its timeout.
 //! - **the entity applies a write** that is in flight (and the host reports `WriteDone`
 //!   with the new revision's token).
 //! - **crash wN** (fault): the process dies; a fresh engine with a new owner id (a new
 //!   process) submits the same write again. Its store requests and entity writes already
-//!   sent stay in the network and may still land.
+//!   sent stay in the network and may still land (a store request may also never have
+//!   left: dropping it costs no fault).
 //! - **jump wN** (fault): the writer's clock jumps forward by `jump_ms`.
 //! - **stall wN** (fault): the writer's clock stands still for the next tick.
 //! - **force-release** (fault): an operator runs core's `plan_force_release` /
