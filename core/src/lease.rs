@@ -46,6 +46,165 @@
 //!    entity accepted its write.
 //! 7. **Liveness.** With the store available and no crash, every submitted operation
 //!    finishes, committed or with a typed give-up (checked within a bounded horizon).
+//! 8. **FIFO among registered waiters** (version 2 records, below). A waiter whose ticket
+//!    is in the queue gets the lease before every client that registered after it, unless
+//!    its ticket was removed because it made no progress for a whole lease on the remover's
+//!    clock. (Designed; the model checks it once the client implements the queue.)
+//!
+//! # Queue-like hand-off (record version 2)
+//!
+//! Version 1 records (the shape above, no `version` field) order nobody: waiters poll every
+//! `poll_ms` and the first get after a release wins, so a waiter can be overtaken for ever
+//! and every hand-off waits for somebody's next poll. Version 2 keeps a bounded FIFO queue
+//! of tickets in the record itself, because the stores (DynamoDB, S3, a file) have no
+//! watches: the best a store without notifications allows is a queue in the record plus
+//! polling that knows when to look. This section is the design; `QUEUE-HANDOFF.md` at the
+//! repository root says which parts the client implements yet.
+//!
+//! ## The record
+//!
+//! Version 2 adds, next to the version 1 fields (which keep their meaning):
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `version` | `2`; absent means 1 |
+//! | `beat` | the holding's progress counter: `0` in a record that grants the lease to a waiter that has not accepted it yet, bumped by every accept, claim, takeover and renewal of the holder, and by nobody else |
+//! | `next_ticket` | the next ticket number to give out; only grows |
+//! | `hold_ms` | the expected hold, a moving average of recent holds the holders publish (`0`: none known yet) |
+//! | `queue` | at most [`MAX_QUEUE`] tickets, oldest first: `{owner, ticket, beat}`, where a ticket's `beat` is that waiter's own progress counter |
+//!
+//! Owners in the queue are distinct and none is the record's owner; tickets are strictly
+//! increasing and below `next_ticket`. Every counter is at most [`MAX_RVN`] (53 bits, exact
+//! in every language). With owner ids of [`MAX_OWNER_LEN`] bytes a full queue is about
+//! 20 KB of JSON (typical owner ids of 40 bytes: about 6 KB), far from DynamoDB's 400 KB
+//! item limit and nothing for an S3 object, a file or a Redis string.
+//!
+//! ## Progress, not the rvn
+//!
+//! In version 1 the rvn changes only when the holder writes, so "rvn unchanged for a whole
+//! lease" means "the holder made no progress". In version 2 waiters write the record too
+//! (registering, beating, removing the dead), so the rvn no longer says anything about the
+//! holder. The staleness rule keeps its shape and moves to the counters: a holding is
+//! stale when the observer has seen `(owner, epoch, beat)` unchanged in at least
+//! `ceil(2 × lease_ms / poll_ms) + 1` replies spanning at least `lease_ms` on its own clock;
+//! a waiter is dead when `(owner, ticket, beat)` of its ticket stood still the same way.
+//! Only the holder changes `beat`, and it does so with every write that extends its lease,
+//! so the argument for version 1 carries over word for word with `beat` for `rvn`. The
+//! compare-and-swap itself stays on the rvn, which still changes with every write, so two
+//! writers can never both succeed from one record.
+//!
+//! ## Registering (FIFO across machines)
+//!
+//! A client that reads a record held by someone else (or granted to someone else) and whose
+//! owner is not in the queue registers: a compare-and-swap on the rvn that appends
+//! `{owner, ticket: next_ticket, beat: 1}` and bumps `next_ticket`, changing nothing else.
+//! A refusal returns the record found, so no extra read is needed; the client decides again
+//! from it (it may be registered already: a retry of its own request landed; or it may
+//! now find the record free). Many waiters arriving together contend on one record, and
+//! retrying at once costs O(N²) attempts, so after `k` refusals in a row a client waits a
+//! uniform delay in `0..=min(k, 8) × poll_ms / 2` before trying again (sized to the
+//! contention it saw), and reports the attempts per registration to its host.
+//!
+//! A registered waiter is never overtaken by a later arrival:
+//!
+//! - A free record (owner empty) may be claimed only by the head of the queue, or by anyone
+//!   when the queue is empty; a client not in the queue registers instead.
+//! - A release hands the lease to the head (below), never leaves it free while someone is
+//!   queued.
+//! - A stale holder (or a granted head that never accepted) may be taken over only by the
+//!   first ticket that the taker has not itself judged dead, and the takeover removes the
+//!   dead tickets ahead of the taker in the same compare-and-swap.
+//! - A ticket is removed only by its owner (it is granted, or gives up), by a release that
+//!   grants it, or by a client that judged it dead by the rule. So the only waiter that can
+//!   be overtaken is one that made no progress for a whole lease on someone's clock (a
+//!   paused or dead process); such a waiter that comes back finds its ticket gone and
+//!   registers again at the tail.
+//!
+//! When the queue holds [`MAX_QUEUE`] tickets, an arrival falls back to plain polling at
+//! `poll_ms` (version 1 behaviour) and registers as soon as it finds room; it can claim
+//! only when the queue is empty. Such a waiter can be overtaken, and says so in its
+//! telemetry.
+//!
+//! ## Waiting: beats and sleeping until the expected turn
+//!
+//! A registered waiter bumps its ticket's `beat` by compare-and-swap every `renew_ms` (the
+//! holder's cadence, so a live waiter never looks dead). Between beats it sleeps until its
+//! expected turn, `position × hold_ms` after it last read the record (position 1 is the
+//! head), and from then polls at the normal `poll_ms` with jitter. With no `hold_ms` known
+//! it polls at `poll_ms` at once. A beat refused because the record changed is retried
+//! against the record the refusal returned, as long as its ticket is still there.
+//!
+//! ## Release hands over in the same compare-and-swap
+//!
+//! A holder's release with a non-empty queue writes, in one compare-and-swap on the rvn it
+//! holds: `owner` = the head's owner, `epoch` + 1 (a new holding, a new fence), `beat` 0
+//! (granted, not accepted), the head removed from `queue`, `committed_token` = the token of
+//! its last committed write (the hand-off carries the token: the releaser knows no write of
+//! its holding is in flight), and `hold_ms` updated. With an empty queue it releases as in
+//! version 1 (owner empty), with `hold_ms` updated.
+//!
+//! The grantee's lease clock starts when it *accepts*: when it observes a record naming it
+//! with `beat` 0, it writes `beat` 1 (and its holder description) by compare-and-swap, and
+//! its lease runs from the send time of that accept, as a version 1 lease runs from the
+//! send time of the claim. Starting the clock at the get that observed the grant would not
+//! do: another waiter may have observed the grant earlier, and from its first observation
+//! it counts a whole lease towards a takeover. The accept is also the grantee's first
+//! renewal, so a hand-off costs the release, the grantee's get and the accept: three store
+//! operations, with no lock-delay (the releaser's writes are finished) and no read of the
+//! entity (the token came with the grant).
+//!
+//! A granted head that is dead never accepts: `(owner, epoch, beat 0)` stands still and the
+//! next live ticket takes over after a whole lease on its clock, exactly as it would take
+//! over a dead holder. Since `beat` 0 proves no accept landed (a late accept would change
+//! the rvn and refuse the takeover), such a takeover keeps the token and needs no
+//! lock-delay: no write of that holding can exist.
+//!
+//! ## The expected hold
+//!
+//! On release the holder publishes `hold_ms = (7 × hold_ms + sample) / 8` in `u64`
+//! integer arithmetic, where `sample` is the time from its grant (accept or claim send) to
+//! the release on its own clock, capped at `lease_ms`; the first sample is taken as it is.
+//! The average is a hint for waking up, never for safety: a wrong value costs polls or
+//! latency, not exclusion.
+//!
+//! ## What keeps its guarantees
+//!
+//! - **Fencing.** Every new holding (claim, takeover, grant) bumps the epoch; accepts,
+//!   renewals, beats, registrations and removals keep it. Properties 3 and 4 are
+//!   unchanged.
+//! - **Takeover after a whole observed lease** is judged on `(owner, epoch, beat)` as
+//!   above; the holder's `beat` changes exactly when its lease is extended, so the
+//!   exclusion argument is the version 1 argument.
+//! - **Lock-delay** after a takeover of an accepted holding (`beat` ≥ 1) as in version 1;
+//!   none after a grant or after taking over a grant that was never accepted.
+//! - **Renewals** are a compare-and-swap on the rvn that bumps `beat`. A refusal whose
+//!   record still has our owner, epoch and beat means only the queue changed (a waiter
+//!   registered or beat): the renewal is sent again against that record, queue kept, and
+//!   the lease runs from the send time of the attempt that lands. Any other refusal is a
+//!   lost lease, as before.
+//! - **Lost-reply read-backs.** The record read back may have changed since our write
+//!   landed (a waiter registered after it), so "the record equals what we wrote" becomes
+//!   "the record shows our write": our registration landed when our owner holds a ticket
+//!   with the number we wrote (or we were already granted); our renewal, claim, takeover
+//!   or accept landed when owner, epoch and `beat` are ours; our release landed when the
+//!   epoch moved past ours with the owner we granted to (or empty) and our token. A release
+//!   whose landing cannot be told from a takeover is reported `Lost`: either way the
+//!   holding is over and no write follows, so safety does not depend on telling them
+//!   apart.
+//!
+//! ## Mixed versions
+//!
+//! A version 2 client reads a version 1 record as version 2 with an empty queue, `beat` 0
+//! standing for "the rvn is the progress" (it judges a version 1 holder by its rvn, as
+//! version 1 clients do) and rewrites it as version 2 with its next write. A version 1
+//! client refuses a version 2 record (its parser denies unknown fields), so its adapters
+//! report the store unavailable and it gives up `lock_unavailable` without ever writing:
+//! exclusion holds, but such a client cannot get the lease while version 2 records exist.
+//! Upgrade every writer of an entity together. A record written by a version 1 client
+//! after a version 2 client released it (a version 1 record again) is read as above.
+//! DynamoDB adapters map record fields to attributes, so they must write the version 2
+//! attributes (`version`, `beat`, `next_ticket`, `hold_ms` as numbers, `queue` as the JSON
+//! text of the array, which [`LeaseRecord::from_json`] accepts in place of the array).
 
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +235,8 @@ pub struct LeaseRecord {
 pub const MAX_OWNER_LEN: usize = 256;
 /// Longest holder description accepted in a lease record or submit options.
 pub const MAX_HOLDER_LEN: usize = 1024;
+/// Most tickets a version 2 record's queue holds; arrivals beyond it poll without a ticket.
+pub const MAX_QUEUE: usize = 64;
 /// Largest record version number the core draws: 53 bits, so that every language (a
 /// JavaScript number included) holds an rvn exactly.
 pub const MAX_RVN: u64 = (1 << 53) - 1;
