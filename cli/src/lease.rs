@@ -582,6 +582,7 @@ mod tests {
             lease_ms: 10_000,
             committed_token: None,
             holder: Some("ci run 7".into()),
+            ..Default::default()
         };
         let held = Entry {
             key: "e".into(),

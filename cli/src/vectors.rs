@@ -1176,6 +1176,7 @@ fn foreign(owner: &str, epoch: u64, rvn: u64, token: Option<&str>) -> LeaseRecor
         lease_ms: 400,
         committed_token: token.map(str::to_string),
         holder: Some(format!("{owner}: deploy pipeline")),
+        ..Default::default()
     }
 }
 

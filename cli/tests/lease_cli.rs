@@ -85,6 +85,7 @@ fn record(owner: &str, holder: Option<&str>, epoch: u64, rvn: u64, lease_ms: u64
         lease_ms,
         committed_token: None,
         holder: holder.map(str::to_string),
+        ..Default::default()
     }
 }
 

@@ -181,7 +181,8 @@
 //!   record still has our owner, epoch and beat means only the queue changed (a waiter
 //!   registered or beat): the renewal is sent again against that record, queue kept, and
 //!   the lease runs from the send time of the attempt that lands. Any other refusal is a
-//!   lost lease, as before.
+//!   lost lease, as before. A release is sent again the same way (granting to the head of
+//!   the queue found, which may have grown since).
 //! - **Lost-reply read-backs.** The record read back may have changed since our write
 //!   landed (a waiter registered after it), so "the record equals what we wrote" becomes
 //!   "the record shows our write": our registration landed when our owner holds a ticket
@@ -212,10 +213,16 @@ use crate::error::{PolicyError, UsageError};
 use crate::limits::{MAX_DELAY_MS, MAX_TOKEN_LEN};
 use crate::rng::DecisionRng;
 
-/// The record a store keeps per entity.
+/// The record a store keeps per entity. Version 1 records have the first six fields;
+/// version 2 adds the queue and the counters of the queue-like hand-off (module docs). The
+/// fields of version 2 are left out of the JSON when they are zero or empty, and `version`
+/// when it is 1, so a version 1 record reads and writes exactly as before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRecord {
+    /// The record's format: 1 (no field in the JSON) or 2.
+    #[serde(default = "version_one", skip_serializing_if = "is_version_one")]
+    pub version: u64,
     /// Who holds the lease; empty when released.
     pub owner: String,
     /// Fence: bumped by every new holder, never decreases.
@@ -229,6 +236,90 @@ pub struct LeaseRecord {
     /// Who holds it in words (host, pipeline, run id, operation), for people debugging a
     /// stuck lease.
     pub holder: Option<String>,
+    /// Version 2: the holding's progress counter, bumped by the holder only (accept, claim,
+    /// takeover, renewal); 0 while the lease is granted to a waiter that has not accepted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub beat: u64,
+    /// Version 2: the next ticket number to give out; only grows.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub next_ticket: u64,
+    /// Version 2: the expected hold in milliseconds, a moving average the holders publish
+    /// (0: none known).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hold_ms: u64,
+    /// Version 2: the waiters, oldest first, at most [`MAX_QUEUE`]. In JSON an array, or
+    /// (as DynamoDB adapters keep it, in a string attribute) the JSON text of one.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "queue_from_array_or_text"
+    )]
+    pub queue: Vec<Ticket>,
+}
+
+/// One waiter in a version 2 record's queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ticket {
+    /// The waiting process's owner id.
+    pub owner: String,
+    /// Its ticket number: the record's `next_ticket` when it registered.
+    pub ticket: u64,
+    /// Its progress counter, bumped by the waiter every renewal interval.
+    pub beat: u64,
+}
+
+/// The newest record format this core writes.
+pub const RECORD_VERSION: u64 = 2;
+
+fn version_one() -> u64 {
+    1
+}
+
+fn is_version_one(v: &u64) -> bool {
+    *v == 1
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn queue_from_array_or_text<'de, D>(deserializer: D) -> Result<Vec<Ticket>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Array(Vec<Ticket>),
+        Text(String),
+    }
+    match Form::deserialize(deserializer)? {
+        Form::Array(queue) => Ok(queue),
+        Form::Text(text) => serde_json::from_str(&text).map_err(|e| {
+            serde::de::Error::custom(format!("queue is text that is not a queue: {e}"))
+        }),
+    }
+}
+
+impl Default for LeaseRecord {
+    /// A version 1 record with every field zero or empty (not valid as it is: set the
+    /// owner, epoch, rvn and lease).
+    fn default() -> Self {
+        LeaseRecord {
+            version: 1,
+            owner: String::new(),
+            epoch: 0,
+            rvn: 0,
+            lease_ms: 0,
+            committed_token: None,
+            holder: None,
+            beat: 0,
+            next_ticket: 0,
+            hold_ms: 0,
+            queue: Vec::new(),
+        }
+    }
 }
 
 /// Longest owner id accepted in a lease record.
@@ -281,7 +372,12 @@ impl LeaseRecord {
 
     /// Check the record's fields: owner at most [`MAX_OWNER_LEN`] bytes, epoch and rvn
     /// positive, rvn at most [`MAX_RVN`], lease in `1..=MAX_DELAY_MS`, token at most
-    /// [`crate::MAX_TOKEN_LEN`] bytes, holder at most [`MAX_HOLDER_LEN`] bytes.
+    /// [`crate::MAX_TOKEN_LEN`] bytes, holder at most [`MAX_HOLDER_LEN`] bytes, and the
+    /// version 2 rules (`validate_version_2`): `version` 1 or 2, no version 2 field in a
+    /// version 1 record, counters at most [`MAX_RVN`], `hold_ms` at most a day, at most
+    /// [`MAX_QUEUE`] tickets whose owners are 1 to [`MAX_OWNER_LEN`] bytes, distinct and not
+    /// the record's owner, with ticket numbers strictly increasing and below
+    /// `next_ticket`. The error names the field (`queue[3].owner`).
     pub fn validate(&self) -> Result<(), RecordError> {
         if self.owner.len() > MAX_OWNER_LEN {
             return Err(RecordError::new(
@@ -320,7 +416,104 @@ impl LeaseRecord {
                 format!("is {} bytes, over {MAX_HOLDER_LEN}", h.len()),
             ));
         }
+        self.validate_version_2()
+    }
+
+    /// The rules of the version 2 fields: none of them in a version 1 record; counters at
+    /// most [`MAX_RVN`], `hold_ms` at most `MAX_DELAY_MS`; at most [`MAX_QUEUE`] tickets with
+    /// owners of 1 to [`MAX_OWNER_LEN`] bytes, distinct and none the record's owner, ticket
+    /// numbers strictly increasing and below `next_ticket`.
+    fn validate_version_2(&self) -> Result<(), RecordError> {
+        if !(1..=RECORD_VERSION).contains(&self.version) {
+            return Err(RecordError::new(
+                "version",
+                format!("must be in 1..={RECORD_VERSION}, found {}", self.version),
+            ));
+        }
+        if self.version == 1 {
+            for (name, set) in [
+                ("beat", self.beat != 0),
+                ("next_ticket", self.next_ticket != 0),
+                ("hold_ms", self.hold_ms != 0),
+                ("queue", !self.queue.is_empty()),
+            ] {
+                if set {
+                    return Err(RecordError::new(
+                        name,
+                        "is a version 2 field in a version 1 record",
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        for (name, v) in [("beat", self.beat), ("next_ticket", self.next_ticket)] {
+            if v > MAX_RVN {
+                return Err(RecordError::new(
+                    name,
+                    format!("must be at most {MAX_RVN}, found {v}"),
+                ));
+            }
+        }
+        if self.hold_ms > MAX_DELAY_MS {
+            return Err(RecordError::new(
+                "hold_ms",
+                format!("must be at most {MAX_DELAY_MS}, found {}", self.hold_ms),
+            ));
+        }
+        if self.queue.len() > MAX_QUEUE {
+            return Err(RecordError::new(
+                "queue",
+                format!("holds {} tickets, over {MAX_QUEUE}", self.queue.len()),
+            ));
+        }
+        for (i, t) in self.queue.iter().enumerate() {
+            let field = |name: &str| format!("queue[{i}].{name}");
+            if t.owner.is_empty() || t.owner.len() > MAX_OWNER_LEN {
+                return Err(RecordError::new(
+                    &field("owner"),
+                    format!("is {} bytes, outside 1..={MAX_OWNER_LEN}", t.owner.len()),
+                ));
+            }
+            if t.owner == self.owner {
+                return Err(RecordError::new(&field("owner"), "is the record's owner"));
+            }
+            if self.queue[..i].iter().any(|u| u.owner == t.owner) {
+                return Err(RecordError::new(&field("owner"), "is queued twice"));
+            }
+            if t.ticket >= self.next_ticket {
+                return Err(RecordError::new(
+                    &field("ticket"),
+                    format!(
+                        "must be below next_ticket ({} >= {})",
+                        t.ticket, self.next_ticket
+                    ),
+                ));
+            }
+            if let Some(prev) = i.checked_sub(1).map(|j| &self.queue[j]) {
+                if t.ticket <= prev.ticket {
+                    return Err(RecordError::new(
+                        &field("ticket"),
+                        format!(
+                            "must be greater than the ticket before it ({} <= {})",
+                            t.ticket, prev.ticket
+                        ),
+                    ));
+                }
+            }
+            if t.beat > MAX_RVN {
+                return Err(RecordError::new(
+                    &field("beat"),
+                    format!("must be at most {MAX_RVN}, found {}", t.beat),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The queue as JSON text: the form DynamoDB adapters keep in the item's `queue`
+    /// string attribute (the record parser takes it in place of the array).
+    pub fn queue_json(&self) -> String {
+        serde_json::to_string(&self.queue).unwrap_or_else(|_| "[]".to_string())
     }
 }
 
@@ -435,6 +628,9 @@ pub fn plan_force_release(
         lease_ms: current.lease_ms,
         committed_token: None,
         holder: None,
+        // A version 2 record keeps its queue: the head claims the freed record next.
+        beat: 0,
+        ..current.clone()
     };
     ForceReleasePlan::Swap(StoreOp::CompareAndSwap {
         key: key.to_string(),
@@ -861,6 +1057,8 @@ impl LeaseClient {
             lease_ms: held.lease_ms,
             committed_token,
             holder: None,
+            beat: 0,
+            ..held
         };
         self.write(now, Some(held.rvn), record, Purpose::Release);
     }
@@ -986,6 +1184,7 @@ impl LeaseClient {
                 .filter(|r| r.owner.is_empty())
                 .and_then(|r| r.committed_token.clone()),
             holder: self.holder.clone(),
+            ..Default::default()
         }
     }
 

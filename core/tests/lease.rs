@@ -438,6 +438,7 @@ mod rules {
             lease_ms: 10_000,
             committed_token: Some("v3".into()),
             holder: Some("deploy run 42".into()),
+            ..Default::default()
         }
     }
 

@@ -33,6 +33,7 @@ async fn a_hold_outlives_max_write_and_the_deadline_and_releases_without_a_token
             lease_ms: 10_000,
             committed_token: Some("v9".into()),
             holder: None,
+            ..Default::default()
         }),
     );
     let h = holder(&store, "ci run 17");
@@ -196,6 +197,7 @@ async fn a_dead_holder_is_taken_over_after_its_lease() {
             lease_ms: 10_000,
             committed_token: None,
             holder: Some("killed".into()),
+            ..Default::default()
         }),
     );
     let h = holder(&store, "next");

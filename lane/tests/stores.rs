@@ -28,6 +28,7 @@ fn record(
         lease_ms: 10_000,
         committed_token: token.map(str::to_string),
         holder: holder.map(str::to_string),
+        ..Default::default()
     }
 }
 

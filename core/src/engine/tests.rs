@@ -419,6 +419,7 @@ fn drive_into(phase: &str) -> (Host, OpId) {
                     lease_ms: 10_000,
                     committed_token: None,
                     holder: None,
+                    ..Default::default()
                 };
                 h.store.set(ENTITY, Some(record));
             }

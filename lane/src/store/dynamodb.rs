@@ -22,8 +22,10 @@ type Item = HashMap<String, AttributeValue>;
 
 /// A lease store in a DynamoDB table: partition key `key` (S, the entity name), one item
 /// per entity with the attributes `owner` (S), `epoch`, `rvn`, `lease_ms` (N),
-/// `committed_token` and `holder` (S, or NULL when absent) — the layout of every
-/// writelane binding, so processes in all languages share one table. Reads are
+/// `committed_token` and `holder` (S, or NULL when absent), and in version 2 records
+/// (the queue-like hand-off) `version`, `beat`, `next_ticket`, `hold_ms` (N) and `queue`
+/// (S, the JSON text of the array) — the layout of every writelane binding, so processes
+/// in all languages share one table. Reads are
 /// consistent `GetItem`s; `put_if_absent` is `PutItem` on `attribute_not_exists(#k)` and
 /// `compare_and_swap` `PutItem` on `#rvn = :expected`, both asking for the item found
 /// (`ReturnValuesOnConditionCheckFailure = ALL_OLD`, else a consistent read). An item read
@@ -198,7 +200,7 @@ fn item(key: &str, record: &LeaseRecord) -> Item {
         Some(s) => AttributeValue::S(s.clone()),
         None => AttributeValue::Null(true),
     };
-    HashMap::from([
+    let mut item = HashMap::from([
         ("key".to_string(), AttributeValue::S(key.to_string())),
         ("owner".to_string(), AttributeValue::S(record.owner.clone())),
         (
@@ -215,7 +217,22 @@ fn item(key: &str, record: &LeaseRecord) -> Item {
             optional(&record.committed_token),
         ),
         ("holder".to_string(), optional(&record.holder)),
-    ])
+    ]);
+    // Version 2 attributes, only in version 2 records (a version 1 record keeps exactly
+    // the attributes version 1 clients read): counters as numbers, the queue as the
+    // JSON text the core reads back in place of the array.
+    if record.version >= 2 {
+        for (name, v) in [
+            ("version", record.version),
+            ("beat", record.beat),
+            ("next_ticket", record.next_ticket),
+            ("hold_ms", record.hold_ms),
+        ] {
+            item.insert(name.to_string(), AttributeValue::N(v.to_string()));
+        }
+        item.insert("queue".to_string(), AttributeValue::S(record.queue_json()));
+    }
+    item
 }
 
 /// The record of an item: its attributes (but `key`) as a JSON object — S as a string,

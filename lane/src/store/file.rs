@@ -386,6 +386,7 @@ mod tests {
             lease_ms: 1_000,
             committed_token: None,
             holder: None,
+            ..Default::default()
         }
     }
 
