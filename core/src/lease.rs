@@ -946,9 +946,66 @@ enum State {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
-    Acquire { takeover: bool },
+    /// Claim a free record, take over a stale holding (`takeover`), or accept a grant;
+    /// `delay`: wait the lock-delay before writing (a write of the holding taken over may
+    /// be in flight).
+    Acquire {
+        takeover: bool,
+        delay: bool,
+    },
     Renew,
     Release,
+    /// Append our ticket to the queue (version 2).
+    Register,
+    /// Bump our ticket's progress counter (version 2).
+    Beat,
+}
+
+/// Most registration refusals in a row that widen the backoff; beyond it the window stays.
+const MAX_REFUSAL_STEPS: u64 = 8;
+
+/// What a client watches to tell a dead party from a live one: the rvn of a version 1
+/// record, the owner, epoch and beat of a version 2 holding.
+fn progress(r: &LeaseRecord) -> (String, u64, u64) {
+    if r.version < 2 {
+        (String::new(), 0, r.rvn)
+    } else {
+        (r.owner.clone(), r.epoch, r.beat)
+    }
+}
+
+/// Watching one party for progress: what it showed, since when, in how many replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Watch<K> {
+    shown: K,
+    since: u64,
+    replies: u64,
+}
+
+impl<K: PartialEq> Watch<K> {
+    fn new(shown: K, now: u64) -> Self {
+        Watch {
+            shown,
+            since: now,
+            replies: 0,
+        }
+    }
+
+    /// Count one more reply showing `shown`; start again if it changed.
+    fn see(&mut self, shown: K, now: u64) {
+        if self.shown == shown {
+            self.replies += 1;
+        } else {
+            *self = Watch::new(shown, now);
+        }
+    }
+
+    /// The staleness rule: unchanged for a whole lease on our clock, across enough replies
+    /// to fill a lease even at the shortest poll interval.
+    fn stale(&self, now: u64, lease_ms: u64, poll_ms: u64) -> bool {
+        let replies_needed = (2 * lease_ms).div_ceil(poll_ms.max(1));
+        now.saturating_sub(self.since) >= lease_ms && self.replies >= replies_needed
+    }
 }
 
 /// A sans-IO client of one entity's lease.
@@ -962,18 +1019,36 @@ pub struct LeaseClient {
     state: State,
     pending: Option<StoreOp>,
     events: Vec<LeaseEvent>,
-    /// The record as we hold it.
+    /// The record as we hold it (the latest we know: waiters change the queue under us).
     held: Option<LeaseRecord>,
     /// When our hold expires on our own clock: the send time of the last successful
     /// acquire or renewal plus the lease.
     expires_at: u64,
     renew_at: u64,
-    /// A foreign holder's rvn, when we first saw it, and how many polls have seen it since.
-    observed: Option<(u64, u64, u64)>,
+    /// The holding we watch for progress while waiting (owner, epoch, beat; or the rvn of
+    /// a version 1 record).
+    observed: Option<Watch<(String, u64, u64)>>,
+    /// The holding (owner, epoch) we saw last, and when we first saw it: how long the
+    /// current holder has held, for the expected turn.
+    holding_seen: Option<((String, u64), u64)>,
+    /// The queued waiters we watch for progress, by owner: (ticket, beat).
+    waiters: std::collections::BTreeMap<String, Watch<(u64, u64)>>,
     unavailable_since: Option<u64>,
     /// When the last write of the record was sent: a lease runs from there, even when a
     /// lost reply made us read it back later.
     write_sent_at: u64,
+    /// When our holding began (the send time of the claim, takeover or accept).
+    granted_at: u64,
+    /// When our ticket's next beat is due.
+    beat_at: u64,
+    /// When we expect our turn (position × expected hold), once registered: the position
+    /// and expected hold it was estimated from, and the time.
+    turn_at: Option<(usize, u64, u64)>,
+    /// Registration refusals in a row, and the attempts of the last registration.
+    refusals: u64,
+    attempts: u64,
+    /// A record to decide from after a backoff, instead of reading it again.
+    decide_again: Option<LeaseRecord>,
 }
 
 impl LeaseClient {
@@ -993,8 +1068,16 @@ impl LeaseClient {
             expires_at: 0,
             renew_at: 0,
             observed: None,
+            holding_seen: None,
+            waiters: std::collections::BTreeMap::new(),
             unavailable_since: None,
             write_sent_at: 0,
+            granted_at: 0,
+            beat_at: 0,
+            turn_at: None,
+            refusals: 0,
+            attempts: 0,
+            decide_again: None,
         }
     }
 
@@ -1033,15 +1116,66 @@ impl LeaseClient {
     /// Start acquiring the lease.
     pub fn acquire(&mut self) {
         self.observed = None;
+        self.holding_seen = None;
+        self.waiters.clear();
         self.unavailable_since = None;
+        self.turn_at = None;
+        self.refusals = 0;
+        self.attempts = 0;
+        self.decide_again = None;
         self.get();
+    }
+
+    /// Compare-and-swap attempts of the last registration in the queue (0: none yet).
+    pub fn registration_attempts(&self) -> u64 {
+        self.attempts
+    }
+
+    /// Our release of `current` (the record as we hold it): with waiters queued, the lease
+    /// goes to the head in the same write (a new epoch, `beat` 0, the token carried);
+    /// otherwise the record is left free. Either way the expected hold is updated.
+    fn release_of(
+        &mut self,
+        now: u64,
+        current: &LeaseRecord,
+        token: Option<String>,
+    ) -> LeaseRecord {
+        let sample = now
+            .saturating_sub(self.granted_at)
+            .clamp(1, current.lease_ms.max(1));
+        let hold_ms = if current.hold_ms == 0 {
+            sample
+        } else {
+            (current.hold_ms.saturating_mul(7).saturating_add(sample)) / 8
+        };
+        let mut queue = current.queue.clone();
+        let (owner, epoch) = if queue.is_empty() {
+            (String::new(), current.epoch)
+        } else {
+            let head = queue.remove(0);
+            (head.owner, current.epoch.saturating_add(1))
+        };
+        LeaseRecord {
+            version: RECORD_VERSION,
+            owner,
+            epoch,
+            rvn: self.new_rvn(),
+            lease_ms: current.lease_ms,
+            committed_token: token,
+            holder: None,
+            beat: 0,
+            next_ticket: current.next_ticket,
+            hold_ms: hold_ms.min(MAX_DELAY_MS),
+            queue,
+        }
     }
 
     /// Release the lease. `written` is `None` when no write was attempted under it (the
     /// record keeps its committed token), or `Some(token)` when one was: the token of the
     /// revision it committed, or `None` when that is unknown, so the next holder reads
-    /// before writing instead of trusting a token that may be stale. Without a lease held
-    /// this does nothing.
+    /// before writing instead of trusting a token that may be stale. With waiters queued
+    /// (a version 2 record) the release grants the lease to the head of the queue. Without
+    /// a lease held this does nothing.
     pub fn release(&mut self, now: u64, written: Option<Option<String>>) {
         let Some(held) = self.held.clone() else {
             return;
@@ -1050,16 +1184,7 @@ impl LeaseClient {
             None => held.committed_token.clone(),
             Some(token) => token,
         };
-        let record = LeaseRecord {
-            owner: String::new(),
-            epoch: held.epoch,
-            rvn: self.new_rvn(),
-            lease_ms: held.lease_ms,
-            committed_token,
-            holder: None,
-            beat: 0,
-            ..held
-        };
+        let record = self.release_of(now, &held, committed_token);
         self.write(now, Some(held.rvn), record, Purpose::Release);
     }
 
@@ -1122,11 +1247,24 @@ impl LeaseClient {
         }
     }
 
+    /// Our renewal of `current`: the holding's beat bumped, everything else as found.
+    fn renewal_of(&mut self, current: &LeaseRecord) -> LeaseRecord {
+        LeaseRecord {
+            version: RECORD_VERSION,
+            rvn: self.new_rvn(),
+            beat: current.beat.saturating_add(1).min(MAX_RVN),
+            ..current.clone()
+        }
+    }
+
     /// Fire due timers: polls, the end of a lock-delay, renewals.
     pub fn handle_timeout(&mut self, now: u64) {
         match self.state.clone() {
             State::Waiting { until, verify } if now >= until => match verify {
-                None => self.get(),
+                None => match self.decide_again.take() {
+                    Some(record) => self.decide(now, Some(record), false),
+                    None => self.get(),
+                },
                 Some((intended, purpose)) => {
                     self.state = State::Verifying { intended, purpose };
                     let key = self.key.clone();
@@ -1135,29 +1273,32 @@ impl LeaseClient {
             },
             State::Delaying { until } if now >= until => self.state = State::Held,
             State::Held if now >= self.renew_at => {
-                let held = self.held.clone().expect("held");
-                let record = LeaseRecord {
-                    rvn: self.new_rvn(),
-                    ..held.clone()
+                let Some(held) = self.held.clone() else {
+                    return self.lost();
                 };
+                let record = self.renewal_of(&held);
                 self.write(now, Some(held.rvn), record, Purpose::Renew);
             }
             _ => {}
         }
     }
 
-    fn granted(&mut self, now: u64, record: LeaseRecord, takeover: bool) {
+    /// Our holding begins: `record` shows it (what we wrote, or the record read back).
+    /// `delay` is false when no write of an earlier holding can be in flight.
+    fn granted(&mut self, now: u64, record: LeaseRecord, takeover: bool, delay: bool) {
         self.expires_at = self.write_sent_at.saturating_add(record.lease_ms);
         self.renew_at = self.write_sent_at.saturating_add(self.rule.renew_ms);
+        self.granted_at = self.write_sent_at;
         self.events.push(LeaseEvent::Acquired {
             epoch: record.epoch,
             committed_token: record.committed_token.clone(),
             takeover,
         });
         self.held = Some(record);
-        if takeover && self.rule.lock_delay_ms > 0 {
+        self.decide_again = None;
+        if delay && self.rule.lock_delay_ms > 0 {
             self.state = State::Delaying {
-                until: now + self.rule.lock_delay_ms,
+                until: now.saturating_add(self.rule.lock_delay_ms),
             };
         } else {
             self.state = State::Held;
@@ -1170,76 +1311,316 @@ impl LeaseClient {
         self.events.push(LeaseEvent::Lost);
     }
 
-    /// Our record claiming the lease after `previous` (none: the first holder ever). The
-    /// epoch is bumped. The committed token is carried over only from a released record: a
-    /// holder that never released (taken over, or this owner's own leftover after a crash)
-    /// may have landed a write after the token was stored, so the next holder must read.
-    fn claim(&mut self, previous: Option<&LeaseRecord>) -> LeaseRecord {
+    /// Our record claiming the lease after `previous` (none: the first holder ever), with
+    /// the tickets in `queue`. The epoch is bumped. The committed token is carried over from
+    /// a released record, and from a grant nobody accepted (no write of that holding can
+    /// exist): a holder that never released (taken over, or this owner's own leftover
+    /// after a crash) may have landed a write after the token was stored, so the next
+    /// holder must read.
+    fn claim(&mut self, previous: Option<&LeaseRecord>, queue: Vec<Ticket>) -> LeaseRecord {
+        let token_trusted = previous.is_some_and(|r| {
+            r.owner.is_empty() || (r.version >= 2 && r.beat == 0 && r.owner != self.owner)
+        });
         LeaseRecord {
+            version: RECORD_VERSION,
             owner: self.owner.clone(),
-            epoch: previous.map_or(1, |r| r.epoch + 1),
+            epoch: previous.map_or(1, |r| r.epoch.saturating_add(1)),
             rvn: self.new_rvn(),
             lease_ms: self.rule.lease_ms,
             committed_token: previous
-                .filter(|r| r.owner.is_empty())
+                .filter(|_| token_trusted)
                 .and_then(|r| r.committed_token.clone()),
             holder: self.holder.clone(),
-            ..Default::default()
+            beat: 1,
+            next_ticket: previous.map_or(0, |r| r.next_ticket),
+            hold_ms: previous.map_or(0, |r| r.hold_ms),
+            queue,
         }
     }
 
-    /// Decide from the record found what to do next while acquiring.
-    fn on_record(&mut self, now: u64, record: Option<LeaseRecord>) {
-        let acquire = Purpose::Acquire { takeover: false };
-        match record {
-            None => {
-                let mine = self.claim(None);
-                self.write(now, None, mine, acquire);
-            }
-            // Released, or left behind by this owner (an interrupted release): the engine
-            // runs one operation per entity and owner at a time, so it is free for us.
-            Some(r) if r.owner.is_empty() || r.owner == self.owner => {
-                let mine = self.claim(Some(&r));
-                self.write(now, Some(r.rvn), mine, acquire);
-            }
-            Some(r) => {
-                // Held by someone else: stale only once its rvn has stood still for a
-                // whole lease on our own clock, and across enough polls to fill a lease even
-                // at the shortest poll interval, so a clock jumping forward cannot make a
-                // live holder look stale.
-                let polls_needed = (2 * r.lease_ms).div_ceil(self.rule.poll_ms.max(1));
-                let stale = match &mut self.observed {
-                    Some((rvn, since, polls)) if *rvn == r.rvn => {
-                        *polls += 1;
-                        now.saturating_sub(*since) >= r.lease_ms && *polls >= polls_needed
-                    }
-                    _ => {
-                        self.observed = Some((r.rvn, now, 0));
-                        false
-                    }
-                };
-                if stale {
-                    let mine = self.claim(Some(&r));
-                    self.write(now, Some(r.rvn), mine, Purpose::Acquire { takeover: true });
-                } else {
-                    let jitter = self.rng.uniform(0, self.rule.poll_ms / 2);
-                    self.state = State::Waiting {
-                        until: now + self.rule.poll_ms / 2 + jitter,
-                        verify: None,
-                    };
+    /// Watch the queued waiters of `r` for progress (one more reply).
+    fn watch_waiters(&mut self, now: u64, r: &LeaseRecord) {
+        self.waiters
+            .retain(|owner, _| r.queue.iter().any(|t| &t.owner == owner));
+        for t in r.queue.iter().filter(|t| t.owner != self.owner) {
+            let shown = (t.ticket, t.beat);
+            match self.waiters.get_mut(&t.owner) {
+                Some(w) => w.see(shown, now),
+                None => {
+                    self.waiters.insert(t.owner.clone(), Watch::new(shown, now));
                 }
             }
         }
     }
 
-    fn on_written(&mut self, now: u64, intended: LeaseRecord, purpose: Purpose) {
+    /// Whether we judged the waiter holding `t` dead: its ticket unchanged for a whole
+    /// lease on our clock, seen again in a later reply. The holder's rule also asks for
+    /// enough replies to fill a lease at the shortest poll interval, so that a clock
+    /// jumping forward cannot let two writers in; a waiter judged dead wrongly loses its
+    /// place (it registers again at the tail), never exclusion, so waiters, who sleep
+    /// between beats, are not made to poll for it.
+    fn dead(&self, now: u64, t: &Ticket, lease_ms: u64) -> bool {
+        self.waiters.get(&t.owner).is_some_and(|w| {
+            w.shown == (t.ticket, t.beat)
+                && now.saturating_sub(w.since) >= lease_ms
+                && w.replies >= 1
+        })
+    }
+
+    /// The queue of `r` without the tickets we judged dead.
+    fn live_queue(&self, now: u64, r: &LeaseRecord) -> Vec<Ticket> {
+        r.queue
+            .iter()
+            .filter(|t| t.owner == self.owner || !self.dead(now, t, r.lease_ms))
+            .cloned()
+            .collect()
+    }
+
+    /// A version 2 record like `r` with `queue` and a new rvn, for a waiter's write.
+    fn with_queue(&mut self, r: &LeaseRecord, queue: Vec<Ticket>) -> LeaseRecord {
+        LeaseRecord {
+            version: RECORD_VERSION,
+            rvn: self.new_rvn(),
+            queue,
+            ..r.clone()
+        }
+    }
+
+    /// Decide from the record found what to do next while acquiring. `fresh` when the
+    /// record is a store reply just received (it counts towards the staleness rule), not
+    /// one kept over a backoff.
+    fn decide(&mut self, now: u64, record: Option<LeaseRecord>, fresh: bool) {
+        let Some(r) = record else {
+            let mine = self.claim(None, Vec::new());
+            return self.write(
+                now,
+                None,
+                mine,
+                Purpose::Acquire {
+                    takeover: false,
+                    delay: false,
+                },
+            );
+        };
+        if fresh && r.version >= 2 {
+            self.watch_waiters(now, &r);
+        }
+        let queue = self.live_queue(now, &r);
+        let mine_at = queue.iter().position(|t| t.owner == self.owner);
+        // The live tickets ahead of us (all of them when we hold none).
+        let ahead = mine_at.unwrap_or(queue.len());
+        let without_me: Vec<Ticket> = queue
+            .iter()
+            .filter(|t| t.owner != self.owner)
+            .cloned()
+            .collect();
+
+        if r.owner == self.owner {
+            if r.version >= 2 && r.beat == 0 {
+                // Granted to us by a release: accept it. The lease runs from this write.
+                let accept = LeaseRecord {
+                    holder: self.holder.clone(),
+                    beat: 1,
+                    ..self.with_queue(&r, without_me)
+                };
+                return self.write(
+                    now,
+                    Some(r.rvn),
+                    accept,
+                    Purpose::Acquire {
+                        takeover: false,
+                        delay: false,
+                    },
+                );
+            }
+            // Left behind by this owner (an interrupted release): the engine runs one
+            // operation per entity and owner at a time, so it is free for us.
+            let mine = self.claim(Some(&r), without_me);
+            return self.write(
+                now,
+                Some(r.rvn),
+                mine,
+                Purpose::Acquire {
+                    takeover: false,
+                    delay: false,
+                },
+            );
+        }
+        if r.owner.is_empty() {
+            if ahead == 0 {
+                let mine = self.claim(Some(&r), without_me);
+                return self.write(
+                    now,
+                    Some(r.rvn),
+                    mine,
+                    Purpose::Acquire {
+                        takeover: false,
+                        delay: false,
+                    },
+                );
+            }
+            return self.wait_or_register(now, &r, queue, mine_at);
+        }
+        // Held (or granted) by someone else: stale only once its progress has stood still
+        // for a whole lease on our own clock, and across enough polls to fill a lease even
+        // at the shortest poll interval, so a clock jumping forward cannot make a live
+        // holder look stale.
+        let holding = (r.owner.clone(), r.epoch);
+        if self
+            .holding_seen
+            .as_ref()
+            .is_none_or(|(h, _)| *h != holding)
+        {
+            self.holding_seen = Some((holding, now));
+        }
+        let shown = progress(&r);
+        let stale = if fresh {
+            match &mut self.observed {
+                Some(w) => w.see(shown, now),
+                None => self.observed = Some(Watch::new(shown, now)),
+            }
+            self.observed
+                .as_ref()
+                .is_some_and(|w| w.stale(now, r.lease_ms, self.rule.poll_ms))
+        } else {
+            false
+        };
+        if stale && ahead == 0 {
+            // A grant nobody accepted (version 2, beat 0) had no writes: no lock-delay.
+            let unaccepted = r.version >= 2 && r.beat == 0;
+            let mine = self.claim(Some(&r), without_me);
+            return self.write(
+                now,
+                Some(r.rvn),
+                mine,
+                Purpose::Acquire {
+                    takeover: true,
+                    delay: !unaccepted,
+                },
+            );
+        }
+        self.wait_or_register(now, &r, queue, mine_at)
+    }
+
+    /// Not our turn: register, beat, or wait (until our expected turn, or a poll).
+    fn wait_or_register(
+        &mut self,
+        now: u64,
+        r: &LeaseRecord,
+        queue: Vec<Ticket>,
+        mine_at: Option<usize>,
+    ) {
+        // A version 1 record is polled as a version 1 client would: registering would
+        // change its rvn under a version 1 holder, which would lose its lease.
+        let queued_record = r.version >= 2;
+        let dropped_dead = queue.len() != r.queue.len();
+        match mine_at {
+            None if queued_record && queue.len() < MAX_QUEUE => {
+                let mut queue = queue;
+                let ticket = r.next_ticket;
+                queue.push(Ticket {
+                    owner: self.owner.clone(),
+                    ticket,
+                    beat: 1,
+                });
+                let mut record = self.with_queue(r, queue);
+                record.next_ticket = ticket.saturating_add(1).min(MAX_RVN);
+                self.attempts = self.attempts.saturating_add(1);
+                return self.write(now, Some(r.rvn), record, Purpose::Register);
+            }
+            Some(i) if now >= self.beat_at || dropped_dead => {
+                let mut queue = queue;
+                queue[i].beat = queue[i].beat.saturating_add(1).min(MAX_RVN);
+                let record = self.with_queue(r, queue);
+                return self.write(now, Some(r.rvn), record, Purpose::Beat);
+            }
+            _ => {}
+        }
+        let poll = self.rule.poll_ms / 2 + self.rng.uniform(0, self.rule.poll_ms / 2);
+        let mut until = now.saturating_add(poll);
+        if let Some(i) = mine_at {
+            // Sleep until our expected turn: the rest of the current hold, then a whole
+            // expected hold per waiter ahead; poll at the normal interval after it.
+            let position = i + 1;
+            let held_for = self
+                .holding_seen
+                .as_ref()
+                .filter(|((owner, _), _)| !owner.is_empty())
+                .map_or(0, |(_, since)| now.saturating_sub(*since));
+            let fresh = if r.hold_ms == 0 && i > 0 {
+                // No hold known yet: only the head needs to watch for the grant; the
+                // others look again at their next beat.
+                self.beat_at
+            } else {
+                now.saturating_add(r.hold_ms.saturating_sub(held_for))
+                    .saturating_add(r.hold_ms.saturating_mul(i as u64))
+            };
+            // The expected turn is a time, not a count: moving up the queue as expected
+            // does not move it (we may have first seen the current holding late, which
+            // makes a fresh estimate too late). It is estimated afresh when none was made
+            // with a known hold yet, or when we are further back than before (registered
+            // again).
+            let turn = match self.turn_at {
+                Some((p, hold, at)) if hold != 0 && position < p => at.min(fresh),
+                Some((p, hold, at)) if hold != 0 && position == p => at,
+                _ => fresh,
+            };
+            self.turn_at = Some((position, r.hold_ms, turn));
+            until = until.max(turn).min(self.beat_at.max(now.saturating_add(1)));
+        }
+        self.state = State::Waiting {
+            until,
+            verify: None,
+        };
+    }
+
+    /// Whether `r` shows our write `intended` for `purpose`: the record may have changed
+    /// since it landed (a waiter registered after it), so equality would be too strict.
+    fn shows(&self, r: &LeaseRecord, intended: &LeaseRecord, purpose: Purpose) -> bool {
+        if r == intended {
+            return true;
+        }
+        if r.version < 2 || intended.version < 2 {
+            return false;
+        }
+        let my_ticket = |rec: &LeaseRecord| {
+            rec.queue
+                .iter()
+                .find(|t| t.owner == self.owner)
+                .map(|t| (t.ticket, t.beat))
+        };
+        match purpose {
+            // Only we write our owner with a beat of 1 or more under this epoch.
+            Purpose::Acquire { .. } | Purpose::Renew => {
+                r.owner == self.owner && r.epoch == intended.epoch && r.beat == intended.beat
+            }
+            Purpose::Release => {
+                r.owner == intended.owner
+                    && r.epoch == intended.epoch
+                    && r.beat == 0
+                    && r.committed_token == intended.committed_token
+            }
+            Purpose::Register => match (my_ticket(r), my_ticket(intended)) {
+                (Some((t, _)), Some((want, _))) => t == want,
+                _ => false,
+            },
+            Purpose::Beat => match (my_ticket(r), my_ticket(intended)) {
+                (Some((t, b)), Some((want_t, want_b))) => t == want_t && b >= want_b,
+                _ => false,
+            },
+        }
+    }
+
+    /// Our write landed; `current` is the record that shows it (what we wrote, or what a
+    /// refusal or read-back returned since).
+    fn on_written(&mut self, now: u64, current: LeaseRecord, purpose: Purpose) {
         self.unavailable_since = None;
         match purpose {
-            Purpose::Acquire { takeover } => self.granted(now, intended, takeover),
+            Purpose::Acquire { takeover, delay } => self.granted(now, current, takeover, delay),
             Purpose::Renew => {
-                self.expires_at = self.write_sent_at.saturating_add(intended.lease_ms);
+                self.expires_at = self.write_sent_at.saturating_add(current.lease_ms);
                 self.renew_at = self.write_sent_at.saturating_add(self.rule.renew_ms);
-                self.held = Some(intended);
+                self.held = Some(current);
                 self.state = State::Held;
             }
             Purpose::Release => {
@@ -1247,14 +1628,63 @@ impl LeaseClient {
                 self.state = State::Done;
                 self.events.push(LeaseEvent::Released);
             }
+            Purpose::Register | Purpose::Beat => {
+                self.refusals = 0;
+                self.beat_at = self.write_sent_at.saturating_add(self.rule.renew_ms);
+                // Not a fresh observation of the holder: our own write's reply.
+                self.decide(now, Some(current), false)
+            }
         }
     }
 
-    fn on_refused(&mut self, now: u64, current: Option<LeaseRecord>, purpose: Purpose) {
+    /// A refusal (or a read-back) showing `current`, not our write.
+    fn on_refused(
+        &mut self,
+        now: u64,
+        current: Option<LeaseRecord>,
+        intended: &LeaseRecord,
+        purpose: Purpose,
+    ) {
         match purpose {
-            Purpose::Acquire { .. } => self.on_record(now, current),
-            // Our rvn is gone: someone took the lease over. Never write without it.
-            Purpose::Renew | Purpose::Release => self.lost(),
+            Purpose::Acquire { .. } => self.decide(now, current, true),
+            Purpose::Register | Purpose::Beat => {
+                // Contention on the record: back off in a window sized to the refusals
+                // seen, then decide again from the record the refusal returned.
+                self.refusals = self.refusals.saturating_add(1);
+                let steps = self.refusals.min(MAX_REFUSAL_STEPS);
+                let delay = self.rng.uniform(0, steps * (self.rule.poll_ms / 2));
+                match current {
+                    Some(r) if delay > 0 => {
+                        if r.version >= 2 {
+                            self.watch_waiters(now, &r);
+                        }
+                        self.decide_again = Some(r);
+                        self.state = State::Waiting {
+                            until: now.saturating_add(delay),
+                            verify: None,
+                        };
+                    }
+                    other => self.decide(now, other, true),
+                }
+            }
+            // Still our holding and only the queue changed: write again on the record
+            // found. Otherwise our holding is gone: never write without it.
+            Purpose::Renew | Purpose::Release => match (current, self.held.clone()) {
+                (Some(c), Some(h))
+                    if c.version >= 2
+                        && c.owner == self.owner
+                        && c.epoch == h.epoch
+                        && c.beat == h.beat =>
+                {
+                    self.held = Some(c.clone());
+                    let record = match purpose {
+                        Purpose::Renew => self.renewal_of(&c),
+                        _ => self.release_of(now, &c, intended.committed_token.clone()),
+                    };
+                    self.write(now, Some(c.rvn), record, purpose);
+                }
+                _ => self.lost(),
+            },
         }
     }
 
@@ -1264,22 +1694,23 @@ impl LeaseClient {
         match (state, reply) {
             (State::Reading, StoreReply::Found { record }) => {
                 self.unavailable_since = None;
-                self.on_record(now, record)
+                self.decide(now, record, true)
             }
             (State::Writing { intended, purpose }, StoreReply::Done) => {
                 self.on_written(now, intended, purpose)
             }
-            // A refusal that shows our own intended record means our write landed: an
-            // adapter (or its SDK) retried a request whose first try succeeded, and the
-            // retry found the record already at the rvn we drew for it. The rvn is 53 random
-            // bits drawn for this one write, so no other writer produces it.
-            (State::Writing { intended, purpose }, StoreReply::Refused { current })
-                if current.as_ref() == Some(&intended) =>
+            // A refusal that shows our own write means it landed: an adapter (or its SDK)
+            // retried a request whose first try succeeded, and the retry found the record
+            // already written (perhaps changed since by a waiter). The rvn is 53 random bits
+            // drawn for this one write, and the counters `shows` checks are written by us
+            // alone, so no other writer produces such a record.
+            (State::Writing { intended, purpose }, StoreReply::Refused { current: Some(c) })
+                if self.shows(&c, &intended, purpose) =>
             {
-                self.on_written(now, intended, purpose)
+                self.on_written(now, c, purpose)
             }
-            (State::Writing { purpose, .. }, StoreReply::Refused { current }) => {
-                self.on_refused(now, current, purpose)
+            (State::Writing { intended, purpose }, StoreReply::Refused { current }) => {
+                self.on_refused(now, current, &intended, purpose)
             }
             (State::Writing { intended, purpose }, StoreReply::Lost) => {
                 self.state = State::Verifying { intended, purpose };
@@ -1287,16 +1718,19 @@ impl LeaseClient {
                 self.send(StoreOp::Get { key });
             }
             (State::Verifying { intended, purpose }, StoreReply::Found { record }) => {
+                self.unavailable_since = None;
                 let unchanged = record.is_some() && record == self.held;
-                if record.as_ref() == Some(&intended) {
-                    self.on_written(now, intended, purpose)
-                } else if unchanged && matches!(purpose, Purpose::Renew | Purpose::Release) {
-                    // The request never landed and the record is still the one we hold:
-                    // nobody took the lease over, so send the same write again.
-                    let expected = self.held.as_ref().map(|h| h.rvn);
-                    self.write(now, expected, intended, purpose)
-                } else {
-                    self.on_refused(now, record, purpose)
+                match record {
+                    Some(r) if self.shows(&r, &intended, purpose) => {
+                        self.on_written(now, r, purpose)
+                    }
+                    record if unchanged && matches!(purpose, Purpose::Renew | Purpose::Release) => {
+                        // The request never landed and the record is still the one we hold:
+                        // nobody took the lease over, so send the same write again.
+                        let expected = record.map(|h| h.rvn);
+                        self.write(now, expected, intended, purpose)
+                    }
+                    record => self.on_refused(now, record, &intended, purpose),
                 }
             }
             (state, StoreReply::Unavailable | StoreReply::Lost)
@@ -1320,7 +1754,7 @@ impl LeaseClient {
                 } else {
                     // Wait a poll interval, then read back what is there.
                     self.state = State::Waiting {
-                        until: now + self.rule.poll_ms,
+                        until: now.saturating_add(self.rule.poll_ms),
                         verify,
                     };
                 }

@@ -45,12 +45,12 @@ struct Inner {
 }
 
 /// Why an operation failed: the reply it comes to.
-struct Failed(StoreReply);
+struct Failed(Box<StoreReply>);
 
 type Records = BTreeMap<String, Box<RawValue>>;
 
 fn unavailable<E>(_: E) -> Failed {
-    Failed(StoreReply::Unavailable)
+    Failed(Box::new(StoreReply::Unavailable))
 }
 
 impl FileStore {
@@ -106,7 +106,8 @@ impl FileStore {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
             match tokio::task::spawn_blocking(move || f(&inner)).await {
-                Ok(Ok(reply)) | Ok(Err(Failed(reply))) => reply,
+                Ok(Ok(reply)) => reply,
+                Ok(Err(Failed(reply))) => *reply,
                 Err(_) => StoreReply::Lost,
             }
         })
@@ -133,11 +134,11 @@ impl Inner {
             }
             let err = std::io::Error::last_os_error();
             if !matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) {
-                return Err(Failed(StoreReply::Unavailable));
+                return Err(Failed(Box::new(StoreReply::Unavailable)));
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Failed(StoreReply::Unavailable));
+                return Err(Failed(Box::new(StoreReply::Unavailable)));
             }
             std::thread::sleep(wait.min(deadline - now));
             wait = (wait * 2).min(Duration::from_millis(20));
@@ -188,12 +189,12 @@ impl Inner {
         })();
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
-            return Err(Failed(StoreReply::Unavailable));
+            return Err(Failed(Box::new(StoreReply::Unavailable)));
         }
         // The rename happened; whether it is durable is unknown if this fails.
         File::open(&dir)
             .and_then(|d| d.sync_all())
-            .map_err(|_| Failed(StoreReply::Lost))
+            .map_err(|_| Failed(Box::new(StoreReply::Lost)))
     }
 
     fn update(
