@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
-use writelane_core::lease::{LeaseRecord, MemoryStore, StoreOp, StoreReply};
+use writelane_core::lease::{LeaseRecord, MemoryStore, StoreOp, StoreReply, Ticket, MAX_QUEUE};
 use writelane_core::{
     policy_token, Command, Engine, Failure, Input, OpId, Policy, RetryStrategy, RetryToken,
     SubmitOptions,
@@ -149,7 +149,9 @@ impl EngineScript {
 
     /// Advance to the engine's next timeout.
     fn wait(&mut self) -> &mut Self {
-        let at = self.engine.poll_timeout().expect("something waits on time");
+        let Some(at) = self.engine.poll_timeout() else {
+            panic!("{}: nothing waits on time", self.name)
+        };
         self.timeout(at)
     }
 
@@ -215,6 +217,22 @@ impl EngineScript {
             }
         }
         panic!("op {op} never got to work")
+    }
+
+    /// Drive `op`'s lease against the script's store — answering store operations and
+    /// waiting out lease timers — until `done` holds for the store.
+    fn lease_until(&mut self, op: u64, done: impl Fn(&MemoryStore) -> bool) -> &mut Self {
+        for _ in 0..200 {
+            if done(&self.store) {
+                return self;
+            }
+            if self.store_ops.contains_key(&op) {
+                self.store(5, op);
+            } else {
+                self.wait();
+            }
+        }
+        panic!("op {op} never got there")
     }
 
     /// Answer `op`'s last store operation with `reply`, whatever it was.
@@ -1333,11 +1351,13 @@ pub fn lease() -> Vec<Vector> {
     let mut s = EngineScript::new(
         "lease-needs-owner",
         "Shared lanes without an owner are refused at submit.",
-        policy,
+        policy.clone(),
         29,
     );
     s.submit(0, "role/app", None, None);
     docs.push(s.finish());
+
+    queue_vectors(&policy, &mut docs);
 
     docs.into_iter()
         .enumerate()
@@ -1346,6 +1366,163 @@ pub fn lease() -> Vec<Vector> {
             json,
         })
         .collect()
+}
+
+/// A version 2 record held by `owner` (accepted, beat 3) with `queue` (tickets numbered
+/// from 0) and an expected hold of 100 ms.
+fn queued(owner: &str, epoch: u64, rvn: u64, queue: &[&str]) -> LeaseRecord {
+    LeaseRecord {
+        version: 2,
+        beat: 3,
+        next_ticket: queue.len() as u64,
+        hold_ms: 100,
+        queue: queue
+            .iter()
+            .enumerate()
+            .map(|(i, o)| Ticket {
+                owner: o.to_string(),
+                ticket: i as u64,
+                beat: 1,
+            })
+            .collect(),
+        ..foreign(owner, epoch, rvn, None)
+    }
+}
+
+/// `r` as a release granted it to the head of its queue: a new epoch, beat 0, the token.
+fn granted(r: &LeaseRecord, rvn: u64, token: &str) -> LeaseRecord {
+    let mut queue = r.queue.clone();
+    let head = queue.remove(0);
+    LeaseRecord {
+        owner: head.owner,
+        epoch: r.epoch + 1,
+        rvn,
+        beat: 0,
+        holder: None,
+        committed_token: Some(token.to_string()),
+        queue,
+        ..r.clone()
+    }
+}
+
+/// Whether `owner` holds a ticket in the stored record.
+fn queued_in(store: &MemoryStore, owner: &str) -> bool {
+    store
+        .record(KEY)
+        .is_some_and(|r| r.queue.iter().any(|t| t.owner == owner))
+}
+
+/// The queue-like hand-off on version 2 records (`core/src/lease.rs`, "Queue-like
+/// hand-off"): registration, grants, dead waiters, a dead head, the bound, a lost reply.
+fn queue_vectors(policy: &Value, docs: &mut Vec<Value>) {
+    let mut s = EngineScript::shared("lease-queue-of-three", "Host-b holds with host-c and host-d queued: host-a registers third (ticket 2), sleeps until its expected turn, and when the record grants it the lease (beat 0, a new epoch, the token) accepts it and writes without reading.", policy.clone(), 41, "host-a");
+    let held = queued("host-b", 5, 500, &["host-c", "host-d"]);
+    s.store.set(KEY, Some(held));
+    s.submit(0, "role/app", None, None).store(5, 1).store(5, 1);
+    // host-c and host-d are served; the last release grants host-a.
+    let now = s.store.record(KEY).cloned().expect("registered");
+    let after_c = granted(&now, 501, "v7");
+    let after_d = granted(&after_c, 502, "v8");
+    let for_a = granted(&after_d, 503, "v9");
+    s.store.set(KEY, Some(for_a));
+    s.lease_until_work(1).wrote(20, 1, Some("v10")).store(5, 1);
+    docs.push(s.finish());
+
+    let mut s = EngineScript::shared("lease-queue-handoff-with-token", "Host-b holds; host-a registers; host-b's release grants host-a the lease in the same compare-and-swap with its token: host-a accepts (the lease runs from the accept) and writes under the new epoch with no read and no lock-delay.", policy.clone(), 42, "host-a");
+    s.store.set(KEY, Some(queued("host-b", 3, 700, &[])));
+    s.submit(0, "role/app", None, None).store(5, 1).store(5, 1);
+    let now = s.store.record(KEY).cloned().expect("registered");
+    s.store.set(KEY, Some(granted(&now, 701, "v6")));
+    s.lease_until_work(1).wrote(20, 1, Some("v7")).store(5, 1);
+    docs.push(s.finish());
+
+    let mut s = EngineScript::shared("lease-queue-dead-waiter", "Host-dead is queued ahead of host-a and never beats: after its ticket stood still for a whole lease on host-a's clock, host-a's next beat removes it, so host-b's release grants host-a.", policy.clone(), 43, "host-a");
+    s.store
+        .set(KEY, Some(queued("host-b", 2, 300, &["host-dead"])));
+    s.submit(0, "role/app", None, None);
+    // host-b renews (its beat moves) between host-a's looks; host-dead's ticket stands.
+    let mut beat = 3;
+    for _ in 0..200 {
+        if !queued_in(&s.store, "host-dead") {
+            break;
+        }
+        if s.store_ops.contains_key(&1) {
+            s.store(5, 1);
+        } else {
+            beat += 1;
+            let mut r = s.store.record(KEY).cloned().expect("held");
+            r.beat = beat;
+            r.rvn = 300 + beat;
+            s.store.set(KEY, Some(r));
+            s.wait();
+        }
+    }
+    s.lease_until(1, |st| !queued_in(st, "host-dead"));
+    let now = s.store.record(KEY).cloned().expect("held");
+    s.store.set(KEY, Some(granted(&now, 399, "v4")));
+    s.lease_until_work(1).wrote(20, 1, Some("v5")).store(5, 1);
+    docs.push(s.finish());
+
+    let mut s = EngineScript::shared("lease-queue-dead-head", "The lease was granted to host-dead (beat 0), which never accepts: after a whole lease (and enough polls) host-a, next in the queue, takes it over. No accept landed, so no write of that holding exists: the token is kept and there is no lock-delay.", policy.clone(), 44, "host-a");
+    let mut head = granted(
+        &queued("host-b", 6, 600, &["host-dead", "host-a"]),
+        601,
+        "v3",
+    );
+    head.queue.clear();
+    head.next_ticket = 2;
+    s.store.set(KEY, Some(head));
+    // host-a is queued already (it registered before the grant).
+    let mut r = s.store.record(KEY).cloned().expect("staged");
+    r.queue = vec![Ticket {
+        owner: "host-a".into(),
+        ticket: 1,
+        beat: 1,
+    }];
+    s.store.set(KEY, Some(r));
+    s.submit(0, "role/app", None, None)
+        .lease_until_work(1)
+        .wrote(20, 1, Some("v4"))
+        .store(5, 1);
+    docs.push(s.finish());
+
+    let mut s = EngineScript::shared("lease-queue-overflow", "The queue holds 64 tickets: host-a polls without a ticket (version 1 behaviour), and claims the record once it is free with no queue left.", policy.clone(), 45, "host-a");
+    let full: Vec<String> = (0..MAX_QUEUE).map(|i| format!("host-w{i}")).collect();
+    let names: Vec<&str> = full.iter().map(String::as_str).collect();
+    s.store.set(KEY, Some(queued("host-b", 8, 800, &names)));
+    s.submit(0, "role/app", None, None)
+        .store(5, 1)
+        .wait()
+        .store(5, 1);
+    s.store.set(
+        KEY,
+        Some(LeaseRecord {
+            owner: String::new(),
+            rvn: 801,
+            holder: None,
+            queue: Vec::new(),
+            beat: 0,
+            committed_token: Some("v70".into()),
+            ..queued("host-b", 8 + MAX_QUEUE as u64, 0, &names)
+        }),
+    );
+    s.wait()
+        .lease_until_work(1)
+        .wrote(20, 1, Some("v71"))
+        .store(5, 1);
+    docs.push(s.finish());
+
+    let mut s = EngineScript::shared("lease-queue-lost-registration-reply", "Host-a's registration lands but its reply is lost: it reads the record back, finds its ticket, and waits as a registered waiter (no second ticket); the grant then comes to it.", policy.clone(), 46, "host-a");
+    s.store.set(KEY, Some(queued("host-b", 4, 400, &[])));
+    s.submit(0, "role/app", None, None).store(5, 1);
+    if let Some(cas @ StoreOp::CompareAndSwap { .. }) = s.store_ops.get(&1).cloned() {
+        s.store.apply(cas);
+    }
+    s.reply(5, 1, StoreReply::Lost).store(5, 1);
+    let now = s.store.record(KEY).cloned().expect("registered");
+    s.store.set(KEY, Some(granted(&now, 401, "v2")));
+    s.lease_until_work(1).wrote(20, 1, Some("v3")).store(5, 1);
+    docs.push(s.finish());
 }
 
 /// Rebuild every object with its keys in sorted order, so the text is the same whether or

@@ -1653,8 +1653,18 @@ impl LeaseClient {
                 self.refusals = self.refusals.saturating_add(1);
                 let steps = self.refusals.min(MAX_REFUSAL_STEPS);
                 let delay = self.rng.uniform(0, steps * (self.rule.poll_ms / 2));
+                // No backoff when the record found lets us take the lease (free with no
+                // live waiter ahead, or granted to us): contention is over for us.
+                let ours = current.as_ref().is_some_and(|r| {
+                    r.owner == self.owner
+                        || (r.owner.is_empty()
+                            && self
+                                .live_queue(now, r)
+                                .first()
+                                .is_none_or(|t| t.owner == self.owner))
+                });
                 match current {
-                    Some(r) if delay > 0 => {
+                    Some(r) if delay > 0 && !ours => {
                         if r.version >= 2 {
                             self.watch_waiters(now, &r);
                         }
