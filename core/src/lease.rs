@@ -49,7 +49,7 @@
 //! 8. **FIFO among registered waiters** (version 2 records, below). A waiter whose ticket
 //!    is in the queue gets the lease before every client that registered after it, unless
 //!    its ticket was removed because it made no progress for a whole lease on the remover's
-//!    clock. (Designed; the model checks it once the client implements the queue.)
+//!    clock. (Tested in `core/tests/lease_queue.rs`; the model does not check it yet.)
 //!
 //! # Queue-like hand-off (record version 2)
 //!
@@ -59,7 +59,7 @@
 //! of tickets in the record itself, because the stores (DynamoDB, S3, a file) have no
 //! watches: the best a store without notifications allows is a queue in the record plus
 //! polling that knows when to look. This section is the design; `QUEUE-HANDOFF.md` at the
-//! repository root says which parts the client implements yet.
+//! repository root says what is done and what is next.
 //!
 //! ## The record
 //!
@@ -87,7 +87,11 @@
 //! holder. The staleness rule keeps its shape and moves to the counters: a holding is
 //! stale when the observer has seen `(owner, epoch, beat)` unchanged in at least
 //! `ceil(2 × lease_ms / poll_ms) + 1` replies spanning at least `lease_ms` on its own clock;
-//! a waiter is dead when `(owner, ticket, beat)` of its ticket stood still the same way.
+//! a waiter is dead when `(owner, ticket, beat)` of its ticket stood still for at least
+//! `lease_ms` on the observer's clock, seen again in a later reply. The reply count of the
+//! holder's rule is there so that a clock jumping forward cannot let two writers in; a
+//! waiter judged dead wrongly only loses its place (it registers again at the tail), and
+//! waiters sleep between beats, so they are not made to poll for it.
 //! Only the holder changes `beat`, and it does so with every write that extends its lease,
 //! so the argument for version 1 carries over word for word with `beat` for `rvn`. The
 //! compare-and-swap itself stays on the rvn, which still changes with every write, so two
@@ -102,8 +106,10 @@
 //! from it (it may be registered already: a retry of its own request landed; or it may
 //! now find the record free). Many waiters arriving together contend on one record, and
 //! retrying at once costs O(N²) attempts, so after `k` refusals in a row a client waits a
-//! uniform delay in `0..=min(k, 8) × poll_ms / 2` before trying again (sized to the
-//! contention it saw), and reports the attempts per registration to its host.
+//! uniform delay in `0..=min(k, 8) × poll_ms / 2` before deciding again from the record
+//! the refusal returned (sized to the contention it saw; no read in between), unless that
+//! record lets it take the lease at once (free with no live waiter ahead, or granted to
+//! it). [`LeaseClient::registration_attempts`] reports the attempts of a registration.
 //!
 //! A registered waiter is never overtaken by a later arrival:
 //!
@@ -129,10 +135,15 @@
 //!
 //! A registered waiter bumps its ticket's `beat` by compare-and-swap every `renew_ms` (the
 //! holder's cadence, so a live waiter never looks dead). Between beats it sleeps until its
-//! expected turn, `position × hold_ms` after it last read the record (position 1 is the
-//! head), and from then polls at the normal `poll_ms` with jitter. With no `hold_ms` known
-//! it polls at `poll_ms` at once. A beat refused because the record changed is retried
-//! against the record the refusal returned, as long as its ticket is still there.
+//! expected turn and from then polls at the normal `poll_ms` with jitter. The expected
+//! turn is a time: what is left of the current holding's expected hold (`hold_ms` less
+//! how long this waiter has seen that holding), plus `hold_ms` per live waiter ahead. It
+//! is estimated when the waiter first finds itself queued with a known `hold_ms`, and
+//! moving up the queue only ever brings it earlier (a waiter that first saw the current
+//! holding late would otherwise estimate too late). With no `hold_ms` known yet (the first
+//! holder has not released), a waiter looks again `poll_ms` per waiter ahead of it, so the
+//! queue's looks are spread. A beat refused because the record changed is retried against
+//! the record the refusal returned, as long as its ticket is still there.
 //!
 //! ## Release hands over in the same compare-and-swap
 //!
@@ -202,7 +213,11 @@
 //! report the store unavailable and it gives up `lock_unavailable` without ever writing:
 //! exclusion holds, but such a client cannot get the lease while version 2 records exist.
 //! Upgrade every writer of an entity together. A record written by a version 1 client
-//! after a version 2 client released it (a version 1 record again) is read as above.
+//! after a version 2 client released it (a version 1 record again) is read as above. A
+//! version 2 client never registers on a version 1 record held by someone else: that
+//! would change the rvn under a version 1 holder, whose next renewal would then be refused
+//! and its lease lost; it polls such a record as a version 1 client would, and writes
+//! version 2 when it claims or takes it over.
 //! DynamoDB adapters map record fields to attributes, so they must write the version 2
 //! attributes (`version`, `beat`, `next_ticket`, `hold_ms` as numbers, `queue` as the JSON
 //! text of the array, which [`LeaseRecord::from_json`] accepts in place of the array).
@@ -1547,10 +1562,10 @@ impl LeaseClient {
                 .as_ref()
                 .filter(|((owner, _), _)| !owner.is_empty())
                 .map_or(0, |(_, since)| now.saturating_sub(*since));
-            let fresh = if r.hold_ms == 0 && i > 0 {
-                // No hold known yet: only the head needs to watch for the grant; the
-                // others look again at their next beat.
-                self.beat_at
+            let fresh = if r.hold_ms == 0 {
+                // No hold known yet (the first holder has not released): look again a
+                // poll interval per place in the queue, so the queue's looks are spread.
+                now.saturating_add(self.rule.poll_ms.saturating_mul(i as u64))
             } else {
                 now.saturating_add(r.hold_ms.saturating_sub(held_for))
                     .saturating_add(r.hold_ms.saturating_mul(i as u64))

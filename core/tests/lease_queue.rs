@@ -196,9 +196,9 @@ fn a_queue_of_three_is_served_in_arrival_order_by_hand_off() {
         // The grantee accepts right after the release (within its sleep or a poll).
         let released = s.procs[w - 1].delayed_until.unwrap() + s.procs[w - 1].hold;
         let gap = p.acquired.unwrap() - released;
-        // Within a poll when the grantee is the head and watching, within a beat when it
-        // moved up while no hold was known yet (it sleeps until its next beat).
-        let bound = if w == b { RULE.poll_ms } else { RULE.renew_ms };
+        // Within a poll: the expected hold is right (equal holds), and before it was
+        // known waiters looked a poll interval per place.
+        let bound = RULE.poll_ms;
         assert!(gap <= bound, "hand-off gap {gap} ms");
     }
     let r = s.record();
@@ -206,10 +206,10 @@ fn a_queue_of_three_is_served_in_arrival_order_by_hand_off() {
     assert_eq!(r.epoch, 4, "one epoch per holding");
     assert!(r.hold_ms > 0, "holders publish the expected hold");
     // Per write: a get, the registration, a beat or two, the accept, a renewal, the
-    // release, and polls: the head polls every 25-50 ms until its expected turn, and B,
-    // head while A holds 400 ms with no hold known yet, polls all along (measured: 51).
+    // release, and polls: while A holds 400 ms no hold is known yet, so B (the head) polls
+    // every 25-50 ms and C, D look every 50 and 100 ms (measured: 63).
     assert!(
-        s.total_ops() <= 4 * 14,
+        s.total_ops() <= 4 * 16,
         "{} store operations for 4 writes",
         s.total_ops()
     );
