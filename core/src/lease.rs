@@ -1484,7 +1484,7 @@ impl LeaseClient {
         if self
             .holding_seen
             .as_ref()
-            .is_none_or(|(h, _)| *h != holding)
+            .map_or(true, |(h, _)| *h != holding)
         {
             self.holding_seen = Some((holding, now));
         }
@@ -1676,7 +1676,7 @@ impl LeaseClient {
                             && self
                                 .live_queue(now, r)
                                 .first()
-                                .is_none_or(|t| t.owner == self.owner))
+                                .map_or(true, |t| t.owner == self.owner))
                 });
                 match current {
                     Some(r) if delay > 0 && !ours => {

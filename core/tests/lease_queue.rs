@@ -75,7 +75,7 @@ impl Sim {
     }
 
     fn alive(&self, i: usize) -> bool {
-        self.procs[i].dies.is_none_or(|d| self.now < d)
+        self.procs[i].dies.map_or(true, |d| self.now < d)
     }
 
     fn settle(&mut self, i: usize) {
