@@ -154,6 +154,9 @@ pub enum Mutation {
     AckBeforeAccept,
     /// The host never calls `handle_timeout`.
     HostIgnoresTimers,
+    /// A registration jumps the queue: the store puts a newly appended ticket first (and
+    /// renumbers the tickets so that they still increase).
+    QueueJumper,
 }
 
 /// One model-checking run's bounds.
@@ -292,9 +295,10 @@ pub struct Writer {
     pub ended: Option<Ended>,
     /// The entity accepted a write of this process.
     pub accepted: bool,
-    /// Every lease record this process saw in a store reply: rvn → (its clock at the first
-    /// sighting, sightings).
-    seen: BTreeMap<u64, (u64, u64)>,
+    /// Every lease record this process saw in a store reply, by what the staleness rule
+    /// watches ([`progress`]: the rvn of a version 1 record, the owner, epoch and beat of a
+    /// version 2 holding) → (its clock at the first sighting, sightings).
+    seen: BTreeMap<(String, u64, u64), (u64, u64)>,
 }
 
 impl Writer {
@@ -388,6 +392,10 @@ pub struct Ghost {
     pub overlap_seen: bool,
     /// A takeover happened.
     pub takeover_seen: bool,
+    /// Owners in the order their tickets first appeared in the store's queue.
+    pub registered: Vec<String>,
+    /// A release granted the lease to the head of the queue.
+    pub grant_seen: bool,
     /// Violations, by property number (1-based), each the first reason found.
     pub violations: BTreeMap<u8, String>,
 }
@@ -416,6 +424,13 @@ fn hash_record<H: Hasher>(r: &LeaseRecord, h: &mut H) {
     r.lease_ms.hash(h);
     r.committed_token.hash(h);
     r.holder.hash(h);
+    r.version.hash(h);
+    r.beat.hash(h);
+    r.next_ticket.hash(h);
+    r.hold_ms.hash(h);
+    for t in &r.queue {
+        (&t.owner, t.ticket, t.beat).hash(h);
+    }
 }
 
 fn hash_opt_record<H: Hasher>(r: Option<&LeaseRecord>, h: &mut H) {
@@ -647,7 +662,7 @@ impl LeaseModel {
         };
         if let Some(r) = record {
             let clock = w.clock;
-            let seen = w.seen.entry(r.rvn).or_insert((clock, 0));
+            let seen = w.seen.entry(progress(r)).or_insert((clock, 0));
             seen.1 += 1;
         }
         let now = w.clock;
@@ -679,6 +694,29 @@ impl LeaseModel {
                 s.store.set(ENTITY, None);
                 return StoreReply::Done;
             }
+            (
+                StoreOp::CompareAndSwap {
+                    expected_rvn,
+                    record,
+                    ..
+                },
+                Mutation::QueueJumper,
+            ) if before.as_ref().is_some_and(|b| {
+                b.rvn == *expected_rvn
+                    && record.queue.len() == b.queue.len() + 1
+                    && !b.queue.is_empty()
+            }) =>
+            {
+                let mut jumped = record.clone();
+                let newest = jumped.queue.pop().expect("a ticket was appended");
+                jumped.queue.insert(0, newest);
+                let first = jumped.next_ticket - jumped.queue.len() as u64;
+                for (i, t) in jumped.queue.iter_mut().enumerate() {
+                    t.ticket = first + i as u64;
+                }
+                s.store.set(ENTITY, Some(jumped));
+                StoreReply::Done
+            }
             (StoreOp::CompareAndSwap { record, .. }, Mutation::StoreIgnoresRvn)
                 if before.is_some() =>
             {
@@ -696,6 +734,7 @@ impl LeaseModel {
             .cloned()
             .expect("a record was written");
         self.note_record(s, before.as_ref(), &new);
+        self.check_fifo(s, before.as_ref(), &new);
         let taker = owner(call.writer, call.incarnation);
         if new.owner == taker {
             s.ghost
@@ -707,7 +746,7 @@ impl LeaseModel {
                 s.ghost.takeover_seen = true;
                 let wi = self.writer_index(s, call.writer, call.incarnation);
                 let by_rule = wi
-                    .and_then(|wi| s.writers[wi].seen.get(&b.rvn))
+                    .and_then(|wi| s.writers[wi].seen.get(&progress(b)))
                     .is_some_and(|&(first, count)| {
                         call.sent_clock.saturating_sub(first) >= b.lease_ms
                             && count > self.config.polls_needed()
@@ -722,6 +761,40 @@ impl LeaseModel {
             self.check_free_token(s, &new, "release");
         }
         reply
+    }
+
+    /// Property 8 for a record the store took over `before`: a new holding goes to the
+    /// earliest registered waiter still queued. Checked in runs with no fault so far: a
+    /// crash, a lost message, an unavailable store, a clock jump or stall may get a waiter
+    /// judged dead by the rule (and then overtaken, as property 8 allows), and a
+    /// force-release frees the record for its head.
+    fn check_fifo(&self, s: &mut State, before: Option<&LeaseRecord>, new: &LeaseRecord) {
+        for t in &new.queue {
+            if !s.ghost.registered.contains(&t.owner) {
+                s.ghost.registered.push(t.owner.clone());
+            }
+        }
+        let Some(b) = before else { return };
+        let new_holding = !new.owner.is_empty() && (b.owner != new.owner || new.epoch > b.epoch);
+        if new_holding && new.beat == 0 && b.queue.first().is_some_and(|t| t.owner == new.owner) {
+            s.ghost.grant_seen = true;
+        }
+        if !new_holding || s.ghost.used != Faults::default() {
+            return;
+        }
+        let place = |o: &str| s.ghost.registered.iter().position(|r| r == o);
+        let mine = place(&new.owner).unwrap_or(usize::MAX);
+        if let Some(earlier) = b
+            .queue
+            .iter()
+            .find(|t| t.owner != new.owner && place(&t.owner).is_some_and(|p| p < mine))
+        {
+            let why = format!(
+                "{} got the lease (epoch {}) while {}, registered before it, was queued",
+                new.owner, new.epoch, earlier.owner
+            );
+            s.ghost.violations.entry(8).or_insert(why);
+        }
     }
 
     /// Property 3 for a record the store took over `before`.
@@ -958,11 +1031,31 @@ fn short(rvn: u64) -> u64 {
 fn show_record(r: &LeaseRecord) -> String {
     let owner = if r.owner.is_empty() { "free" } else { &r.owner };
     let token = r.committed_token.as_deref().unwrap_or("-");
+    let queue = if r.version < 2 {
+        String::new()
+    } else {
+        let tickets: Vec<String> = r
+            .queue
+            .iter()
+            .map(|t| format!("{}#{}b{}", t.owner, t.ticket, t.beat))
+            .collect();
+        format!(" beat {} queue [{}]", r.beat, tickets.join(" "))
+    };
     format!(
-        "{{{owner} epoch {} rvn …{} token {token}}}",
+        "{{{owner} epoch {} rvn …{} token {token}{queue}}}",
         r.epoch,
         short(r.rvn)
     )
+}
+
+/// What the staleness rule watches in a record, as the core's lease client does: the rvn
+/// of a version 1 record, the owner, epoch and beat of a version 2 holding.
+fn progress(r: &LeaseRecord) -> (String, u64, u64) {
+    if r.version < 2 {
+        (String::new(), 0, r.rvn)
+    } else {
+        (r.owner.clone(), r.epoch, r.beat)
+    }
 }
 
 fn show_op(op: &StoreOp) -> String {
@@ -1224,6 +1317,7 @@ impl Model for LeaseModel {
                 m.actions(s, &mut next);
                 !next.is_empty() || s.writers.iter().all(|w| w.ended.is_some())
             }),
+            Property::always(P8, |_, s: &State| !s.ghost.violations.contains_key(&8)),
             Property::sometimes(SOME_COMMIT, |_, s: &State| {
                 s.writers
                     .iter()
@@ -1232,6 +1326,7 @@ impl Model for LeaseModel {
                     >= 2
             }),
             Property::sometimes(SOME_TAKEOVER, |_, s: &State| s.ghost.takeover_seen),
+            Property::sometimes(SOME_GRANT, |_, s: &State| s.ghost.grant_seen),
         ]
     }
 }
@@ -1250,13 +1345,17 @@ pub const P5: &str = "5 a free record's token is the last accepted write's, or n
 pub const P6: &str = "6 no commit before the entity accepted the write";
 /// Property 7's name.
 pub const P7: &str = "7 liveness: no crash, store available => every op finishes";
+/// Property 8's name.
+pub const P8: &str = "8 FIFO: a new holding goes to the earliest registered waiter (no faults)";
 /// A coverage check: two writers commit in one run.
 pub const SOME_COMMIT: &str = "coverage: two writers commit";
+/// A coverage check: a release grants the lease to the head of the queue.
+pub const SOME_GRANT: &str = "coverage: a release grants the queue's head";
 /// A coverage check: a takeover happens.
 pub const SOME_TAKEOVER: &str = "coverage: a takeover";
 
 /// The safety and liveness properties (not the coverage checks).
-pub const PROPERTIES: [&str; 7] = [P1, P2, P3, P4, P5, P6, P7];
+pub const PROPERTIES: [&str; 8] = [P1, P2, P3, P4, P5, P6, P7, P8];
 
 /// What one exhaustive run found.
 #[derive(Debug)]
@@ -1327,7 +1426,7 @@ fn report(model: &LeaseModel, checker: &impl Checker<LeaseModel>, elapsed: Durat
     let mut failures = BTreeMap::new();
     let mut covered = BTreeSet::new();
     for (name, path) in checker.discoveries() {
-        if name == SOME_COMMIT || name == SOME_TAKEOVER {
+        if name == SOME_COMMIT || name == SOME_TAKEOVER || name == SOME_GRANT {
             covered.insert(name);
         } else {
             let len = path.clone().into_actions().len();

@@ -6,7 +6,7 @@
 //! fewer faults) so that the workspace's debug test run stays cheap; `cargo test -p
 //! writelane-model --release` runs them in full. The figures are printed (`--nocapture`).
 
-use writelane_model::{check, Config, Faults, Mutation, Report, P1, P2, P3, P4, P5, P6, P7};
+use writelane_model::{check, Config, Faults, Mutation, Report, P1, P2, P3, P4, P5, P6, P7, P8};
 
 const FULL: bool = !cfg!(debug_assertions);
 
@@ -205,4 +205,24 @@ fn deep_four_writers_random_walk() {
         report.failures.is_empty(),
         "the protocol fails a property:\n{report}"
     );
+}
+
+#[test]
+fn three_writers_are_served_in_registration_order() {
+    // No faults: every waiter beats in time, nobody is judged dead, so every new holding
+    // goes to the earliest registered waiter still queued (property 8), through a release
+    // that grants the head in its compare-and-swap.
+    let horizon = if FULL { 8 } else { 5 };
+    let mut config = Config::new(3, horizon);
+    config.liveness = false;
+    let report = passes("3 writers, the queue", config);
+    assert!(report.covered.contains(writelane_model::SOME_GRANT));
+}
+
+#[test]
+fn a_registration_that_jumps_the_queue_is_caught() {
+    let mut config = Config::new(3, 5).mutation(Mutation::QueueJumper);
+    config.liveness = false;
+    let len = caught("queue jumper", config, P8);
+    assert!(len > 0);
 }
