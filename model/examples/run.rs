@@ -28,6 +28,7 @@ fn main() {
             "ForceReleaseKeepsToken" => mutation = Mutation::ForceReleaseKeepsToken,
             "AckBeforeAccept" => mutation = Mutation::AckBeforeAccept,
             "HostIgnoresTimers" => mutation = Mutation::HostIgnoresTimers,
+            "QueueJumper" => mutation = Mutation::QueueJumper,
             other => panic!("unknown argument {other}"),
         }
     }
