@@ -110,7 +110,11 @@ fn two_clock_jumps_are_covered_by_the_lock_delay() {
             P2,
         );
         assert!(len > 0);
-        // The bound is tight: a third jump skips the lock-delay too.
+    }
+    // The bound is tight: a third jump skips the lock-delay too. With version 2 records this
+    // search visits 14.8 M distinct states (about 11 GB, 250 s), too much beside the other
+    // runs on a shared machine, so it runs with `--features deep` only.
+    if FULL && cfg!(feature = "deep") {
         let mut three = Config::new(2, 10).faults(Faults { jumps: 3, ..faults });
         three.real_time_jumps = 3;
         caught("three jumps, real protocol", three, P2);
