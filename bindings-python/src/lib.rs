@@ -126,16 +126,17 @@ fn record_error(py: Python<'_>, e: &lease::RecordError) -> PyErr {
     raise(py, "RecordError", (e.field.clone(), e.rule.clone()))
 }
 
-/// A lease record as a Python dict of its six fields.
+/// A lease record as a Python dict of the fields of the core's JSON form, in its order: the
+/// six version 1 fields (`owner`, `epoch`, `rvn`, `lease_ms`, `committed_token`, `holder`)
+/// and, in a version 2 record, `version` first and those of `beat`, `next_ticket`,
+/// `hold_ms` and `queue` (a list of `{owner, ticket, beat}` dicts) the core writes (it
+/// leaves out zeros and an empty queue). Built from `LeaseRecord::to_json` by Python's
+/// `json`, so a dict written back is the record the core wrote, field for field.
 fn record_dict<'py>(py: Python<'py>, record: &LeaseRecord) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("owner", &record.owner)?;
-    d.set_item("epoch", record.epoch)?;
-    d.set_item("rvn", record.rvn)?;
-    d.set_item("lease_ms", record.lease_ms)?;
-    d.set_item("committed_token", &record.committed_token)?;
-    d.set_item("holder", &record.holder)?;
-    Ok(d)
+    let value = py
+        .import("json")?
+        .call_method1("loads", (record.to_json(),))?;
+    Ok(value.downcast_into::<PyDict>()?)
 }
 
 /// The bytes of a `bytes` or `str` argument.

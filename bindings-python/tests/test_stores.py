@@ -160,6 +160,46 @@ def test_records_round_trip_all_six_fields(store: Any, fields: Dict[str, Any]) -
     assert type(found["epoch"]) is int and type(found["rvn"]) is int
 
 
+#: A queue of three tickets, oldest first, as the core writes them.
+QUEUE3 = [
+    {"owner": "host-b:2:00000000000000b2", "ticket": 9, "beat": 3},
+    {"owner": "host-c:3:00000000000000c3", "ticket": 10, "beat": 0},
+    {"owner": "host-d:4:00000000000000d4", "ticket": 11, "beat": 7},
+]
+
+
+def v2_record(**fields: Any) -> Dict[str, Any]:
+    """A version 2 record: a holder with a queue of three waiters."""
+    base = {"version": 2, **record(), "beat": 4, "next_ticket": 12, "hold_ms": 350,
+            "queue": [dict(t) for t in QUEUE3]}
+    base.update(fields)
+    return base
+
+
+def test_version_2_records_with_a_queue_of_three_round_trip_unchanged(store: Any) -> None:
+    k = key()
+    first = v2_record(rvn=21)
+    assert put(store, k, first) == {"reply": "done"}
+    found = get(store, k)["record"]
+    assert found == first and list(found) == list(first)
+    assert found["queue"] == QUEUE3 and [list(t) for t in found["queue"]] == [["owner", "ticket", "beat"]] * 3
+    # A swap to a record whose head was granted (beat 0, the head gone from the queue).
+    # The core leaves a zero beat out of its JSON, so the dict has none.
+    second = v2_record(rvn=22, owner=QUEUE3[0]["owner"], epoch=2, queue=[dict(t) for t in QUEUE3[1:]])
+    del second["beat"]
+    assert cas(store, k, 21, second) == {"reply": "done"}
+    assert get(store, k)["record"] == second
+    # A refusal carries the version 2 record found, queue and all.
+    assert cas(store, k, 21, v2_record(rvn=23)) == {"reply": "refused", "current": second}
+    # Zero counters and an empty queue: the core leaves them out; version 2 stays.
+    bare = {"version": 2, **record(rvn=24)}
+    assert cas(store, k, 22, bare) == {"reply": "done"}
+    assert get(store, k)["record"] == bare
+    # The engine's records pass through apply() as the core wrote them (parse_record is the
+    # core's parser: its dict has the version 2 fields).
+    assert stores.parse_record(json.dumps(first)) == first
+
+
 @pytest.mark.parametrize(
     "fields, field",
     [
@@ -298,6 +338,52 @@ def test_the_s3_store_layout_is_one_object_per_entity_holding_the_core_record(mo
     # Another prefix in the same bucket is another namespace.
     other = open_store(s3_spec(moto_server))
     assert get(other, k) == {"reply": "found", "record": None}
+
+
+def test_the_s3_store_writes_a_version_2_record_as_the_core_does(moto_server: MotoServer) -> None:
+    spec = s3_spec(moto_server)
+    s = open_store(spec)
+    k = key()
+    # Fields given in another order come out in the core's.
+    r = dict(reversed(list(v2_record(rvn=5, queue=[dict(reversed(list(t.items()))) for t in QUEUE3]).items())))
+    assert put(s, k, r) == {"reply": "done"}
+    body = s.client.get_object(Bucket=BUCKET, Key=spec["prefix"] + k)["Body"].read()
+    assert body.decode("utf-8") == (
+        '{"version":2,"owner":"host-a:1:x","epoch":1,"rvn":5,"lease_ms":10000,'
+        '"committed_token":null,"holder":null,"beat":4,"next_ticket":12,"hold_ms":350,"queue":['
+        '{"owner":"host-b:2:00000000000000b2","ticket":9,"beat":3},'
+        '{"owner":"host-c:3:00000000000000c3","ticket":10,"beat":0},'
+        '{"owner":"host-d:4:00000000000000d4","ticket":11,"beat":7}]}'
+    )
+    assert get(s, k)["record"] == r
+
+
+def test_the_dynamodb_store_keeps_the_queue_as_json_text_as_the_rust_adapter_does(moto_server: MotoServer) -> None:
+    s = open_store({"kind": "dynamodb", "endpoint": moto_server.endpoint, "table": TABLE})
+
+    def item(k: str) -> Dict[str, Any]:
+        found = s.client.get_item(TableName=TABLE, Key={"key": {"S": k}}, ConsistentRead=True)["Item"]
+        return {name: value for name, value in found.items() if name != "key"}
+
+    k = key()
+    assert put(s, k, v2_record(rvn=5)) == {"reply": "done"}
+    got = item(k)
+    assert got["queue"] == {"S": '[{"owner":"host-b:2:00000000000000b2","ticket":9,"beat":3},'
+                                 '{"owner":"host-c:3:00000000000000c3","ticket":10,"beat":0},'
+                                 '{"owner":"host-d:4:00000000000000d4","ticket":11,"beat":7}]'}
+    assert {n: got[n] for n in ("version", "beat", "next_ticket", "hold_ms")} == {
+        "version": {"N": "2"}, "beat": {"N": "4"}, "next_ticket": {"N": "12"}, "hold_ms": {"N": "350"}}
+    # A version 2 record with zero counters and no queue: every version 2 attribute is
+    # written all the same (zeros, "[]"), as lane/src/store/dynamodb.rs writes it.
+    bare = {"version": 2, **record(rvn=6)}
+    assert cas(s, k, 5, bare) == {"reply": "done"}
+    got = item(k)
+    assert {n: got[n] for n in ("version", "beat", "next_ticket", "hold_ms", "queue")} == {
+        "version": {"N": "2"}, "beat": {"N": "0"}, "next_ticket": {"N": "0"}, "hold_ms": {"N": "0"}, "queue": {"S": "[]"}}
+    assert get(s, k)["record"] == bare
+    # A version 1 record keeps exactly its six attributes.
+    assert cas(s, k, 6, record(rvn=7)) == {"reply": "done"}
+    assert sorted(item(k)) == sorted(record())
 
 
 def test_an_s3_store_swap_behind_a_stale_etag_is_refused_with_the_record_found(moto_server: MotoServer) -> None:

@@ -5,6 +5,13 @@ A lease store keeps ONE record per key (the entity's name)::
     {"owner": str, "epoch": int, "rvn": int, "lease_ms": int,
      "committed_token": str | None, "holder": str | None}
 
+and, in a version 2 record (the queue-like hand-off), ``"version": 2`` first and, when
+not zero or empty, ``"beat": int``, ``"next_ticket": int``, ``"hold_ms": int`` and
+``"queue": [{"owner": str, "ticket": int, "beat": int}, ...]`` (at most 64 tickets, oldest
+first) after ``holder``: the fields of the core's JSON form, in its order. Adapters keep
+every field they are given; one that dropped the version 2 fields would turn the record
+back into version 1 (no queue forms).
+
 and offers exactly three consistent primitives (see :class:`LeaseStore`): ``get``,
 ``put_if_absent`` and ``compare_and_swap``. The core decides everything else, the record's
 format and validation included: adapters keep the record as the store holds it and hand
@@ -33,7 +40,9 @@ from typing import Any, Callable, Dict, Optional, Protocol, Tuple, Union
 from .. import _native
 from .._errors import Error, RecordError, UsageError
 
-#: A lease record as a dict of its six fields.
+#: A lease record as a dict of the fields of the core's JSON form: the six version 1
+#: fields, and in a version 2 record ``version``, ``beat``, ``next_ticket``, ``hold_ms``
+#: and ``queue`` (those the core writes: zeros and an empty queue are left out).
 Record = Dict[str, Any]
 
 #: What a conditional write returns: ``(True, None)`` when it was carried out, else

@@ -2,7 +2,10 @@
 
 Layout: a table whose partition key is ``key`` (type S), one item per entity with the
 attributes ``owner`` (S), ``epoch``, ``rvn``, ``lease_ms`` (N), ``committed_token`` and
-``holder`` (S, or NULL when absent). Reads are ``GetItem`` with ``ConsistentRead``;
+``holder`` (S, or NULL when absent), and in version 2 records (the queue-like hand-off)
+``version``, ``beat``, ``next_ticket``, ``hold_ms`` (N, zeros included) and ``queue`` (S:
+the JSON text of the array of tickets, ``[]`` when empty), the layout of every writelane
+binding (the Rust, Node and Go adapters write the same items). Reads are ``GetItem`` with ``ConsistentRead``;
 ``put_if_absent`` is ``PutItem`` with ``attribute_not_exists(#k)``; ``compare_and_swap`` is
 ``PutItem`` with ``#rvn = :expected``; both ask for
 ``ReturnValuesOnConditionCheckFailure=ALL_OLD`` to learn the record found when refused
@@ -17,6 +20,7 @@ lane's ``lease.store_timeout_ms``). Expiry never relies on DynamoDB TTL. IAM per
 from __future__ import annotations
 
 import importlib
+import json
 from typing import Any, Dict, Optional
 
 from . import (
@@ -73,16 +77,42 @@ def create_table(client: Any, table: str, *, wait: bool = True) -> None:
         client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
 
 
+#: The number attributes of a version 2 record, written even when zero.
+_V2_NUMBERS = ("version", "beat", "next_ticket", "hold_ms")
+
+
+def _queue_text(queue: Any) -> str:
+    """The queue as the core's JSON text: compact, each ticket's fields in the order
+    ``owner, ticket, beat``."""
+    tickets = [
+        {**{f: t[f] for f in ("owner", "ticket", "beat") if f in t}, **t} if isinstance(t, dict) else t
+        for t in (queue or [])
+    ]
+    return json.dumps(tickets, separators=(",", ":"), ensure_ascii=False)
+
+
 def _item(key: str, record: Record) -> Dict[str, Any]:
-    """The item of a record: text as S, numbers as N, null as NULL."""
+    """The item of a record: text as S, numbers as N, null as NULL; in a version 2 record
+    the counters as N even when zero (the core leaves zeros out of its JSON) and the queue
+    as S of its JSON text, as the Rust adapter writes them."""
     item: Dict[str, Any] = {"key": {"S": key}}
     for name, value in record.items():
+        if name == "queue":
+            continue
         if value is None:
             item[name] = {"NULL": True}
         elif isinstance(value, str):
             item[name] = {"S": value}
         else:
             item[name] = {"N": str(value)}
+    version = record.get("version", 1)
+    if isinstance(version, int) and not isinstance(version, bool) and version >= 2:
+        for name in _V2_NUMBERS:
+            item.setdefault(name, {"N": "0"})
+        item["queue"] = {"S": _queue_text(record.get("queue"))}
+    elif "queue" in record:
+        # Not a version 2 record: kept as given, for the core to refuse when read.
+        item["queue"] = {"S": _queue_text(record["queue"])}
     return item
 
 

@@ -1,8 +1,9 @@
 """The S3 lease store (boto3).
 
 Layout: one object per entity at ``prefix + key`` in one bucket, whose body is the
-record's JSON text as the core writes it (compact, the six fields in the order
-``owner, epoch, rvn, lease_ms, committed_token, holder``, UTF-8), the same object the
+record's JSON text as the core writes it (compact, the fields in the order
+``version, owner, epoch, rvn, lease_ms, committed_token, holder, beat, next_ticket,
+hold_ms, queue``, each ticket's as ``owner, ticket, beat``, UTF-8), the same object the
 Rust, Node and Go adapters read and write, so every language shares one bucket and
 prefix.
 
@@ -43,15 +44,31 @@ from . import (
 )
 from .._errors import UsageError
 
-#: The record's fields in the order the core writes them.
-_FIELDS = ("owner", "epoch", "rvn", "lease_ms", "committed_token", "holder")
+#: The record's fields in the order the core writes them (``version`` and the fields
+#: after ``holder`` only in version 2 records).
+_FIELDS = ("version", "owner", "epoch", "rvn", "lease_ms", "committed_token", "holder",
+           "beat", "next_ticket", "hold_ms", "queue")
+#: A queue ticket's fields in the order the core writes them.
+_TICKET_FIELDS = ("owner", "ticket", "beat")
+
+
+def _in_order(value: Any, fields: Tuple[str, ...]) -> Any:
+    """A dict with ``fields`` first, in that order, then any others; anything else as it
+    is."""
+    if not isinstance(value, dict):
+        return value
+    ordered = {name: value[name] for name in fields if name in value}
+    ordered.update(value)
+    return ordered
 
 
 def record_body(record: Record) -> bytes:
-    """The object body of ``record``: the core's JSON text of it (compact, fields in the
-    core's order, UTF-8 unescaped), byte for byte what the other bindings write."""
-    ordered = {name: record[name] for name in _FIELDS if name in record}
-    ordered.update(record)
+    """The object body of ``record``: the core's JSON text of it (compact, fields and each
+    ticket's fields in the core's order, UTF-8 unescaped), byte for byte what the other
+    bindings write."""
+    ordered = _in_order(record, _FIELDS)
+    if isinstance(ordered.get("queue"), list):
+        ordered["queue"] = [_in_order(t, _TICKET_FIELDS) for t in ordered["queue"]]
     return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
