@@ -396,3 +396,69 @@ def test_a_clock_jumping_forward_a_minute_does_not_let_a_second_writer_in() -> N
         events_b.append(ev)
     acquired = [e for e in events_b if e["type"] == "lease_acquired"]
     assert acquired and acquired[0]["takeover"] is False
+
+
+#: Lease timings for the queue tests: the holder's write may wait seconds for the waiters
+#: to register (max_write_ms bounds it).
+QUEUE = {"lease": {"lease_ms": 6000, "renew_ms": 1000, "lock_delay_ms": 200, "poll_ms": 20,
+                   "unavailable_ms": 3000, "max_write_ms": 4000}}
+
+
+def queued(store: Any, key: str) -> List[str]:
+    """The owners in the record's queue, oldest first."""
+    found = store.get(key)
+    return [] if found is None else [t["owner"] for t in found.get("queue", [])]
+
+
+def wait_until(check: Any, what: str, limit_s: float = 10.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not check():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("kind", ["memory", "file"])
+def test_three_lanes_queued_behind_a_holder_commit_in_the_order_they_registered(kind: str, tmp_path: Any) -> None:
+    store = stores.MemoryStore() if kind == "memory" else stores.FileStore(str(tmp_path / "leases.json"))
+    k = "role/queue"
+    holder = writelane.Lane(writelane.Policy.preset("iam", **QUEUE), store=store, seed=100)
+    waiters = [writelane.Lane(writelane.Policy.preset("iam", **QUEUE), store=store, seed=101 + i) for i in range(3)]
+    owners = [lane.owner for lane in waiters]
+    all_queued = threading.Event()
+    commits: List[Tuple[str, Optional[int]]] = []
+    guard = threading.Lock()
+
+    def writer(lane: writelane.Lane) -> Any:
+        def write(attempt: writelane.Attempt) -> None:
+            if lane is holder:
+                assert all_queued.wait(10), "the waiters did not all register"
+            with guard:
+                commits.append((lane.owner or "", attempt.fence))
+        return write
+
+    threads = [threading.Thread(target=holder.run, args=(k, writer(holder)))]
+    threads[0].start()
+    wait_until(lambda: (store.get(k) or {}).get("owner") == holder.owner, "the holder's lease")
+    tickets: List[int] = []
+    for i, lane in enumerate(waiters):
+        # Each waiter starts once the one before it holds a ticket.
+        t = threading.Thread(target=lane.run, args=(k, writer(lane)))
+        threads.append(t)
+        t.start()
+        wait_until(lambda: queued(store, k) == owners[: i + 1], f"waiter {i}'s ticket")
+        tickets.append(store.get(k)["queue"][i]["ticket"])
+    record = store.get(k)
+    assert record["version"] == 2 and record["owner"] == holder.owner
+    all_queued.set()
+    for t in threads:
+        t.join(30)
+    # The tickets were handed out in start order, and the commits came in ticket order,
+    # each with the next fence (a grant per hand-off, no takeover).
+    assert tickets == sorted(tickets) and len(set(tickets)) == 3
+    assert [owner for owner, _ in commits] == [holder.owner, *owners]
+    fences = [fence for _, fence in commits]
+    assert fences == list(range(fences[0], fences[0] + 4)), fences
+    after = store.get(k)
+    assert after["owner"] == "" and after.get("queue", []) == []
+    takeovers = [e for lane in waiters for e in lane.events() if e.type == "lease_acquired" and getattr(e, "takeover", False)]
+    assert takeovers == []
