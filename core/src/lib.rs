@@ -93,8 +93,9 @@ pub use backoff::{
 };
 pub use classify::{classify, parse_retry_after, ErrorClass, Failure};
 pub use engine::{
-    Command, Counters, Engine, EngineState, EntityRecord, EntityStats, Event, GiveUpReason, Input,
-    Outcome, Stats, SubmitOptions, MAX_QUEUED_EVENTS, STATE_VERSION,
+    Action, Apply, ApplyResult, Command, Counters, Engine, EngineState, EntityRecord, EntityStats,
+    Event, GiveUpReason, Input, Outcome, Stats, SubmitOptions, UpdateOptions, MAX_QUEUED_EVENTS,
+    STATE_VERSION,
 };
 pub use error::UsageError;
 pub use ids::OpId;

@@ -19,3 +19,9 @@ pub const MAX_ENTITY_LEN: usize = 2048;
 pub const MAX_TOKEN_LEN: usize = 1024;
 /// Longest error code accepted in a failure.
 pub(crate) const MAX_CODE_LEN: usize = 256;
+
+/// The most changes one batched write may carry (`batch.max_changes`).
+pub const MAX_BATCH_CHANGES: u32 = 1_024;
+
+/// `batch.max_changes` when the policy does not set it.
+pub const DEFAULT_BATCH_MAX_CHANGES: u32 = 64;

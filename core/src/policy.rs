@@ -22,7 +22,8 @@ pub const PRESETS: &[&str] = &["iam", "aws-standard"];
 pub use crate::classify::CodeTable;
 pub use crate::error::PolicyError;
 pub use crate::limits::{
-    MAX_ATTEMPTS, MAX_DELAY_MS, MAX_POLICY_JSON_BYTES, MAX_SPIKE_THRESHOLD, MAX_TOKENS,
+    DEFAULT_BATCH_MAX_CHANGES, MAX_ATTEMPTS, MAX_BATCH_CHANGES, MAX_DELAY_MS,
+    MAX_POLICY_JSON_BYTES, MAX_SPIKE_THRESHOLD, MAX_TOKENS,
 };
 
 /// How a delay is randomised. `r` below is drawn uniformly from the integers of the range.
@@ -151,6 +152,35 @@ pub struct SpikeRule {
     pub cooldown_ms: u64,
 }
 
+/// Group commit: how updates queued behind the lane holder join its write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRule {
+    /// The most changes one write carries: the lane holder's and the updates queued
+    /// behind it, in FIFO order. `1` turns batching off. `1..=MAX_BATCH_CHANGES`.
+    pub max_changes: u32,
+    /// How long an update that gets the lane waits for more updates to queue behind it
+    /// before it reads. `0` (the default) waits for none.
+    pub linger_ms: u64,
+}
+
+impl Default for BatchRule {
+    fn default() -> Self {
+        BatchRule {
+            max_changes: DEFAULT_BATCH_MAX_CHANGES,
+            linger_ms: 0,
+        }
+    }
+}
+
+impl BatchRule {
+    /// Whether the rule is the default one (then it is left out of the policy's JSON, so
+    /// policies written before batching existed print byte for byte as before).
+    pub fn is_default(&self) -> bool {
+        *self == BatchRule::default()
+    }
+}
+
 /// A complete, validated policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,6 +208,9 @@ pub struct Policy {
     pub lease: LeaseRule,
     /// Error classification table.
     pub codes: CodeTable,
+    /// Group commit of updates (see [`crate::Engine::submit_update`]).
+    #[serde(default, skip_serializing_if = "BatchRule::is_default")]
+    pub batch: BatchRule,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -305,6 +338,7 @@ impl Policy {
             },
             lease: LeaseRule::default(),
             codes: default_codes(),
+            batch: BatchRule::default(),
         }
     }
 
@@ -360,6 +394,7 @@ impl Policy {
             },
             lease: LeaseRule::default(),
             codes: default_codes(),
+            batch: BatchRule::default(),
         }
     }
 
@@ -458,6 +493,12 @@ impl Policy {
             }
         }
         let mut merged = serde_json::to_value(&base).expect("a policy always serialises");
+        // `batch` is left out of the JSON while it is the default; overrides may still name it.
+        if let Value::Object(map) = &mut merged {
+            map.entry("batch").or_insert_with(|| {
+                serde_json::to_value(base.batch).expect("a batch rule always serialises")
+            });
+        }
         let mut rest = overrides.clone();
         rest.remove("preset");
         rest.remove("service");
@@ -492,7 +533,8 @@ impl Policy {
         validate_budget(&self.budget)?;
         validate_spike(&self.spike)?;
         self.lease.validate()?;
-        validate_codes(&self.codes)
+        validate_codes(&self.codes)?;
+        validate_batch(&self.batch)
     }
 
     /// The retry rule of a retryable class.
@@ -610,6 +652,17 @@ fn validate_spike(s: &SpikeRule) -> Result<(), PolicyError> {
         MAX_SPIKE_THRESHOLD.into(),
     )?;
     range_u64("spike.cooldown_ms", s.cooldown_ms, 0, MAX_DELAY_MS)
+}
+
+/// `batch`: `1..=MAX_BATCH_CHANGES` changes per write, a linger of at most a day.
+fn validate_batch(b: &BatchRule) -> Result<(), PolicyError> {
+    range_u64(
+        "batch.max_changes",
+        b.max_changes.into(),
+        1,
+        MAX_BATCH_CHANGES.into(),
+    )?;
+    range_u64("batch.linger_ms", b.linger_ms, 0, MAX_DELAY_MS)
 }
 
 /// `codes`: non-empty codes of at most 128 characters, HTTP statuses in `100..=599`.

@@ -69,6 +69,35 @@
 //! the lane. Granting enters `cooling` while a cool-down runs (or gives up at once when the
 //! deadline falls inside it), and otherwise begins as in `cooling`'s `timeout` row.
 
+//! # Group commit
+//!
+//! An operation submitted with [`Engine::submit_update`] is an *update*: a change the host
+//! applies to the entity's document, rather than an opaque write. Updates follow the
+//! table above, with three differences, all in the leader's rows:
+//!
+//! - an update always reads, and its `read_done` gathers the updates queued right behind
+//!   it (FIFO, up to `batch.max_changes`, stopping at an opaque write, which is never
+//!   batched) into its batch; they enter `batched`, which holds no lane, carries no
+//!   command and has no timer, and accepts only `cancel`. The leader then enters
+//!   `applying` and carries an [`Apply`] naming the batch's updates (drained by
+//!   [`Engine::poll_action`]; `poll_command` leaves it);
+//! - `applying` + `apply_done`: a refused change gives its update up as `fatal` with the
+//!   host's code; the rest are written with one `write` (`writing`), or, if none is left,
+//!   the batch goes on as below. `applying` + `cancel` cancels the leader;
+//! - the batch's `write_done` (or a read-back that finds its token) commits every update
+//!   in it with the write's token and attempts. A `fatal` `write_failed` of a batch of
+//!   more than one change splits it in halves, the second kept for later, and reads again
+//!   for the first (a split spends no attempt); a batch of one gives its update up. Then
+//!   the next half reads, or, with none left, the leader finishes with its own outcome.
+//!   Every other failure is retried, or given up, for the whole batch: conflicts,
+//!   attempts, budgets, deadline and the lease are the leader's.
+//!
+//! A `cancel` of a `batched` update takes it out of the batch (a write already out with
+//! its change may still land, as for any write cancelled mid-way). A cancelled leader
+//! gives its batch's other updates back to the head of the queue, in order; the first
+//! leads the next batch. An update granted the lane waits `batch.linger_ms` in `cooling`
+//! first (never past its deadline), so that more updates can queue behind it.
+
 mod entity;
 mod op;
 #[cfg(test)]
@@ -89,11 +118,12 @@ use crate::policy::{LaneMode, Policy};
 use crate::rng::DecisionRng;
 
 use entity::{Counter, Entity};
-use op::{LeaseWait, Op, Phase, Resume, Shared, Timer};
+use op::{Batch, LeaseWait, Op, Phase, Resume, Shared, Timer};
 use types::{check_code, check_token};
 pub use types::{
-    Command, Counters, EngineState, EntityRecord, EntityStats, Event, GiveUpReason, Input, OpId,
-    Outcome, Stats, SubmitOptions, MAX_QUEUED_EVENTS, STATE_VERSION,
+    Action, Apply, ApplyResult, Command, Counters, EngineState, EntityRecord, EntityStats, Event,
+    GiveUpReason, Input, OpId, Outcome, Stats, SubmitOptions, UpdateOptions, MAX_QUEUED_EVENTS,
+    STATE_VERSION,
 };
 
 /// The write-discipline engine: every operation of one host, on every entity.
@@ -174,6 +204,8 @@ enum Check<'a> {
     Token(Option<&'a str>),
     /// The lengths of a failure's intended token and error code.
     Failure(&'a Failure),
+    /// The lengths of the codes of refused changes.
+    Results(&'a [ApplyResult]),
 }
 
 /// Constructors.
@@ -286,6 +318,38 @@ impl Engine {
         now: u64,
         options: SubmitOptions,
     ) -> Result<OpId, UsageError> {
+        self.submit_op(entity, now, options, false)
+    }
+
+    /// Start one update of `entity` at `now`: a change the host applies to the entity's
+    /// document when the engine says so, rather than an opaque write. Updates queued
+    /// behind the lane holder join its batch (group commit): the batch's leader reads
+    /// once, the host applies every change in FIFO order ([`Apply`]), and one write
+    /// carries them all. Every update of the batch finishes with that write's outcome and
+    /// token. Hosts that submit updates drain with [`Engine::poll_action`], which also
+    /// returns the `Apply` step; change functions may run more than once, on fresher
+    /// documents (after a conflict, or when a fatal write is bisected).
+    pub fn submit_update(
+        &mut self,
+        entity: &str,
+        now: u64,
+        options: UpdateOptions,
+    ) -> Result<OpId, UsageError> {
+        let options = SubmitOptions {
+            deadline_ms: options.deadline_ms,
+            holder: options.holder,
+            ..SubmitOptions::default()
+        };
+        self.submit_op(entity, now, options, true)
+    }
+
+    fn submit_op(
+        &mut self,
+        entity: &str,
+        now: u64,
+        options: SubmitOptions,
+        update: bool,
+    ) -> Result<OpId, UsageError> {
         if entity.is_empty() || entity.len() > MAX_ENTITY_LEN {
             return Err(UsageError::InvalidEntity {
                 reason: format!(
@@ -335,6 +399,8 @@ impl Engine {
                 holder: options.holder,
                 no_read: options.no_read,
                 shared: None,
+                update,
+                batch: None,
             },
         );
         self.count(eid, Counter::Submitted);
@@ -426,7 +492,8 @@ impl Engine {
                     ..
                 },
                 Input::StoreReply { .. },
-            ) => {
+            )
+            | (Phase::Applying { sent: None }, Input::ApplyDone { .. }) => {
                 return Err(UsageError::CommandNotDrained {
                     op: id,
                     input: name,
@@ -454,6 +521,18 @@ impl Engine {
                 },
                 Input::StoreReply { reply, .. },
             ) => self.admit(now, Check::Nothing)?.store_replied(id, reply),
+            (Phase::Applying { sent: Some(sent) }, Input::ApplyDone { results, .. }) => {
+                if results.len() != sent.len() || results.iter().zip(sent).any(|(r, &s)| r.op != s)
+                {
+                    return Err(UsageError::UnexpectedInput {
+                        op: id,
+                        input: name,
+                        waiting_for: "an apply_done with one result per op of its apply, in order",
+                    });
+                }
+                self.admit(now, Check::Results(&results))?
+                    .apply_done(id, results)
+            }
             (phase, _) => {
                 return Err(UsageError::UnexpectedInput {
                     op: id,
@@ -507,10 +586,18 @@ impl Engine {
 
 /// `poll_*`: what the engine decided. Drain them after every call that changes state.
 impl Engine {
-    /// The next command for any operation, in the order they became ready.
+    /// The next command for any operation, in the order they became ready. A batch's
+    /// [`Apply`] is left for [`Engine::poll_action`]: hosts that submit updates drain
+    /// with that instead.
     #[must_use]
     pub fn poll_command(&mut self) -> Option<Command> {
-        while let Some(id) = self.ready.pop_front() {
+        let mut i = 0;
+        while let Some(&id) = self.ready.get(i) {
+            if self.ops.get(&id).is_some_and(|op| op.phase.has_apply()) {
+                i += 1;
+                continue;
+            }
+            self.ready.remove(i);
             if let Some(cmd) = self.take_command(id) {
                 return Some(cmd);
             }
@@ -519,14 +606,39 @@ impl Engine {
     }
 
     /// The pending command of one operation, for hosts that drive each operation from
-    /// its own thread or task.
+    /// its own thread or task (an `Apply` is left for [`Engine::poll_action_for`]).
     #[must_use]
     pub fn poll_command_for(&mut self, id: OpId) -> Option<Command> {
+        if self.ops.get(&id).is_some_and(|op| op.phase.has_apply()) {
+            return None;
+        }
         let cmd = self.take_command(id)?;
         if let Some(pos) = self.ready.iter().position(|&r| r == id) {
             self.ready.remove(pos);
         }
         Some(cmd)
+    }
+
+    /// The next command or [`Apply`] for any operation, in the order they became ready:
+    /// [`Engine::poll_command`] for hosts that submit updates.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        while let Some(id) = self.ready.pop_front() {
+            if let Some(action) = self.take_action(id) {
+                return Some(action);
+            }
+        }
+        None
+    }
+
+    /// The pending command or [`Apply`] of one operation.
+    #[must_use]
+    pub fn poll_action_for(&mut self, id: OpId) -> Option<Action> {
+        let action = self.take_action(id)?;
+        if let Some(pos) = self.ready.iter().position(|&r| r == id) {
+            self.ready.remove(pos);
+        }
+        Some(action)
     }
 
     /// When [`Engine::handle_timeout`] must next be called, if anything waits on time.
@@ -570,6 +682,11 @@ impl Engine {
             Check::Failure(failure) => {
                 check_token(failure.intended_token.as_deref())?;
                 check_code(failure.code.as_deref())?;
+            }
+            Check::Results(results) => {
+                for r in results {
+                    check_code(r.code.as_deref())?;
+                }
             }
         }
         self.advance(now)?;
@@ -651,6 +768,15 @@ impl Engine {
         }
         op.take_command(id)
     }
+
+    /// The pending command or `Apply` of one operation, marked as polled.
+    fn take_action(&mut self, id: OpId) -> Option<Action> {
+        let op = self.ops.get_mut(&id)?;
+        if op.phase.has_apply() {
+            return op.take_apply(id).map(Action::Apply);
+        }
+        self.take_command(id).map(Action::Command)
+    }
 }
 
 /// Steps: each names one row (or part of a row) of the transition table.
@@ -659,10 +785,27 @@ impl Engine {
     fn grant(&mut self, id: OpId) {
         let now = self.now;
         let eid = self.ops[&id].entity;
-        if self.policy.lanes.mode != LaneMode::None {
+        let lanes = self.policy.lanes.mode != LaneMode::None;
+        if lanes {
             self.entities[eid].busy = true;
         }
-        if let Some(until) = self.entities[eid].cooling_until().filter(|&u| u > now) {
+        let batch_rule = self.policy.batch;
+        let op = self.ops.get_mut(&id).expect("live op");
+        let mut linger = None;
+        if op.update {
+            op.batch = Some(Box::new(Batch {
+                active: vec![id],
+                ..Batch::default()
+            }));
+            let linger_ms = batch_rule.linger_ms;
+            if lanes && linger_ms > 0 && batch_rule.max_changes > 1 {
+                // Never linger past the update's own deadline.
+                let end = now.saturating_add(linger_ms);
+                linger = Some(op.deadline_at.map_or(end, |d| d.min(end)));
+            }
+        }
+        let cooling = self.entities[eid].cooling_until().filter(|&u| u > now);
+        if let Some(until) = cooling.max(linger) {
             // Holding the lane from here on, so that giving up hands it on.
             self.enter(id, Phase::Cooling { until });
             if self.ops[&id].deadline_at.is_some_and(|d| d < until) {
@@ -817,6 +960,11 @@ impl Engine {
 
     /// Read before writing, or write at once on a token the engine already trusts.
     fn start_attempt(&mut self, id: OpId) {
+        if self.ops[&id].update {
+            // An update always reads: the host applies the changes to what it read.
+            self.issue_read(id, false);
+            return;
+        }
         let eid = self.ops[&id].entity;
         let tokens = self.policy.tokens;
         let handoff = if tokens.handoff && self.policy.lanes.mode != LaneMode::None {
@@ -921,7 +1069,12 @@ impl Engine {
         // After any write attempt the record's token may be stale: store the committed
         // token, or none (the next holder reads) when the write gave up or its token is
         // unknown.
+        let batch_write = self.ops[&id]
+            .batch
+            .as_ref()
+            .and_then(|b| b.last_write.clone());
         let written = match &outcome {
+            _ if batch_write.is_some() => batch_write,
             Outcome::Committed { token, .. } => Some(token.clone()),
             Outcome::GaveUp { .. } if self.ops[&id].writes > 0 => Some(None),
             Outcome::GaveUp { .. } => None,
@@ -937,10 +1090,23 @@ impl Engine {
         if let Phase::Leasing { .. } = op.phase {
             op.shared = None;
         }
+        if let Phase::Batched { leader } = op.phase {
+            // Out of its batch; a write already out with its change may still land.
+            if let Some(batch) = self.ops.get_mut(&leader).and_then(|l| l.batch.as_mut()) {
+                batch.remove(id);
+            }
+        }
+        if self.ops[&id].batch.is_some() {
+            self.requeue_members(id);
+        }
         self.give_up(id, GiveUpReason::Cancelled);
     }
 
     fn give_up(&mut self, id: OpId, reason: GiveUpReason) {
+        if self.ops[&id].batch.is_some() {
+            self.give_up_batch(id, reason);
+            return;
+        }
         let (eid, attempts) = {
             let op = &self.ops[&id];
             (op.entity, op.writes)
@@ -960,6 +1126,10 @@ impl Engine {
 
     /// `writing` + `write_done` (and a read-back that found the write landed).
     fn commit(&mut self, id: OpId, token: Option<String>) {
+        if self.ops[&id].batch.is_some() {
+            self.commit_batch(id, token);
+            return;
+        }
         let (eid, attempts, last_cost, failures) = {
             let op = &self.ops[&id];
             (op.entity, op.writes, op.last_cost, op.failures)
@@ -1127,7 +1297,8 @@ impl Engine {
 
     /// `backoff` + `timeout` (or a delay of 0): the next call.
     fn after_backoff(&mut self, id: OpId) {
-        if self.policy.tokens.validate {
+        // An update always reads: the host applies the changes to what it read.
+        if self.policy.tokens.validate || self.ops[&id].update {
             self.issue_read(id, false);
         } else {
             let base = self.ops[&id].base.clone();
@@ -1155,6 +1326,17 @@ impl Engine {
                     .unwrap_or_default();
                 self.op_mut(id).base = token;
                 self.retry_or_give_up(id, ErrorClass::Unknown, failure);
+            }
+            return;
+        }
+        if self.ops[&id].update {
+            // The updates queued by now join: their changes apply to what was just read.
+            self.gather(id);
+            self.op_mut(id).base = token;
+            if self.batch(id).active.is_empty() {
+                self.next_segment(id);
+            } else {
+                self.enter(id, Phase::Applying { sent: None });
             }
             return;
         }
@@ -1208,9 +1390,15 @@ impl Engine {
     /// `writing` + `write_failed`: by class, give up, read back, or retry (a conflict is
     /// counted for spike detection first).
     fn write_failed(&mut self, id: OpId, failure: Failure) {
-        self.op_mut(id).failures += 1;
+        let op = self.op_mut(id);
+        op.failures += 1;
+        if let Some(batch) = op.batch.as_mut() {
+            // The write did not land, or may have: the next holder must read.
+            batch.last_write = Some(None);
+        }
         let class = classify(&self.policy.codes, &failure);
         match class {
+            ErrorClass::Fatal if self.ops[&id].batch.is_some() => self.fatal_batch(id, failure),
             ErrorClass::Fatal => self.give_up(
                 id,
                 GiveUpReason::Fatal {
@@ -1227,6 +1415,241 @@ impl Engine {
                 self.retry_or_give_up(id, class, failure);
             }
             _ => self.retry_or_give_up(id, class, failure),
+        }
+    }
+}
+
+/// Group commit: the steps of a batch, which its leader carries out for every member.
+impl Engine {
+    fn batch(&self, id: OpId) -> &Batch {
+        self.ops[&id].batch.as_deref().expect("a batch leader")
+    }
+
+    fn batch_mut(&mut self, id: OpId) -> &mut Batch {
+        self.op_mut(id)
+            .batch
+            .as_deref_mut()
+            .expect("a batch leader")
+    }
+
+    /// When a batch's read returns: take the updates queued right behind the leader into
+    /// the batch, in FIFO order, up to `batch.max_changes`. An opaque write in the queue stops
+    /// the gathering (it keeps its place; nothing passes it), and so does a bisection in
+    /// progress.
+    fn gather(&mut self, id: OpId) {
+        if self.policy.lanes.mode == LaneMode::None {
+            return;
+        }
+        let max = self.policy.batch.max_changes as usize;
+        let eid = self.ops[&id].entity;
+        loop {
+            let batch = self.batch(id);
+            if !batch.later.is_empty() || batch.active.len() >= max {
+                return;
+            }
+            let next = self.entities[eid]
+                .extra
+                .as_ref()
+                .and_then(|x| x.queue.front().copied());
+            let Some(next) = next.filter(|n| self.ops.get(n).is_some_and(|o| o.update)) else {
+                return;
+            };
+            self.entities[eid].pop_waiting();
+            let since = match self.ops[&next].phase {
+                Phase::Queued { since } => since,
+                _ => self.now,
+            };
+            let waited = self.now.saturating_sub(since);
+            self.count_by(eid, Counter::LaneWaitMs, waited);
+            let name = self.name(eid);
+            self.emit(Event::LaneWaitEnded {
+                op: next,
+                entity: name,
+                at: self.now,
+                waited_ms: waited,
+            });
+            self.enter(next, Phase::Batched { leader: id });
+            self.batch_mut(id).active.push(next);
+        }
+    }
+
+    /// `applying` + `apply_done`: refused changes leave the batch with their own outcome;
+    /// the rest are written in one write.
+    fn apply_done(&mut self, id: OpId, results: Vec<ApplyResult>) {
+        let attempts = self.ops[&id].writes;
+        for r in results {
+            // A member cancelled since the `Apply` went out has its outcome already.
+            if r.applied || !self.batch(id).active.contains(&r.op) {
+                continue;
+            }
+            self.batch_mut(id).remove(r.op);
+            let reason = GiveUpReason::Fatal {
+                code: r.code,
+                http_status: None,
+            };
+            self.settle(id, r.op, Outcome::GaveUp { reason, attempts });
+        }
+        if self.batch(id).active.is_empty() {
+            self.next_segment(id);
+        } else {
+            let base = self.ops[&id].base.clone();
+            self.issue_write(id, base);
+        }
+    }
+
+    /// A batch's write landed (or a read-back found it did): every update in it commits
+    /// with its token.
+    fn commit_batch(&mut self, id: OpId, token: Option<String>) {
+        let (eid, last_cost, failures) = {
+            let op = &self.ops[&id];
+            (op.entity, op.last_cost, op.failures)
+        };
+        if self.policy.budget.enabled {
+            let e = &mut self.entities[eid];
+            refill_on_success(
+                &self.policy,
+                last_cost,
+                failures > 0,
+                [self.bucket.as_mut(), e.bucket.as_mut()],
+            );
+        }
+        self.entities[eid].committed = token.as_deref().map(Box::from);
+        let attempts = self.ops[&id].writes;
+        let batch = self.batch_mut(id);
+        batch.last_write = Some(token.clone());
+        let members = std::mem::take(&mut batch.active);
+        for m in members {
+            let token = token.clone();
+            self.settle(id, m, Outcome::Committed { token, attempts });
+        }
+        // The next half of a bisection starts afresh.
+        let op = self.op_mut(id);
+        op.failures = 0;
+        op.last_delay_ms = 0;
+        self.next_segment(id);
+    }
+
+    /// `writing` + `write_failed`, fatal, in a batch: bisect it so that only the change
+    /// that breaks the write fails. A batch of one change gives that change up.
+    fn fatal_batch(&mut self, id: OpId, failure: Failure) {
+        let attempts = self.ops[&id].writes;
+        let batch = self.batch_mut(id);
+        if batch.active.len() > 1 {
+            let mid = batch.active.len().div_ceil(2);
+            let second = batch.active.split_off(mid);
+            batch.later.push_front(second);
+            // A split is not a retry: it spends no attempt of the policy's.
+            let op = self.op_mut(id);
+            op.failures = op.failures.saturating_sub(1);
+            self.issue_read(id, false);
+            return;
+        }
+        let members = std::mem::take(&mut batch.active);
+        for m in members {
+            let reason = GiveUpReason::Fatal {
+                code: failure.code.clone(),
+                http_status: failure.status,
+            };
+            self.settle(id, m, Outcome::GaveUp { reason, attempts });
+        }
+        let op = self.op_mut(id);
+        op.failures = 0;
+        op.last_delay_ms = 0;
+        op.last_failure = Some(Box::new(failure));
+        self.next_segment(id);
+    }
+
+    /// The batch gives up for every update still in it, with one reason.
+    fn give_up_batch(&mut self, id: OpId, reason: GiveUpReason) {
+        let attempts = self.ops[&id].writes;
+        let eid = self.ops[&id].entity;
+        self.entities[eid].remove_waiting(id);
+        let batch = self.batch_mut(id);
+        let members = batch.members();
+        batch.active.clear();
+        batch.later.clear();
+        for m in members {
+            let reason = reason.clone();
+            self.settle(id, m, Outcome::GaveUp { reason, attempts });
+        }
+        self.wrap_up(id);
+    }
+
+    /// One update of the leader's batch has its outcome: count it, tell telemetry, and
+    /// finish it (the leader keeps its own until the batch is over).
+    fn settle(&mut self, leader: OpId, member: OpId, outcome: Outcome) {
+        let eid = self.ops[&leader].entity;
+        let name = self.name(eid);
+        let at = self.now;
+        match &outcome {
+            Outcome::Committed { attempts, .. } => {
+                self.count(eid, Counter::Committed);
+                self.emit(Event::Committed {
+                    op: member,
+                    entity: name,
+                    at,
+                    attempts: *attempts,
+                });
+            }
+            Outcome::GaveUp { reason, attempts } => {
+                self.count(eid, Counter::GaveUp);
+                self.emit(Event::GaveUp {
+                    op: member,
+                    entity: name,
+                    at,
+                    attempts: *attempts,
+                    reason: reason.name().to_string(),
+                });
+            }
+        }
+        if member == leader {
+            self.batch_mut(leader).own = Some(outcome);
+        } else if self.ops.contains_key(&member) {
+            self.finish(member, outcome);
+        }
+    }
+
+    /// The attempt's updates all have outcomes: start the next half of a bisection, or
+    /// end the batch.
+    fn next_segment(&mut self, id: OpId) {
+        let batch = self.batch_mut(id);
+        if !batch.active.is_empty() {
+            return;
+        }
+        if let Some(half) = batch.later.pop_front() {
+            batch.active = half;
+            self.issue_read(id, false);
+            return;
+        }
+        self.wrap_up(id);
+    }
+
+    /// The batch is over: the leader finishes with its own outcome, releasing the shared
+    /// lease and handing the lane on.
+    fn wrap_up(&mut self, id: OpId) {
+        let attempts = self.ops[&id].writes;
+        let own = self.batch_mut(id).own.take().unwrap_or(Outcome::GaveUp {
+            reason: GiveUpReason::Cancelled,
+            attempts,
+        });
+        self.conclude(id, own);
+    }
+
+    /// A leader is cancelled: the updates of its batch go back to the head of the queue,
+    /// in their order, and the first of them leads the next batch.
+    fn requeue_members(&mut self, id: OpId) {
+        let now = self.now;
+        let eid = self.ops[&id].entity;
+        let batch = self.batch_mut(id);
+        let members: Vec<OpId> = batch.members().into_iter().filter(|&m| m != id).collect();
+        for &m in &members {
+            batch.remove(m);
+        }
+        for &m in members.iter().rev() {
+            self.entities[eid].extra().queue.push_front(m);
+        }
+        for m in members {
+            self.enter(m, Phase::Queued { since: now });
         }
     }
 }

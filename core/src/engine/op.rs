@@ -8,7 +8,9 @@
 //! changes phases in one place, [`super::Engine`]'s `enter`, which also moves the
 //! operation's timer and queues the command the new phase carries.
 
-use super::types::{Command, OpId, Outcome};
+use std::collections::VecDeque;
+
+use super::types::{Apply, Command, OpId, Outcome};
 use crate::classify::Failure;
 use crate::entities::EntityId;
 use crate::lease::{LeaseClient, StoreOp};
@@ -32,7 +34,8 @@ pub(super) enum Phase {
         /// When it joined the queue (its submission).
         since: u64,
     },
-    /// (`cooling`) Holding the lane, waiting out a conflict cool-down.
+    /// (`cooling`) Holding the lane, waiting out a conflict cool-down, or an update's
+    /// linger (`batch.linger_ms`) for more updates to queue behind it.
     Cooling {
         /// The end of the cool-down: the timer.
         until: u64,
@@ -49,6 +52,20 @@ pub(super) enum Phase {
     Writing {
         /// The host has taken the command; only then is an answer accepted.
         polled: bool,
+    },
+    /// (`applying`) A batch's `Apply` is out: the host runs the changes on the document
+    /// the batch read.
+    Applying {
+        /// The updates the `Apply` named, once the host has polled it (`None` before):
+        /// the `apply_done` must answer for exactly these, in this order.
+        sent: Option<Vec<OpId>>,
+    },
+    /// (`batched`) An update whose change rides in a batch another update leads: it
+    /// waits for the batch's outcome. It does not hold the lane (the leader does) and
+    /// has no timer.
+    Batched {
+        /// The batch's leader.
+        leader: OpId,
     },
     /// (`backoff`) Waiting before the next call.
     Backoff {
@@ -120,6 +137,8 @@ impl Phase {
             } => "reading",
             Phase::Reading { readback: true, .. } => "reading (readback)",
             Phase::Writing { .. } => "writing",
+            Phase::Applying { .. } => "applying",
+            Phase::Batched { .. } => "batched",
             Phase::Backoff { .. } => "backoff",
             Phase::Leasing {
                 wait: LeaseWait::Reply { .. },
@@ -140,6 +159,8 @@ impl Phase {
             Phase::Cooling { .. } => "a conflict cool-down",
             Phase::Reading { .. } => "read_done or read_failed",
             Phase::Writing { .. } => "write_done or write_failed",
+            Phase::Applying { .. } => "apply_done",
+            Phase::Batched { .. } => "its batch's outcome",
             Phase::Backoff { .. } => "a backoff timeout",
             Phase::Leasing {
                 wait: LeaseWait::Timer { .. },
@@ -157,6 +178,7 @@ impl Phase {
     pub(super) fn has_command(&self) -> bool {
         match self {
             Phase::Reading { polled, .. } | Phase::Writing { polled } => !polled,
+            Phase::Applying { sent } => sent.is_none(),
             Phase::Leasing {
                 wait: LeaseWait::Reply { operation },
                 ..
@@ -169,7 +191,16 @@ impl Phase {
     /// Whether an operation in this phase holds its entity's lane, when lanes are on: from
     /// the grant to the finish.
     pub(super) fn holds_lane(&self) -> bool {
-        !matches!(self, Phase::Queued { .. } | Phase::Finishing { .. })
+        !matches!(
+            self,
+            Phase::Queued { .. } | Phase::Batched { .. } | Phase::Finishing { .. }
+        )
+    }
+
+    /// Whether the phase carries an `Apply` not polled yet (drained by `poll_action`
+    /// only, never by `poll_command`).
+    pub(super) fn has_apply(&self) -> bool {
+        matches!(self, Phase::Applying { sent: None })
     }
 
     /// What follows the lease client's work, taken out of a `Leasing` phase to resume
@@ -190,6 +221,44 @@ pub(super) struct Shared {
     pub(super) client: LeaseClient,
     /// The epoch of the holding: the fence of every write.
     pub(super) fence: Option<u64>,
+}
+
+/// A batch: the updates one leader reads, applies and writes for. Only the leader has
+/// one; its members are in [`Phase::Batched`].
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    /// The updates of the attempt being made, in FIFO order, the leader among them while
+    /// its own change is still on.
+    pub(super) active: Vec<OpId>,
+    /// Halves split off by bisecting a fatal write, each waiting for its own attempt,
+    /// the first to run first.
+    pub(super) later: VecDeque<Vec<OpId>>,
+    /// The leader's own outcome, once decided while it still leads the batch.
+    pub(super) own: Option<Outcome>,
+    /// What the last write left behind: `Some(token)` after a commit, `Some(None)` after a
+    /// write that did not land or may have; `None` before any write. A shared lease's
+    /// release stores it.
+    pub(super) last_write: Option<Option<String>>,
+}
+
+impl Batch {
+    /// Take `id` out of the batch, wherever it is.
+    pub(super) fn remove(&mut self, id: OpId) {
+        self.active.retain(|&m| m != id);
+        for half in self.later.iter_mut() {
+            half.retain(|&m| m != id);
+        }
+        self.later.retain(|half| !half.is_empty());
+    }
+
+    /// Every update still waiting for an outcome, in FIFO order.
+    pub(super) fn members(&self) -> Vec<OpId> {
+        self.active
+            .iter()
+            .chain(self.later.iter().flatten())
+            .copied()
+            .collect()
+    }
 }
 
 /// One logical write.
@@ -214,6 +283,10 @@ pub(super) struct Op {
     /// The writer has no read function (see [`super::SubmitOptions::no_read`]).
     pub(super) no_read: bool,
     pub(super) shared: Option<Box<Shared>>,
+    /// An update (a change the host applies on command), not an opaque write.
+    pub(super) update: bool,
+    /// The batch this update leads, from its grant to its finish.
+    pub(super) batch: Option<Box<Batch>>,
 }
 
 impl Op {
@@ -257,6 +330,22 @@ impl Op {
             } => operation
                 .take()
                 .map(|operation| Command::Store { op: id, operation }),
+            _ => None,
+        }
+    }
+
+    /// The `Apply` of an `applying` operation, marked as polled.
+    pub(super) fn take_apply(&mut self, id: OpId) -> Option<Apply> {
+        match &mut self.phase {
+            Phase::Applying { sent } if sent.is_none() => {
+                let ops = self
+                    .batch
+                    .as_ref()
+                    .map(|b| b.active.clone())
+                    .unwrap_or_default();
+                *sent = Some(ops.clone());
+                Some(Apply { op: id, ops })
+            }
             _ => None,
         }
     }

@@ -41,6 +41,37 @@ pub struct SubmitOptions {
     pub no_read: bool,
 }
 
+/// Options of one update (see [`crate::Engine::submit_update`]). An update always reads
+/// the entity, so it has no `no_read`; it is based on what it reads, so it has no
+/// `expected`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOptions {
+    /// Overrides the policy's deadline for this update, in milliseconds from submission.
+    /// It runs while the update waits in the queue; once the update is in a batch, the
+    /// batch follows its leader's deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// With shared lanes: who holds the lease, in words (see [`SubmitOptions::holder`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+}
+
+/// What the host's change function made of one update's change, in an `apply_done`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyResult {
+    /// The update.
+    pub op: OpId,
+    /// The change was applied to the document; `false` when the change function refused
+    /// or raised, which excludes the update from the write.
+    pub applied: bool,
+    /// For a refused change: a code naming why (an exception's type, say); the update
+    /// gives up as `fatal` with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
 /// What the host observed, fed back with [`crate::Engine::handle`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -88,6 +119,14 @@ pub enum Input {
         /// The store's answer.
         reply: StoreReply,
     },
+    /// An [`Apply`] completed: one result per op of the command, in its order, each change
+    /// applied to the document the batch read (and to the changes before it).
+    ApplyDone {
+        /// The batch's leader, the op the `Apply` named.
+        op: OpId,
+        /// Per update of the `Apply`, in its order.
+        results: Vec<ApplyResult>,
+    },
 }
 
 impl Input {
@@ -98,6 +137,7 @@ impl Input {
             | Input::WriteDone { op, .. }
             | Input::WriteFailed { op, .. }
             | Input::StoreReply { op, .. }
+            | Input::ApplyDone { op, .. }
             | Input::Cancel { op } => *op,
         }
     }
@@ -110,6 +150,7 @@ impl Input {
             Input::WriteFailed { .. } => "write_failed",
             Input::Cancel { .. } => "cancel",
             Input::StoreReply { .. } => "store_reply",
+            Input::ApplyDone { .. } => "apply_done",
         }
     }
 }
@@ -160,6 +201,42 @@ impl Command {
             | Command::Write { op, .. }
             | Command::Store { op, .. }
             | Command::Finish { op, .. } => *op,
+        }
+    }
+}
+
+/// A batch's second step, between its `Read` and its `Write`: run each update's change
+/// function, in this order, on the document the `Read` returned, and report each one
+/// applied or refused with [`Input::ApplyDone`]. The `Write` that follows writes the
+/// resulting document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "apply")]
+pub struct Apply {
+    /// The batch's leader: it carries the batch's `Read`, `Apply` and `Write` commands.
+    pub op: OpId,
+    /// The updates whose changes to apply, in FIFO order (the leader's among them unless
+    /// its change was already refused or split off).
+    pub ops: Vec<OpId>,
+}
+
+/// What a host that submits updates drains with [`crate::Engine::poll_action`]: every
+/// [`Command`], and the [`Apply`] step of batches. In JSON it is the command or the apply
+/// itself (`{"type": "apply", ...}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Action {
+    /// A command, as [`crate::Engine::poll_command`] returns it.
+    Command(Command),
+    /// Apply the batch's changes.
+    Apply(Apply),
+}
+
+impl Action {
+    /// The operation the action belongs to.
+    pub fn op(&self) -> OpId {
+        match self {
+            Action::Command(c) => c.op(),
+            Action::Apply(a) => a.op,
         }
     }
 }
