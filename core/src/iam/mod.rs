@@ -35,6 +35,7 @@ use std::fmt;
 
 use crate::limits::MAX_ENTITY_LEN;
 
+pub mod docs;
 #[rustfmt::skip]
 mod table;
 
