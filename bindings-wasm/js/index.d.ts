@@ -626,8 +626,24 @@ export declare class Engine {
 /* Lease stores                                                                        */
 /* ---------------------------------------------------------------------------------- */
 
-/** The one record a lease store keeps per entity (the core's JSON form). */
+/** One waiter in a version 2 record's queue. */
+export interface Ticket {
+  /** The waiting process's owner id. */
+  owner: string;
+  /** Its ticket number: the record's `next_ticket` when it registered. */
+  ticket: number;
+  /** Its progress counter, bumped by the waiter every renewal interval. */
+  beat: number;
+}
+
+/**
+ * The one record a lease store keeps per entity (the core's JSON form). Version 2 records
+ * (the queue-like hand-off) carry `version: 2` and, when not zero or empty, `beat`,
+ * `next_ticket`, `hold_ms` and `queue`; a store must keep every field it is given.
+ */
 export interface LeaseRecord {
+  /** The record's format: absent in version 1 records, 2 in version 2 records. */
+  version?: number;
   /** Who holds the lease; empty when released. */
   owner: string;
   /** The fence: bumped by every new holder, never decreases. */
@@ -640,6 +656,14 @@ export interface LeaseRecord {
   committed_token: string | null;
   /** Who holds it in words (host, pipeline, run id), for people debugging. */
   holder: string | null;
+  /** Version 2: the holding's progress counter (0, left out, while a grant is not accepted). */
+  beat?: number;
+  /** Version 2: the next ticket number to give out. */
+  next_ticket?: number;
+  /** Version 2: the expected hold in milliseconds (a moving average; left out when unknown). */
+  hold_ms?: number;
+  /** Version 2: the waiters, oldest first, at most 64. */
+  queue?: Ticket[];
 }
 
 /** What a conditional write of a store resolves to. */

@@ -333,9 +333,16 @@ class RedisStore {
 /* DynamoDB                                                                             */
 /* ------------------------------------------------------------------------------------ */
 
+/**
+ * The item of a record. A version 2 record (the queue-like hand-off) also gets
+ * `version`, `beat`, `next_ticket`, `hold_ms` (N, zeros included: the core leaves zeros
+ * out of its JSON) and `queue` (S: the core's JSON text of the tickets, `[]` when empty),
+ * exactly as the Rust adapter (lane/src/store/dynamodb.rs) writes them; a version 1 record
+ * keeps its six attributes.
+ */
 function toItem(key, record) {
-  const opt = (v) => (v === null ? { NULL: true } : { S: v });
-  return {
+  const opt = (v) => (v === null || v === undefined ? { NULL: true } : { S: v });
+  const item = {
     key: { S: key },
     owner: { S: record.owner },
     epoch: { N: String(record.epoch) },
@@ -344,6 +351,16 @@ function toItem(key, record) {
     committed_token: opt(record.committed_token),
     holder: opt(record.holder),
   };
+  if ((record.version ?? 1) >= 2) {
+    for (const name of ['version', 'beat', 'next_ticket', 'hold_ms']) item[name] = { N: String(record[name] ?? 0) };
+    item.queue = { S: queueText(record.queue ?? []) };
+  }
+  return item;
+}
+
+/** A queue as the core's JSON text: compact, each ticket's fields in the core's order. */
+function queueText(queue) {
+  return JSON.stringify(queue.map((t) => inOrder(t, TICKET_FIELDS)));
 }
 
 /**
@@ -398,7 +415,9 @@ function sdkClientConfig(options, timeout, extra = {}) {
 /**
  * A lease store in a DynamoDB table (through `@aws-sdk/client-dynamodb`): partition key
  * `key` (S), one item per entity with attributes `owner` (S), `epoch`, `rvn`, `lease_ms`
- * (N), `committed_token` and `holder` (S, or NULL). Reads are consistent; writes are
+ * (N), `committed_token` and `holder` (S, or NULL), and in version 2 records `version`,
+ * `beat`, `next_ticket`, `hold_ms` (N) and `queue` (S, the JSON text of the tickets): the
+ * layout of every writelane binding. Reads are consistent; writes are
  * `PutItem` with `attribute_not_exists(#k)` or `#rvn = :expected` conditions and
  * `ReturnValuesOnConditionCheckFailure: ALL_OLD`. Expiry never relies on DynamoDB TTL.
  * The table needs `dynamodb:GetItem` and `dynamodb:PutItem` (and `CreateTable`,
@@ -560,20 +579,35 @@ class DynamoDBStore {
 /* S3                                                                                   */
 /* ------------------------------------------------------------------------------------ */
 
-/** The record's fields in the order the core writes them. */
-const RECORD_FIELDS = ['owner', 'epoch', 'rvn', 'lease_ms', 'committed_token', 'holder'];
+/**
+ * The record's fields in the order the core writes them (`version` and those after
+ * `holder` only in version 2 records, and there only when not zero or empty).
+ */
+const RECORD_FIELDS = ['version', 'owner', 'epoch', 'rvn', 'lease_ms', 'committed_token', 'holder',
+  'beat', 'next_ticket', 'hold_ms', 'queue'];
+/** A queue ticket's fields in the order the core writes them. */
+const TICKET_FIELDS = ['owner', 'ticket', 'beat'];
+
+/** An object with `fields` first, in that order, then any others; anything else as it is. */
+function inOrder(value, fields) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+  const ordered = {};
+  for (const name of fields) if (name in value) ordered[name] = value[name];
+  return { ...ordered, ...value };
+}
 
 /**
- * The object body of a record: the core's JSON text of it (compact, fields in the core's
- * order), byte for byte what the Rust, Python and Go adapters write.
+ * The object body of a record: the core's JSON text of it (compact, fields and each
+ * ticket's fields in the core's order), byte for byte what the Rust, Python and Go
+ * adapters write.
  */
 function recordBody(record) {
   if (record === null || typeof record !== 'object' || Array.isArray(record)) {
     throw new UsageError(`record must be a lease record, got ${describe(record)}`, 'invalid_argument', 'record');
   }
-  const ordered = {};
-  for (const name of RECORD_FIELDS) if (name in record) ordered[name] = record[name];
-  return recordText({ ...ordered, ...record });
+  const ordered = inOrder(record, RECORD_FIELDS);
+  if (Array.isArray(ordered.queue)) ordered.queue = ordered.queue.map((t) => inOrder(t, TICKET_FIELDS));
+  return recordText(ordered);
 }
 
 /**
@@ -807,8 +841,10 @@ class S3Store {
 }
 
 /**
- * @typedef {{owner: string, epoch: number, rvn: number, lease_ms: number,
- *   committed_token: string | null, holder: string | null}} LeaseRecord
+ * @typedef {{owner: string, ticket: number, beat: number}} Ticket
+ * @typedef {{version?: number, owner: string, epoch: number, rvn: number, lease_ms: number,
+ *   committed_token: string | null, holder: string | null, beat?: number,
+ *   next_ticket?: number, hold_ms?: number, queue?: Ticket[]}} LeaseRecord
  * @typedef {{done: true} | {done: false, current: LeaseRecord | null}} WriteResult
  * @typedef {{get(key: string): Promise<LeaseRecord | null>,
  *   putIfAbsent(key: string, record: LeaseRecord): Promise<WriteResult>,

@@ -26,10 +26,12 @@ test('lanes sharing a store write one at a time, each under a higher fence', asy
   await Promise.all(lanes.flatMap((lane, i) => [0, 1, 2].map((j) => lane.run('role/app', async (attempt, ctx) => {
     inside += 1;
     most = Math.max(most, inside);
-    // While the write runs, the record names this lane as the holder.
+    // While the write runs, the record names this lane as the owner, and as the holder in
+    // words unless the lease came by a grant (the releaser wrote it: no description until
+    // the grantee's first renewal).
     const held = await store.get('role/app');
     assert.equal(held.owner, lane.owner);
-    assert.equal(held.holder, j === 1 ? 'run 1' : `lane ${i}`);
+    if (held.holder !== null) assert.equal(held.holder, j === 1 ? 'run 1' : `lane ${i}`);
     assert.equal(held.epoch, ctx.fence);
     await sleep(3);
     fences.push(ctx.fence);
@@ -88,9 +90,12 @@ test('a token reported with setToken travels in the lease record to a writer on 
     ctx.setToken('t9');
   }, { read });
   assert.equal(reads, 1);
+  // A version 2 record: the hold just measured is published as hold_ms.
+  const { hold_ms: holdMs, ...released } = await store.get('role/app');
+  assert.ok(holdMs === undefined || (Number.isSafeInteger(holdMs) && holdMs >= 1), String(holdMs));
   assert.deepEqual(
-    { ...(await store.get('role/app')), rvn: 0 },
-    { owner: '', epoch: 1, rvn: 0, lease_ms: 2000, committed_token: 't9', holder: null },
+    { ...released, rvn: 0 },
+    { version: 2, owner: '', epoch: 1, rvn: 0, lease_ms: 2000, committed_token: 't9', holder: null },
   );
   const seen = await b.run('role/app', async (attempt, ctx) => ({ attempt, base: ctx.baseToken, fence: ctx.fence }), { read });
   assert.deepEqual(seen, { attempt: 1, base: 't9', fence: 2 });
@@ -228,4 +233,53 @@ test('a store that never answers: each operation times out as lost and the write
   // The bound is the policy's, one field for every binding; the old per-lane option is refused.
   assert.throws(() => new Lane('iam', { store: new MemoryStore(), storeTimeoutMs: 50 }), (e) => e instanceof UsageError && e.field === 'options.storeTimeoutMs');
   assert.throws(() => new Lane({ ...FAST, lease: { ...FAST.lease, store_timeout_ms: 1500 } }, { store }), (e) => e.path === 'lease.store_timeout_ms');
+});
+
+test('three lanes queued behind a holder commit in the order they registered, a fence apart', async () => {
+  // The holder's write waits for the waiters to register: max_write_ms bounds it.
+  const QUEUE = { lease: { lease_ms: 6000, renew_ms: 1000, lock_delay_ms: 200, poll_ms: 20, unavailable_ms: 3000, max_write_ms: 4000 } };
+  const store = new MemoryStore();
+  const key = 'role/queue';
+  const holder = new Lane({ ...QUEUE }, { store, owner: 'holder-0' });
+  const waiters = [1, 2, 3].map((i) => new Lane({ ...QUEUE }, { store, owner: `waiter-${i}` }));
+  const owners = waiters.map((l) => l.owner);
+  const queued = async () => ((await store.get(key))?.queue ?? []).map((t) => t.owner);
+  const waitUntil = async (check, what) => {
+    const deadline = Date.now() + 10_000;
+    while (!(await check())) {
+      assert.ok(Date.now() < deadline, `still waiting for ${what}`);
+      await sleep(5);
+    }
+  };
+  const commits = [];
+  let allQueued;
+  const registered = new Promise((resolve) => { allQueued = resolve; });
+  const write = (lane) => async (attempt, ctx) => {
+    if (lane === holder) await registered;
+    commits.push([lane.owner, ctx.fence]);
+  };
+  const runs = [holder.run(key, write(holder))];
+  await waitUntil(async () => (await store.get(key))?.owner === holder.owner, "the holder's lease");
+  const tickets = [];
+  for (let i = 0; i < waiters.length; i += 1) {
+    // Each waiter starts once the one before it holds a ticket.
+    runs.push(waiters[i].run(key, write(waiters[i])));
+    await waitUntil(async () => JSON.stringify(await queued()) === JSON.stringify(owners.slice(0, i + 1)), `waiter ${i}'s ticket`);
+    tickets.push((await store.get(key)).queue[i].ticket);
+  }
+  const record = await store.get(key);
+  assert.equal(record.version, 2);
+  assert.equal(record.owner, holder.owner);
+  allQueued();
+  await Promise.all(runs);
+  assert.deepEqual(tickets, [...tickets].sort((a, b) => a - b));
+  assert.equal(new Set(tickets).size, 3);
+  assert.deepEqual(commits.map(([owner]) => owner), [holder.owner, ...owners]);
+  const first = commits[0][1];
+  assert.deepEqual(commits.map(([, fence]) => fence), [first, first + 1, first + 2, first + 3]);
+  const after = await store.get(key);
+  assert.equal(after.owner, '');
+  assert.deepEqual(after.queue ?? [], []);
+  const takeovers = waiters.flatMap((l) => l.events()).filter((e) => e.type === 'lease_acquired' && e.takeover);
+  assert.deepEqual(takeovers, []);
 });

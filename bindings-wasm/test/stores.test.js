@@ -34,6 +34,20 @@ function record(overrides = {}) {
   };
 }
 
+/** A queue of three tickets, oldest first, as the core writes them. */
+const QUEUE3 = [
+  { owner: 'host-b:2:00000000000000b2', ticket: 9, beat: 3 },
+  { owner: 'host-c:3:00000000000000c3', ticket: 10, beat: 0 },
+  { owner: 'host-d:4:00000000000000d4', ticket: 11, beat: 7 },
+];
+/** The fields of a version 2 record in the core's order. */
+const V2_FIELDS = ['version', 'owner', 'epoch', 'rvn', 'lease_ms', 'committed_token', 'holder', 'beat', 'next_ticket', 'hold_ms', 'queue'];
+
+/** A version 2 record: a holder with a queue of three waiters, fields in the core's order. */
+function v2Record(overrides = {}) {
+  return { version: 2, ...record(), beat: 4, next_ticket: 12, hold_ms: 350, queue: QUEUE3.map((t) => ({ ...t })), ...overrides };
+}
+
 const get = (key) => ({ op: 'get', key });
 const put = (key, r) => ({ op: 'put_if_absent', key, record: r });
 const cas = (key, expected, r) => ({ op: 'compare_and_swap', key, expected_rvn: expected, record: r });
@@ -248,6 +262,26 @@ for (const adapter of adapters) {
       }
     });
 
+    test('version 2 records with a queue of three round-trip unchanged, refusals included', async () => {
+      const key = freshKey();
+      const first = v2Record({ rvn: 21 });
+      assert.deepEqual(await applyStoreOp(store, put(key, first)), { reply: 'done' });
+      const found = await applyStoreOp(store, get(key));
+      assert.deepEqual(found, { reply: 'found', record: first });
+      assert.deepEqual(Object.keys(found.record), V2_FIELDS);
+      assert.deepEqual(found.record.queue.map((t) => Object.keys(t)), Array(3).fill(['owner', 'ticket', 'beat']));
+      // The head granted: beat 0 (the core leaves it out), the head gone from the queue.
+      const { beat, ...granted } = v2Record({ rvn: 22, owner: QUEUE3[0].owner, epoch: 2, queue: QUEUE3.slice(1) });
+      assert.equal(beat, 4);
+      assert.deepEqual(await applyStoreOp(store, cas(key, 21, granted)), { reply: 'done' });
+      assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: granted });
+      assert.deepEqual(await applyStoreOp(store, cas(key, 21, v2Record({ rvn: 23 }))), { reply: 'refused', current: granted });
+      // Zero counters and no queue: still version 2.
+      const bare = { version: 2, ...record({ rvn: 24 }) };
+      assert.deepEqual(await applyStoreOp(store, cas(key, 22, bare)), { reply: 'done' });
+      assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: bare });
+    });
+
     test('concurrent compare_and_swap with the same expected rvn: exactly one wins', async () => {
       const key = freshKey();
       const base = record();
@@ -360,6 +394,39 @@ for (const adapter of adapters) {
             holder: { NULL: true },
           });
         }
+      });
+
+      test('a version 2 record is stored as every binding stores it', async () => {
+        const key = freshKey();
+        // Fields given in another order.
+        const r = Object.fromEntries(Object.entries(v2Record({ rvn: 5, holder: null })).reverse());
+        r.queue = r.queue.map((t) => Object.fromEntries(Object.entries(t).reverse()));
+        await applyStoreOp(env.open(), put(key, r));
+        const raw = await env.raw(key);
+        const queueText = '[{"owner":"host-b:2:00000000000000b2","ticket":9,"beat":3},'
+          + '{"owner":"host-c:3:00000000000000c3","ticket":10,"beat":0},'
+          + '{"owner":"host-d:4:00000000000000d4","ticket":11,"beat":7}]';
+        if (adapter.name === 'redis') {
+          assert.deepEqual(raw, r);
+        } else if (adapter.name === 's3') {
+          assert.equal(raw.body, `{"version":2,"owner":${JSON.stringify(r.owner)},"epoch":1,"rvn":5,"lease_ms":10000,`
+            + `"committed_token":null,"holder":null,"beat":4,"next_ticket":12,"hold_ms":350,"queue":${queueText}}`);
+        } else {
+          // As lane/src/store/dynamodb.rs writes it: counters as N, the queue as S of its
+          // JSON text; zeros and an empty queue written all the same.
+          assert.deepEqual(raw, {
+            key: { S: key }, owner: { S: r.owner }, epoch: { N: '1' }, rvn: { N: '5' }, lease_ms: { N: '10000' },
+            committed_token: { NULL: true }, holder: { NULL: true },
+            version: { N: '2' }, beat: { N: '4' }, next_ticket: { N: '12' }, hold_ms: { N: '350' }, queue: { S: queueText },
+          });
+          const bare = { version: 2, ...record({ rvn: 6 }) };
+          assert.deepEqual(await applyStoreOp(store, cas(key, 5, bare)), { reply: 'done' });
+          const item = await env.raw(key);
+          assert.deepEqual([item.version, item.beat, item.next_ticket, item.hold_ms, item.queue],
+            [{ N: '2' }, { N: '0' }, { N: '0' }, { N: '0' }, { S: '[]' }]);
+          assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: bare });
+        }
+        if (adapter.name !== 'dynamodb') assert.deepEqual(await applyStoreOp(store, get(key)), { reply: 'found', record: r });
       });
 
       test('a malformed stored record makes the store unavailable, naming the field', async () => {
