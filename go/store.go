@@ -10,9 +10,15 @@ import (
 )
 
 // LeaseRecord is what a lease store keeps per key (the entity name) for shared lanes.
-// Its JSON form is the one every writelane binding and store adapter uses:
-// {"owner", "epoch", "rvn", "lease_ms", "committed_token", "holder"}.
+// Its JSON form is the one every writelane binding and store adapter uses, the core's:
+// {"owner", "epoch", "rvn", "lease_ms", "committed_token", "holder"} for a version 1
+// record and, for a version 2 record (the queue-like hand-off), "version" first and
+// "beat", "next_ticket", "hold_ms" and "queue" after "holder", each left out when zero
+// or empty as the core leaves them out. Adapters keep every field: one that dropped the
+// version 2 fields would turn the record back into version 1 (no queue forms).
 type LeaseRecord struct {
+	// Version is the record's format: 2, or 0 (left out of the JSON) for version 1.
+	Version uint64 `json:"version,omitempty"`
 	// Owner is the process holding the lease; "" when released.
 	Owner string `json:"owner"`
 	// Epoch is the fence: bumped by every new holder, never decreases.
@@ -25,6 +31,26 @@ type LeaseRecord struct {
 	CommittedToken *string `json:"committed_token"`
 	// Holder says who holds it in words (host, pipeline, run id); nil when not given.
 	Holder *string `json:"holder"`
+	// Beat is version 2's progress counter of the holding, bumped by the holder only; 0
+	// while the lease is granted to a waiter that has not accepted it.
+	Beat uint64 `json:"beat,omitempty"`
+	// NextTicket is version 2's next ticket number to give out; it only grows.
+	NextTicket uint64 `json:"next_ticket,omitempty"`
+	// HoldMs is version 2's expected hold in milliseconds, a moving average the holders
+	// publish (0: none known).
+	HoldMs uint64 `json:"hold_ms,omitempty"`
+	// Queue holds version 2's waiters, oldest first, at most 64.
+	Queue []Ticket `json:"queue,omitempty"`
+}
+
+// Ticket is one waiter in a version 2 record's queue.
+type Ticket struct {
+	// Owner is the waiting process's owner id.
+	Owner string `json:"owner"`
+	// Ticket is its ticket number: the record's NextTicket when it registered.
+	Ticket uint64 `json:"ticket"`
+	// Beat is its progress counter, bumped by the waiter every renewal interval.
+	Beat uint64 `json:"beat"`
 }
 
 // Clone returns a deep copy of r (nil for nil).
@@ -41,17 +67,32 @@ func (r *LeaseRecord) Clone() *LeaseRecord {
 		h := *r.Holder
 		c.Holder = &h
 	}
+	if r.Queue != nil {
+		c.Queue = append([]Ticket(nil), r.Queue...)
+	}
 	return &c
 }
 
-// Equal reports whether r and o hold the same six fields (nil equals nil only).
+// Equal reports whether r and o hold the same fields, the version 2 ones included (nil
+// equals nil only; version 0 and 1 are both version 1; a nil and an empty queue are
+// the same).
 func (r *LeaseRecord) Equal(o *LeaseRecord) bool {
 	if r == nil || o == nil {
 		return r == nil && o == nil
 	}
 	eq := func(a, b *string) bool { return (a == nil && b == nil) || (a != nil && b != nil && *a == *b) }
-	return r.Owner == o.Owner && r.Epoch == o.Epoch && r.Rvn == o.Rvn && r.LeaseMs == o.LeaseMs &&
-		eq(r.CommittedToken, o.CommittedToken) && eq(r.Holder, o.Holder)
+	version := func(v uint64) uint64 { return max(v, 1) }
+	if len(r.Queue) != len(o.Queue) {
+		return false
+	}
+	for i := range r.Queue {
+		if r.Queue[i] != o.Queue[i] {
+			return false
+		}
+	}
+	return version(r.Version) == version(o.Version) && r.Owner == o.Owner && r.Epoch == o.Epoch &&
+		r.Rvn == o.Rvn && r.LeaseMs == o.LeaseMs && eq(r.CommittedToken, o.CommittedToken) &&
+		eq(r.Holder, o.Holder) && r.Beat == o.Beat && r.NextTicket == o.NextTicket && r.HoldMs == o.HoldMs
 }
 
 // Store is a lease store adapter: one record per key and exactly three primitives, each

@@ -3,7 +3,9 @@
 //
 // Table layout: partition key "key" (S, the entity name); one item per key with the
 // attributes owner (S, "" when released), epoch (N), rvn (N), lease_ms (N),
-// committed_token (S, or NULL when none) and holder (S, or NULL when none). The same
+// committed_token (S, or NULL when none) and holder (S, or NULL when none), and in
+// version 2 records (the queue-like hand-off) version, beat, next_ticket, hold_ms (N,
+// zeros included) and queue (S: the JSON text of the tickets, "[]" when empty). The same
 // layout is used by every writelane binding, so processes in different languages can
 // share one table. Expiry is judged by writelane on each reader's own clock; the table
 // needs no TTL and must not have one on these items.
@@ -13,12 +15,14 @@
 package dynamodbstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -75,9 +79,12 @@ func number(n uint64) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatUint(n, 10)}
 }
 
-// Item is the DynamoDB item of record r at key.
+// Item is the DynamoDB item of record r at key. A version 2 record also gets version,
+// beat, next_ticket, hold_ms (N, zeros included) and queue (S, the core's JSON text of the
+// tickets), exactly as the Rust adapter writes them; a version 1 record keeps its six
+// attributes.
 func Item(key string, r writelane.LeaseRecord) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{
+	item := map[string]types.AttributeValue{
 		"key":             &types.AttributeValueMemberS{Value: key},
 		"owner":           &types.AttributeValueMemberS{Value: r.Owner},
 		"epoch":           number(r.Epoch),
@@ -86,11 +93,39 @@ func Item(key string, r writelane.LeaseRecord) map[string]types.AttributeValue {
 		"committed_token": optional(r.CommittedToken),
 		"holder":          optional(r.Holder),
 	}
+	if r.Version >= 2 {
+		item["version"] = number(r.Version)
+		item["beat"] = number(r.Beat)
+		item["next_ticket"] = number(r.NextTicket)
+		item["hold_ms"] = number(r.HoldMs)
+		queue := r.Queue
+		if queue == nil {
+			queue = []writelane.Ticket{}
+		}
+		item["queue"] = &types.AttributeValueMemberS{Value: queueText(queue)}
+	}
+	return item
 }
 
-// Record reads a lease record from a DynamoDB item (nil for an empty item): the six
+// queueText is the core's JSON text of a queue: compact, HTML characters unescaped as
+// serde_json leaves them (owner ids are printable ASCII).
+func queueText(queue []writelane.Ticket) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(queue) // strings and numbers only: cannot fail
+	return strings.TrimSuffix(buf.String(), "\n")
+}
+
+// recordAttributes are the attributes Record reads: the six of version 1 and those of
+// version 2.
+var recordAttributes = []string{"version", "owner", "epoch", "rvn", "lease_ms", "committed_token", "holder",
+	"beat", "next_ticket", "hold_ms", "queue"}
+
+// Record reads a lease record from a DynamoDB item (nil for an empty item): its
 // attributes become the record's JSON object (S as a string, N as a number, NULL or an
-// absent committed_token or holder as null), which the core parses and checks
+// absent committed_token or holder as null; queue stays the JSON text it is kept as,
+// which the core takes in place of the array), which the core parses and checks
 // (writelane.ParseLeaseRecord). An item that is not a lease record is a
 // *writelane.RecordError naming the field.
 func Record(item map[string]types.AttributeValue) (*writelane.LeaseRecord, error) {
@@ -98,7 +133,7 @@ func Record(item map[string]types.AttributeValue) (*writelane.LeaseRecord, error
 		return nil, nil
 	}
 	obj := map[string]any{}
-	for _, name := range []string{"owner", "epoch", "rvn", "lease_ms", "committed_token", "holder"} {
+	for _, name := range recordAttributes {
 		switch v := item[name].(type) {
 		case nil:
 		case *types.AttributeValueMemberS:

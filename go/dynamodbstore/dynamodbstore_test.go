@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -296,5 +297,60 @@ func TestMalformedItemIsUnavailable(t *testing.T) {
 	var re *writelane.RecordError
 	if r.Reply != writelane.ReplyUnavailable || !errors.Is(r.Err, writelane.ErrStoreUnavailable) || !errors.As(r.Err, &re) || re.Field != "epoch" {
 		t.Fatalf("reading a record with epoch 0: %s %v", r.Reply, r.Err)
+	}
+}
+
+// A version 2 record is kept as lane/src/store/dynamodb.rs keeps it: the counters as N
+// (zeros included) and the queue as S of its JSON text ("[]" when empty).
+func TestItemLayoutVersion2(t *testing.T) {
+	c := client(server.endpoint, nil, 3)
+	s := dynamodbstore.New(c, table)
+	ctx := context.Background()
+	rec := writelane.LeaseRecord{Version: 2, Owner: "host:1:a", Epoch: 3, Rvn: 41, LeaseMs: 10000, Beat: 4, NextTicket: 12, HoldMs: 350,
+		Queue: []writelane.Ticket{{Owner: "host:2:b", Ticket: 9, Beat: 3}, {Owner: "host:3:<c>", Ticket: 10}, {Owner: "host:4:d", Ticket: 11, Beat: 7}}}
+	attributes := func(key string) map[string]string {
+		out, err := c.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true),
+			Key: map[string]types.AttributeValue{"key": &types.AttributeValueMemberS{Value: key}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for name, v := range out.Item {
+			switch v := v.(type) {
+			case *types.AttributeValueMemberS:
+				got[name] = "S:" + v.Value
+			case *types.AttributeValueMemberN:
+				got[name] = "N:" + v.Value
+			case *types.AttributeValueMemberNULL:
+				got[name] = "NULL"
+			}
+		}
+		return got
+	}
+	if ok, _, err := s.PutIfAbsent(ctx, "role/layout-v2", rec); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	want := map[string]string{"key": "S:role/layout-v2", "owner": "S:host:1:a", "epoch": "N:3", "rvn": "N:41",
+		"lease_ms": "N:10000", "committed_token": "NULL", "holder": "NULL", "version": "N:2", "beat": "N:4",
+		"next_ticket": "N:12", "hold_ms": "N:350",
+		"queue": `S:[{"owner":"host:2:b","ticket":9,"beat":3},{"owner":"host:3:<c>","ticket":10,"beat":0},{"owner":"host:4:d","ticket":11,"beat":7}]`}
+	if got := attributes("role/layout-v2"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("item %v\nwant %v", got, want)
+	}
+	if got, err := s.Get(ctx, "role/layout-v2"); err != nil || !got.Equal(&rec) {
+		t.Fatalf("read back %+v %v", got, err)
+	}
+	bare := writelane.LeaseRecord{Version: 2, Owner: "", Epoch: 3, Rvn: 42, LeaseMs: 10000}
+	if ok, _, err := s.CompareAndSwap(ctx, "role/layout-v2", 41, bare); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	got := attributes("role/layout-v2")
+	for name, w := range map[string]string{"version": "N:2", "beat": "N:0", "next_ticket": "N:0", "hold_ms": "N:0", "queue": "S:[]"} {
+		if got[name] != w {
+			t.Errorf("attribute %s = %q, want %q", name, got[name], w)
+		}
+	}
+	if back, err := s.Get(ctx, "role/layout-v2"); err != nil || !back.Equal(&bare) || back.Version != 2 {
+		t.Fatalf("read back %+v %v", back, err)
 	}
 }

@@ -3,8 +3,10 @@
 // needs no table.
 //
 // Layout: one object per entity at prefix + key, whose body is the record's JSON text as
-// the core writes it (compact, the fields in the order owner, epoch, rvn, lease_ms,
-// committed_token, holder). The Rust, Python and Node adapters read and write the same
+// the core writes it (compact, the fields in the order version, owner, epoch, rvn,
+// lease_ms, committed_token, holder, beat, next_ticket, hold_ms, queue, with version and
+// the version 2 fields only in version 2 records and there only when not zero or empty).
+// The Rust, Python and Node adapters read and write the same
 // objects, so processes in different languages can share one bucket and prefix.
 //
 // The choice: the record's rvn lives inside the object (every binding reads the same

@@ -404,3 +404,29 @@ func TestBodyIsTheCoreJSON(t *testing.T) {
 		t.Fatalf("parsed back %+v %v", back, err)
 	}
 }
+
+// A version 2 record's body is the core's JSON text: version first, the version 2 fields
+// after holder, each ticket's fields as the core orders them.
+func TestBodyVersion2IsTheCoreJSON(t *testing.T) {
+	rec := writelane.LeaseRecord{Version: 2, Owner: "h:1:2", Epoch: 1, Rvn: 2, LeaseMs: 3, Beat: 4, NextTicket: 12, HoldMs: 350,
+		Queue: []writelane.Ticket{{Owner: "h:2:3", Ticket: 9, Beat: 3}, {Owner: "h:3:4", Ticket: 10}, {Owner: "h:4:5", Ticket: 11, Beat: 7}}}
+	b, err := s3store.Body(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"version":2,"owner":"h:1:2","epoch":1,"rvn":2,"lease_ms":3,"committed_token":null,"holder":null,` +
+		`"beat":4,"next_ticket":12,"hold_ms":350,"queue":[{"owner":"h:2:3","ticket":9,"beat":3},` +
+		`{"owner":"h:3:4","ticket":10,"beat":0},{"owner":"h:4:5","ticket":11,"beat":7}]}`
+	if string(b) != want {
+		t.Fatalf("body %s\nwant %s", b, want)
+	}
+	back, err := writelane.ParseLeaseRecord(b)
+	if err != nil || !back.Equal(&rec) {
+		t.Fatalf("parsed back %+v %v", back, err)
+	}
+	// Zero counters and no queue are left out, as the core leaves them out.
+	b, err = s3store.Body(writelane.LeaseRecord{Version: 2, Owner: "", Epoch: 1, Rvn: 2, LeaseMs: 3})
+	if want = `{"version":2,"owner":"","epoch":1,"rvn":2,"lease_ms":3,"committed_token":null,"holder":null}`; err != nil || string(b) != want {
+		t.Fatalf("body %s %v\nwant %s", b, err, want)
+	}
+}

@@ -124,6 +124,37 @@ func Run(t *testing.T, h Harness) {
 		wantReply(t, apply(t, s, cas(key, 0, record("a", 1, 1))), writelane.ReplyRefused, nil)
 		wantFound(t, apply(t, s, get(key)), nil)
 	})
+	t.Run("RoundTripVersion2", func(t *testing.T) {
+		// A version 2 record with a queue of three keeps every field through the store,
+		// in a get and in a refusal; zero counters and an empty queue stay version 2.
+		s, key := h.Open(t), uniqueKey(t)
+		queue := []writelane.Ticket{
+			{Owner: "host-b:2:00000000000000b2", Ticket: 9, Beat: 3},
+			{Owner: "host-c:3:00000000000000c3", Ticket: 10, Beat: 0},
+			{Owner: "host-d:4:00000000000000d4", Ticket: 11, Beat: 7},
+		}
+		first := record("host-a:1:00000000000000a1", 1, 21)
+		first.Version, first.Beat, first.NextTicket, first.HoldMs, first.Queue = 2, 4, 12, 350, queue
+		wantReply(t, apply(t, s, put(key, first)), writelane.ReplyDone, nil)
+		found := apply(t, s, get(key))
+		wantFound(t, found, &first)
+		if b, want := show(found.Record), show(&first); b != want {
+			t.Fatalf("the record found reads %s, want %s", b, want)
+		}
+		granted := first
+		granted.Owner, granted.Epoch, granted.Rvn, granted.Beat, granted.Queue = queue[0].Owner, 2, 22, 0, queue[1:]
+		wantReply(t, apply(t, s, cas(key, 21, granted)), writelane.ReplyDone, nil)
+		wantFound(t, apply(t, s, get(key)), &granted)
+		wantReply(t, apply(t, s, cas(key, 21, first)), writelane.ReplyRefused, &granted)
+		bare := record("", 2, 23)
+		bare.Version = 2
+		wantReply(t, apply(t, s, cas(key, 22, bare)), writelane.ReplyDone, nil)
+		back := apply(t, s, get(key))
+		wantFound(t, back, &bare)
+		if back.Record.Version != 2 {
+			t.Fatalf("a version 2 record without a queue came back as %s", show(back.Record))
+		}
+	})
 	t.Run("RoundTrip", func(t *testing.T) {
 		s, key := h.Open(t), uniqueKey(t)
 		nulls := writelane.LeaseRecord{Owner: "", Epoch: 1, Rvn: 1<<53 - 1, LeaseMs: 1} // the smallest valid values
