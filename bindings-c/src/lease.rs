@@ -34,13 +34,21 @@ fn record_fail(arg: Option<&str>, e: RecordError) -> Fail {
 /// item's attributes), with the core's `LeaseRecord::from_json`. Store adapters never
 /// check a record themselves: they pass its bytes here.
 ///
-/// On success copies the record's canonical JSON text (all six fields:
-/// `{"owner","epoch","rvn","lease_ms","committed_token","holder"}`) into `buf` (capacity
-/// `cap`) with a NUL; `*out_len` always receives its length without the NUL. A record
-/// that is not UTF-8, does not parse or breaks a rule (owner over `256` bytes, epoch 0, rvn
+/// On success copies the record's canonical JSON text into `buf` (capacity `cap`) with a
+/// NUL; `*out_len` always receives its length without the NUL. The text is the core's:
+/// the six fields `{"owner","epoch","rvn","lease_ms","committed_token","holder"}` of a
+/// version 1 record, and for a version 2 record (the queue-like hand-off) `"version":2`
+/// first and, after `holder`, those of `"beat"`, `"next_ticket"`, `"hold_ms"` and
+/// `"queue"` (an array of `{"owner","ticket","beat"}`, at most 64) that are not zero or
+/// empty; a queue given as JSON text (as DynamoDB adapters keep it) comes back as the
+/// array. An adapter writes back the whole text, never only the six fields. A record that
+/// is not UTF-8, does not parse or breaks a rule (owner over `256` bytes, epoch 0, rvn
 /// outside `1..=2^53-1`, lease outside `1..=86400000` ms, token over 1024 bytes, holder
-/// over 1024 bytes) is `WL_STATUS_INVALID_RECORD`: `out_error->path` is the field (`$` for
-/// the whole record), the message the rule.
+/// over 1024 bytes, a version other than 1 or 2, a version 2 field in a version 1 record,
+/// a queue over 64 tickets, a ticket's owner empty, repeated or the record's owner, ticket
+/// numbers not increasing or not below `next_ticket`) is `WL_STATUS_INVALID_RECORD`:
+/// `out_error->path` is the field (`$` for the whole record, `queue[3].owner` for a
+/// ticket's), the message the rule.
 ///
 /// Errors also `WL_STATUS_BUFFER_TOO_SMALL`, `WL_STATUS_NULL_ARGUMENT` (`record`,
 /// `out_len`; `buf` when `cap > 0`). `record` is bytes, not necessarily UTF-8; `out_error`
