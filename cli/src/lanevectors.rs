@@ -436,7 +436,7 @@ impl LaneCase {
 }
 
 /// The outcome as the vectors state it: status, reason, attempts and the last error code.
-fn outcome_json(outcome: &Outcome) -> Value {
+pub(crate) fn outcome_json(outcome: &Outcome) -> Value {
     match outcome {
         Outcome::Committed { token, attempts } => {
             json!({"status": "committed", "token": token, "attempts": attempts})

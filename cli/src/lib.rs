@@ -3,6 +3,7 @@
 //! codes, argument parsers, the store a URL names), so tests can drive them directly.
 
 pub mod args;
+pub mod batchvectors;
 pub mod exit;
 pub mod lanevectors;
 pub mod lease;

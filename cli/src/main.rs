@@ -10,7 +10,7 @@ mod trail_cmd;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use writelane_cli::exit::{self, Failure};
-use writelane_cli::{lanevectors, lease, schema, sim, vectors};
+use writelane_cli::{batchvectors, lanevectors, lease, schema, sim, vectors};
 use writelane_core::{policy_token, Policy};
 
 /// writelane: the write discipline for cloud control planes.
@@ -222,14 +222,16 @@ fn write_vectors(args: VectorsArgs) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     };
     let k = lanevectors::write_lane(lanedir).map_err(failed)?;
+    let b = batchvectors::write_batch(&lanedir.join("batch")).map_err(failed)?;
     // The event schema sits beside the vectors it describes.
     let root = dir.parent().unwrap_or(Path::new("."));
     schema::write_events(&root.join("schema/events.json")).map_err(failed)?;
     println!(
-        "wrote {n} vectors to {}, {m} to {} and {k} to {}",
+        "wrote {n} vectors to {}, {m} to {}, {k} to {} and {b} to {}",
         dir.display(),
         ldir.display(),
-        lanedir.display()
+        lanedir.display(),
+        lanedir.join("batch").display()
     );
     Ok(ExitCode::SUCCESS)
 }

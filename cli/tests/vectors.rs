@@ -51,6 +51,12 @@ fn lane_regeneration_changes_nothing() {
 }
 
 #[test]
+fn batch_regeneration_changes_nothing() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors-lane/batch");
+    same_as_generated(writelane_cli::batchvectors::batch(), &dir);
+}
+
+#[test]
 fn event_schema_regeneration_changes_nothing() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/schema/events.json");
     let disk = std::fs::read_to_string(path).expect("tests/schema/events.json exists");
