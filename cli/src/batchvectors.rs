@@ -131,7 +131,13 @@ impl Scenario {
                             })
                             .collect();
                         engine
-                            .handle(clock, Input::ApplyDone { op: apply.op, results })
+                            .handle(
+                                clock,
+                                Input::ApplyDone {
+                                    op: apply.op,
+                                    results,
+                                },
+                            )
                             .expect("the reference driver follows the contract");
                     }
                     Action::Command(Command::Write {
