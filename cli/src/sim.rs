@@ -16,6 +16,7 @@ use serde::Serialize;
 use writelane_core::lease::{MemoryStore, StoreOp, StoreReply};
 use writelane_core::{Command, Engine, Failure, Input, OpId, Outcome, Policy, SubmitOptions};
 
+mod batch;
 pub mod trail;
 
 /// Which server the writers contend on.
@@ -50,6 +51,7 @@ pub const STRATEGIES: &[&str] = &[
     "writelane",
     "writelane-lease",
     "writelane-solo",
+    "writelane-batch",
 ];
 
 /// Model constants, in milliseconds.
@@ -759,6 +761,8 @@ fn run(model: Model, strategy: &str, writers: u32, seed: u64, trace: bool) -> Ru
         "writelane-lease" => run_lease(model, n, seed, trace),
         // One engine per writer and no store: backoff alone, sawtooth pacing.
         "writelane-solo" => run_engine(model, &sim_policy(strategy), false, n, seed, trace),
+        // Updates through one engine, batched behind the lane holder (group commit).
+        "writelane-batch" => batch::run(model, n, seed, trace),
         other => run_uncoordinated(model, other, n, seed, trace),
     };
     r.completions.sort_unstable();
