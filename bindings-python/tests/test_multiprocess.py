@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 from conftest import Lab
@@ -192,3 +192,129 @@ def test_the_store_stopped_mid_run_makes_writers_give_up_without_writing(lab: La
     assert counts["writes"] <= writes_at_stop + 1
     assert counts["writes"] == len(ok)
     assert len(_sids(lab.client(), role)) == len(ok)
+
+
+# -- the queue-like hand-off across processes -------------------------------------------------
+
+#: Lease timings of the queue tests: the holder's write waits for every waiter to register
+#: (max_write_ms bounds a write; no renewal runs during one).
+QUEUE = {"lease": {"lease_ms": 6000, "renew_ms": 1000, "lock_delay_ms": 200, "poll_ms": 20,
+                   "unavailable_ms": 3000, "max_write_ms": 4000}}
+QUEUED = 6
+
+
+class Worker:
+    """A queueworker.py process: lines in on stdin, JSON lines out."""
+
+    def __init__(self, spec: Dict[str, Any], key: str, owner: str, hold: bool = False) -> None:
+        cfg = {"spec": spec, "key": key, "owner": owner, "hold": hold, "policy": QUEUE}
+        self.owner = owner
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "queueworker.py"), json.dumps(cfg)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE,
+        )
+
+    def line(self, limit_s: float = 30) -> Dict[str, Any]:
+        assert self.proc.stdout is not None
+        guard = threading.Timer(limit_s, self.proc.kill)  # never hang the suite
+        guard.start()
+        try:
+            text = self.proc.stdout.readline()
+        finally:
+            guard.cancel()
+        assert text, f"{self.owner} exited: {self.proc.stderr.read() if self.proc.stderr else ''}"
+        return json.loads(text)  # type: ignore[no-any-return]
+
+    def send(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> List[Dict[str, Any]]:
+        stdout, stderr = self.proc.communicate(timeout=60)
+        assert self.proc.returncode == 0, stderr[-3000:]
+        return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def queue_of(spec: Dict[str, Any], key: str) -> List[Dict[str, Any]]:
+    found = open_store(spec).get(key)
+    return [] if found is None else list(found.get("queue", []))
+
+
+def wait_for(check: Any, what: str, limit_s: float = 15) -> None:
+    deadline = time.monotonic() + limit_s
+    while not check():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.01)
+
+
+def queue_behind_a_holder(spec: Dict[str, Any], key: str) -> Tuple[Worker, List[Worker], int, List[int]]:
+    """A holder process in its write, and QUEUED processes started one at a time, each once
+    the one before it holds a ticket: (holder, waiters in start order, the holder's fence,
+    their tickets)."""
+    holder = Worker(spec, key, "holder-0", hold=True)
+    waiters = [Worker(spec, key, f"waiter-{i}") for i in range(1, QUEUED + 1)]
+    # Every process imported and connected before the first one starts.
+    for w in [holder, *waiters]:
+        assert w.line() == {"ready": w.owner}
+    holder.send("go")
+    writing = holder.line()
+    assert writing["writing"] == "holder-0"
+    tickets = []
+    for i, w in enumerate(waiters):
+        w.send("go")
+        wait_for(lambda: [t["owner"] for t in queue_of(spec, key)] == [v.owner for v in waiters[: i + 1]],
+                 f"{w.owner}'s ticket")
+        tickets.append(queue_of(spec, key)[i]["ticket"])
+    record = open_store(spec).get(key)
+    assert record is not None and record["version"] == 2 and record["owner"] == "holder-0"
+    return holder, waiters, writing["fence"], tickets
+
+
+@pytest.mark.parametrize("kind", ["file", "redis"])
+def test_six_processes_started_in_order_register_and_commit_in_that_order(kind: str, request: Any, tmp_path: Any) -> None:
+    spec = spec_for(kind, request, tmp_path)
+    key = f"role/queue-{uuid.uuid4().hex[:8]}"
+    holder, waiters, fence, tickets = queue_behind_a_holder(spec, key)
+    # Registered in start order: tickets increase with the start order.
+    assert tickets == sorted(tickets) and len(set(tickets)) == QUEUED
+    holder.send("release")
+    results = {w.owner: w.finish() for w in [holder, *waiters]}
+    assert results["holder-0"][-1] == {"done": "holder-0", "fence": fence, "takeovers": 0}
+    # Committed in that order: each write started after the one before it, each under the
+    # next fence (one grant per hand-off, nobody taken over, nobody overtaken).
+    writing = [results[w.owner][0] for w in waiters]
+    assert [r["writing"] for r in writing] == [w.owner for w in waiters]
+    assert [r["fence"] for r in writing] == list(range(fence + 1, fence + 1 + QUEUED))
+    assert [r["t"] for r in writing] == sorted(r["t"] for r in writing)
+    assert all(results[w.owner][-1]["takeovers"] == 0 for w in waiters)
+    final = open_store(spec).get(key)
+    assert final is not None and final["owner"] == "" and final["epoch"] == fence + QUEUED
+    assert final.get("queue", []) == []
+
+
+def test_a_waiter_killed_mid_queue_leaves_it_and_the_rest_commit_in_order(tmp_path: Any) -> None:
+    spec = {"kind": "file", "path": str(tmp_path / "leases.json")}
+    key = "role/queue-kill"
+    holder, waiters, fence, _ = queue_behind_a_holder(spec, key)
+    victim = waiters[2]
+    os.kill(victim.proc.pid, signal.SIGKILL)
+    victim.proc.wait(10)
+    started = time.monotonic()
+    holder.send("release")
+    survivors = [w for w in waiters if w is not victim]
+    results = {w.owner: w.finish() for w in [holder, *survivors]}
+    elapsed = time.monotonic() - started
+    writing = [results[w.owner][0] for w in survivors]
+    # The survivors commit in registration order under growing fences; the dead waiter
+    # held the line for at most about a lease (its ticket, or a grant nobody accepted, is
+    # judged dead by the staleness rule) and never wrote.
+    assert [r["writing"] for r in writing] == [w.owner for w in survivors]
+    fences = [r["fence"] for r in writing]
+    assert fences == sorted(fences) and len(set(fences)) == len(fences) and fences[0] == fence + 1
+    assert [r["t"] for r in writing] == sorted(r["t"] for r in writing)
+    assert elapsed < 4 * QUEUE["lease"]["lease_ms"] / 1000, elapsed
+    gaps = [round(b["t"] - a["t"], 2) for a, b in zip(writing, writing[1:])]
+    print(f"killed mid-queue: fences {fences} after the holder's {fence}, gaps between writes {gaps} s, {elapsed:.1f} s from the release to the last commit")
+    final = open_store(spec).get(key)
+    assert final is not None and final["owner"] == "" and final.get("queue", []) == []
