@@ -3,6 +3,7 @@
 //! new command to the run of its operation and wakes that run only (or a sleeping run
 //! whose timer moved), never every waiter.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,14 +12,25 @@ use tokio::sync::Notify;
 use writelane_core::lease::{StoreOp, StoreReply};
 use writelane_core::policy::LaneMode;
 use writelane_core::{
-    Command, Engine, Event, Failure, Input, OpId, Policy, PolicyError, Stats, SubmitOptions,
-    UsageError,
+    Action, ApplyResult, Command, Engine, Event, Failure, Input, OpId, Policy, PolicyError, Stats,
+    SubmitOptions, UpdateOptions, UsageError,
 };
 
 use crate::clock::{Clock, TokioClock};
 use crate::store::{apply, Store};
 use crate::types::{default_owner, entropy, lock, Attempt, Classify, Error};
-use crate::types::{LaneOptions, RunOptions, RunReport};
+use crate::types::{LaneOptions, RunOptions, RunReport, UpdateOptions as LaneUpdateOptions};
+
+/// A change function with its document type erased, so that the leader of a batch can
+/// run every member's change: `Ok` the changed document, `Err` the error it returned (and
+/// the code the engine is told), `None` a document of another type.
+type ErasedChange = Arc<dyn Fn(&dyn Any) -> Option<Result<Box<dyn Any>, Refusal>> + Send + Sync>;
+
+/// A change function's error, boxed for its own run, with the code the engine is told.
+struct Refusal {
+    code: Option<String>,
+    error: Box<dyn Any + Send>,
+}
 
 /// Runs logical writes under the write discipline. Clone it freely: clones share one
 /// engine, so writes to one entity from every task go one at a time, first come first
@@ -40,14 +52,19 @@ struct State {
     engine: Engine,
     now: u64,
     runs: HashMap<OpId, Slot>,
+    /// The errors updates' change functions returned, kept by the leader that ran them
+    /// for the update's own run, which takes its error with its finish.
+    refused: HashMap<OpId, Box<dyn Any + Send>>,
 }
 
-/// What one run shares with the lane: the command the engine has for it, and whether it
-/// sleeps (on which timer).
+/// What one run shares with the lane: the command (or `Apply`) the engine has for it, and
+/// whether it sleeps (on which timer). An update's slot also keeps its change function,
+/// which the leader of its batch runs, and the error that function returned.
 struct Slot {
-    cmd: Option<Command>,
+    cmd: Option<Action>,
     wake: Arc<Notify>,
     asleep: Option<Option<u64>>,
+    change: Option<ErasedChange>,
 }
 
 impl Shared {
@@ -64,7 +81,7 @@ impl State {
     /// After every engine call: hand each new command to its run, and wake the sleeping
     /// runs that got one or whose timer moved.
     fn route(&mut self) {
-        while let Some(cmd) = self.engine.poll_command() {
+        while let Some(cmd) = self.engine.poll_action() {
             if let Some(slot) = self.runs.get_mut(&cmd.op()) {
                 slot.cmd = Some(cmd);
                 if slot.asleep.take().is_some() {
@@ -101,10 +118,11 @@ impl Drop for RunGuard {
         let op = self.op;
         {
             let (mut st, now) = self.lane.shared.enter();
+            st.refused.remove(&op);
             let Some(slot) = st.runs.get_mut(&op) else {
                 return;
             };
-            if matches!(slot.cmd, Some(Command::Finish { .. })) {
+            if matches!(slot.cmd, Some(Action::Command(Command::Finish { .. }))) {
                 st.runs.remove(&op);
                 return;
             }
@@ -152,6 +170,7 @@ impl Lane {
             engine,
             now: 0,
             runs: HashMap::new(),
+            refused: HashMap::new(),
         };
         Ok(Lane {
             shared: Arc::new(Shared {
@@ -201,7 +220,10 @@ impl Lane {
         let mut guard = self.submit(entity, options, read.is_none())?;
         let mut last_error = None;
         loop {
-            let input = match self.next_command(guard.op).await {
+            let Action::Command(cmd) = self.next_command(guard.op).await else {
+                unreachable!("only updates lead batches")
+            };
+            let input = match cmd {
                 Command::Finish { outcome, .. } => {
                     guard.finished = true;
                     return Ok(RunReport {
@@ -255,6 +277,197 @@ impl Lane {
         }
     }
 
+    /// Perform one update of `entity` (group commit): `change` is this writer's change to
+    /// the entity's document. Updates queued behind the lane holder ride in its write:
+    /// the leader of the batch calls `read` once, runs every member's `change` in FIFO
+    /// order on the document, and calls `write` once with the result; every update of the
+    /// batch ends with that write's outcome and token. So `read` and `write` may be called
+    /// by another update's run, and `change` may be called more than once, on fresher
+    /// documents (after a conflict, or when a write refused as fatal is split in halves to
+    /// find the change that breaks it): it must be a pure function of the document.
+    ///
+    /// `read` returns the document and its change token; `write` writes the document and
+    /// may report the new token with [`Attempt::set_token`]. A `change` that returns an
+    /// error excludes this update from the write: it gives up as `fatal` with the error's
+    /// code (or `ChangeRefused`), and the error is the report's `last_error`. All updates
+    /// of one entity must use one document type `D`; an update whose `D` differs from its
+    /// leader's gives up (`DocumentType`). Dropping the future cancels the update.
+    pub async fn update<D, R, RF, C, W, WF, E>(
+        &self,
+        entity: &str,
+        mut read: R,
+        change: C,
+        mut write: W,
+        options: LaneUpdateOptions,
+    ) -> Result<RunReport<E>, Error>
+    where
+        D: Clone + Send + 'static,
+        R: FnMut() -> RF,
+        RF: Future<Output = Result<(D, Option<String>), E>>,
+        C: Fn(&D) -> Result<D, E> + Send + Sync + 'static,
+        W: FnMut(D, Attempt) -> WF,
+        WF: Future<Output = Result<(), E>>,
+        E: Classify + Send + 'static,
+    {
+        let erased: ErasedChange = Arc::new(move |doc: &dyn Any| {
+            let doc = doc.downcast_ref::<D>()?;
+            Some(match change(doc) {
+                Ok(new) => Ok(Box::new(new) as Box<dyn Any>),
+                Err(e) => Err(Refusal {
+                    code: Some(e.failure().code.unwrap_or_else(|| "ChangeRefused".into())),
+                    error: Box::new(e),
+                }),
+            })
+        });
+        let mut guard = {
+            let holder = options.holder.or_else(|| self.shared.holder.clone());
+            let submit = UpdateOptions {
+                deadline_ms: options.deadline_ms,
+                holder,
+            };
+            let (mut st, now) = self.shared.enter();
+            let op = st.engine.submit_update(entity, now, submit)?;
+            let slot = Slot {
+                cmd: None,
+                wake: Arc::new(Notify::new()),
+                asleep: None,
+                change: Some(erased),
+            };
+            st.runs.insert(op, slot);
+            st.route();
+            RunGuard {
+                lane: self.clone(),
+                op,
+                finished: false,
+                runtime: tokio::runtime::Handle::try_current().ok(),
+            }
+        };
+        let mut last_error: Option<E> = None;
+        // What the last read returned, then changed by the apply: what the write writes.
+        let mut doc: Option<D> = None;
+        loop {
+            let input = match self.next_command(guard.op).await {
+                Action::Command(Command::Finish { op, outcome }) => {
+                    guard.finished = true;
+                    // This update's own change error, when the leader stored one.
+                    let refused = lock(&self.shared.state).refused.remove(&op);
+                    if let Some(e) = refused.and_then(|b| b.downcast::<E>().ok()) {
+                        last_error = Some(*e);
+                    }
+                    return Ok(RunReport {
+                        outcome,
+                        last_error,
+                    });
+                }
+                Action::Command(Command::Store { op, operation }) => Input::StoreReply {
+                    op,
+                    reply: self.store_call(operation).await,
+                },
+                Action::Command(Command::Read { op }) => match read().await {
+                    Ok((d, token)) => {
+                        doc = Some(d);
+                        Input::ReadDone { op, token }
+                    }
+                    Err(e) => Input::ReadFailed {
+                        op,
+                        failure: last_error.insert(e).failure(),
+                    },
+                },
+                Action::Apply(apply) => {
+                    let changes: Vec<Option<ErasedChange>> = {
+                        let st = lock(&self.shared.state);
+                        apply
+                            .ops
+                            .iter()
+                            .map(|m| st.runs.get(m).and_then(|s| s.change.clone()))
+                            .collect()
+                    };
+                    let mut current = doc.clone();
+                    let mut refusals = Vec::new();
+                    let results = apply
+                        .ops
+                        .iter()
+                        .zip(changes)
+                        .map(|(&m, change)| {
+                            let outcome = match (change, current.as_ref()) {
+                                (Some(change), Some(d)) => change(d),
+                                _ => None,
+                            };
+                            match outcome {
+                                Some(Ok(new)) => {
+                                    current =
+                                        new.downcast::<D>().ok().map(|b| *b).or(current.take());
+                                    ApplyResult {
+                                        op: m,
+                                        applied: true,
+                                        code: None,
+                                    }
+                                }
+                                Some(Err(refusal)) => {
+                                    refusals.push((m, refusal.error));
+                                    ApplyResult {
+                                        op: m,
+                                        applied: false,
+                                        code: refusal.code,
+                                    }
+                                }
+                                // Another document type, or a member gone (cancelled).
+                                None => ApplyResult {
+                                    op: m,
+                                    applied: false,
+                                    code: Some("DocumentType".into()),
+                                },
+                            }
+                        })
+                        .collect();
+                    doc = current;
+                    {
+                        let mut st = lock(&self.shared.state);
+                        for (m, error) in refusals {
+                            if st.runs.contains_key(&m) {
+                                st.refused.insert(m, error);
+                            }
+                        }
+                    }
+                    Input::ApplyDone {
+                        op: apply.op,
+                        results,
+                    }
+                }
+                Action::Command(Command::Write {
+                    op,
+                    attempt,
+                    base_token,
+                    fence,
+                }) => {
+                    let produced = Arc::new(Mutex::new(None));
+                    let attempt = Attempt {
+                        op,
+                        number: attempt,
+                        base_token,
+                        fence,
+                        produced: Arc::clone(&produced),
+                    };
+                    let Some(d) = doc.clone() else {
+                        // A write is commanded only after a read and an apply.
+                        unreachable!("an update writes what it read and changed")
+                    };
+                    match write(d, attempt).await {
+                        Ok(()) => Input::WriteDone {
+                            op,
+                            token: lock(&produced).take(),
+                        },
+                        Err(e) => Input::WriteFailed {
+                            op,
+                            failure: last_error.insert(e).failure(),
+                        },
+                    }
+                }
+            };
+            self.step(input)?;
+        }
+    }
+
     fn submit(&self, entity: &str, options: RunOptions, no_read: bool) -> Result<RunGuard, Error> {
         let holder = options.holder.or_else(|| self.shared.holder.clone());
         let submit = SubmitOptions {
@@ -270,6 +483,7 @@ impl Lane {
             cmd: None,
             wake,
             asleep: None,
+            change: None,
         };
         st.runs.insert(op, slot);
         st.route();
@@ -283,14 +497,14 @@ impl Lane {
 
     /// The next command of `op`, sleeping until the engine has one: on the operation's
     /// timer (then firing the timers that are due) or until the lane wakes it.
-    async fn next_command(&self, op: OpId) -> Command {
+    async fn next_command(&self, op: OpId) -> Action {
         loop {
             let (wake, at) = {
                 let mut st = lock(&self.shared.state);
                 let st = &mut *st;
                 let slot = st.runs.get_mut(&op).expect("a live run has a slot");
                 if let Some(cmd) = slot.cmd.take() {
-                    if let Command::Finish { .. } = cmd {
+                    if let Action::Command(Command::Finish { .. }) = cmd {
                         st.runs.remove(&op);
                     }
                     return cmd;
@@ -338,7 +552,15 @@ impl Lane {
     /// Carry out what a cancelled operation still asks (a release) until its finish.
     async fn drain(self, op: OpId) {
         loop {
-            let input = match self.next_command(op).await {
+            let cmd = match self.next_command(op).await {
+                Action::Command(cmd) => cmd,
+                // Never asked: a cancelled leader hands its batch on. Were it asked, it ends.
+                Action::Apply(_) => {
+                    lock(&self.shared.state).runs.remove(&op);
+                    return;
+                }
+            };
+            let input = match cmd {
                 Command::Finish { .. } => return,
                 Command::Store { op, operation } => Input::StoreReply {
                     op,

@@ -48,6 +48,7 @@ pub use lane::Lane;
 pub use store::{apply, force_release, BoxFuture, ForceReleaseError, MemoryStore, Store};
 pub use types::{
     default_owner, Attempt, Classify, Error, GaveUp, LaneOptions, NoRead, RunOptions, RunReport,
+    UpdateOptions,
 };
 
 #[cfg(all(unix, feature = "file"))]

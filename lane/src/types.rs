@@ -112,6 +112,16 @@ pub struct RunOptions {
     pub holder: Option<String>,
 }
 
+/// Options of one [`Lane::update`](crate::Lane::update).
+#[derive(Debug, Clone, Default)]
+pub struct UpdateOptions {
+    /// Overrides the policy's deadline, in milliseconds from the start of the update. It
+    /// runs while the update waits for the lane; in a batch, the leader's rules apply.
+    pub deadline_ms: Option<u64>,
+    /// Overrides the lane's holder text for this update.
+    pub holder: Option<String>,
+}
+
 /// How a run ended: the engine's outcome (data, not an error), and the last error the
 /// user's functions returned, carried.
 #[derive(Debug)]
