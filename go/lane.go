@@ -23,7 +23,8 @@ type Lane struct {
 	clock        Clock
 	start        time.Time
 	events       func(string)
-	store        Store // carries out the engine's lease-store commands; nil without shared lanes
+	observer     Observer // nil unless WithObserver
+	store        Store    // carries out the engine's lease-store commands; nil without shared lanes
 	storeTimeout time.Duration
 	holder       *string
 
@@ -91,9 +92,13 @@ func New(policy string, opts ...Option) (*Lane, error) {
 		eng.Close()
 		return nil, err
 	}
-	return &Lane{eng: eng, clock: cfg.clock, start: cfg.clock.Now(), events: cfg.events, store: cfg.store,
-		storeTimeout: time.Duration(p.Lease.StoreTimeoutMs) * time.Millisecond, holder: cfg.holder,
-		runs: map[uint64]*run{}, armed: map[uint64]int{}}, nil
+	l := &Lane{eng: eng, clock: cfg.clock, start: cfg.clock.Now(), events: cfg.events, observer: cfg.observer,
+		store: cfg.store, storeTimeout: time.Duration(p.Lease.StoreTimeoutMs) * time.Millisecond, holder: cfg.holder,
+		runs: map[uint64]*run{}, armed: map[uint64]int{}}
+	if l.observer != nil {
+		l.observer.LaneOpened(l)
+	}
+	return l, nil
 }
 
 // Engine returns the engine inside the lane (for stats, events and state export). Do not
@@ -103,11 +108,15 @@ func (l *Lane) Engine() *Engine { return l.eng }
 // Close frees the lane. It is idempotent. Runs in progress end with ErrClosed.
 func (l *Lane) Close() error {
 	l.mu.Lock()
+	first := !l.closed
 	l.closed = true
 	for _, r := range l.runs {
 		signal(r)
 	}
 	l.mu.Unlock()
+	if first && l.observer != nil {
+		l.observer.LaneClosed(l)
+	}
 	return l.eng.Close()
 }
 
@@ -159,7 +168,7 @@ func (l *Lane) afterChange(self *run) []string {
 			}
 		}
 	}
-	if l.events == nil {
+	if l.events == nil && l.observer == nil {
 		_, _ = l.eng.ClearEvents()
 		return nil
 	}
@@ -201,11 +210,16 @@ func (l *Lane) step(r *run, in *Input) error {
 	return err
 }
 
-// deliver unlocks l.mu, then hands events to the handler.
+// deliver unlocks l.mu, then hands events to the handler and the observer.
 func (l *Lane) deliver(events []string) {
 	l.mu.Unlock()
 	for _, ev := range events {
-		l.events(ev)
+		if l.events != nil {
+			l.events(ev)
+		}
+		if l.observer != nil {
+			l.observer.Event(ev)
+		}
 	}
 }
 
@@ -215,7 +229,7 @@ func (l *Lane) deliver(events []string) {
 // ErrGaveUp) when the engine gave up; its Unwrap is the write's last error, or ctx.Err()
 // when ctx was cancelled (which releases the lane at once; a call under way when ctx is
 // cancelled has its result ignored).
-func (l *Lane) Run(ctx context.Context, entity string, write func(ctx context.Context, a Attempt) error, opts ...RunOption) error {
+func (l *Lane) Run(ctx context.Context, entity string, write func(ctx context.Context, a Attempt) error, opts ...RunOption) (err error) {
 	cfg := runConfig{holder: l.holder}
 	for _, o := range opts {
 		o(&cfg)
@@ -234,6 +248,18 @@ func (l *Lane) Run(ctx context.Context, entity string, write func(ctx context.Co
 	}
 	r.op, l.runs[op] = op, r
 	l.deliver(l.afterChange(r))
+	returned := false
+	if l.observer != nil {
+		ctx = l.observer.RunStarted(ctx, op, entity)
+		octx := ctx
+		defer func() {
+			if !returned { // a user's function panicked (the panic goes on)
+				l.observer.RunEnded(octx, op, errPanicked)
+				return
+			}
+			l.observer.RunEnded(octx, op, err)
+		}()
+	}
 	defer func() {
 		if p := recover(); p != nil { // a user's function panicked: cancel, release in the background
 			_ = l.step(r, &Input{Kind: Cancel, Op: op})
@@ -244,7 +270,9 @@ func (l *Lane) Run(ctx context.Context, entity string, write func(ctx context.Co
 			panic(p)
 		}
 	}()
-	return l.drive(ctx, r, entity, write, cfg, false)
+	err = l.drive(ctx, r, entity, write, cfg, false)
+	returned = true
+	return err
 }
 
 // drive carries out the commands of r's operation until it finishes.
@@ -306,7 +334,11 @@ func (l *Lane) drive(ctx context.Context, r *run, entity string, write func(cont
 			}
 			in = &Input{Kind: InputStoreReply, Op: r.op, Reply: &reply}
 		default:
-			if in = call(ctx, cmd, write, cfg.read, &lastErr); in.Kind == Cancel {
+			var done func(time.Time, error)
+			if l.observer != nil && cmd.Kind == CommandWrite {
+				done = func(start time.Time, err error) { l.observer.WriteDone(ctx, r.op, cmd.Attempt, start, err) }
+			}
+			if in = call(ctx, cmd, write, cfg.read, &lastErr, done); in.Kind == Cancel {
 				cancelled = true
 			}
 		}
@@ -318,7 +350,8 @@ func (l *Lane) drive(ctx context.Context, r *run, entity string, write func(cont
 
 // call runs the user's read or write for cmd. If ctx is cancelled before or during the
 // call the operation is cancelled, and the call's result is never seen.
-func call(ctx context.Context, cmd *Command, write func(context.Context, Attempt) error, read func(context.Context) (string, bool, error), lastErr *error) *Input {
+// done, if not nil, is told when the write function was called and what it returned.
+func call(ctx context.Context, cmd *Command, write func(context.Context, Attempt) error, read func(context.Context) (string, bool, error), lastErr *error, done func(time.Time, error)) *Input {
 	in := &Input{Kind: ReadDone, Op: cmd.Op}
 	var token string
 	var has bool
@@ -328,7 +361,14 @@ func call(ctx context.Context, cmd *Command, write func(context.Context, Attempt
 			token, has, err = read(ctx)
 		} else {
 			in.Kind = WriteDone
+			var start time.Time
+			if done != nil {
+				start = time.Now()
+			}
 			err = write(ctx, Attempt{Op: cmd.Op, Number: cmd.Attempt, BaseToken: cmd.BaseToken, Fence: cmd.Fence, result: &token, hasResult: &has})
+			if done != nil {
+				done(start, err)
+			}
 		}
 	}
 	switch {

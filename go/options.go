@@ -11,12 +11,13 @@ import (
 type Option func(*laneConfig)
 
 type laneConfig struct {
-	seed   uint64
-	events func(event string)
-	store  Store
-	owner  string
-	holder *string
-	clock  Clock
+	seed     uint64
+	events   func(event string)
+	store    Store
+	owner    string
+	holder   *string
+	clock    Clock
+	observer Observer
 }
 
 // WithStore makes the lane share its entities with writers in other processes and on

@@ -11,7 +11,10 @@
 #                             go vet + go test -race with the writelane_cgo tag; the README's
 #                             examples; the end-to-end tests with the AWS SDK for Go v2
 #                             against the IAM lab; the DynamoDB and S3 lease stores against
-#                             a moto server (behind tests/iamlab/moto_atomic.py)
+#                             a moto server (behind tests/iamlab/moto_atomic.py); the
+#                             OpenTelemetry module (go/otel) with the real SDK after runs
+#                             against the IAM lab, and a check that the main module
+#                             requires no OpenTelemetry
 #   bash go/test.sh --quick   gofmt, go vet and go test of the package under both backends
 #                             (the cgo one with -race), without the helper-process tests,
 #                             the freshness rebuild, the IAM lab or moto
@@ -72,7 +75,7 @@ gotest() {
 }
 
 step "gofmt"
-for dir in "$here" "$here/dynamodbstore" "$here/s3store" "$here/e2e"; do gofmt_check "$dir"; done
+for dir in "$here" "$here/dynamodbstore" "$here/s3store" "$here/e2e" "$here/otel"; do gofmt_check "$dir"; done
 
 # The cgo backend links target/release/libwritelane.a (the same cargo command as
 # bindings-c/test.sh: nothing is built twice) through a writelane-static.pc that points at
@@ -121,7 +124,7 @@ for platform in linux/amd64 darwin/arm64 windows/amd64; do
   check "CGO_ENABLED=0 GOOS=${platform%/*} GOARCH=${platform#*/} go build + go vet ./..." \
     env CGO_ENABLED=0 GOOS="${platform%/*}" GOARCH="${platform#*/}" sh -c 'go build ./... && go vet ./...'
 done
-for sub in dynamodbstore s3store e2e e2e/laneworker; do
+for sub in dynamodbstore s3store e2e e2e/laneworker otel; do
   check "$sub: CGO_ENABLED=0 go build + go vet" \
     sh -c "cd '$here/$sub' && CGO_ENABLED=0 go build ./... && CGO_ENABLED=0 go vet ./..."
 done
@@ -147,6 +150,14 @@ done
 step "Go end-to-end: AWS SDK for Go v2 against the IAM contention lab (default backend)"
 cd "$here/e2e"
 gotest "$work/e2e.log" ./...
+
+step "Go: OpenTelemetry (go/otel, a module of its own) with the real SDK, after runs against the IAM lab"
+# `go get` of the main module must pull no OpenTelemetry: only go/otel requires it.
+no_otel() { ! (cd "$here" && go list -m all | grep opentelemetry); }
+check "the main module (go/) requires no OpenTelemetry module" no_otel
+cd "$here/otel"
+go vet ./...
+gotest "$work/otel.log" -race ./...
 
 step "Go: the DynamoDB lease store (AWS SDK for Go v2) against a moto server, same conformance suite"
 cd "$here/dynamodbstore"
