@@ -555,3 +555,143 @@ fn actions_serialise_as_the_command_or_the_apply() {
     );
     assert_eq!(serde_json::from_str::<Action>(&text).unwrap(), apply);
 }
+
+mod random {
+    use std::collections::{HashMap, HashSet};
+
+    use proptest::prelude::*;
+    use writelane_core::{
+        Action, ApplyResult, Command, Engine, Failure, Input, OpId, Policy, SubmitOptions,
+        UpdateOptions,
+    };
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Update(u8),
+        Write(u8),
+        Advance(u16),
+        Timeout,
+        /// Answer the pending action of op `n` (mod the live ones); the bits pick how.
+        Answer(u8, u8),
+        Cancel(u8),
+        /// An apply_done with arbitrary results, for any op.
+        WrongApply(u8, Vec<(u8, bool)>),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0u8..2).prop_map(Step::Update),
+            (0u8..2).prop_map(Step::Update),
+            (0u8..2).prop_map(Step::Write),
+            (0u16..3000).prop_map(Step::Advance),
+            Just(Step::Timeout),
+            (any::<u8>(), any::<u8>()).prop_map(|(n, how)| Step::Answer(n, how)),
+            (any::<u8>(), any::<u8>()).prop_map(|(n, how)| Step::Answer(n, how)),
+            (any::<u8>(), any::<u8>()).prop_map(|(n, how)| Step::Answer(n, how)),
+            (1u8..20).prop_map(Step::Cancel),
+            (
+                1u8..20,
+                proptest::collection::vec((1u8..20, any::<bool>()), 0..4)
+            )
+                .prop_map(|(op, r)| Step::WrongApply(op, r)),
+        ]
+    }
+
+    const CODES: &[&str] = &["ConcurrentModification", "LimitExceeded", "Throttling", ""];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+        #[test]
+        fn random_batches_keep_the_invariants(
+            seed in any::<u64>(),
+            max in 1u32..5,
+            linger in 0u64..2,
+            steps in proptest::collection::vec(step(), 1..150),
+        ) {
+            let policy = Policy::from_json(&format!(
+                r#"{{"batch": {{"max_changes": {max}, "linger_ms": {}}}, "spike": {{"threshold": 2, "cooldown_ms": 100}}}}"#,
+                linger * 40
+            )).unwrap();
+            let mut e = Engine::new(policy, seed);
+            let mut now = 0u64;
+            // Actions out, by op, waiting for an answer.
+            let mut pending: HashMap<OpId, Action> = HashMap::new();
+            let mut live: HashSet<OpId> = HashSet::new();
+            let mut finished: HashSet<OpId> = HashSet::new();
+            for s in steps {
+                let _ = match s {
+                    Step::Update(n) => e.submit_update(&format!("role/{n}"), now, UpdateOptions::default()).map(|op| { live.insert(op); }),
+                    Step::Write(n) => e.submit(&format!("role/{n}"), now, SubmitOptions::default()).map(|op| { live.insert(op); }),
+                    Step::Advance(ms) => { now += u64::from(ms); Ok(()) }
+                    Step::Timeout => e.handle_timeout(now),
+                    Step::Cancel(op) => e.handle(now, Input::Cancel { op: OpId(u64::from(op)) }),
+                    Step::WrongApply(op, results) => e.handle(now, Input::ApplyDone {
+                        op: OpId(u64::from(op)),
+                        results: results.into_iter().map(|(o, applied)| ApplyResult { op: OpId(u64::from(o)), applied, code: None }).collect(),
+                    }),
+                    Step::Answer(n, how) => {
+                        let mut keys: Vec<OpId> = pending.keys().copied().collect();
+                        keys.sort();
+                        if keys.is_empty() { Ok(()) } else {
+                            let op = keys[n as usize % keys.len()];
+                            let action = pending.remove(&op).unwrap();
+                            let code = CODES[(how >> 4) as usize % CODES.len()];
+                            let input = match action {
+                                Action::Apply(a) => Input::ApplyDone {
+                                    op: a.op,
+                                    results: a.ops.iter().enumerate().map(|(i, &o)| ApplyResult {
+                                        op: o,
+                                        applied: (how >> (i % 8)) & 1 == 0 || how < 64,
+                                        code: Some("Refused".into()),
+                                    }).collect(),
+                                },
+                                Action::Command(Command::Read { op }) => if how % 5 == 0 {
+                                    Input::ReadFailed { op, failure: Failure::code(code) }
+                                } else {
+                                    Input::ReadDone { op, token: Some(format!("v{}", how % 3)) }
+                                },
+                                Action::Command(Command::Write { op, .. }) => if how % 3 == 0 {
+                                    let mut f = Failure::code(code);
+                                    f.outcome_unknown = how % 7 == 0;
+                                    Input::WriteFailed { op, failure: f }
+                                } else {
+                                    Input::WriteDone { op, token: Some(format!("v{}", how % 3)) }
+                                },
+                                _ => unreachable!("only answered actions are pending"),
+                            };
+                            e.handle(now, input)
+                        }
+                    }
+                };
+                while let Some(action) = e.poll_action() {
+                    let op = action.op();
+                    match action {
+                        Action::Command(Command::Finish { .. }) => {
+                            prop_assert!(finished.insert(op), "{op} finished twice");
+                            prop_assert!(live.remove(&op));
+                            pending.remove(&op);
+                        }
+                        Action::Apply(ref a) => {
+                            prop_assert!(a.ops.len() <= max as usize, "a batch over max_changes");
+                            prop_assert!(a.ops.iter().all(|o| live.contains(o)));
+                            pending.insert(op, action);
+                        }
+                        Action::Command(Command::Store { .. }) => prop_assert!(false, "no store"),
+                        _ => { pending.insert(op, action); }
+                    }
+                }
+                // One op per entity has an action out (the lane holder, leading its batch).
+                let mut per_entity: HashMap<String, u32> = HashMap::new();
+                for op in pending.keys() {
+                    let entity = e.entity_of(*op).expect("a pending op is live").to_string();
+                    *per_entity.entry(entity).or_default() += 1;
+                }
+                prop_assert!(per_entity.values().all(|&n| n <= 1), "two holders: {pending:?}");
+                let stats = e.stats();
+                prop_assert_eq!(stats.global.committed + stats.global.gave_up, finished.len() as u64);
+                prop_assert_eq!(stats.active_ops, live.len() as u64);
+            }
+        }
+    }
+}

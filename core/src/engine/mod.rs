@@ -1575,10 +1575,20 @@ impl Engine {
         self.wrap_up(id);
     }
 
-    /// One update of the leader's batch has its outcome: count it, tell telemetry, and
-    /// finish it (the leader keeps its own until the batch is over).
+    /// One update of the leader's batch has its outcome: finish it (the leader keeps its
+    /// own until the batch is over, and is counted then).
     fn settle(&mut self, leader: OpId, member: OpId, outcome: Outcome) {
-        let eid = self.ops[&leader].entity;
+        if member == leader {
+            self.batch_mut(leader).own = Some(outcome);
+        } else if self.ops.contains_key(&member) {
+            self.tally(member, &outcome);
+            self.finish(member, outcome);
+        }
+    }
+
+    /// Count an update's outcome and tell telemetry, as it finishes.
+    fn tally(&mut self, member: OpId, outcome: &Outcome) {
+        let eid = self.ops[&member].entity;
         let name = self.name(eid);
         let at = self.now;
         match &outcome {
@@ -1601,11 +1611,6 @@ impl Engine {
                     reason: reason.name().to_string(),
                 });
             }
-        }
-        if member == leader {
-            self.batch_mut(leader).own = Some(outcome);
-        } else if self.ops.contains_key(&member) {
-            self.finish(member, outcome);
         }
     }
 
@@ -1632,6 +1637,7 @@ impl Engine {
             reason: GiveUpReason::Cancelled,
             attempts,
         });
+        self.tally(id, &own);
         self.conclude(id, own);
     }
 
