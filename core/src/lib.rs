@@ -33,6 +33,41 @@
 //! Decisions are integer arithmetic on a seeded ChaCha generator: the same policy, seed and
 //! inputs give the same commands in every language binding.
 //!
+//! # Group commit
+//!
+//! A writer whose write is a *change* to a document (append a statement, add a trust
+//! principal, set tags) submits it with [`Engine::submit_update`]. Updates queued behind
+//! the lane holder ride in its write: the leader reads once, the host applies every change
+//! in FIFO order on an [`Apply`], and one write carries them all. Hosts that submit updates
+//! drain with [`Engine::poll_action`] (commands and `Apply`) instead of `poll_command`:
+//!
+//! ```
+//! use writelane_core::{Action, ApplyResult, Command, Engine, Input, Policy, UpdateOptions};
+//!
+//! let mut engine = Engine::new(Policy::preset("iam").unwrap(), 42);
+//! let ops: Vec<_> = (0..3)
+//!     .map(|_| engine.submit_update("role/deploy", 0, UpdateOptions::default()).unwrap())
+//!     .collect();
+//! let mut writes = 0;
+//! while let Some(action) = engine.poll_action() {
+//!     let input = match action {
+//!         Action::Command(Command::Read { op }) => Input::ReadDone { op, token: Some("v1".into()) },
+//!         // Run each op's change on the document read, in order.
+//!         Action::Apply(apply) => Input::ApplyDone {
+//!             op: apply.op,
+//!             results: apply.ops.iter().map(|&op| ApplyResult { op, applied: true, code: None }).collect(),
+//!         },
+//!         Action::Command(Command::Write { op, .. }) => { writes += 1; Input::WriteDone { op, token: Some("v2".into()) } }
+//!         Action::Command(Command::Finish { .. }) => continue,
+//!         Action::Command(Command::Store { .. }) => unreachable!("local lanes"),
+//!     };
+//!     engine.handle(0, input).unwrap();
+//! }
+//! assert_eq!((writes, engine.stats().global.committed), (1, 3));
+//! ```
+//!
+//! [`iam::docs`] has idempotent changes for the common IAM shapes.
+//!
 //! # The contract
 //!
 //! [`Engine`]'s documentation states it in full; in short, in the manner of quinn-proto
@@ -52,9 +87,10 @@
 //! # The state machine
 //!
 //! Each operation is in one phase, and the phase is all of its state: `queued` (for the
-//! lane), `cooling` (a conflict cool-down), `reading` (plain, or a read-back after an
-//! unknown write outcome), `writing`, `backoff`, `leasing` (a lease-store operation, or the
-//! lease client's timer; shared lanes only) and `finishing`. In the manner of h11, every
+//! lane), `cooling` (a conflict cool-down, or an update's linger), `reading` (plain, or a
+//! read-back after an unknown write outcome), `applying` (a batch's `Apply`), `batched` (an
+//! update riding in another's batch), `writing`, `backoff`, `leasing` (a lease-store
+//! operation, or the lease client's timer; shared lanes only) and `finishing`. In the manner of h11, every
 //! transition is in one table, in the module documentation of the engine (`src/engine/`,
 //! shown by `cargo doc --document-private-items`): phase, input, step, next phase and the
 //! commands emitted. [`Engine::handle`] and [`Engine::handle_timeout`] are one `match` each
