@@ -7,7 +7,9 @@ names. Prints one JSON line per write (``{"n": j, "ok": true, "fence": F}`` or
 
 With ``"hang_at": j`` the worker prints ``{"writing": j, "fence": F}`` inside write ``j``
 after reading the policy and before writing it, then sleeps (for the kill -9 test). With
-``"stop_on_give_up": true`` it stops after the first write that gives up.
+``"stop_on_give_up": true`` it stops after the first write that gives up. With
+``"times": true`` each ok line also carries ``t0`` and ``t1``, the ``time.time()`` at the
+start and the end of the write (for the benchmark's hand-off gap).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def main() -> None:
         sid = f"W{me}N{n}"
 
         def write(attempt: writelane.Attempt) -> int:
+            times.append(time.time())
             doc = document() or {"Version": "2012-10-17", "Statement": []}
             statements = doc["Statement"]
             if isinstance(statements, dict):
@@ -80,12 +83,18 @@ def main() -> None:
                 out({"writing": n, "fence": attempt.fence})
                 time.sleep(3600)
             iam.put_role_policy(RoleName=role, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(doc))
+            times.append(time.time())
             return attempt.fence or 0
 
+        times: List[float] = []
         try:
             fence = lane.run(f"role/{role}", write, read=read)
             fences.append(fence)
-            out({"n": n, "ok": True, "fence": fence})
+            line: Dict[str, Any] = {"n": n, "ok": True, "fence": fence}
+            if cfg.get("times"):
+                # The last attempt's start and end.
+                line.update(t0=times[-2], t1=times[-1])
+            out(line)
         except writelane.GaveUp as exc:
             out({"n": n, "gave_up": exc.reason})
             if cfg.get("stop_on_give_up"):

@@ -4,7 +4,10 @@ shared-lane benchmark.
 A *spec* is a JSON-able dict naming a store so that another process can open the same
 one: ``{"kind": "none"}`` (no store: local lanes only), ``{"kind": "memory"}``, ``{"kind": "file", "path": P}``,
 ``{"kind": "redis", "url": U, "prefix": X}``, ``{"kind": "dynamodb", "endpoint": E,
-"table": T}``, ``{"kind": "s3", "endpoint": E, "bucket": B, "prefix": X}``.
+"table": T}``, ``{"kind": "s3", "endpoint": E, "bucket": B, "prefix": X}``. With
+``"records": "v1"`` the store drops the version 2 fields of every record written (as an
+adapter that knows only the six version 1 fields would): writers poll, no queue forms
+(the benchmark's version 1 baseline).
 """
 
 from __future__ import annotations
@@ -53,7 +56,32 @@ def open_store(spec: Dict[str, Any]) -> Any:
         raise ValueError(f"unknown store kind {kind!r}")
     if "timeout_ms" in spec:
         store.use_timeout_ms(spec["timeout_ms"])
+    if spec.get("records") == "v1":
+        return VersionOneOnly(store)
     return store
+
+
+#: The fields of a version 1 lease record.
+V1_FIELDS = ("owner", "epoch", "rvn", "lease_ms", "committed_token", "holder")
+
+
+class VersionOneOnly:
+    """A store that keeps only the six version 1 fields of the records written to it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def use_timeout_ms(self, timeout_ms: int) -> None:
+        self.inner.use_timeout_ms(timeout_ms)
+
+    def get(self, key: str) -> Any:
+        return self.inner.get(key)
+
+    def put_if_absent(self, key: str, record: Dict[str, Any]) -> Any:
+        return self.inner.put_if_absent(key, {k: record[k] for k in V1_FIELDS})
+
+    def compare_and_swap(self, key: str, expected_rvn: int, record: Dict[str, Any]) -> Any:
+        return self.inner.compare_and_swap(key, expected_rvn, {k: record[k] for k in V1_FIELDS})
 
 
 def free_port() -> int:
