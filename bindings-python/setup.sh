@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the Python binding's tests need (idempotent): a virtualenv in
 # bindings-python/.venv with maturin, pytest, boto3, moto (for the IAM lab and as the
-# DynamoDB lease store), redis-py, tenacity and mypy at exact versions; redis-server from
-# Debian packages (the Redis lease store's tests start their own); plus the Rust
-# toolchain's cargo (expected on the machine).
+# DynamoDB lease store), redis-py, tenacity, mypy and the OpenTelemetry API and SDK (the
+# writelane.otel tests) at exact versions; redis-server from Debian packages (the Redis
+# lease store's tests start their own); plus the Rust toolchain's cargo (expected on the
+# machine).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 py="${PYTHON:-python3}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the abi3 wheel with maturin, installs it into bindings-python/.venv, and runs every
 # Python test (conformance vectors, boto3 against the IAM lab, strategy, errors, threads,
-# typing, packaging, README, lease stores against redis-server and moto (DynamoDB and S3,
+# typing, packaging, README, OpenTelemetry (writelane.otel with the SDK in memory, after runs
+# against the IAM lab), lease stores against redis-server and moto (DynamoDB and S3,
 # behind tests/iamlab/moto_atomic.py), shared lanes in
 # one process and across processes), writelane.lab (tests/test_lab.py: the iam_lab
 # fixture, the trail read by `writelane trail`, bad input) and its self-test (tests/iamlab),

@@ -46,6 +46,10 @@ def test_wheel_is_abi3_and_typed() -> None:
     assert any(line.startswith("Requires-Dist: moto[server]>=") and "extra == 'lab'" in line
                for line in meta.splitlines()), meta
     assert entry_points.split() == ["[pytest11]", "writelane-lab=writelane.lab.pytest_plugin"]
+    # writelane.otel: the extra that pulls the OpenTelemetry API (and nothing else)
+    assert "writelane/otel.py" in names and "Provides-Extra: otel" in meta
+    assert [line for line in meta.splitlines() if "extra == 'otel'" in line] == [
+        "Requires-Dist: opentelemetry-api>=1.20 ; extra == 'otel'"], meta
 
 
 def test_installed_package_is_abi3() -> None:

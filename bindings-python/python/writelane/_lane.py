@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 from typing import Any, Awaitable, Callable, Dict, List, Optional, TypeVar, Union, overload
 
 from . import _native
@@ -70,6 +71,9 @@ class Lane:
     ``None``). ``classify`` maps exceptions that are not botocore's to a code, an
     :class:`writelane.ErrorClass` or a :class:`writelane.Failure` (``None``: fatal).
     With ``log=True`` every event is logged to the ``writelane`` logger as runs finish.
+    With ``telemetry=True`` the lane reports to OpenTelemetry's global providers (metrics,
+    a span per run, spike warnings: :func:`writelane.otel.instrument`, which also takes
+    providers and the entity attribute; needs ``writelane[otel]``).
     ``clock`` runs the lane on an injected :class:`writelane.Clock` (virtual time in tests:
     :class:`writelane.ManualClock`) instead of its own monotonic clock.
 
@@ -95,6 +99,7 @@ class Lane:
         owner: Optional[str] = None,
         holder: Optional[str] = None,
         clock: Optional[Clock] = None,
+        telemetry: bool = False,
     ) -> None:
         _check("classify", classify, classify is None or callable(classify), "a callable or None")
         _check("owner", owner, owner is None or isinstance(owner, str), "str or None")
@@ -116,7 +121,16 @@ class Lane:
             store.use_timeout_ms(self._store_timeout_ms)  # type: ignore[union-attr]
         self._log = bool(log)
         self._driver = Driver(self._native, store, clock, self._store_timeout_ms, effective["codes"], classify,
-                              self._log_events if self._log else None)
+                              self._dispatch_events if self._log else None)
+        #: the OpenTelemetry instrumentation (writelane.otel), or None
+        self._telemetry: Any = None
+        self._events_lock = threading.Lock()
+        if telemetry:
+            try:
+                from . import otel
+            except ImportError as exc:
+                raise UsageError("invalid_argument", f"telemetry: needs opentelemetry-api (pip install 'writelane[otel]'): {exc}") from None
+            otel.instrument(self)
 
     @property
     def policy(self) -> Policy:
@@ -168,11 +182,13 @@ class Lane:
                 entity, expected, deadline_ms, read is not None, write, self._holder if holder is None else holder)
         except UnicodeEncodeError:
             raise UsageError("invalid_argument", "entity, expected: not encodable as UTF-8") from None
+        if self._telemetry is not None:
+            self._telemetry.bind(op)
         if kind == COMMITTED:  # the fast path: committed at the first try
             if woken:
                 self._driver.wake(woken)
             if self._log:
-                self._log_events()
+                self._dispatch_events()
             return result  # type: ignore[no-any-return]
         step = (kind, number, text, timer, woken)
         return self._driver.run(op, entity, step, read, write, classify, result)  # type: ignore[no-any-return]
@@ -195,6 +211,8 @@ class Lane:
                 entity, expected, deadline_ms, read is not None, None, self._holder if holder is None else holder)
         except UnicodeEncodeError:
             raise UsageError("invalid_argument", "entity, expected: not encodable as UTF-8") from None
+        if self._telemetry is not None:
+            self._telemetry.bind(op)
         return await self._driver.run_async(op, entity, step, read, write, classify, result)
 
     # -- telemetry --------------------------------------------------------------------------
@@ -208,8 +226,20 @@ class Lane:
         """Drain the telemetry events recorded since the last call, oldest first."""
         return [from_dict(e) for e in json.loads(self._native.drain_events())]
 
-    def _log_events(self) -> None:
-        for event in self.events():
+    def _dispatch_events(self) -> None:
+        """Drain the events once, in order, into the telemetry and the log."""
+        with self._events_lock:
+            events = self.events()
+            telemetry = self._telemetry
+            if telemetry is not None:
+                telemetry.handle(events, self._native.now_ms())
+            if self._log:
+                self._log_events(events, telemetry is not None)
+
+    def _log_events(self, events: List[Event], spikes_logged: bool) -> None:
+        for event in events:
+            if spikes_logged and event.type in ("spike_started", "spike_ended"):
+                continue  # the telemetry logged them at WARNING
             level = logging.DEBUG
             if event.type in ("gave_up", "budget_refused", "spike_started"):
                 level = logging.WARNING
