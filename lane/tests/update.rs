@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use writelane::{Attempt, Failure, Lane, LaneOptions, Outcome, Policy, UpdateOptions};
+use writelane::{
+    Attempt, Failure, Lane, LaneOptions, MemoryStore, Outcome, Policy, Store, UpdateOptions,
+};
 use writelane_core::iam::docs::put_statement;
 
 /// A stand-in for an IAM role's inline policy.
@@ -193,4 +195,51 @@ impl StatusName for Outcome {
             Outcome::GaveUp { .. } => "gave_up",
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_machines_on_a_shared_lease_each_batch_their_own_queue() {
+    let policy = Policy::from_json(
+        r#"{"lease": {"lease_ms": 3000, "renew_ms": 1000, "lock_delay_ms": 100,
+            "poll_ms": 20, "unavailable_ms": 5000, "max_write_ms": 500}}"#,
+    )
+    .unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let machines: Vec<Lane> = (0..2)
+        .map(|m| {
+            let options = LaneOptions {
+                store: Some(Arc::clone(&store)),
+                owner: Some(format!("machine-{m}:1:000000000000000{m}")),
+                ..LaneOptions::default()
+            };
+            Lane::new(policy.clone(), options).unwrap()
+        })
+        .collect();
+    let role = Arc::new(Role {
+        max_statements: usize::MAX,
+        ..Role::default()
+    });
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let (lane, role) = (machines[t % 2].clone(), Arc::clone(&role));
+            tokio::spawn(async move {
+                for i in 0..5 {
+                    let report = append(&lane, &role, format!("T{t}S{i}")).await;
+                    assert!(
+                        matches!(report.outcome, Outcome::Committed { .. }),
+                        "{:?}",
+                        report.outcome
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(sids(&role).len(), 40, "all 40 changes present");
+    assert_eq!(*role.conflicts.lock().unwrap(), 0);
+    let writes = *role.writes.lock().unwrap();
+    eprintln!("two machines: 40 changes in {writes} writes");
+    assert!(writes <= 20, "{writes} writes for 40 changes");
 }
