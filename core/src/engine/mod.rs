@@ -18,6 +18,8 @@
 //! | `reading` | reads the entity before a write | `read` | — |
 //! | `reading (readback)` | reads whether a write whose outcome was unknown landed | `read` | — |
 //! | `writing` | writes | `write` | — |
+//! | `applying` | a batch's leader: the host applies the batch's changes | `apply` | — |
+//! | `batched` | an update riding in another's batch, waiting for its outcome | — | — |
 //! | `backoff` | waits before the next call | — | the end of the backoff, or a lease renewal before it |
 //! | `leasing (store)` | shared lanes: a lease-store operation is out | `store` | — |
 //! | `leasing (timer)` | shared lanes: the lease client waits (a held record, a lock-delay, an unavailable store) | — | the lease client's |
@@ -32,7 +34,7 @@
 //! [`UsageError::UnexpectedInput`] naming what the phase waits for, and an answer to a
 //! command the host has not polled yet with [`UsageError::CommandNotDrained`]; both change
 //! nothing. `finishing` accepts no input. A test drives real engines into every phase,
-//! feeds each of the seven inputs, and checks that exactly these cells are accepted and
+//! feeds each of the eight inputs, and checks that exactly these cells are accepted and
 //! lead where the table says.
 //!
 //! "Retry" means: the policy allows another call (class, attempts, budgets, deadline) and
@@ -47,15 +49,18 @@
 //! | `queued` | `cancel` | `cancel`: give up | `finishing` | `finish` |
 //! | `cooling` | `timeout` | `begin`: acquire the lease (shared lanes), or read, or write | `reading`, `writing`, `leasing (store)` | `read`, `write`, `store` |
 //! | `cooling` | `cancel` | `cancel`: give up | `finishing` | `finish` |
-//! | `reading` | `read_done` | `read_done`: the expected revision, write on it; another, give up | `writing`, `leasing (store)`, `finishing` | `write`, `store`, `finish` |
+//! | `reading` | `read_done` | `read_done`: the expected revision, write on it; another, give up; an update gathers its batch and applies | `writing`, `leasing (store)`, `finishing`, `applying` | `write`, `store`, `finish`, `apply` |
 //! | `reading` | `read_failed` | `read_failed`: retry, or give up | `backoff`, `reading`, `writing`, `leasing (store)`, `finishing` | `read`, `write`, `store`, `finish` |
 //! | `reading` | `cancel` | `cancel`: give up | `finishing`, `leasing (store)` | `finish`, `store` |
 //! | `reading (readback)` | `read_done` | `read_done`: the write landed, commit; it did not, retry | `finishing`, `leasing (store)`, `backoff`, `reading`, `writing` | `finish`, `store`, `read`, `write` |
 //! | `reading (readback)` | `read_failed` | `read_failed`: retry, or give up | `backoff`, `reading`, `writing`, `leasing (store)`, `finishing` | `read`, `write`, `store`, `finish` |
 //! | `reading (readback)` | `cancel` | `cancel`: give up | `finishing`, `leasing (store)` | `finish`, `store` |
-//! | `writing` | `write_done` | `commit` | `finishing`, `leasing (store)` | `finish`, `store` |
+//! | `writing` | `write_done` | `commit`; a batch's next half reads | `finishing`, `leasing (store)`, `reading` | `finish`, `store`, `read` |
 //! | `writing` | `write_failed` | `write_failed`: unknown outcome, read back; else retry, or give up | `reading (readback)`, `backoff`, `reading`, `writing`, `leasing (store)`, `finishing` | `read`, `write`, `store`, `finish` |
 //! | `writing` | `cancel` | `cancel`: give up | `finishing`, `leasing (store)` | `finish`, `store` |
+//! | `applying` | `apply_done` | `apply_done`: refused changes give up; write the rest, or the next half reads, or finish | `writing`, `leasing (store)`, `reading`, `finishing` | `write`, `store`, `read`, `finish` |
+//! | `applying` | `cancel` | `cancel`: give up, the batch's other updates back to the head of the queue | `finishing`, `leasing (store)` | `finish`, `store` |
+//! | `batched` | `cancel` | `cancel`: leave the batch, give up | `finishing` | `finish` |
 //! | `backoff` | `timeout` | `renew_in_backoff`: a renewal falls due first; else `after_backoff`: read or write | `leasing (store)`, `reading`, `writing` | `store`, `read`, `write` |
 //! | `backoff` | `cancel` | `cancel`: give up | `finishing`, `leasing (store)` | `finish`, `store` |
 //! | `leasing (store)` | `store_reply` | `store_replied`: the lease client goes on, or the operation resumes, or gives up (lease lost, store unavailable) | `leasing (store)`, `leasing (timer)`, `reading`, `writing`, `backoff`, `finishing` | `store`, `read`, `write`, `finish` |
@@ -72,8 +77,8 @@
 //! # Group commit
 //!
 //! An operation submitted with [`Engine::submit_update`] is an *update*: a change the host
-//! applies to the entity's document, rather than an opaque write. Updates follow the
-//! table above, with three differences, all in the leader's rows:
+//! applies to the entity's document, rather than an opaque write. The table's `applying`
+//! and `batched` rows are theirs; in words:
 //!
 //! - an update always reads, and its `read_done` gathers the updates queued right behind
 //!   it (FIFO, up to `batch.max_changes`, stopping at an opaque write, which is never

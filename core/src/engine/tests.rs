@@ -68,9 +68,9 @@ const TRANSITIONS: &[Row] = &[
     row(
         "reading",
         "read_done",
-        "`read_done`: the expected revision, write on it; another, give up",
-        &["writing", "leasing (store)", "finishing"],
-        &["write", "store", "finish"],
+        "`read_done`: the expected revision, write on it; another, give up; an update gathers its batch and applies",
+        &["writing", "leasing (store)", "finishing", "applying"],
+        &["write", "store", "finish", "apply"],
     ),
     row(
         "reading",
@@ -116,9 +116,9 @@ const TRANSITIONS: &[Row] = &[
     row(
         "writing",
         "write_done",
-        "`commit`",
-        FINISH_OR_RELEASE,
-        &["finish", "store"],
+        "`commit`; a batch's next half reads",
+        &["finishing", "leasing (store)", "reading"],
+        &["finish", "store", "read"],
     ),
     row(
         "writing",
@@ -140,6 +140,27 @@ const TRANSITIONS: &[Row] = &[
         "`cancel`: give up",
         FINISH_OR_RELEASE,
         &["finish", "store"],
+    ),
+    row(
+        "applying",
+        "apply_done",
+        "`apply_done`: refused changes give up; write the rest, or the next half reads, or finish",
+        &["writing", "leasing (store)", "reading", "finishing"],
+        &["write", "store", "read", "finish"],
+    ),
+    row(
+        "applying",
+        "cancel",
+        "`cancel`: give up, the batch's other updates back to the head of the queue",
+        FINISH_OR_RELEASE,
+        &["finish", "store"],
+    ),
+    row(
+        "batched",
+        "cancel",
+        "`cancel`: leave the batch, give up",
+        FINISH,
+        &["finish"],
     ),
     row(
         "backoff",
@@ -200,13 +221,15 @@ const PHASES: &[&str] = &[
     "reading",
     "reading (readback)",
     "writing",
+    "applying",
+    "batched",
     "backoff",
     "leasing (store)",
     "leasing (timer)",
     "finishing",
 ];
 
-/// Every input kind: the six of [`Input`], and the operation's timer firing.
+/// Every input kind: the seven of [`Input`], and the operation's timer firing.
 const INPUTS: &[&str] = &[
     "read_done",
     "read_failed",
@@ -214,6 +237,7 @@ const INPUTS: &[&str] = &[
     "write_failed",
     "cancel",
     "store_reply",
+    "apply_done",
     "timeout",
 ];
 
@@ -222,6 +246,7 @@ fn command_of(phase: &str) -> Option<&'static str> {
     match phase {
         "reading" | "reading (readback)" => Some("read"),
         "writing" => Some("write"),
+        "applying" => Some("apply"),
         "leasing (store)" => Some("store"),
         "finishing" => Some("finish"),
         _ => None,
@@ -430,6 +455,26 @@ fn drive_into(phase: &str) -> (Host, OpId) {
             }
             (h, op)
         }
+        "applying" | "batched" => {
+            let mut h = Host::new(LOCAL);
+            let now = h.engine.now;
+            let leader = h
+                .engine
+                .submit_update(ENTITY, now, UpdateOptions::default())
+                .unwrap();
+            let member = h
+                .engine
+                .submit_update(ENTITY, now, UpdateOptions::default())
+                .unwrap();
+            h.poll();
+            h.feed(Input::ReadDone {
+                op: leader,
+                token: Some("v1".into()),
+            });
+            // The apply is drained by poll_action only.
+            assert!(matches!(h.engine.poll_action(), Some(Action::Apply(_))));
+            (h, if phase == "applying" { leader } else { member })
+        }
         "finishing" => {
             let mut h = Host::new(LOCAL);
             let op = h.submit(SubmitOptions::default());
@@ -470,6 +515,21 @@ fn feed(phase: &str, input: &str) -> Option<&'static str> {
             failure: Failure::code("ConcurrentModification").with_status(409),
         },
         "cancel" => Input::Cancel { op },
+        "apply_done" => {
+            let ops = match &h.engine.ops[&op].phase {
+                Phase::Applying { sent: Some(ops) } => ops.clone(),
+                _ => Vec::new(),
+            };
+            let results = ops
+                .into_iter()
+                .map(|op| ApplyResult {
+                    op,
+                    applied: true,
+                    code: None,
+                })
+                .collect();
+            Input::ApplyDone { op, results }
+        }
         "store_reply" => {
             let reply = match h.last_store.take() {
                 Some(operation) => h.store.apply(operation),
