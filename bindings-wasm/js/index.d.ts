@@ -395,6 +395,35 @@ export interface LaneOptions {
   holder?: string;
   /** Replaces the monotonic clock and its timers. */
   clock?: Clock;
+  /**
+   * OpenTelemetry metrics and a span per run (`instrument` of `writelane/otel`): `true`
+   * for the global providers, or its options. Needs `@opentelemetry/api` (an optional peer
+   * dependency); off by default.
+   */
+  telemetry?: boolean | TelemetryOptions;
+}
+
+/** `entityAttribute` of `TelemetryOptions`: what metrics say of the entity. */
+export type EntityAttribute = 'none' | 'name' | 'hash';
+
+/**
+ * Options of `instrument` (`writelane/otel`) and of `LaneOptions.telemetry`. The providers
+ * are `@opentelemetry/api`'s `MeterProvider` and `TracerProvider` (typed here by the one
+ * method used, so this file needs no OpenTelemetry types).
+ */
+export interface TelemetryOptions {
+  /** The meter provider; the global one by default. */
+  meterProvider?: { getMeter(name: string, version?: string, options?: object): unknown };
+  /** The tracer provider; the global one by default. */
+  tracerProvider?: { getTracer(name: string, version?: string, options?: object): unknown };
+  /**
+   * What metrics carry of the entity: nothing (`'none'`, the default: entities are
+   * unbounded), `writelane.entity` (`'name'`) or `writelane.entity.hash` (`'hash'`: the
+   * first 16 hex digits of the SHA-256 of the name).
+   */
+  entityAttribute?: EntityAttribute;
+  /** Entities whose metrics carry `writelane.entity` whatever the mode. */
+  entityAllowlist?: Iterable<string>;
 }
 
 /** What `write` receives besides the attempt number (a new one for every attempt). */

@@ -37,6 +37,8 @@ const { RetryStrategy } = require('./strategy.js');
 const [CMD_NONE, CMD_READ, CMD_WRITE, CMD_FINISH, CMD_STORE] = [0, 1, 2, 3, 4];
 const READ = Object.freeze({ kind: CMD_READ });
 const COMMITTED = Object.freeze({ kind: CMD_FINISH, committed: true });
+/** The key of the hook `writelane/otel` instruments a lane through (not public API). */
+const TELEMETRY = Symbol('writelane.telemetry');
 /** The option a refused submit is about, by the core's usage-error kind. */
 const SUBMIT_FIELDS = {
   invalid_entity: 'entity', expected_needs_read: 'options.expected', invalid_token: 'options.expected', invalid_owner: 'options.holder',
@@ -64,11 +66,14 @@ class Lane {
   #cancelTimer = null;
   #timerAt = -1;
   #strategy = null;
+  /** The OpenTelemetry instrumentation (`writelane/otel`), or null. */
+  #telemetry = null;
 
   /**
    * @param {string | object | Policy} [policy] a preset name, overrides, JSON text or a Policy
    * @param {object} [options] `seed`, `classify`, `store` (lanes are then shared, the core's
-   *   `Policy::for_store`), `owner`, `holder`, `clock` (see `LaneOptions` in index.d.ts)
+   *   `Policy::for_store`), `owner`, `holder`, `clock`, `telemetry` (`true` or the options
+   *   of `instrument` from `writelane/otel`) (see `LaneOptions` in index.d.ts)
    */
   constructor(policy, options) {
     checkOptions(options);
@@ -92,6 +97,28 @@ class Lane {
     const raw = native.RawEngine.create(resolved.toString(), this.#seed, this.#owner);
     if (raw === undefined) throw new UsageError('the engine could not be created', 'internal');
     this.#raw = raw;
+    const telemetry = options?.telemetry;
+    if (telemetry !== undefined && telemetry !== null && telemetry !== false) {
+      if (telemetry !== true && typeof telemetry !== 'object') throw argumentError('options.telemetry', 'must be true or the options of instrument()', telemetry);
+      let otel;
+      try {
+        otel = require('./otel.js');
+      } catch (e) {
+        if (e?.code !== 'MODULE_NOT_FOUND') throw e;
+        throw new UsageError(`options.telemetry needs @opentelemetry/api (npm install @opentelemetry/api): ${e.message.split('\n')[0]}`, 'invalid_argument', 'options.telemetry');
+      }
+      otel.instrument(this, telemetry === true ? {} : telemetry);
+    }
+  }
+
+  /** Hook of `writelane/otel`: `make(hooks)` builds the instrumentation, installed once. */
+  [TELEMETRY](make) {
+    if (this.#telemetry !== null) throw new UsageError('telemetry is already on for this lane', 'invalid_argument', 'lane');
+    this.#telemetry = make({
+      events: () => this.events(),
+      nowMs: () => this.#clock.nowMs(),
+      shared: this.#store !== undefined,
+    });
   }
 
   /** The policy in force. */
@@ -257,6 +284,8 @@ class Lane {
       throw new UsageError(message, kind, SUBMIT_FIELDS[kind] ?? null);
     }
     this.#runs.set(run.op, run);
+    const telemetry = this.#telemetry;
+    const rec = telemetry === null ? null : telemetry.start(entity, run);
     const onAbort = signal === undefined ? undefined : () => { if (run.phase === 'waiting') this.#cancel(run); };
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -269,9 +298,14 @@ class Lane {
         if (cmd.kind === CMD_STORE) await this.#storeOp(run, cmd);
         else if (cmd.kind !== CMD_FINISH) await this.#call(run, cmd);
         else if (run.error !== null) throw run.error;
-        else if (cmd.committed) return run.result;
-        else throw this.#gaveUp(run, entity, cmd.outcome);
+        else if (cmd.committed) {
+          if (rec !== null) telemetry.end(rec, null);
+          return run.result;
+        } else throw this.#gaveUp(run, entity, cmd.outcome);
       }
+    } catch (e) {
+      if (rec !== null) telemetry.end(rec, e);
+      throw e;
     } finally {
       this.#runs.delete(run.op);
       signal?.removeEventListener('abort', onAbort);
@@ -312,4 +346,4 @@ class Lane {
   }
 }
 
-module.exports = { Lane };
+module.exports = { Lane, TELEMETRY };

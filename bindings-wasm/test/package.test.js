@@ -69,6 +69,9 @@ test('the tarball holds the runtime files only', () => {
     'package/js/lane.js',
     'package/js/lease.js',
     'package/js/native.js',
+    'package/js/otel.d.ts',
+    'package/js/otel.js',
+    'package/js/otel.mjs',
     'package/js/policy.js',
     'package/js/run.js',
     'package/js/stores.js',
@@ -83,6 +86,9 @@ test('the tarball holds the runtime files only', () => {
   const manifest = JSON.parse(fs.readFileSync(path.join(app, 'node_modules', 'writelane', 'package.json'), 'utf8'));
   assert.equal(manifest.types, './js/index.d.ts');
   assert.deepEqual(Object.keys(manifest.exports['.']).sort(), ['import', 'require', 'types']);
+  assert.deepEqual(Object.keys(manifest.exports['./otel']).sort(), ['import', 'require', 'types']);
+  // writelane/otel: @opentelemetry/api is an optional peer, never a dependency
+  assert.equal(manifest.peerDependenciesMeta['@opentelemetry/api'].optional, true);
   assert.equal(manifest.dependencies, undefined, 'no runtime dependencies');
 });
 
