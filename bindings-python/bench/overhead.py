@@ -10,8 +10,12 @@ Prints per-call times (best of several repeats) and the ratios:
 * botocore's standard-mode retry handler deciding once on a successful response, and
   what `writelane.botocore` does instead (`RetryStrategy` acquire + record_success).
 
+With ``--otel``, also `lane.run` on a lane with OpenTelemetry on (`writelane.otel`, the
+SDK's meter provider with an in-memory reader, and its tracer provider with no span
+processor: spans are made, not exported).
+
 Targets: `lane.run` overhead <= 5 us, and at least 8x less than tenacity's.
-Usage: python3 bench/overhead.py [--quick] [--json]
+Usage: python3 bench/overhead.py [--quick] [--json] [--otel]
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--otel", action="store_true", help="also a lane with OpenTelemetry on (needs opentelemetry-sdk)")
     args = parser.parse_args()
     number, repeat = (2_000, 3) if args.quick else (20_000, 25)
 
@@ -89,6 +94,21 @@ def main() -> int:
     def run_lane_nv() -> None:
         lane_nv.run("role/bench", write)
 
+    lanes = [lane, lane_nv]
+    otel_subjects: Dict[str, Callable[[], Any]] = {}
+    if args.otel:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from writelane.otel import instrument
+
+        lane_otel = writelane.Lane("iam", seed=1)
+        instrument(lane_otel, meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]),
+                   tracer_provider=TracerProvider())
+        lanes.append(lane_otel)
+        otel_subjects["lane_run_otel_ns"] = lambda: lane_otel.run("role/bench", write)
+
     subjects: Dict[str, Callable[[], Any]] = {
         "bare_ns": lambda: write(attempt),
         "lane_run_ns": run_lane,
@@ -96,6 +116,7 @@ def main() -> int:
         "tenacity_ns": with_tenacity,
         "botocore_decision_ns": decide,
         "strategy_success_ns": writelane_success,
+        **otel_subjects,
     }
     # Rounds interleave the subjects so that a burst of load elsewhere on the machine
     # hits them alike; each figure is the best round.
@@ -103,8 +124,8 @@ def main() -> int:
     for _ in range(repeat):
         for name, fn in subjects.items():
             figures[name] = min(figures[name], best_ns(fn, number, 1))
-        lane.events()
-        lane_nv.events()
+        for each in lanes:
+            each.events()
 
     bare = figures["bare_ns"]
     lane_over = figures["lane_run_ns"] - bare
@@ -114,6 +135,8 @@ def main() -> int:
     figures["tenacity_overhead_us"] = ten_over / 1000
     figures["tenacity_over_lane_ratio"] = ten_over / lane_over
     figures["lane_over_botocore_decision_ratio"] = figures["lane_run_ns"] / figures["botocore_decision_ns"]
+    if args.otel:
+        figures["lane_otel_overhead_us"] = (figures["lane_run_otel_ns"] - bare) / 1000
 
     if args.json:
         print(json.dumps(figures, indent=2, sort_keys=True))
@@ -122,6 +145,8 @@ def main() -> int:
         print(f"  bare call                    {figures['bare_ns']:9.0f} ns")
         print(f"  lane.run (iam)               {figures['lane_run_ns']:9.0f} ns   overhead {figures['lane_overhead_us']:.2f} us")
         print(f"  lane.run (validate off)      {figures['lane_run_no_validate_ns']:9.0f} ns   overhead {figures['lane_no_validate_overhead_us']:.2f} us")
+        if args.otel:
+            print(f"  lane.run (OpenTelemetry on)  {figures['lane_run_otel_ns']:9.0f} ns   overhead {figures['lane_otel_overhead_us']:.2f} us")
         print(f"  tenacity retry (no-op wait)  {figures['tenacity_ns']:9.0f} ns   overhead {figures['tenacity_overhead_us']:.2f} us")
         print(f"  botocore retry decision      {figures['botocore_decision_ns']:9.0f} ns   (standard mode, one successful response)")
         print(f"  writelane hook decision      {figures['strategy_success_ns']:9.0f} ns   (RetryStrategy acquire + record_success)")

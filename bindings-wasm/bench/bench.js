@@ -15,13 +15,19 @@
 //   4. for reference, one call into WebAssembly that copies a short string, against one
 //      that passes numbers only (why the hot path interns strings).
 //
-// Usage: node bench/bench.js [--quick]   (prints a table and one JSON line)
+//   5. with --otel: `lane.run(entity, write)` on a lane with OpenTelemetry on
+//      (writelane/otel; sdk-metrics' MeterProvider with a reader, sdk-trace-base's
+//      BasicTracerProvider with no span processor: spans are made, not exported) against
+//      the same run with it off (paired run).
+//
+// Usage: node bench/bench.js [--quick] [--otel]   (prints a table and one JSON line)
 
 const { StandardRetryStrategy } = require('@smithy/util-retry');
 const native = require('../pkg/writelane_wasm.js');
 const { Lane, RetryStrategy, MemoryStore } = require('..');
 
 const quick = process.argv.includes('--quick');
+const otel = process.argv.includes('--otel');
 const ROUNDS = quick ? 3 : 7;
 
 /** Median nanoseconds per operation of `body(n)` over ROUNDS rounds (after a warm-up). */
@@ -129,6 +135,31 @@ async function main() {
   );
   if (shared.stats().global.store_ops < 3 * S) throw new Error('the shared lane should use the store');
 
+  let otelPair = null;
+  if (otel) {
+    const { MeterProvider, MetricReader } = require('@opentelemetry/sdk-metrics');
+    const { BasicTracerProvider } = require('@opentelemetry/sdk-trace-base');
+    const { instrument } = require('../js/otel.js');
+    class Reader extends MetricReader {
+      async onForceFlush() {}
+
+      async onShutdown() {}
+    }
+    const off = new Lane('iam', { seed: 1 });
+    const on = new Lane('iam', { seed: 1 });
+    instrument(on, { meterProvider: new MeterProvider({ readers: [new Reader()] }), tracerProvider: new BasicTracerProvider() });
+    otelPair = await measurePair(
+      S,
+      async (n) => {
+        for (let i = 0; i < n; i++) await off.run('arn:aws:iam::123456789012:role/deploy', write);
+        off.events();
+      },
+      async (n) => {
+        for (let i = 0; i < n; i++) await on.run('arn:aws:iam::123456789012:role/deploy', write);
+      },
+    );
+  }
+
   const M = quick ? 20000 : 100000;
   const ours = new RetryStrategy('aws-standard', { seed: 1 });
   const sdk = new StandardRetryStrategy(3);
@@ -169,6 +200,10 @@ async function main() {
       return [row, [`retry decision, ${k}: writelane RetryStrategy`, us(v.writelane),
         `ratio writelane/SDK ${(v.writelane / v.sdk).toFixed(2)} (target <= 1)`]];
     }),
+    ...(otelPair === null ? [] : [
+      ['lane.run(entity, write), telemetry off (paired run)', us(otelPair[0]), ''],
+      ['lane.run(entity, write), OpenTelemetry on', us(otelPair[1]), `telemetry ${us(otelPair[1] - otelPair[0])} µs per run`],
+    ]),
     ['wasm call, numbers only', us(numeric), ''],
     ['wasm call, copying a 38-byte string', us(text), `${(text / numeric).toFixed(1)}x a numeric call`],
   ];
@@ -182,6 +217,7 @@ async function main() {
     strategy_ratio_throttling: +(results.throttling.writelane / results.throttling.sdk).toFixed(3),
     string_copy_ns: Math.round(text - numeric),
     shared_lane_extra_us: +us(sharedNs - localNs),
+    ...(otelPair === null ? {} : { otel_extra_us: +us(otelPair[1] - otelPair[0]) }),
   }));
 }
 
