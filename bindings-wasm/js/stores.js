@@ -633,8 +633,9 @@ function statusOf(e) {
 
 /**
  * A lease store in an S3 bucket (through `@aws-sdk/client-s3`): one object per entity at
- * `prefix + key`, whose body is the record's JSON text as the core writes it (the six
- * fields in the core's order), the same object every writelane binding reads and writes.
+ * `prefix + key`, whose body is the record's JSON text as the core writes it (its fields,
+ * version 2's included, in the core's order), the same object every writelane binding
+ * reads and writes.
  *
  * The rvn lives inside the object (every binding reads the same record); the ETag is only
  * the condition. `get` is `GetObject` (S3 reads are strongly consistent; no object is no
