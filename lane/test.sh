@@ -20,6 +20,15 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 cd "$root"
 
+# OpenTelemetry is the `otel` feature's alone: the command (the simulator included) and
+# the driver's default features build none of it.
+for pkg in writelane writelane-cli; do
+  if cargo tree -p "$pkg" -e normal --locked | grep opentelemetry; then
+    echo "lane/test.sh: $pkg pulls OpenTelemetry without the otel feature" >&2
+    exit 1
+  fi
+done
+
 if [ "${1:-}" = --quick ]; then
   cargo test -p writelane --locked
   cargo test -p writelane-cli --locked

@@ -46,6 +46,9 @@ struct Shared {
     store: Option<Arc<dyn Store>>,
     store_timeout_ms: u64,
     holder: Option<String>,
+    /// Whether `State::otel` is set, read without the lock at each write.
+    #[cfg(feature = "otel")]
+    otel_on: std::sync::atomic::AtomicBool,
 }
 
 struct State {
@@ -55,7 +58,17 @@ struct State {
     /// The errors updates' change functions returned, kept by the leader that ran them
     /// for the update's own run, which takes its error with its finish.
     refused: HashMap<OpId, Box<dyn Any + Send>>,
+    /// OpenTelemetry, when on: it takes the events after every engine call.
+    #[cfg(feature = "otel")]
+    otel: Option<crate::otel::Recorder>,
 }
+
+/// When a write was called, for telemetry (nothing without the `otel` feature).
+#[cfg(feature = "otel")]
+type WriteMark = Option<crate::otel::WriteStart>;
+#[cfg(not(feature = "otel"))]
+#[derive(Clone, Copy)]
+struct WriteMark;
 
 /// What one run shares with the lane: the command (or `Apply`) the engine has for it, and
 /// whether it sleeps (on which timer). An update's slot also keeps its change function,
@@ -81,6 +94,12 @@ impl State {
     /// After every engine call: hand each new command to its run, and wake the sleeping
     /// runs that got one or whose timer moved.
     fn route(&mut self) {
+        #[cfg(feature = "otel")]
+        if let Some(otel) = self.otel.as_mut() {
+            while let Some(event) = self.engine.poll_event() {
+                otel.event(event);
+            }
+        }
         while let Some(cmd) = self.engine.poll_action() {
             if let Some(slot) = self.runs.get_mut(&cmd.op()) {
                 slot.cmd = Some(cmd);
@@ -171,6 +190,8 @@ impl Lane {
             now: 0,
             runs: HashMap::new(),
             refused: HashMap::new(),
+            #[cfg(feature = "otel")]
+            otel: None,
         };
         Ok(Lane {
             shared: Arc::new(Shared {
@@ -179,8 +200,65 @@ impl Lane {
                 store,
                 store_timeout_ms,
                 holder,
+                #[cfg(feature = "otel")]
+                otel_on: Default::default(),
             }),
         })
+    }
+
+    /// Send this lane's metrics and a span per run to OpenTelemetry (feature `otel`; see
+    /// [`crate::otel`]): `Lane::new(policy, options)?.with_telemetry(Telemetry::global())`.
+    /// Runs started before the call have no span; clones of the lane share its telemetry.
+    #[cfg(feature = "otel")]
+    pub fn with_telemetry(self, telemetry: crate::otel::Telemetry) -> Lane {
+        let weak = Arc::downgrade(&self.shared);
+        let gauge = telemetry.budget_gauge(move || {
+            let shared = weak.upgrade()?;
+            let budget = lock(&shared.state).engine.stats().budget;
+            budget
+        });
+        let mut st = lock(&self.shared.state);
+        let shared_lanes = st.engine.policy().lanes.mode == LaneMode::Shared;
+        let mut recorder = crate::otel::Recorder::new(telemetry, shared_lanes);
+        recorder.gauge = Some(gauge);
+        st.otel = Some(recorder);
+        drop(st);
+        self.shared
+            .otel_on
+            .store(true, std::sync::atomic::Ordering::Release);
+        self
+    }
+
+    /// Telemetry: a run's span starts when its operation is submitted.
+    #[allow(unused_variables)]
+    fn otel_started(st: &mut State, op: OpId, entity: &str) {
+        #[cfg(feature = "otel")]
+        if let Some(otel) = st.otel.as_mut() {
+            otel.started(op, entity);
+        }
+    }
+
+    /// Telemetry: when a write is called.
+    fn write_mark(&self) -> WriteMark {
+        #[cfg(feature = "otel")]
+        return self
+            .shared
+            .otel_on
+            .load(std::sync::atomic::Ordering::Acquire)
+            .then(crate::otel::WriteStart::now);
+        #[cfg(not(feature = "otel"))]
+        WriteMark
+    }
+
+    /// Telemetry: the write of `op`'s attempt returned.
+    #[allow(unused_variables)]
+    fn write_done(&self, op: OpId, attempt: u32, mark: WriteMark) {
+        #[cfg(feature = "otel")]
+        if let Some(start) = mark {
+            if let Some(otel) = lock(&self.shared.state).otel.as_mut() {
+                otel.write_done(op, attempt, start);
+            }
+        }
     }
 
     /// The policy in force (after `for_store`).
@@ -196,6 +274,10 @@ impl Lane {
     /// Drain the telemetry events queued so far.
     pub fn events(&self) -> Vec<Event> {
         let mut st = lock(&self.shared.state);
+        #[cfg(feature = "otel")]
+        if let Some(otel) = st.otel.as_mut() {
+            return otel.take_events();
+        }
         std::iter::from_fn(|| st.engine.poll_event()).collect()
     }
 
@@ -261,7 +343,10 @@ impl Lane {
                         fence,
                         produced: Arc::clone(&produced),
                     };
-                    match write(attempt).await {
+                    let mark = self.write_mark();
+                    let result = write(attempt).await;
+                    self.write_done(op, number, mark);
+                    match result {
                         Ok(()) => Input::WriteDone {
                             op,
                             token: lock(&produced).take(),
@@ -327,6 +412,7 @@ impl Lane {
             };
             let (mut st, now) = self.shared.enter();
             let op = st.engine.submit_update(entity, now, submit)?;
+            Self::otel_started(&mut st, op, entity);
             let slot = Slot {
                 cmd: None,
                 wake: Arc::new(Notify::new()),
@@ -452,7 +538,10 @@ impl Lane {
                         // A write is commanded only after a read and an apply.
                         unreachable!("an update writes what it read and changed")
                     };
-                    match write(d, attempt).await {
+                    let (number, mark) = (attempt.number, self.write_mark());
+                    let result = write(d, attempt).await;
+                    self.write_done(op, number, mark);
+                    match result {
                         Ok(()) => Input::WriteDone {
                             op,
                             token: lock(&produced).take(),
@@ -478,6 +567,7 @@ impl Lane {
         };
         let (mut st, now) = self.shared.enter();
         let op = st.engine.submit(entity, now, submit)?;
+        Self::otel_started(&mut st, op, entity);
         let wake = Arc::new(Notify::new());
         let slot = Slot {
             cmd: None,

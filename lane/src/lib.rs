@@ -39,6 +39,8 @@
 mod clock;
 mod hold;
 mod lane;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod store;
 mod types;
 
