@@ -288,6 +288,8 @@ def test_six_processes_started_in_order_register_and_commit_in_that_order(kind: 
     assert [r["fence"] for r in writing] == list(range(fence + 1, fence + 1 + QUEUED))
     assert [r["t"] for r in writing] == sorted(r["t"] for r in writing)
     assert all(results[w.owner][-1]["takeovers"] == 0 for w in waiters)
+    gaps = [round(1000 * (b["t"] - a["t"])) for a, b in zip(writing, writing[1:])]
+    print(f"six queued on {kind}: fences {[r['fence'] for r in writing]}, ms between write starts {gaps}")
     final = open_store(spec).get(key)
     assert final is not None and final["owner"] == "" and final["epoch"] == fence + QUEUED
     assert final.get("queue", []) == []
