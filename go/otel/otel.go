@@ -152,16 +152,20 @@ func NewObserver(opts ...Option) *Observer {
 	o.spikes = counter("writelane.spikes", "{spike}", "Conflict spikes started")
 	var err error
 	o.laneWait, err = o.meter.Float64Histogram("writelane.lane.wait.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time from submit to the lane or lease granted"))
+		metric.WithDescription("Time from submit to the lane or lease granted"), metric.WithExplicitBucketBoundaries(buckets...))
 	handle(err)
 	o.writeDuration, err = o.meter.Float64Histogram("writelane.write.duration", metric.WithUnit("s"),
-		metric.WithDescription("One entity write, sent to reply"))
+		metric.WithDescription("One entity write, sent to reply"), metric.WithExplicitBucketBoundaries(buckets...))
 	handle(err)
 	o.budget, err = o.meter.Int64ObservableGauge("writelane.budget.level", metric.WithUnit("{token}"),
 		metric.WithDescription("Tokens in the engine's retry budget"))
 	handle(err)
 	return o
 }
+
+// buckets are the duration histograms' bounds in seconds (OpenTelemetry's advice for
+// durations in seconds).
+var buckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 
 func handle(err error) {
 	if err != nil {
@@ -480,13 +484,9 @@ func (o *Observer) Event(text string) {
 // spike counts a spike's start and adds its start or end to the spans of the entity's
 // live runs.
 func (o *Observer) spike(ctx context.Context, ev event) {
-	name := "writelane.spike_ended"
-	opts := []trace.EventOption{}
+	name := "writelane." + ev.Type
 	if ev.Type == "spike_started" {
-		name = "writelane.spike_started"
 		o.spikes.Add(ctx, 1, o.attrs(ev.Entity))
-		opts = append(opts, trace.WithAttributes(attribute.Int("writelane.spike.conflicts", ev.Conflicts),
-			attribute.Int64("writelane.spike.until_ms", int64(ev.Until))))
 	}
 	o.mu.Lock()
 	var spans []trace.Span
@@ -497,7 +497,7 @@ func (o *Observer) spike(ctx context.Context, ev event) {
 	}
 	o.mu.Unlock()
 	for _, span := range spans {
-		span.AddEvent(name, opts...)
+		span.AddEvent(name)
 	}
 }
 

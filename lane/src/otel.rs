@@ -440,24 +440,10 @@ impl Recorder {
             Event::BudgetRefused { entity, .. } => {
                 t.refusals.add(1, &tel.attrs(entity, Vec::new()));
             }
-            Event::SpikeStarted {
-                entity,
-                conflicts,
-                until,
-                ..
-            } => {
+            Event::SpikeStarted { entity, .. } => {
                 t.spikes.add(1, &tel.attrs(entity, Vec::new()));
                 for run in self.runs.values_mut().filter(|r| *r.entity == **entity) {
-                    run.span.add_event(
-                        "writelane.spike_started",
-                        vec![
-                            KeyValue::new("writelane.spike.conflicts", i64::from(*conflicts)),
-                            KeyValue::new(
-                                "writelane.spike.until_ms",
-                                i64::try_from(*until).unwrap_or(i64::MAX),
-                            ),
-                        ],
-                    );
+                    run.span.add_event("writelane.spike_started", Vec::new());
                 }
             }
             Event::SpikeEnded { entity, .. } => {
