@@ -34,6 +34,7 @@ rustup target add wasm32-unknown-unknown
 (cd "$root/go/e2e" && go mod download)
 (cd "$root/go/dynamodbstore" && go mod download)
 (cd "$root/go/s3store" && go mod download)
+(cd "$root/go/otel" && go mod download)
 
 bash "$root/tests/iamlab/setup.sh"
 echo "bindings-c: setup done"

@@ -105,7 +105,8 @@ type Observer struct {
 	budget                                                metric.Int64ObservableGauge
 
 	mu     sync.Mutex
-	shared bool // the lane has shared lanes (leases): its wait ends with the lease
+	lane   *writelane.Lane // the lane it serves (one: operation ids are per lane)
+	shared bool            // the lane has shared lanes (leases): its wait ends with the lease
 	runs   map[uint64]*runState
 	reg    metric.Registration
 }
@@ -173,8 +174,21 @@ func handle(err error) {
 	}
 }
 
-// LaneOpened registers the budget gauge's callback for l (writelane.Observer).
+// errSecondLane is handed to otel.Handle when an Observer is given to a second Lane.
+var errSecondLane = errors.New("writelane/otel: an Observer serves one Lane; give each Lane its own (NewObserver)")
+
+// LaneOpened registers the budget gauge's callback for l (writelane.Observer). An Observer
+// serves one Lane: given to a second one, it reports errSecondLane to otel.Handle and
+// records nothing of that lane's budget (its runs would mix with the first lane's).
 func (o *Observer) LaneOpened(l *writelane.Lane) {
+	o.mu.Lock()
+	if o.lane != nil {
+		o.mu.Unlock()
+		handle(errSecondLane)
+		return
+	}
+	o.lane = l
+	o.mu.Unlock()
 	eng := l.Engine()
 	var p struct{ Lanes struct{ Mode string } }
 	if text, err := eng.PolicyJSON(); err == nil && json.Unmarshal([]byte(text), &p) == nil {
@@ -203,8 +217,12 @@ func (o *Observer) LaneOpened(l *writelane.Lane) {
 }
 
 // LaneClosed unregisters the budget gauge's callback (writelane.Observer).
-func (o *Observer) LaneClosed(*writelane.Lane) {
+func (o *Observer) LaneClosed(l *writelane.Lane) {
 	o.mu.Lock()
+	if l != o.lane {
+		o.mu.Unlock()
+		return
+	}
 	reg := o.reg
 	o.reg = nil
 	o.mu.Unlock()

@@ -21,6 +21,7 @@ import (
 
 	writelane "github.com/writelane/writelane/go"
 	wlotel "github.com/writelane/writelane/go/otel"
+	otelapi "go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -459,5 +460,30 @@ func TestEntityAttributes(t *testing.T) {
 		if got := sum(t, ms, name, named); got != want {
 			t.Errorf("%s{%v} = %d, want %d", name, named, got, want)
 		}
+	}
+}
+
+// An Observer given to a second Lane says so through otel.Handle.
+func TestOneObserverPerLane(t *testing.T) {
+	var got []error
+	var mu sync.Mutex
+	otelapi.SetErrorHandler(otelapi.ErrorHandlerFunc(func(err error) {
+		mu.Lock()
+		got = append(got, err)
+		mu.Unlock()
+	}))
+	s := newSDK()
+	obs := wlotel.NewObserver(wlotel.WithMeterProvider(s.mp), wlotel.WithTracerProvider(s.tp))
+	for i := 0; i < 2; i++ {
+		lane, err := writelane.New(`"iam"`, writelane.WithObserver(obs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lane.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || !strings.Contains(got[0].Error(), "serves one Lane") {
+		t.Fatalf("errors handled: %v", got)
 	}
 }
