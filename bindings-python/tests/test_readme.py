@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -26,8 +27,9 @@ def _blocks() -> List[str]:
 def test_readme_examples_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = _blocks()
     # blocks[7] and blocks[8] are the lab's example scripts, run under `stress` by
-    # test_lab.py (which checks they are examples/lab/naive.py and with_lane.py)
-    assert len(blocks) == 9
+    # test_lab.py (which checks they are examples/lab/naive.py and with_lane.py);
+    # blocks[9] is the OpenTelemetry example
+    assert len(blocks) == 10
     # Aim an unmodified `boto3.client("iam")` at the lab.
     monkeypatch.setenv("AWS_ENDPOINT_URL_IAM", lab.endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -93,3 +95,11 @@ def test_readme_examples_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
         assert namespace["store"].get("role/deploy") == namespace["found"]
     finally:
         moto.stop()
+    # OpenTelemetry: the write counted, under the entity's hash.
+    lab.reset()
+    exec(compile(blocks[9], "README.md", "exec"), namespace)
+    assert lab.stats()["entities"]["role/deploy"]["writes"] == 1
+    points = [p for rm in namespace["reader"].get_metrics_data().resource_metrics for sm in rm.scope_metrics
+              for m in sm.metrics if m.name == "writelane.writes" for p in m.data.data_points]
+    digest = hashlib.sha256(b"role/deploy").hexdigest()[:16]
+    assert [(dict(p.attributes), p.value) for p in points] == [({"writelane.entity.hash": digest}, 1)]
