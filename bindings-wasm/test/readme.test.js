@@ -106,3 +106,28 @@ test('the README hand-off example writes on the reported token without reading',
   assert.equal(stats.reads, 2, 'the writer after a reported token did not read');
   assert.deepEqual(await statementsOfDeploy(iam), ['S0', 'S1', 'S2']);
 });
+
+test('the README OpenTelemetry example counts its write under the entity hash', async () => {
+  const url = (specifier) => pathToFileURL(require.resolve(specifier)).href;
+  const code = readmeExample('## OpenTelemetry')
+    .replace("'@aws-sdk/client-iam'", `'${url('@aws-sdk/client-iam')}'`)
+    .replace("'@opentelemetry/sdk-metrics'", `'${url('@opentelemetry/sdk-metrics')}'`)
+    .replace("'@opentelemetry/sdk-trace-base'", `'${url('@opentelemetry/sdk-trace-base')}'`)
+    .replace("'writelane/otel'", `'${pathToFileURL(path.join(root, 'js', 'otel.mjs')).href}'`)
+    .replace("'writelane'", `'${pathToFileURL(path.join(root, 'js', 'index.mjs')).href}'`);
+  const file = path.join(work, 'otel.mjs');
+  fs.writeFileSync(file, `${code}
+const writes = exporter.getMetrics().flatMap((r) => r.scopeMetrics).flatMap((s) => s.metrics)
+  .filter((m) => m.descriptor.name === 'writelane.writes').flatMap((m) => m.dataPoints);
+console.log(JSON.stringify(writes.map((p) => [p.attributes, p.value])));
+await meterProvider.shutdown();
+`);
+  const iam = labIam();
+  await iam.send(new CreateRoleCommand({ RoleName: 'deploy', AssumeRolePolicyDocument: '{"Version":"2012-10-17","Statement":[]}' }))
+    .catch((e) => assert.equal(e.name, 'EntityAlreadyExistsException'));
+  await lab.reset();
+  const out = execFileSync(process.execPath, [file], { env: labEnv(), encoding: 'utf8', timeout: 60000 });
+  const digest = require('node:crypto').createHash('sha256').update('role/deploy').digest('hex').slice(0, 16);
+  assert.deepEqual(JSON.parse(out.trim().split('\n').pop()), [[{ 'writelane.entity.hash': digest }, 1]]);
+  assert.equal((await lab.stats()).entities['role/deploy'].writes, 1);
+});
