@@ -394,3 +394,34 @@ def test_telemetry_true_uses_the_global_providers() -> None:
 def test_telemetry_off_imports_nothing() -> None:
     out = subprocess.run([sys.executable, "-c", _OFF], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]", out
+
+
+def test_shared_lanes_time_the_wait_to_the_lease() -> None:
+    from writelane import stores
+
+    otel = Otel()
+    store = stores.MemoryStore()
+    first = writelane.Lane(seed=8, store=store, owner="first:1:a")
+    second = writelane.Lane(seed=9, store=store, owner="second:1:b")
+    otel.instrument(first)
+    otel.instrument(second)
+    held = threading.Event()
+    release = threading.Event()
+
+    def slow(attempt: writelane.Attempt) -> None:
+        held.set()
+        release.wait(10)
+
+    holder = threading.Thread(target=first.run, args=("role/shared", slow))
+    holder.start()
+    assert held.wait(10)
+    waiter = threading.Thread(target=second.run, args=("role/shared", lambda a: None))
+    waiter.start()
+    time.sleep(0.3)  # the second lane finds the lease held and queues for it
+    release.set()
+    holder.join(10)
+    waiter.join(30)
+    (waits,) = otel.points("writelane.lane.wait.duration")
+    assert waits.count == 2, "one wait per lease acquired"
+    assert waits.max >= 0.25, "the second lane waited for the first lane's lease"
+    assert otel.total("writelane.writes") == 2 and len(otel.spans()) == 2

@@ -16,7 +16,9 @@ const { AsyncLocalStorageContextManager } = require('@opentelemetry/context-asyn
 const {
   IAMClient, CreateRoleCommand, GetRolePolicyCommand, PutRolePolicyCommand,
 } = require('@aws-sdk/client-iam');
-const { Lane, policyToken, GaveUpError, UsageError } = require('..');
+const {
+  Lane, MemoryStore, policyToken, GaveUpError, UsageError,
+} = require('..');
 const { instrument } = require('../js/otel.js');
 const { version } = require('../package.json');
 const { startLab } = require('./helpers/iamlab');
@@ -330,6 +332,32 @@ test('entity attribute modes and the allow-list', async () => {
   assert.deepEqual(otel.spans().map((s) => s.attributes['writelane.entity']).sort(), ['role/a', 'role/a', 'role/other', 'role/vip']);
   const [level] = await otel.points('writelane.budget.level');
   assert.equal(level.value, Math.min(...[named, hashed, plain].map((l) => l.stats().budget)));
+});
+
+test('shared lanes time the wait to the lease', async () => {
+  const otel = new Otel();
+  const store = new MemoryStore();
+  const first = new Lane('iam', { seed: 8, store, owner: 'first:1:a' });
+  const second = new Lane('iam', { seed: 9, store, owner: 'second:1:b' });
+  otel.instrument(first);
+  otel.instrument(second);
+  let release;
+  let held;
+  const holding = new Promise((resolve) => { held = resolve; });
+  const one = first.run('role/shared', () => {
+    held();
+    return new Promise((resolve) => { release = resolve; });
+  });
+  await holding;
+  const two = second.run('role/shared', async () => 2);
+  await sleep(300); // the second lane finds the lease held and queues for it
+  release(1);
+  assert.deepEqual(await Promise.all([one, two]), [1, 2]);
+  const [waits] = await otel.points('writelane.lane.wait.duration');
+  assert.equal(waits.value.count, 2, 'one wait per lease acquired');
+  assert.ok(waits.value.max >= 0.25, "the second lane waited for the first lane's lease");
+  assert.equal(await otel.total('writelane.writes'), 2);
+  assert.equal(otel.spans().length, 2);
 });
 
 test('bad options name the option', () => {
