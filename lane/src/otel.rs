@@ -32,8 +32,9 @@
 //! [`TelemetryBuilder::entity_attribute`] adds the name or a hash of it,
 //! [`TelemetryBuilder::allow_entity`] names entities that get their name whatever the mode.
 //!
-//! With telemetry on, the lane takes the engine's events as they come; [`Lane::events`]
-//! (crate::Lane::events) still returns them (the last [`MAX_QUEUED_EVENTS`] kept).
+//! With telemetry on, the lane takes the engine's events as they come;
+//! [`Lane::events`](crate::Lane::events) still returns them (the last
+//! [`MAX_QUEUED_EVENTS`] kept).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
