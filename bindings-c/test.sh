@@ -107,12 +107,15 @@ for variant in "${variants[@]}"; do
   step "C tests ($variant build, -Wall -Wextra -Werror)"
   cc "${cflags[@]}" "${extra[@]}" "$here/tests/c/vectors.c" "$here/tests/c/json.c" "$lib" "${libs[@]}" -o "$work/vectors-$variant"
   cc "${cflags[@]}" "${extra[@]}" "$here/tests/c/bad_input.c" "$lib" "${libs[@]}" -o "$work/bad_input-$variant"
+  cc "${cflags[@]}" "${extra[@]}" "$here/tests/c/update.c" "$lib" "${libs[@]}" -o "$work/update-$variant"
   for dir in "${vector_dirs[@]}"; do
     "$work/vectors-$variant" "$dir" | tee -a "$work/vectors-$variant.log"
   done
   "$work/bad_input-$variant" | tee "$work/bad_input-$variant.log"
+  "$work/update-$variant" | tee "$work/update-$variant.log"
   tally "$work/vectors-$variant.log"
   tally "$work/bad_input-$variant.log"
+  tally "$work/update-$variant.log"
 done
 
 if [ "$quick" = 1 ]; then
@@ -128,8 +131,10 @@ for dir in "${vector_dirs[@]}"; do
   "${vg[@]}" "$work/vectors-plain" "$dir" | tee -a "$work/vectors-vg.log"
 done
 "${vg[@]}" "$work/bad_input-plain" | tee "$work/bad_input-vg.log"
+"${vg[@]}" "$work/update-plain" | tee "$work/update-vg.log"
 tally "$work/vectors-vg.log"
 tally "$work/bad_input-vg.log"
+tally "$work/update-vg.log"
 
 step "install, then build the examples and the README's C example with pkg-config"
 "$here/install.sh" "$work/prefix"

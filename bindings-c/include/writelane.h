@@ -129,7 +129,9 @@ enum wl_status
    */
   WL_STATUS_POISONED = 8,
   /**
-   * `wl_policy_token` refused the policy document; the error names the path inside it.
+   * `wl_policy_token` or an IAM document helper (`wl_iam_*`) refused a document or an
+   * argument of it (not JSON, or not the shape the change needs); the error names the
+   * argument or the path inside it.
    */
   WL_STATUS_INVALID_DOCUMENT = 9,
   /**
@@ -252,6 +254,15 @@ enum wl_command_kind
    * the store adapter and report `store_reply`.
    */
   WL_COMMAND_KIND_STORE = 4,
+  /**
+   * Group commit (only from `wl_engine_poll_action` and `wl_engine_poll_action_for`):
+   * `op` leads a batch of updates; `operation` is the step as JSON text,
+   * `{"type":"apply","op":L,"ops":[L,2,3]}`. Run each op's change function, in the
+   * order of `ops`, on the document the batch's read returned (each next one on the
+   * previous result), and report every op applied or refused with
+   * `WL_INPUT_KIND_APPLY_DONE`; the write that follows writes the result.
+   */
+  WL_COMMAND_KIND_APPLY = 5,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -487,6 +498,14 @@ enum wl_input_kind
    * `{"reply":"unavailable"}`).
    */
   WL_INPUT_KIND_STORE_REPLY = 6,
+  /**
+   * A `WL_COMMAND_KIND_APPLY` completed: `op` is the batch's leader (the command's
+   * `op`) and `reply` is the results as JSON text, one per op of the command in its
+   * order: `[{"op":L,"applied":true},{"op":2,"applied":false,"code":"ValueError"}]`
+   * (`code`, at most 256 bytes, names why a change was refused; the update gives up as
+   * `fatal` with it).
+   */
+  WL_INPUT_KIND_APPLY_DONE = 7,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -992,13 +1011,15 @@ wl_status wl_engine_submit(struct wl_engine *engine,
 /**
  * Feed what the host observed for one operation, at `now_ms`.
  *
- * For `WL_INPUT_KIND_STORE_REPLY`, `input->reply` is the store's answer as JSON text
- * (see `wl_input_kind`); the other kinds ignore it.
+ * For `WL_INPUT_KIND_STORE_REPLY`, `input->reply` is the store's answer as JSON text,
+ * and for `WL_INPUT_KIND_APPLY_DONE` the per-op results as JSON text (see
+ * `wl_input_kind`); the other kinds ignore it.
  *
  * Errors: `WL_STATUS_USAGE_ERROR` (`unknown_op`, `unexpected_input`,
  * `command_not_drained`, `invalid_token`, `invalid_code`, `time_went_backwards`),
- * `WL_STATUS_INVALID_ARGUMENT` (unknown `kind`; a `reply` that is not a store reply, with
- * `path` `input.reply` and the JSON error in the message), `WL_STATUS_NULL_ARGUMENT`,
+ * `WL_STATUS_INVALID_ARGUMENT` (unknown `kind`; a `reply` that is not a store reply, or
+ * not a list of apply results, with `path` `input.reply` and the JSON error in the
+ * message), `WL_STATUS_NULL_ARGUMENT`,
  * `WL_STATUS_INVALID_UTF8`. A refused call changes nothing.
  */
 wl_status wl_engine_handle(struct wl_engine *engine, uint64_t now_ms, const struct wl_input *input);
@@ -1025,6 +1046,52 @@ wl_status wl_engine_poll_command(struct wl_engine *engine, struct wl_command *ou
 wl_status wl_engine_poll_command_for(struct wl_engine *engine,
                                      uint64_t op,
                                      struct wl_command *out_command);
+
+/**
+ * Start one update of `entity` (pointer + length, 1..=2048 bytes) at `now_ms` (group
+ * commit), writing its operation id to `*out_op`: a change the host applies to the
+ * entity's document when the engine says so, rather than an opaque write. Updates queued
+ * behind the lane holder join its batch: the batch's leader reads once, the host applies
+ * every member's change in FIFO order (`WL_COMMAND_KIND_APPLY`), and one write carries
+ * them all; every update of the batch finishes with that write's outcome and token. A
+ * host that submits updates drains with `wl_engine_poll_action` (or `_for`), which also
+ * hands out the apply step, and keeps each live update's change function where the
+ * leader's driver can call it. A change may run more than once, on fresher documents
+ * (after a conflict, or when a write refused as fatal is split in halves): it must be a
+ * pure function of the document.
+ *
+ * `options` may be NULL for the defaults; only its `has_deadline`/`deadline_ms` and
+ * `holder` apply: an update always reads and is based on what it read, so `expected`
+ * must be absent and `no_read` false.
+ *
+ * Errors: as `wl_engine_submit`, and `WL_STATUS_INVALID_ARGUMENT` (`options.expected`,
+ * `options.no_read` set).
+ */
+wl_status wl_engine_submit_update(struct wl_engine *engine,
+                                  const char *entity,
+                                  size_t entity_len,
+                                  uint64_t now_ms,
+                                  const struct wl_submit_options *options,
+                                  uint64_t *out_op);
+
+/**
+ * Take the next command or apply step for any operation, in the order they became
+ * ready, into `*out_command`, as `wl_engine_poll_command` does; hosts that submit updates
+ * drain with this. A `WL_COMMAND_KIND_APPLY` carries the step as JSON text in
+ * `operation` (NUL-terminated, borrowed until the next call on this handle); answer it
+ * with `WL_INPUT_KIND_APPLY_DONE`. (`wl_engine_poll_command` never hands out an apply
+ * step, so hosts without updates are unchanged.)
+ */
+wl_status wl_engine_poll_action(struct wl_engine *engine, struct wl_command *out_command);
+
+/**
+ * Take the pending command or apply step of one operation, as `wl_engine_poll_action`
+ * does (for hosts that drive each operation from its own thread). An unknown or finished
+ * `op` gives `WL_COMMAND_KIND_NONE`.
+ */
+wl_status wl_engine_poll_action_for(struct wl_engine *engine,
+                                    uint64_t op,
+                                    struct wl_command *out_command);
 
 /**
  * When `wl_engine_handle_timeout` must next be called: writes `true` and the time to
@@ -1191,6 +1258,80 @@ wl_status wl_engine_retry_capacity(const struct wl_engine *engine,
  */
 wl_status wl_policy_token(const char *document,
                           size_t document_len,
+                          char *buf,
+                          size_t cap,
+                          size_t *out_len,
+                          struct wl_error *out_error);
+
+/**
+ * Append `statement` (a JSON object with a non-empty string `Sid`) to the policy
+ * `document` (JSON text; `null` when the entity has no policy yet), or replace the
+ * statement with the same `Sid`. A missing `Version` becomes `2012-10-17`; a single
+ * statement object becomes a list.
+ *
+ * Errors: `WL_STATUS_INVALID_DOCUMENT` (path `document` or `statement` for text that is
+ * not JSON, `statement.Sid`, `$`, `Statement`, `Statement[i]` for a wrong shape),
+ * `WL_STATUS_BUFFER_TOO_SMALL`, `WL_STATUS_NULL_ARGUMENT`, `WL_STATUS_INVALID_UTF8`.
+ * `out_error` may be NULL; `buf` may be NULL when `cap` is 0.
+ */
+wl_status wl_iam_put_statement(const char *document,
+                               size_t document_len,
+                               const char *statement,
+                               size_t statement_len,
+                               char *buf,
+                               size_t cap,
+                               size_t *out_len,
+                               struct wl_error *out_error);
+
+/**
+ * Remove the statement whose `Sid` is `sid` from the policy `document` (JSON text), if
+ * there is one.
+ *
+ * Errors as `wl_iam_put_statement`.
+ */
+wl_status wl_iam_remove_statement(const char *document,
+                                  size_t document_len,
+                                  const char *sid,
+                                  size_t sid_len,
+                                  char *buf,
+                                  size_t cap,
+                                  size_t *out_len,
+                                  struct wl_error *out_error);
+
+/**
+ * Add `principal` (an ARN, account id or service name) of `kind` (`AWS`, `Service` or
+ * `Federated`) to a role's trust policy `document` (JSON text; `null` for none), in the
+ * statement whose `Sid` is `sid`, which is created (`Allow`, `sts:AssumeRole`) when
+ * missing. A principal already there is not added twice.
+ *
+ * Errors as `wl_iam_put_statement` (paths `kind`, `sid`, `principal`,
+ * `Statement[i].Principal` too).
+ */
+wl_status wl_iam_add_trust_principal(const char *document,
+                                     size_t document_len,
+                                     const char *sid,
+                                     size_t sid_len,
+                                     const char *kind,
+                                     size_t kind_len,
+                                     const char *principal,
+                                     size_t principal_len,
+                                     char *buf,
+                                     size_t cap,
+                                     size_t *out_len,
+                                     struct wl_error *out_error);
+
+/**
+ * Set tags in an IAM tag list `tags` (JSON text `[{"Key":K,"Value":V}, ...]`; `null`
+ * for none): each tag of `set` (JSON text of the same shape, applied in order) replaces
+ * the value of its key in place, or is appended.
+ *
+ * Errors as `wl_iam_put_statement` (paths `tags`, `set`, `set[i].Key`, `set[i].Value`,
+ * `[i].Key`, `key` too).
+ */
+wl_status wl_iam_set_tags(const char *tags,
+                          size_t tags_len,
+                          const char *set,
+                          size_t set_len,
                           char *buf,
                           size_t cap,
                           size_t *out_len,

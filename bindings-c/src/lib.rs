@@ -21,6 +21,7 @@
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
 mod guard;
+mod iam;
 mod lease;
 mod status;
 mod types;
@@ -32,12 +33,16 @@ use std::os::raw::c_char;
 
 use writelane_core::lease::StoreReply;
 use writelane_core::{
-    parse_retry_after, policy_token, Command, EngineState, Failure, GiveUpReason, Input, OpId,
-    Outcome, Policy, Refusal, RetryStrategy, RetryToken, SubmitOptions,
+    parse_retry_after, policy_token, Action, ApplyResult, Command, EngineState, Failure,
+    GiveUpReason, Input, OpId, Outcome, Policy, Refusal, RetryStrategy, RetryToken, SubmitOptions,
+    UpdateOptions,
 };
 
 pub use guard::wl_engine;
 use guard::{in_arg, opt_str, out_arg, str_arg, with_handle, without_handle, Access, Fail, Inner};
+pub use iam::{
+    wl_iam_add_trust_principal, wl_iam_put_statement, wl_iam_remove_statement, wl_iam_set_tags,
+};
 pub use lease::{
     wl_force_release_finish, wl_force_release_plan, wl_lease_record_check, wl_owner_id,
 };
@@ -356,13 +361,15 @@ unsafe fn failure_of(f: &wl_failure, names: &FailureNames) -> Result<Failure, Fa
 
 /// Feed what the host observed for one operation, at `now_ms`.
 ///
-/// For `WL_INPUT_KIND_STORE_REPLY`, `input->reply` is the store's answer as JSON text
-/// (see `wl_input_kind`); the other kinds ignore it.
+/// For `WL_INPUT_KIND_STORE_REPLY`, `input->reply` is the store's answer as JSON text,
+/// and for `WL_INPUT_KIND_APPLY_DONE` the per-op results as JSON text (see
+/// `wl_input_kind`); the other kinds ignore it.
 ///
 /// Errors: `WL_STATUS_USAGE_ERROR` (`unknown_op`, `unexpected_input`,
 /// `command_not_drained`, `invalid_token`, `invalid_code`, `time_went_backwards`),
-/// `WL_STATUS_INVALID_ARGUMENT` (unknown `kind`; a `reply` that is not a store reply, with
-/// `path` `input.reply` and the JSON error in the message), `WL_STATUS_NULL_ARGUMENT`,
+/// `WL_STATUS_INVALID_ARGUMENT` (unknown `kind`; a `reply` that is not a store reply, or
+/// not a list of apply results, with `path` `input.reply` and the JSON error in the
+/// message), `WL_STATUS_NULL_ARGUMENT`,
 /// `WL_STATUS_INVALID_UTF8`. A refused call changes nothing.
 #[no_mangle]
 pub unsafe extern "C" fn wl_engine_handle(
@@ -402,10 +409,23 @@ pub unsafe extern "C" fn wl_engine_handle(
                     })?;
                     Input::StoreReply { op, reply }
                 }
+                7 => {
+                    let text = str_arg(i.reply.ptr, i.reply.len, "input.reply")?;
+                    let results = serde_json::from_str::<Vec<ApplyResult>>(text).map_err(|e| {
+                        Fail::invalid(
+                            "input.reply",
+                            format!(
+                                "input.reply is not a list of apply results \
+                                 ([{{\"op\":N,\"applied\":true}}, ...]): {e}"
+                            ),
+                        )
+                    })?;
+                    Input::ApplyDone { op, results }
+                }
                 other => {
                     return Err(Fail::invalid(
                         "input.kind",
-                        format!("{other} is not a wl_input_kind (1..=6)"),
+                        format!("{other} is not a wl_input_kind (1..=7)"),
                     ))
                 }
             };
@@ -512,20 +532,50 @@ fn fill_reason(out: &mut wl_command, reason: &GiveUpReason) {
 }
 
 fn hand_out(inner: &mut Inner, cmd: Option<Command>, out: &mut wl_command) {
-    inner.last_command = cmd;
+    hand_out_action(inner, cmd.map(Action::Command), out)
+}
+
+/// Put `text` and a NUL into the handle's operation text and borrow it into `out`.
+fn operation_out(inner: &mut Inner, mut text: String, out: &mut wl_command) {
+    let len = text.len();
+    text.push('\0');
+    inner.operation = text;
+    out.operation = wl_str {
+        ptr: inner.operation.as_ptr().cast(),
+        len,
+    };
+}
+
+fn hand_out_action(inner: &mut Inner, action: Option<Action>, out: &mut wl_command) {
+    let apply = match action {
+        Some(Action::Apply(apply)) => {
+            inner.last_command = None;
+            Some(apply)
+        }
+        Some(Action::Command(cmd)) => {
+            inner.last_command = Some(cmd);
+            None
+        }
+        None => {
+            inner.last_command = None;
+            None
+        }
+    };
+    if let Some(apply) = apply {
+        *out = wl_command::NONE;
+        out.kind = wl_command_kind::Apply;
+        out.op = apply.op.0;
+        let text = serde_json::to_string(&apply).expect("apply steps serialise");
+        operation_out(inner, text, out);
+        return;
+    }
     *out = match &inner.last_command {
         Some(c) => fill_command(c),
         None => wl_command::NONE,
     };
     if let Some(Command::Store { operation, .. }) = &inner.last_command {
-        let mut text = serde_json::to_string(operation).expect("store operations serialise");
-        let len = text.len();
-        text.push('\0');
-        inner.operation = text;
-        out.operation = wl_str {
-            ptr: inner.operation.as_ptr().cast(),
-            len,
-        };
+        let text = serde_json::to_string(operation).expect("store operations serialise");
+        operation_out(inner, text, out);
     }
 }
 
@@ -562,6 +612,104 @@ pub unsafe extern "C" fn wl_engine_poll_command_for(
             let out = out_arg(out_command, "out_command")?;
             let cmd = inner.engine.poll_command_for(OpId(op));
             hand_out(inner, cmd, out);
+            Ok(())
+        })
+    }
+}
+
+/// Start one update of `entity` (pointer + length, 1..=2048 bytes) at `now_ms` (group
+/// commit), writing its operation id to `*out_op`: a change the host applies to the
+/// entity's document when the engine says so, rather than an opaque write. Updates queued
+/// behind the lane holder join its batch: the batch's leader reads once, the host applies
+/// every member's change in FIFO order (`WL_COMMAND_KIND_APPLY`), and one write carries
+/// them all; every update of the batch finishes with that write's outcome and token. A
+/// host that submits updates drains with `wl_engine_poll_action` (or `_for`), which also
+/// hands out the apply step, and keeps each live update's change function where the
+/// leader's driver can call it. A change may run more than once, on fresher documents
+/// (after a conflict, or when a write refused as fatal is split in halves): it must be a
+/// pure function of the document.
+///
+/// `options` may be NULL for the defaults; only its `has_deadline`/`deadline_ms` and
+/// `holder` apply: an update always reads and is based on what it read, so `expected`
+/// must be absent and `no_read` false.
+///
+/// Errors: as `wl_engine_submit`, and `WL_STATUS_INVALID_ARGUMENT` (`options.expected`,
+/// `options.no_read` set).
+#[no_mangle]
+pub unsafe extern "C" fn wl_engine_submit_update(
+    engine: *mut wl_engine,
+    entity: *const c_char,
+    entity_len: usize,
+    now_ms: u64,
+    options: *const wl_submit_options,
+    out_op: *mut u64,
+) -> wl_status {
+    unsafe {
+        with_handle(engine, Access::Normal, |inner| {
+            let out = out_arg(out_op, "out_op")?;
+            let entity = str_arg(entity, entity_len, "entity")?;
+            let opts = match options.as_ref() {
+                None => UpdateOptions::default(),
+                Some(o) => {
+                    if opt_str(&o.expected, "options.expected")?.is_some() {
+                        return Err(Fail::invalid(
+                            "options.expected",
+                            "an update is based on what it reads: leave expected absent",
+                        ));
+                    }
+                    if o.no_read {
+                        return Err(Fail::invalid(
+                            "options.no_read",
+                            "an update always reads the document it changes: leave no_read false",
+                        ));
+                    }
+                    UpdateOptions {
+                        deadline_ms: o.has_deadline.then_some(o.deadline_ms),
+                        holder: opt_str(&o.holder, "options.holder")?.map(str::to_owned),
+                    }
+                }
+            };
+            *out = inner.engine.submit_update(entity, now_ms, opts)?.0;
+            Ok(())
+        })
+    }
+}
+
+/// Take the next command or apply step for any operation, in the order they became
+/// ready, into `*out_command`, as `wl_engine_poll_command` does; hosts that submit updates
+/// drain with this. A `WL_COMMAND_KIND_APPLY` carries the step as JSON text in
+/// `operation` (NUL-terminated, borrowed until the next call on this handle); answer it
+/// with `WL_INPUT_KIND_APPLY_DONE`. (`wl_engine_poll_command` never hands out an apply
+/// step, so hosts without updates are unchanged.)
+#[no_mangle]
+pub unsafe extern "C" fn wl_engine_poll_action(
+    engine: *mut wl_engine,
+    out_command: *mut wl_command,
+) -> wl_status {
+    unsafe {
+        with_handle(engine, Access::Normal, |inner| {
+            let out = out_arg(out_command, "out_command")?;
+            let action = inner.engine.poll_action();
+            hand_out_action(inner, action, out);
+            Ok(())
+        })
+    }
+}
+
+/// Take the pending command or apply step of one operation, as `wl_engine_poll_action`
+/// does (for hosts that drive each operation from its own thread). An unknown or finished
+/// `op` gives `WL_COMMAND_KIND_NONE`.
+#[no_mangle]
+pub unsafe extern "C" fn wl_engine_poll_action_for(
+    engine: *mut wl_engine,
+    op: u64,
+    out_command: *mut wl_command,
+) -> wl_status {
+    unsafe {
+        with_handle(engine, Access::Normal, |inner| {
+            let out = out_arg(out_command, "out_command")?;
+            let action = inner.engine.poll_action_for(OpId(op));
+            hand_out_action(inner, action, out);
             Ok(())
         })
     }

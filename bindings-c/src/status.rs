@@ -32,7 +32,9 @@ pub enum wl_status {
     /// An earlier call on this handle panicked; the handle refuses every call but
     /// `wl_engine_last_error` and `wl_engine_free`.
     Poisoned = 8,
-    /// `wl_policy_token` refused the policy document; the error names the path inside it.
+    /// `wl_policy_token` or an IAM document helper (`wl_iam_*`) refused a document or an
+    /// argument of it (not JSON, or not the shape the change needs); the error names the
+    /// argument or the path inside it.
     InvalidDocument = 9,
     /// An argument is out of range: an unknown enum value, a length above `PTRDIFF_MAX`,
     /// a NULL string with a non-zero length, or two settings that exclude each other.
@@ -190,6 +192,13 @@ pub enum wl_command_kind {
     /// Shared lanes: carry out `operation` (a lease-store operation as JSON text) with
     /// the store adapter and report `store_reply`.
     Store = 4,
+    /// Group commit (only from `wl_engine_poll_action` and `wl_engine_poll_action_for`):
+    /// `op` leads a batch of updates; `operation` is the step as JSON text,
+    /// `{"type":"apply","op":L,"ops":[L,2,3]}`. Run each op's change function, in the
+    /// order of `ops`, on the document the batch's read returned (each next one on the
+    /// previous result), and report every op applied or refused with
+    /// `WL_INPUT_KIND_APPLY_DONE`; the write that follows writes the result.
+    Apply = 5,
 }
 
 /// What a `wl_input` reports. Used as the `uint32_t kind` field of `wl_input`.
@@ -212,6 +221,12 @@ pub enum wl_input_kind {
     /// `{"reply":"refused","current":...}`, `{"reply":"lost"}`,
     /// `{"reply":"unavailable"}`).
     StoreReply = 6,
+    /// A `WL_COMMAND_KIND_APPLY` completed: `op` is the batch's leader (the command's
+    /// `op`) and `reply` is the results as JSON text, one per op of the command in its
+    /// order: `[{"op":L,"applied":true},{"op":2,"applied":false,"code":"ValueError"}]`
+    /// (`code`, at most 256 bytes, names why a change was refused; the update gives up as
+    /// `fatal` with it).
+    ApplyDone = 7,
 }
 
 /// How an operation ended (in a `WL_COMMAND_KIND_FINISH` command).
