@@ -13,19 +13,27 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 use writelane_core as core;
+use writelane_core::iam::docs;
 use writelane_core::lease::{self, LeaseRecord, StoreOp, StoreReply};
-use writelane_core::{Command, Engine, Input, OpId, Outcome, Policy, SubmitOptions};
+use writelane_core::{
+    Action, ApplyResult, Command, Engine, Input, OpId, Outcome, Policy, SubmitOptions,
+    UpdateOptions,
+};
 
 /// A command in the tuple form the Python driver reads: `(kind, number, text, fence)`.
 ///
 /// `kind` 0 = read; 1 = write (`number` = attempt, `text` = base token, `fence` = the
 /// lease epoch with shared lanes); 2 = finish, committed (`number` = attempts, `text` =
 /// token); 3 = finish, gave up (`number` = attempts, `text` = the outcome as JSON);
-/// 5 = store (`text` = the store operation as JSON).
+/// 5 = store (`text` = the store operation as JSON); 6 = apply a batch's changes (`text`
+/// = the ops whose changes to apply, in order, as a JSON list).
 type Cmd = (u8, u64, Option<String>, Option<u64>);
 
 /// The command kind of a lease-store operation.
 const STORE: u8 = 5;
+
+/// The step kind of a batch's `Apply`.
+const APPLY: u8 = 6;
 
 /// Lock an engine. Rule: no Python code may run while a lock is held (no exception is
 /// built, no Python object allocated), or a thread waiting for the lock while holding the
@@ -94,6 +102,13 @@ fn cmd_tuple(cmd: Command) -> Cmd {
             }
         },
         Command::Store { operation, .. } => (STORE, 0, Some(to_json(&operation)), None),
+    }
+}
+
+fn action_tuple(action: Action) -> Cmd {
+    match action {
+        Action::Command(cmd) => cmd_tuple(cmd),
+        Action::Apply(apply) => (APPLY, 0, Some(to_json(&apply.ops)), None),
     }
 }
 
@@ -286,6 +301,61 @@ fn parse_retry_after(text: &str) -> Option<u64> {
     core::parse_retry_after(text)
 }
 
+/// Parse a JSON argument of an IAM-shape helper; raises `DocumentError` naming it.
+fn doc_arg(py: Python<'_>, name: &str, text: &str) -> PyResult<serde_json::Value> {
+    serde_json::from_str(text)
+        .map_err(|e| raise(py, "DocumentError", (name, format!("not JSON: {e}"))))
+}
+
+fn doc_result(
+    py: Python<'_>,
+    result: Result<serde_json::Value, docs::DocError>,
+) -> PyResult<String> {
+    match result {
+        Ok(value) => Ok(to_json(&value)),
+        Err(e) => Err(raise(py, "DocumentError", (e.path, e.reason))),
+    }
+}
+
+/// `writelane_core::iam::docs::put_statement` over JSON text: append `statement` to the
+/// policy document `doc` (`null`: none yet), or replace the one with its `Sid`.
+#[pyfunction]
+fn iam_put_statement(py: Python<'_>, doc: &str, statement: &str) -> PyResult<String> {
+    let (doc, statement) = (
+        doc_arg(py, "doc", doc)?,
+        doc_arg(py, "statement", statement)?,
+    );
+    doc_result(py, docs::put_statement(&doc, &statement))
+}
+
+/// `writelane_core::iam::docs::remove_statement` over JSON text.
+#[pyfunction]
+fn iam_remove_statement(py: Python<'_>, doc: &str, sid: &str) -> PyResult<String> {
+    let doc = doc_arg(py, "doc", doc)?;
+    doc_result(py, docs::remove_statement(&doc, sid))
+}
+
+/// `writelane_core::iam::docs::add_trust_principal` over JSON text.
+#[pyfunction]
+fn iam_add_trust_principal(
+    py: Python<'_>,
+    doc: &str,
+    sid: &str,
+    kind: &str,
+    principal: &str,
+) -> PyResult<String> {
+    let doc = doc_arg(py, "doc", doc)?;
+    doc_result(py, docs::add_trust_principal(&doc, sid, kind, principal))
+}
+
+/// `writelane_core::iam::docs::set_tags` over JSON text: `set` is `(key, value)` pairs.
+#[pyfunction]
+fn iam_set_tags(py: Python<'_>, tags: &str, set: Vec<(String, String)>) -> PyResult<String> {
+    let tags = doc_arg(py, "tags", tags)?;
+    let pairs: Vec<(&str, &str)> = set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    doc_result(py, docs::set_tags(&tags, &pairs))
+}
+
 /// The sans-IO engine, one call at a time; values cross as the core's JSON text.
 #[pyclass(module = "writelane._native", frozen)]
 struct NativeEngine {
@@ -394,8 +464,9 @@ impl NativeEngine {
 
 struct LaneInner {
     engine: Engine,
-    /// Commands drained for ops whose driver has not taken them yet.
-    mailbox: HashMap<u64, Command, OpBuild>,
+    /// Commands (and batches' `Apply` steps) drained for ops whose driver has not taken
+    /// them yet.
+    mailbox: HashMap<u64, Action, OpBuild>,
     last_now: u64,
 }
 
@@ -543,7 +614,8 @@ impl LaneInner {
         } else {
             self.mailbox.remove(&me)
         };
-        while let Some(cmd) = self.engine.poll_command() {
+        // `poll_action` is `poll_command` plus the `Apply` steps of updates' batches.
+        while let Some(cmd) = self.engine.poll_action() {
             let op = cmd.op().0;
             if op == me && own.is_none() {
                 own = Some(cmd);
@@ -557,7 +629,7 @@ impl LaneInner {
         match own {
             Some(cmd) => {
                 // A write's fence travels in the timer slot (a command has no timer).
-                let (kind, number, text, fence) = cmd_tuple(cmd);
+                let (kind, number, text, fence) = action_tuple(cmd);
                 (kind as i8, number, text, fence, woken)
             }
             None => {
@@ -761,6 +833,57 @@ impl NativeLane {
                 Some(err.into_value(py).into_any()),
             )),
         }
+    }
+
+    /// Submit one update (group commit): `(op, step)`. Its first command is always a read
+    /// (or, queued behind the lane's holder, none yet).
+    #[pyo3(signature = (entity, deadline_ms=None, holder=None))]
+    fn submit_update(
+        &self,
+        py: Python<'_>,
+        entity: &str,
+        deadline_ms: Option<u64>,
+        holder: Option<String>,
+    ) -> PyResult<(u64, Step)> {
+        let clock = self.clock_ms(py)?;
+        let submitted = {
+            let (mut inner, now) = self.locked(clock);
+            let options = UpdateOptions {
+                deadline_ms,
+                holder,
+            };
+            inner
+                .engine
+                .submit_update(entity, now, options)
+                .map(|op| (op.0, inner.collect(op.0)))
+        };
+        submitted.map_err(|e| usage_error(py, &e))
+    }
+
+    /// The leader `op` applied its batch's changes: `results` is `(op, applied, code)` for
+    /// each op of the `Apply`, in its order (`code` names why a change was refused).
+    fn apply_done(
+        &self,
+        py: Python<'_>,
+        op: u64,
+        results: Vec<(u64, bool, Option<String>)>,
+    ) -> PyResult<Step> {
+        let results = results
+            .into_iter()
+            .map(|(m, applied, code)| ApplyResult {
+                op: OpId(m),
+                applied,
+                code,
+            })
+            .collect();
+        self.input(
+            py,
+            op,
+            Input::ApplyDone {
+                op: OpId(op),
+                results,
+            },
+        )
     }
 
     /// The read found the entity at `token` (`None`: it does not exist).
@@ -1054,6 +1177,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(policy_for_store, m)?)?;
     m.add_function(wrap_pyfunction!(plan_force_release, m)?)?;
     m.add_function(wrap_pyfunction!(finish_force_release, m)?)?;
+    m.add_function(wrap_pyfunction!(iam_put_statement, m)?)?;
+    m.add_function(wrap_pyfunction!(iam_remove_statement, m)?)?;
+    m.add_function(wrap_pyfunction!(iam_add_trust_principal, m)?)?;
+    m.add_function(wrap_pyfunction!(iam_set_tags, m)?)?;
     m.add_class::<NativeEngine>()?;
     m.add_class::<NativeLane>()?;
     m.add_class::<NativeStrategy>()?;

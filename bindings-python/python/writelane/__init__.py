@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import events
+from . import events, iam
 from ._clock import Clock, ManualClock
 from ._engine import Engine
 from ._errors import (
+    DocumentError,
     Error,
     GaveUp,
     PolicyError,
@@ -91,6 +92,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Attempt",
     "Clock",
+    "DocumentError",
     "Engine",
     "Error",
     "ErrorClass",
@@ -111,6 +113,7 @@ __all__ = [
     "UsageError",
     "canonical_policy",
     "events",
+    "iam",
     "parse_retry_after",
     "policy_token",
 ]

@@ -7,12 +7,18 @@ a generator, stepped by one of two loops that differ only in how they call the u
 functions, carry out store operations and wait: :meth:`Driver.run` on the calling thread
 (for :meth:`writelane.Lane.run`) and :meth:`Driver.run_async` as an asyncio task (for
 :meth:`writelane.Lane.run_async`). The engine decides everything; the driver holds no rule.
+
+Updates (group commit, :meth:`writelane.Lane.update`) run through the same driver: each
+live update's ``change`` is kept in :attr:`Driver.changes` (op id -> function) so that the
+leader of a batch, on whatever thread or task it runs, can apply every member's change to
+the document it read, in the order of the engine's ``Apply`` step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import json
 import logging
@@ -28,7 +34,7 @@ from .stores import LeaseStore, apply_json
 _LOG = logging.getLogger("writelane")
 
 #: native command kinds (-1: the op has no command now)
-NONE, READ, WRITE, COMMITTED, GAVE_UP, RAISED, STORE = -1, 0, 1, 2, 3, 4, 5
+NONE, READ, WRITE, COMMITTED, GAVE_UP, RAISED, STORE, APPLY = -1, 0, 1, 2, 3, 4, 5, 6
 #: what the driver asks of its loop: call a user function, carry out a store op, wait
 _CALL, _DO_STORE, _WAIT = 0, 1, 2
 #: (kind, number, text, timer, woken) as the native lane returns it
@@ -53,6 +59,18 @@ def _token_of(value: Any) -> Optional[str]:
     raise UsageError("invalid_argument", f"read: must return a change token (str) or None, returned {type(value).__name__}")
 
 
+def _doc_and_token(value: Any) -> Tuple[Any, Optional[str]]:
+    """Check what an update's read function returned: ``(document, token)``."""
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise UsageError("invalid_argument", f"read: an update's read must return (document, token), returned {type(value).__name__}")
+    return value[0], _token_of(value[1])
+
+
+def _code_of(exc: BaseException) -> str:
+    """The code a refused change reports: its exception's type name (at most 256 bytes)."""
+    return type(exc).__name__.encode("utf-8", "replace")[:256].decode("utf-8", "ignore") or "ChangeRefused"
+
+
 class Driver:
     """Drives the operations of one native lane for any number of threads and tasks, each
     driving its own op. ``store`` carries out store commands, each bounded by
@@ -67,11 +85,21 @@ class Driver:
         self.store_timeout_s, self.codes, self.classify, self.on_finish = store_timeout_ms / 1000, codes, classify, on_finish
         #: how to wake the driver of each waiting op
         self.waiters: Dict[int, Callable[[], None]] = {}
+        #: the change function of every live update, for the leader of its batch to call
+        self.changes: Dict[int, Callable[[Any], Any]] = {}
+        #: the exceptions updates' changes raised, kept by the leader that called them for
+        #: the update's own run to raise from
+        self.refused: Dict[int, BaseException] = {}
+        #: held while an update is submitted and its change registered, so that a leader
+        #: that finds no change for a member it must apply knows the member is gone
+        self.submitting = threading.Lock()
 
-    def run(self, op: int, entity: str, step: Any, read: Any, write: Any, classify: Optional[Classifier], result: Any) -> Any:
-        """Drive ``op`` to its finish on this thread; return what ``write`` returned."""
+    def run(self, op: int, entity: str, step: Any, read: Any, write: Any, classify: Optional[Classifier], result: Any,
+            update: bool = False) -> Any:
+        """Drive ``op`` to its finish on this thread; return what ``write`` returned (an
+        update: the committed token)."""
         try:
-            return self._loop(self.drive(op, entity, step, read, write, classify, result), op)
+            return self._loop(self.drive(op, entity, step, read, write, classify, result, update), op)
         except (GaveUp, StaleRevision):
             raise
         except BaseException:
@@ -79,11 +107,17 @@ class Driver:
             if drain is not None:
                 drain.join()  # a second interrupt leaves the release to its thread
             raise
+        finally:
+            if update:
+                self.changes.pop(op, None)
+                self.refused.pop(op, None)
 
-    async def run_async(self, op: int, entity: str, step: Any, read: Any, write: Any, classify: Optional[Classifier], result: Any) -> Any:
-        """Drive ``op`` to its finish as a task; return what ``write`` returned."""
+    async def run_async(self, op: int, entity: str, step: Any, read: Any, write: Any, classify: Optional[Classifier], result: Any,
+                        update: bool = False) -> Any:
+        """Drive ``op`` to its finish as a task; return what ``write`` returned (an update:
+        the committed token)."""
         try:
-            return await self._loop_async(self.drive(op, entity, step, read, write, classify, result), op)
+            return await self._loop_async(self.drive(op, entity, step, read, write, classify, result, update), op)
         except (GaveUp, StaleRevision):
             raise
         except BaseException:
@@ -92,25 +126,43 @@ class Driver:
             if self._abandon(op, lambda: _call_soon(loop, _resolve, done)) is not None:
                 await asyncio.shield(done)
             raise
+        finally:
+            if update:
+                self.changes.pop(op, None)
+                self.refused.pop(op, None)
 
-    def drive(self, op: int, entity: str, step: Any, read: Any, write: Any, classify: Optional[Classifier], result: Any) -> _Gen:
+    def drive(self, op: int, entity: str, step: Any, read: Any, write: Any, classify: Optional[Classifier], result: Any,
+              update: bool = False) -> _Gen:
         """The driver of one op. Yields what its loop must do — ``(_CALL, fn, attempt)``
         (call ``fn()``, or ``fn(attempt)`` for a write), ``(_DO_STORE, operation JSON, _)``,
         ``(_WAIT, timer, _)`` — and is sent the result (a call's exception is thrown in; a
-        wait sends whether the timer is due); returns what ``write`` returned."""
+        wait sends whether the timer is due); returns what ``write`` returned.
+
+        An ``update``'s ``read`` returns ``(document, token)`` and its ``write(document,
+        attempt)`` reports the new token (``set_token``, or returned as a ``str``); as a batch's leader it applies the members' changes to the document
+        it read (``Apply``) and writes the result; it returns the committed token."""
         native, codes = self.native, self.codes
         classify = classify or self.classify
         last_exc: Optional[BaseException] = None
+        #: an update's document: what the last read returned, then what the apply made of it
+        doc: Any = None
         kind, number, text, timer, woken = step
         while True:
             if woken:
                 self.wake(woken)
             if kind == WRITE or kind == RAISED:
+                written: Optional[str] = None
                 try:
                     if kind == RAISED:  # the write called during submit raised
                         raise result
                     attempt = _native.Attempt(number, text, entity, timer)
-                    value = yield _CALL, write, attempt
+                    if update:
+                        value = yield _CALL, functools.partial(write, doc), attempt
+                        if isinstance(value, str) and attempt.token is None:
+                            attempt.set_token(value)  # the token returned, checked as set_token does
+                    else:
+                        value = yield _CALL, write, attempt
+                    written = attempt.token
                 except UsageError:
                     raise  # misuse (set_token with a bad token) is not a failed write
                 except Exception as exc:  # noqa: BLE001 - classified by the core
@@ -118,7 +170,7 @@ class Driver:
                     step = native.failed(op, True, *fields_of(exc, classify, codes))
                 else:
                     result = value
-                    step = native.write_done(op, attempt.token)
+                    step = native.write_done(op, written)
             elif kind == READ:
                 try:
                     token = yield _CALL, read, None
@@ -126,7 +178,12 @@ class Driver:
                     last_exc = exc
                     step = native.failed(op, False, *fields_of(exc, classify, codes))
                 else:
+                    if update:
+                        doc, token = _doc_and_token(token)
                     step = native.read_done(op, _token_of(token))
+            elif kind == APPLY:
+                doc, results = self._apply(json.loads(text or "[]"), doc)
+                step = native.apply_done(op, results)
             elif kind == STORE:
                 step = native.store_reply(op, (yield _DO_STORE, text, None))
             elif kind == NONE:
@@ -136,9 +193,41 @@ class Driver:
                 if self.on_finish is not None:
                     self.on_finish()
                 if kind == COMMITTED:
-                    return result
+                    return text if update else result
+                if update:
+                    last_exc = self.refused.pop(op, None) or last_exc
                 raise _gave_up(number, text, last_exc, entity) from last_exc
             kind, number, text, timer, woken = step
+
+    def _apply(self, ops: List[int], doc: Any) -> Tuple[Any, List[Tuple[int, bool, Optional[str]]]]:
+        """A batch's ``Apply``: each op's change in order on ``doc`` (the first on the
+        document read, each next on the previous result); a change that raises is refused
+        with its exception's type name as the code, and the exception is kept for its
+        op's own run. Returns the final document and the results, in the order of
+        ``ops``."""
+        results: List[Tuple[int, bool, Optional[str]]] = []
+        for member in ops:
+            change = self.changes.get(member)
+            if change is None:
+                with self.submitting:  # a member submitted this instant is registered now
+                    change = self.changes.get(member)
+            if change is None:  # its run is gone (cancelled) since the engine planned
+                results.append((member, False, "Cancelled"))
+                continue
+            try:
+                new = change(doc)
+                if inspect.isawaitable(new):
+                    if inspect.iscoroutine(new):
+                        new.close()
+                    raise TypeError("change: must be a plain function of the document, returned an awaitable")
+            except Exception as exc:  # noqa: BLE001 - the change is refused, its run told
+                if member in self.changes:
+                    self.refused[member] = exc
+                results.append((member, False, _code_of(exc)))
+            else:
+                doc = new
+                results.append((member, True, None))
+        return doc, results
 
     def _loop(self, gen: _Gen, op: int) -> Any:
         """Step ``gen`` on this thread: call functions, block on store calls and waits."""

@@ -4,7 +4,8 @@ Every exception writelane raises derives from :class:`Error`. Misconfiguration i
 :class:`PolicyError` (also a ``ValueError``) naming the field; misuse of the API is a
 :class:`UsageError`; a write that could not be committed raises :class:`GaveUp` or
 :class:`StaleRevision`; the decision-only strategy refuses a retry with
-:class:`RetryRefused`; the core refuses a malformed lease record with :class:`RecordError`.
+:class:`RetryRefused`; the core refuses a malformed lease record with :class:`RecordError`
+and a document the IAM-shape helpers cannot change with :class:`DocumentError`.
 This module imports nothing native so that the extension can raise
 these classes itself.
 """
@@ -124,6 +125,21 @@ class RecordError(Error, ValueError):
         self.rule = rule
 
 
+class DocumentError(Error, ValueError):
+    """A document (or an argument) given to a helper of :mod:`writelane.iam` does not have
+    the shape the change needs: ``path`` names the field (``Statement[2].Sid``,
+    ``statement.Sid``, ``$`` for the whole document), ``reason`` what is wrong with it.
+    Raised inside an update's ``change``, it refuses that update (code ``DocumentError``).
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        #: the field at fault, as a path into the document, or the argument
+        self.path = path
+        #: what is wrong with it
+        self.reason = reason
+
+
 class RetryRefused(Error):
     """The decision-only strategy refused a retry; ``reason`` is ``not_retryable``,
     ``attempts_exhausted``, ``budget_exhausted`` or ``deadline_exceeded`` and ``detail``
@@ -150,4 +166,5 @@ __all__ = [
     "StaleRevision",
     "RetryRefused",
     "RecordError",
+    "DocumentError",
 ]

@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 import threading
-from typing import Any, Awaitable, Callable, Dict, List, Optional, TypeVar, Union, overload
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar, Union, overload
 
 from . import _native
 from ._clock import Clock
@@ -26,6 +26,8 @@ from .events import Event, from_dict
 from .stores import LeaseStore
 
 T = TypeVar("T")
+#: the document type of an update
+D = TypeVar("D")
 _LOG = logging.getLogger("writelane")
 
 #: One write attempt, passed to ``write``: ``number`` counts attempts from 1, ``base_token``
@@ -214,6 +216,76 @@ class Lane:
         if self._telemetry is not None:
             self._telemetry.bind(op)
         return await self._driver.run_async(op, entity, step, read, write, classify, result)
+
+    # -- updates (group commit) -------------------------------------------------------------
+
+    def _submit_update(self, entity: Any, read: Any, change: Any, write: Any, deadline_ms: Any, holder: Any) -> Any:
+        _check_args(entity, write, read, None, deadline_ms, holder)
+        _check("read", read, callable(read), "a callable")
+        _check("change", change, callable(change), "a callable")
+        with self._driver.submitting:
+            try:
+                op, step = self._native.submit_update(entity, deadline_ms, self._holder if holder is None else holder)
+            except UnicodeEncodeError:
+                raise UsageError("invalid_argument", "entity: not encodable as UTF-8") from None
+            self._driver.changes[op] = change
+        if self._telemetry is not None:
+            self._telemetry.bind(op)
+        return op, step
+
+    def update(
+        self,
+        entity: str,
+        *,
+        read: Callable[[], Tuple[D, Optional[str]]],
+        change: Callable[[D], D],
+        write: Callable[[D, Attempt], Any],
+        deadline_ms: Optional[int] = None,
+        classify: Optional[Classifier] = None,
+        holder: Optional[str] = None,
+    ) -> Optional[str]:
+        """Apply ``change`` to ``entity``'s document under the discipline, with group
+        commit: updates of one entity queued behind the one that holds its lane ride in
+        that one's write. Returns the change token of the write that committed the change
+        (``None`` if ``write`` reported none).
+
+        ``read()`` returns ``(document, token)``: the entity's current document and its
+        change token. ``change(document)`` returns the new document; it must not modify
+        its argument and must be a pure function of it, because it is called by whichever
+        update leads the batch (on that update's thread or task), and may be called more
+        than once, on fresher documents (after a conflict, or when a write refused as
+        fatal is split in halves to find the change that breaks it). ``write(document,
+        attempt)`` writes the final document and reports its new change token with
+        ``attempt.set_token(token)`` or by returning it as a ``str`` (any other return
+        value is ignored); ``attempt`` is :meth:`run`'s (number, base token, fence). The
+        leader of a batch calls its own ``read`` and ``write`` once for the whole batch;
+        every update of the batch returns that write's token, or raises its
+        :class:`GaveUp`. A ``change`` that raises excludes its own update from the write:
+        that update raises :class:`GaveUp` (``reason`` ``fatal``, ``code`` the exception's
+        type name) from the exception, and the others go on. The queue's order and every
+        other rule are :meth:`run`'s; ``batch.max_changes`` and ``batch.linger_ms`` in the
+        policy bound a batch.
+        """
+        op, step = self._submit_update(entity, read, change, write, deadline_ms, holder)
+        return self._driver.run(op, entity, step, read, write, classify, None, True)  # type: ignore[no-any-return]
+
+    async def update_async(
+        self,
+        entity: str,
+        *,
+        read: Callable[[], Union[Awaitable[Tuple[D, Optional[str]]], Tuple[D, Optional[str]]]],
+        change: Callable[[D], D],
+        write: Callable[[D, Attempt], Any],
+        deadline_ms: Optional[int] = None,
+        classify: Optional[Classifier] = None,
+        holder: Optional[str] = None,
+    ) -> Optional[str]:
+        """The asyncio form of :meth:`update`: ``read`` and ``write`` may be coroutine
+        functions (``change`` stays a plain function); waits never block the event loop.
+        Cancelling the task cancels the update."""
+        _check("clock", self._clock, self._clock is None or callable(getattr(self._clock, "sleep_async", None)), "a clock with sleep_async() for update_async")
+        op, step = self._submit_update(entity, read, change, write, deadline_ms, holder)
+        return await self._driver.run_async(op, entity, step, read, write, classify, None, True)  # type: ignore[no-any-return]
 
     # -- telemetry --------------------------------------------------------------------------
 
