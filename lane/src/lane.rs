@@ -250,6 +250,30 @@ impl Lane {
         WriteMark
     }
 
+    /// Telemetry: `fut` (a read or a write of `op`) runs in the context of `op`'s span.
+    #[cfg(feature = "otel")]
+    fn in_span<F: Future>(&self, op: OpId, fut: F) -> opentelemetry::context::WithContext<F> {
+        use opentelemetry::context::{Context, FutureExt};
+        let cx = match self
+            .shared
+            .otel_on
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            true => lock(&self.shared.state)
+                .otel
+                .as_ref()
+                .and_then(|otel| otel.context(op)),
+            false => None,
+        };
+        fut.with_context(cx.unwrap_or_else(Context::current))
+    }
+
+    /// Telemetry: `fut` as it is (no `otel` feature).
+    #[cfg(not(feature = "otel"))]
+    fn in_span<F: Future>(&self, _op: OpId, fut: F) -> F {
+        fut
+    }
+
     /// Telemetry: the write of `op`'s attempt returned.
     #[allow(unused_variables)]
     fn write_done(&self, op: OpId, attempt: u32, mark: WriteMark) {
@@ -318,7 +342,7 @@ impl Lane {
                     reply: self.store_call(operation).await,
                 },
                 Command::Read { op } => match read.as_mut() {
-                    Some(read) => match read().await {
+                    Some(read) => match self.in_span(op, read()).await {
                         Ok(token) => Input::ReadDone { op, token },
                         Err(e) => Input::ReadFailed {
                             op,
@@ -344,7 +368,7 @@ impl Lane {
                         produced: Arc::clone(&produced),
                     };
                     let mark = self.write_mark();
-                    let result = write(attempt).await;
+                    let result = self.in_span(op, write(attempt)).await;
                     self.write_done(op, number, mark);
                     match result {
                         Ok(()) => Input::WriteDone {
@@ -449,7 +473,7 @@ impl Lane {
                     op,
                     reply: self.store_call(operation).await,
                 },
-                Action::Command(Command::Read { op }) => match read().await {
+                Action::Command(Command::Read { op }) => match self.in_span(op, read()).await {
                     Ok((d, token)) => {
                         doc = Some(d);
                         Input::ReadDone { op, token }
@@ -539,7 +563,7 @@ impl Lane {
                         unreachable!("an update writes what it read and changed")
                     };
                     let (number, mark) = (attempt.number, self.write_mark());
-                    let result = write(d, attempt).await;
+                    let result = self.in_span(op, write(d, attempt)).await;
                     self.write_done(op, number, mark);
                     match result {
                         Ok(()) => Input::WriteDone {

@@ -40,9 +40,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use opentelemetry::global::{BoxedSpan, BoxedTracer};
+use opentelemetry::global::BoxedTracer;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider};
-use opentelemetry::trace::{Span, SpanKind, Status, Tracer, TracerProvider};
+use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use sha2::{Digest, Sha256};
 use writelane_core::{Event, OpId, MAX_QUEUED_EVENTS};
@@ -294,7 +294,9 @@ pub(crate) struct Recorder {
 
 struct RunSpan {
     entity: String,
-    span: BoxedSpan,
+    /// The context with the run's span: its parent's, and the span the run's read and
+    /// write functions run in.
+    cx: Context,
     submitted_at: Option<u64>,
     waiting: bool,
     wait_recorded: bool,
@@ -314,22 +316,28 @@ impl Recorder {
     /// A run submitted `op`: its span starts, a child of the current context.
     pub(crate) fn started(&mut self, op: OpId, entity: &str) {
         let t = &self.telemetry.inner;
+        let parent = Context::current();
         let span = t
             .tracer
             .span_builder("writelane.run")
             .with_kind(SpanKind::Internal)
             .with_attributes([KeyValue::new("writelane.entity", entity.to_string())])
-            .start_with_context(&t.tracer, &Context::current());
+            .start_with_context(&t.tracer, &parent);
         self.runs.insert(
             op,
             RunSpan {
                 entity: entity.to_string(),
-                span,
+                cx: parent.with_span(span),
                 submitted_at: None,
                 waiting: false,
                 wait_recorded: false,
             },
         );
+    }
+
+    /// The context with `op`'s span, for its read and write functions.
+    pub(crate) fn context(&self, op: OpId) -> Option<Context> {
+        self.runs.get(&op).map(|run| run.cx.clone())
     }
 
     /// A local lane granted at once: a wait of zero, recorded once.
@@ -354,7 +362,7 @@ impl Recorder {
         t.writes.add(1, &attrs);
         t.write_duration.record(took, &attrs);
         if let Some(run) = self.runs.get_mut(&op) {
-            run.span.add_event_with_timestamp(
+            run.cx.span().add_event_with_timestamp(
                 "writelane.attempt",
                 start.wall,
                 vec![KeyValue::new("writelane.attempt", i64::from(attempt))],
@@ -415,7 +423,7 @@ impl Recorder {
             } => {
                 t.conflicts.add(1, &tel.attrs(entity, Vec::new()));
                 if let Some(run) = self.runs.get_mut(op) {
-                    run.span.add_event(
+                    run.cx.span().add_event(
                         "writelane.conflict",
                         vec![KeyValue::new("writelane.attempt", i64::from(*attempt))],
                     );
@@ -429,7 +437,7 @@ impl Recorder {
             } => {
                 t.retries.add(1, &tel.attrs(entity, Vec::new()));
                 if let Some(run) = self.runs.get_mut(op) {
-                    run.span.add_event(
+                    run.cx.span().add_event(
                         "writelane.backoff",
                         vec![KeyValue::new(
                             "writelane.backoff.delay_ms",
@@ -443,21 +451,24 @@ impl Recorder {
             }
             Event::SpikeStarted { entity, .. } => {
                 t.spikes.add(1, &tel.attrs(entity, Vec::new()));
-                for run in self.runs.values_mut().filter(|r| *r.entity == **entity) {
-                    run.span.add_event("writelane.spike_started", Vec::new());
+                for run in self.runs.values().filter(|r| *r.entity == **entity) {
+                    run.cx
+                        .span()
+                        .add_event("writelane.spike_started", Vec::new());
                 }
             }
             Event::SpikeEnded { entity, .. } => {
-                for run in self.runs.values_mut().filter(|r| *r.entity == **entity) {
-                    run.span.add_event("writelane.spike_ended", Vec::new());
+                for run in self.runs.values().filter(|r| *r.entity == **entity) {
+                    run.cx.span().add_event("writelane.spike_ended", Vec::new());
                 }
             }
             Event::Committed { op, attempts, .. } => {
                 self.no_wait(*op);
-                if let Some(mut run) = self.runs.remove(op) {
-                    run.span
+                if let Some(run) = self.runs.remove(op) {
+                    run.cx
+                        .span()
                         .set_attribute(KeyValue::new("writelane.attempts", i64::from(*attempts)));
-                    run.span.end();
+                    run.cx.span().end();
                 }
             }
             Event::GaveUp {
@@ -471,16 +482,18 @@ impl Recorder {
                     1,
                     &tel.attrs(entity, vec![KeyValue::new("error.type", reason.clone())]),
                 );
-                if let Some(mut run) = self.runs.remove(op) {
-                    run.span
+                if let Some(run) = self.runs.remove(op) {
+                    run.cx
+                        .span()
                         .set_attribute(KeyValue::new("writelane.attempts", i64::from(*attempts)));
-                    run.span
+                    run.cx
+                        .span()
                         .set_attribute(KeyValue::new("error.type", reason.clone()));
                     // The message of crate::GaveUp.
-                    run.span.set_status(Status::error(format!(
+                    run.cx.span().set_status(Status::error(format!(
                         "gave up after {attempts} attempts: {reason}"
                     )));
-                    run.span.end();
+                    run.cx.span().end();
                 }
             }
             _ => {}

@@ -171,13 +171,25 @@ impl Role {
     }
 }
 
-async fn run(lane: &Lane, role: &Arc<Role>, entity: &str) -> writelane::RunReport<Failure> {
-    let role = Arc::clone(role);
+/// The spans current while a write function ran.
+type Seen = Arc<std::sync::Mutex<std::collections::HashSet<opentelemetry::trace::SpanId>>>;
+
+async fn run(
+    lane: &Lane,
+    role: &Arc<Role>,
+    entity: &str,
+    seen: &Seen,
+) -> writelane::RunReport<Failure> {
+    let (role, seen) = (Arc::clone(role), Arc::clone(seen));
     lane.run(
         entity,
         move |_a: Attempt| {
-            let role = Arc::clone(&role);
-            async move { role.write(true).await }
+            let (role, seen) = (Arc::clone(&role), Arc::clone(&seen));
+            async move {
+                let current = Context::current().span().span_context().span_id();
+                seen.lock().unwrap().insert(current);
+                role.write(true).await
+            }
         },
         None::<NoRead<Failure>>,
         RunOptions::default(),
@@ -190,7 +202,7 @@ async fn run(lane: &Lane, role: &Arc<Role>, entity: &str) -> writelane::RunRepor
 /// were refused) while four tasks write
 /// it through one lane (spike threshold 2). The counters match the role's own counts, a
 /// spike is raised, and every run has its span with the entity, its attempts, conflicts
-/// and backoffs, under the caller's span.
+/// and backoffs, under the caller's span; the write functions run in that span.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_conflict_storm_is_counted_and_raises_a_spike() {
     let sdk = Sdk::new();
@@ -222,13 +234,15 @@ async fn a_conflict_storm_is_counted_and_raises_a_spike() {
     let root = tracer.start("deploy");
     let root_id = root.span_context().span_id();
     let parent = Context::current_with_span(root);
+    let seen = Seen::default();
     let tasks: Vec<_> = (0..4)
         .map(|_| {
             let (lane, role, parent) = (lane.clone(), Arc::clone(&role), parent.clone());
+            let seen = Arc::clone(&seen);
             tokio::spawn(async move {
                 for _ in 0..3 {
                     // The run's span starts in its first poll, a child of the current context.
-                    let report = run(&lane, &role, "role/storm")
+                    let report = run(&lane, &role, "role/storm", &seen)
                         .with_context(parent.clone())
                         .await;
                     let outcome = report.outcome;
@@ -313,6 +327,9 @@ async fn a_conflict_storm_is_counted_and_raises_a_spike() {
     assert_eq!(conflict_events as u32, conflicts);
     assert_eq!(backoffs as u32, conflicts);
     assert!(spikes >= 1, "no span has writelane.spike_started");
+    // The write functions ran in their run's span.
+    let ids: std::collections::HashSet<_> = runs.iter().map(|s| s.span_context.span_id()).collect();
+    assert_eq!(*seen.lock().unwrap(), ids);
     // Lane::events still has the events with telemetry on.
     let events = lane.events();
     assert_eq!(
