@@ -90,6 +90,9 @@ class Driver:
         #: the exceptions updates' changes raised, kept by the leader that called them for
         #: the update's own run to raise from
         self.refused: Dict[int, BaseException] = {}
+        #: the exception of the last failed write that carried an update's change, kept by
+        #: the batch's leader for the update's own run (it may give up on it: a fatal write)
+        self.write_errors: Dict[int, BaseException] = {}
         #: held while an update is submitted and its change registered, so that a leader
         #: that finds no change for a member it must apply knows the member is gone
         self.submitting = threading.Lock()
@@ -111,6 +114,7 @@ class Driver:
             if update:
                 self.changes.pop(op, None)
                 self.refused.pop(op, None)
+                self.write_errors.pop(op, None)
 
     async def run_async(self, op: int, entity: str, step: Any, read: Any, write: Any, classify: Optional[Classifier], result: Any,
                         update: bool = False) -> Any:
@@ -130,6 +134,7 @@ class Driver:
             if update:
                 self.changes.pop(op, None)
                 self.refused.pop(op, None)
+                self.write_errors.pop(op, None)
 
     def drive(self, op: int, entity: str, step: Any, read: Any, write: Any, classify: Optional[Classifier], result: Any,
               update: bool = False) -> _Gen:
@@ -146,6 +151,8 @@ class Driver:
         last_exc: Optional[BaseException] = None
         #: an update's document: what the last read returned, then what the apply made of it
         doc: Any = None
+        #: the updates whose changes the last apply applied: what the write carries
+        carried: List[int] = []
         kind, number, text, timer, woken = step
         while True:
             if woken:
@@ -167,6 +174,9 @@ class Driver:
                     raise  # misuse (set_token with a bad token) is not a failed write
                 except Exception as exc:  # noqa: BLE001 - classified by the core
                     last_exc, result = exc, None
+                    for member in carried:
+                        if member != op and member in self.changes:
+                            self.write_errors[member] = exc
                     step = native.failed(op, True, *fields_of(exc, classify, codes))
                 else:
                     result = value
@@ -183,6 +193,7 @@ class Driver:
                     step = native.read_done(op, _token_of(token))
             elif kind == APPLY:
                 doc, results = self._apply(json.loads(text or "[]"), doc)
+                carried = [member for member, applied, _ in results if applied]
                 step = native.apply_done(op, results)
             elif kind == STORE:
                 step = native.store_reply(op, (yield _DO_STORE, text, None))
@@ -195,7 +206,7 @@ class Driver:
                 if kind == COMMITTED:
                     return text if update else result
                 if update:
-                    last_exc = self.refused.pop(op, None) or last_exc
+                    last_exc = self.refused.pop(op, None) or last_exc or self.write_errors.pop(op, None)
                 raise _gave_up(number, text, last_exc, entity) from last_exc
             kind, number, text, timer, woken = step
 
