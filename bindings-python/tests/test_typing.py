@@ -48,6 +48,24 @@ released = writelane.stores.force_release(writelane.stores.MemoryStore(), "role/
 outcome: str = released.result
 freed: bool = released.released
 shared_policy: writelane.Policy = policy.for_store()
+
+def uread() -> tuple[list[str], Optional[str]]:
+    return [], "v1"
+
+def uchange(doc: list[str]) -> list[str]:
+    return doc + ["x"]
+
+def uwrite(doc: list[str], attempt: writelane.Attempt) -> None:
+    attempt.set_token("v2")
+
+committed: Optional[str] = lane.update("role/a", read=uread, change=uchange, write=uwrite)
+
+async def aread() -> tuple[list[str], Optional[str]]:
+    return [], None
+
+committed = asyncio.run(lane.update_async("role/a", read=aread, change=uchange, write=uwrite))
+policy_doc: dict[str, object] = writelane.iam.put_statement(None, {"Sid": "A", "Effect": "Allow"})
+tags: list[dict[str, str]] = writelane.iam.set_tags(None, {"team": "a"})
 '''
 
 
