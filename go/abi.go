@@ -1,5 +1,7 @@
 package writelane
 
+import "encoding/json"
+
 // The values of the C ABI's enums (bindings-c/include/writelane.h) that both backends
 // share. They never change (the ABI policy of bindings-c/README.md); the cgo backend's
 // tests compare each with the header it compiles against, and both backends' tests replay
@@ -16,6 +18,7 @@ const (
 	wlCommandWrite  = 2
 	wlCommandFinish = 3
 	wlCommandStore  = 4
+	wlCommandApply  = 5
 
 	wlOutcomeCommitted = 1
 
@@ -28,6 +31,7 @@ const (
 	wlInputWriteFailed = 4
 	wlInputCancel      = 5
 	wlInputStoreReply  = 6
+	wlInputApplyDone   = 7
 
 	// wlABIVersion is WL_ABI_VERSION: the struct layouts both backends encode.
 	wlABIVersion = 2
@@ -102,6 +106,12 @@ func commandOf(c *rawCommand) (*Command, error) {
 			return nil, err
 		}
 		cmd.Store = &op
+	case wlCommandApply:
+		var a Apply
+		if err := json.Unmarshal([]byte(c.operation), &a); err != nil {
+			return nil, err
+		}
+		cmd.Apply = &a
 	case wlCommandFinish:
 		o := &Outcome{Attempts: int(c.attempts)}
 		if c.outcome == wlOutcomeCommitted {

@@ -91,6 +91,7 @@ func headerValues() map[string][2]uint64 {
 		"WL_COMMAND_KIND_WRITE":                     {C.WL_COMMAND_KIND_WRITE, uint64(CommandWrite)},
 		"WL_COMMAND_KIND_FINISH":                    {C.WL_COMMAND_KIND_FINISH, uint64(CommandFinish)},
 		"WL_COMMAND_KIND_STORE":                     {C.WL_COMMAND_KIND_STORE, uint64(CommandStore)},
+		"WL_COMMAND_KIND_APPLY":                     {C.WL_COMMAND_KIND_APPLY, uint64(CommandApply)},
 		"WL_OUTCOME_COMMITTED":                      {C.WL_OUTCOME_COMMITTED, wlOutcomeCommitted},
 		"WL_BUDGET_SCOPE_ENGINE":                    {C.WL_BUDGET_SCOPE_ENGINE, wlBudgetScopeEngine},
 		"WL_BUDGET_SCOPE_ENTITY":                    {C.WL_BUDGET_SCOPE_ENTITY, wlBudgetScopeEntity},
@@ -100,6 +101,7 @@ func headerValues() map[string][2]uint64 {
 		"WL_INPUT_KIND_WRITE_FAILED":                {C.WL_INPUT_KIND_WRITE_FAILED, uint64(WriteFailed)},
 		"WL_INPUT_KIND_CANCEL":                      {C.WL_INPUT_KIND_CANCEL, uint64(Cancel)},
 		"WL_INPUT_KIND_STORE_REPLY":                 {C.WL_INPUT_KIND_STORE_REPLY, uint64(InputStoreReply)},
+		"WL_INPUT_KIND_APPLY_DONE":                  {C.WL_INPUT_KIND_APPLY_DONE, uint64(InputApplyDone)},
 		"WL_GIVE_UP_REASON_LOCK_UNAVAILABLE (last)": {C.WL_GIVE_UP_REASON_LOCK_UNAVAILABLE, uint64(len(reasonNames) - 1)},
 		"WL_ERROR_CLASS_FATAL (last)":               {C.WL_ERROR_CLASS_FATAL, uint64(len(classNames) - 1)},
 		"WL_REFUSAL_DEADLINE_EXCEEDED (last)":       {C.WL_REFUSAL_DEADLINE_EXCEEDED, uint64(len(refusalNames) - 1)},
@@ -275,12 +277,35 @@ func (e *engineHandle) handleTimeout(now uint64) error {
 	return e.check(C.wl_engine_handle_timeout(e.h, C.uint64_t(now)))
 }
 
-func (e *engineHandle) pollCommand(forOp bool, op uint64, out *rawCommand) error {
+func (e *engineHandle) submitUpdate(entity string, now uint64, opts *UpdateOptions) (uint64, error) {
+	e.reserve(strLen(opts.Holder))
+	o := &e.s.opts
+	o.expected = C.wl_str{}
+	o.holder = e.put(opts.Holder)
+	o.no_read = false
+	o.has_deadline = opts.DeadlineMs != nil
+	o.deadline_ms = 0
+	if opts.DeadlineMs != nil {
+		o.deadline_ms = C.uint64_t(*opts.DeadlineMs)
+	}
+	p, n := cstr(entity)
+	st := C.wl_engine_submit_update(e.h, p, n, C.uint64_t(now), o, &e.s.op)
+	runtime.KeepAlive(entity)
+	return uint64(e.s.op), e.check(st)
+}
+
+// pollCommand takes a command (action: or an apply step) of any operation, or of op.
+func (e *engineHandle) pollCommand(action, forOp bool, op uint64, out *rawCommand) error {
 	c := &e.s.cmd
 	var st C.wl_status
-	if forOp {
+	switch {
+	case action && forOp:
+		st = C.wl_engine_poll_action_for(e.h, C.uint64_t(op), c)
+	case action:
+		st = C.wl_engine_poll_action(e.h, c)
+	case forOp:
 		st = C.wl_engine_poll_command_for(e.h, C.uint64_t(op), c)
-	} else {
+	default:
 		st = C.wl_engine_poll_command(e.h, c)
 	}
 	if err := e.check(st); err != nil {
@@ -293,7 +318,7 @@ func (e *engineHandle) pollCommand(forOp bool, op uint64, out *rawCommand) error
 		out.baseToken = gostr(c.base_token)
 		out.hasFence = bool(c.has_fence)
 		out.fence = uint64(c.fence)
-	case wlCommandStore:
+	case wlCommandStore, wlCommandApply:
 		out.operation = C.GoStringN(c.operation.ptr, C.int(c.operation.len))
 	case wlCommandFinish:
 		out.outcome = uint32(c.outcome)
@@ -522,4 +547,52 @@ func libForceReleaseFinish(op string, reply []byte) (bool, string, error) {
 	runtime.KeepAlive(op)
 	runtime.KeepAlive(reply)
 	return bool(known), t, err
+}
+
+func libIAMPutStatement(doc, statement string) (string, error) {
+	t, err := textCall(len(doc)+len(statement)+64, func(buf *C.char, cap C.size_t, n *C.size_t, cerr *C.wl_error) C.wl_status {
+		d, dl := cstr(doc)
+		s, sl := cstr(statement)
+		return C.wl_iam_put_statement(d, dl, s, sl, buf, cap, n, cerr)
+	})
+	runtime.KeepAlive(doc)
+	runtime.KeepAlive(statement)
+	return t, err
+}
+
+func libIAMRemoveStatement(doc, sid string) (string, error) {
+	t, err := textCall(len(doc)+64, func(buf *C.char, cap C.size_t, n *C.size_t, cerr *C.wl_error) C.wl_status {
+		d, dl := cstr(doc)
+		s, sl := cstr(sid)
+		return C.wl_iam_remove_statement(d, dl, s, sl, buf, cap, n, cerr)
+	})
+	runtime.KeepAlive(doc)
+	runtime.KeepAlive(sid)
+	return t, err
+}
+
+func libIAMAddTrustPrincipal(doc, sid, kind, principal string) (string, error) {
+	t, err := textCall(len(doc)+len(sid)+len(principal)+128, func(buf *C.char, cap C.size_t, n *C.size_t, cerr *C.wl_error) C.wl_status {
+		d, dl := cstr(doc)
+		s, sl := cstr(sid)
+		k, kl := cstr(kind)
+		p, pl := cstr(principal)
+		return C.wl_iam_add_trust_principal(d, dl, s, sl, k, kl, p, pl, buf, cap, n, cerr)
+	})
+	runtime.KeepAlive(doc)
+	runtime.KeepAlive(sid)
+	runtime.KeepAlive(kind)
+	runtime.KeepAlive(principal)
+	return t, err
+}
+
+func libIAMSetTags(tags, set string) (string, error) {
+	t, err := textCall(len(tags)+len(set)+64, func(buf *C.char, cap C.size_t, n *C.size_t, cerr *C.wl_error) C.wl_status {
+		d, dl := cstr(tags)
+		s, sl := cstr(set)
+		return C.wl_iam_set_tags(d, dl, s, sl, buf, cap, n, cerr)
+	})
+	runtime.KeepAlive(tags)
+	runtime.KeepAlive(set)
+	return t, err
 }

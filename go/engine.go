@@ -107,7 +107,56 @@ const (
 	Cancel      InputKind = wlInputCancel
 	// InputStoreReply reports what the lease store answered to a CommandStore (Reply).
 	InputStoreReply InputKind = wlInputStoreReply
+	// InputApplyDone answers a CommandApply (Results: one per op of the Apply, in its
+	// order).
+	InputApplyDone InputKind = wlInputApplyDone
 )
+
+// ApplyResult is what one update's change made of the document, in an InputApplyDone.
+type ApplyResult struct {
+	// Op is the update.
+	Op uint64 `json:"op"`
+	// Applied says the change was applied; false when the change function refused, which
+	// excludes the update from the write.
+	Applied bool `json:"applied"`
+	// Code names why a change was refused (at most 256 bytes); the update gives up as
+	// fatal with it.
+	Code *string `json:"code,omitempty"`
+}
+
+// Apply is a batch's second step (CommandApply), between its read and its write: run each
+// update's change, in the order of Ops, on the document the read returned (each next one
+// on the previous result), and report every op applied or refused with InputApplyDone.
+type Apply struct {
+	// Op is the batch's leader: it carries the batch's read, apply and write.
+	Op uint64 `json:"op"`
+	// Ops are the updates whose changes to apply, in FIFO order.
+	Ops []uint64 `json:"ops"`
+}
+
+// UpdateOptions are the options of one update (SubmitUpdate). An update always reads and
+// is based on what it read, so it has neither Expected nor NoRead.
+type UpdateOptions struct {
+	// DeadlineMs overrides the policy's deadline (milliseconds from submission).
+	DeadlineMs *uint64
+	// Holder says who holds the lease in words (shared lanes; at most 1024 bytes).
+	Holder *string
+}
+
+// SubmitUpdate starts one update of entity at now (group commit) and returns its
+// operation id: a change the host applies to the entity's document when the engine says
+// so (CommandApply), rather than an opaque write. Updates queued behind the lane holder
+// join its batch: the leader reads once, the host runs every member's change in FIFO
+// order, and one write carries them all. Drain with PollAction or PollActionFor, which
+// also hand out the apply step. A change may run more than once, on fresher documents.
+func (e *Engine) SubmitUpdate(entity string, now uint64, opts UpdateOptions) (uint64, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return 0, ErrClosed
+	}
+	return e.h.submitUpdate(entity, now, &opts)
+}
 
 // Failure is what the host observed when a call failed. It is also an error: a write
 // function may return a *Failure (or wrap one) to classify its error exactly.
@@ -147,6 +196,8 @@ type Input struct {
 	// Reply is set for InputStoreReply: what the lease store answered (ApplyStoreOp
 	// gives it).
 	Reply *StoreReply
+	// Results is set for InputApplyDone: one per op of the Apply, in its order.
+	Results []ApplyResult
 }
 
 // Handle feeds what the host observed for one operation at now. Misuse is a *UsageError
@@ -162,8 +213,19 @@ func (e *Engine) handleLocked(now uint64, in Input) error {
 		return ErrClosed
 	}
 	var reply *string
-	if in.Reply != nil {
-		b, err := json.Marshal(in.Reply)
+	var payload any
+	switch {
+	case in.Kind == InputApplyDone:
+		results := in.Results
+		if results == nil {
+			results = []ApplyResult{}
+		}
+		payload = results
+	case in.Reply != nil:
+		payload = in.Reply
+	}
+	if payload != nil {
+		b, err := json.Marshal(payload)
 		if err != nil {
 			return err
 		}
@@ -198,6 +260,9 @@ const (
 	// CommandStore asks for a lease-store operation (shared lanes): carry out Store with
 	// the adapter (ApplyStoreOp) and report InputStoreReply.
 	CommandStore CommandKind = wlCommandStore
+	// CommandApply (only from PollAction and PollActionFor) asks the batch's leader to
+	// run its members' changes (Apply) and report InputApplyDone.
+	CommandApply CommandKind = wlCommandApply
 )
 
 // Command is something the host must do now.
@@ -217,6 +282,8 @@ type Command struct {
 	Store *StoreOp
 	// StoreJSON is the same operation as the JSON text the library handed out.
 	StoreJSON string
+	// Apply is the batch's apply step (CommandApply).
+	Apply *Apply
 	// Outcome says how the operation ended (CommandFinish).
 	Outcome *Outcome
 }
@@ -254,7 +321,37 @@ func (e *Engine) PollCommand() (*Command, error) {
 		return nil, ErrClosed
 	}
 	var c rawCommand
-	if err := e.h.pollCommand(false, 0, &c); err != nil {
+	if err := e.h.pollCommand(false, false, 0, &c); err != nil {
+		return nil, err
+	}
+	return commandOf(&c)
+}
+
+// PollAction takes the next command or apply step (CommandApply) for any operation; nil
+// when none is pending. Hosts that submit updates drain with it; PollCommand never hands
+// out an apply step.
+func (e *Engine) PollAction() (*Command, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return nil, ErrClosed
+	}
+	var c rawCommand
+	if err := e.h.pollCommand(true, false, 0, &c); err != nil {
+		return nil, err
+	}
+	return commandOf(&c)
+}
+
+// PollActionFor takes the pending command or apply step of one operation; nil when none.
+func (e *Engine) PollActionFor(op uint64) (*Command, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h == nil {
+		return nil, ErrClosed
+	}
+	var c rawCommand
+	if err := e.h.pollCommand(true, true, op, &c); err != nil {
 		return nil, err
 	}
 	return commandOf(&c)
@@ -272,7 +369,7 @@ func (e *Engine) pollCommandForLocked(op uint64) (*Command, error) {
 		return nil, ErrClosed
 	}
 	var c rawCommand
-	if err := e.h.pollCommand(true, op, &c); err != nil {
+	if err := e.h.pollCommand(false, true, op, &c); err != nil {
 		return nil, err
 	}
 	return commandOf(&c)

@@ -3,6 +3,7 @@ package writelane
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"sync"
@@ -33,6 +34,9 @@ type Lane struct {
 	closed bool
 	runs   map[uint64]*run
 	armed  map[uint64]int // how many sleeping runs wait for a timer at each time
+	// refused keeps the error a batch's leader got from an update's change, for that
+	// update's own Update to return with its finish.
+	refused map[uint64]error
 }
 
 // run is what one Run shares with its lane (under Lane.mu): the command the engine has
@@ -45,6 +49,9 @@ type run struct {
 	at       uint64
 	timed    bool
 	wakes    int // times the lane woke it (for the tests)
+	// change is an update's change function, which the leader of its batch calls; nil
+	// for a Run.
+	change func(doc string) (string, error)
 }
 
 // New builds a Lane from a policy given as JSON text: a preset name as a JSON string
@@ -94,7 +101,7 @@ func New(policy string, opts ...Option) (*Lane, error) {
 	}
 	l := &Lane{eng: eng, clock: cfg.clock, start: cfg.clock.Now(), events: cfg.events, observer: cfg.observer,
 		store: cfg.store, storeTimeout: time.Duration(p.Lease.StoreTimeoutMs) * time.Millisecond, holder: cfg.holder,
-		runs: map[uint64]*run{}, armed: map[uint64]int{}}
+		runs: map[uint64]*run{}, armed: map[uint64]int{}, refused: map[uint64]error{}}
 	if l.observer != nil {
 		l.observer.LaneOpened(l)
 	}
@@ -137,7 +144,7 @@ func signal(r *run) {
 // (self, the caller, is awake), and takes the queued events.
 func (l *Lane) afterChange(self *run) []string {
 	for {
-		cmd, err := l.eng.PollCommand()
+		cmd, err := l.eng.PollAction()
 		if err != nil || cmd == nil {
 			break
 		}
@@ -265,19 +272,181 @@ func (l *Lane) Run(ctx context.Context, entity string, write func(ctx context.Co
 			_ = l.step(r, &Input{Kind: Cancel, Op: op})
 			go func() {
 				defer func() { _ = recover() }() // a store adapter that panics again: give up quietly
-				_ = l.drive(context.Background(), r, entity, nil, runConfig{}, true)
+				_ = l.drive(context.Background(), r, entity, nil, runConfig{}, true, nil)
 			}()
 			panic(p)
 		}
 	}()
-	err = l.drive(ctx, r, entity, write, cfg, false)
+	err = l.drive(ctx, r, entity, write, cfg, false, nil)
 	returned = true
 	return err
 }
 
-// drive carries out the commands of r's operation until it finishes.
-func (l *Lane) drive(ctx context.Context, r *run, entity string, write func(context.Context, Attempt) error, cfg runConfig, cancelled bool) error {
+// updateFns are an update's read and write, and the documents its batches read and
+// changed.
+type updateFns struct {
+	read  func(ctx context.Context) (doc string, token *string, err error)
+	write func(ctx context.Context, doc string, a Attempt) error
+	// doc is what the last read returned; out what the last apply made of it.
+	doc, out string
+	hasOut   bool
+}
+
+// Update performs one update of entity (group commit): change is this writer's change
+// to the entity's document (JSON text, or any text the caller's read and write agree
+// on). Updates queued behind the lane holder ride in its write: the leader of the batch
+// calls its read once, runs every member's change in FIFO order on the document (each on
+// the previous one's result), and calls its write once with the result; every update of
+// the batch ends with that write's outcome. So read and write may be called from another
+// Update's goroutine (the leader's), and change may be called more than once, on fresher
+// documents (after a conflict, or when a write refused as fatal is split in halves to
+// find the change that breaks it): change must be a pure function of the document.
+// Idempotent changes (PutStatement, AddTrustPrincipal, SetTags) are safe to re-apply.
+//
+// read returns the document and its change token (nil when the entity does not exist);
+// write writes the document and may report the new token with Attempt.SetToken. A change
+// that returns an error (or panics) excludes this update from the write: Update returns a
+// *GaveUpError with Reason fatal, Code the error's code (a *Failure's Code or an
+// ErrorCode() method; ChangeRefused otherwise, ChangePanicked for a panic) and Cause the
+// error; the other updates of the batch go on. Options: WithRunHolder, WithDeadline and
+// WithOutcome apply; WithExpected and WithRead do not (an update always reads, and is
+// based on what it read) and are refused as a *StatusError. Cancelling ctx cancels the
+// update, as for Run.
+func (l *Lane) Update(ctx context.Context, entity string, read func(ctx context.Context) (doc string, token *string, err error), change func(doc string) (string, error), write func(ctx context.Context, doc string, a Attempt) error, opts ...RunOption) (err error) {
+	cfg := runConfig{holder: l.holder}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	switch {
+	case read == nil || change == nil || write == nil:
+		return &StatusError{Status: StatusInvalidArgument, Path: "read, change, write", Message: "writelane: Update needs a read, a change and a write function"}
+	case cfg.expected != nil || cfg.read != nil:
+		return &StatusError{Status: StatusInvalidArgument, Path: "opts", Message: "writelane: WithExpected and WithRead do not apply to Update: an update always reads, and is based on what it read"}
+	}
+	u := &updateFns{read: read, write: write}
+	r := &run{wake: make(chan struct{}, 1), change: change}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	op, err := l.eng.SubmitUpdate(entity, l.now(), UpdateOptions{DeadlineMs: cfg.deadline, Holder: cfg.holder})
+	if err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	r.op, l.runs[op] = op, r
+	l.deliver(l.afterChange(r))
+	returned := false
+	if l.observer != nil {
+		ctx = l.observer.RunStarted(ctx, op, entity)
+		octx := ctx
+		defer func() {
+			if !returned {
+				l.observer.RunEnded(octx, op, errPanicked)
+				return
+			}
+			l.observer.RunEnded(octx, op, err)
+		}()
+	}
+	defer func() {
+		if p := recover(); p != nil { // the user's read or write panicked: cancel, release in the background
+			_ = l.step(r, &Input{Kind: Cancel, Op: op})
+			go func() {
+				defer func() { _ = recover() }()
+				_ = l.drive(context.Background(), r, entity, nil, runConfig{}, true, u)
+			}()
+			panic(p)
+		}
+	}()
+	err = l.drive(ctx, r, entity, nil, cfg, false, u)
+	returned = true
+	return err
+}
+
+// changeCode is the code a refused change gives up with: the error's code, or
+// ChangeRefused; cut to the engine's 256 bytes.
+func changeCode(err error) string {
+	code := FailureOf(err).Code
+	if code == "" {
+		code = "ChangeRefused"
+	}
+	if len(code) > 256 {
+		code = code[:256]
+	}
+	return code
+}
+
+// ChangePanic is the error an Update returns when its change function panicked (the
+// panic is recovered on the goroutine of the batch's leader, which ran the change).
+type ChangePanic struct {
+	// Value is what the change panicked with.
+	Value any
+}
+
+func (e *ChangePanic) Error() string { return fmt.Sprintf("writelane: change panicked: %v", e.Value) }
+
+// ErrorCode is the code the update gives up with.
+func (e *ChangePanic) ErrorCode() string { return "ChangePanicked" }
+
+// runChange calls one change, turning a panic into a *ChangePanic.
+func runChange(change func(string) (string, error), doc string) (out string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = "", &ChangePanic{Value: p}
+		}
+	}()
+	return change(doc)
+}
+
+// apply runs the changes of a batch's apply step on the document the leader last read,
+// in order, and keeps the result for the write; refused changes' errors go to their
+// updates.
+func (l *Lane) apply(u *updateFns, a *Apply) *Input {
+	changes := make([]func(string) (string, error), len(a.Ops))
+	l.mu.Lock()
+	for i, m := range a.Ops {
+		if r := l.runs[m]; r != nil {
+			changes[i] = r.change
+		}
+	}
+	l.mu.Unlock()
+	doc := u.doc
+	results := make([]ApplyResult, len(a.Ops))
+	refused := map[uint64]error{}
+	for i, m := range a.Ops {
+		results[i].Op = m
+		if changes[i] == nil { // an update gone from the lane (cancelled)
+			code := "ChangeGone"
+			results[i].Code = &code
+			continue
+		}
+		next, err := runChange(changes[i], doc)
+		if err != nil {
+			code := changeCode(err)
+			results[i].Code = &code
+			refused[m] = err
+			continue
+		}
+		doc, results[i].Applied = next, true
+	}
+	u.out, u.hasOut = doc, true
+	if len(refused) > 0 {
+		l.mu.Lock()
+		for m, err := range refused {
+			if l.runs[m] != nil {
+				l.refused[m] = err
+			}
+		}
+		l.mu.Unlock()
+	}
+	return &Input{Kind: InputApplyDone, Op: a.Op, Results: results}
+}
+
+// drive carries out the commands of r's operation until it finishes (u: an update's).
+func (l *Lane) drive(ctx context.Context, r *run, entity string, write func(context.Context, Attempt) error, cfg runConfig, cancelled bool, u *updateFns) error {
 	var lastErr error
+
 	for {
 		l.mu.Lock()
 		if l.closed {
@@ -320,6 +489,10 @@ func (l *Lane) drive(ctx context.Context, r *run, entity string, write func(cont
 		case cmd.Kind == CommandFinish:
 			l.mu.Lock()
 			delete(l.runs, r.op)
+			if refused, ok := l.refused[r.op]; ok {
+				delete(l.refused, r.op)
+				lastErr = refused
+			}
 			l.mu.Unlock()
 			if cfg.outcome != nil {
 				*cfg.outcome = *cmd.Outcome
@@ -333,12 +506,18 @@ func (l *Lane) drive(ctx context.Context, r *run, entity string, write func(cont
 				lastErr = reply.Err
 			}
 			in = &Input{Kind: InputStoreReply, Op: r.op, Reply: &reply}
+		case cmd.Kind == CommandApply && u != nil:
+			in = l.apply(u, cmd.Apply)
 		default:
 			var done func(time.Time, error)
 			if l.observer != nil && cmd.Kind == CommandWrite {
 				done = func(start time.Time, err error) { l.observer.WriteDone(ctx, r.op, cmd.Attempt, start, err) }
 			}
-			if in = call(ctx, cmd, write, cfg.read, &lastErr, done); in.Kind == Cancel {
+			read := cfg.read
+			if u != nil {
+				write, read = u.bind()
+			}
+			if in = call(ctx, cmd, write, read, &lastErr, done); in.Kind == Cancel {
 				cancelled = true
 			}
 		}
@@ -346,6 +525,30 @@ func (l *Lane) drive(ctx context.Context, r *run, entity string, write func(cont
 			return err
 		}
 	}
+}
+
+// bind gives an update's read and write the shapes of a Run's: the read keeps the
+// document, the write writes what the last apply made of it.
+func (u *updateFns) bind() (func(context.Context, Attempt) error, func(context.Context) (string, bool, error)) {
+	write := func(ctx context.Context, a Attempt) error {
+		doc := u.doc
+		if u.hasOut {
+			doc = u.out
+		}
+		return u.write(ctx, doc, a)
+	}
+	read := func(ctx context.Context) (string, bool, error) {
+		doc, token, err := u.read(ctx)
+		if err != nil {
+			return "", false, err
+		}
+		u.doc, u.out, u.hasOut = doc, "", false
+		if token == nil {
+			return "", false, nil
+		}
+		return *token, true, nil
+	}
+	return write, read
 }
 
 // call runs the user's read or write for cmd. If ctx is cancelled before or during the

@@ -67,6 +67,13 @@ const (
 	fOwnerID
 	fForceReleasePlan
 	fForceReleaseFinish
+	fSubmitUpdate
+	fPollAction
+	fPollActionFor
+	fIAMPutStatement
+	fIAMRemoveStatement
+	fIAMAddTrustPrincipal
+	fIAMSetTags
 	nFuncs
 )
 
@@ -81,7 +88,9 @@ var wasmFuncNames = [nFuncs]string{
 	"wl_engine_policy_json", "wl_engine_retry_acquire", "wl_engine_retry_refresh",
 	"wl_engine_retry_delay", "wl_engine_classify", "wl_engine_retry_success",
 	"wl_engine_retry_capacity", "wl_policy_token", "wl_lease_record_check", "wl_owner_id",
-	"wl_force_release_plan", "wl_force_release_finish",
+	"wl_force_release_plan", "wl_force_release_finish", "wl_engine_submit_update",
+	"wl_engine_poll_action", "wl_engine_poll_action_for", "wl_iam_put_statement",
+	"wl_iam_remove_statement", "wl_iam_add_trust_principal", "wl_iam_set_tags",
 }
 
 // The wasm32 layout of the ABI's structs: sizes and field offsets in bytes.
@@ -554,14 +563,44 @@ func (e *engineHandle) handleTimeout(now uint64) error {
 	return e.check(e.in.call(fHandleTimeout, uint64(e.h), now))
 }
 
-func (e *engineHandle) pollCommand(forOp bool, op uint64, c *rawCommand) error {
+func (e *engineHandle) submitUpdate(entity string, now uint64, opts *UpdateOptions) (uint64, error) {
+	in := e.in
+	if err := in.reserve(len(entity) + strLen(opts.Holder)); err != nil {
+		return 0, err
+	}
+	o := in.scratch + sOpts
+	in.setStr(o+optExpected, nil)
+	in.setStr(o+optHolder, opts.Holder)
+	in.setBool(o+optNoRead, false)
+	in.setBool(o+optHasDeadline, opts.DeadlineMs != nil)
+	var d uint64
+	if opts.DeadlineMs != nil {
+		d = *opts.DeadlineMs
+	}
+	in.set64(o+optDeadline, d)
+	p := in.put(entity)
+	out := in.scratch + sU64
+	st, err := in.call(fSubmitUpdate, uint64(e.h), uint64(p), uint64(len(entity)), now, uint64(o), uint64(out))
+	if err := e.check(st, err); err != nil {
+		return 0, err
+	}
+	return in.u64(out), nil
+}
+
+// pollCommand takes a command (action: or an apply step) of any operation, or of op.
+func (e *engineHandle) pollCommand(action, forOp bool, op uint64, c *rawCommand) error {
 	in := e.in
 	p := in.scratch + sCmd
 	var st uint32
 	var err error
-	if forOp {
+	switch {
+	case action && forOp:
+		st, err = in.call(fPollActionFor, uint64(e.h), op, uint64(p))
+	case action:
+		st, err = in.call(fPollAction, uint64(e.h), uint64(p))
+	case forOp:
 		st, err = in.call(fPollCommandFor, uint64(e.h), op, uint64(p))
-	} else {
+	default:
 		st, err = in.call(fPollCommand, uint64(e.h), uint64(p))
 	}
 	if err := e.check(st, err); err != nil {
@@ -574,7 +613,7 @@ func (e *engineHandle) pollCommand(forOp bool, op uint64, c *rawCommand) error {
 		c.baseToken = in.str(p + cmdBaseToken)
 		c.hasFence = in.u8(p+cmdHasFence) != 0
 		c.fence = in.u64(p + cmdFence)
-	case wlCommandStore:
+	case wlCommandStore, wlCommandApply:
 		c.operation = in.text(in.u32(p+cmdOperation), in.u32(p+cmdOperation+4))
 	case wlCommandFinish:
 		c.outcome = in.u32(p + cmdOutcome)
@@ -923,4 +962,32 @@ func libForceReleaseFinish(op string, reply []byte) (bool, string, error) {
 		return []uint64{uint64(p[0]), uint64(len(op)), uint64(p[1]), uint64(len(reply)), uint64(flag)}
 	})
 	return known, t, err
+}
+
+func libIAMPutStatement(doc, statement string) (string, error) {
+	t, _, err := textCall(fIAMPutStatement, len(doc)+len(statement)+64, []string{doc, statement}, func(in *instance, p []uint32, _ uint32) []uint64 {
+		return []uint64{uint64(p[0]), uint64(len(doc)), uint64(p[1]), uint64(len(statement))}
+	})
+	return t, err
+}
+
+func libIAMRemoveStatement(doc, sid string) (string, error) {
+	t, _, err := textCall(fIAMRemoveStatement, len(doc)+64, []string{doc, sid}, func(in *instance, p []uint32, _ uint32) []uint64 {
+		return []uint64{uint64(p[0]), uint64(len(doc)), uint64(p[1]), uint64(len(sid))}
+	})
+	return t, err
+}
+
+func libIAMAddTrustPrincipal(doc, sid, kind, principal string) (string, error) {
+	t, _, err := textCall(fIAMAddTrustPrincipal, len(doc)+len(sid)+len(principal)+128, []string{doc, sid, kind, principal}, func(in *instance, p []uint32, _ uint32) []uint64 {
+		return []uint64{uint64(p[0]), uint64(len(doc)), uint64(p[1]), uint64(len(sid)), uint64(p[2]), uint64(len(kind)), uint64(p[3]), uint64(len(principal))}
+	})
+	return t, err
+}
+
+func libIAMSetTags(tags, set string) (string, error) {
+	t, _, err := textCall(fIAMSetTags, len(tags)+len(set)+64, []string{tags, set}, func(in *instance, p []uint32, _ uint32) []uint64 {
+		return []uint64{uint64(p[0]), uint64(len(tags)), uint64(p[1]), uint64(len(set))}
+	})
+	return t, err
 }
