@@ -35,8 +35,10 @@ type Lane struct {
 	runs   map[uint64]*run
 	armed  map[uint64]int // how many sleeping runs wait for a timer at each time
 	// refused keeps the error a batch's leader got from an update's change, for that
-	// update's own Update to return with its finish.
-	refused map[uint64]error
+	// update's own Update to return with its finish; batchErr the error of the last
+	// failed write that carried an update's change (the leader's write).
+	refused  map[uint64]error
+	batchErr map[uint64]error
 }
 
 // run is what one Run shares with its lane (under Lane.mu): the command the engine has
@@ -101,7 +103,7 @@ func New(policy string, opts ...Option) (*Lane, error) {
 	}
 	l := &Lane{eng: eng, clock: cfg.clock, start: cfg.clock.Now(), events: cfg.events, observer: cfg.observer,
 		store: cfg.store, storeTimeout: time.Duration(p.Lease.StoreTimeoutMs) * time.Millisecond, holder: cfg.holder,
-		runs: map[uint64]*run{}, armed: map[uint64]int{}, refused: map[uint64]error{}}
+		runs: map[uint64]*run{}, armed: map[uint64]int{}, refused: map[uint64]error{}, batchErr: map[uint64]error{}}
 	if l.observer != nil {
 		l.observer.LaneOpened(l)
 	}
@@ -290,6 +292,8 @@ type updateFns struct {
 	// doc is what the last read returned; out what the last apply made of it.
 	doc, out string
 	hasOut   bool
+	// members are the other updates whose changes the last apply applied.
+	members []uint64
 }
 
 // Update performs one update of entity (group commit): change is this writer's change
@@ -308,7 +312,9 @@ type updateFns struct {
 // that returns an error (or panics) excludes this update from the write: Update returns a
 // *GaveUpError with Reason fatal, Code the error's code (a *Failure's Code or an
 // ErrorCode() method; ChangeRefused otherwise, ChangePanicked for a panic) and Cause the
-// error; the other updates of the batch go on. Options: WithRunHolder, WithDeadline and
+// error; the other updates of the batch go on. An update that gives up with a batch's
+// write (refused as fatal, attempts or budget exhausted) has that write's error as Cause,
+// whichever goroutine called write. Options: WithRunHolder, WithDeadline and
 // WithOutcome apply; WithExpected and WithRead do not (an update always reads, and is
 // based on what it read) and are refused as a *StatusError. Cancelling ctx cancels the
 // update, as for Run.
@@ -414,6 +420,7 @@ func (l *Lane) apply(u *updateFns, a *Apply) *Input {
 	doc := u.doc
 	results := make([]ApplyResult, len(a.Ops))
 	refused := map[uint64]error{}
+	var members []uint64
 	for i, m := range a.Ops {
 		results[i].Op = m
 		if changes[i] == nil { // an update gone from the lane (cancelled)
@@ -429,8 +436,11 @@ func (l *Lane) apply(u *updateFns, a *Apply) *Input {
 			continue
 		}
 		doc, results[i].Applied = next, true
+		if m != a.Op {
+			members = append(members, m)
+		}
 	}
-	u.out, u.hasOut = doc, true
+	u.out, u.hasOut, u.members = doc, true, members
 	if len(refused) > 0 {
 		l.mu.Lock()
 		for m, err := range refused {
@@ -490,9 +500,12 @@ func (l *Lane) drive(ctx context.Context, r *run, entity string, write func(cont
 			l.mu.Lock()
 			delete(l.runs, r.op)
 			if refused, ok := l.refused[r.op]; ok {
-				delete(l.refused, r.op)
 				lastErr = refused
+			} else if batch, ok := l.batchErr[r.op]; ok && lastErr == nil {
+				lastErr = batch // a member of a batch whose write failed: that write's error
 			}
+			delete(l.refused, r.op)
+			delete(l.batchErr, r.op)
 			l.mu.Unlock()
 			if cfg.outcome != nil {
 				*cfg.outcome = *cmd.Outcome
@@ -519,6 +532,15 @@ func (l *Lane) drive(ctx context.Context, r *run, entity string, write func(cont
 			}
 			if in = call(ctx, cmd, write, read, &lastErr, done); in.Kind == Cancel {
 				cancelled = true
+			}
+			if u != nil && in.Kind == WriteFailed && len(u.members) > 0 {
+				l.mu.Lock()
+				for _, m := range u.members {
+					if l.runs[m] != nil {
+						l.batchErr[m] = lastErr
+					}
+				}
+				l.mu.Unlock()
 			}
 		}
 		if err := l.step(r, in); err != nil && (in == nil || in.Kind != Cancel) {

@@ -171,8 +171,12 @@ func TestUpdateFatalWriteFailsOnlyTheChangeThatBreaksIt(t *testing.T) {
 	failed := 0
 	for _, err := range errs {
 		var gu *GaveUpError
+		var f *Failure
 		if errors.As(err, &gu) && gu.Code == "LimitExceeded" {
 			failed++
+			if !errors.As(err, &f) || f.Code != "LimitExceeded" {
+				t.Errorf("an update dropped by the split write: %v does not wrap the write's error", err)
+			}
 		} else if err != nil {
 			t.Errorf("unexpected error %v", err)
 		}
