@@ -66,6 +66,25 @@ class TokenError extends WritelaneError {
   }
 }
 
+/**
+ * A document (or an argument) given to a helper of `iam` does not have the shape the
+ * change needs. Thrown inside an update's `change`, it refuses that update (code
+ * `DocumentError`).
+ */
+class DocumentError extends WritelaneError {
+  /**
+   * @param {string} path
+   * @param {string} rule
+   */
+  constructor(path, rule) {
+    super(`${path}: ${rule}`, 'ERR_WRITELANE_DOCUMENT');
+    /** The field at fault, as a path into the document (`Statement[2].Sid`), or the argument. */
+    this.path = path;
+    /** What is wrong with it. */
+    this.rule = rule;
+  }
+}
+
 /** A write gave up. `reason` says why, `cause` is the last error seen (or the abort reason). */
 class GaveUpError extends WritelaneError {
   /**
@@ -181,6 +200,7 @@ module.exports = {
   PolicyError,
   UsageError,
   TokenError,
+  DocumentError,
   GaveUpError,
   StaleRevisionError,
   RetryRefusedError,

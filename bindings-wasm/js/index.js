@@ -13,6 +13,7 @@
  * - `failure.js`: what an AWS SDK v3 or Node socket error means to the engine;
  * - `lease.js`: carrying out store operations, `forceRelease`, owner ids;
  * - `stores.js`: the lease-store adapters (memory, Redis, DynamoDB, S3);
+ * - `iam.js`: changes for the common IAM shapes, for `lane.update` (exported as `iam`);
  * - `clock.js`, `errors.js`, `native.js`: the clock, the error classes, the wasm module.
  *
  * @module writelane
@@ -23,6 +24,7 @@ const errors = require('./errors.js');
 const { Policy, policyToken } = require('./policy.js');
 const { failureFromError } = require('./failure.js');
 const { Lane } = require('./lane.js');
+const iam = require('./iam.js');
 const { Engine } = require('./engine.js');
 const { RetryStrategy, RetryToken } = require('./strategy.js');
 const { applyStoreOp, forceRelease, checkRecord } = require('./lease.js');
@@ -46,6 +48,7 @@ module.exports = {
   PolicyError: errors.PolicyError,
   UsageError: errors.UsageError,
   TokenError: errors.TokenError,
+  DocumentError: errors.DocumentError,
   GaveUpError: errors.GaveUpError,
   StaleRevisionError: errors.StaleRevisionError,
   RetryRefusedError: errors.RetryRefusedError,
@@ -57,4 +60,5 @@ module.exports = {
   applyStoreOp,
   forceRelease,
   checkRecord,
+  iam,
 };

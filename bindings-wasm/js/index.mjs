@@ -18,6 +18,7 @@ export const {
   PolicyError,
   UsageError,
   TokenError,
+  DocumentError,
   GaveUpError,
   StaleRevisionError,
   RetryRefusedError,
@@ -29,6 +30,7 @@ export const {
   applyStoreOp,
   forceRelease,
   checkRecord,
+  iam,
 } = writelane;
 
 export default writelane;

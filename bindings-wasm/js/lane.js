@@ -14,6 +14,11 @@
  * command. One sleep on the lane's clock, until the engine's next timeout, serves every
  * waiting run; an idle lane sleeps on nothing, so it never holds the process open.
  *
+ * Updates (group commit, `lane.update`) run through the same loop, drained with the core's
+ * `poll_action`: a batch's leader gets an `apply` step, runs every member's `change` (each
+ * member's run keeps its own, found by op id) in order on the document it read, reports
+ * each applied or refused, and then writes the result.
+ *
  * Hot-path rule: strings cost far more to copy into WebAssembly than a decision takes, so
  * entity names and error codes are interned once and passed as integer handles.
  *
@@ -34,7 +39,9 @@ const { checkStore, carryOut, defaultOwner } = require('./lease.js');
 const { RetryStrategy } = require('./strategy.js');
 
 /** Command kinds of the native register (see `bindings-wasm/src/lib.rs`). */
-const [CMD_NONE, CMD_READ, CMD_WRITE, CMD_FINISH, CMD_STORE] = [0, 1, 2, 3, 4];
+const [CMD_NONE, CMD_READ, CMD_WRITE, CMD_FINISH, CMD_STORE, CMD_APPLY] = [0, 1, 2, 3, 4, 5];
+/** The longest code the core takes for a refused change. */
+const MAX_CODE_BYTES = 256;
 const READ = Object.freeze({ kind: CMD_READ });
 const COMMITTED = Object.freeze({ kind: CMD_FINISH, committed: true });
 /** The key of the hook `writelane/otel` instruments a lane through (not public API). */
@@ -146,7 +153,7 @@ class Lane {
   /** Hand every ready command to its run, then keep the one sleep. */
   #pump() {
     const raw = this.#raw;
-    for (let kind = raw.pollCommand(); kind !== CMD_NONE; kind = raw.pollCommand()) {
+    for (let kind = raw.pollAction(); kind !== CMD_NONE; kind = raw.pollAction()) {
       const run = this.#runs.get(raw.cmdOp());
       if (run === undefined) continue;
       if (kind === CMD_READ) {
@@ -156,8 +163,13 @@ class Lane {
         run.deliver({ kind, attempt: raw.cmdAttempt(), baseToken: raw.cmdBaseToken() ?? null, fence: fence < 0 ? null : fence });
       } else if (kind === CMD_STORE) {
         run.deliver({ kind, operation: JSON.parse(raw.cmdStoreJson()) });
+      } else if (kind === CMD_APPLY) {
+        run.deliver({ kind, ops: Array.from(raw.cmdApplyOps()) });
+      } else if (raw.cmdOutcomeStatus() !== 1) {
+        run.deliver({ kind, outcome: JSON.parse(raw.cmdOutcomeJson()) });
       } else {
-        run.deliver(raw.cmdOutcomeStatus() === 1 ? COMMITTED : { kind, outcome: JSON.parse(raw.cmdOutcomeJson()) });
+        // An update resolves to the committed token; a run to what its write returned.
+        run.deliver(run.change === undefined ? COMMITTED : { kind, committed: true, token: raw.cmdOutcomeToken() ?? null });
       }
     }
     this.#arm();
@@ -226,11 +238,13 @@ class Lane {
     const raw = this.#raw;
     const context = cmd.kind === CMD_WRITE ? new WriteContext(cmd.baseToken, cmd.fence, run.signal) : undefined;
     run.phase = 'calling';
+    const update = run.change !== undefined;
     let value;
     let error;
     let ok = false;
     try {
-      value = context === undefined ? await run.read() : await run.write(cmd.attempt, context);
+      if (context === undefined) value = await run.read();
+      else value = update ? await run.write(run.doc, cmd.attempt, context) : await run.write(cmd.attempt, context);
       ok = true;
     } catch (e) {
       error = e;
@@ -244,17 +258,69 @@ class Lane {
       if (!ok) run.lastError = error;
       this.#cancel(run);
     } else if (!ok) {
+      if (update && context !== undefined) {
+        // The members this write carried may give up on it (a fatal write): its error is theirs.
+        for (const m of run.carried) {
+          const member = this.#runs.get(m);
+          if (member !== undefined && member !== run) member.writeError = error;
+        }
+      }
       this.#failed(run, context !== undefined, error);
     } else if (context !== undefined) {
       run.phase = 'committing';
       run.result = value;
-      this.#fed(run, raw.writeDone(this.#clock.nowMs(), run.op, settled.token), settled.token === undefined ? null : 'token');
+      // An update's write may report its token by resolving to it.
+      const token = settled.token === undefined && update && typeof value === 'string' ? value : settled.token;
+      this.#fed(run, raw.writeDone(this.#clock.nowMs(), run.op, token), token === undefined ? null : 'token');
+    } else if (update) {
+      if (value === null || typeof value !== 'object' || !('document' in value)
+        || (value.token !== null && value.token !== undefined && typeof value.token !== 'string')) {
+        run.error = argumentError('read()', 'an update\'s read must resolve to { document, token } (token a string or null)', value);
+        this.#cancel(run);
+      } else {
+        run.doc = value.document;
+        this.#fed(run, raw.readDone(this.#clock.nowMs(), run.op, value.token ?? undefined), 'read()');
+      }
     } else if (value !== null && value !== undefined && typeof value !== 'string') {
       run.error = argumentError('read()', 'must resolve to a change token (string) or null', value);
       this.#cancel(run);
     } else {
       this.#fed(run, raw.readDone(this.#clock.nowMs(), run.op, value ?? undefined), 'read()');
     }
+  }
+
+  /**
+   * A batch's apply step, on its leader: each op's change in order on the document the
+   * leader read (the first on that document, each next on the previous result); a change
+   * that throws is refused with the error's name as the code, and the error kept for its
+   * own run. Then the leader writes the result.
+   */
+  #apply(run, ops) {
+    let doc = run.doc;
+    const applied = new Uint8Array(ops.length);
+    const codes = new Array(ops.length).fill(null);
+    run.carried = [];
+    ops.forEach((m, i) => {
+      const member = this.#runs.get(m);
+      if (member?.change === undefined) {
+        codes[i] = 'Cancelled'; // its run is gone since the engine planned the batch
+        return;
+      }
+      try {
+        const next = member.change(doc);
+        if (next !== null && typeof next === 'object' && typeof next.then === 'function') {
+          throw new TypeError('change must be a plain function of the document, it returned a promise');
+        }
+        doc = next;
+        applied[i] = 1;
+        run.carried.push(m);
+      } catch (e) {
+        member.refused = e;
+        codes[i] = codeOf(e);
+      }
+    });
+    run.doc = doc;
+    this.#fed(run, this.#raw.applyDone(this.#clock.nowMs(), run.op, Float64Array.from(ops), applied, JSON.stringify(codes)), null);
   }
 
   /** Carry out a store operation, always to its reply (the engine's view of the lease must stay true). */
@@ -277,8 +343,49 @@ class Lane {
   async run(entity, write, options) {
     const raw = this.#raw;
     const run = new Run(write, options, this.#classify, this.#holder);
-    const { signal } = run;
     run.op = raw.submit(this.#entity(entity), this.#clock.nowMs(), run.expected, run.deadline, run.holder, run.read === undefined);
+    return this.#drive(run, entity);
+  }
+
+  /**
+   * Apply `change` to `entity`'s document under the discipline, with group commit: updates
+   * of one entity queued behind the one holding its lane ride in that one's write. The
+   * batch's leader calls its own `read` once, runs every member's `change` in FIFO order
+   * on the document, and calls its `write` once with the result; every update of the batch
+   * resolves to that write's token (or rejects with its `GaveUpError`).
+   *
+   * `read()` resolves to `{ document, token }`. `change(document)` returns the new
+   * document without modifying its argument; it must be a pure function of the document,
+   * because it is called by whichever update leads the batch, and may be called more than
+   * once, on fresher documents (after a conflict, or when a write refused as fatal is
+   * split in halves to find the change that breaks it). `write(document, attempt,
+   * context)` writes the final document and reports its token with
+   * `context.setToken(token)` or by resolving to it. A `change` that throws excludes its
+   * own update, which rejects with `GaveUpError` (reason `fatal`, code the error's name,
+   * `cause` the error); the others go on. Options: `deadlineMs`, `signal`, `classify`,
+   * `holder` (`UpdateOptions` in index.d.ts).
+   */
+  async update(entity, options) {
+    if (options === null || typeof options !== 'object') throw argumentError('options', 'must be an object with read, change and write', options);
+    const { read, change, write } = options;
+    if (typeof read !== 'function') throw argumentError('options.read', 'must be a function', read);
+    if (typeof change !== 'function') throw argumentError('options.change', 'must be a function', change);
+    if (typeof write !== 'function') throw argumentError('options.write', 'must be a function', write);
+    if (options.expected !== undefined) throw argumentError('options.expected', 'an update reads what it changes: it takes no expected token', options.expected);
+    const raw = this.#raw;
+    const run = new Run(write, options, this.#classify, this.#holder);
+    run.change = change;
+    run.doc = undefined;
+    run.carried = [];
+    run.refused = undefined;
+    run.writeError = undefined;
+    run.op = raw.submitUpdate(this.#entity(entity), this.#clock.nowMs(), run.deadline, run.holder);
+    return this.#drive(run, entity);
+  }
+
+  async #drive(run, entity) {
+    const raw = this.#raw;
+    const { signal } = run;
     if (run.op < 0) {
       const { kind, message } = JSON.parse(raw.takeError());
       throw new UsageError(message, kind, SUBMIT_FIELDS[kind] ?? null);
@@ -296,12 +403,16 @@ class Lane {
         const cmd = run.cmd;
         run.cmd = null;
         if (cmd.kind === CMD_STORE) await this.#storeOp(run, cmd);
+        else if (cmd.kind === CMD_APPLY) this.#apply(run, cmd.ops);
         else if (cmd.kind !== CMD_FINISH) await this.#call(run, cmd);
         else if (run.error !== null) throw run.error;
         else if (cmd.committed) {
           if (rec !== null) telemetry.end(rec, null);
-          return run.result;
-        } else throw this.#gaveUp(run, entity, cmd.outcome);
+          return run.change === undefined ? run.result : cmd.token;
+        } else {
+          if (run.change !== undefined) run.lastError = run.refused ?? run.lastError ?? run.writeError;
+          throw this.#gaveUp(run, entity, cmd.outcome);
+        }
       }
     } catch (e) {
       if (rec !== null) telemetry.end(rec, e);
@@ -344,6 +455,16 @@ class Lane {
     }
     return this.#strategy;
   }
+}
+
+/** The code a refused change reports: its error's name (a class's own name when the
+ * error keeps `Error`), at most 256 bytes. */
+function codeOf(error) {
+  let name = typeof error?.name === 'string' && error.name !== 'Error' ? error.name : undefined;
+  if (name === undefined && typeof error?.constructor?.name === 'string' && error.constructor.name !== 'Object') name = error.constructor.name;
+  if (!name) return 'ChangeRefused';
+  while (Buffer.byteLength(name, 'utf8') > MAX_CODE_BYTES) name = name.slice(0, -1);
+  return name;
 }
 
 module.exports = { Lane, TELEMETRY };

@@ -29,10 +29,11 @@
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use writelane_core::{
+    iam::docs,
     lease::{self, ForceReleasePlan, LeaseRecord, RecordError, StoreOp, StoreReply, MAX_RVN},
-    parse_retry_after, policy_token as core_policy_token, Command, Engine, EngineState, ErrorClass,
-    Failure, Input, OpId, Outcome, Policy, PolicyError, Refusal, RetryStrategy, RetryToken,
-    SubmitOptions, UsageError, MAX_ENTITY_LEN,
+    parse_retry_after, policy_token as core_policy_token, Action, Apply, ApplyResult, Command,
+    Engine, EngineState, ErrorClass, Failure, Input, OpId, Outcome, Policy, PolicyError, Refusal,
+    RetryStrategy, RetryToken, SubmitOptions, UpdateOptions, UsageError, MAX_ENTITY_LEN,
 };
 
 /// The largest integer a JavaScript number holds exactly.
@@ -60,6 +61,8 @@ pub const CMD_WRITE: u32 = 2;
 pub const CMD_FINISH: u32 = 3;
 /// Carry out a lease-store operation (shared lanes); see `cmdStoreJson`.
 pub const CMD_STORE: u32 = 4;
+/// Apply a batch's changes (updates, polled with `pollAction`); see `cmdApplyOps`.
+pub const CMD_APPLY: u32 = 5;
 
 /// Why a call was refused: the core's usage-error kind (or `invalid_argument` for a value
 /// that never reached the core) and a message naming the argument or rule.
@@ -313,6 +316,69 @@ impl<T: Serialize> Parsed<T> {
     }
 }
 
+fn doc_result(result: Result<serde_json::Value, docs::DocError>) -> String {
+    match result {
+        Ok(value) => Parsed::ok(value),
+        Err(e) => json(&Parsed::<()>::err(e.path, e.reason)),
+    }
+}
+
+fn doc_arg(name: &str, text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| json(&Parsed::<()>::err(name, format!("not JSON: {e}"))))
+}
+
+/// `writelane_core::iam::docs::put_statement` over JSON text: append `statement` to the
+/// policy document `doc` (`null`: none yet), or replace the one with its `Sid`. Returns
+/// `{"ok": true, "value": DOC}` or `{"ok": false, "field": PATH, "rule": REASON}`.
+#[wasm_bindgen(js_name = iamPutStatement)]
+pub fn iam_put_statement(doc: &str, statement: &str) -> String {
+    match (doc_arg("doc", doc), doc_arg("statement", statement)) {
+        (Ok(d), Ok(s)) => doc_result(docs::put_statement(&d, &s)),
+        (Err(e), _) | (_, Err(e)) => e,
+    }
+}
+
+/// `writelane_core::iam::docs::remove_statement` over JSON text (as `iamPutStatement`).
+#[wasm_bindgen(js_name = iamRemoveStatement)]
+pub fn iam_remove_statement(doc: &str, sid: &str) -> String {
+    match doc_arg("doc", doc) {
+        Ok(d) => doc_result(docs::remove_statement(&d, sid)),
+        Err(e) => e,
+    }
+}
+
+/// `writelane_core::iam::docs::add_trust_principal` over JSON text (as `iamPutStatement`).
+#[wasm_bindgen(js_name = iamAddTrustPrincipal)]
+pub fn iam_add_trust_principal(doc: &str, sid: &str, kind: &str, principal: &str) -> String {
+    match doc_arg("doc", doc) {
+        Ok(d) => doc_result(docs::add_trust_principal(&d, sid, kind, principal)),
+        Err(e) => e,
+    }
+}
+
+/// `writelane_core::iam::docs::set_tags` over JSON text: `set` is a JSON list of
+/// `[key, value]` pairs (as `iamPutStatement`).
+#[wasm_bindgen(js_name = iamSetTags)]
+pub fn iam_set_tags(tags: &str, set: &str) -> String {
+    let pairs: Vec<(String, String)> = match serde_json::from_str(set) {
+        Ok(p) => p,
+        Err(e) => {
+            return json(&Parsed::<()>::err(
+                "set",
+                format!("not a list of [key, value] pairs: {e}"),
+            ))
+        }
+    };
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    match doc_arg("tags", tags) {
+        Ok(t) => doc_result(docs::set_tags(&t, &pairs)),
+        Err(e) => e,
+    }
+}
+
 /// Parse and validate a lease record as a store adapter read it (the JSON text the store
 /// keeps, or the object built from DynamoDB attributes, as text). Returns JSON:
 /// `{"ok": true, "value": RECORD}` or `{"ok": false, "field": ..., "rule": ...}` with the
@@ -454,6 +520,8 @@ pub struct RawEngine {
     entities: Vec<String>,
     codes: Vec<String>,
     cmd: Option<Command>,
+    /// The polled `Apply` step of a batch, when the register holds one instead of `cmd`.
+    apply: Option<Apply>,
     error: Option<Fault>,
 }
 
@@ -491,7 +559,20 @@ impl RawEngine {
             Some(Command::Store { .. }) => CMD_STORE,
         };
         self.cmd = cmd;
+        self.apply = None;
         kind
+    }
+
+    fn store_action(&mut self, action: Option<Action>) -> u32 {
+        match action {
+            Some(Action::Apply(apply)) => {
+                self.cmd = None;
+                self.apply = Some(apply);
+                CMD_APPLY
+            }
+            Some(Action::Command(cmd)) => self.store(Some(cmd)),
+            None => self.store(None),
+        }
     }
 
     fn outcome(&self) -> Option<&Outcome> {
@@ -520,6 +601,7 @@ impl RawEngine {
             entities: Vec::new(),
             codes: Vec::new(),
             cmd: None,
+            apply: None,
             error: None,
         })
     }
@@ -648,16 +730,123 @@ impl RawEngine {
         self.store(cmd)
     }
 
-    /// The polled command as the core's JSON, for the sans-IO `Engine` wrapper.
-    #[wasm_bindgen(js_name = cmdJson)]
-    pub fn cmd_json(&self) -> Option<String> {
-        self.cmd.as_ref().map(json)
+    /// Submit an update (group commit) of the interned entity `entity` at `now`:
+    /// `deadline_ms` (negative: the policy's) and `holder` as for [`RawEngine::submit`].
+    /// Updates always read. Returns the operation id, or `-1`.
+    #[wasm_bindgen(js_name = submitUpdate)]
+    pub fn submit_update(
+        &mut self,
+        entity: u32,
+        now: f64,
+        deadline_ms: f64,
+        holder: Option<String>,
+    ) -> f64 {
+        let result = (|| {
+            let now = whole(now, "now")?;
+            let deadline_ms = optional_whole(deadline_ms, "deadline_ms")?;
+            let name = self
+                .entities
+                .get(entity as usize)
+                .ok_or_else(|| Fault::argument(format!("unknown entity handle {entity}")))?;
+            let options = UpdateOptions {
+                deadline_ms,
+                holder,
+            };
+            self.engine
+                .submit_update(name, now, options)
+                .map_err(Fault::from)
+        })();
+        match result {
+            Ok(op) => op.0 as f64,
+            Err(f) => self.fail(f, -1.0),
+        }
     }
 
-    /// The operation of the polled command (`-1` when there is none).
+    /// Poll the next command or batch `Apply` step of any operation into the register
+    /// (the core's `poll_action`: hosts that submit updates drain with it); returns its
+    /// kind ([`CMD_APPLY`] for an `Apply`).
+    #[wasm_bindgen(js_name = pollAction)]
+    pub fn poll_action(&mut self) -> u32 {
+        let action = self.engine.poll_action();
+        self.store_action(action)
+    }
+
+    /// Poll the pending command or `Apply` of one operation into the register.
+    #[wasm_bindgen(js_name = pollActionFor)]
+    pub fn poll_action_for(&mut self, op: f64) -> u32 {
+        let action = match Self::op(op) {
+            Ok(op) => self.engine.poll_action_for(op),
+            Err(_) => None,
+        };
+        self.store_action(action)
+    }
+
+    /// The ops of a polled `Apply` whose changes to apply, in order (empty otherwise).
+    #[wasm_bindgen(js_name = cmdApplyOps)]
+    pub fn cmd_apply_ops(&self) -> Vec<f64> {
+        match &self.apply {
+            Some(apply) => apply.ops.iter().map(|o| o.0 as f64).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The leader `op` applied its batch's changes: `ops[i]` was applied when
+    /// `applied[i]` is 1, else refused with the code `codes[i]` (JSON: a list of strings
+    /// or nulls, one per op). The lists follow the `Apply`'s ops in order.
+    #[wasm_bindgen(js_name = applyDone)]
+    pub fn apply_done(
+        &mut self,
+        now: f64,
+        op: f64,
+        ops: &[f64],
+        applied: &[u8],
+        codes: &str,
+    ) -> i32 {
+        self.input(now, |_| {
+            let codes: Vec<Option<String>> = serde_json::from_str(codes).map_err(|e| {
+                Fault::argument(format!("codes: not a JSON list of strings or nulls: {e}"))
+            })?;
+            if applied.len() != ops.len() || codes.len() != ops.len() {
+                return Err(Fault::argument(
+                    "ops, applied, codes: must have one entry per op",
+                ));
+            }
+            let results = ops
+                .iter()
+                .zip(applied)
+                .zip(codes)
+                .map(|((&m, &a), code)| {
+                    Ok(ApplyResult {
+                        op: Self::op(m)?,
+                        applied: a != 0,
+                        code,
+                    })
+                })
+                .collect::<Result<Vec<_>, Fault>>()?;
+            Ok(Input::ApplyDone {
+                op: Self::op(op)?,
+                results,
+            })
+        })
+    }
+
+    /// The polled command (or `Apply`) as the core's JSON, for the sans-IO `Engine`
+    /// wrapper.
+    #[wasm_bindgen(js_name = cmdJson)]
+    pub fn cmd_json(&self) -> Option<String> {
+        match &self.apply {
+            Some(apply) => Some(json(apply)),
+            None => self.cmd.as_ref().map(json),
+        }
+    }
+
+    /// The operation of the polled command or `Apply` (`-1` when there is none).
     #[wasm_bindgen(js_name = cmdOp)]
     pub fn cmd_op(&self) -> f64 {
-        self.cmd.as_ref().map_or(-1.0, |c| c.op().0 as f64)
+        match &self.apply {
+            Some(apply) => apply.op.0 as f64,
+            None => self.cmd.as_ref().map_or(-1.0, |c| c.op().0 as f64),
+        }
     }
 
     /// The attempt number of a polled write (0 for other commands).
