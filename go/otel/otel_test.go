@@ -487,3 +487,41 @@ func TestOneObserverPerLane(t *testing.T) {
 		t.Fatalf("errors handled: %v", got)
 	}
 }
+
+// With a lease store the lane wait ends with the lease: one value per run, the second
+// writer's covering the first one's hold.
+func TestLeaseWaitWithAStore(t *testing.T) {
+	s := newSDK()
+	lane, err := writelane.New(`"iam"`, writelane.WithStore(writelane.NewMemoryStore()),
+		writelane.WithObserver(wlotel.NewObserver(wlotel.WithMeterProvider(s.mp), wlotel.WithTracerProvider(s.tp))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lane.Close()
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := lane.Run(context.Background(), "role/leased", func(context.Context, writelane.Attempt) error {
+				time.Sleep(50 * time.Millisecond)
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	ms := s.metrics(t)
+	h := ms["writelane.lane.wait.duration"].Data.(metricdata.Histogram[float64])
+	if len(h.DataPoints) != 1 || h.DataPoints[0].Count != 2 {
+		t.Fatalf("lane waits: %+v", h.DataPoints)
+	}
+	if max, ok := h.DataPoints[0].Max.Value(); !ok || max < 0.04 {
+		t.Errorf("the second writer waited %vs, want about the first one's 50 ms hold", max)
+	}
+	if got := sum(t, ms, "writelane.writes"); got != 2 {
+		t.Errorf("writelane.writes = %d", got)
+	}
+}
