@@ -428,3 +428,48 @@ async fn entity_attributes_follow_the_mode() {
         assert_eq!(sum(&rm, name, std::slice::from_ref(&named)), want, "{name}");
     }
 }
+
+/// With a lease store the lane wait ends with the lease: one value per run, the second
+/// writer's covering the first one's hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_wait_with_a_store() {
+    let sdk = Sdk::new();
+    let options = LaneOptions {
+        store: Some(Arc::new(writelane::MemoryStore::new())),
+        ..LaneOptions::default()
+    };
+    let lane = Lane::new(Policy::preset("iam").unwrap(), options)
+        .unwrap()
+        .with_telemetry(sdk.telemetry().build());
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let lane = lane.clone();
+            tokio::spawn(async move {
+                let report = lane
+                    .run(
+                        "role/leased",
+                        |_a: Attempt| async {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Ok::<(), Failure>(())
+                        },
+                        None::<NoRead<Failure>>,
+                        RunOptions::default(),
+                    )
+                    .await
+                    .unwrap();
+                assert!(report.into_result().is_ok());
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rm = sdk.collect();
+    let (count, total) = histogram(&rm, "writelane.lane.wait.duration");
+    assert_eq!(count, 2, "one lease wait per run");
+    assert!(
+        total >= 0.04,
+        "the second writer waited {total}s, want about the first one's 50 ms"
+    );
+    assert_eq!(sum(&rm, "writelane.writes", &[]), 2);
+}
