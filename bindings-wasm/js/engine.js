@@ -74,9 +74,34 @@ class Engine {
   }
 
   /**
+   * Start one update of `entity` at `now` (group commit): a change the host applies to the
+   * entity's document when the engine says so (an `apply` action, drained with
+   * `pollAction`). Updates always read, so they take no `expected`. Returns its op id.
+   * @param {string} entity
+   * @param {number} now
+   * @param {{deadlineMs?: number | null, holder?: string | null}} [options]
+   * @returns {number}
+   */
+  submitUpdate(entity, now, options) {
+    if (typeof entity !== 'string') throw argumentError('entity', 'must be a string', entity);
+    wholeArg(now, 'now');
+    let deadline = -1;
+    let holder;
+    if (options !== undefined && options !== null) {
+      if (typeof options !== 'object') throw argumentError('options', 'must be an object', options);
+      if (options.deadlineMs !== undefined && options.deadlineMs !== null) deadline = wholeArg(options.deadlineMs, 'options.deadlineMs');
+      holder = holderOf(options);
+    }
+    const op = this.#raw.submitUpdateNamed(entity, now, deadline, holder);
+    if (op < 0) throw nativeError(this.#raw);
+    return op;
+  }
+
+  /**
    * Feed what the host observed: `{type: "read_done" | "read_failed" | "write_done" |
-   * "write_failed" | "store_reply" | "cancel", op, token?, failure?, reply?}` (a
-   * `store_reply` carries what `applyStoreOp` resolved to).
+   * "write_failed" | "store_reply" | "apply_done" | "cancel", op, token?, failure?,
+   * reply?, results?}` (a `store_reply` carries what `applyStoreOp` resolved to; an
+   * `apply_done` one `{op, applied, code?}` per op of the `apply`, in its order).
    * @param {number} now
    * @param {object} input
    */
@@ -107,6 +132,23 @@ class Engine {
   pollCommandFor(op) {
     wholeArg(op, 'op');
     return this.#raw.pollCommandFor(op) === CMD_NONE ? null : JSON.parse(this.#raw.cmdJson());
+  }
+
+  /**
+   * The next command or batch `apply` step (`{type: "apply", op, ops}`) of any operation,
+   * or `null`: `pollCommand` for hosts that submit updates.
+   */
+  pollAction() {
+    return this.#raw.pollAction() === CMD_NONE ? null : JSON.parse(this.#raw.cmdJson());
+  }
+
+  /**
+   * The pending command or `apply` step of one operation, or `null`.
+   * @param {number} op
+   */
+  pollActionFor(op) {
+    wholeArg(op, 'op');
+    return this.#raw.pollActionFor(op) === CMD_NONE ? null : JSON.parse(this.#raw.cmdJson());
   }
 
   /** When `handleTimeout` must next be called, or `null`. */

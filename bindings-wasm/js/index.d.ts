@@ -71,6 +71,11 @@ export interface PolicyDocument {
   tokens: { validate: boolean; handoff: boolean };
   /** Conflict-spike detection and cool-down. */
   spike: { enabled: boolean; window_ms: number; threshold: number; cooldown_ms: number };
+  /**
+   * Group commit (`lane.update`): at most `max_changes` updates (1..=1024, default 64)
+   * ride in one write; the holder waits `linger_ms` (default 0) for more to queue.
+   */
+  batch: { max_changes: number; linger_ms: number };
   /** Which codes and HTTP statuses belong to which class. */
   codes: {
     conflict: string[];
@@ -122,7 +127,8 @@ export declare class WritelaneError extends Error {
     | 'ERR_WRITELANE_GAVE_UP'
     | 'ERR_WRITELANE_STALE_REVISION'
     | 'ERR_WRITELANE_RETRY_REFUSED'
-    | 'ERR_WRITELANE_STORE';
+    | 'ERR_WRITELANE_STORE'
+    | 'ERR_WRITELANE_DOCUMENT';
 }
 
 /** A policy was refused. */
@@ -155,6 +161,18 @@ export declare class TokenError extends WritelaneError {
   /** Path inside the document (`Statement[1].Effect`), `$` for the whole. */
   readonly path: string;
   /** What is wrong. */
+  readonly rule: string;
+}
+
+/**
+ * A document (or argument) given to a helper of `iam` does not have the shape the change
+ * needs. Thrown inside an update's `change`, it refuses that update (code `DocumentError`).
+ */
+export declare class DocumentError extends WritelaneError {
+  readonly code: 'ERR_WRITELANE_DOCUMENT';
+  /** The field at fault, as a path into the document (`Statement[2].Sid`), or the argument. */
+  readonly path: string;
+  /** What is wrong with it. */
   readonly rule: string;
 }
 
@@ -462,6 +480,41 @@ export interface RunOptions {
   holder?: string;
 }
 
+/** What an update's `read` resolves to: the entity's document and its change token. */
+export interface UpdateRead<D> {
+  /** The current document (for example `null` when there is none yet). */
+  document: D;
+  /** Its change token, or null when the entity does not exist. */
+  token: string | null | undefined;
+}
+
+/** The functions and options of one `lane.update`. */
+export interface UpdateOptions<D> {
+  /** Resolves to the entity's current document and its change token. */
+  read: () => Promise<UpdateRead<D>> | UpdateRead<D>;
+  /**
+   * The change: returns the new document and must not modify its argument. It must be a
+   * pure function of the document: the leader of the batch calls it (on its own task),
+   * and it may be called more than once, on fresher documents (after a conflict, or when
+   * a write refused as fatal is split in halves to find the change that breaks it). A
+   * change that throws refuses its own update only.
+   */
+  change: (document: D) => D;
+  /**
+   * Writes the final document; reports its new change token with `context.setToken` or
+   * by resolving to it (any other value is ignored).
+   */
+  write: (document: D, attempt: number, context: WriteContext) => Promise<string | null | undefined | void> | string | null | undefined | void;
+  /** Overrides the policy's deadline for this update (while it waits in the queue). */
+  deadlineMs?: number;
+  /** Abandons the update when aborted. */
+  signal?: AbortSignalLike;
+  /** Maps errors of `read` and `write`; overrides the lane's. */
+  classify?: Classify;
+  /** Who writes, in the lease record; overrides the lane's `holder`. */
+  holder?: string;
+}
+
 /**
  * One writer per entity at a time (FIFO) for the async tasks of this process, a re-read
  * and change-token check before every retry, jittered backoff, retry budgets and
@@ -487,6 +540,14 @@ export declare class Lane {
     write: (attempt: number, context: WriteContext) => Promise<T> | T,
     options?: RunOptions,
   ): Promise<T>;
+  /**
+   * Apply `change` to `entity`'s document with group commit: updates queued behind the
+   * lane's holder ride in one write. Resolves to the change token of the write that
+   * committed the change (null if none was reported). Rejects with `GaveUpError` (a
+   * refused change: reason `fatal`, `errorCode` the error's name, `cause` the error) or
+   * `UsageError` for bad arguments.
+   */
+  update<D>(entity: string, options: UpdateOptions<D>): Promise<string | null>;
   /** Counters and budget levels. */
   stats(): Stats;
   /** Drain the telemetry events recorded since the last call. */
@@ -584,7 +645,25 @@ export type Input =
   | { type: 'write_done'; op: number; token?: string | null }
   | { type: 'write_failed'; op: number; failure: FailureJson }
   | { type: 'store_reply'; op: number; reply: StoreReply }
+  | { type: 'apply_done'; op: number; results: ApplyResult[] }
   | { type: 'cancel'; op: number };
+
+/** What the host's change made of one update, in an `apply_done` (one per op of the `apply`, in order). */
+export interface ApplyResult {
+  op: number;
+  applied: boolean;
+  /** For a refused change: why (an error's name); the update gives up as `fatal` with it. */
+  code?: string | null;
+}
+
+/** A batch's apply step (from `Engine.pollAction`): run each op's change, in order, on the document the leader read. */
+export interface Apply {
+  type: 'apply';
+  /** The batch's leader: it carries the batch's read, apply and write. */
+  op: number;
+  /** The updates whose changes to apply, in FIFO order. */
+  ops: number[];
+}
 
 /** How a write ended. */
 export type Outcome =
@@ -633,8 +712,17 @@ export declare class Engine {
   handle(now: number, input: Input): void;
   /** Fire every timer due at or before `now`. */
   handleTimeout(now: number): void;
+  /**
+   * Start one update (group commit); returns its operation id. Drain with `pollAction`.
+   * Throws `UsageError`.
+   */
+  submitUpdate(entity: string, now: number, options?: { deadlineMs?: number | null; holder?: string | null }): number;
   /** The next command of any operation. */
   pollCommand(): Command | null;
+  /** The next command or batch apply step of any operation: `pollCommand` for hosts that submit updates. */
+  pollAction(): Command | Apply | null;
+  /** The pending command or apply step of one operation. */
+  pollActionFor(op: number): Command | Apply | null;
   /** The pending command of one operation. */
   pollCommandFor(op: number): Command | null;
   /** When `handleTimeout` must next be called. */
@@ -867,3 +955,45 @@ export declare class S3Store implements LeaseStore {
   /** Close the client if the store made it. */
   close(): void;
 }
+
+/* ---------------------------------------------------------------------------------- */
+/* IAM shapes                                                                          */
+/* ---------------------------------------------------------------------------------- */
+
+/** An IAM policy document (as `JSON.parse` of IAM's text gives it). */
+export interface IamPolicyDocument {
+  Version?: string;
+  Statement?: IamStatement[] | IamStatement;
+  [field: string]: unknown;
+}
+
+/** One statement of a policy document. */
+export interface IamStatement {
+  Sid?: string;
+  [field: string]: unknown;
+}
+
+/** One IAM tag. */
+export interface IamTag {
+  Key: string;
+  Value: string;
+}
+
+/**
+ * Changes for the common IAM shapes, for `lane.update`: thin wrappers over the core's, so
+ * every language changes a document the same way. Each returns a new document (the
+ * argument is never modified) and is idempotent. A document of the wrong shape throws
+ * `DocumentError` naming the field.
+ */
+export declare const iam: {
+  /** Append `statement`, or replace the statement with its `Sid` (which it must have). `doc` null: none yet. */
+  putStatement(doc: IamPolicyDocument | null, statement: IamStatement): IamPolicyDocument;
+  /** Remove the statement with this `Sid`, if there is one. */
+  removeStatement(doc: IamPolicyDocument, sid: string): IamPolicyDocument;
+  /** Add a principal (`kind` `AWS`, `Service` or `Federated`) to the trust statement with this `Sid`, created when missing. */
+  addTrustPrincipal(doc: IamPolicyDocument | null, sid: string, kind: 'AWS' | 'Service' | 'Federated', principal: string): IamPolicyDocument;
+  /** Set tags: a key present gets its new value in place, a new key is appended. */
+  setTags(tags: IamTag[] | null, values: Record<string, string> | Array<[string, string]>): IamTag[];
+  /** The `change` of an update that puts `statement`. */
+  statementPutter(statement: IamStatement): (doc: IamPolicyDocument | null) => IamPolicyDocument;
+};

@@ -762,6 +762,33 @@ impl RawEngine {
         }
     }
 
+    /// Submit an update of an entity given by name (the sans-IO `Engine` wrapper's path);
+    /// returns the operation id, or `-1`.
+    #[wasm_bindgen(js_name = submitUpdateNamed)]
+    pub fn submit_update_named(
+        &mut self,
+        entity: &str,
+        now: f64,
+        deadline_ms: f64,
+        holder: Option<String>,
+    ) -> f64 {
+        let result = (|| {
+            let now = whole(now, "now")?;
+            let deadline_ms = optional_whole(deadline_ms, "deadline_ms")?;
+            let options = UpdateOptions {
+                deadline_ms,
+                holder,
+            };
+            self.engine
+                .submit_update(entity, now, options)
+                .map_err(Fault::from)
+        })();
+        match result {
+            Ok(op) => op.0 as f64,
+            Err(f) => self.fail(f, -1.0),
+        }
+    }
+
     /// Poll the next command or batch `Apply` step of any operation into the register
     /// (the core's `poll_action`: hosts that submit updates drain with it); returns its
     /// kind ([`CMD_APPLY`] for an `Apply`).
