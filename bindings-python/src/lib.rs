@@ -398,6 +398,36 @@ impl NativeEngine {
         result.map(|op| op.0).map_err(|e| usage_error(py, &e))
     }
 
+    /// Start one update (group commit); returns its op id.
+    #[pyo3(signature = (entity, now, deadline_ms=None, holder=None))]
+    fn submit_update(
+        &self,
+        py: Python<'_>,
+        entity: &str,
+        now: u64,
+        deadline_ms: Option<u64>,
+        holder: Option<String>,
+    ) -> PyResult<u64> {
+        let options = UpdateOptions {
+            deadline_ms,
+            holder,
+        };
+        let result = lock(&self.engine).submit_update(entity, now, options);
+        result.map(|op| op.0).map_err(|e| usage_error(py, &e))
+    }
+
+    /// The next command or batch `Apply` as JSON, or `None`.
+    fn poll_action(&self) -> Option<String> {
+        lock(&self.engine).poll_action().map(|a| to_json(&a))
+    }
+
+    /// One op's pending command or `Apply` as JSON, or `None`.
+    fn poll_action_for(&self, op: u64) -> Option<String> {
+        lock(&self.engine)
+            .poll_action_for(OpId(op))
+            .map(|a| to_json(&a))
+    }
+
     /// Feed one input given as the core's JSON form.
     fn handle(&self, py: Python<'_>, now: u64, input: &str) -> PyResult<()> {
         let input: Input = serde_json::from_str(input).map_err(|e| bad_input(py, "input", &e))?;

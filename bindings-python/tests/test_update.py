@@ -326,3 +326,34 @@ def test_e2e_tasks_append_through_update_async(lab: Lab) -> None:
 
     asyncio.run(main())
     _check_lab(lab, client, role, lane, "python tasks")
+
+
+def test_engine_updates_with_poll_action() -> None:
+    engine = writelane.Engine("iam", seed=1)
+    first = engine.submit_update("role/a", 0)
+    assert engine.poll_action() == {"type": "read", "op": first}
+    second = engine.submit_update("role/a", 1, deadline_ms=5000)
+    third = engine.submit_update("role/a", 2, holder="me")
+    engine.handle(10, {"type": "read_done", "op": first, "token": "v0"})
+    apply = engine.poll_action()
+    assert apply == {"type": "apply", "op": first, "ops": [first, second, third]}
+    assert engine.poll_command() is None, "poll_command never returns an apply"
+    results = [{"op": first, "applied": True}, {"op": second, "applied": False, "code": "ValueError"},
+               {"op": third, "applied": True}]
+    with pytest.raises(writelane.UsageError) as info:
+        engine.handle(10, {"type": "apply_done", "op": first, "results": results[:2]})
+    assert info.value.kind == "unexpected_input"
+    engine.handle(10, {"type": "apply_done", "op": first, "results": results})
+    finished: Dict[int, Any] = {}
+    write = None
+    while (action := engine.poll_action()) is not None:
+        if action["type"] == "finish":
+            finished[action["op"]] = action["outcome"]
+        else:
+            write = action
+    assert write is not None and write["type"] == "write" and write["op"] == first and write["base_token"] == "v0"
+    assert finished[second]["status"] == "gave_up" and finished[second]["code"] == "ValueError"
+    engine.handle(20, {"type": "write_done", "op": first, "token": "v1"})
+    while (action := engine.poll_action_for(third) or engine.poll_action()) is not None:
+        finished[action["op"]] = action["outcome"]
+    assert finished[first] == finished[third] == {"status": "committed", "token": "v1", "attempts": 1}

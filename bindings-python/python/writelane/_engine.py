@@ -77,10 +77,30 @@ class Engine:
             raise UsageError("invalid_argument", "no_read: expected bool")
         return int(self._native.submit(entity, _ms(now, "now"), expected, deadline_ms, holder, no_read))
 
+    def submit_update(
+        self,
+        entity: str,
+        now: int,
+        *,
+        deadline_ms: Optional[int] = None,
+        holder: Optional[str] = None,
+    ) -> int:
+        """Start one update of ``entity`` (group commit): a change the host applies to the
+        entity's document when the engine says so (an ``apply`` action from
+        :meth:`poll_action`). Updates always read, so they take no ``expected``. Returns its
+        op id."""
+        if not isinstance(entity, str):
+            raise UsageError("invalid_argument", f"entity: expected str, found {type(entity).__name__}")
+        if deadline_ms is not None:
+            _ms(deadline_ms, "deadline_ms")
+        if holder is not None and not isinstance(holder, str):
+            raise UsageError("invalid_argument", "holder: expected str or None")
+        return int(self._native.submit_update(entity, _ms(now, "now"), deadline_ms, holder))
+
     def handle(self, now: int, input: Dict[str, Any]) -> None:  # noqa: A002
         """Feed one input: ``{"type": "read_done", "op": 1, "token": "v1"}``, ``write_done``,
         ``read_failed``/``write_failed`` with a ``failure`` dict, ``store_reply`` with a
-        ``reply`` dict, or ``cancel``."""
+        ``reply`` dict, ``apply_done`` with ``results``, or ``cancel``."""
         if not isinstance(input, dict):
             raise UsageError("invalid_argument", f"input: expected a dict, found {type(input).__name__}")
         try:
@@ -101,6 +121,20 @@ class Engine:
     def poll_command_for(self, op: int) -> Optional[Dict[str, Any]]:
         """The pending command of one op, or ``None``."""
         text = self._native.poll_command_for(_op(op))
+        return None if text is None else json.loads(text)
+
+    def poll_action(self) -> Optional[Dict[str, Any]]:
+        """The next command or batch step, or ``None``: :meth:`poll_command` for hosts that
+        submit updates, which also returns ``{"type": "apply", "op": L, "ops": [...]}``
+        (run each op's change in order on the document the leader read, then feed
+        ``{"type": "apply_done", "op": L, "results": [{"op": ..., "applied": ...,
+        "code": ...}]}`` in the same order)."""
+        text = self._native.poll_action()
+        return None if text is None else json.loads(text)
+
+    def poll_action_for(self, op: int) -> Optional[Dict[str, Any]]:
+        """The pending command or batch step of one op, or ``None``."""
+        text = self._native.poll_action_for(_op(op))
         return None if text is None else json.loads(text)
 
     def poll_timeout(self) -> Optional[int]:
