@@ -211,7 +211,7 @@ fn random_calls_never_panic() {
         seed ^= seed << 17;
         seed
     };
-    let texts: [&[u8]; 13] = [
+    let texts: [&[u8]; 17] = [
         b"role/a",
         b"role/b",
         b"",
@@ -225,6 +225,10 @@ fn random_calls_never_panic() {
         br#"{"reply":"refused","current":{"owner":"other","epoch":3,"rvn":9,"lease_ms":400,"committed_token":null,"holder":"ci"}}"#,
         br#"{"reply":"lost"}"#,
         br#"{"reply":"unavailable"}"#,
+        br#"[{"op":1,"applied":true}]"#,
+        br#"[{"op":1,"applied":true},{"op":2,"applied":false,"code":"ValueError"}]"#,
+        br#"[{"op":2,"applied":true},{"op":3,"applied":true},{"op":4,"applied":false}]"#,
+        b"[]",
     ];
     let pick = |r: u64| -> wl_str {
         match r % 10 {
@@ -300,7 +304,11 @@ fn random_calls_never_panic() {
                             holder: pick(rnd()),
                             no_read: rnd() % 4 == 0,
                         };
-                        wl_engine_submit(e, s.ptr, s.len, at, &opts, &mut op)
+                        if rnd() % 2 == 0 {
+                            wl_engine_submit_update(e, s.ptr, s.len, at, &opts, &mut op)
+                        } else {
+                            wl_engine_submit(e, s.ptr, s.len, at, &opts, &mut op)
+                        }
                     }
                     2 | 3 => {
                         let input = wl_input {
@@ -313,7 +321,9 @@ fn random_calls_never_panic() {
                         wl_engine_handle(e, at, &input)
                     }
                     4 => wl_engine_handle_timeout(e, at),
+                    5 if rnd() % 2 == 0 => wl_engine_poll_action(e, &mut c),
                     5 => wl_engine_poll_command(e, &mut c),
+                    6 if rnd() % 2 == 0 => wl_engine_poll_action_for(e, rnd() % 12, &mut c),
                     6 => wl_engine_poll_command_for(e, rnd() % 12, &mut c),
                     7 => {
                         let mut d = wl_retry_decision {
