@@ -14,8 +14,12 @@ With ``--otel``, also `lane.run` on a lane with OpenTelemetry on (`writelane.ote
 SDK's meter provider with an in-memory reader, and its tracer provider with no span
 processor: spans are made, not exported).
 
+With ``--update``, also `lane.update` (group commit) on an uncontended entity beside
+`lane.run` given a read function, the same read-modify-write shape: an update always reads,
+runs its change on the leader's side of the lane (the Apply step) and then writes.
+
 Targets: `lane.run` overhead <= 5 us, and at least 8x less than tenacity's.
-Usage: python3 bench/overhead.py [--quick] [--json] [--otel]
+Usage: python3 bench/overhead.py [--quick] [--json] [--otel] [--update]
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--otel", action="store_true", help="also a lane with OpenTelemetry on (needs opentelemetry-sdk)")
+    parser.add_argument("--update", action="store_true", help="also lane.update beside lane.run with a read function")
     args = parser.parse_args()
     number, repeat = (2_000, 3) if args.quick else (20_000, 25)
 
@@ -109,6 +114,25 @@ def main() -> int:
         lanes.append(lane_otel)
         otel_subjects["lane_run_otel_ns"] = lambda: lane_otel.run("role/bench", write)
 
+    update_subjects: Dict[str, Callable[[], Any]] = {}
+    if args.update:
+        doc: Dict[str, Any] = {"Statement": []}
+
+        def read_token() -> str:
+            return "v0"
+
+        def read_doc() -> Any:
+            return doc, "v0"
+
+        def change(d: Any) -> Any:
+            return d
+
+        def write_doc(d: Any, a: Any) -> None:
+            return None
+
+        update_subjects["lane_run_read_ns"] = lambda: lane.run("role/bench-rmw", write, read=read_token)
+        update_subjects["lane_update_ns"] = lambda: lane.update("role/bench-update", read=read_doc, change=change, write=write_doc)
+
     subjects: Dict[str, Callable[[], Any]] = {
         "bare_ns": lambda: write(attempt),
         "lane_run_ns": run_lane,
@@ -117,6 +141,7 @@ def main() -> int:
         "botocore_decision_ns": decide,
         "strategy_success_ns": writelane_success,
         **otel_subjects,
+        **update_subjects,
     }
     # Rounds interleave the subjects so that a burst of load elsewhere on the machine
     # hits them alike; each figure is the best round.
@@ -137,6 +162,8 @@ def main() -> int:
     figures["lane_over_botocore_decision_ratio"] = figures["lane_run_ns"] / figures["botocore_decision_ns"]
     if args.otel:
         figures["lane_otel_overhead_us"] = (figures["lane_run_otel_ns"] - bare) / 1000
+    if args.update:
+        figures["lane_update_over_run_read_us"] = (figures["lane_update_ns"] - figures["lane_run_read_ns"]) / 1000
 
     if args.json:
         print(json.dumps(figures, indent=2, sort_keys=True))
@@ -147,6 +174,9 @@ def main() -> int:
         print(f"  lane.run (validate off)      {figures['lane_run_no_validate_ns']:9.0f} ns   overhead {figures['lane_no_validate_overhead_us']:.2f} us")
         if args.otel:
             print(f"  lane.run (OpenTelemetry on)  {figures['lane_run_otel_ns']:9.0f} ns   overhead {figures['lane_otel_overhead_us']:.2f} us")
+        if args.update:
+            print(f"  lane.run with read           {figures['lane_run_read_ns']:9.0f} ns")
+            print(f"  lane.update                  {figures['lane_update_ns']:9.0f} ns   {figures['lane_update_over_run_read_us']:+.2f} us against lane.run with read")
         print(f"  tenacity retry (no-op wait)  {figures['tenacity_ns']:9.0f} ns   overhead {figures['tenacity_overhead_us']:.2f} us")
         print(f"  botocore retry decision      {figures['botocore_decision_ns']:9.0f} ns   (standard mode, one successful response)")
         print(f"  writelane hook decision      {figures['strategy_success_ns']:9.0f} ns   (RetryStrategy acquire + record_success)")
