@@ -136,9 +136,11 @@ func urlEscape(s string) string {
 
 const trust = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
 
+// createRole creates the role unless it exists (from an earlier run against this lab).
 func createRole(t *testing.T, name string) {
 	t.Helper()
-	if err := iamCall(context.Background(), map[string]string{"Action": "CreateRole", "RoleName": name, "AssumeRolePolicyDocument": trust}); err != nil {
+	err := iamCall(context.Background(), map[string]string{"Action": "CreateRole", "RoleName": name, "AssumeRolePolicyDocument": trust})
+	if err != nil && !strings.Contains(err.Error(), "EntityAlreadyExists") {
 		t.Fatal(err)
 	}
 }
