@@ -14,6 +14,11 @@
 //	})
 //	if errors.Is(err, writelane.ErrGaveUp) { ... }
 //
+// Lane.Update is group commit: concurrent changes to one entity (a statement put into a
+// policy, a trust principal, tags: PutStatement, AddTrustPrincipal, SetTags) ride in one
+// read and one write; the change function must be pure, as it may run more than once, on
+// fresher documents.
+//
 // Lane.Retryer plugs the same policy into an AWS SDK for Go v2 client as its aws.Retryer.
 // Engine is the sans-IO engine for hosts with their own event loop.
 //
