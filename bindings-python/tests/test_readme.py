@@ -28,8 +28,8 @@ def test_readme_examples_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = _blocks()
     # blocks[7] and blocks[8] are the lab's example scripts, run under `stress` by
     # test_lab.py (which checks they are examples/lab/naive.py and with_lane.py);
-    # blocks[9] is the OpenTelemetry example
-    assert len(blocks) == 10
+    # blocks[9] is the OpenTelemetry example, blocks[10] group commit
+    assert len(blocks) == 11
     # Aim an unmodified `boto3.client("iam")` at the lab.
     monkeypatch.setenv("AWS_ENDPOINT_URL_IAM", lab.endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -103,3 +103,10 @@ def test_readme_examples_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
               for m in sm.metrics if m.name == "writelane.writes" for p in m.data.data_points]
     digest = hashlib.sha256(b"role/deploy").hexdigest()[:16]
     assert [(dict(p.attributes), p.value) for p in points] == [({"writelane.entity.hash": digest}, 1)]
+    # Group commit: 8 threads' statements in fewer writes than threads.
+    lab.reset()
+    exec(compile(blocks[10], "README.md", "exec"), namespace)
+    doc = client.get_role_policy(RoleName="deploy", PolicyName="inline")["PolicyDocument"]
+    assert {f"Reader{n}" for n in range(8)} <= {s.get("Sid") for s in doc["Statement"]}
+    writes = lab.stats()["entities"]["role/deploy"]["writes"]
+    assert 1 <= writes < 8, writes
