@@ -131,3 +131,23 @@ await meterProvider.shutdown();
   assert.deepEqual(JSON.parse(out.trim().split('\n').pop()), [[{ 'writelane.entity.hash': digest }, 1]]);
   assert.equal((await lab.stats()).entities['role/deploy'].writes, 1);
 });
+
+test('the README group-commit example lands eight statements in fewer writes', async () => {
+  const code = readmeExample('## Group commit: `lane.update`')
+    .replace("'@aws-sdk/client-iam'", `'${pathToFileURL(require.resolve('@aws-sdk/client-iam')).href}'`)
+    .replace("'writelane'", `'${pathToFileURL(path.join(root, 'js', 'index.mjs')).href}'`);
+  const file = path.join(work, 'update.mjs');
+  fs.writeFileSync(file, `${code}\nconsole.log(JSON.stringify(lane.stats().global));\n`);
+  const iam = labIam();
+  await iam.send(new CreateRoleCommand({ RoleName: 'deploy', AssumeRolePolicyDocument: '{"Version":"2012-10-17","Statement":[]}' }))
+    .catch((e) => assert.equal(e.name, 'EntityAlreadyExistsException'));
+  await iam.send(new DeleteRolePolicyCommand({ RoleName: 'deploy', PolicyName: 'app' }))
+    .catch((e) => assert.equal(e.name, 'NoSuchEntityException'));
+  await lab.reset();
+  const out = execFileSync(process.execPath, [file], { env: labEnv(), encoding: 'utf8', timeout: 60000 });
+  const stats = JSON.parse(out.trim().split('\n').pop());
+  assert.equal(stats.committed, 8);
+  assert.deepEqual((await statementsOfDeploy(iam)).sort(), Array.from({ length: 8 }, (_, n) => `Reader${n}`));
+  const { writes } = (await lab.stats()).entities['role/deploy'];
+  assert.ok(writes >= 1 && writes < 8, `${writes} writes`);
+});
