@@ -63,6 +63,7 @@ test('the tarball holds the runtime files only', () => {
     'package/js/engine.js',
     'package/js/errors.js',
     'package/js/failure.js',
+    'package/js/iam.js',
     'package/js/index.d.ts',
     'package/js/index.js',
     'package/js/index.mjs',
