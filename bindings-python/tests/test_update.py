@@ -357,3 +357,34 @@ def test_engine_updates_with_poll_action() -> None:
     while (action := engine.poll_action_for(third) or engine.poll_action()) is not None:
         finished[action["op"]] = action["outcome"]
     assert finished[first] == finished[third] == {"status": "committed", "token": "v1", "attempts": 1}
+
+
+def test_e2e_a_change_iam_refuses_fails_only_its_writer(lab: Lab) -> None:
+    """One of eight changes makes the document one IAM refuses (fatal): the batch's write is
+    bisected, that writer alone fails with IAM's own error, the other seven commit."""
+    role = "grouped-malformed"
+    client = _role(lab, role)
+    lane = writelane.Lane("iam", seed=13)
+    read, write = _reader(client, role), _writer(client, role)
+    results: Dict[int, Any] = {}
+
+    def body(t: int) -> None:
+        statement = _statement(f"T{t}")
+        if t == 5:
+            statement["Effect"] = "Perhaps"  # IAM: MalformedPolicyDocument
+        try:
+            results[t] = lane.update(f"role/{role}", read=read, change=iam.statement_putter(statement), write=write)
+        except writelane.GaveUp as exc:
+            results[t] = exc
+
+    assert run_threads(THREADS, body) == []
+    err = results.pop(5)
+    assert isinstance(err, writelane.GaveUp) and err.reason == "fatal" and err.code == "MalformedPolicyDocument", err
+    assert isinstance(err.last_error, ClientError)
+    assert all(isinstance(r, str) for r in results.values()), results
+    sids = sorted(s["Sid"] for s in read()[0]["Statement"])
+    assert sids == sorted(["Initial"] + [f"T{t}" for t in range(THREADS) if t != 5])
+    stats = lab.stats()
+    print(f"\npython malformed change: {stats['entities'][f'role/{role}']['writes']} IAM writes (those IAM refused "
+          "while the batch was bisected among them), 7/7 other statements present")
+    assert stats["conflicts"] == 0
