@@ -196,3 +196,39 @@ test('8 tasks x 5 update appends through one Lane against the IAM lab: 41/41, no
   assert.equal(g.gave_up, 0);
   assert.equal(g.conflicts, 0);
 });
+
+test('against the IAM lab, a change IAM refuses fails only its writer, with IAM\'s error', async () => {
+  const client = new IAMClient({
+    region: 'us-east-1', endpoint: lab.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+  });
+  const role = 'grouped-malformed';
+  await client.send(new CreateRoleCommand({ RoleName: role, AssumeRolePolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [] }) }));
+  await client.send(new PutRolePolicyCommand({ RoleName: role, PolicyName: POLICY_NAME, PolicyDocument: JSON.stringify(iam.putStatement(null, stmt('Initial'))) }));
+  await lab.reset();
+  const read = async () => {
+    const out = await client.send(new GetRolePolicyCommand({ RoleName: role, PolicyName: POLICY_NAME }));
+    const text = decodeURIComponent(out.PolicyDocument);
+    return { document: JSON.parse(text), token: policyToken(text) };
+  };
+  const write = async (doc) => {
+    const text = JSON.stringify(doc);
+    await client.send(new PutRolePolicyCommand({ RoleName: role, PolicyName: POLICY_NAME, PolicyDocument: text }));
+    return policyToken(text);
+  };
+  const lane = new Lane('iam', { seed: 13 });
+  const results = await Promise.allSettled(Array.from({ length: TASKS }, (_, t) => {
+    const s = t === 5 ? { ...stmt(`T${t}`), Effect: 'Perhaps' } : stmt(`T${t}`); // IAM: MalformedPolicyDocument
+    return lane.update(`role/${role}`, { read, change: iam.statementPutter(s), write });
+  }));
+  const err = results[5].reason;
+  assert.ok(err instanceof GaveUpError, String(err));
+  assert.equal(err.reason, 'fatal');
+  assert.equal(err.errorCode, 'MalformedPolicyDocument');
+  assert.equal(err.cause?.name, 'MalformedPolicyDocumentException');
+  results.forEach((r, t) => { if (t !== 5) assert.equal(r.status, 'fulfilled', `task ${t}`); });
+  const sids = (await read()).document.Statement.map((s) => s.Sid).sort();
+  assert.deepEqual(sids, ['Initial', ...[0, 1, 2, 3, 4, 6, 7].map((t) => `T${t}`)].sort());
+  const stats = await lab.stats();
+  console.log(`node malformed change: ${stats.entities[`role/${role}`].writes} IAM writes (those IAM refused while the batch was bisected among them), 7/7 other statements present`);
+  assert.equal(stats.conflicts, 0);
+});
