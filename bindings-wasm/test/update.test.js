@@ -13,7 +13,10 @@ const {
 const {
   Lane, GaveUpError, UsageError, DocumentError, iam, policyToken,
 } = require('..');
+const { spawn } = require('node:child_process');
+const path = require('node:path');
 const { startLab } = require('./helpers/iamlab');
+const { startRedis } = require('./helpers/servers');
 
 const TASKS = 8;
 const ROUNDS = 5;
@@ -231,4 +234,45 @@ test('against the IAM lab, a change IAM refuses fails only its writer, with IAM\
   const stats = await lab.stats();
   console.log(`node malformed change: ${stats.entities[`role/${role}`].writes} IAM writes (those IAM refused while the batch was bisected among them), 7/7 other statements present`);
   assert.equal(stats.conflicts, 0);
+});
+
+test('4 processes x 2 tasks x 5 updates on a shared lease (Redis): each batches its own queue, 41/41, no conflict', async () => {
+  const redis = await startRedis();
+  try {
+    const client = new IAMClient({
+      region: 'us-east-1', endpoint: lab.endpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+    });
+    const role = 'grouped-processes';
+    await client.send(new CreateRoleCommand({ RoleName: role, AssumeRolePolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [] }) }));
+    await client.send(new PutRolePolicyCommand({ RoleName: role, PolicyName: POLICY_NAME, PolicyDocument: JSON.stringify(iam.putStatement(null, stmt('Initial'))) }));
+    await lab.reset();
+    const script = path.join(__dirname, 'helpers', 'updater.js');
+    const summaries = await Promise.all([0, 1, 2, 3].map((writer) => new Promise((resolve, reject) => {
+      const config = {
+        endpoint: lab.endpoint, role, writer, tasks: 2, rounds: ROUNDS, policy: 'iam', store: { kind: 'redis', options: { url: redis.url, prefix: 'grouped:' } },
+      };
+      const child = spawn(process.execPath, [script, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d) => { out += d; });
+      child.stderr.on('data', (d) => { err += d; });
+      child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop())) : reject(new Error(`updater ${writer}: ${err}`))));
+    })));
+    for (const s of summaries) {
+      assert.deepEqual(s.errors, []);
+      assert.equal(s.committed, 2 * ROUNDS);
+    }
+    const out = await client.send(new GetRolePolicyCommand({ RoleName: role, PolicyName: POLICY_NAME }));
+    const sids = JSON.parse(decodeURIComponent(out.PolicyDocument)).Statement.map((s) => s.Sid).sort();
+    const want = ['Initial'];
+    for (let w = 0; w < 4; w++) for (let t = 0; t < 2; t++) for (let r = 0; r < ROUNDS; r++) want.push(`W${w}T${t}R${r}`);
+    assert.deepEqual(sids, want.sort());
+    const stats = await lab.stats();
+    const { writes } = stats.entities[`role/${role}`];
+    console.log(`node 4 processes x 2 tasks x 5 updates on a shared lease: ${sids.length} statements, ${stats.conflicts} conflicts, ${writes} IAM writes for 40 updates`);
+    assert.equal(stats.conflicts, 0);
+    assert.ok(writes < 40, `${writes} writes: each process batched its own queue`);
+  } finally {
+    await redis.stop();
+  }
 });
