@@ -143,7 +143,7 @@ libdir="$(pkg-config --variable=libdir writelane)"
 awk '/<!-- c-example -->/ {on = 1; next} on && /^```c/ {grab = 1; next} grab && /^```/ {exit} grab {print}' \
   "$here/README.md" >"$work/readme_example.c"
 [ -s "$work/readme_example.c" ] || { echo "README has no C example"; exit 1; }
-for src in "$here/examples/write_role.c" "$work/readme_example.c"; do
+for src in "$here/examples/write_role.c" "$here/examples/update_role.c" "$work/readme_example.c"; do
   name="$(basename "$src" .c)"
   # shellcheck disable=SC2046
   cc -std=c11 -Wall -Wextra -Werror "$src" $(pkg-config --cflags --libs writelane) -Wl,-rpath,"$libdir" -o "$work/$name-shared"
