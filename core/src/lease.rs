@@ -49,7 +49,8 @@
 //! 8. **FIFO among registered waiters** (version 2 records, below). A waiter whose ticket
 //!    is in the queue gets the lease before every client that registered after it, unless
 //!    its ticket was removed because it made no progress for a whole lease on the remover's
-//!    clock. (Tested in `core/tests/lease_queue.rs`; the model does not check it yet.)
+//!    clock. (Tested in `core/tests/lease_queue.rs`; the model checks it in runs without
+//!    faults.)
 //!
 //! # Queue-like hand-off (record version 2)
 //!
@@ -68,7 +69,7 @@
 //! | field | meaning |
 //! |---|---|
 //! | `version` | `2`; absent means 1 |
-//! | `beat` | the holding's progress counter: `0` in a record that grants the lease to a waiter that has not accepted it yet, bumped by every accept, claim, takeover and renewal of the holder, and by nobody else |
+//! | `beat` | the holding's progress counter: `0` in a record that grants the lease to a waiter (which holds it from the moment it sees the grant), bumped by every accept, claim, takeover and renewal of the holder, and by nobody else |
 //! | `next_ticket` | the next ticket number to give out; only grows |
 //! | `hold_ms` | the expected hold, a moving average of recent holds the holders publish (`0`: none known yet) |
 //! | `queue` | at most [`MAX_QUEUE`] tickets, oldest first: `{owner, ticket, beat}`, where a ticket's `beat` is that waiter's own progress counter |
@@ -105,11 +106,16 @@
 //! A refusal returns the record found, so no extra read is needed; the client decides again
 //! from it (it may be registered already: a retry of its own request landed; or it may
 //! now find the record free). Many waiters arriving together contend on one record, and
-//! retrying at once costs O(N²) attempts, so after `k` refusals in a row a client waits a
-//! uniform delay in `0..=min(k, 8) × poll_ms / 2` before deciding again from the record
-//! the refusal returned (sized to the contention it saw; no read in between), unless that
-//! record lets it take the lease at once (free with no live waiter ahead, or granted to
-//! it). [`LeaseClient::registration_attempts`] reports the attempts of a registration.
+//! retrying at once costs O(N²) attempts, so after `k` refusals in a row a client waits
+//! `poll_ms / 2` plus a uniform delay in `0..=2^(min(k, 8) - 1) × poll_ms / 2` (the
+//! window doubles until it fits the contenders: O(log N) attempts each), unless the
+//! record the refusal returned lets it take the lease at once (free with no live waiter
+//! ahead, or granted to it). The fixed half poll keeps refused waiters behind the holder,
+//! which sends a refused renewal or release again at once: every registration that lands
+//! refuses the holder's write in flight. After a delay of at most `poll_ms` the client
+//! decides again from the record the refusal returned; after a longer one that record is
+//! most likely stale and a swap on it would be refused, so it reads the record afresh.
+//! [`LeaseClient::registration_attempts`] reports the attempts of a registration.
 //!
 //! A registered waiter is never overtaken by a later arrival:
 //!
@@ -117,7 +123,7 @@
 //!   when the queue is empty; a client not in the queue registers instead.
 //! - A release hands the lease to the head (below), never leaves it free while someone is
 //!   queued.
-//! - A stale holder (or a granted head that never accepted) may be taken over only by the
+//! - A stale holder (or a granted head that died) may be taken over only by the
 //!   first ticket that the taker has not itself judged dead, and the takeover removes the
 //!   dead tickets ahead of the taker in the same compare-and-swap.
 //! - A ticket is removed only by its owner (it is granted, or gives up), by a release that
@@ -126,24 +132,28 @@
 //!   paused or dead process); such a waiter that comes back finds its ticket gone and
 //!   registers again at the tail.
 //!
-//! When the queue holds [`MAX_QUEUE`] tickets, an arrival falls back to plain polling at
-//! `poll_ms` (version 1 behaviour) and registers as soon as it finds room; it can claim
-//! only when the queue is empty. Such a waiter can be overtaken, and says so in its
-//! telemetry.
+//! When the queue holds [`MAX_QUEUE`] tickets, an arrival falls back to polling and
+//! registers as soon as it finds room; it can claim only when the queue is empty. It looks
+//! again after a jittered quarter to half of the time the queue is expected to take
+//! (`max(hold_ms, poll_ms)` per ticket), not every `poll_ms`: a slot opens with every
+//! hand-off, and every waiter left out racing for it would refuse the holder's release.
+//! Such a waiter can be overtaken.
 //!
 //! ## Waiting: beats and sleeping until the expected turn
 //!
-//! A registered waiter bumps its ticket's `beat` by compare-and-swap every `renew_ms` (the
-//! holder's cadence, so a live waiter never looks dead). Between beats it sleeps until its
-//! expected turn and from then polls at the normal `poll_ms` with jitter. The expected
-//! turn is a time: what is left of the current holding's expected hold (`hold_ms` less
-//! how long this waiter has seen that holding), plus `hold_ms` per live waiter ahead. It
-//! is estimated when the waiter first finds itself queued with a known `hold_ms`, and
-//! moving up the queue only ever brings it earlier (a waiter that first saw the current
-//! holding late would otherwise estimate too late). With no `hold_ms` known yet (the first
-//! holder has not released), a waiter looks again `poll_ms` per waiter ahead of it, so the
-//! queue's looks are spread. A beat refused because the record changed is retried against
-//! the record the refusal returned, as long as its ticket is still there.
+//! A registered waiter bumps its ticket's `beat` by compare-and-swap every `lease_ms / 2`:
+//! a waiter is judged dead only after a whole lease without a beat, and every beat is a
+//! write that refuses the holder's renewal or release in flight. Between beats it sleeps
+//! and looks again from what it finds. The head of the queue looks again after half of
+//! what is left of the current holding's expected hold (`hold_ms` less how long it has
+//! seen that holding: it may have first seen it late) and from then polls at `poll_ms`
+//! with jitter. A waiter further back sleeps through 7/8 of the hand-offs ahead of it at
+//! `hold_ms` each and estimates again. `hold_ms` is the holders' work, not the time per
+//! hand-off (the hand-off gap comes on top), so every estimate errs early, which costs a
+//! look, never late, which would leave the lease idle. With no `hold_ms` known yet (the
+//! first holder has not released), `poll_ms` stands for it. A beat refused because the
+//! record changed is retried against the record the refusal returned, as long as its
+//! ticket is still there.
 //!
 //! ## Release hands over in the same compare-and-swap
 //!
@@ -154,27 +164,35 @@
 //! its holding is in flight), and `hold_ms` updated. With an empty queue it releases as in
 //! version 1 (owner empty), with `hold_ms` updated.
 //!
-//! The grantee's lease clock starts when it *accepts*: when it observes a record naming it
-//! with `beat` 0, it writes `beat` 1 (and its holder description) by compare-and-swap, and
-//! its lease runs from the send time of that accept, as a version 1 lease runs from the
-//! send time of the claim. Starting the clock at the get that observed the grant would not
-//! do: another waiter may have observed the grant earlier, and from its first observation
-//! it counts a whole lease towards a takeover. The accept is also the grantee's first
-//! renewal, so a hand-off costs the release, the grantee's get and the accept: three store
-//! operations, with no lock-delay (the releaser's writes are finished) and no read of the
-//! entity (the token came with the grant).
+//! The grantee holds the lease from the moment it observes a record naming it with `beat`
+//! 0, with no write of its own, and its lease runs from the send time of its *previous*
+//! store operation in this acquire, the latest whose reply did not show the grant. That
+//! operation was applied before the grant landed (the store applies one operation at a
+//! time, and its reply would otherwise have shown the grant), and every other client sees
+//! the grant only after it landed, so it counts a whole lease towards a takeover from a
+//! later time on its own clock: the argument that lets a version 1 lease run from the send
+//! time of its claim. Starting the clock at the get that observed the grant would not do:
+//! another waiter may have observed the grant earlier. When that previous operation was
+//! sent `renew_ms` or more ago (the waiter slept long) or its time is unknown, the grantee
+//! *accepts* instead: it writes `beat` 1 (and its holder description) by compare-and-swap,
+//! and its lease runs from the accept's send time. A grantee that holds without an accept
+//! writes `beat` 1 with its first renewal. So a hand-off costs the release and the
+//! grantee's get: two store operations, with no lock-delay (the releaser's writes are
+//! finished) and no read of the entity (the token came with the grant).
 //!
-//! A granted head that is dead never accepts: `(owner, epoch, beat 0)` stands still and the
-//! next live ticket takes over after a whole lease on its clock, exactly as it would take
-//! over a dead holder. Since `beat` 0 proves no accept landed (a late accept would change
-//! the rvn and refuse the takeover), such a takeover keeps the token and needs no
-//! lock-delay: no write of that holding can exist.
+//! A granted head that is dead never renews or releases: `(owner, epoch, beat 0)` stands
+//! still and the next live ticket takes over after a whole lease on its clock, exactly as
+//! it would take over a dead holder, with the lock-delay and without trusting the token:
+//! the grantee may have written before it died.
 //!
 //! ## The expected hold
 //!
 //! On release the holder publishes `hold_ms = (7 × hold_ms + sample) / 8` in `u64`
-//! integer arithmetic, where `sample` is the time from its grant (accept or claim send) to
-//! the release on its own clock, capped at `lease_ms`; the first sample is taken as it is.
+//! integer arithmetic, where `sample` is the time from its grant (the claim or accept
+//! sent, or the grant seen) to its first release attempt on its own clock, capped at
+//! `lease_ms`; the first sample is taken as it is. The time a release spends refused by
+//! waiters' writes is left out: it is contention, not work, and waiters that sleep for it
+//! arrive late.
 //! The average is a hint for waking up, never for safety: a wrong value costs polls or
 //! latency, not exclusion.
 //!
@@ -186,8 +204,8 @@
 //! - **Takeover after a whole observed lease** is judged on `(owner, epoch, beat)` as
 //!   above; the holder's `beat` changes exactly when its lease is extended, so the
 //!   exclusion argument is the version 1 argument.
-//! - **Lock-delay** after a takeover of an accepted holding (`beat` ≥ 1) as in version 1;
-//!   none after a grant or after taking over a grant that was never accepted.
+//! - **Lock-delay** after every takeover, as in version 1 (a grant's holding may have
+//!   written without a store write); none after a grant.
 //! - **Renewals** are a compare-and-swap on the rvn that bumps `beat`. A refusal whose
 //!   record still has our owner, epoch and beat means only the queue changed (a waiter
 //!   registered or beat): the renewal is sent again against that record, queue kept, and
@@ -252,7 +270,7 @@ pub struct LeaseRecord {
     /// stuck lease.
     pub holder: Option<String>,
     /// Version 2: the holding's progress counter, bumped by the holder only (accept, claim,
-    /// takeover, renewal); 0 while the lease is granted to a waiter that has not accepted.
+    /// takeover, renewal); 0 in a record that grants the lease to a waiter, until its first renewal.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub beat: u64,
     /// Version 2: the next ticket number to give out; only grows.
@@ -1052,18 +1070,24 @@ pub struct LeaseClient {
     /// When the last write of the record was sent: a lease runs from there, even when a
     /// lost reply made us read it back later.
     write_sent_at: u64,
-    /// When our holding began (the send time of the claim, takeover or accept).
+    /// When our holding began (the send time of the claim, takeover or accept, or when we saw our grant): the start of the hold we publish.
     granted_at: u64,
     /// When our ticket's next beat is due.
     beat_at: u64,
-    /// When we expect our turn (position × expected hold), once registered: the position
-    /// and expected hold it was estimated from, and the time.
-    turn_at: Option<(usize, u64, u64)>,
     /// Registration refusals in a row, and the attempts of the last registration.
     refusals: u64,
     attempts: u64,
     /// A record to decide from after a backoff, instead of reading it again.
     decide_again: Option<LeaseRecord>,
+    /// When the outstanding store operation was sent (`None`: unknown, the first read of
+    /// an acquire, whose time the host does not pass).
+    sent_at: Option<u64>,
+    /// The send time of our latest operation in this acquire whose reply did not grant us
+    /// the lease: it was applied before any grant to us landed, so a lease counted from it
+    /// ends no later than a lease counted by anyone who saw the grant.
+    before_grant: Option<u64>,
+    /// When our release was first sent (a refused one is sent again).
+    release_sent: Option<u64>,
 }
 
 impl LeaseClient {
@@ -1089,10 +1113,12 @@ impl LeaseClient {
             write_sent_at: 0,
             granted_at: 0,
             beat_at: 0,
-            turn_at: None,
             refusals: 0,
             attempts: 0,
             decide_again: None,
+            sent_at: None,
+            before_grant: None,
+            release_sent: None,
         }
     }
 
@@ -1104,7 +1130,8 @@ impl LeaseClient {
         self.pending = Some(op);
     }
 
-    fn get(&mut self) {
+    fn get(&mut self, now: Option<u64>) {
+        self.sent_at = now;
         self.state = State::Reading;
         let key = self.key.clone();
         self.send(StoreOp::Get { key });
@@ -1113,6 +1140,7 @@ impl LeaseClient {
     fn write(&mut self, now: u64, expected: Option<u64>, record: LeaseRecord, purpose: Purpose) {
         let key = self.key.clone();
         self.write_sent_at = now;
+        self.sent_at = Some(now);
         self.state = State::Writing {
             intended: record.clone(),
             purpose,
@@ -1134,11 +1162,12 @@ impl LeaseClient {
         self.holding_seen = None;
         self.waiters.clear();
         self.unavailable_since = None;
-        self.turn_at = None;
         self.refusals = 0;
         self.attempts = 0;
         self.decide_again = None;
-        self.get();
+        self.before_grant = None;
+        self.release_sent = None;
+        self.get(None);
     }
 
     /// Compare-and-swap attempts of the last registration in the queue (0: none yet).
@@ -1155,7 +1184,11 @@ impl LeaseClient {
         current: &LeaseRecord,
         token: Option<String>,
     ) -> LeaseRecord {
-        let sample = now
+        // The hold ends when the release is first sent: the time a release spends
+        // refused by waiters' writes is contention, not work, and a waiter that sleeps
+        // for it arrives late.
+        let ended = *self.release_sent.get_or_insert(now);
+        let sample = ended
             .saturating_sub(self.granted_at)
             .clamp(1, current.lease_ms.max(1));
         let hold_ms = if current.hold_ms == 0 {
@@ -1262,11 +1295,13 @@ impl LeaseClient {
         }
     }
 
-    /// Our renewal of `current`: the holding's beat bumped, everything else as found.
+    /// Our renewal of `current`: the holding's beat bumped and our holder description (a
+    /// grant held without an accept carries none yet), everything else as found.
     fn renewal_of(&mut self, current: &LeaseRecord) -> LeaseRecord {
         LeaseRecord {
             version: RECORD_VERSION,
             rvn: self.new_rvn(),
+            holder: self.holder.clone(),
             beat: current.beat.saturating_add(1).min(MAX_RVN),
             ..current.clone()
         }
@@ -1278,11 +1313,12 @@ impl LeaseClient {
             State::Waiting { until, verify } if now >= until => match verify {
                 None => match self.decide_again.take() {
                     Some(record) => self.decide(now, Some(record), false),
-                    None => self.get(),
+                    None => self.get(Some(now)),
                 },
                 Some((intended, purpose)) => {
                     self.state = State::Verifying { intended, purpose };
                     let key = self.key.clone();
+                    self.sent_at = Some(now);
                     self.send(StoreOp::Get { key });
                 }
             },
@@ -1328,14 +1364,11 @@ impl LeaseClient {
 
     /// Our record claiming the lease after `previous` (none: the first holder ever), with
     /// the tickets in `queue`. The epoch is bumped. The committed token is carried over from
-    /// a released record, and from a grant nobody accepted (no write of that holding can
-    /// exist): a holder that never released (taken over, or this owner's own leftover
+    /// a released record only: a holder that never released (taken over, or this owner's own leftover
     /// after a crash) may have landed a write after the token was stored, so the next
     /// holder must read.
     fn claim(&mut self, previous: Option<&LeaseRecord>, queue: Vec<Ticket>) -> LeaseRecord {
-        let token_trusted = previous.is_some_and(|r| {
-            r.owner.is_empty() || (r.version >= 2 && r.beat == 0 && r.owner != self.owner)
-        });
+        let token_trusted = previous.is_some_and(|r| r.owner.is_empty());
         LeaseRecord {
             version: RECORD_VERSION,
             owner: self.owner.clone(),
@@ -1351,6 +1384,11 @@ impl LeaseClient {
             hold_ms: previous.map_or(0, |r| r.hold_ms),
             queue,
         }
+    }
+
+    /// Whether `r` grants us the lease by a release (version 2, our owner, `beat` 0).
+    fn grants_us(&self, r: &LeaseRecord) -> bool {
+        r.version >= 2 && r.owner == self.owner && r.beat == 0
     }
 
     /// Watch the queued waiters of `r` for progress (one more reply).
@@ -1431,8 +1469,23 @@ impl LeaseClient {
             .collect();
 
         if r.owner == self.owner {
-            if r.version >= 2 && r.beat == 0 {
-                // Granted to us by a release: accept it. The lease runs from this write.
+            if self.grants_us(&r) {
+                // Granted to us by a release. Our last operation that did not show the
+                // grant was applied before it landed, so a lease counted from that
+                // operation's send time ends before anyone who saw the grant counts a
+                // whole lease: hold at once, with no write. When that leaves less than
+                // the renewal interval, accept by compare-and-swap instead: the lease then
+                // runs from the accept, as it runs from a claim.
+                if let Some(since) = self
+                    .before_grant
+                    .filter(|&t| now < t.saturating_add(self.rule.renew_ms))
+                {
+                    self.write_sent_at = since;
+                    self.granted(now, r, false, false);
+                    // The expected hold measures the hold from here, not how late we looked.
+                    self.granted_at = now;
+                    return;
+                }
                 let accept = LeaseRecord {
                     holder: self.holder.clone(),
                     beat: 1,
@@ -1501,8 +1554,8 @@ impl LeaseClient {
             false
         };
         if stale && ahead == 0 {
-            // A grant nobody accepted (version 2, beat 0) had no writes: no lock-delay.
-            let unaccepted = r.version >= 2 && r.beat == 0;
+            // A grantee holds from the moment it sees its grant, so a grant (beat 0) may
+            // have writes in flight like any holding: the lock-delay applies.
             let mine = self.claim(Some(&r), without_me);
             return self.write(
                 now,
@@ -1510,7 +1563,7 @@ impl LeaseClient {
                 mine,
                 Purpose::Acquire {
                     takeover: true,
-                    delay: !unaccepted,
+                    delay: true,
                 },
             );
         }
@@ -1553,34 +1606,43 @@ impl LeaseClient {
         }
         let poll = self.rule.poll_ms / 2 + self.rng.uniform(0, self.rule.poll_ms / 2);
         let mut until = now.saturating_add(poll);
+        if mine_at.is_none() && queued_record {
+            // The queue is full: a slot opens with every hand-off, and every waiter left
+            // out racing for it would refuse the holder's release. Look again when about
+            // a quarter to a half of the queue has drained (jittered, so the arrivals
+            // spread), well before it is empty.
+            let cycle = r.hold_ms.max(self.rule.poll_ms);
+            let drain = cycle.saturating_mul(queue.len() as u64);
+            until = until.max(now.saturating_add(self.rng.uniform(drain / 4, drain / 2)));
+        }
         if let Some(i) = mine_at {
             // Sleep until our expected turn: the rest of the current hold, then a whole
             // expected hold per waiter ahead; poll at the normal interval after it.
-            let position = i + 1;
             let held_for = self
                 .holding_seen
                 .as_ref()
                 .filter(|((owner, _), _)| !owner.is_empty())
                 .map_or(0, |(_, since)| now.saturating_sub(*since));
-            let fresh = if r.hold_ms == 0 {
-                // No hold known yet (the first holder has not released): look again a
-                // poll interval per place in the queue, so the queue's looks are spread.
-                now.saturating_add(self.rule.poll_ms.saturating_mul(i as u64))
+            // The holders' published hold: a lower bound on the time per hand-off (the
+            // hand-off gap comes on top), so an estimate from it errs early, which costs a
+            // look, never late, which would leave the lease idle. With none known yet (the
+            // first holder has not released) a poll interval per place spreads the looks.
+            let cycle = if r.hold_ms == 0 {
+                self.rule.poll_ms
             } else {
-                now.saturating_add(r.hold_ms.saturating_sub(held_for))
-                    .saturating_add(r.hold_ms.saturating_mul(i as u64))
+                r.hold_ms
             };
-            // The expected turn is a time, not a count: moving up the queue as expected
-            // does not move it (we may have first seen the current holding late, which
-            // makes a fresh estimate too late). It is estimated afresh when none was made
-            // with a known hold yet, or when we are further back than before (registered
-            // again).
-            let turn = match self.turn_at {
-                Some((p, hold, at)) if hold != 0 && position < p => at.min(fresh),
-                Some((p, hold, at)) if hold != 0 && position == p => at,
-                _ => fresh,
+
+            let turn = if i == 0 {
+                // Next in line: look again halfway through what is left of the current
+                // holding's expected hold (we may have first seen it late), then poll.
+                now.saturating_add(cycle.saturating_sub(held_for) / 2)
+            } else {
+                // Further back: sleep through 7/8 of the hand-offs ahead at the published
+                // hold and estimate again from what we find then, so a wrong estimate
+                // costs a look, and polling is left to the head.
+                now.saturating_add(cycle.saturating_mul(i as u64).saturating_mul(7) / 8)
             };
-            self.turn_at = Some((position, r.hold_ms, turn));
             until = until.max(turn).min(self.beat_at.max(now.saturating_add(1)));
         }
         self.state = State::Waiting {
@@ -1645,7 +1707,10 @@ impl LeaseClient {
             }
             Purpose::Register | Purpose::Beat => {
                 self.refusals = 0;
-                self.beat_at = self.write_sent_at.saturating_add(self.rule.renew_ms);
+                // Half a lease between beats: a waiter is judged dead only after a whole
+                // lease without one, and every beat is a write that can refuse the
+                // holder's renewal or release.
+                self.beat_at = self.write_sent_at.saturating_add(self.rule.lease_ms / 2);
                 // Not a fresh observation of the holder: our own write's reply.
                 self.decide(now, Some(current), false)
             }
@@ -1666,8 +1731,13 @@ impl LeaseClient {
                 // Contention on the record: back off in a window sized to the refusals
                 // seen, then decide again from the record the refusal returned.
                 self.refusals = self.refusals.saturating_add(1);
+                // Exponential in the refusals: contenders that arrived together spread
+                // over a window that doubles until it fits them, O(log N) attempts each.
                 let steps = self.refusals.min(MAX_REFUSAL_STEPS);
-                let delay = self.rng.uniform(0, steps * (self.rule.poll_ms / 2));
+                let window = (self.rule.poll_ms / 2).saturating_mul(1 << (steps - 1));
+                // At least half a poll: the holder sends its refused renewal or release
+                // again at once, so it is ahead of the waiters refused with it.
+                let delay = self.rule.poll_ms / 2 + self.rng.uniform(0, window);
                 // No backoff when the record found lets us take the lease (free with no
                 // live waiter ahead, or granted to us): contention is over for us.
                 let ours = current.as_ref().is_some_and(|r| {
@@ -1683,7 +1753,9 @@ impl LeaseClient {
                         if r.version >= 2 {
                             self.watch_waiters(now, &r);
                         }
-                        self.decide_again = Some(r);
+                        // After a backoff longer than a poll the record found is most
+                        // likely stale and a swap on it refused: read it afresh instead.
+                        self.decide_again = (delay <= self.rule.poll_ms).then_some(r);
                         self.state = State::Waiting {
                             until: now.saturating_add(delay),
                             verify: None,
@@ -1715,6 +1787,20 @@ impl LeaseClient {
 
     /// Feed the adapter's reply to the last store operation.
     pub fn handle(&mut self, now: u64, reply: StoreReply) {
+        // A reply that does not grant us the lease shows the store before any grant to us
+        // landed: a lease may be counted from its request's send time.
+        let answered = match &reply {
+            StoreReply::Found { record } | StoreReply::Refused { current: record } => {
+                Some(!record.as_ref().is_some_and(|r| self.grants_us(r)))
+            }
+            StoreReply::Done => Some(true),
+            StoreReply::Lost | StoreReply::Unavailable => None,
+        };
+        if answered == Some(true) && self.held.is_none() {
+            if let Some(sent) = self.sent_at {
+                self.before_grant = Some(sent);
+            }
+        }
         let state = std::mem::replace(&mut self.state, State::Idle);
         match (state, reply) {
             (State::Reading, StoreReply::Found { record }) => {
@@ -1740,6 +1826,7 @@ impl LeaseClient {
             (State::Writing { intended, purpose }, StoreReply::Lost) => {
                 self.state = State::Verifying { intended, purpose };
                 let key = self.key.clone();
+                self.sent_at = Some(now);
                 self.send(StoreOp::Get { key });
             }
             (State::Verifying { intended, purpose }, StoreReply::Found { record }) => {
