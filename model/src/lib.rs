@@ -311,6 +311,12 @@ fn owner(id: usize, incarnation: u32) -> String {
     format!("w{id}.{incarnation}")
 }
 
+/// The writer and incarnation an owner id names (the inverse of [`owner`]).
+fn parse_owner(owner: &str) -> Option<(usize, u32)> {
+    let (id, incarnation) = owner.strip_prefix('w')?.split_once('.')?;
+    Some((id.parse().ok()?, incarnation.parse().ok()?))
+}
+
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer")
@@ -740,6 +746,12 @@ impl LeaseModel {
             s.ghost
                 .granted
                 .insert((call.writer, call.incarnation, new.epoch));
+        } else if let Some((id, incarnation)) = parse_owner(&new.owner) {
+            // A release that grants the lease to the head of the queue: the grantee holds
+            // from the moment it sees the grant, with no write of its own.
+            if before.as_ref().is_some_and(|b| new.epoch > b.epoch) {
+                s.ghost.granted.insert((id, incarnation, new.epoch));
+            }
         }
         match &before {
             Some(b) if !b.owner.is_empty() && b.owner != new.owner && new.owner == taker => {
