@@ -13,7 +13,7 @@ use std::collections::BinaryHeap;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::Serialize;
-use writelane_core::lease::{MemoryStore, StoreOp, StoreReply};
+use writelane_core::lease::{LeaseRecord, MemoryStore, StoreOp, StoreReply};
 use writelane_core::{Command, Engine, Failure, Input, OpId, Outcome, Policy, SubmitOptions};
 
 mod batch;
@@ -85,6 +85,13 @@ pub struct RunResult {
     pub gave_up: u64,
     /// Lease-store operations (writelane-lease only).
     pub store_ops: u64,
+    /// Registrations in the lease record's queue that landed (writelane-lease only).
+    pub registrations: u64,
+    /// Compare-and-swap attempts to register, landed or refused (writelane-lease only).
+    pub registration_attempts: u64,
+    /// The most later arrivals that got the lease while one registered waiter was queued
+    /// (writelane-lease only): 0 when hand-offs are FIFO.
+    pub overtaken_max: u64,
     /// When the last writer finished.
     pub makespan_ms: u64,
     /// Completion times of successful writers, sorted.
@@ -154,6 +161,11 @@ pub struct Summary {
     pub gave_up: f64,
     /// Lease-store operations per successful write (writelane-lease only).
     pub store_ops_per_success: f64,
+    /// Compare-and-swap attempts per registration in the queue (writelane-lease only).
+    pub attempts_per_registration: f64,
+    /// The most later arrivals that overtook one registered waiter, over all runs
+    /// (writelane-lease only).
+    pub overtaken_max: u64,
     /// Makespan over the fastest possible schedule.
     pub makespan_ratio: f64,
 }
@@ -590,6 +602,48 @@ fn lease_policy() -> Policy {
 /// Writers on N machines: each has its own engine with shared lanes; they share a
 /// simulated lease store with network latency. The committed token travels in the lease
 /// record, so the next holder on any machine writes without reading.
+/// Who registered in the lease record's queue in which order, and how often a registered
+/// waiter saw a later arrival get the lease first.
+#[derive(Default)]
+struct Fairness {
+    /// Owners in the order their tickets first appeared.
+    registered: Vec<String>,
+    /// Later arrivals that got the lease while each owner was queued.
+    overtaken: std::collections::BTreeMap<String, u64>,
+}
+
+impl Fairness {
+    /// A write of the record landed: `before` became `after`.
+    fn landed(
+        &mut self,
+        result: &mut RunResult,
+        before: Option<&LeaseRecord>,
+        after: Option<&LeaseRecord>,
+    ) {
+        let Some(after) = after else { return };
+        for t in &after.queue {
+            if !self.registered.contains(&t.owner) {
+                self.registered.push(t.owner.clone());
+            }
+        }
+        let Some(before) = before else { return };
+        let new_holding =
+            !after.owner.is_empty() && (after.owner != before.owner || after.epoch > before.epoch);
+        if !new_holding {
+            return;
+        }
+        let place = |o: &str| self.registered.iter().position(|r| r == o);
+        let taker = place(&after.owner).unwrap_or(usize::MAX);
+        for waiter in &before.queue {
+            if waiter.owner != after.owner && place(&waiter.owner).is_some_and(|p| p < taker) {
+                let n = self.overtaken.entry(waiter.owner.clone()).or_default();
+                *n += 1;
+                result.overtaken_max = result.overtaken_max.max(*n);
+            }
+        }
+    }
+}
+
 fn run_lease(model: Model, writers: usize, seed: u64, trace: bool) -> RunResult {
     let mut w = World::new(model, seed);
     w.trace = trace;
@@ -605,6 +659,7 @@ fn run_lease(model: Model, writers: usize, seed: u64, trace: bool) -> RunResult 
     let mut store = MemoryStore::new();
     let mut in_flight: Vec<Option<StoreOp>> = Vec::new();
     let mut replies: Vec<Option<StoreReply>> = Vec::new();
+    let mut fairness = Fairness::default();
 
     let drain = |w: &mut World,
                  engine: &mut Engine,
@@ -667,7 +722,21 @@ fn run_lease(model: Model, writers: usize, seed: u64, trace: bool) -> RunResult 
         let m = match ev {
             Ev::StoreArrive { machine, op } => {
                 let op = in_flight[op].take().expect("each operation arrives once");
-                replies.push(Some(store.apply(op)));
+                let before = store.record(ENTITY).cloned();
+                let me = format!("machine-{machine}");
+                let registering = matches!(&op, StoreOp::CompareAndSwap { record, .. }
+                    if record.queue.iter().any(|t| t.owner == me)
+                        && before.as_ref().is_some_and(|b| b.owner != me
+                            && !b.queue.iter().any(|t| t.owner == me)));
+                let reply = store.apply(op);
+                if reply == StoreReply::Done {
+                    fairness.landed(&mut w.result, before.as_ref(), store.record(ENTITY));
+                }
+                if registering {
+                    w.result.registration_attempts += 1;
+                    w.result.registrations += u64::from(reply == StoreReply::Done);
+                }
+                replies.push(Some(reply));
                 let d = w.net.one_way();
                 let reply = replies.len() - 1;
                 w.at(now + d, Ev::StoreReturn { machine, reply });
@@ -809,6 +878,9 @@ pub fn compare(model: Model, writers: u32, runs: u32, seed: u64, strategies: &[&
                 lost_updates: sum(|r| r.lost_updates) / runs_f,
                 gave_up: sum(|r| r.gave_up) / runs_f,
                 store_ops_per_success: sum(|r| r.store_ops) / successes,
+                attempts_per_registration: sum(|r| r.registration_attempts)
+                    / sum(|r| r.registrations).max(1.0),
+                overtaken_max: results.iter().map(|r| r.overtaken_max).max().unwrap_or(0),
                 makespan_ratio: makespan / fastest as f64,
             }
         })
@@ -860,6 +932,17 @@ pub fn render(report: &Report) -> String {
             s.strategy, s.reads, s.writes, s.conflicts, s.calls_per_success, s.writes_per_success,
             s.makespan_ms, s.makespan_ratio, s.p50_ms, s.p95_ms, s.p99_ms, s.lost_updates, s.gave_up,
             if s.store_ops_per_success > 0.0 { format!("{:.1}", s.store_ops_per_success) } else { "-".into() }
+        ));
+    }
+    for s in report
+        .strategies
+        .iter()
+        .filter(|s| s.attempts_per_registration > 0.0)
+    {
+        out.push_str(&format!(
+            "\n{}: {:.1} compare-and-swap attempts per registration in the lease queue; \
+             at most {} later arrival(s) got the lease while one registered waiter was queued\n",
+            s.strategy, s.attempts_per_registration, s.overtaken_max
         ));
     }
     out
@@ -963,9 +1046,13 @@ mod tests {
             assert_eq!(r.lost_updates, 0);
             assert_eq!(r.conflicts, 0);
             assert!(
-                r.store_ops >= 3 * 100,
-                "get, claim and release at least, per write"
+                r.store_ops >= 2 * 100,
+                "a look and a release at least, per write"
             );
+            // Waiters queue in the record and are served in the order they registered.
+            assert!(r.registrations >= 50, "{model:?}: {} registered", r.registrations);
+            assert!(r.registration_attempts >= r.registrations);
+            assert_eq!(r.overtaken_max, 0, "{model:?}: FIFO among registered waiters");
         }
     }
 

@@ -1415,7 +1415,7 @@ fn queued_in(store: &MemoryStore, owner: &str) -> bool {
 /// The queue-like hand-off on version 2 records (`core/src/lease.rs`, "Queue-like
 /// hand-off"): registration, grants, dead waiters, a dead head, the bound, a lost reply.
 fn queue_vectors(policy: &Value, docs: &mut Vec<Value>) {
-    let mut s = EngineScript::shared("lease-queue-of-three", "Host-b holds with host-c and host-d queued: host-a registers third (ticket 2), sleeps until its expected turn, and when the record grants it the lease (beat 0, a new epoch, the token) accepts it and writes without reading.", policy.clone(), 41, "host-a");
+    let mut s = EngineScript::shared("lease-queue-of-three", "Host-b holds with host-c and host-d queued: host-a registers third (ticket 2), sleeps until its expected turn, and when the record grants it the lease (beat 0, a new epoch, the token) holds it at once, with no store write (its lease counted from its last look before the grant), and writes without reading.", policy.clone(), 41, "host-a");
     let held = queued("host-b", 5, 500, &["host-c", "host-d"]);
     s.store.set(KEY, Some(held));
     s.submit(0, "role/app", None, None).store(5, 1).store(5, 1);
@@ -1428,7 +1428,7 @@ fn queue_vectors(policy: &Value, docs: &mut Vec<Value>) {
     s.lease_until_work(1).wrote(20, 1, Some("v10")).store(5, 1);
     docs.push(s.finish());
 
-    let mut s = EngineScript::shared("lease-queue-handoff-with-token", "Host-b holds; host-a registers; host-b's release grants host-a the lease in the same compare-and-swap with its token: host-a accepts (the lease runs from the accept) and writes under the new epoch with no read and no lock-delay.", policy.clone(), 42, "host-a");
+    let mut s = EngineScript::shared("lease-queue-handoff-with-token", "Host-b holds; host-a registers; host-b's release grants host-a the lease in the same compare-and-swap with its token: host-a holds from its last look before the grant, with no accept, and writes under the new epoch with no read and no lock-delay.", policy.clone(), 42, "host-a");
     s.store.set(KEY, Some(queued("host-b", 3, 700, &[])));
     s.submit(0, "role/app", None, None).store(5, 1).store(5, 1);
     let now = s.store.record(KEY).cloned().expect("registered");
@@ -1463,7 +1463,7 @@ fn queue_vectors(policy: &Value, docs: &mut Vec<Value>) {
     s.lease_until_work(1).wrote(20, 1, Some("v5")).store(5, 1);
     docs.push(s.finish());
 
-    let mut s = EngineScript::shared("lease-queue-dead-head", "The lease was granted to host-dead (beat 0), which never accepts: after a whole lease (and enough polls) host-a, next in the queue, takes it over. No accept landed, so no write of that holding exists: the token is kept and there is no lock-delay.", policy.clone(), 44, "host-a");
+    let mut s = EngineScript::shared("lease-queue-dead-head", "The lease was granted to host-dead (beat 0), which never renews or releases: after a whole lease (and enough polls) host-a, next in the queue, takes it over. A grantee holds from the moment it sees its grant, so that holding may have written: host-a waits out the lock-delay and reads before writing.", policy.clone(), 44, "host-a");
     let mut head = granted(
         &queued("host-b", 6, 600, &["host-dead", "host-a"]),
         601,
@@ -1482,6 +1482,7 @@ fn queue_vectors(policy: &Value, docs: &mut Vec<Value>) {
     s.store.set(KEY, Some(r));
     s.submit(0, "role/app", None, None)
         .lease_until_work(1)
+        .read(10, 1, Some("v3"))
         .wrote(20, 1, Some("v4"))
         .store(5, 1);
     docs.push(s.finish());
@@ -1506,10 +1507,7 @@ fn queue_vectors(policy: &Value, docs: &mut Vec<Value>) {
             ..queued("host-b", 8 + MAX_QUEUE as u64, 0, &names)
         }),
     );
-    s.wait()
-        .lease_until_work(1)
-        .wrote(20, 1, Some("v71"))
-        .store(5, 1);
+    s.lease_until_work(1).wrote(20, 1, Some("v71")).store(5, 1);
     docs.push(s.finish());
 
     let mut s = EngineScript::shared("lease-queue-lost-registration-reply", "Host-a's registration lands but its reply is lost: it reads the record back, finds its ticket, and waits as a registered waiter (no second ticket); the grant then comes to it.", policy.clone(), 46, "host-a");
