@@ -54,7 +54,7 @@ if [ "$quick" = 1 ]; then
     # Files that start no server and no process, plus the memory and file store cases of
     # the store and shared-lane files (-k drops their Redis, DynamoDB, S3 and process cases).
     quick_files=(test_vectors.py test_strategy.py test_errors.py test_lane.py test_threads.py
-                 test_shared_lane.py test_stores.py test_packaging.py test_lane_vectors.py
+                 test_shared_lane.py test_stores.py test_packaging.py test_lane_vectors.py test_batch_vectors.py
                  test_event_schema.py)
     WRITELANE_WHEEL="$wheel" "$py" -m pytest -p no:cacheprovider -q \
         -k "not redis and not dynamodb and not s3_store and not processes" "${quick_files[@]}"

@@ -36,7 +36,7 @@ fi
 
 if [ "$quick" = 1 ]; then
   node --test test/vectors.test.js test/engine.test.js test/lane.test.js test/strategy.test.js test/shared.test.js \
-    test/lane-vectors.test.js test/schema.test.js
+    test/lane-vectors.test.js test/batch-vectors.test.js test/schema.test.js
   exit
 fi
 
