@@ -114,3 +114,63 @@ func TestUpdateAppendsBatchThroughOneLane(t *testing.T) {
 	}
 	t.Logf("41/%d statements, lab: %d writes, %d conflicts, %d calls", len(seen), s.Writes, s.Conflicts, s.Calls)
 }
+
+// Eight goroutines each put one statement; IAM refuses one of them (Effect "Perhaps":
+// MalformedPolicyDocument). The batch's write is split until only that change is left
+// out: its update alone fails, with IAM's error, and the seven others commit.
+func TestUpdateMalformedChangeFailsOnlyItsWriter(t *testing.T) {
+	c := client(aws.NopRetryer{})
+	createRole(t, c, "malformed")
+	read, write := policyIO(c, "malformed", "appends")
+	initial, err := writelane.PutStatement("null", statement("Initial"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutRolePolicy(context.Background(), &iam.PutRolePolicyInput{RoleName: aws.String("malformed"),
+		PolicyName: aws.String("appends"), PolicyDocument: aws.String(initial)}); err != nil {
+		t.Fatal(err)
+	}
+	labPost(t, "/_lab/reset", "{}")
+	lane, err := writelane.New(`"iam"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lane.Close()
+	errs := make([]error, 8)
+	var wg sync.WaitGroup
+	for g := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st := statement(fmt.Sprintf("T%d", g))
+			if g == 5 {
+				st = `{"Sid":"T5","Effect":"Perhaps","Action":"s3:GetObject","Resource":"*"}`
+			}
+			change := func(doc string) (string, error) { return writelane.PutStatement(doc, st) }
+			errs[g] = lane.Update(context.Background(), "role/malformed", read, change, write)
+		}()
+	}
+	wg.Wait()
+	for g, err := range errs {
+		if g != 5 {
+			if err != nil {
+				t.Errorf("T%d: %v", g, err)
+			}
+			continue
+		}
+		var gu *writelane.GaveUpError
+		var api smithy.APIError
+		if !errors.As(err, &gu) || gu.Reason != "fatal" || gu.Code != "MalformedPolicyDocument" || !errors.As(err, &api) {
+			t.Errorf("the malformed change: %v, want a fatal MalformedPolicyDocument unwrapping to IAM's error", err)
+		}
+	}
+	seen := statements(t, "malformed")
+	if len(seen) != 8 || !seen["Initial"] || seen["T5"] {
+		t.Errorf("statements %v: want the initial one and the seven good ones", seen)
+	}
+	s := stats(t)
+	if s.Conflicts != 0 {
+		t.Errorf("%d conflicts reached the lab", s.Conflicts)
+	}
+	t.Logf("7/7 good statements and the initial one; lab: %d writes accepted, %d calls", s.Writes, s.Calls)
+}
