@@ -527,3 +527,61 @@ func TestLeaseWaitWithAStore(t *testing.T) {
 		t.Errorf("writelane.writes = %d", got)
 	}
 }
+
+// Updates (group commit) have a span each; the writes counted are the write calls the
+// batches made.
+func TestUpdatesHaveSpans(t *testing.T) {
+	s := newSDK()
+	lane, err := writelane.New(`"iam"`,
+		writelane.WithObserver(wlotel.NewObserver(wlotel.WithMeterProvider(s.mp), wlotel.WithTracerProvider(s.tp))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lane.Close()
+	var mu sync.Mutex
+	doc, writes := "", 0
+	read := func(context.Context) (string, *string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return doc, nil, nil
+	}
+	write := func(_ context.Context, d string, _ writelane.Attempt) error {
+		time.Sleep(10 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		doc, writes = d, writes+1
+		return nil
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			change := func(d string) (string, error) { return d + fmt.Sprint(i), nil }
+			if err := lane.Update(context.Background(), "role/batched", read, change, write); err != nil {
+				t.Error(err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if len(doc) != 4 {
+		t.Fatalf("document %q, want the four changes", doc)
+	}
+	ms := s.metrics(t)
+	if got := sum(t, ms, "writelane.writes"); got != int64(writes) {
+		t.Errorf("writelane.writes = %d, the updates made %d write calls", got, writes)
+	}
+	var runs int
+	for _, sp := range s.spans.GetSpans() {
+		if sp.Name == "writelane.run" {
+			runs++
+			if v, _ := attr(sp, "writelane.entity"); v.AsString() != "role/batched" {
+				t.Errorf("span entity %q", v.AsString())
+			}
+		}
+	}
+	if runs != 4 {
+		t.Errorf("%d writelane.run spans, want one per update", runs)
+	}
+	t.Logf("4 updates in %d writes", writes)
+}
