@@ -144,8 +144,9 @@ class Driver:
         wait sends whether the timer is due); returns what ``write`` returned.
 
         An ``update``'s ``read`` returns ``(document, token)`` and its ``write(document,
-        attempt)`` reports the new token (``set_token``, or returned as a ``str``); as a batch's leader it applies the members' changes to the document
-        it read (``Apply``) and writes the result; it returns the committed token."""
+        attempt)`` reports the new token (``set_token``, or returned as a ``str``); as a
+        batch's leader it applies the members' changes to the document it read (``Apply``)
+        and writes the result; it returns the committed token."""
         native, codes = self.native, self.codes
         classify = classify or self.classify
         last_exc: Optional[BaseException] = None
@@ -158,7 +159,6 @@ class Driver:
             if woken:
                 self.wake(woken)
             if kind == WRITE or kind == RAISED:
-                written: Optional[str] = None
                 try:
                     if kind == RAISED:  # the write called during submit raised
                         raise result
