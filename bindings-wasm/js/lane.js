@@ -243,8 +243,7 @@ class Lane {
     let error;
     let ok = false;
     try {
-      if (context === undefined) value = await run.read();
-      else value = update ? await run.write(run.doc, cmd.attempt, context) : await run.write(cmd.attempt, context);
+      value = context === undefined ? await run.read() : await run.write(cmd.attempt, context);
       ok = true;
     } catch (e) {
       error = e;
@@ -373,7 +372,9 @@ class Lane {
     if (typeof write !== 'function') throw argumentError('options.write', 'must be a function', write);
     if (options.expected !== undefined) throw argumentError('options.expected', 'an update reads what it changes: it takes no expected token', options.expected);
     const raw = this.#raw;
-    const run = new Run(write, options, this.#classify, this.#holder);
+    // The run's write is `run`'s shape (attempt, context), so telemetry wraps it as any
+    // other; it writes the document the batch's apply made.
+    const run = new Run((attempt, context) => write(run.doc, attempt, context), options, this.#classify, this.#holder);
     run.change = change;
     run.doc = undefined;
     run.carried = [];

@@ -276,3 +276,11 @@ test('4 processes x 2 tasks x 5 updates on a shared lease (Redis): each batches 
     await redis.stop();
   }
 });
+
+test('with telemetry on, an update\'s write gets its document, attempt and context', async () => {
+  const s = store({ writeMs: 5 });
+  const lane = new Lane('iam', { seed: 7, telemetry: true });
+  const tokens = await Promise.all([0, 1, 2].map((t) => lane.update('doc/7', { read: s.read, change: add(String(t)), write: s.write })));
+  assert.deepEqual([...s.items].sort(), ['0', '1', '2']);
+  for (const token of tokens) assert.match(token, /^v\d$/);
+});
