@@ -475,3 +475,59 @@ async fn the_lease_wait_with_a_store() {
     );
     assert_eq!(sum(&rm, "writelane.writes", &[]), 2);
 }
+
+/// Updates (group commit) have a span each; the writes counted are the write calls the
+/// batches made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_have_spans() {
+    let sdk = Sdk::new();
+    let lane = Lane::new(Policy::preset("iam").unwrap(), LaneOptions::default())
+        .unwrap()
+        .with_telemetry(sdk.telemetry().build());
+    let doc = Arc::new(std::sync::Mutex::new(String::new()));
+    let writes = Arc::new(AtomicU32::new(0));
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let (lane, doc, writes) = (lane.clone(), Arc::clone(&doc), Arc::clone(&writes));
+            tokio::spawn(async move {
+                let read_doc = Arc::clone(&doc);
+                let report = lane
+                    .update(
+                        "role/batched",
+                        move || {
+                            let d = read_doc.lock().unwrap().clone();
+                            async move { Ok::<_, Failure>((d, None)) }
+                        },
+                        move |d: &String| Ok(format!("{d}{i}")),
+                        move |d: String, _a: Attempt| {
+                            let (doc, writes) = (Arc::clone(&doc), Arc::clone(&writes));
+                            async move {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                                writes.fetch_add(1, Ordering::SeqCst);
+                                *doc.lock().unwrap() = d;
+                                Ok::<(), Failure>(())
+                            }
+                        },
+                        writelane::UpdateOptions::default(),
+                    )
+                    .await
+                    .unwrap();
+                assert!(report.into_result().is_ok());
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(doc.lock().unwrap().len(), 4, "the four changes landed");
+    let rm = sdk.collect();
+    assert_eq!(
+        sum(&rm, "writelane.writes", &[]),
+        u64::from(writes.load(Ordering::SeqCst))
+    );
+    let runs = sdk.runs();
+    assert_eq!(runs.len(), 4, "one span per update");
+    for span in &runs {
+        assert_eq!(attr(span, "writelane.entity"), Some("role/batched".into()));
+    }
+}
