@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+mod iam;
+
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 use writelane_core as core;
@@ -1216,5 +1218,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeStrategy>()?;
     m.add_class::<NativeToken>()?;
     m.add_class::<Attempt>()?;
+    iam::register(m)?;
     Ok(())
 }

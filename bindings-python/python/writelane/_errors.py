@@ -140,6 +140,25 @@ class DocumentError(Error, ValueError):
         self.reason = reason
 
 
+class EntityError(Error, ValueError):
+    """The entity of an SDK call cannot be determined from its request: ``operation`` is
+    the API operation (``PutRolePolicy``), ``parameter`` the request parameter at fault in
+    the API's spelling (``RoleName``; ``params`` for the request as a whole, ``caller``
+    for the calling user), ``reason`` the core's message. The lane middleware of
+    :mod:`writelane.botocore` never raises it: such a call goes through unserialised and is
+    counted.
+    """
+
+    def __init__(self, operation: str, parameter: str, reason: str) -> None:
+        super().__init__(reason)
+        #: the operation
+        self.operation = operation
+        #: the request parameter at fault
+        self.parameter = parameter
+        #: what is wrong with it
+        self.reason = reason
+
+
 class RetryRefused(Error):
     """The decision-only strategy refused a retry; ``reason`` is ``not_retryable``,
     ``attempts_exhausted``, ``budget_exhausted`` or ``deadline_exceeded`` and ``detail``
@@ -167,4 +186,5 @@ __all__ = [
     "RetryRefused",
     "RecordError",
     "DocumentError",
+    "EntityError",
 ]
