@@ -1264,6 +1264,52 @@ wl_status wl_policy_token(const char *document,
                           struct wl_error *out_error);
 
 /**
+ * Which entities a call of `service`'s operation `operation` writes, by the core's entity
+ * table, as a JSON object copied into `buf` (capacity `cap`) with a NUL; `*out_len`
+ * always receives its length without the NUL:
+ *
+ * - `access`: `"write"` (in the table), `"read"` (named like the service's reads: it
+ *   touches no lane), `"unknown"` (neither: an operation newer than the table; let it
+ *   through unserialised and count it) or `"untracked"` (no table for `service`).
+ * - `keys`: the entities' canonical keys, sorted, without duplicates: the order in
+ *   which to take their lanes. Empty unless `access` is `"write"`; empty too for a write
+ *   that creates an entity only its response names.
+ * - `params`: for a write, the request parameters (API spelling) its entities are read
+ *   from, so that a host may send only those.
+ * - `undetermined` and `parameter`, for a write whose entities cannot be determined
+ *   from `params` (a required parameter missing, not a string, an ARN of the wrong type,
+ *   the calling user unknown): the reason, and the parameter at fault. Such a call
+ *   should go through unserialised and be counted, never refused.
+ *
+ * `service` is the table's ARN namespace (`iam`), its CloudTrail event source
+ * (`iam.amazonaws.com`) or an SDK's service id (`IAM`), in any case. `params` is the
+ * request's parameters as a JSON object in the API's spelling (`RoleName`) or
+ * CloudTrail's (`roleName`); NULL with length 0, or `null`, is none. `context` is a JSON
+ * object with the optional string fields `account` (keys are ARNs when it is known),
+ * `partition` (default `aws`) and `caller_user` (for operations that act on the calling
+ * IAM user when `UserName` is absent); NULL with length 0 is none.
+ *
+ * Errors: `WL_STATUS_NULL_ARGUMENT` (`service`, `operation`, `out_len`; `buf` when `cap`
+ * is not 0), `WL_STATUS_INVALID_UTF8`, `WL_STATUS_INVALID_ARGUMENT` (an empty
+ * `operation`; a NULL `params` or `context` with a length), `WL_STATUS_INVALID_DOCUMENT`
+ * (`params` or `context` not JSON or not an object, a `context` field that is not a
+ * non-empty string or not a field: the path names it), `WL_STATUS_BUFFER_TOO_SMALL`.
+ * `out_error` may be NULL. Nothing is kept between calls.
+ */
+wl_status wl_iam_entities(const char *service,
+                          size_t service_len,
+                          const char *operation,
+                          size_t operation_len,
+                          const char *params,
+                          size_t params_len,
+                          const char *context,
+                          size_t context_len,
+                          char *buf,
+                          size_t cap,
+                          size_t *out_len,
+                          struct wl_error *out_error);
+
+/**
  * Append `statement` (a JSON object with a non-empty string `Sid`) to the policy
  * `document` (JSON text; `null` when the entity has no policy yet), or replace the
  * statement with the same `Sid`. A missing `Version` becomes `2012-10-17`; a single

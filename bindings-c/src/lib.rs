@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
+mod entities;
 mod guard;
 mod iam;
 mod lease;
