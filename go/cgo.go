@@ -596,3 +596,18 @@ func libIAMSetTags(tags, set string) (string, error) {
 	runtime.KeepAlive(set)
 	return t, err
 }
+
+func libIAMEntities(service, operation, params, context string) (string, error) {
+	t, err := textCall(len(operation)+256, func(buf *C.char, cap C.size_t, n *C.size_t, cerr *C.wl_error) C.wl_status {
+		s, sl := cstr(service)
+		o, ol := cstr(operation)
+		p, pl := cstr(params)
+		c, cl := cstr(context)
+		return C.wl_iam_entities(s, sl, o, ol, p, pl, c, cl, buf, cap, n, cerr)
+	})
+	runtime.KeepAlive(service)
+	runtime.KeepAlive(operation)
+	runtime.KeepAlive(params)
+	runtime.KeepAlive(context)
+	return t, err
+}

@@ -74,6 +74,7 @@ const (
 	fIAMRemoveStatement
 	fIAMAddTrustPrincipal
 	fIAMSetTags
+	fIAMEntities
 	nFuncs
 )
 
@@ -91,6 +92,7 @@ var wasmFuncNames = [nFuncs]string{
 	"wl_force_release_plan", "wl_force_release_finish", "wl_engine_submit_update",
 	"wl_engine_poll_action", "wl_engine_poll_action_for", "wl_iam_put_statement",
 	"wl_iam_remove_statement", "wl_iam_add_trust_principal", "wl_iam_set_tags",
+	"wl_iam_entities",
 }
 
 // The wasm32 layout of the ABI's structs: sizes and field offsets in bytes.
@@ -988,6 +990,13 @@ func libIAMAddTrustPrincipal(doc, sid, kind, principal string) (string, error) {
 func libIAMSetTags(tags, set string) (string, error) {
 	t, _, err := textCall(fIAMSetTags, len(tags)+len(set)+64, []string{tags, set}, func(in *instance, p []uint32, _ uint32) []uint64 {
 		return []uint64{uint64(p[0]), uint64(len(tags)), uint64(p[1]), uint64(len(set))}
+	})
+	return t, err
+}
+
+func libIAMEntities(service, operation, params, context string) (string, error) {
+	t, _, err := textCall(fIAMEntities, len(operation)+256, []string{service, operation, params, context}, func(in *instance, p []uint32, _ uint32) []uint64 {
+		return []uint64{uint64(p[0]), uint64(len(service)), uint64(p[1]), uint64(len(operation)), uint64(p[2]), uint64(len(params)), uint64(p[3]), uint64(len(context))}
 	})
 	return t, err
 }
