@@ -499,6 +499,10 @@ struct LaneInner {
     /// Commands (and batches' `Apply` steps) drained for ops whose driver has not taken
     /// them yet.
     mailbox: HashMap<u64, Action, OpBuild>,
+    /// The timer each op waiting on time was last handed: when the engine moves it (a
+    /// queued op given the lane during a spike's cool-down waits on a new timer, with no
+    /// command), its thread is woken to take the new one.
+    timers: HashMap<u64, Option<u64>, OpBuild>,
     last_now: u64,
 }
 
@@ -658,14 +662,29 @@ impl LaneInner {
             }
             self.mailbox.insert(op, cmd);
         }
+        for (&op, told) in self.timers.iter_mut() {
+            if op == me || self.mailbox.contains_key(&op) {
+                continue;
+            }
+            let now = self.engine.poll_timeout_for(OpId(op));
+            if now != *told {
+                *told = now;
+                let list = woken.get_or_insert_with(Vec::new);
+                if !list.contains(&op) {
+                    list.push(op);
+                }
+            }
+        }
         match own {
             Some(cmd) => {
+                self.timers.remove(&me);
                 // A write's fence travels in the timer slot (a command has no timer).
                 let (kind, number, text, fence) = action_tuple(cmd);
                 (kind as i8, number, text, fence, woken)
             }
             None => {
                 let timer = self.engine.poll_timeout_for(OpId(me));
+                self.timers.insert(me, timer);
                 (-1, 0, None, timer, woken)
             }
         }
@@ -773,6 +792,7 @@ impl NativeLane {
             inner: Mutex::new(LaneInner {
                 engine: build_engine(py, policy, seed, owner, store)?,
                 mailbox: HashMap::default(),
+                timers: HashMap::default(),
                 last_now: 0,
             }),
             origin: Instant::now(),
@@ -1010,7 +1030,9 @@ impl NativeLane {
 
     /// Forget `op`'s leftovers after its driver gave up on it.
     fn forget(&self, op: u64) {
-        lock(&self.inner).mailbox.remove(&op);
+        let mut inner = lock(&self.inner);
+        inner.mailbox.remove(&op);
+        inner.timers.remove(&op);
     }
 
     /// Every queued event as a JSON array.

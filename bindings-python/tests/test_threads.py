@@ -143,3 +143,48 @@ def test_threads_and_tasks_share_a_lane() -> None:
     assert not overlaps, "a task and a thread wrote the entity at the same time"
     assert len(order) == 40
     assert lane.stats()["global"]["committed"] == 40
+
+
+def test_a_queued_run_given_the_lane_during_a_cool_down_is_woken() -> None:
+    # A spike starts a cool-down: the run the lane passes to next gets a timer (the end of
+    # the cool-down) and no command. Its thread sleeps on the timer it was handed before,
+    # so the lane must wake it to take the new one, or it sleeps until its deadline.
+    lane = writelane.Lane(
+        {
+            "preset": "iam",
+            "retry": {"conflict": {"base_ms": 1, "cap_ms": 3, "max_attempts": 20}},
+            "spike": {"enabled": True, "window_ms": 10_000, "threshold": 2, "cooldown_ms": 50},
+        },
+        seed=5,
+        classify=lambda e: "ConcurrentModification" if isinstance(e, Conflicted) else None,
+    )
+    conflicts_left = [6]
+    guard = threading.Lock()
+    outcomes: List[str] = []
+    barrier = threading.Barrier(3)
+
+    def write(attempt: writelane.Attempt) -> str:
+        with guard:
+            if conflicts_left[0] > 0:
+                conflicts_left[0] -= 1
+                raise Conflicted()
+        return "ok"
+
+    def writer() -> None:
+        barrier.wait()
+        try:
+            lane.run("role/hot", write, read=lambda: "v", deadline_ms=30_000)
+            outcome = "committed"
+        except writelane.GaveUp as exc:
+            outcome = exc.reason
+        except writelane.Error as exc:
+            outcome = type(exc).__name__
+        with guard:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=writer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes) == ["committed"] * 3, outcomes
