@@ -18,6 +18,7 @@ from ._clock import Clock, ManualClock
 from ._engine import Engine
 from ._errors import (
     DocumentError,
+    EntityError,
     Error,
     GaveUp,
     PolicyError,
@@ -93,6 +94,7 @@ __all__ = [
     "Attempt",
     "Clock",
     "DocumentError",
+    "EntityError",
     "Engine",
     "Error",
     "ErrorClass",

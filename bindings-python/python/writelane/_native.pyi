@@ -21,6 +21,8 @@ __all__ = [
     "iam_put_statement",
     "iam_remove_statement",
     "iam_set_tags",
+    "entity_services",
+    "entity_keys",
     "owner_id",
     "parse_record",
     "parse_retry_after",
@@ -55,6 +57,15 @@ def iam_put_statement(doc: str, statement: str) -> str: ...
 def iam_remove_statement(doc: str, sid: str) -> str: ...
 def iam_add_trust_principal(doc: str, sid: str, kind: str, principal: str) -> str: ...
 def iam_set_tags(tags: str, set: List[Tuple[str, str]]) -> str: ...
+def entity_services() -> List[str]: ...
+def entity_keys(
+    service: str,
+    operation: str,
+    params: str,
+    account: Optional[str] = None,
+    partition: Optional[str] = None,
+    caller_user: Optional[str] = None,
+) -> Tuple[str, List[str]]: ...
 
 @final
 class Attempt:
