@@ -26,6 +26,8 @@
 
 #![deny(missing_docs)]
 
+mod iam;
+
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use writelane_core::{
