@@ -1050,9 +1050,16 @@ mod tests {
                 "a look and a release at least, per write"
             );
             // Waiters queue in the record and are served in the order they registered.
-            assert!(r.registrations >= 50, "{model:?}: {} registered", r.registrations);
+            assert!(
+                r.registrations >= 50,
+                "{model:?}: {} registered",
+                r.registrations
+            );
             assert!(r.registration_attempts >= r.registrations);
-            assert_eq!(r.overtaken_max, 0, "{model:?}: FIFO among registered waiters");
+            assert_eq!(
+                r.overtaken_max, 0,
+                "{model:?}: FIFO among registered waiters"
+            );
         }
     }
 
