@@ -85,6 +85,30 @@ class DocumentError extends WritelaneError {
   }
 }
 
+/**
+ * The entity of an SDK call cannot be determined from its request (`LanePlugin.keys`):
+ * `operation` is the API operation, `parameter` the request parameter at fault in the
+ * API's spelling (`RoleName`; `params` for the request as a whole, `caller` for the
+ * calling user, `service` for a service with no table). The lane plugin itself never
+ * throws it: such a call goes through unserialised and is counted.
+ */
+class EntityError extends WritelaneError {
+  /**
+   * @param {string} operation
+   * @param {string} parameter
+   * @param {string} reason
+   */
+  constructor(operation, parameter, reason) {
+    super(reason, 'ERR_WRITELANE_ENTITY');
+    /** The operation. */
+    this.operation = operation;
+    /** The request parameter at fault. */
+    this.parameter = parameter;
+    /** What is wrong with it. */
+    this.reason = reason;
+  }
+}
+
 /** A write gave up. `reason` says why, `cause` is the last error seen (or the abort reason). */
 class GaveUpError extends WritelaneError {
   /**
@@ -201,6 +225,7 @@ module.exports = {
   UsageError,
   TokenError,
   DocumentError,
+  EntityError,
   GaveUpError,
   StaleRevisionError,
   RetryRefusedError,

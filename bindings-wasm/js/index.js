@@ -49,6 +49,8 @@ module.exports = {
   UsageError: errors.UsageError,
   TokenError: errors.TokenError,
   DocumentError: errors.DocumentError,
+  EntityError: errors.EntityError,
+  LanePlugin: require('./sdk.js').LanePlugin,
   GaveUpError: errors.GaveUpError,
   StaleRevisionError: errors.StaleRevisionError,
   RetryRefusedError: errors.RetryRefusedError,

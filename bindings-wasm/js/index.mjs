@@ -19,6 +19,8 @@ export const {
   UsageError,
   TokenError,
   DocumentError,
+  EntityError,
+  LanePlugin,
   GaveUpError,
   StaleRevisionError,
   RetryRefusedError,

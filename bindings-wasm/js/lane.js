@@ -37,6 +37,7 @@ const { WriteContext, settleContext, Run } = require('./run.js');
 const { clockOf, startTimer } = require('./clock.js');
 const { checkStore, carryOut, defaultOwner } = require('./lease.js');
 const { RetryStrategy } = require('./strategy.js');
+const { LanePlugin } = require('./sdk.js');
 
 /** Command kinds of the native register (see `bindings-wasm/src/lib.rs`). */
 const [CMD_NONE, CMD_READ, CMD_WRITE, CMD_FINISH, CMD_STORE, CMD_APPLY] = [0, 1, 2, 3, 4, 5];
@@ -455,6 +456,17 @@ class Lane {
       this.#strategy = new RetryStrategy(this.#policy, { seed: this.#seed, classify: this.#classify });
     }
     return this.#strategy;
+  }
+
+  /**
+   * The AWS SDK v3 lane middleware: `client.middlewareStack.use(lane.plugin())` runs every
+   * write operation of the client in its entity's lane(s) of this lane (across processes
+   * with a store), retried inside it; reads and services with no entity table pass
+   * straight through. Options: `account` and `partition` (keys become ARNs; without an
+   * account they are `role/name`), `deadlineMs` (each write's bound in its lane).
+   */
+  plugin(options) {
+    return new LanePlugin(this, options);
   }
 }
 

@@ -75,6 +75,7 @@ test('the tarball holds the runtime files only', () => {
     'package/js/otel.mjs',
     'package/js/policy.js',
     'package/js/run.js',
+    'package/js/sdk.js',
     'package/js/stores.js',
     'package/js/strategy.js',
     'package/package.json',

@@ -1,0 +1,161 @@
+'use strict';
+/**
+ * Lane middleware for the AWS SDK for JavaScript v3: `client.middlewareStack.use(lane.plugin())`
+ * makes every write operation of the client run in the lane of the entity it touches, with
+ * no call-site changes.
+ *
+ * Which entity is the core's table (`writelane_core::iam`, the one `writelane trail` uses),
+ * asked through `entityKeys`: an operation that touches two entities (`AddUserToGroup`)
+ * takes both lanes in canonical key order. Reads pass straight through. The middleware sits
+ * in the `initialize` step, outside the SDK's retry middleware, so the whole call (every
+ * attempt) runs inside the lane; a conflict that reaches it is retried by `Lane.run`, with
+ * writelane's backoff and budget, without leaving the lane. A call whose entity cannot be
+ * determined goes through unserialised and is counted; clients of services with no table
+ * (S3, DynamoDB) are not touched at all.
+ *
+ * @module writelane/sdk
+ */
+
+const { native } = require('./native.js');
+const { EntityError, GaveUpError, argumentError } = require('./errors.js');
+
+const SMITHY_CONTEXT_KEY = '__smithy_context';
+const NAME = 'writelaneLanes';
+
+let services = null;
+function tables() {
+  if (services === null) services = new Set(JSON.parse(native.entityServices()));
+  return services;
+}
+
+/** The SDK service id of a call (`iam`), from the client's name (`IAMClient`). */
+function serviceOf(context) {
+  const name = context?.clientName;
+  if (typeof name !== 'string') return undefined;
+  return name.replace(/Client$/, '').toLowerCase();
+}
+
+/** The API operation of a call (`PutRolePolicy`). */
+function operationOf(context) {
+  const op = context?.[SMITHY_CONTEXT_KEY]?.operation;
+  if (typeof op === 'string' && op !== '') return op;
+  const command = context?.commandName;
+  return typeof command === 'string' ? command.replace(/Command$/, '') : undefined;
+}
+
+/** The string-valued parameters of an input, as JSON (entity parameters are strings). */
+function paramsText(input) {
+  if (input === null || typeof input !== 'object') return 'null';
+  const out = {};
+  for (const [k, v] of Object.entries(input)) {
+    if (typeof v === 'string') out[k] = v;
+  }
+  return JSON.stringify(out);
+}
+
+/** The SDK's own error a give-up carries, or the give-up when no attempt was made. */
+function unwrap(error) {
+  let inner = error;
+  while (inner instanceof GaveUpError && inner.cause instanceof GaveUpError) inner = inner.cause;
+  if (inner instanceof GaveUpError && inner.cause !== undefined && inner.cause !== null) return inner.cause;
+  return inner;
+}
+
+/**
+ * The plugin `lane.plugin(options)` returns. Besides `applyToStack` (what
+ * `middlewareStack.use` calls) it counts: `serialised` (write calls run in their lanes),
+ * `unserialised` (calls that went through without a lane because their entity could not be
+ * determined, by operation), `lastUnserialised` (why the last one could not be keyed).
+ */
+class LanePlugin {
+  #lane;
+  #account;
+  #partition;
+  #deadlineMs;
+
+  /**
+   * @param {import('./lane.js').Lane} lane
+   * @param {{account?: string, partition?: string, deadlineMs?: number}} [options]
+   */
+  constructor(lane, options) {
+    if (options !== undefined && options !== null && typeof options !== 'object') throw argumentError('options', 'must be an object', options);
+    const { account, partition, deadlineMs } = options ?? {};
+    if (account !== undefined && account !== null && typeof account !== 'string') throw argumentError('options.account', 'must be a string', account);
+    if (partition !== undefined && partition !== null && typeof partition !== 'string') throw argumentError('options.partition', 'must be a string', partition);
+    if (deadlineMs !== undefined && deadlineMs !== null && !(Number.isSafeInteger(deadlineMs) && deadlineMs >= 0)) {
+      throw argumentError('options.deadlineMs', 'must be a non-negative integer', deadlineMs);
+    }
+    this.#lane = lane;
+    this.#account = account ?? '';
+    this.#partition = partition ?? '';
+    this.#deadlineMs = deadlineMs ?? undefined;
+    /** Write calls that ran in their lanes. */
+    this.serialised = 0;
+    /** Calls that went through unserialised, by operation name. */
+    this.unserialised = {};
+    /** Why the last unserialised call could not be keyed. */
+    this.lastUnserialised = null;
+  }
+
+  /**
+   * Which lanes a call takes: `{access: 'write', keys}` (sorted: the order they are
+   * taken in), `{access: 'read', keys: []}` or `{access: 'unknown', keys: []}`; throws
+   * `EntityError` naming the parameter when a write's entity cannot be determined.
+   * @param {string} service e.g. `iam`
+   * @param {string} operation e.g. `PutRolePolicy`
+   * @param {object} input the command's input
+   */
+  keys(service, operation, input) {
+    const r = JSON.parse(native.entityKeys(service, operation, paramsText(input), this.#account, this.#partition));
+    if (!r.ok) {
+      throw new EntityError(r.operation, r.parameter, r.reason);
+    }
+    return { access: r.access, keys: r.keys };
+  }
+
+  #unserialised(operation, why) {
+    this.unserialised[operation] = (this.unserialised[operation] ?? 0) + 1;
+    this.lastUnserialised = why;
+  }
+
+  /** The middleware (initialize step). */
+  middleware() {
+    return (next, context) => async (args) => {
+      const service = serviceOf(context);
+      if (service === undefined || !tables().has(service)) return next(args);
+      const operation = operationOf(context) ?? '';
+      const r = JSON.parse(native.entityKeys(service, operation, paramsText(args?.input), this.#account, this.#partition));
+      if (!r.ok) {
+        this.#unserialised(operation, r.reason);
+        return next(args);
+      }
+      if (r.access !== 'write' || r.keys.length === 0) {
+        if (r.access === 'unknown') this.#unserialised(operation, 'unknown operation');
+        return next(args);
+      }
+      this.serialised += 1;
+      const signal = context?.[SMITHY_CONTEXT_KEY]?.abortSignal;
+      try {
+        return await this.#nest(r.keys, 0, () => next(args), signal);
+      } catch (e) {
+        throw unwrap(e);
+      }
+    };
+  }
+
+  /** The call in the lane of keys[i], inside it the lane of keys[i + 1], ... */
+  #nest(keys, i, call, signal) {
+    const options = {};
+    if (this.#deadlineMs !== undefined) options.deadlineMs = this.#deadlineMs;
+    if (signal !== undefined && signal !== null && typeof signal.addEventListener === 'function') options.signal = signal;
+    const write = i + 1 < keys.length ? () => this.#nest(keys, i + 1, call, signal) : () => call();
+    return this.#lane.run(keys[i], write, options);
+  }
+
+  /** What `client.middlewareStack.use(plugin)` calls. */
+  applyToStack(stack) {
+    stack.add(this.middleware(), { step: 'initialize', priority: 'high', name: NAME, override: true });
+  }
+}
+
+module.exports = { LanePlugin, NAME };
