@@ -128,7 +128,8 @@ export declare class WritelaneError extends Error {
     | 'ERR_WRITELANE_STALE_REVISION'
     | 'ERR_WRITELANE_RETRY_REFUSED'
     | 'ERR_WRITELANE_STORE'
-    | 'ERR_WRITELANE_DOCUMENT';
+    | 'ERR_WRITELANE_DOCUMENT'
+    | 'ERR_WRITELANE_ENTITY';
 }
 
 /** A policy was refused. */
@@ -174,6 +175,22 @@ export declare class DocumentError extends WritelaneError {
   readonly path: string;
   /** What is wrong with it. */
   readonly rule: string;
+}
+
+/**
+ * The entity of an SDK call cannot be determined from its request (`LanePlugin.keys`).
+ * The lane plugin itself never throws it: such a call goes through unserialised and is
+ * counted.
+ */
+export declare class EntityError extends WritelaneError {
+  readonly code: 'ERR_WRITELANE_ENTITY';
+  /** The API operation (`PutRolePolicy`). */
+  readonly operation: string;
+  /** The request parameter at fault (`RoleName`; `params` for the request as a whole,
+   * `caller` for the calling user, `service` for a service with no entity table). */
+  readonly parameter: string;
+  /** What is wrong with it. */
+  readonly reason: string;
 }
 
 /** Why a write gave up (besides a stale revision, which is `StaleRevisionError`). */
@@ -558,6 +575,49 @@ export declare class Lane {
   importState(state: EngineState | string): void;
   /** An AWS SDK v3 retry strategy under this lane's policy (the same object every call). */
   retryStrategy(): RetryStrategy;
+  /**
+   * The AWS SDK v3 lane middleware: `client.middlewareStack.use(lane.plugin())` runs every
+   * write operation of the client in its entity's lane(s), retried inside it; reads and
+   * clients of services with no entity table pass straight through. Throws `UsageError`.
+   */
+  plugin(options?: PluginOptions): LanePlugin;
+}
+
+/** Options of `lane.plugin()`. */
+export interface PluginOptions {
+  /** The account the client acts in: entity keys become ARNs (default: none, keys are
+   * `role/name`; right while the lane's store is not shared between accounts). */
+  account?: string;
+  /** The partition of ARN keys (default `aws`). */
+  partition?: string;
+  /** Each write's bound in its lane, in milliseconds. */
+  deadlineMs?: number;
+}
+
+/** Which lanes an SDK call takes. */
+export interface EntityKeys {
+  /** `write`: runs in the lanes of `keys`; `read` and `unknown`: no lane. */
+  access: 'write' | 'read' | 'unknown';
+  /** The entity keys, sorted: the order the lanes are taken in. */
+  keys: string[];
+}
+
+/** The AWS SDK v3 middleware-stack plugin `lane.plugin()` returns, with its counters. */
+export declare class LanePlugin {
+  private constructor();
+  /** Write calls that ran in their lanes. */
+  serialised: number;
+  /** Calls that went through unserialised because their entity could not be determined
+   * (an operation the table does not know, a parameter missing), by operation name. */
+  unserialised: Record<string, number>;
+  /** Why the last unserialised call could not be keyed. */
+  lastUnserialised: string | null;
+  /** Which lanes a call takes; throws `EntityError` naming the parameter. */
+  keys(service: string, operation: string, input: object): EntityKeys;
+  /** The middleware itself (initialize step). */
+  middleware(): (next: (args: any) => Promise<any>, context: any) => (args: any) => Promise<any>;
+  /** What `client.middlewareStack.use(plugin)` calls. */
+  applyToStack(stack: { add(middleware: any, options: any): void }): void;
 }
 
 /* ---------------------------------------------------------------------------------- */
