@@ -74,6 +74,11 @@ type Lanes struct {
 
 	ops sync.Map // service + "\x00" + operation -> *opInfo
 
+	// found caches the table's answers for writes by service, operation and the
+	// parameters it read: the table is a pure function of them (and of ectx, fixed).
+	mu    sync.Mutex
+	found map[string]*writelane.CallEntities
+
 	serialised, passed, unserialised, failed atomic.Uint64
 }
 
@@ -157,7 +162,7 @@ func (l *Lanes) HandleInitialize(ctx context.Context, in middleware.InitializeIn
 		l.passed.Add(1)
 		return next.HandleInitialize(ctx, in)
 	}
-	found, err := writelane.EntitiesOf(service, operation, paramsJSON(in.Parameters, info.params), l.ectx)
+	found, err := l.entities(service, operation, paramsJSON(in.Parameters, info.params))
 	switch {
 	case err != nil:
 		return l.unserialisedCall(ctx, in, next, service, operation, err.Error(), true)
@@ -205,6 +210,31 @@ func (l *Lanes) info(service, operation string) (*opInfo, error) {
 	info := &opInfo{access: found.Access, params: found.Params}
 	l.ops.Store(key, info)
 	return info, nil
+}
+
+// maxCached bounds the cache of the table's answers; it starts afresh when full.
+const maxCached = 4096
+
+// entities is the table's answer for a write with these parameters, asked once.
+func (l *Lanes) entities(service, operation, params string) (*writelane.CallEntities, error) {
+	key := service + "\x00" + operation + "\x00" + params
+	l.mu.Lock()
+	found, ok := l.found[key]
+	l.mu.Unlock()
+	if ok {
+		return found, nil
+	}
+	found, err := writelane.EntitiesOf(service, operation, params, l.ectx)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	if l.found == nil || len(l.found) >= maxCached {
+		l.found = make(map[string]*writelane.CallEntities)
+	}
+	l.found[key] = found
+	l.mu.Unlock()
+	return found, nil
 }
 
 // paramsJSON is the JSON object of the named string fields of an SDK input (a pointer

@@ -336,3 +336,17 @@ func TestConcurrentWritesSerialised(t *testing.T) {
 		t.Logf("lanes %v: %d calls, %d conflicts, %d failures", withLanes, f.calls.Load(), f.conflicts.Load(), failures.Load())
 	}
 }
+
+// The answers kept for repeated writes are per parameters: each role its own lane.
+func TestEachRoleItsLane(t *testing.T) {
+	ev := &events{}
+	c := iam.NewFromConfig(fakeConfig(&fakeIAM{}), WithLanes(newLane(t, ev)))
+	for _, role := range []string{"a", "b", "a", "c"} {
+		if err := put(c, context.Background(), role); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.Join(ev.submitted(), " "); got != "role/a role/b role/a role/c" {
+		t.Fatalf("lanes taken: %q", got)
+	}
+}
