@@ -9,6 +9,7 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/s3 v1.116.0
 	github.com/aws/smithy-go v1.28.9
 	github.com/writelane/writelane/go v0.0.0
+	github.com/writelane/writelane/go/awsv2 v0.0.0
 	github.com/writelane/writelane/go/dynamodbstore v0.0.0
 	github.com/writelane/writelane/go/s3store v0.0.0
 )
@@ -28,6 +29,8 @@ require (
 )
 
 replace github.com/writelane/writelane/go => ../
+
+replace github.com/writelane/writelane/go/awsv2 => ../awsv2
 
 replace github.com/writelane/writelane/go/dynamodbstore => ../dynamodbstore
 
