@@ -2,7 +2,10 @@
 //! `writelane.botocore`: which lanes an SDK call takes.
 
 use pyo3::prelude::*;
-use writelane_core::iam::{Access, Context, EntityError, ServiceTable, IAM};
+use pyo3::types::{PyDict, PyString};
+use writelane_core::iam::{
+    Access, Context, EntityError, Operation, ServiceTable, Source, Value, IAM,
+};
 
 use crate::raise;
 
@@ -53,16 +56,17 @@ fn entity_services() -> Vec<&'static str> {
 
 /// Which lanes a call takes: `("write", keys)` with the entity keys sorted (the order
 /// lanes are taken in), `("read", [])`, or `("unknown", [])` for an operation the table
-/// does not know. `params` is the request as JSON text. Raises `UsageError` for a service
-/// with no table or parameters that are not JSON, `EntityError` naming the parameter when
-/// a write's entity cannot be determined.
+/// does not know. `params` is the request: a dict (only the parameters the operation's
+/// entry names are looked at, without converting the rest) or JSON text. Raises
+/// `UsageError` for a service with no table or parameters that are neither, `EntityError`
+/// naming the parameter when a write's entity cannot be determined.
 #[pyfunction]
 #[pyo3(signature = (service, operation, params, account=None, partition=None, caller_user=None))]
 fn entity_keys(
     py: Python<'_>,
     service: &str,
     operation: &str,
-    params: &str,
+    params: &Bound<'_, PyAny>,
     account: Option<&str>,
     partition: Option<&str>,
     caller_user: Option<&str>,
@@ -82,22 +86,70 @@ fn entity_keys(
         Access::Unknown => return Ok(("unknown", Vec::new())),
         Access::Write(op) => op,
     };
-    let params: serde_json::Value = serde_json::from_str(params).map_err(|e| {
-        raise(
-            py,
-            "UsageError",
-            ("invalid_argument", format!("params: not JSON: {e}")),
-        )
-    })?;
     let ctx = Context {
         account: account.filter(|a| !a.is_empty()),
         partition: partition.filter(|p| !p.is_empty()).unwrap_or("aws"),
         caller_user,
     };
-    match op.entities(&params, &ctx) {
+    let result = if let Ok(dict) = params.downcast::<PyDict>() {
+        entities_of_dict(op, dict, &ctx)?
+    } else if let Ok(text) = params.downcast::<PyString>() {
+        let value: serde_json::Value = serde_json::from_str(&text.to_cow()?).map_err(|e| {
+            raise(
+                py,
+                "UsageError",
+                ("invalid_argument", format!("params: not JSON: {e}")),
+            )
+        })?;
+        op.entities(&value, &ctx)
+    } else {
+        return Err(raise(
+            py,
+            "UsageError",
+            (
+                "invalid_argument",
+                "params: expected a dict or JSON text".to_owned(),
+            ),
+        ));
+    };
+    match result {
         Ok(entities) => Ok(("write", entities.iter().map(|e| e.key()).collect())),
         Err(e) => Err(raise(py, "EntityError", entity_error_args(&e))),
     }
+}
+
+/// The entities of a request given as a dict: only the parameters the entry names are
+/// read (`None` counts as absent, a value that is not a `str` as not text).
+fn entities_of_dict(
+    op: &Operation,
+    dict: &Bound<'_, PyDict>,
+    ctx: &Context<'_>,
+) -> PyResult<Result<Vec<writelane_core::iam::Entity>, EntityError>> {
+    let mut found: Vec<(&'static str, Option<String>)> = Vec::new();
+    for slot in op.slots {
+        if let Source::Param { upper, lower, .. } = slot.source {
+            for name in [upper, lower] {
+                match dict.get_item(name)? {
+                    Some(v) if !v.is_none() => {
+                        let text = match v.downcast::<PyString>() {
+                            Ok(s) => Some(s.to_cow()?.into_owned()),
+                            Err(_) => None,
+                        };
+                        found.push((name, text));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(op.entities_by(
+        |name| match found.iter().find(|(n, _)| *n == name) {
+            None => Value::Absent,
+            Some((_, Some(text))) => Value::Text(text),
+            Some((_, None)) => Value::NotText,
+        },
+        ctx,
+    ))
 }
 
 /// Register this module's functions on `writelane._native`.

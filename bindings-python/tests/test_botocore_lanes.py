@@ -198,6 +198,19 @@ def test_keys_and_bad_arguments() -> None:
     with pytest.raises(writelane.EntityError) as info:
         hook.keys("PutRolePolicy", {"PolicyName": "p"})
     assert info.value.parameter == "RoleName" and info.value.operation == "PutRolePolicy"
+    with pytest.raises(writelane.EntityError) as info:
+        hook.keys("PutRolePolicy", {"RoleName": 5, "PolicyName": "p"})
+    assert info.value.parameter == "RoleName" and "not a non-empty string" in info.value.reason
+    # The JSON form gives the same keys (the form the other bindings use).
+    from writelane import _native
+    assert _native.entity_keys("iam", "AddUserToGroup", json.dumps({"UserName": "u", "GroupName": "g"})) == (
+        "write", ["group/g", "user/u"])
+    assert _native.entity_keys("iam", "AddUserToGroup", {"UserName": "u", "GroupName": "g"}) == (
+        "write", ["group/g", "user/u"])
+    with pytest.raises(writelane.UsageError, match="params"):
+        _native.entity_keys("iam", "PutRolePolicy", "{")
+    with pytest.raises(writelane.UsageError, match="service"):
+        _native.entity_keys("s3", "PutObject", {})
     with pytest.raises(writelane.UsageError, match="lane"):
         writelane.botocore.install(client, lane="not a lane")  # type: ignore[arg-type]
     with pytest.raises(writelane.UsageError, match="account"):

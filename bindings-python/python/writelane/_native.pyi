@@ -61,7 +61,7 @@ def entity_services() -> List[str]: ...
 def entity_keys(
     service: str,
     operation: str,
-    params: str,
+    params: Union[Dict[str, Any], str],
     account: Optional[str] = None,
     partition: Optional[str] = None,
     caller_user: Optional[str] = None,

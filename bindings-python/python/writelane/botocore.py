@@ -29,7 +29,6 @@ This module imports botocore only when ``install`` is called.
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
@@ -122,9 +121,8 @@ class Installed:
         """Which lanes a call takes: ``("write", keys)`` (sorted: the order they are taken
         in), ``("read", [])`` or ``("unknown", [])``. Raises :class:`writelane.EntityError`
         naming the parameter when a write's entity cannot be determined."""
-        params = {k: v for k, v in api_params.items() if isinstance(v, str)} if isinstance(api_params, dict) else None
-        return _native.entity_keys(
-            self._service, operation_name, json.dumps(params), self.account, self.partition, None)
+        params = api_params if isinstance(api_params, dict) else "null"
+        return _native.entity_keys(self._service, operation_name, params, self.account, self.partition, None)
 
     def _count_unserialised(self, operation_name: str, why: str) -> None:
         with self._count_lock:
