@@ -14,9 +14,10 @@
 #                             a moto server (behind tests/iamlab/moto_atomic.py); the
 #                             OpenTelemetry module (go/otel) with the real SDK after runs
 #                             against the IAM lab, and a check that the main module
-#                             requires no OpenTelemetry
-#   bash go/test.sh --quick   gofmt, go vet and go test of the package under both backends
-#                             (the cgo one with -race), without the helper-process tests,
+#                             requires no OpenTelemetry and no AWS SDK; the SDK lane
+#                             middleware (go/awsv2), its lab tests being in go/e2e
+#   bash go/test.sh --quick   gofmt, go vet and go test of the package and of go/awsv2 under
+#                             both backends (the cgo one with -race), without the helper-process tests,
 #                             the freshness rebuild, the IAM lab or moto
 #
 # Set up first with bindings-c/setup.sh. Run from anywhere.
@@ -75,7 +76,7 @@ gotest() {
 }
 
 step "gofmt"
-for dir in "$here" "$here/dynamodbstore" "$here/s3store" "$here/e2e" "$here/otel"; do gofmt_check "$dir"; done
+for dir in "$here" "$here/dynamodbstore" "$here/s3store" "$here/e2e" "$here/otel" "$here/awsv2"; do gofmt_check "$dir"; done
 
 # The cgo backend links target/release/libwritelane.a (the same cargo command as
 # bindings-c/test.sh: nothing is built twice) through a writelane-static.pc that points at
@@ -102,6 +103,15 @@ step "cgo backend (-tags writelane_cgo): go vet, go test -race"
 go vet -tags writelane_cgo ./...
 gotest "$work/cgo.log" -race -tags writelane_cgo "${skip[@]}" ./...
 
+# The SDK lane middleware's own tests answer IAM in process (no lab): quick ones too.
+step "go/awsv2 (the AWS SDK for Go v2 lane middleware, a module of its own): go vet, go test under both backends"
+cd "$here/awsv2"
+CGO_ENABLED=0 go vet ./...
+go vet -tags writelane_cgo ./...
+CGO_ENABLED=0 gotest "$work/awsv2.log" ./...
+gotest "$work/awsv2-cgo.log" -race -tags writelane_cgo ./...
+cd "$here"
+
 if [ "$quick" = 1 ]; then
   echo
   echo "go (quick): ${passed} passed, ${failed} failed"
@@ -124,7 +134,7 @@ for platform in linux/amd64 darwin/arm64 windows/amd64; do
   check "CGO_ENABLED=0 GOOS=${platform%/*} GOARCH=${platform#*/} go build + go vet ./..." \
     env CGO_ENABLED=0 GOOS="${platform%/*}" GOARCH="${platform#*/}" sh -c 'go build ./... && go vet ./...'
 done
-for sub in dynamodbstore s3store e2e e2e/laneworker otel; do
+for sub in dynamodbstore s3store e2e e2e/laneworker otel awsv2; do
   check "$sub: CGO_ENABLED=0 go build + go vet" \
     sh -c "cd '$here/$sub' && CGO_ENABLED=0 go build -o /dev/null ./... && CGO_ENABLED=0 go vet ./..."
 done
@@ -155,6 +165,9 @@ step "Go: OpenTelemetry (go/otel, a module of its own) with the real SDK, after 
 # `go get` of the main module must pull no OpenTelemetry: only go/otel requires it.
 no_otel() { ! (cd "$here" && go list -m all | grep opentelemetry); }
 check "the main module (go/) requires no OpenTelemetry module" no_otel
+# Nor the AWS SDK: only the store modules, go/awsv2 and the tests require it.
+no_sdk() { ! (cd "$here" && go list -m all | grep -E 'aws-sdk-go-v2|smithy-go'); }
+check "the main module (go/) requires no AWS SDK module" no_sdk
 cd "$here/otel"
 go vet ./...
 gotest "$work/otel.log" -race ./...
