@@ -22,6 +22,10 @@ const { EntityError, GaveUpError, argumentError } = require('./errors.js');
 const SMITHY_CONTEXT_KEY = '__smithy_context';
 const NAME = 'writelaneLanes';
 
+/** Operations known not to be writes, by `service/operation`: `read` or `unknown` (the
+ * table's answer for them does not depend on the request). */
+const passing = new Map();
+
 let services = null;
 function tables() {
   if (services === null) services = new Set(JSON.parse(native.entityServices()));
@@ -124,12 +128,18 @@ class LanePlugin {
       const service = serviceOf(context);
       if (service === undefined || !tables().has(service)) return next(args);
       const operation = operationOf(context) ?? '';
+      const known = passing.get(`${service}/${operation}`);
+      if (known !== undefined) {
+        if (known === 'unknown') this.#unserialised(operation, 'unknown operation');
+        return next(args);
+      }
       const r = JSON.parse(native.entityKeys(service, operation, paramsText(args?.input), this.#account, this.#partition));
       if (!r.ok) {
         this.#unserialised(operation, r.reason);
         return next(args);
       }
       if (r.access !== 'write' || r.keys.length === 0) {
+        if (r.access !== 'write') passing.set(`${service}/${operation}`, r.access);
         if (r.access === 'unknown') this.#unserialised(operation, 'unknown operation');
         return next(args);
       }
