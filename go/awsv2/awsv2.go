@@ -26,8 +26,8 @@
 // write between them. Only Lane.Run or Lane.Update holds the lane across the read and the
 // write.
 //
-// This package is a module of its own (github.com/writelane/writelane/go/awsv2), so the
-// main writelane module keeps no dependency on the AWS SDK.
+// This package is a module of its own, so that the main writelane module keeps no
+// dependency on the AWS SDK.
 package awsv2
 
 import (
