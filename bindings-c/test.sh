@@ -108,14 +108,17 @@ for variant in "${variants[@]}"; do
   cc "${cflags[@]}" "${extra[@]}" "$here/tests/c/vectors.c" "$here/tests/c/json.c" "$lib" "${libs[@]}" -o "$work/vectors-$variant"
   cc "${cflags[@]}" "${extra[@]}" "$here/tests/c/bad_input.c" "$lib" "${libs[@]}" -o "$work/bad_input-$variant"
   cc "${cflags[@]}" "${extra[@]}" "$here/tests/c/update.c" "$lib" "${libs[@]}" -o "$work/update-$variant"
+  cc "${cflags[@]}" "${extra[@]}" "$here/tests/c/entities.c" "$lib" "${libs[@]}" -o "$work/entities-$variant"
   for dir in "${vector_dirs[@]}"; do
     "$work/vectors-$variant" "$dir" | tee -a "$work/vectors-$variant.log"
   done
   "$work/bad_input-$variant" | tee "$work/bad_input-$variant.log"
   "$work/update-$variant" | tee "$work/update-$variant.log"
+  "$work/entities-$variant" | tee "$work/entities-$variant.log"
   tally "$work/vectors-$variant.log"
   tally "$work/bad_input-$variant.log"
   tally "$work/update-$variant.log"
+  tally "$work/entities-$variant.log"
 done
 
 if [ "$quick" = 1 ]; then
@@ -132,9 +135,11 @@ for dir in "${vector_dirs[@]}"; do
 done
 "${vg[@]}" "$work/bad_input-plain" | tee "$work/bad_input-vg.log"
 "${vg[@]}" "$work/update-plain" | tee "$work/update-vg.log"
+"${vg[@]}" "$work/entities-plain" | tee "$work/entities-vg.log"
 tally "$work/vectors-vg.log"
 tally "$work/bad_input-vg.log"
 tally "$work/update-vg.log"
+tally "$work/entities-vg.log"
 
 step "install, then build the examples and the README's C example with pkg-config"
 "$here/install.sh" "$work/prefix"
