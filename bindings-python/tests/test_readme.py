@@ -28,8 +28,9 @@ def test_readme_examples_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = _blocks()
     # blocks[7] and blocks[8] are the lab's example scripts, run under `stress` by
     # test_lab.py (which checks they are examples/lab/naive.py and with_lane.py);
-    # blocks[9] is the OpenTelemetry example, blocks[10] group commit
-    assert len(blocks) == 11
+    # blocks[9] is the OpenTelemetry example, blocks[10] group commit, blocks[11] the lane
+    # middleware
+    assert len(blocks) == 12
     # Aim an unmodified `boto3.client("iam")` at the lab.
     monkeypatch.setenv("AWS_ENDPOINT_URL_IAM", lab.endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -110,3 +111,9 @@ def test_readme_examples_run(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     assert {f"Reader{n}" for n in range(8)} <= {s.get("Sid") for s in doc["Statement"]}
     writes = lab.stats()["entities"]["role/deploy"]["writes"]
     assert 1 <= writes < 8, writes
+    # The lane middleware: the plain call ran in the role's lane.
+    lab.reset()
+    exec(compile(blocks[11], "README.md", "exec"), namespace)
+    assert lab.stats()["entities"]["role/deploy"] == {"writes": 1, "conflicts": 0}
+    assert namespace["installed"].serialised == 1
+    assert [e.entity for e in namespace["lane"].events() if e.type == "submitted"] == ["role/deploy"]
