@@ -350,3 +350,34 @@ func TestEachRoleItsLane(t *testing.T) {
 		t.Fatalf("lanes taken: %q", got)
 	}
 }
+
+// A call that waits for its lane past the policy's deadline gives up without reaching IAM.
+func TestLaneWaitPastTheDeadline(t *testing.T) {
+	f := &fakeIAM{}
+	lane, err := writelane.New(`{"preset": "iam", "deadline_ms": 50}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lane.Close()
+	c := iam.NewFromConfig(fakeConfig(f), WithLanes(lane))
+	held, release := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = lane.Run(context.Background(), "role/app", func(context.Context, writelane.Attempt) error {
+			close(held)
+			<-release
+			return nil
+		}, writelane.WithDeadline(10*time.Second))
+	}()
+	<-held
+	start := time.Now()
+	err = put(c, context.Background(), "app")
+	t.Logf("gave up after %v", time.Since(start))
+	close(release)
+	<-done
+	var gu *writelane.GaveUpError
+	if !errors.As(err, &gu) || gu.Reason != "deadline_exceeded" || f.calls.Load() != 0 {
+		t.Fatalf("err %v after %d calls, want deadline_exceeded before any call", err, f.calls.Load())
+	}
+}
