@@ -132,6 +132,21 @@ await meterProvider.shutdown();
   assert.equal((await lab.stats()).entities['role/deploy'].writes, 1);
 });
 
+test('the README lane-plugin example runs a plain PutRolePolicyCommand in the role\'s lane', async () => {
+  const code = readmeExample('### Lanes for an existing client: `lane.plugin()`')
+    .replace("'@aws-sdk/client-iam'", `'${pathToFileURL(require.resolve('@aws-sdk/client-iam')).href}'`)
+    .replace("'writelane'", `'${pathToFileURL(path.join(root, 'js', 'index.mjs')).href}'`);
+  const file = path.join(work, 'plugin.mjs');
+  fs.writeFileSync(file, `${code}\nconsole.log(JSON.stringify({ serialised: plugin.serialised, entities: lane.events().filter((e) => e.type === 'submitted').map((e) => e.entity) }));\n`);
+  const iam = labIam();
+  await iam.send(new CreateRoleCommand({ RoleName: 'deploy', AssumeRolePolicyDocument: '{"Version":"2012-10-17","Statement":[]}' }))
+    .catch((e) => assert.equal(e.name, 'EntityAlreadyExistsException'));
+  await lab.reset();
+  const out = execFileSync(process.execPath, [file], { env: labEnv(), encoding: 'utf8', timeout: 60000 });
+  assert.deepEqual(JSON.parse(out.trim().split('\n').pop()), { serialised: 1, entities: ['role/deploy'] });
+  assert.deepEqual((await lab.stats()).entities['role/deploy'], { writes: 1, conflicts: 0 });
+});
+
 test('the README group-commit example lands eight statements in fewer writes', async () => {
   const code = readmeExample('## Group commit: `lane.update`')
     .replace("'@aws-sdk/client-iam'", `'${pathToFileURL(require.resolve('@aws-sdk/client-iam')).href}'`)
