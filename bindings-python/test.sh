@@ -7,7 +7,8 @@
 # one process and across processes), writelane.lab (tests/test_lab.py: the iam_lab
 # fixture, the trail read by `writelane trail`, bad input) and its self-test (tests/iamlab),
 # the lab's stress harness over examples/lab (the naive script must lose changes, the one
-# with a lane must keep every one), and smoke runs of the benchmarks.
+# with a lane must keep every one), the lane middleware of writelane.botocore against the
+# lab (tests/test_botocore_lanes.py), and smoke runs of the benchmarks.
 #
 #   bash bindings-python/test.sh           everything
 #   bash bindings-python/test.sh --quick   the wheel, then the unit tests and conformance
@@ -63,6 +64,7 @@ fi
 # A smoke run of the benchmark keeps it working; its figures come from a full run.
 "$py" "$here/bench/overhead.py" --quick
 "$py" "$here/bench/shared.py" --quick
+"$py" "$here/bench/middleware.py" --quick
 WRITELANE_WHEEL="$wheel" "$py" -m pytest -p no:cacheprovider -q "$here/tests" "$root/tests/iamlab"
 
 # The README's "Test your automation under contention": 8 concurrent runs of each script.
