@@ -269,3 +269,20 @@ def test_four_processes_on_a_shared_lease(lab: Lab, tmp_path: Any, kind: str, re
     assert stats["conflicts"] == 0 and stats["entities"][f"role/{role}"]["writes"] == 40
     names = lab.client().list_role_policies(RoleName=role)["PolicyNames"]
     assert len(names) == 40
+
+
+def test_two_entity_write_takes_both_leases_in_canonical_order() -> None:
+    from writelane import stores
+
+    lane = writelane.Lane(store=stores.MemoryStore())
+    client = boto3.client("iam", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    writelane.botocore.install(client, lane=lane)
+    with Stubber(client) as stub:
+        stub.add_response("add_user_to_group", {}, {"UserName": "u", "GroupName": "g"})
+        client.add_user_to_group(UserName="u", GroupName="g")
+    steps = [(e.type, getattr(e, "entity", None)) for e in lane.events()
+             if e.type in ("submitted", "lease_acquired", "committed", "lease_released")]
+    # group/g sorts first: its lease is taken first and its write finishes last.
+    assert steps[:4] == [("submitted", "group/g"), ("lease_acquired", "group/g"),
+                         ("submitted", "user/u"), ("lease_acquired", "user/u")], steps
+    assert [s for s in steps if s[0] == "committed"] == [("committed", "user/u"), ("committed", "group/g")]

@@ -227,3 +227,16 @@ for (const kind of ['redis', 'dynamodb']) {
     }
   });
 }
+
+test('a two-entity write takes both leases in canonical order', async () => {
+  const { MemoryStore } = require('..');
+  const lane = new Lane('iam', { store: new MemoryStore() });
+  const plugin = lane.plugin();
+  const order = [];
+  const mw = plugin.middleware()(async () => { order.push('call'); return { output: {} }; }, { clientName: 'IAMClient', commandName: 'AddUserToGroupCommand' });
+  await mw({ input: { UserName: 'u', GroupName: 'g' } });
+  const steps = lane.events().filter((e) => ['submitted', 'lease_acquired', 'committed'].includes(e.type)).map((e) => `${e.type} ${e.entity}`);
+  assert.deepEqual(steps, ['submitted group/g', 'lease_acquired group/g', 'submitted user/u', 'lease_acquired user/u', 'committed user/u', 'committed group/g']);
+  assert.deepEqual(order, ['call']);
+  assert.equal(plugin.serialised, 1);
+});
