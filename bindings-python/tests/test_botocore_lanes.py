@@ -211,6 +211,10 @@ def test_keys_and_bad_arguments() -> None:
         _native.entity_keys("iam", "PutRolePolicy", "{")
     with pytest.raises(writelane.UsageError, match="service"):
         _native.entity_keys("s3", "PutObject", {})
+    with pytest.raises(writelane.UsageError, match="already runs in a lane"):
+        writelane.botocore.install(client, lane=writelane.Lane())
+    hook.uninstall()
+    assert writelane.botocore.install(client, lane=writelane.Lane()).lane is not None
     with pytest.raises(writelane.UsageError, match="lane"):
         writelane.botocore.install(client, lane="not a lane")  # type: ignore[arg-type]
     with pytest.raises(writelane.UsageError, match="account"):

@@ -268,6 +268,10 @@ def install(
     if lane is not None and service in _native.entity_services():
         if not callable(getattr(client, "_make_api_call", None)):
             raise UsageError("invalid_argument", "client: has no _make_api_call to wrap")
+        current = vars(client).get("_make_api_call")
+        if isinstance(getattr(current, "__self__", None), Installed):
+            # A second wrapper would take each lane twice, the inner waiting on the outer.
+            raise UsageError("invalid_argument", "client: already runs in a lane (call uninstall() on its Installed first)")
         handle.lane, handle.account, handle.partition, handle._deadline_ms = lane, account, partition, deadline_ms
         handle._original = client._make_api_call
         client._make_api_call = handle._call
