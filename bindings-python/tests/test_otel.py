@@ -322,6 +322,32 @@ def test_the_run_span_is_current_inside_write() -> None:
     assert child.parent is not None and child.parent.span_id == run.context.span_id
 
 
+def test_updates_get_a_span_and_their_writes_are_counted() -> None:
+    otel = Otel()
+    lane = writelane.Lane(seed=6)
+    otel.instrument(lane)
+    doc: Dict[str, Any] = {"Statement": []}
+
+    def write(document: Dict[str, Any], attempt: writelane.Attempt) -> str:
+        doc["Statement"] = list(document["Statement"])
+        return f"v{attempt.number}"
+
+    async def main() -> None:
+        await asyncio.gather(*(
+            lane.update_async("role/u", read=lambda: (dict(doc), None),
+                              change=lambda d, i=i: {"Statement": d["Statement"] + [i]}, write=write)
+            for i in range(3)))
+
+    lane.update("role/u", read=lambda: (dict(doc), None), change=lambda d: {"Statement": d["Statement"] + ["s"]},
+                write=write)
+    asyncio.run(main())
+    assert sorted(map(str, doc["Statement"])) == ["0", "1", "2", "s"]
+    spans = otel.spans()
+    assert len(spans) == 4 and all(s.attributes["writelane.entity"] == "role/u" for s in spans)
+    # Batched updates share writes: at least one per batch, at most one per update.
+    assert 2 <= otel.total("writelane.writes") <= 4
+
+
 def test_log_and_telemetry_share_the_events(caplog: pytest.LogCaptureFixture) -> None:
     otel = Otel()
     lane = writelane.Lane(FAST, seed=5, log=True, classify=lambda exc: "ConcurrentModification")

@@ -175,7 +175,9 @@ class Telemetry:
         return _Run(span, entity)
 
     def _timed(self, run: _Run, write: Any, is_async: bool) -> Any:
-        """``write`` counted and timed, with an attempt event on the run's span."""
+        """``write`` counted and timed, with an attempt event on the run's span. The attempt
+        is the last argument: ``write(attempt)`` for a run, ``write(document, attempt)`` for
+        an update."""
         attrs = self._attrs(run.entity) if isinstance(run.entity, str) else None
         writes, duration, span = self._writes, self._write_duration, run.span
 
@@ -187,10 +189,10 @@ class Telemetry:
             return time.perf_counter()
 
         if is_async:
-            async def timed_async(attempt: Any) -> Any:
-                start = before(attempt)
+            async def timed_async(*args: Any) -> Any:
+                start = before(args[-1])
                 try:
-                    value = write(attempt)
+                    value = write(*args)
                     if inspect.isawaitable(value):
                         value = await value
                     return value
@@ -198,10 +200,10 @@ class Telemetry:
                     duration.record(time.perf_counter() - start, attrs)
             return timed_async
 
-        def timed(attempt: Any) -> Any:
-            start = before(attempt)
+        def timed(*args: Any) -> Any:
+            start = before(args[-1])
             try:
-                return write(attempt)
+                return write(*args)
             finally:
                 duration.record(time.perf_counter() - start, attrs)
         return timed
@@ -245,8 +247,10 @@ class Telemetry:
                 self._on_run(run, event, None)
 
     def wrap(self, lane: "Lane") -> None:
-        """Put the instrumented ``run`` and ``run_async`` on ``lane``."""
+        """Put the instrumented ``run``, ``run_async``, ``update`` and ``update_async`` on
+        ``lane``."""
         plain, plain_async = lane.run, lane.run_async
+        plain_update, plain_update_async = lane.update, lane.update_async
 
         @functools.wraps(plain)
         def run(entity: str, write: Any, **kwargs: Any) -> Any:
@@ -278,8 +282,44 @@ class Telemetry:
             self._end(r, None)
             return value
 
+        @functools.wraps(plain_update)
+        def update(entity: str, **kwargs: Any) -> Any:
+            r = self._start(entity)
+            token = _SUBMITTING.set(r)
+            if callable(kwargs.get("write")):
+                kwargs["write"] = self._timed(r, kwargs["write"], False)
+            try:
+                with trace.use_span(r.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+                    value = plain_update(entity, **kwargs)
+            except BaseException as exc:
+                self._end(r, exc)
+                raise
+            finally:
+                _SUBMITTING.reset(token)
+            self._end(r, None)
+            return value
+
+        @functools.wraps(plain_update_async)
+        async def update_async(entity: str, **kwargs: Any) -> Any:
+            r = self._start(entity)
+            token = _SUBMITTING.set(r)
+            if callable(kwargs.get("write")):
+                kwargs["write"] = self._timed(r, kwargs["write"], True)
+            try:
+                with trace.use_span(r.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+                    value = await plain_update_async(entity, **kwargs)
+            except BaseException as exc:
+                self._end(r, exc)
+                raise
+            finally:
+                _SUBMITTING.reset(token)
+            self._end(r, None)
+            return value
+
         lane.run = run  # type: ignore[method-assign]
         lane.run_async = run_async  # type: ignore[method-assign]
+        lane.update = update  # type: ignore[method-assign]
+        lane.update_async = update_async  # type: ignore[method-assign]
 
     # -- events ------------------------------------------------------------------------------
 
