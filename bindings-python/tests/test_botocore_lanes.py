@@ -4,6 +4,7 @@ changes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -290,3 +291,36 @@ def test_two_entity_write_takes_both_leases_in_canonical_order() -> None:
     assert steps[:4] == [("submitted", "group/g"), ("lease_acquired", "group/g"),
                          ("submitted", "user/u"), ("lease_acquired", "user/u")], steps
     assert [s for s in steps if s[0] == "committed"] == [("committed", "user/u"), ("committed", "group/g")]
+
+
+def test_a_wrapped_client_inside_lane_run_on_the_same_entity_does_not_wait_for_itself(lab: Lab) -> None:
+    _role(lab, "mw-nested")
+    lane = writelane.Lane(writelane.Policy.preset("iam", **FAST))
+    client = _client(lab)
+    hook = writelane.botocore.install(client, lane=lane, deadline_ms=5000)
+    started = time.monotonic()
+
+    def write(_attempt: Any) -> None:
+        client.put_role_policy(RoleName="mw-nested", PolicyName="P", PolicyDocument=_doc("S"))
+
+    lane.run("role/mw-nested", write)
+    assert time.monotonic() - started < 2, "the inner call did not wait for the lane its caller holds"
+    assert hook.serialised == 1
+    # The caller's lane is the only one taken, and it retries the inner call's conflict.
+    lab.config(inject_conflicts=1)
+    lane.events()
+    lane.run("role/mw-nested", write)
+    kinds = [e.type for e in lane.events()]
+    assert kinds == ["submitted", "conflict", "retry_scheduled", "committed"], kinds
+
+    async def main() -> None:
+        async def awrite(_attempt: Any) -> None:
+            client.put_role_policy(RoleName="mw-nested", PolicyName="P", PolicyDocument=_doc("S"))
+
+        await asyncio.wait_for(lane.run_async("role/mw-nested", awrite), 5)
+
+    asyncio.run(main())
+    # Outside any write, the same call takes the lane as before.
+    lane.events()
+    client.put_role_policy(RoleName="mw-nested", PolicyName="P", PolicyDocument=_doc("S"))
+    assert [e.entity for e in lane.events() if e.type == "submitted"] == ["role/mw-nested"]

@@ -16,7 +16,7 @@ import socket
 import threading
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, TypeVar, Union, overload
 
-from . import _native
+from . import _held, _native
 from ._clock import Clock
 from ._driver import COMMITTED, Driver
 from ._errors import UsageError
@@ -178,6 +178,8 @@ class Lane:
         """
         if type(entity) is not str or not callable(write) or read is not None or expected is not None or deadline_ms is not None or holder is not None:  # noqa: E501
             _check_args(entity, write, read, expected, deadline_ms, holder)
+        if _held.active:
+            write = _held.marking(self, entity, write)
         # The first write, if it comes at once, is called during submit.
         try:
             op, kind, number, text, timer, woken, result = self._native.submit(
@@ -208,6 +210,8 @@ class Lane:
         ``CancelledError`` propagates)."""
         _check_args(entity, write, read, expected, deadline_ms, holder)
         _check("clock", self._clock, self._clock is None or callable(getattr(self._clock, "sleep_async", None)), "a clock with sleep_async() for run_async")
+        if _held.active and callable(write):
+            write = _held.marking_async(self, entity, write)
         try:
             op, *step, result = self._native.submit(
                 entity, expected, deadline_ms, read is not None, None, self._holder if holder is None else holder)
@@ -267,6 +271,8 @@ class Lane:
         policy bound a batch.
         """
         op, step = self._submit_update(entity, read, change, write, deadline_ms, holder)
+        if _held.active:
+            write = _held.marking(self, entity, write)
         return self._driver.run(op, entity, step, read, write, classify, None, True)  # type: ignore[no-any-return]
 
     async def update_async(
@@ -285,6 +291,8 @@ class Lane:
         Cancelling the task cancels the update."""
         _check("clock", self._clock, self._clock is None or callable(getattr(self._clock, "sleep_async", None)), "a clock with sleep_async() for update_async")
         op, step = self._submit_update(entity, read, change, write, deadline_ms, holder)
+        if _held.active:
+            write = _held.marking_async(self, entity, write)
         return await self._driver.run_async(op, entity, step, read, write, classify, None, True)  # type: ignore[no-any-return]
 
     # -- telemetry --------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-from . import _native
+from . import _held, _native
 from ._errors import EntityError, GaveUp, RetryRefused, UsageError
 from ._failure import botocore_fields
 from ._policy import PolicyLike
@@ -143,7 +143,22 @@ class Installed:
             return original(operation_name, api_params)
         with self._count_lock:
             self.serialised += 1
-        return self._in_lanes(lane, keys, lambda: original(operation_name, api_params))
+        # Lanes the caller already holds (a Lane.run or update write calling this client on
+        # its own entity) are not waited for again; the caller's lane retries such a call.
+        free = [k for k in keys if not _held.holds(lane, k)]
+        if not free:
+            return self._attempt(lambda: original(operation_name, api_params))
+        return self._in_lanes(lane, free, lambda: original(operation_name, api_params))
+
+    @staticmethod
+    def _attempt(call: Callable[[], Any]) -> Any:
+        """One attempt of a call whose retries are a lane's."""
+        outer = getattr(_in_lane, "active", False)
+        _in_lane.active = True
+        try:
+            return call()
+        finally:
+            _in_lane.active = outer
 
     def _in_lanes(self, lane: "Lane", keys: List[str], call: Callable[[], Any]) -> Any:
         try:
@@ -164,12 +179,7 @@ class Installed:
         def write(_attempt: Any) -> Any:
             if len(keys) > 1:
                 return self._nest(lane, keys[1:], call)
-            outer = getattr(_in_lane, "active", False)
-            _in_lane.active = True
-            try:
-                return call()
-            finally:
-                _in_lane.active = outer
+            return self._attempt(call)
 
         return lane.run(keys[0], write, deadline_ms=self._deadline_ms)
 
@@ -273,6 +283,7 @@ def install(
             # A second wrapper would take each lane twice, the inner waiting on the outer.
             raise UsageError("invalid_argument", "client: already runs in a lane (call uninstall() on its Installed first)")
         handle.lane, handle.account, handle.partition, handle._deadline_ms = lane, account, partition, deadline_ms
+        _held.active = True  # from now on lanes mark what their writes hold
         handle._original = client._make_api_call
         client._make_api_call = handle._call
     events = meta.events
