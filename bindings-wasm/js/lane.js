@@ -37,7 +37,7 @@ const { WriteContext, settleContext, Run } = require('./run.js');
 const { clockOf, startTimer } = require('./clock.js');
 const { checkStore, carryOut, defaultOwner } = require('./lease.js');
 const { RetryStrategy } = require('./strategy.js');
-const { LanePlugin } = require('./sdk.js');
+const { LanePlugin, held } = require('./sdk.js');
 
 /** Command kinds of the native register (see `bindings-wasm/src/lib.rs`). */
 const [CMD_NONE, CMD_READ, CMD_WRITE, CMD_FINISH, CMD_STORE, CMD_APPLY] = [0, 1, 2, 3, 4, 5];
@@ -343,6 +343,7 @@ class Lane {
   async run(entity, write, options) {
     const raw = this.#raw;
     const run = new Run(write, options, this.#classify, this.#holder);
+    if (held.active) run.write = held.marking(this, entity, run.write);
     run.op = raw.submit(this.#entity(entity), this.#clock.nowMs(), run.expected, run.deadline, run.holder, run.read === undefined);
     return this.#drive(run, entity);
   }
@@ -376,6 +377,7 @@ class Lane {
     // The run's write is `run`'s shape (attempt, context), so telemetry wraps it as any
     // other; it writes the document the batch's apply made.
     const run = new Run((attempt, context) => write(run.doc, attempt, context), options, this.#classify, this.#holder);
+    if (held.active) run.write = held.marking(this, entity, run.write);
     run.change = change;
     run.doc = undefined;
     run.carried = [];

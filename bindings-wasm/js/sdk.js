@@ -16,11 +16,34 @@
  * @module writelane/sdk
  */
 
+const { AsyncLocalStorage } = require('node:async_hooks');
 const { native } = require('./native.js');
 const { EntityError, GaveUpError, argumentError } = require('./errors.js');
 
 const SMITHY_CONTEXT_KEY = '__smithy_context';
+const CACHE_SIZE = 1024;
 const NAME = 'writelaneLanes';
+
+/**
+ * Which lanes the running code holds: a client with the plugin called from inside a
+ * `lane.run` or `lane.update` write, on the entity that write holds, must not wait for that
+ * lane again (it would wait for itself until its deadline). `Lane` marks its writes only
+ * once a plugin exists (`held.active`), so lanes without one pay nothing; the marks follow
+ * the write's async context.
+ */
+const HELD = new AsyncLocalStorage();
+const held = {
+  active: false,
+  /** Whether the running code holds `entity`'s lane of `lane`. */
+  holds(lane, entity) {
+    const marks = HELD.getStore();
+    return marks !== undefined && marks.some(([l, e]) => l === lane && e === entity);
+  },
+  /** `write` marked as holding `entity`'s lane of `lane` while it runs. */
+  marking(lane, entity, write) {
+    return (...args) => HELD.run([...(HELD.getStore() ?? []), [lane, entity]], () => write(...args));
+  },
+};
 
 /** Operations known not to be writes, by `service/operation`: `read` or `unknown` (the
  * table's answer for them does not depend on the request). */
@@ -47,12 +70,30 @@ function operationOf(context) {
   return typeof command === 'string' ? command.replace(/Command$/, '') : undefined;
 }
 
-/** The string-valued parameters of an input, as JSON (entity parameters are strings). */
-function paramsText(input) {
+/** The parameters that name a write's entities, by `service/operation` (`null`: not a
+ * write of the table), as the core's table gives them. */
+const paramNames = new Map();
+
+function namesOf(service, operation) {
+  const key = `${service}/${operation}`;
+  let names = paramNames.get(key);
+  if (names === undefined) {
+    names = JSON.parse(native.entityParams(service, operation));
+    paramNames.set(key, names);
+  }
+  return names;
+}
+
+/** The parameters of an input that name its entities, as JSON: only those the table names
+ * are copied (a value that is not a string stands as `true`, which the core refuses as not
+ * text). */
+function paramsText(input, names) {
   if (input === null || typeof input !== 'object') return 'null';
+  if (names === null) return '{}';
   const out = {};
-  for (const [k, v] of Object.entries(input)) {
-    if (typeof v === 'string') out[k] = v;
+  for (const name of names) {
+    const v = input[name];
+    if (v !== undefined && v !== null) out[name] = typeof v === 'string' ? v : true;
   }
   return JSON.stringify(out);
 }
@@ -76,6 +117,7 @@ class LanePlugin {
   #account;
   #partition;
   #deadlineMs;
+  #cache = new Map();
 
   /**
    * @param {import('./lane.js').Lane} lane
@@ -93,6 +135,7 @@ class LanePlugin {
     this.#account = account ?? '';
     this.#partition = partition ?? '';
     this.#deadlineMs = deadlineMs ?? undefined;
+    held.active = true;
     /** Write calls that ran in their lanes. */
     this.serialised = 0;
     /** Calls that went through unserialised, by operation name. */
@@ -110,11 +153,25 @@ class LanePlugin {
    * @param {object} input the command's input
    */
   keys(service, operation, input) {
-    const r = JSON.parse(native.entityKeys(service, operation, paramsText(input), this.#account, this.#partition));
+    const r = JSON.parse(native.entityKeys(service, operation, paramsText(input, namesOf(service, operation)), this.#account, this.#partition));
     if (!r.ok) {
       throw new EntityError(r.operation, r.parameter, r.reason);
     }
     return { access: r.access, keys: r.keys };
+  }
+
+  /** The table's answer for a call, remembered for the last `CACHE_SIZE` distinct
+   * requests (the answer depends only on the operation and the parameters that name its
+   * entities). */
+  #lookup(service, operation, params) {
+    const key = `${service}/${operation}/${params}`;
+    let r = this.#cache.get(key);
+    if (r === undefined) {
+      r = JSON.parse(native.entityKeys(service, operation, params, this.#account, this.#partition));
+      if (this.#cache.size >= CACHE_SIZE) this.#cache.clear();
+      this.#cache.set(key, r);
+    }
+    return r;
   }
 
   #unserialised(operation, why) {
@@ -133,7 +190,7 @@ class LanePlugin {
         if (known === 'unknown') this.#unserialised(operation, 'unknown operation');
         return next(args);
       }
-      const r = JSON.parse(native.entityKeys(service, operation, paramsText(args?.input), this.#account, this.#partition));
+      const r = this.#lookup(service, operation, paramsText(args?.input, namesOf(service, operation)));
       if (!r.ok) {
         this.#unserialised(operation, r.reason);
         return next(args);
@@ -144,9 +201,13 @@ class LanePlugin {
         return next(args);
       }
       this.serialised += 1;
+      // Lanes the caller already holds (a lane.run or update write calling this client on
+      // its own entity) are not waited for again; the caller's lane retries such a call.
+      const free = r.keys.filter((k) => !held.holds(this.#lane, k));
+      if (free.length === 0) return next(args);
       const signal = context?.[SMITHY_CONTEXT_KEY]?.abortSignal;
       try {
-        return await this.#nest(r.keys, 0, () => next(args), signal);
+        return await this.#nest(free, 0, () => next(args), signal);
       } catch (e) {
         throw unwrap(e);
       }
@@ -168,4 +229,4 @@ class LanePlugin {
   }
 }
 
-module.exports = { LanePlugin, NAME };
+module.exports = { LanePlugin, NAME, held };

@@ -2,7 +2,7 @@
 //! package (`lane.plugin()`): which lanes an SDK call takes.
 
 use wasm_bindgen::prelude::*;
-use writelane_core::iam::{Access, Context, EntityError, ServiceTable, IAM};
+use writelane_core::iam::{Access, Context, EntityError, ServiceTable, Source, IAM};
 
 /// The services that have an entity table, by SDK service id (lowercase: `iam`).
 const SERVICES: &[(&str, &ServiceTable)] = &[("iam", &IAM)];
@@ -42,6 +42,24 @@ fn parameter(e: &EntityError) -> &'static str {
 pub fn entity_services() -> String {
     let names: Vec<&str> = SERVICES.iter().map(|(name, _)| *name).collect();
     serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The request parameters (both spellings) that name the entities of write `operation`,
+/// as a JSON list, or `null` when it is not a write of a table: a caller may pass only
+/// these to `entityKeys`.
+#[wasm_bindgen(js_name = entityParams)]
+pub fn entity_params(service: &str, operation: &str) -> String {
+    let Some(op) = table(service).and_then(|t| t.operation(operation)) else {
+        return "null".to_owned();
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for slot in op.slots {
+        if let Source::Param { upper, lower, .. } = slot.source {
+            names.push(upper);
+            names.push(lower);
+        }
+    }
+    serde_json::to_string(&names).unwrap_or_else(|_| "null".to_owned())
 }
 
 /// Which lanes a call takes. `params` is the request as JSON text; `account` and
@@ -137,5 +155,13 @@ mod tests {
             "params"
         );
         assert_eq!(parse(&entity_services()), serde_json::json!(["iam"]));
+        assert_eq!(
+            parse(&entity_params("iam", "AddUserToGroup")),
+            serde_json::json!(["GroupName", "groupName", "UserName", "userName"])
+        );
+        assert_eq!(
+            parse(&entity_params("iam", "GetRole")),
+            serde_json::Value::Null
+        );
     }
 }

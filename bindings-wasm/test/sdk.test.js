@@ -240,3 +240,30 @@ test('a two-entity write takes both leases in canonical order', async () => {
   assert.deepEqual(order, ['call']);
   assert.equal(plugin.serialised, 1);
 });
+
+test('a client with the plugin called inside lane.run on the same entity does not wait for itself', async () => {
+  const admin = client();
+  await admin.send(new CreateRoleCommand({ RoleName: 'mw-nested', AssumeRolePolicyDocument: TRUST }));
+  const lane = new Lane(FAST);
+  const c = client();
+  const plugin = lane.plugin({ deadlineMs: 5000 });
+  c.middlewareStack.use(plugin);
+  const put = () => c.send(new PutRolePolicyCommand({ RoleName: 'mw-nested', PolicyName: 'P', PolicyDocument: doc('S') }));
+  const started = Date.now();
+  await lane.run('role/mw-nested', put);
+  assert.ok(Date.now() - started < 2000, 'the inner call did not wait for the lane its caller holds');
+  assert.equal(plugin.serialised, 1);
+  // The caller's lane is the only one taken, and it retries the inner call's conflict.
+  lane.events();
+  await lab.config({ inject_conflicts: 1 });
+  await lane.run('role/mw-nested', put);
+  assert.deepEqual(lane.events().map((e) => e.type), ['submitted', 'conflict', 'retry_scheduled', 'committed']);
+  // Inside an update's write too.
+  await lane.update('role/mw-nested', {
+    read: async () => ({ document: {}, token: null }), change: (d) => d, write: async () => { await put(); },
+  });
+  // Outside any write, the same call takes the lane as before.
+  lane.events();
+  await put();
+  assert.deepEqual(lane.events().filter((e) => e.type === 'submitted').map((e) => e.entity), ['role/mw-nested']);
+});
