@@ -84,7 +84,7 @@ impl Attempt {
 /// The type of an absent read function: `None::<NoRead<MyError>>`.
 pub type NoRead<E> = fn() -> std::future::Ready<Result<Option<String>, E>>;
 
-/// How a [`Lane`] is built. Every field is optional.
+/// How a [`Lane`](crate::Lane) is built. Every field is optional.
 #[derive(Clone, Default)]
 pub struct LaneOptions {
     /// A lease store shared with writers on other machines: the lane then runs
@@ -95,13 +95,13 @@ pub struct LaneOptions {
     /// Who holds the lease, in words, for people debugging a stuck lease (every run's
     /// default; [`RunOptions::holder`] overrides it).
     pub holder: Option<String>,
-    /// The clock; default [`TokioClock`].
+    /// The clock; default [`TokioClock`](crate::TokioClock).
     pub clock: Option<Arc<dyn Clock>>,
     /// The engine's seed; default random.
     pub seed: Option<u64>,
 }
 
-/// Options of one [`Lane::run`].
+/// Options of one [`Lane::run`](crate::Lane::run).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// The change token the writer based its change on (needs a read function).
