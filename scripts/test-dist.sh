@@ -7,7 +7,8 @@
 #
 # 1. SHA256SUMS lists every artifact, and sha256sum -c passes.
 # 2. Python: a fresh venv installs the x86_64 wheel from DIST alone (pip --no-index
-#    --only-binary, so never the sdist); boto3, moto and pytest at the versions
+#    --only-binary, so never the sdist); boto3, moto, pytest and the OpenTelemetry API and
+#    SDK (the README's telemetry example) at the versions
 #    bindings-python/requirements-dev.txt pins come from the registry (or pip's cache).
 #    The README's Python examples run against the IAM lab and a moto server behind
 #    tests/iamlab/moto_atomic.py (bindings-python/tests/test_readme.py), the conformance
@@ -127,9 +128,9 @@ python3 -m venv "$py/venv"
 pip=("$py/venv/bin/python" -m pip --disable-pip-version-check --quiet)
 "${pip[@]}" install --no-index --find-links "$dist" --only-binary writelane "writelane==$version"
 # The test dependencies at the python suite's pins, and auditwheel at dist.sh's.
-grep -E '^(pytest|boto3|botocore|moto\[server\])==' "$root/bindings-python/requirements-dev.txt" >"$py/requirements.txt"
+grep -E '^(pytest|boto3|botocore|moto\[server\]|opentelemetry-api|opentelemetry-sdk)==' "$root/bindings-python/requirements-dev.txt" >"$py/requirements.txt"
 grep -E '^auditwheel==' "$root/scripts/dist-requirements.txt" >>"$py/requirements.txt"
-[ "$(wc -l <"$py/requirements.txt")" = 5 ] || fail "pins missing from requirements-dev.txt or dist-requirements.txt"
+[ "$(wc -l <"$py/requirements.txt")" = 7 ] || fail "pins missing from requirements-dev.txt or dist-requirements.txt"
 "${pip[@]}" install -r "$py/requirements.txt"
 installed="$(cd "$work" && "$py/venv/bin/python" -c '
 import importlib.metadata, writelane, writelane._native as n
