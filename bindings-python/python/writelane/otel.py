@@ -39,6 +39,7 @@ WARNING on the ``writelane`` logger.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import hashlib
@@ -48,7 +49,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Set
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -246,75 +247,55 @@ class Telemetry:
             for event in self._pending.pop(op, ()):
                 self._on_run(run, event, None)
 
+    @contextlib.contextmanager
+    def _traced(self, entity: Any) -> Iterator[_Run]:
+        """One run or update: its span current and its op bound while the body runs,
+        ended with the body's exception (or none)."""
+        r = self._start(entity)
+        token = _SUBMITTING.set(r)
+        try:
+            with trace.use_span(r.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+                yield r
+        except BaseException as exc:
+            self._end(r, exc)
+            raise
+        finally:
+            _SUBMITTING.reset(token)
+        self._end(r, None)
+
     def wrap(self, lane: "Lane") -> None:
         """Put the instrumented ``run``, ``run_async``, ``update`` and ``update_async`` on
-        ``lane``."""
+        ``lane``. A run's ``write`` is its second argument, an update's the ``write``
+        keyword: each is counted and timed."""
         plain, plain_async = lane.run, lane.run_async
         plain_update, plain_update_async = lane.update, lane.update_async
 
+        def timed(r: _Run, write: Any, is_async: bool) -> Any:
+            return self._timed(r, write, is_async) if callable(write) else write
+
         @functools.wraps(plain)
         def run(entity: str, write: Any, **kwargs: Any) -> Any:
-            r = self._start(entity)
-            token = _SUBMITTING.set(r)
-            try:
-                with trace.use_span(r.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-                    value = plain(entity, self._timed(r, write, False) if callable(write) else write, **kwargs)
-            except BaseException as exc:
-                self._end(r, exc)
-                raise
-            finally:
-                _SUBMITTING.reset(token)
-            self._end(r, None)
-            return value
+            with self._traced(entity) as r:
+                return plain(entity, timed(r, write, False), **kwargs)
 
         @functools.wraps(plain_async)
         async def run_async(entity: str, write: Any, **kwargs: Any) -> Any:
-            r = self._start(entity)
-            token = _SUBMITTING.set(r)
-            try:
-                with trace.use_span(r.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-                    value = await plain_async(entity, self._timed(r, write, True) if callable(write) else write, **kwargs)
-            except BaseException as exc:
-                self._end(r, exc)
-                raise
-            finally:
-                _SUBMITTING.reset(token)
-            self._end(r, None)
-            return value
+            with self._traced(entity) as r:
+                return await plain_async(entity, timed(r, write, True), **kwargs)
 
         @functools.wraps(plain_update)
         def update(entity: str, **kwargs: Any) -> Any:
-            r = self._start(entity)
-            token = _SUBMITTING.set(r)
-            if callable(kwargs.get("write")):
-                kwargs["write"] = self._timed(r, kwargs["write"], False)
-            try:
-                with trace.use_span(r.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-                    value = plain_update(entity, **kwargs)
-            except BaseException as exc:
-                self._end(r, exc)
-                raise
-            finally:
-                _SUBMITTING.reset(token)
-            self._end(r, None)
-            return value
+            with self._traced(entity) as r:
+                if "write" in kwargs:
+                    kwargs["write"] = timed(r, kwargs["write"], False)
+                return plain_update(entity, **kwargs)
 
         @functools.wraps(plain_update_async)
         async def update_async(entity: str, **kwargs: Any) -> Any:
-            r = self._start(entity)
-            token = _SUBMITTING.set(r)
-            if callable(kwargs.get("write")):
-                kwargs["write"] = self._timed(r, kwargs["write"], True)
-            try:
-                with trace.use_span(r.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-                    value = await plain_update_async(entity, **kwargs)
-            except BaseException as exc:
-                self._end(r, exc)
-                raise
-            finally:
-                _SUBMITTING.reset(token)
-            self._end(r, None)
-            return value
+            with self._traced(entity) as r:
+                if "write" in kwargs:
+                    kwargs["write"] = timed(r, kwargs["write"], True)
+                return await plain_update_async(entity, **kwargs)
 
         lane.run = run  # type: ignore[method-assign]
         lane.run_async = run_async  # type: ignore[method-assign]
